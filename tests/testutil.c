@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 uint64_t tu_seed(const char *what)
@@ -127,4 +128,89 @@ int tu_write_file(const char *path, const void *data, size_t len)
 		return -EIO;
 	}
 	return fclose(f) == 0 ? 0 : -errno;
+}
+
+static char *slurp_fd(int fd)
+{
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap);
+	ssize_t n;
+	if (!buf)
+		return NULL;
+	while ((n = read(fd, buf + len, cap - len - 1)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		len += (size_t)n;
+		if (cap - len < 2) {
+			char *nb = realloc(buf, cap * 2);
+			if (!nb)
+				break;
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	buf[len] = '\0';
+	return buf;
+}
+
+int tu_run(const char *cmdline, char **out, char **err)
+{
+	char *dir = tu_mkdtemp();
+	char ofile[4200], efile[4200], cmd[16384];
+	int status, rc;
+	if (!dir)
+		return -1;
+	snprintf(ofile, sizeof(ofile), "%s/out", dir);
+	snprintf(efile, sizeof(efile), "%s/err", dir);
+	snprintf(cmd, sizeof(cmd), "( %s ) >'%s' 2>'%s' </dev/null", cmdline, ofile, efile);
+	status = system(cmd);
+	if (status == -1)
+		rc = -1;
+	else if (WIFEXITED(status))
+		rc = WEXITSTATUS(status);
+	else if (WIFSIGNALED(status))
+		rc = 128 + WTERMSIG(status);
+	else
+		rc = -1;
+	if (out) {
+		int fd = open(ofile, O_RDONLY);
+		*out = fd >= 0 ? slurp_fd(fd) : strdup("");
+		if (fd >= 0)
+			close(fd);
+	}
+	if (err) {
+		int fd = open(efile, O_RDONLY);
+		*err = fd >= 0 ? slurp_fd(fd) : strdup("");
+		if (fd >= 0)
+			close(fd);
+	}
+	tu_rmdir(dir);
+	free(dir);
+	return rc;
+}
+
+const char *tu_bin(void)
+{
+	const char *b = getenv("HPTMIG_BIN");
+	return (b && *b) ? b : "hptmig";
+}
+
+char *tu_mkdtemp(void)
+{
+	char tmpl[] = "/tmp/hptmig-test-XXXXXX";
+	char *d = mkdtemp(tmpl);
+	return d ? strdup(d) : NULL;
+}
+
+void tu_rmdir(const char *dir)
+{
+	char cmd[4200];
+	if (!dir || strncmp(dir, "/tmp/hptmig-test-", 17) != 0)
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		return;
 }

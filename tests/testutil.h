@@ -51,6 +51,18 @@ int tu_read_file(const char *path, uint8_t **data, size_t *len);
 /* Write a buffer to a file. Returns 0 or -errno. */
 int tu_write_file(const char *path, const void *data, size_t len);
 
+/*
+ * Run a shell command line (sh -c), capturing stdout and stderr into malloc'd
+ * NUL-terminated strings (either pointer may be NULL to discard). Returns the
+ * exit status (0..255), 128+signal when killed, or -1 when it could not run.
+ * tu_bin() is the hptmig binary under test (HPTMIG_BIN).
+ */
+int tu_run(const char *cmdline, char **out, char **err);
+const char *tu_bin(void);
+/* A fresh temporary directory (removed by tu_rmdir). */
+char *tu_mkdtemp(void);
+void tu_rmdir(const char *dir);
+
 /* Assert an hm_error_t code, printing its message on mismatch. */
 #define tu_assert_err(e, expected)                                                  \
 	do {                                                                        \
