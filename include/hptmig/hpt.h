@@ -1,0 +1,398 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hpt: the PAPR hashed page table of a pseries guest, its hypercalls (with
+ * QEMU/KVM semantics and every return code), the hash helpers, resize, the
+ * end-to-end digest, and change tracking for live migration. Nothing here
+ * prints, exits or aborts on guest input: hypercalls return H_* codes and
+ * setup functions return 0 / a negative code with an hm_error_t filled.
+ *
+ * Concurrency contract (details in src/hpt/hpt.c, where the data lives):
+ *  - Any number of threads (vCPUs) may call the hpt_h_* hypercalls at once,
+ *    concurrently with one migration thread calling hpt_read_entry(),
+ *    hpt_read_entries(), hpt_track_take(), hpt_digest() and friends.
+ *  - Every entry has a lock bit (HPTE64_V_HVLOCK, 0x40 in V) taken with a
+ *    compare-and-swap and released with release ordering. Every read through
+ *    this API returns a consistent (V, R) pair, never a torn one, with 0x40
+ *    cleared. The lock is never held across a call boundary.
+ *  - Change tracking: every hypercall (or hpt_write_entry*) that changes an
+ *    entry marks its slot while holding the entry lock. A slot whose bit was
+ *    taken and that changes afterwards is marked again: nothing is lost.
+ *  - Resize commit swaps the table under running vCPUs using a sharded
+ *    ("big reader") lock: an hcall touches only its own thread's shard line
+ *    plus read-mostly lines; the commit waits for readers to drain.
+ *  - hpt_create/hpt_destroy are not concurrent with anything else.
+ */
+#ifndef HPTMIG_HPT_H
+#define HPTMIG_HPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hptmig/base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* --------------------------------------------------------------- geometry */
+
+#define HPT_SHIFT_MIN 18u        /* smallest architected table: 256 KiB */
+#define HPT_SHIFT_MAX 46u        /* largest architected table: 64 TiB */
+#define HPT_SHIFT_STREAM_MAX 36u /* largest table whose slots fit a be32 index */
+#define HPT_NO_HPT 0xffffffffu   /* htab_shift value of a "no HPT" (radix) guest */
+#define HPTE64_SIZE 16u          /* bytes per entry: be64 V, be64 R */
+#define HPTES_PER_GROUP 8u       /* entries per PTEG */
+#define HPTEG_SIZE 128u          /* bytes per PTEG */
+
+/* ----------------------------------------------------------------- V word */
+
+#define HPTE64_V_SSIZE_SHIFT 62
+#define HPTE64_V_SSIZE UINT64_C(0xC000000000000000)
+#define HPTE64_V_SSIZE_256M UINT64_C(0x0000000000000000)
+#define HPTE64_V_SSIZE_1T UINT64_C(0x4000000000000000)
+#define HPTE64_V_AVPN UINT64_C(0x3FFFFFFFFFFFFF80)
+#define HPTE64_V_AVPN_SHIFT 7
+#define HPTE64_V_COMPARE_MASK (~UINT64_C(0x7f)) /* AVPN compare: (V & ~0x7f) == avpn */
+#define HPTE64_V_SW_MASK UINT64_C(0x78)
+#define HPTE64_V_HVLOCK UINT64_C(0x40)   /* hypervisor's own: our per-entry lock */
+#define HPTE64_V_ABSENT UINT64_C(0x20)   /* KVM "absent"; stripped by H_ENTER */
+#define HPTE64_V_BOLTED UINT64_C(0x10)   /* guest hint, part of guest state */
+#define HPTE64_V_LOCK UINT64_C(0x08)     /* Linux native lock (guest's) */
+#define HPTE64_V_LARGE UINT64_C(0x4)
+#define HPTE64_V_SECONDARY UINT64_C(0x2)
+#define HPTE64_V_VALID UINT64_C(0x1)
+
+/* ----------------------------------------------------------------- R word */
+
+#define HPTE64_R_PP0 UINT64_C(0x8000000000000000)
+#define HPTE64_R_BIT62 UINT64_C(0x4000000000000000) /* never taken from the guest */
+#define HPTE64_R_KEY_HI UINT64_C(0x3000000000000000)
+#define HPTE64_R_RPN UINT64_C(0x0FFFFFFFFFFFF000)
+#define HPTE64_R_KEY_LO UINT64_C(0x0000000000000E00)
+#define HPTE64_R_R UINT64_C(0x100)
+#define HPTE64_R_C UINT64_C(0x80)
+#define HPTE64_R_WIMG UINT64_C(0x78)
+#define HPTE64_R_W UINT64_C(0x40)
+#define HPTE64_R_I UINT64_C(0x20)
+#define HPTE64_R_M UINT64_C(0x10)
+#define HPTE64_R_G UINT64_C(0x08)
+#define HPTE64_R_N UINT64_C(0x4)
+#define HPTE64_R_PP UINT64_C(0x3)
+
+/* --------------------------------------------------------- hcall returns */
+
+#define H_SUCCESS 0L
+#define H_BUSY 1L
+#define H_CLOSED 2L
+#define H_NOT_AVAILABLE 3L
+#define H_HARDWARE (-1L)
+#define H_FUNCTION (-2L)
+#define H_PRIVILEGE (-3L)
+#define H_PARAMETER (-4L)
+#define H_PTEG_FULL (-6L)
+#define H_NOT_FOUND (-7L)
+#define H_NO_MEM (-9L)
+#define H_RESOURCE (-16L)
+
+/* --------------------------------------------------------- hcall numbers */
+
+#define H_REMOVE 0x04UL
+#define H_ENTER 0x08UL
+#define H_READ 0x0CUL
+#define H_CLEAR_MOD 0x10UL
+#define H_CLEAR_REF 0x14UL
+#define H_PROTECT 0x18UL
+#define H_BULK_REMOVE 0x124UL
+#define H_RESIZE_HPT_PREPARE 0x36CUL
+#define H_RESIZE_HPT_COMMIT 0x370UL
+
+/* ----------------------------------------------------------- hcall flags */
+
+#define H_EXACT (UINT64_C(1) << 39)
+#define H_R_XLATE (UINT64_C(1) << 38)
+#define H_READ_4 (UINT64_C(1) << 37)
+#define H_AVPN (UINT64_C(1) << 31)
+#define H_ANDCOND (UINT64_C(1) << 30)
+#define H_ZERO_PAGE (UINT64_C(1) << 15)
+#define H_N UINT64_C(4)
+#define H_PP1 UINT64_C(2)
+#define H_PP2 UINT64_C(1)
+
+/* H_BULK_REMOVE translation-specifier high word (tsh) fields. */
+#define H_BULK_REMOVE_TYPE UINT64_C(0xc000000000000000)
+#define H_BULK_REMOVE_REQUEST UINT64_C(0x4000000000000000)
+#define H_BULK_REMOVE_RESPONSE UINT64_C(0x8000000000000000)
+#define H_BULK_REMOVE_END UINT64_C(0xc000000000000000)
+#define H_BULK_REMOVE_CODE UINT64_C(0x3000000000000000)
+#define H_BULK_REMOVE_SUCCESS UINT64_C(0x0000000000000000)
+#define H_BULK_REMOVE_NOT_FOUND UINT64_C(0x1000000000000000)
+#define H_BULK_REMOVE_PARM UINT64_C(0x2000000000000000)
+#define H_BULK_REMOVE_HW UINT64_C(0x3000000000000000)
+#define H_BULK_REMOVE_RC UINT64_C(0x0c00000000000000)   /* R (bit 59), C (bit 58) */
+#define H_BULK_REMOVE_FLAGS UINT64_C(0x0300000000000000)
+#define H_BULK_REMOVE_ABSOLUTE UINT64_C(0x0000000000000000)
+#define H_BULK_REMOVE_ANDCOND UINT64_C(0x0100000000000000)
+#define H_BULK_REMOVE_AVPN UINT64_C(0x0200000000000000)
+#define H_BULK_REMOVE_PTEX UINT64_C(0x00ffffffffffffff)
+#define H_BULK_REMOVE_MAX_BATCH 4
+
+/* ------------------------------------------------------------ the table */
+
+typedef struct hpt hpt_t;
+
+typedef struct hpt_config {
+	/*
+	 * Largest page (actual page shift) a guest may map: H_ENTER refuses a
+	 * larger one with H_PARAMETER. QEMU's default cap-hpt-max-page-size is
+	 * 64K (16), which refuses 16M pages; 24 allows them.
+	 */
+	unsigned max_page_shift;
+	/*
+	 * Guest RAM size in bytes, for H_ENTER's WIMG check: a real address below
+	 * it is RAM (needs WIMG == M), at or above it is I/O (needs W|I|M of I or
+	 * I|M). 0 means "every address is RAM".
+	 */
+	uint64_t ram_bytes;
+} hpt_config_t;
+
+/* Fill cfg with the defaults: max_page_shift 16, ram_bytes 0. */
+void hpt_config_default(hpt_config_t *cfg);
+
+/*
+ * QEMU's spapr_hpt_shift_for_ramsize(): log2(pow2ceil(ram)) - 7 (a table of
+ * 1/128 of RAM), clamped to 18..46.
+ */
+unsigned hpt_shift_for_ram(uint64_t ram_bytes);
+
+/*
+ * Create an empty table of 1 << shift bytes (zero pages allocated lazily, so
+ * a 2 GiB table is created in microseconds). cfg may be NULL (defaults).
+ * Errors: HM_E_RANGE for shift outside 18..46 or above 36 (the stream cannot
+ * name its slots), or a cfg value out of range; -ENOMEM.
+ */
+int hpt_create(unsigned shift, const hpt_config_t *cfg, hpt_t **out, hm_error_t *err);
+void hpt_destroy(hpt_t *h);
+
+/* Current shift and number of slots (1 << (shift - 4)). Change on resize. */
+unsigned hpt_shift(const hpt_t *h);
+uint64_t hpt_slots(const hpt_t *h);
+/* The configuration the table was created with. */
+const hpt_config_t *hpt_config(const hpt_t *h);
+
+/*
+ * Bumped by every successful resize commit and by hpt_reset(): a migration
+ * that sees it change sends a PART with a new header and restarts a full
+ * pass. Starts at 0.
+ */
+uint64_t hpt_generation(const hpt_t *h);
+
+/*
+ * Replace the table by a zeroed one of the given shift (the destination's
+ * answer to a START or a non-zero PART header). Same errors as hpt_create.
+ * Tracking, if on, marks every slot of the new table. Bumps the generation.
+ */
+int hpt_reset(hpt_t *h, unsigned shift, hm_error_t *err);
+
+/* ------------------------------------------------------------ hypercalls */
+
+/*
+ * All hypercalls follow QEMU's spapr semantics (see papr-hpt.md) and return
+ * an H_* code; outputs are written only on H_SUCCESS unless stated. A ptex at
+ * or beyond hpt_slots() is H_PARAMETER.
+ */
+
+/*
+ * H_ENTER. Checks the segment size (B = 2, 3 reserved), the page-size
+ * encoding and the cap, WIMG (RAM vs I/O by cfg.ram_bytes), strips 0x60 from
+ * pteh and bit 62 from ptel and sets the valid bit. Without H_EXACT takes the
+ * first invalid slot of PTEG ptex & ~7, with H_EXACT slot ptex must be
+ * invalid; otherwise H_PTEG_FULL. *slot (may be NULL) gets the slot used.
+ */
+long hpt_h_enter(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t pteh, uint64_t ptel,
+		 uint64_t *slot);
+
+/*
+ * H_REMOVE. H_NOT_FOUND if the entry is invalid, or H_AVPN and
+ * (V & ~0x7f) != avpn, or H_ANDCOND and (V & avpn) != 0. Otherwise the entry
+ * becomes all zero and *old_v, *old_r (each may be NULL) get the old words.
+ */
+long hpt_h_remove(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t avpn, uint64_t *old_v,
+		  uint64_t *old_r);
+
+/*
+ * H_PROTECT. H_NOT_FOUND as H_REMOVE (AVPN check only, ANDCOND ignored).
+ * Replaces R's PP0, PP, N, KEY_HI, KEY_LO from flags. An unchanged R is
+ * still H_SUCCESS but does not mark the entry for migration.
+ */
+long hpt_h_protect(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t avpn);
+
+/*
+ * H_READ. out[0], out[1] = V, R of ptex; with H_READ_4 out[0..7] = the four
+ * entries from ptex & ~3. Invalid entries are returned as stored. V has 0x40
+ * cleared.
+ */
+long hpt_h_read(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t out[8]);
+
+/*
+ * H_BULK_REMOVE. args = 4 x (tsh, tsl). Each request (type 01) is rewritten
+ * in place as its response (type 10, code in 61:60, R/C of the removed entry
+ * in 59:58, flags and ptex kept). A type 11 ends the list; type 00 or 10 is
+ * H_PARAMETER (left untouched). Flags 3 or a ptex out of range gives response
+ * code 2 and stops the list with H_PARAMETER. "Not found" does not stop it.
+ */
+long hpt_h_bulk_remove(hpt_t *h, uint64_t args[8]);
+
+/* H_CLEAR_REF / H_CLEAR_MOD: H_NOT_FOUND unless valid; *old_r = R before. */
+long hpt_h_clear_ref(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t *old_r);
+long hpt_h_clear_mod(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t *old_r);
+
+/*
+ * H_RESIZE_HPT_PREPARE. flags must be 0 (H_PARAMETER). shift 0 cancels a
+ * pending resize (H_SUCCESS). shift outside 18..46 is H_PARAMETER; 37..46 is
+ * H_RESOURCE (this implementation cannot migrate such a table). Allocation
+ * failure is H_NO_MEM. Builds the (empty) new table synchronously and returns
+ * H_SUCCESS; a new prepare replaces a pending one of another shift.
+ */
+long hpt_h_resize_prepare(hpt_t *h, uint64_t flags, uint64_t shift);
+
+/*
+ * H_RESIZE_HPT_COMMIT. flags must be 0 (H_PARAMETER); no pending table or a
+ * different shift is H_CLOSED. Rehashes every valid bolted entry into the
+ * same slot number within its PTEG in the new table (other entries are
+ * dropped); two bolted entries landing on one slot is H_PTEG_FULL and the old
+ * table stays. The pending table is consumed either way (as QEMU). On
+ * success bumps the generation and, when tracking, marks every slot.
+ */
+long hpt_h_resize_commit(hpt_t *h, uint64_t flags, uint64_t shift);
+
+/*
+ * Dispatch by hcall number: args[] in and out as QEMU's spapr hcall table
+ * (H_ENTER: args[0..3] in, args[0] = slot out; H_REMOVE: args[0] = V,
+ * args[1] = R; H_READ: args[0..7]; H_CLEAR_*: args[0] = old R; BULK: args
+ * rewritten). Unknown numbers are H_FUNCTION.
+ */
+long hpt_hcall(hpt_t *h, uint64_t opcode, uint64_t args[8]);
+/* Name of an hcall number ("H_ENTER") or of a return code ("H_PTEG_FULL"). */
+const char *hpt_hcall_name(uint64_t opcode);
+const char *hpt_ret_name(long ret);
+
+/* --------------------------------------------------- raw entry access */
+
+/*
+ * A consistent, never torn snapshot of one entry (taken under its lock), V
+ * with 0x40 cleared. Returns false (and 0, 0) when slot is out of range (the
+ * table may have been resized: check hpt_generation()).
+ */
+bool hpt_read_entry(hpt_t *h, uint64_t slot, uint64_t *v, uint64_t *r);
+
+/*
+ * Bulk read for a migration pass: entries first .. first+n-1 into buf as
+ * n x 16 bytes big-endian (be64 V, be64 R: the wire layout), each entry a
+ * consistent snapshot with 0x40 cleared; entries without the valid bit read
+ * as 16 zero bytes (they carry nothing a migration sends). Returns the
+ * number of valid entries copied; n is clipped to the table's end (the
+ * caller checks with hpt_slots()). Invalid entries cost one load, valid ones
+ * one uncontended lock/unlock.
+ */
+uint64_t hpt_read_entries(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf);
+
+/*
+ * First slot >= from (and < limit) whose entry is valid / invalid, or limit
+ * if none (lock-free hint: a concurrent hcall may change it right after).
+ */
+uint64_t hpt_find_valid(hpt_t *h, uint64_t from, uint64_t limit);
+uint64_t hpt_find_invalid(hpt_t *h, uint64_t from, uint64_t limit);
+
+/*
+ * Store an entry (the loader on the destination): V with 0x40 cleared, R as
+ * given, under the entry lock; marks tracking like an hcall when the entry
+ * changes. Returns false when slot is out of range.
+ */
+bool hpt_write_entry(hpt_t *h, uint64_t slot, uint64_t v, uint64_t r);
+/*
+ * Bulk forms for the loader: store n wire-format entries (16 bytes each,
+ * big-endian) from buf, or zero n entries. Return the number stored
+ * (clipped to the table's end).
+ */
+uint64_t hpt_write_entries(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *buf);
+uint64_t hpt_clear_entries(hpt_t *h, uint64_t first, uint64_t n);
+
+/* ------------------------------------------------------------- hashing */
+
+#define HPT_SEG_256M 0u
+#define HPT_SEG_1T 1u
+
+/*
+ * The hash of a virtual address: 256M segment: vsid ^ ((ea & 0x0FFFFFFF) >>
+ * p); 1T: vsid ^ (vsid << 25) ^ ((ea & 0xFFFFFFFFFF) >> p). p = base page
+ * shift. The PTEG index is hash & (npteg - 1) (primary) or ~hash & (npteg-1).
+ */
+uint64_t hpt_hash(unsigned ssize, uint64_t vsid, uint64_t ea, unsigned page_shift);
+uint64_t hpt_pteg_index(unsigned shift, unsigned ssize, uint64_t vsid, uint64_t ea,
+			unsigned page_shift, bool secondary);
+/* V word for the mapping: (B << 62) | ((va >> 23) << 7) | L | H | valid. */
+uint64_t hpt_mapping_v(unsigned ssize, uint64_t vsid, uint64_t ea, bool large, bool secondary);
+
+/*
+ * Page-size encoding (papr-hpt.md's table). Encode: base/actual shift pair
+ * (12/12, 16/16, 24/24, 12/16, 12/24, 16/24) to the L bit and the R bits to
+ * OR into an RPN aligned to the actual page size; returns 0 or -EINVAL.
+ * Decode: from V and R to base and actual shift; returns 0 or -EINVAL for an
+ * encoding that matches no row. Neither needs a table.
+ */
+int hpt_page_encode(unsigned base_shift, unsigned actual_shift, bool *large, uint64_t *r_bits);
+int hpt_page_decode(uint64_t v, uint64_t r, unsigned *base_shift, unsigned *actual_shift);
+
+/*
+ * Structural check of an entry at a slot of a table of the given shift: a
+ * valid entry must have a known segment size and page size and sit in the
+ * PTEG its AVPN and H bit hash to, in every index bit the AVPN determines
+ * (those below 23 - p come from the EA offset and are not known). Invalid
+ * entries always pass. Works without a table (the analyzer uses it).
+ */
+bool hpt_entry_check(unsigned shift, uint64_t slot, uint64_t v, uint64_t r);
+
+/* ------------------------------------------------------ change tracking */
+
+/*
+ * Start tracking with every bit clear: from the moment this returns every
+ * change to an entry marks its slot. HM_E_STATE if already tracking,
+ * -ENOMEM.
+ */
+int hpt_track_start(hpt_t *h, hm_error_t *err);
+/* Stop tracking and free the bitmap (waits for in-flight hcalls). */
+void hpt_track_stop(hpt_t *h);
+bool hpt_tracking(const hpt_t *h);
+/* O(1) count of changed slots not yet taken (0 when not tracking). */
+uint64_t hpt_track_pending(hpt_t *h);
+/* Mark every slot (e.g. to force a full pass). No-op when not tracking. */
+void hpt_track_mark_all(hpt_t *h);
+/*
+ * Take (read and clear) the next word of 64 changed-slot bits at or after
+ * *cursor (a word cursor: start at 0). On success *first_slot is the slot of
+ * bit 0 and *bits the changed slots (bit k = slot first_slot + k). Returns
+ * false when nothing is left at or after the cursor, or when not tracking.
+ * One taker at a time. Read the entries after taking their bits: a change
+ * after the take is marked again.
+ */
+bool hpt_track_take(hpt_t *h, uint64_t *cursor, uint64_t *first_slot, uint64_t *bits);
+
+/* ---------------------------------------------------- digest and counts */
+
+/*
+ * The HTAB digest of wire-format.md §5: SHA-256 over be32(shift), then for
+ * each valid slot in increasing order be64(slot), be64(V & ~0x40), be64(R).
+ * Returns 0 or -ENOMEM. Meaningful on a quiescent table (each entry is read
+ * consistently, but not the table as a whole).
+ */
+int hpt_digest(hpt_t *h, uint8_t out[HM_SHA256_LEN]);
+/* Digest of a "no HPT" machine: SHA-256 of be32 0xffffffff. */
+void hpt_digest_none(uint8_t out[HM_SHA256_LEN]);
+/* Count valid and bolted (valid and 0x10) entries; either pointer may be NULL. */
+void hpt_count(hpt_t *h, uint64_t *valid, uint64_t *bolted);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
