@@ -1,0 +1,668 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The table object: lazy allocation, the sharded reader lock that lets a
+ * resize replace the table under running vCPUs, change tracking, raw entry
+ * access for the migration reader and the loader, counts and the digest.
+ * It must never hand out a torn entry, never lose a change while tracking,
+ * and never print, exit or abort.
+ *
+ * Why no change is lost (tracking start vs the first pass, and every later
+ * pass): a writer (hcall or hpt_write_entry) holds the entry lock (a seq_cst
+ * CAS on V) while it stores the new words, loads h->track (seq_cst) and, if
+ * set, ORs the slot's bit (seq_cst), then unlocks. The reader takes bits
+ * (seq_cst exchange) or stores h->track (seq_cst, at start), and only then
+ * reads the entry, either under the entry lock or, for an entry it finds
+ * invalid and unlocked, with one seq_cst load of V. In the single total
+ * order S of seq_cst operations, either the reader's access to V comes after
+ * the writer's (then it sees the new words: the lock orders them), or before
+ * the writer's CAS; then the writer's track load / bit OR come after the
+ * reader's track store / bit exchange in S, so the writer sees the tracker
+ * and its bit survives the exchange: the entry is sent again later.
+ */
+#include "hpt_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* ------------------------------------------------------------ reader lock */
+
+static _Atomic unsigned shard_next;
+static _Thread_local unsigned tl_shard; /* 1 + shard index, 0 = unassigned */
+
+struct hpt_shard *hpt_my_shard(hpt_t *h)
+{
+	unsigned i = tl_shard;
+	if (__builtin_expect(i == 0, 0)) {
+		/* Threads get distinct shards round robin (64 threads before two
+		 * share one; sharing costs contention, never correctness). */
+		i = 1 + atomic_fetch_add_explicit(&shard_next, 1, memory_order_relaxed) % HPT_NSHARDS;
+		tl_shard = i;
+	}
+	return &h->shards[i - 1];
+}
+
+struct hpt_shard *hpt_rd_lock_slow(hpt_t *h, struct hpt_shard *s)
+{
+	for (;;) {
+		atomic_fetch_sub(&s->readers, 1);
+		while (atomic_load_explicit(&h->excl, memory_order_relaxed))
+			sched_yield();
+		atomic_fetch_add(&s->readers, 1);
+		if (!atomic_load(&h->excl))
+			return s;
+	}
+}
+
+void hpt_wr_lock(hpt_t *h)
+{
+	atomic_store(&h->excl, 1);
+	for (unsigned i = 0; i < HPT_NSHARDS; i++) {
+		unsigned spins = 0;
+		while (atomic_load(&h->shards[i].readers) != 0) {
+			if (++spins > 64) {
+				sched_yield();
+				spins = 0;
+			} else {
+				hpt_cpu_relax();
+			}
+		}
+	}
+}
+
+void hpt_wr_unlock(hpt_t *h)
+{
+	atomic_store(&h->excl, 0);
+}
+
+/* ------------------------------------------------------------------ table */
+
+struct hpt_table *hpt_table_new(unsigned shift)
+{
+	struct hpt_table *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->shift = shift;
+	t->slots = UINT64_C(1) << (shift - 4);
+	t->bytes = (size_t)1 << shift;
+	/* Anonymous zero pages: creating a 2 GiB table costs nothing until it
+	 * is written, and freeing returns the memory to the system. */
+	void *p = mmap(NULL, t->bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) {
+		free(t);
+		return NULL;
+	}
+	t->w = p;
+	return t;
+}
+
+void hpt_table_free(struct hpt_table *t)
+{
+	if (!t)
+		return;
+	munmap((void *)(uintptr_t)t->w, t->bytes);
+	free(t);
+}
+
+void hpt_config_default(hpt_config_t *cfg)
+{
+	cfg->max_page_shift = 16;
+	cfg->ram_bytes = 0;
+}
+
+unsigned hpt_shift_for_ram(uint64_t ram_bytes)
+{
+	unsigned lg;
+	if (ram_bytes <= 1)
+		lg = 0;
+	else if (ram_bytes > (UINT64_C(1) << 63))
+		lg = 64;
+	else
+		lg = 64u - (unsigned)__builtin_clzll(ram_bytes - 1); /* log2(pow2ceil) */
+	int shift = (int)lg - 7;
+	if (shift < (int)HPT_SHIFT_MIN)
+		shift = HPT_SHIFT_MIN;
+	if (shift > (int)HPT_SHIFT_MAX)
+		shift = HPT_SHIFT_MAX;
+	return (unsigned)shift;
+}
+
+static int check_shift(unsigned shift, hm_error_t *err)
+{
+	if (shift < HPT_SHIFT_MIN || shift > HPT_SHIFT_MAX)
+		return hm_error_set(err, HM_E_RANGE, -1,
+				    "hpt: htab_shift %u outside the architected range %u..%u",
+				    shift, HPT_SHIFT_MIN, HPT_SHIFT_MAX);
+	if (shift > HPT_SHIFT_STREAM_MAX)
+		return hm_error_set(err, HM_E_RANGE, -1,
+				    "hpt: htab_shift %u: a table of 2^%u slots cannot be migrated "
+				    "(the stream's be32 slot index reaches shift %u at most)",
+				    shift, shift - 4, HPT_SHIFT_STREAM_MAX);
+	return 0;
+}
+
+int hpt_create(unsigned shift, const hpt_config_t *cfg, hpt_t **out, hm_error_t *err)
+{
+	hpt_config_t c;
+	int rc;
+	*out = NULL;
+	if (cfg)
+		c = *cfg;
+	else
+		hpt_config_default(&c);
+	if ((rc = check_shift(shift, err)) != 0)
+		return rc;
+	if (c.max_page_shift < 12 || c.max_page_shift > 34)
+		return hm_error_set(err, HM_E_RANGE, -1,
+				    "hpt: config max_page_shift %u outside 12..34", c.max_page_shift);
+	hpt_t *h = aligned_alloc(64, sizeof(*h));
+	if (!h)
+		return hm_error_set(err, -ENOMEM, -1, "hpt: out of memory for the table object");
+	memset(h, 0, sizeof(*h));
+	struct hpt_table *t = hpt_table_new(shift);
+	if (!t) {
+		free(h);
+		return hm_error_set(err, -ENOMEM, -1, "hpt: cannot map a table of 2^%u bytes", shift);
+	}
+	h->cfg = c;
+	atomic_init(&h->excl, 0);
+	atomic_init(&h->tab, t);
+	atomic_init(&h->track, NULL);
+	atomic_init(&h->cur_shift, shift);
+	atomic_init(&h->generation, 0);
+	pthread_mutex_init(&h->ctl, NULL);
+	h->pending = NULL;
+	for (unsigned i = 0; i < HPT_NSHARDS; i++)
+		atomic_init(&h->shards[i].readers, 0);
+	*out = h;
+	return 0;
+}
+
+void hpt_destroy(hpt_t *h)
+{
+	if (!h)
+		return;
+	hpt_table_free(atomic_load(&h->tab));
+	hpt_table_free(h->pending);
+	hm_bitmap_destroy(atomic_load(&h->track));
+	pthread_mutex_destroy(&h->ctl);
+	free(h);
+}
+
+/* Getters take a const pointer; atomics are read through a non-const alias. */
+static hpt_t *unconst(const hpt_t *h)
+{
+	return (hpt_t *)(uintptr_t)h;
+}
+
+unsigned hpt_shift(const hpt_t *h)
+{
+	return atomic_load(&unconst(h)->cur_shift);
+}
+
+uint64_t hpt_slots(const hpt_t *h)
+{
+	return UINT64_C(1) << (hpt_shift(h) - 4);
+}
+
+const hpt_config_t *hpt_config(const hpt_t *h)
+{
+	return &h->cfg;
+}
+
+uint64_t hpt_generation(const hpt_t *h)
+{
+	return atomic_load(&unconst(h)->generation);
+}
+
+/*
+ * Swap in table nt (exclusive mode taken here; caller holds ctl). When
+ * tracking, the new bitmap nb (all set) replaces the old one. Returns the
+ * old table and bitmap for the caller to free outside exclusive mode.
+ */
+static void swap_table(hpt_t *h, struct hpt_table *nt, hm_bitmap_t *nb,
+		       struct hpt_table **old_t, hm_bitmap_t **old_b)
+{
+	*old_t = atomic_load(&h->tab);
+	*old_b = NULL;
+	atomic_store(&h->tab, nt);
+	atomic_store(&h->cur_shift, nt->shift);
+	if (nb) {
+		*old_b = atomic_load(&h->track);
+		atomic_store(&h->track, nb);
+	}
+	atomic_fetch_add(&h->generation, 1);
+}
+
+/* Fresh bitmap for a table of 'slots' with every bit set, if tracking. */
+static int new_full_bitmap(hpt_t *h, uint64_t slots, hm_bitmap_t **out)
+{
+	*out = NULL;
+	if (!atomic_load(&h->track))
+		return 0;
+	int rc = hm_bitmap_create(slots, out);
+	if (rc)
+		return rc;
+	hm_bitmap_set_range(*out, 0, slots);
+	return 0;
+}
+
+int hpt_reset(hpt_t *h, unsigned shift, hm_error_t *err)
+{
+	int rc;
+	if ((rc = check_shift(shift, err)) != 0)
+		return rc;
+	pthread_mutex_lock(&h->ctl);
+	struct hpt_table *nt = hpt_table_new(shift), *ot;
+	hm_bitmap_t *nb = NULL, *ob;
+	if (!nt || new_full_bitmap(h, nt->slots, &nb)) {
+		pthread_mutex_unlock(&h->ctl);
+		hpt_table_free(nt);
+		return hm_error_set(err, -ENOMEM, -1, "hpt: cannot map a table of 2^%u bytes", shift);
+	}
+	hpt_table_free(h->pending);
+	h->pending = NULL;
+	hpt_wr_lock(h);
+	swap_table(h, nt, nb, &ot, &ob);
+	hpt_wr_unlock(h);
+	pthread_mutex_unlock(&h->ctl);
+	hpt_table_free(ot);
+	hm_bitmap_destroy(ob);
+	return 0;
+}
+
+/* ----------------------------------------------------------------- resize */
+
+/* Called by hcall.c with ctl held. */
+long hpt_resize_prepare_locked(hpt_t *h, unsigned shift);
+long hpt_resize_commit_locked(hpt_t *h, unsigned shift);
+
+long hpt_resize_prepare_locked(hpt_t *h, unsigned shift)
+{
+	if (h->pending && h->pending->shift == shift)
+		return H_SUCCESS; /* already prepared: idempotent, as QEMU */
+	hpt_table_free(h->pending);
+	h->pending = NULL;
+	if (shift == 0)
+		return H_SUCCESS;
+	h->pending = hpt_table_new(shift);
+	return h->pending ? H_SUCCESS : H_NO_MEM;
+}
+
+/*
+ * Rehash one valid bolted entry of the old table into the new one: same slot
+ * number within its PTEG, PTEG recomputed from the AVPN plus the low hash
+ * bits the old PTEG index supplies (QEMU's rehash_hpte). Exclusive mode: no
+ * entry is locked and nothing else runs, so plain (relaxed) access is fine.
+ */
+static long rehash_entry(struct hpt_table *ot, struct hpt_table *nt, uint64_t slot, uint64_t v,
+			 uint64_t r)
+{
+	unsigned base, actual;
+	if (hpt_page_decode(v, r, &base, &actual))
+		return H_HARDWARE; /* H_ENTER never stores a bad encoding */
+	uint64_t old_mask = (ot->slots >> 3) - 1, new_mask = (nt->slots >> 3) - 1;
+	uint64_t pteg = slot >> 3, hash;
+	uint64_t avpn = ((v & HPTE64_V_AVPN) >> HPTE64_V_AVPN_SHIFT) &
+			~(((UINT64_C(1) << base) - 1) >> 23);
+	if (v & HPTE64_V_SECONDARY)
+		pteg = ~pteg;
+	if ((v & HPTE64_V_SSIZE) == HPTE64_V_SSIZE_256M) {
+		uint64_t offset = (avpn & 0x1f) << 23, vsid = avpn >> 5;
+		if (base < 23)
+			offset |= ((vsid ^ pteg) & old_mask) << base;
+		hash = vsid ^ (offset >> base);
+	} else if ((v & HPTE64_V_SSIZE) == HPTE64_V_SSIZE_1T) {
+		uint64_t offset = (avpn & 0x1ffff) << 23, vsid = avpn >> 17;
+		if (base < 23)
+			offset |= ((vsid ^ (vsid << 25) ^ pteg) & old_mask) << base;
+		hash = vsid ^ (vsid << 25) ^ (offset >> base);
+	} else {
+		return H_HARDWARE;
+	}
+	uint64_t npteg = (v & HPTE64_V_SECONDARY) ? (~hash & new_mask) : (hash & new_mask);
+	uint64_t ns = (npteg << 3) | (slot & 7);
+	uint64_t cur = HPT_BE(atomic_load_explicit(hpt_vp(nt, ns), memory_order_relaxed));
+	if (cur & HPTE64_V_VALID)
+		return H_PTEG_FULL; /* only bolted entries are rehashed: a bolted collision */
+	hpt_r_store(hpt_rp(nt, ns), r);
+	atomic_store_explicit(hpt_vp(nt, ns), HPT_BE(v), memory_order_relaxed);
+	return H_SUCCESS;
+}
+
+long hpt_resize_commit_locked(hpt_t *h, unsigned shift)
+{
+	struct hpt_table *nt = h->pending, *ot;
+	hm_bitmap_t *nb = NULL, *ob = NULL;
+	long rc = H_SUCCESS;
+	if (!nt || nt->shift != shift)
+		return H_CLOSED;
+	h->pending = NULL; /* consumed whatever the outcome, as QEMU */
+	if (new_full_bitmap(h, nt->slots, &nb)) {
+		hpt_table_free(nt);
+		return H_NO_MEM;
+	}
+	hpt_wr_lock(h);
+	ot = atomic_load(&h->tab);
+	for (uint64_t s = 0; s < ot->slots && rc == H_SUCCESS; s++) {
+		uint64_t raw = atomic_load_explicit(hpt_vp(ot, s), memory_order_relaxed);
+		if (!(raw & HPT_VALID_BE))
+			continue;
+		uint64_t v = HPT_BE(raw);
+		if (!(v & HPTE64_V_BOLTED))
+			continue;
+		rc = rehash_entry(ot, nt, s, v, hpt_r_load(hpt_rp(ot, s)));
+	}
+	if (rc == H_SUCCESS)
+		swap_table(h, nt, nb, &ot, &ob);
+	hpt_wr_unlock(h);
+	if (rc == H_SUCCESS) {
+		hpt_table_free(ot);
+		hm_bitmap_destroy(ob);
+	} else {
+		hpt_table_free(nt);
+		hm_bitmap_destroy(nb);
+	}
+	return rc;
+}
+
+/* --------------------------------------------------------------- tracking */
+
+int hpt_track_start(hpt_t *h, hm_error_t *err)
+{
+	hm_bitmap_t *b;
+	int rc;
+	pthread_mutex_lock(&h->ctl);
+	if (atomic_load(&h->track)) {
+		pthread_mutex_unlock(&h->ctl);
+		return hm_error_set(err, HM_E_STATE, -1, "hpt: change tracking is already on");
+	}
+	/* ctl is held: no resize can change the slot count meanwhile. */
+	rc = hm_bitmap_create(hpt_slots(h), &b);
+	if (rc) {
+		pthread_mutex_unlock(&h->ctl);
+		return hm_error_set(err, rc, -1, "hpt: no memory for the tracking bitmap");
+	}
+	/* seq_cst store: the Dekker half that pairs with writers' track load. */
+	atomic_store(&h->track, b);
+	pthread_mutex_unlock(&h->ctl);
+	return 0;
+}
+
+void hpt_track_stop(hpt_t *h)
+{
+	pthread_mutex_lock(&h->ctl);
+	hm_bitmap_t *b = atomic_load(&h->track);
+	if (b) {
+		/* Exclusive mode waits out every hcall that may hold b. */
+		hpt_wr_lock(h);
+		atomic_store(&h->track, NULL);
+		hpt_wr_unlock(h);
+		hm_bitmap_destroy(b);
+	}
+	pthread_mutex_unlock(&h->ctl);
+}
+
+bool hpt_tracking(const hpt_t *h)
+{
+	return atomic_load(&unconst(h)->track) != NULL;
+}
+
+uint64_t hpt_track_pending(hpt_t *h)
+{
+	struct hpt_shard *s = hpt_rd_lock(h);
+	hm_bitmap_t *b = atomic_load(&h->track);
+	uint64_t n = b ? hm_bitmap_count(b) : 0;
+	hpt_rd_unlock(s);
+	return n;
+}
+
+void hpt_track_mark_all(hpt_t *h)
+{
+	struct hpt_shard *s = hpt_rd_lock(h);
+	hm_bitmap_t *b = atomic_load(&h->track);
+	if (b)
+		hm_bitmap_set_range(b, 0, hm_bitmap_nbits(b));
+	hpt_rd_unlock(s);
+}
+
+bool hpt_track_take(hpt_t *h, uint64_t *cursor, uint64_t *first_slot, uint64_t *bits)
+{
+	struct hpt_shard *s = hpt_rd_lock(h);
+	hm_bitmap_t *b = atomic_load(&h->track);
+	uint64_t wi = 0;
+	bool ok = b && hm_bitmap_take(b, cursor, &wi, bits);
+	hpt_rd_unlock(s);
+	if (ok)
+		*first_slot = wi << 6;
+	return ok;
+}
+
+/* ------------------------------------------------------------- raw access */
+
+bool hpt_read_entry(hpt_t *h, uint64_t slot, uint64_t *v, uint64_t *r)
+{
+	struct hpt_shard *s = hpt_rd_lock(h);
+	struct hpt_table *t = hpt_tab(h);
+	bool ok = slot < t->slots;
+	uint64_t vv = 0, rr = 0;
+	if (ok) {
+		vv = hpt_entry_lock(hpt_vp(t, slot));
+		rr = hpt_r_load(hpt_rp(t, slot));
+		hpt_entry_unlock(hpt_vp(t, slot), vv);
+	}
+	hpt_rd_unlock(s);
+	*v = vv;
+	*r = rr;
+	return ok;
+}
+
+/*
+ * The first-pass fast path: invalid, unlocked entries cost one seq_cst load
+ * (a plain load on x86) and give 16 zero bytes; valid ones are copied under
+ * their lock, so a concurrent hcall can never produce a torn entry.
+ */
+static uint64_t read_run(struct hpt_table *t, uint64_t first, uint64_t n, uint8_t *buf)
+{
+	uint64_t nvalid = 0;
+	for (uint64_t i = 0; i < n; i++, buf += HPTE64_SIZE) {
+		_Atomic uint64_t *vp = hpt_vp(t, first + i);
+		uint64_t raw = atomic_load(vp);
+		if (!(raw & (HPT_VALID_BE | HPT_LOCK_BE))) {
+			memset(buf, 0, HPTE64_SIZE);
+			continue;
+		}
+		uint64_t v = hpt_entry_lock(vp);
+		uint64_t r = hpt_r_load(hpt_rp(t, first + i));
+		hpt_entry_unlock(vp, v);
+		if (!(v & HPTE64_V_VALID)) {
+			memset(buf, 0, HPTE64_SIZE);
+			continue;
+		}
+		hm_store_be64(buf, v);
+		hm_store_be64(buf + 8, r);
+		nvalid++;
+	}
+	return nvalid;
+}
+
+uint64_t hpt_read_entries(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf)
+{
+	struct hpt_shard *s = hpt_rd_lock(h);
+	struct hpt_table *t = hpt_tab(h);
+	uint64_t nvalid = 0;
+	if (first < t->slots) {
+		if (n > t->slots - first)
+			n = t->slots - first;
+		nvalid = read_run(t, first, n, buf);
+	}
+	hpt_rd_unlock(s);
+	return nvalid;
+}
+
+static uint64_t find_entry(hpt_t *h, uint64_t from, uint64_t limit, bool want_valid)
+{
+	struct hpt_shard *s = hpt_rd_lock(h);
+	struct hpt_table *t = hpt_tab(h);
+	if (limit > t->slots)
+		limit = t->slots;
+	uint64_t i = from;
+	for (; i < limit; i++) {
+		uint64_t raw = atomic_load_explicit(hpt_vp(t, i), memory_order_acquire);
+		if (((raw & HPT_VALID_BE) != 0) == want_valid)
+			break;
+	}
+	hpt_rd_unlock(s);
+	return i < limit ? i : limit;
+}
+
+uint64_t hpt_find_valid(hpt_t *h, uint64_t from, uint64_t limit)
+{
+	return find_entry(h, from, limit, true);
+}
+
+uint64_t hpt_find_invalid(hpt_t *h, uint64_t from, uint64_t limit)
+{
+	return find_entry(h, from, limit, false);
+}
+
+/* Store (v, r) at slot under its lock; mark when it changed. */
+static void write_one(hpt_t *h, struct hpt_table *t, uint64_t slot, uint64_t v, uint64_t r)
+{
+	_Atomic uint64_t *vp = hpt_vp(t, slot), *rp = hpt_rp(t, slot);
+	v &= ~HPTE64_V_HVLOCK;
+	uint64_t ov = hpt_entry_lock(vp);
+	uint64_t or_ = hpt_r_load(rp);
+	if (ov == v && or_ == r) {
+		hpt_entry_unlock(vp, ov);
+		return;
+	}
+	if (!(v & HPTE64_V_VALID)) {
+		/* Removal order: V (still locked, no longer valid), then R. */
+		atomic_store_explicit(vp, HPT_LOCK_BE, memory_order_relaxed);
+	}
+	hpt_r_store(rp, r);
+	hpt_track_mark(h, slot);
+	hpt_entry_unlock(vp, v);
+}
+
+bool hpt_write_entry(hpt_t *h, uint64_t slot, uint64_t v, uint64_t r)
+{
+	struct hpt_shard *s = hpt_rd_lock(h);
+	struct hpt_table *t = hpt_tab(h);
+	bool ok = slot < t->slots;
+	if (ok)
+		write_one(h, t, slot, v, r);
+	hpt_rd_unlock(s);
+	return ok;
+}
+
+uint64_t hpt_write_entries(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *buf)
+{
+	struct hpt_shard *s = hpt_rd_lock(h);
+	struct hpt_table *t = hpt_tab(h);
+	if (first >= t->slots)
+		n = 0;
+	else if (n > t->slots - first)
+		n = t->slots - first;
+	for (uint64_t i = 0; i < n; i++, buf += HPTE64_SIZE)
+		write_one(h, t, first + i, hm_load_be64(buf), hm_load_be64(buf + 8));
+	hpt_rd_unlock(s);
+	return n;
+}
+
+uint64_t hpt_clear_entries(hpt_t *h, uint64_t first, uint64_t n)
+{
+	struct hpt_shard *s = hpt_rd_lock(h);
+	struct hpt_table *t = hpt_tab(h);
+	if (first >= t->slots)
+		n = 0;
+	else if (n > t->slots - first)
+		n = t->slots - first;
+	for (uint64_t i = 0; i < n; i++) {
+		/* Already-zero entries (the common case) cost one load. */
+		if (atomic_load(hpt_vp(t, first + i)) == 0 &&
+		    atomic_load_explicit(hpt_rp(t, first + i), memory_order_relaxed) == 0)
+			continue;
+		write_one(h, t, first + i, 0, 0);
+	}
+	hpt_rd_unlock(s);
+	return n;
+}
+
+/* ------------------------------------------------------- digest and counts */
+
+void hpt_count(hpt_t *h, uint64_t *valid, uint64_t *bolted)
+{
+	struct hpt_shard *s = hpt_rd_lock(h);
+	struct hpt_table *t = hpt_tab(h);
+	uint64_t nv = 0, nb = 0;
+	const uint64_t bolted_be = HPT_BE(HPTE64_V_BOLTED);
+	for (uint64_t i = 0; i < t->slots; i++) {
+		uint64_t raw = atomic_load_explicit(hpt_vp(t, i), memory_order_acquire);
+		if (raw & HPT_VALID_BE) {
+			nv++;
+			nb += (raw & bolted_be) != 0;
+		}
+	}
+	hpt_rd_unlock(s);
+	if (valid)
+		*valid = nv;
+	if (bolted)
+		*bolted = nb;
+}
+
+void hpt_digest_none(uint8_t out[HM_SHA256_LEN])
+{
+	uint8_t b[4];
+	hm_store_be32(b, HPT_NO_HPT);
+	hm_sha256(b, sizeof(b), out);
+}
+
+#define DIGEST_BATCH_SLOTS 4096
+
+int hpt_digest(hpt_t *h, uint8_t out[HM_SHA256_LEN])
+{
+	hm_sha256_t *sha;
+	int rc = hm_sha256_new(&sha);
+	if (rc)
+		return rc;
+	/* 4096 slots of input -> at most 4096 records of 24 bytes: SHA-256 is
+	 * fed ~100 KiB at a time, and empty stretches cost one load per slot. */
+	uint8_t *ent = malloc(DIGEST_BATCH_SLOTS * HPTE64_SIZE);
+	uint8_t *rec = malloc(DIGEST_BATCH_SLOTS * 24);
+	if (!ent || !rec) {
+		free(ent);
+		free(rec);
+		hm_sha256_free(sha);
+		return -ENOMEM;
+	}
+	struct hpt_shard *s = hpt_rd_lock(h);
+	struct hpt_table *t = hpt_tab(h);
+	uint8_t be[4];
+	hm_store_be32(be, t->shift);
+	hm_sha256_update(sha, be, 4);
+	for (uint64_t first = 0; first < t->slots; first += DIGEST_BATCH_SLOTS) {
+		uint64_t n = t->slots - first < DIGEST_BATCH_SLOTS ? t->slots - first : DIGEST_BATCH_SLOTS;
+		if (read_run(t, first, n, ent) == 0)
+			continue;
+		size_t len = 0;
+		for (uint64_t i = 0; i < n; i++) {
+			const uint8_t *e = ent + i * HPTE64_SIZE;
+			if (!(e[7] & HPTE64_V_VALID))
+				continue;
+			hm_store_be64(rec + len, first + i);
+			memcpy(rec + len + 8, e, HPTE64_SIZE);
+			len += 24;
+		}
+		hm_sha256_update(sha, rec, len);
+	}
+	hpt_rd_unlock(s);
+	hm_sha256_final(sha, out);
+	hm_sha256_free(sha);
+	free(ent);
+	free(rec);
+	return 0;
+}

@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private to src/hpt/: the table object, the per-entry lock, the sharded
+ * reader lock that makes resize safe, and the tracking mark. Shared by
+ * hpt.c (table, tracking, raw access, digest) and hcall.c (hypercalls).
+ * Nothing outside src/hpt/ may include it or rely on the layout.
+ */
+#ifndef HPTMIG_HPT_INTERNAL_H
+#define HPTMIG_HPT_INTERNAL_H
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+
+#include "hptmig/hpt.h"
+
+/* Entries are stored big-endian; words are handled in their stored form. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define HPT_BE(x) __builtin_bswap64(x)
+#else
+#define HPT_BE(x) (x)
+#endif
+#define HPT_LOCK_BE HPT_BE(HPTE64_V_HVLOCK)
+#define HPT_VALID_BE HPT_BE(HPTE64_V_VALID)
+
+_Static_assert(HPTE64_SIZE == 2 * sizeof(uint64_t), "an HPTE is two dwords");
+_Static_assert(HPTEG_SIZE == HPTES_PER_GROUP * HPTE64_SIZE, "a PTEG is 8 HPTEs");
+
+/*
+ * One table's memory: 2 atomic words per slot (V at 2*slot, R at 2*slot+1),
+ * each holding the big-endian bytes of the architected dword. Immutable
+ * after creation except for the entries; freed only in exclusive mode.
+ */
+struct hpt_table {
+	unsigned shift;
+	uint64_t slots;
+	size_t bytes;
+	_Atomic uint64_t *w;
+};
+
+#define HPT_NSHARDS 64
+/* One shard of the reader lock on its own cache line. */
+struct hpt_shard {
+	_Alignas(64) _Atomic uint64_t readers;
+	char pad[64 - sizeof(uint64_t)];
+};
+
+struct hpt {
+	/*
+	 * Read-mostly line: loaded by every hcall, written only by control
+	 * operations (resize, reset, tracking start/stop), so in normal running
+	 * it stays shared in every core's cache.
+	 *  excl: 1 while a control operation holds the table exclusively.
+	 *  tab: current table; replaced only in exclusive mode.
+	 *  track: tracking bitmap or NULL; set with seq_cst (see hpt.c), cleared
+	 *    and freed only in exclusive mode, so a reader-lock holder may use it.
+	 */
+	_Alignas(64) _Atomic int excl;
+	_Atomic(struct hpt_table *) tab;
+	_Atomic(hm_bitmap_t *) track;
+	_Atomic unsigned cur_shift;     /* mirrors tab->shift for lock-free getters */
+	_Atomic uint64_t generation;
+	hpt_config_t cfg;               /* immutable */
+
+	/* Control operations: serialised by ctl. pending is protected by ctl. */
+	_Alignas(64) pthread_mutex_t ctl;
+	struct hpt_table *pending;
+
+	struct hpt_shard shards[HPT_NSHARDS];
+};
+
+static inline void hpt_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* ---- sharded reader lock ("big reader" lock) ---- */
+
+struct hpt_shard *hpt_rd_lock_slow(hpt_t *h, struct hpt_shard *s);
+struct hpt_shard *hpt_my_shard(hpt_t *h);
+
+/*
+ * Enter the read side: the table (and the tracker) cannot be replaced or
+ * freed until hpt_rd_unlock(). Increment our shard, then check excl (both
+ * seq_cst): against the writer storing excl then reading every shard, one of
+ * the two sees the other (Dekker), so a writer never proceeds while a
+ * reader is inside, and a reader never enters an exclusive section.
+ */
+static inline struct hpt_shard *hpt_rd_lock(hpt_t *h)
+{
+	struct hpt_shard *s = hpt_my_shard(h);
+	atomic_fetch_add(&s->readers, 1);
+	if (__builtin_expect(atomic_load(&h->excl) != 0, 0))
+		return hpt_rd_lock_slow(h, s);
+	return s;
+}
+
+static inline void hpt_rd_unlock(struct hpt_shard *s)
+{
+	atomic_fetch_sub_explicit(&s->readers, 1, memory_order_release);
+}
+
+static inline struct hpt_table *hpt_tab(hpt_t *h)
+{
+	return atomic_load_explicit(&h->tab, memory_order_acquire);
+}
+
+/* Exclusive mode; the caller holds h->ctl. Waits for readers to drain. */
+void hpt_wr_lock(hpt_t *h);
+void hpt_wr_unlock(hpt_t *h);
+
+/* ---- per-entry lock ---- */
+
+static inline _Atomic uint64_t *hpt_vp(struct hpt_table *t, uint64_t slot)
+{
+	return &t->w[2 * slot];
+}
+static inline _Atomic uint64_t *hpt_rp(struct hpt_table *t, uint64_t slot)
+{
+	return &t->w[2 * slot + 1];
+}
+
+/*
+ * Take an entry's lock: CAS the HVLOCK bit into V (seq_cst, which is the
+ * same instruction as acquire on x86 and gives the total order the tracking
+ * argument in hpt.c needs). Returns V in host order with 0x40 clear.
+ */
+static inline uint64_t hpt_entry_lock(_Atomic uint64_t *vp)
+{
+	uint64_t old = atomic_load_explicit(vp, memory_order_relaxed);
+	unsigned spins = 0;
+	for (;;) {
+		if (old & HPT_LOCK_BE) {
+			if (++spins > 64) {
+				sched_yield();
+				spins = 0;
+			} else {
+				hpt_cpu_relax();
+			}
+			old = atomic_load_explicit(vp, memory_order_relaxed);
+			continue;
+		}
+		if (atomic_compare_exchange_weak(vp, &old, old | HPT_LOCK_BE))
+			return HPT_BE(old);
+	}
+}
+
+/* Release with V (host order, 0x40 cleared here): publishes earlier R stores. */
+static inline void hpt_entry_unlock(_Atomic uint64_t *vp, uint64_t v)
+{
+	atomic_store_explicit(vp, HPT_BE(v & ~HPTE64_V_HVLOCK), memory_order_release);
+}
+
+static inline uint64_t hpt_r_load(_Atomic uint64_t *rp)
+{
+	return HPT_BE(atomic_load_explicit(rp, memory_order_relaxed));
+}
+static inline void hpt_r_store(_Atomic uint64_t *rp, uint64_t r)
+{
+	atomic_store_explicit(rp, HPT_BE(r), memory_order_relaxed);
+}
+
+/*
+ * Mark a slot changed. Call with the entry lock held, after the new words
+ * are stored and before unlocking, inside the reader lock. One seq_cst load
+ * and a branch when tracking is off.
+ */
+static inline void hpt_track_mark(hpt_t *h, uint64_t slot)
+{
+	hm_bitmap_t *t = atomic_load(&h->track);
+	if (t)
+		hm_bitmap_set(t, slot);
+}
+
+/* Table memory (zero pages mapped lazily). */
+struct hpt_table *hpt_table_new(unsigned shift);
+void hpt_table_free(struct hpt_table *t);
+
+#endif
