@@ -295,11 +295,13 @@ int savevm_write_header(savevm_registry_t *r, mig_file_t *f, const char *machine
 			hm_error_t *err);
 int savevm_live_setup_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err);
 /*
- * One round: for each live section in registration order that has not yet
- * reported "all sent" in this round, write a PART with the handler's
- * payload, giving it what is left of budget_ns. Stops early (before a
- * section) when the rate limit is exceeded. Returns 1 when every live
- * section reported all current work sent, 0 when some have more, <0 error.
+ * One round, as QEMU's qemu_savevm_state_iterate: for each live section in
+ * registration order, write a PART with the handler's payload, giving it
+ * what is left of budget_ns (measured from the call). Before each section
+ * the rate limit is asked; when exceeded the round stops there and returns 0
+ * (the caller waits with mig_file_rate_wait and calls again). Returns 1 when
+ * every live section reported all current work sent, 0 when some have more
+ * (or the round was cut short), <0 on error.
  */
 int savevm_live_iterate(savevm_registry_t *r, mig_file_t *f, uint64_t budget_ns, hm_error_t *err);
 /* Sum of every live section's pending() estimate. */
@@ -355,6 +357,9 @@ typedef struct savevm_load_info {
  * allow_incomplete: accept EOF while a live section has START but no END
  *   (default: HM_E_FORMAT, a destination must not accept half a section).
  * stop_at_eof: do not look for the vmdesc after EOF (stream continues).
+ * require_end: after the vmdesc (or EOF) the input must end: a trailing
+ *   byte is HM_E_FORMAT. Off by default because on a socket whose peer
+ *   keeps it open (waiting for a return-path reply) the check would wait.
  */
 typedef struct savevm_load_opts {
 	void *opaque;
@@ -366,6 +371,7 @@ typedef struct savevm_load_opts {
 	int (*on_vmdesc)(void *opaque, const char *json, size_t len, hm_error_t *err);
 	bool allow_incomplete;
 	bool stop_at_eof;
+	bool require_end;
 } savevm_load_opts_t;
 
 /*

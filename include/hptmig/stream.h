@@ -276,6 +276,12 @@ int mig_file_skip(mig_file_t *f, uint64_t len);
 int mig_file_peek_u8(mig_file_t *f);
 /* True at a clean end of input (no more bytes, no error). */
 bool mig_file_eof(mig_file_t *f);
+/*
+ * Copy up to len of the next bytes into buf without consuming them (len at
+ * most MIG_FILE_BUF_SIZE for fd readers). Returns how many were available
+ * (fewer near the end of input); never latches end of input as an error.
+ */
+size_t mig_file_peek_buffer(mig_file_t *f, void *buf, size_t len);
 
 static inline uint8_t mig_file_get_u8(mig_file_t *f)
 {

@@ -1,0 +1,952 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The section registry and QEMU's stream framing: the writer (header,
+ * START/PART/END/FULL records with footers, COMMAND, EOF, vmdesc) and the
+ * reader that walks a stream to EOF and dispatches each record. The reader
+ * trusts nothing: every record type, id, version and footer is checked and
+ * every failure says which record, which section and which byte offset.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "savevm/savevm_int.h"
+
+typedef struct savevm_section {
+	char idstr[SAVEVM_IDSTR_MAX + 1];
+	uint32_t instance;
+	uint32_t version;
+	uint32_t min_version;
+	uint32_t section_id;             /* writer: assigned in registration order */
+	const savevm_live_ops_t *ops;    /* live sections */
+	void *opaque;
+	const vmstate_desc_t *vmsd;      /* vmstate sections */
+	bool enabled;
+	/* writer state of the current migration */
+	bool setup_done;                 /* setup called: cleanup due */
+	/* reader state of the current load */
+	bool introduced;                 /* a START or FULL named it */
+	bool started;                    /* introduced by START */
+	bool ended;                      /* END seen */
+	uint32_t wire_id;
+	uint32_t wire_version;
+} savevm_section_t;
+
+struct savevm_registry {
+	savevm_section_t **secs;
+	size_t n, cap;
+	uint32_t next_id;
+	json_t *devices;                 /* vmdesc "devices", built by write_full_all */
+	char machine[SAVEVM_MACHINE_MAX + 1];
+	bool has_machine;
+};
+
+const char *savevm_record_name(int type)
+{
+	switch (type) {
+	case QEMU_VM_EOF: return "EOF";
+	case QEMU_VM_SECTION_START: return "SECTION_START";
+	case QEMU_VM_SECTION_PART: return "SECTION_PART";
+	case QEMU_VM_SECTION_END: return "SECTION_END";
+	case QEMU_VM_SECTION_FULL: return "SECTION_FULL";
+	case QEMU_VM_SUBSECTION: return "SUBSECTION";
+	case QEMU_VM_VMDESCRIPTION: return "VMDESCRIPTION";
+	case QEMU_VM_CONFIGURATION: return "CONFIGURATION";
+	case QEMU_VM_COMMAND: return "COMMAND";
+	case QEMU_VM_SECTION_FOOTER: return "SECTION_FOOTER";
+	default: return "unknown";
+	}
+}
+
+/* --------------------------------------------------------------- registry */
+
+int savevm_registry_new(savevm_registry_t **out)
+{
+	if (!out)
+		return -EINVAL;
+	savevm_registry_t *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	*out = r;
+	return 0;
+}
+
+void savevm_registry_free(savevm_registry_t *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		free(r->secs[i]);
+	free(r->secs);
+	json_decref(r->devices);
+	free(r);
+}
+
+size_t savevm_registry_count(const savevm_registry_t *r)
+{
+	return r->n;
+}
+
+static savevm_section_t *find_section(const savevm_registry_t *r, const char *idstr, size_t len,
+				      uint32_t instance)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		savevm_section_t *s = r->secs[i];
+		if (s->instance == instance && strlen(s->idstr) == len &&
+		    memcmp(s->idstr, idstr, len) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+static int add_section(savevm_registry_t *r, const char *idstr, uint32_t instance,
+		       uint32_t version, uint32_t min_version, hm_error_t *err,
+		       savevm_section_t **out)
+{
+	if (!r || !idstr)
+		return hm_error_set(err, -EINVAL, -1, "register: no registry or idstr");
+	size_t len = strlen(idstr);
+	if (len == 0 || len > SAVEVM_IDSTR_MAX)
+		return hm_error_set(err, -EINVAL, -1, "register '%s': idstr length %zu not in 1..255",
+				    idstr, len);
+	if (min_version > version)
+		return hm_error_set(err, -EINVAL, -1,
+				    "register '%s': minimum version %u above version %u", idstr,
+				    min_version, version);
+	if (find_section(r, idstr, len, instance))
+		return hm_error_set(err, -EEXIST, -1, "section '%s' instance %u registered twice",
+				    idstr, instance);
+	if (r->n == r->cap) {
+		size_t nc = r->cap ? r->cap * 2 : 8;
+		savevm_section_t **ns = realloc(r->secs, nc * sizeof(*ns));
+		if (!ns)
+			return hm_error_set(err, -ENOMEM, -1, "out of memory");
+		r->secs = ns;
+		r->cap = nc;
+	}
+	savevm_section_t *s = calloc(1, sizeof(*s));
+	if (!s)
+		return hm_error_set(err, -ENOMEM, -1, "out of memory");
+	memcpy(s->idstr, idstr, len + 1);
+	s->instance = instance;
+	s->version = version;
+	s->min_version = min_version;
+	s->section_id = r->next_id++;
+	s->enabled = true;
+	r->secs[r->n++] = s;
+	*out = s;
+	return 0;
+}
+
+int savevm_register_live(savevm_registry_t *r, const char *idstr, uint32_t instance,
+			 uint32_t version, uint32_t min_version, const savevm_live_ops_t *ops,
+			 void *opaque, hm_error_t *err)
+{
+	if (!ops)
+		return hm_error_set(err, -EINVAL, -1, "register '%s': no handler table",
+				    idstr ? idstr : "(null)");
+	savevm_section_t *s;
+	int rc = add_section(r, idstr, instance, version, min_version, err, &s);
+	if (rc)
+		return rc;
+	s->ops = ops;
+	s->opaque = opaque;
+	return 0;
+}
+
+int savevm_register_vmstate(savevm_registry_t *r, const char *idstr, uint32_t instance,
+			    const vmstate_desc_t *vmsd, void *opaque, hm_error_t *err)
+{
+	int rc = vmstate_check(vmsd, err);
+	if (rc)
+		return rc;
+	savevm_section_t *s;
+	rc = add_section(r, idstr, instance, vmsd->version_id, vmsd->minimum_version_id, err, &s);
+	if (rc)
+		return rc;
+	s->vmsd = vmsd;
+	s->opaque = opaque;
+	return 0;
+}
+
+int savevm_section_set_enabled(savevm_registry_t *r, const char *idstr, uint32_t instance,
+			       bool enabled)
+{
+	savevm_section_t *s = find_section(r, idstr, strlen(idstr), instance);
+	if (!s)
+		return -ENOENT;
+	s->enabled = enabled;
+	return 0;
+}
+
+/* ----------------------------------------------------------------- writer */
+
+/* Copy the channel's error (if any) into err; return the code. */
+static int chan_fail(mig_file_t *f, hm_error_t *err)
+{
+	const hm_error_t *ce = mig_file_error(f);
+	if (!ce)
+		return 0;
+	if (err && err->code == 0)
+		hm_error_set(err, ce->code, ce->offset, "%s", ce->msg);
+	return ce->code;
+}
+
+/* A handler returned rc with its own error he: latch it, prefix context. */
+static int handler_fail(mig_file_t *f, hm_error_t *he, int rc, const savevm_section_t *s,
+			const char *what, hm_error_t *err)
+{
+	hm_error_t e;
+	hm_error_clear(&e);
+	const hm_error_t *ce = mig_file_error(f);
+	if (ce)
+		e = *ce;
+	else if (he->code)
+		e = *he;
+	else
+		hm_error_set(&e, rc < 0 ? rc : HM_E_STATE, -1, "%s handler failed: %s", what,
+			     hm_err_str(rc));
+	if (e.offset < 0)
+		e.offset = (int64_t)mig_file_offset(f);
+	mig_file_latch_error(f, &e);
+	hm_error_prefix(&e, "section '%s' instance %u: ", s->idstr, s->instance);
+	if (err && err->code == 0)
+		*err = e;
+	return e.code;
+}
+
+static void put_section_header(mig_file_t *f, int type, const savevm_section_t *s)
+{
+	mig_file_put_u8(f, (uint8_t)type);
+	mig_file_put_be32(f, s->section_id);
+	if (type == QEMU_VM_SECTION_START || type == QEMU_VM_SECTION_FULL) {
+		size_t len = strlen(s->idstr);
+		mig_file_put_u8(f, (uint8_t)len);
+		mig_file_put_buffer(f, s->idstr, len);
+		mig_file_put_be32(f, s->instance);
+		mig_file_put_be32(f, s->version);
+	}
+}
+
+static void put_footer(mig_file_t *f, const savevm_section_t *s)
+{
+	mig_file_put_u8(f, QEMU_VM_SECTION_FOOTER);
+	mig_file_put_be32(f, s->section_id);
+}
+
+int savevm_write_header(savevm_registry_t *r, mig_file_t *f, const char *machine_name,
+			hm_error_t *err)
+{
+	mig_file_put_be32(f, SAVEVM_MAGIC);
+	mig_file_put_be32(f, SAVEVM_VERSION);
+	r->has_machine = false;
+	if (machine_name) {
+		size_t len = strlen(machine_name);
+		if (len > SAVEVM_MACHINE_MAX)
+			return hm_error_set(err, -EINVAL, (int64_t)mig_file_offset(f),
+					    "machine name of %zu bytes exceeds %u", len,
+					    SAVEVM_MACHINE_MAX);
+		mig_file_put_u8(f, QEMU_VM_CONFIGURATION);
+		mig_file_put_be32(f, (uint32_t)len);
+		mig_file_put_buffer(f, machine_name, len);
+		memcpy(r->machine, machine_name, len + 1);
+		r->has_machine = true;
+	}
+	return chan_fail(f, err);
+}
+
+int savevm_live_setup_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		savevm_section_t *s = r->secs[i];
+		if (!s->ops || !s->enabled)
+			continue;
+		if (!s->ops->setup)
+			return hm_error_set(err, HM_E_STATE, (int64_t)mig_file_offset(f),
+					    "section '%s': no setup handler", s->idstr);
+		put_section_header(f, QEMU_VM_SECTION_START, s);
+		hm_error_t he;
+		hm_error_clear(&he);
+		s->setup_done = true;
+		int rc = s->ops->setup(s->opaque, f, &he);
+		if (rc < 0 || mig_file_status(f))
+			return handler_fail(f, &he, rc, s, "setup", err);
+		put_footer(f, s);
+	}
+	return chan_fail(f, err);
+}
+
+int savevm_live_iterate(savevm_registry_t *r, mig_file_t *f, uint64_t budget_ns, hm_error_t *err)
+{
+	uint64_t deadline = hm_now_ns() + budget_ns;
+	if (deadline < budget_ns)
+		deadline = UINT64_MAX;
+	int all_done = 1;
+	for (size_t i = 0; i < r->n; i++) {
+		savevm_section_t *s = r->secs[i];
+		if (!s->ops || !s->enabled || !s->setup_done)
+			continue;
+		if (!s->ops->iterate)
+			return hm_error_set(err, HM_E_STATE, (int64_t)mig_file_offset(f),
+					    "section '%s': no iterate handler", s->idstr);
+		/* As QEMU: a section that would exceed the rate limit waits for a later round. */
+		if (mig_file_rate_limit_exceeded(f)) {
+			if (mig_file_status(f))
+				return chan_fail(f, err);
+			return 0;
+		}
+		uint64_t now = hm_now_ns();
+		put_section_header(f, QEMU_VM_SECTION_PART, s);
+		hm_error_t he;
+		hm_error_clear(&he);
+		int rc = s->ops->iterate(s->opaque, f, deadline > now ? deadline - now : 0, &he);
+		if (rc < 0 || mig_file_status(f))
+			return handler_fail(f, &he, rc, s, "iterate", err);
+		if (rc == 0)
+			all_done = 0;
+		put_footer(f, s);
+	}
+	if (mig_file_status(f))
+		return chan_fail(f, err);
+	return all_done;
+}
+
+uint64_t savevm_live_pending_total(savevm_registry_t *r)
+{
+	uint64_t total = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		savevm_section_t *s = r->secs[i];
+		if (s->ops && s->enabled && s->setup_done && s->ops->pending) {
+			uint64_t p = s->ops->pending(s->opaque);
+			total = total + p < total ? UINT64_MAX : total + p;
+		}
+	}
+	return total;
+}
+
+int savevm_write_command_switchover(mig_file_t *f, hm_error_t *err)
+{
+	mig_file_put_u8(f, QEMU_VM_COMMAND);
+	mig_file_put_be16(f, MIG_CMD_SWITCHOVER_START);
+	mig_file_put_be16(f, 0);
+	return chan_fail(f, err);
+}
+
+int savevm_live_complete_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		savevm_section_t *s = r->secs[i];
+		if (!s->ops || !s->enabled || !s->setup_done)
+			continue;
+		if (!s->ops->complete)
+			return hm_error_set(err, HM_E_STATE, (int64_t)mig_file_offset(f),
+					    "section '%s': no complete handler", s->idstr);
+		put_section_header(f, QEMU_VM_SECTION_END, s);
+		hm_error_t he;
+		hm_error_clear(&he);
+		int rc = s->ops->complete(s->opaque, f, &he);
+		if (rc < 0 || mig_file_status(f))
+			return handler_fail(f, &he, rc, s, "complete", err);
+		put_footer(f, s);
+	}
+	return chan_fail(f, err);
+}
+
+int savevm_write_full_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
+{
+	json_decref(r->devices);
+	r->devices = json_array();
+	if (!r->devices)
+		return hm_error_set(err, -ENOMEM, -1, "out of memory (vmdesc)");
+	for (size_t i = 0; i < r->n; i++) {
+		savevm_section_t *s = r->secs[i];
+		if (!s->vmsd || !s->enabled)
+			continue;
+		put_section_header(f, QEMU_VM_SECTION_FULL, s);
+		json_t *dev = json_object();
+		if (!dev)
+			return hm_error_set(err, -ENOMEM, -1, "out of memory (vmdesc)");
+		json_object_set_new(dev, "name", json_string(s->idstr));
+		json_object_set_new(dev, "instance_id", json_integer(s->instance));
+		json_object_set_new(dev, "vmsd_name", json_string(s->vmsd->name));
+		json_object_set_new(dev, "version", json_integer(s->version));
+		json_array_append_new(r->devices, dev);
+		hm_error_t he;
+		hm_error_clear(&he);
+		int rc = vmstate_save_json(f, s->vmsd, s->opaque, s->version, dev, &he);
+		if (rc < 0 || mig_file_status(f))
+			return handler_fail(f, &he, rc, s, "save", err);
+		put_footer(f, s);
+	}
+	return chan_fail(f, err);
+}
+
+int savevm_write_eof_and_vmdesc(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
+{
+	mig_file_put_u8(f, QEMU_VM_EOF);
+	json_t *root = json_object();
+	if (!root)
+		return hm_error_set(err, -ENOMEM, -1, "out of memory (vmdesc)");
+	if (r->has_machine) {
+		/* As QEMU 9+: the configuration record described like a device. */
+		json_t *cfg = json_pack("{s:s, s:i, s:[{s:s, s:s, s:i}, {s:s, s:s, s:I}]}",
+					"vmsd_name", "configuration", "version", 1, "fields",
+					"name", "len", "type", "uint32", "size", 4,
+					"name", "name", "type", "buffer", "size",
+					(json_int_t)strlen(r->machine));
+		if (cfg)
+			json_object_set_new(root, "configuration", cfg);
+	}
+	json_object_set_new(root, "page_size", json_integer(SAVEVM_PAGE_SIZE));
+	json_object_set_new(root, "devices", r->devices ? json_incref(r->devices) : json_array());
+	char *js = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(root);
+	if (!js)
+		return hm_error_set(err, -ENOMEM, -1, "out of memory (vmdesc)");
+	size_t len = strlen(js);
+	mig_file_put_u8(f, QEMU_VM_VMDESCRIPTION);
+	mig_file_put_be32(f, (uint32_t)len);
+	mig_file_put_buffer(f, js, len);
+	free(js);
+	mig_file_flush(f);
+	return chan_fail(f, err);
+}
+
+void savevm_live_cleanup_all(savevm_registry_t *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		savevm_section_t *s = r->secs[i];
+		if (s->ops && s->setup_done) {
+			s->setup_done = false;
+			if (s->ops->cleanup)
+				s->ops->cleanup(s->opaque);
+		}
+	}
+}
+
+int savevm_save_all(savevm_registry_t *r, mig_file_t *f, const char *machine_name,
+		    hm_error_t *err)
+{
+	int rc = savevm_write_header(r, f, machine_name, err);
+	if (!rc)
+		rc = savevm_live_setup_all(r, f, err);
+	if (!rc)
+		rc = savevm_live_complete_all(r, f, err);
+	if (!rc)
+		rc = savevm_write_full_all(r, f, err);
+	if (!rc)
+		rc = savevm_write_eof_and_vmdesc(r, f, err);
+	savevm_live_cleanup_all(r);
+	return rc;
+}
+
+/* ----------------------------------------------------------------- reader */
+
+/* Subsections of the configuration record: none known (QEMU's optional
+ * ones, e.g. "configuration/capabilities", are refused by name). */
+static const vmstate_field_t config_fields[] = { { VMSTATE_END_OF_LIST } };
+static const vmstate_desc_t config_vmsd = {
+	.name = "configuration",
+	.version_id = 1,
+	.minimum_version_id = 1,
+	.fields = config_fields,
+};
+
+struct load_ctx {
+	mig_file_t *f;
+	savevm_registry_t *r;
+	const savevm_load_opts_t *o;
+	savevm_load_info_t *info;
+	hm_error_t *err;
+};
+
+/* Latch a reader error at off in the channel, copy it to err. */
+static int rfail(struct load_ctx *c, int code, uint64_t off, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int rfail(struct load_ctx *c, int code, uint64_t off, const char *fmt, ...)
+{
+	char msg[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	mig_file_set_error_at(c->f, code, (int64_t)off, "%s", msg);
+	return chan_fail(c->f, c->err);
+}
+
+/* A channel error while reading what: copy with context. */
+static int rtrunc(struct load_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int rtrunc(struct load_ctx *c, const char *fmt, ...)
+{
+	char pre[300];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(pre, sizeof(pre), fmt, ap);
+	va_end(ap);
+	hm_error_t e;
+	hm_error_clear(&e);
+	chan_fail(c->f, &e);
+	hm_error_prefix(&e, "%s: ", pre);
+	if (c->err && c->err->code == 0)
+		*c->err = e;
+	return e.code;
+}
+
+static savevm_section_t *find_wire(const savevm_registry_t *r, uint32_t id)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->secs[i]->introduced && r->secs[i]->wire_id == id)
+			return r->secs[i];
+	return NULL;
+}
+
+static int read_footer(struct load_ctx *c, const savevm_section_t *s, int type, uint64_t rec_off)
+{
+	uint64_t off = mig_file_offset(c->f);
+	int t = mig_file_peek_u8(c->f);
+	if (t < 0) {
+		mig_file_get_u8(c->f); /* latch the truncation */
+		return rtrunc(c, "section '%s' %s record at offset %llu: footer", s->idstr,
+			      savevm_record_name(type), (unsigned long long)rec_off);
+	}
+	if (t != QEMU_VM_SECTION_FOOTER)
+		return rfail(c, HM_E_FOOTER, off,
+			     "section '%s' %s record at offset %llu: expected footer 0x7e at offset %llu, found 0x%02x (payload length mismatch)",
+			     s->idstr, savevm_record_name(type), (unsigned long long)rec_off,
+			     (unsigned long long)off, t);
+	mig_file_get_u8(c->f);
+	uint32_t id = mig_file_get_be32(c->f);
+	if (mig_file_status(c->f))
+		return rtrunc(c, "section '%s' footer", s->idstr);
+	if (id != s->wire_id)
+		return rfail(c, HM_E_FOOTER, off,
+			     "section '%s' %s record at offset %llu: footer names section id %u, expected %u",
+			     s->idstr, savevm_record_name(type), (unsigned long long)rec_off, id,
+			     s->wire_id);
+	return 0;
+}
+
+static int load_payload(struct load_ctx *c, savevm_section_t *s, int type, uint32_t version,
+			uint64_t rec_off)
+{
+	hm_error_t he;
+	hm_error_clear(&he);
+	int rc;
+	if (s->ops) {
+		if (!s->ops->load)
+			return rfail(c, HM_E_STATE, rec_off, "section '%s': no load handler", s->idstr);
+		rc = s->ops->load(s->opaque, c->f, version, type, &he);
+	} else {
+		rc = vmstate_load(c->f, s->vmsd, s->opaque, version, &he);
+	}
+	if (rc < 0 || mig_file_status(c->f)) {
+		hm_error_t e;
+		hm_error_clear(&e);
+		const hm_error_t *ce = mig_file_error(c->f);
+		/* The handler's message is the richer one when it has one. */
+		if (he.code)
+			e = he;
+		else if (ce)
+			e = *ce;
+		else
+			hm_error_set(&e, rc, -1, "load handler failed: %s", hm_err_str(rc));
+		if (e.offset < 0)
+			e.offset = (int64_t)mig_file_offset(c->f);
+		mig_file_latch_error(c->f, &e);
+		hm_error_prefix(&e, "section '%s' instance %u version %u (%s at offset %llu): ",
+				s->idstr, s->instance, version, savevm_record_name(type),
+				(unsigned long long)rec_off);
+		if (c->err && c->err->code == 0)
+			*c->err = e;
+		return e.code;
+	}
+	return 0;
+}
+
+static int record_done(struct load_ctx *c, savevm_record_info_t *ri)
+{
+	c->info->records++;
+	if (!c->o->on_record)
+		return 0;
+	ri->end_offset = mig_file_offset(c->f);
+	hm_error_t he;
+	hm_error_clear(&he);
+	int rc = c->o->on_record(c->o->opaque, ri, &he);
+	if (rc < 0) {
+		if (!he.code)
+			hm_error_set(&he, rc, (int64_t)ri->offset, "record callback refused %s at offset %llu",
+				     savevm_record_name(ri->type), (unsigned long long)ri->offset);
+		mig_file_latch_error(c->f, &he);
+		return chan_fail(c->f, c->err);
+	}
+	return 0;
+}
+
+static int load_section_start(struct load_ctx *c, int type, uint64_t rec_off)
+{
+	mig_file_t *f = c->f;
+	uint32_t id = mig_file_get_be32(f);
+	uint8_t len = mig_file_get_u8(f);
+	char idstr[SAVEVM_IDSTR_MAX + 1];
+	mig_file_get_buffer(f, idstr, len);
+	idstr[len] = '\0';
+	uint32_t instance = mig_file_get_be32(f);
+	uint32_t version = mig_file_get_be32(f);
+	if (mig_file_status(f))
+		return rtrunc(c, "%s record header at offset %llu", savevm_record_name(type),
+			      (unsigned long long)rec_off);
+	if (memchr(idstr, '\0', len))
+		return rfail(c, HM_E_FORMAT, rec_off + 6,
+			     "%s record at offset %llu: section name contains a NUL byte",
+			     savevm_record_name(type), (unsigned long long)rec_off);
+	savevm_section_t *s = find_section(c->r, idstr, len, instance);
+	if (!s && c->o->on_unknown_section) {
+		hm_error_t he;
+		hm_error_clear(&he);
+		int rc = c->o->on_unknown_section(c->o->opaque, c->r, idstr, instance, version, &he);
+		if (rc < 0) {
+			if (!he.code)
+				hm_error_set(&he, rc, (int64_t)rec_off, "unknown section '%s' instance %u refused",
+					     idstr, instance);
+			if (he.offset < 0)
+				he.offset = (int64_t)rec_off;
+			mig_file_latch_error(f, &he);
+			return chan_fail(f, c->err);
+		}
+		s = find_section(c->r, idstr, len, instance);
+	}
+	if (!s)
+		return rfail(c, HM_E_UNKNOWN, rec_off,
+			     "unknown section '%s' instance %u (version %u, section id %u, %s record at offset %llu)",
+			     idstr, instance, version, id, savevm_record_name(type),
+			     (unsigned long long)rec_off);
+	if (s->introduced)
+		return rfail(c, HM_E_FORMAT, rec_off,
+			     "section '%s' instance %u introduced a second time (%s record at offset %llu)",
+			     idstr, instance, savevm_record_name(type), (unsigned long long)rec_off);
+	savevm_section_t *other = find_wire(c->r, id);
+	if (other)
+		return rfail(c, HM_E_FORMAT, rec_off,
+			     "%s record at offset %llu: section id %u of '%s' is already used by '%s'",
+			     savevm_record_name(type), (unsigned long long)rec_off, id, idstr,
+			     other->idstr);
+	if (version > s->version)
+		return rfail(c, HM_E_VERSION, rec_off,
+			     "section '%s' instance %u: version %u is newer than the supported %u",
+			     idstr, instance, version, s->version);
+	if (version < s->min_version)
+		return rfail(c, HM_E_VERSION, rec_off,
+			     "section '%s' instance %u: version %u is older than the minimum %u",
+			     idstr, instance, version, s->min_version);
+	if (type == QEMU_VM_SECTION_START && !s->ops)
+		return rfail(c, HM_E_FORMAT, rec_off,
+			     "section '%s' is not a live section but came in a SECTION_START record at offset %llu",
+			     idstr, (unsigned long long)rec_off);
+	s->introduced = true;
+	s->started = type == QEMU_VM_SECTION_START;
+	s->wire_id = id;
+	s->wire_version = version;
+	c->info->sections++;
+	savevm_record_info_t ri = {
+		.type = type, .offset = rec_off, .payload_offset = mig_file_offset(f),
+		.section_id = id, .idstr = s->idstr, .instance_id = instance, .version_id = version,
+	};
+	int rc = load_payload(c, s, type, version, rec_off);
+	if (!rc)
+		rc = read_footer(c, s, type, rec_off);
+	if (!rc)
+		rc = record_done(c, &ri);
+	return rc;
+}
+
+static int load_section_part(struct load_ctx *c, int type, uint64_t rec_off)
+{
+	mig_file_t *f = c->f;
+	uint32_t id = mig_file_get_be32(f);
+	if (mig_file_status(f))
+		return rtrunc(c, "%s record header at offset %llu", savevm_record_name(type),
+			      (unsigned long long)rec_off);
+	savevm_section_t *s = find_wire(c->r, id);
+	if (!s)
+		return rfail(c, HM_E_FORMAT, rec_off,
+			     "%s record at offset %llu names section id %u, which no SECTION_START introduced",
+			     savevm_record_name(type), (unsigned long long)rec_off, id);
+	if (!s->started)
+		return rfail(c, HM_E_FORMAT, rec_off,
+			     "%s record at offset %llu for section '%s', which was sent as SECTION_FULL",
+			     savevm_record_name(type), (unsigned long long)rec_off, s->idstr);
+	if (s->ended)
+		return rfail(c, HM_E_FORMAT, rec_off,
+			     "%s record at offset %llu for section '%s' after its SECTION_END",
+			     savevm_record_name(type), (unsigned long long)rec_off, s->idstr);
+	if (type == QEMU_VM_SECTION_END)
+		s->ended = true;
+	savevm_record_info_t ri = {
+		.type = type, .offset = rec_off, .payload_offset = mig_file_offset(f),
+		.section_id = id, .idstr = s->idstr, .instance_id = s->instance,
+		.version_id = s->wire_version,
+	};
+	int rc = load_payload(c, s, type, s->wire_version, rec_off);
+	if (!rc)
+		rc = read_footer(c, s, type, rec_off);
+	if (!rc)
+		rc = record_done(c, &ri);
+	return rc;
+}
+
+static int load_command(struct load_ctx *c, uint64_t rec_off)
+{
+	mig_file_t *f = c->f;
+	uint16_t cmd = mig_file_get_be16(f);
+	uint16_t len = mig_file_get_be16(f);
+	const uint8_t *data = len ? mig_file_get_ptr(f, len) : NULL;
+	if (mig_file_status(f))
+		return rtrunc(c, "COMMAND record at offset %llu", (unsigned long long)rec_off);
+	if (cmd == MIG_CMD_SWITCHOVER_START) {
+		if (len != 0)
+			return rfail(c, HM_E_FORMAT, rec_off + 3,
+				     "COMMAND SWITCHOVER_START at offset %llu has length %u, expected 0",
+				     (unsigned long long)rec_off, len);
+		c->info->switchover_seen = true;
+	} else if (c->o->on_command) {
+		hm_error_t he;
+		hm_error_clear(&he);
+		int rc = c->o->on_command(c->o->opaque, cmd, data, len, &he);
+		if (rc < 0) {
+			if (!he.code)
+				hm_error_set(&he, rc, (int64_t)rec_off, "COMMAND %u at offset %llu refused",
+					     cmd, (unsigned long long)rec_off);
+			if (he.offset < 0)
+				he.offset = (int64_t)rec_off;
+			mig_file_latch_error(f, &he);
+			return chan_fail(f, c->err);
+		}
+	} else {
+		return rfail(c, HM_E_UNKNOWN, rec_off,
+			     "unknown COMMAND %u (length %u) at offset %llu", cmd, len,
+			     (unsigned long long)rec_off);
+	}
+	savevm_record_info_t ri = { .type = QEMU_VM_COMMAND, .offset = rec_off,
+				    .payload_offset = rec_off + 5, .command = cmd };
+	return record_done(c, &ri);
+}
+
+static int load_configuration(struct load_ctx *c, uint64_t rec_off)
+{
+	mig_file_t *f = c->f;
+	uint32_t len = mig_file_get_be32(f);
+	if (mig_file_status(f))
+		return rtrunc(c, "CONFIGURATION record at offset %llu", (unsigned long long)rec_off);
+	if (len > SAVEVM_MACHINE_MAX)
+		return rfail(c, HM_E_RANGE, rec_off + 1,
+			     "CONFIGURATION record: machine name length %u exceeds %u", len,
+			     SAVEVM_MACHINE_MAX);
+	mig_file_get_buffer(f, c->info->machine, len);
+	c->info->machine[len] = '\0';
+	if (mig_file_status(f))
+		return rtrunc(c, "CONFIGURATION record at offset %llu: machine name",
+			      (unsigned long long)rec_off);
+	if (memchr(c->info->machine, '\0', len))
+		return rfail(c, HM_E_FORMAT, rec_off + 5,
+			     "CONFIGURATION record: machine name contains a NUL byte");
+	hm_error_t he;
+	hm_error_clear(&he);
+	if (vmstate_load_subsections(f, &config_vmsd, NULL, "configuration", &he) != 0) {
+		hm_error_prefix(&he, "CONFIGURATION record at offset %llu: ",
+				(unsigned long long)rec_off);
+		if (c->err && c->err->code == 0)
+			*c->err = he;
+		return he.code;
+	}
+	c->info->has_configuration = true;
+	savevm_record_info_t ri = { .type = QEMU_VM_CONFIGURATION, .offset = rec_off,
+				    .payload_offset = rec_off + 1 };
+	return record_done(c, &ri);
+}
+
+static int load_vmdesc(struct load_ctx *c)
+{
+	mig_file_t *f = c->f;
+	int t = mig_file_peek_u8(f);
+	if (t < 0) {
+		if (mig_file_status(f))
+			return rtrunc(c, "after EOF");
+		return 0; /* the stream may end at EOF */
+	}
+	uint64_t off = mig_file_offset(f);
+	if (t != QEMU_VM_VMDESCRIPTION)
+		return rfail(c, HM_E_FORMAT, off,
+			     "after EOF: expected VMDESCRIPTION (0x06) or end of stream, found 0x%02x", t);
+	mig_file_get_u8(f);
+	uint32_t len = mig_file_get_be32(f);
+	if (mig_file_status(f))
+		return rtrunc(c, "VMDESCRIPTION at offset %llu", (unsigned long long)off);
+	if (len > SAVEVM_VMDESC_MAX)
+		return rfail(c, HM_E_RANGE, off + 1, "VMDESCRIPTION length %u exceeds %u", len,
+			     SAVEVM_VMDESC_MAX);
+	char *js = malloc((size_t)len + 1);
+	if (!js)
+		return rfail(c, -ENOMEM, off, "VMDESCRIPTION: cannot allocate %u bytes", len);
+	mig_file_get_buffer(f, js, len);
+	js[len] = '\0';
+	if (mig_file_status(f)) {
+		free(js);
+		return rtrunc(c, "VMDESCRIPTION at offset %llu (length %u)", (unsigned long long)off, len);
+	}
+	json_error_t je;
+	json_t *root = json_loadb(js, len, 0, &je);
+	if (!root || !json_is_object(root)) {
+		json_decref(root);
+		free(js);
+		if (!root)
+			return rfail(c, HM_E_FORMAT, off + 5 + (uint64_t)(je.position > 0 ? je.position : 0),
+				     "VMDESCRIPTION at offset %llu is not valid JSON: %s (line %d column %d)",
+				     (unsigned long long)off, je.text, je.line, je.column);
+		return rfail(c, HM_E_FORMAT, off + 5,
+			     "VMDESCRIPTION at offset %llu is not a JSON object", (unsigned long long)off);
+	}
+	json_decref(root);
+	c->info->has_vmdesc = true;
+	int rc = 0;
+	if (c->o->on_vmdesc) {
+		hm_error_t he;
+		hm_error_clear(&he);
+		rc = c->o->on_vmdesc(c->o->opaque, js, len, &he);
+		if (rc < 0) {
+			if (!he.code)
+				hm_error_set(&he, rc, (int64_t)off, "vmdesc callback failed");
+			mig_file_latch_error(f, &he);
+			rc = chan_fail(f, c->err);
+		}
+	}
+	free(js);
+	return rc;
+}
+
+int savevm_load_stream_ex(mig_file_t *f, savevm_registry_t *r, const savevm_load_opts_t *opts,
+			  savevm_load_info_t *info, hm_error_t *err)
+{
+	static const savevm_load_opts_t no_opts;
+	savevm_load_info_t local_info;
+	if (!info)
+		info = &local_info;
+	memset(info, 0, sizeof(*info));
+	struct load_ctx c = { .f = f, .r = r, .o = opts ? opts : &no_opts, .info = info, .err = err };
+	for (size_t i = 0; i < r->n; i++) {
+		r->secs[i]->introduced = r->secs[i]->started = r->secs[i]->ended = false;
+	}
+	int rc = 0;
+	uint32_t magic = mig_file_get_be32(f);
+	if (mig_file_status(f)) {
+		rc = rtrunc(&c, "stream header");
+		goto out;
+	}
+	if (magic != SAVEVM_MAGIC) {
+		rc = rfail(&c, HM_E_MAGIC, 0,
+			   "bad magic 0x%08x: not a QEMU migration stream (expected 0x%08x \"QEVM\")",
+			   magic, SAVEVM_MAGIC);
+		goto out;
+	}
+	uint32_t version = mig_file_get_be32(f);
+	if (mig_file_status(f)) {
+		rc = rtrunc(&c, "stream header");
+		goto out;
+	}
+	if (version == SAVEVM_VERSION_OBSOLETE) {
+		rc = rfail(&c, HM_E_VERSION, 4,
+			   "stream version 2 is obsolete (QEMU before 0.13); only version 3 is supported");
+		goto out;
+	}
+	if (version != SAVEVM_VERSION) {
+		rc = rfail(&c, HM_E_VERSION, 4, "stream version %u is not supported (expected 3)",
+			   version);
+		goto out;
+	}
+	bool first = true;
+	for (;;) {
+		uint64_t off = mig_file_offset(f);
+		uint8_t t = mig_file_get_u8(f);
+		if (mig_file_status(f)) {
+			rc = rtrunc(&c, "record type at offset %llu (stream ended before EOF)",
+				    (unsigned long long)off);
+			goto out;
+		}
+		switch (t) {
+		case QEMU_VM_EOF:
+			info->eof_offset = off;
+			goto eof;
+		case QEMU_VM_CONFIGURATION:
+			if (!first) {
+				rc = rfail(&c, HM_E_FORMAT, off,
+					   "CONFIGURATION record at offset %llu after other records", (unsigned long long)off);
+				goto out;
+			}
+			rc = load_configuration(&c, off);
+			break;
+		case QEMU_VM_SECTION_START:
+		case QEMU_VM_SECTION_FULL:
+			rc = load_section_start(&c, t, off);
+			break;
+		case QEMU_VM_SECTION_PART:
+		case QEMU_VM_SECTION_END:
+			rc = load_section_part(&c, t, off);
+			break;
+		case QEMU_VM_COMMAND:
+			rc = load_command(&c, off);
+			break;
+		case QEMU_VM_SECTION_FOOTER:
+			rc = rfail(&c, HM_E_FOOTER, off, "section footer at offset %llu outside a section record",
+				   (unsigned long long)off);
+			break;
+		case QEMU_VM_SUBSECTION:
+		case QEMU_VM_VMDESCRIPTION:
+			rc = rfail(&c, HM_E_FORMAT, off, "%s record at offset %llu is not allowed here",
+				   savevm_record_name(t), (unsigned long long)off);
+			break;
+		default:
+			rc = rfail(&c, HM_E_UNKNOWN, off, "unknown record type 0x%02x at offset %llu", t,
+				   (unsigned long long)off);
+			break;
+		}
+		if (rc)
+			goto out;
+		first = false;
+	}
+eof:
+	if (!c.o->allow_incomplete) {
+		for (size_t i = 0; i < r->n; i++) {
+			savevm_section_t *s = r->secs[i];
+			if (s->started && !s->ended) {
+				rc = rfail(&c, HM_E_FORMAT, info->eof_offset,
+					   "EOF at offset %llu but live section '%s' (id %u) got no SECTION_END",
+					   (unsigned long long)info->eof_offset, s->idstr, s->wire_id);
+				goto out;
+			}
+		}
+	}
+	if (!c.o->stop_at_eof) {
+		rc = load_vmdesc(&c);
+		if (rc)
+			goto out;
+		if (c.o->require_end) {
+			int t = mig_file_peek_u8(f);
+			if (t >= 0) {
+				rc = rfail(&c, HM_E_FORMAT, mig_file_offset(f),
+					   "unexpected byte 0x%02x at offset %llu after the end of the stream",
+					   t, (unsigned long long)mig_file_offset(f));
+				goto out;
+			}
+		}
+	}
+out:
+	info->end_offset = mig_file_offset(f);
+	if (!rc && mig_file_status(f))
+		rc = chan_fail(f, err);
+	return rc;
+}
+
+int savevm_load_stream(mig_file_t *f, savevm_registry_t *r, hm_error_t *err)
+{
+	return savevm_load_stream_ex(f, r, NULL, NULL, err);
+}

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The two vmstate sections this layer defines: `spapr` (QEMU's machine
+ * section, versions 1 to 3, byte for byte and with QEMU's vmdesc names) and
+ * the project's `hptmig/verify` end-to-end digest. They must never accept a
+ * value QEMU would refuse, nor refuse one QEMU sends.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "savevm/savevm_int.h"
+
+/* ------------------------------------------------------------------ spapr */
+
+/* QEMU: VMSTATE_UINT64_TEST(rtc_offset, SpaprMachineState, version_before_3). */
+static bool spapr_version_before_3(void *opaque, uint32_t version_id)
+{
+	(void)opaque;
+	return version_id < 3;
+}
+
+/* QEMU's VMSTATE_PPC_TIMEBASE_V: a nested "timebase" struct named "tb". */
+static const vmstate_field_t timebase_fields[] = {
+	{ VMSTATE_U64(spapr_state_t, guest_timebase) },
+	{ VMSTATE_I64(spapr_state_t, time_of_the_day_ns) },
+	{ VMSTATE_END_OF_LIST },
+};
+
+static const vmstate_desc_t timebase_vmsd = {
+	.name = "timebase",
+	.version_id = 1,
+	.minimum_version_id = 1,
+	.fields = timebase_fields,
+};
+
+static const vmstate_field_t spapr_fields[] = {
+	/* The seed's v1 next_irq; QEMU today reads it as 4 unused bytes. */
+	{ VMSTATE_U32(spapr_state_t, next_irq), .version_below = 3 },
+	{ VMSTATE_U64(spapr_state_t, rtc_offset), .exists = spapr_version_before_3 },
+	{ VMSTATE_STRUCT_SELF("tb", &timebase_vmsd), .version_min = 2 },
+	{ VMSTATE_END_OF_LIST },
+};
+
+const vmstate_desc_t savevm_spapr_vmsd = {
+	.name = "spapr",
+	.version_id = SPAPR_SECTION_VERSION,
+	.minimum_version_id = SPAPR_SECTION_MIN_VERSION,
+	.fields = spapr_fields,
+};
+
+int savevm_register_spapr(savevm_registry_t *r, spapr_state_t *s, hm_error_t *err)
+{
+	return savevm_register_vmstate(r, SPAPR_SECTION_IDSTR, 0, &savevm_spapr_vmsd, s, err);
+}
+
+/* ----------------------------------------------------------- hptmig/verify */
+
+static int verify_post_load(void *opaque, uint32_t version_id, hm_error_t *err)
+{
+	savevm_verify_t *v = opaque;
+	(void)version_id;
+	if (v->htab_shift != VERIFY_NO_HPT && (v->htab_shift < 18 || v->htab_shift > 46))
+		return hm_error_set(err, HM_E_RANGE, -1,
+				    "field 'hptmig/verify.htab_shift': value %u not in 18..46 nor 0xffffffff",
+				    v->htab_shift);
+	if (v->htab_shift != VERIFY_NO_HPT &&
+	    v->valid > (UINT64_C(1) << (v->htab_shift - 4)))
+		return hm_error_set(err, HM_E_RANGE, -1,
+				    "field 'hptmig/verify.valid': %llu entries exceed the %llu slots of shift %u",
+				    (unsigned long long)v->valid,
+				    (unsigned long long)(UINT64_C(1) << (v->htab_shift - 4)), v->htab_shift);
+	if (v->htab_shift == VERIFY_NO_HPT && v->valid != 0)
+		return hm_error_set(err, HM_E_RANGE, -1,
+				    "field 'hptmig/verify.valid': %llu entries with no HPT",
+				    (unsigned long long)v->valid);
+	v->loaded = true;
+	return 0;
+}
+
+static const vmstate_field_t verify_fields[] = {
+	{ VMSTATE_U32(savevm_verify_t, htab_shift) },
+	{ VMSTATE_U64(savevm_verify_t, valid) },
+	{ VMSTATE_BUFFER(savevm_verify_t, digest) },
+	{ VMSTATE_END_OF_LIST },
+};
+
+const vmstate_desc_t savevm_verify_vmsd = {
+	.name = VERIFY_SECTION_IDSTR,
+	.version_id = VERIFY_SECTION_VERSION,
+	.minimum_version_id = VERIFY_SECTION_VERSION,
+	.fields = verify_fields,
+	.post_load = verify_post_load,
+};
+
+int savevm_register_verify(savevm_registry_t *r, savevm_verify_t *v, hm_error_t *err)
+{
+	return savevm_register_vmstate(r, VERIFY_SECTION_IDSTR, 0, &savevm_verify_vmsd, v, err);
+}
+
+int savevm_verify_check(const savevm_verify_t *sent, uint32_t htab_shift, uint64_t valid,
+			const uint8_t digest[HM_SHA256_LEN], hm_error_t *err)
+{
+	if (!sent || !sent->loaded)
+		return hm_error_set(err, HM_E_STATE, -1,
+				    "section 'hptmig/verify' was not received: cannot verify the table");
+	if (sent->htab_shift == htab_shift && sent->valid == valid &&
+	    memcmp(sent->digest, digest, HM_SHA256_LEN) == 0)
+		return 0;
+	char a[2 * HM_SHA256_LEN + 1], b[2 * HM_SHA256_LEN + 1];
+	hm_hex(sent->digest, HM_SHA256_LEN, a);
+	hm_hex(digest, HM_SHA256_LEN, b);
+	return hm_error_set(err, HM_E_DIGEST, -1,
+			    "hptmig/verify: source sent shift %u, %llu valid, digest %s; destination has shift %u, %llu valid, digest %s",
+			    sent->htab_shift, (unsigned long long)sent->valid, a, htab_shift,
+			    (unsigned long long)valid, b);
+}
