@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The standalone `spapr/htab` loader: replays record payloads (START, PART,
+ * END) into a table, checking every field with 64-bit arithmetic before it
+ * acts on it. It must never allocate a table above its max_shift, write
+ * outside the table, accept an invalid entry in a valid run, or keep bit
+ * 0x40; every error names the record, the chunk, the values and the offset.
+ */
+#include "hptmig/htab.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "htab_wire.h"
+
+/* Entries validated and stored per piece (fd readers serve up to 64 KiB). */
+#define HTAB_LOAD_PIECE 2048u
+
+struct htab_loader {
+	hpt_t *table;     /* NULL before START or for no HPT */
+	bool own;         /* table was created by the loader */
+	bool external;    /* the caller gave us the table */
+	unsigned max_shift;
+	hpt_config_t cfg;
+	bool have_cfg;
+	htab_load_stats_t st;
+};
+
+static const char *rec_name(int t)
+{
+	switch (t) {
+	case HTAB_RECORD_START:
+		return "START";
+	case HTAB_RECORD_PART:
+		return "PART";
+	case HTAB_RECORD_END:
+		return "END";
+	default:
+		return "?";
+	}
+}
+
+int htab_loader_create(hpt_t *table, const htab_loader_opts_t *opts, htab_loader_t **out)
+{
+	htab_loader_t *l = calloc(1, sizeof(*l));
+	*out = NULL;
+	if (!l)
+		return -ENOMEM;
+	l->max_shift = HTAB_SHIFT_MAX;
+	if (opts && opts->max_shift) {
+		if (opts->max_shift < HTAB_SHIFT_MIN || opts->max_shift > HTAB_SHIFT_MAX) {
+			free(l);
+			return HM_E_RANGE;
+		}
+		l->max_shift = opts->max_shift;
+	}
+	if (opts && opts->cfg) {
+		l->cfg = *opts->cfg;
+		l->have_cfg = true;
+	}
+	l->external = table != NULL;
+	l->table = table;
+	*out = l;
+	return 0;
+}
+
+void htab_loader_destroy(htab_loader_t *l)
+{
+	if (!l)
+		return;
+	if (l->own)
+		hpt_destroy(l->table);
+	free(l);
+}
+
+void htab_loader_get_stats(const htab_loader_t *l, htab_load_stats_t *out)
+{
+	*out = l->st;
+}
+
+hpt_t *htab_loader_table(htab_loader_t *l)
+{
+	return l->st.started && !l->st.no_hpt ? l->table : NULL;
+}
+
+hpt_t *htab_loader_take_table(htab_loader_t *l)
+{
+	hpt_t *t = htab_loader_table(l);
+	if (t) {
+		l->table = NULL;
+		l->own = false;
+		l->external = false;
+	}
+	return t;
+}
+
+/* Latch err in f and copy it out, then return its code. */
+static int fail(mig_file_t *f, hm_error_t *err, int code, int64_t off, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static int fail(mig_file_t *f, hm_error_t *err, int code, int64_t off, const char *fmt, ...)
+{
+	hm_error_t e;
+	va_list ap;
+	hm_error_clear(&e);
+	va_start(ap, fmt);
+	hm_error_setv(&e, code, off, fmt, ap);
+	va_end(ap);
+	mig_file_latch_error(f, &e);
+	/* The channel's first error wins; report that one. */
+	const hm_error_t *first = mig_file_error(f);
+	if (err && first && err->code == 0)
+		*err = *first;
+	return first ? first->code : code;
+}
+
+/*
+ * A get failed (the channel latched e.g. HM_E_TRUNCATED): report it with our
+ * context in err (the channel keeps its own message).
+ */
+static int fail_stream(mig_file_t *f, hm_error_t *err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail_stream(mig_file_t *f, hm_error_t *err, const char *fmt, ...)
+{
+	const hm_error_t *first = mig_file_error(f);
+	int code = first ? first->code : HM_E_TRUNCATED;
+	if (err && err->code == 0) {
+		char ctx[256];
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(ctx, sizeof(ctx), fmt, ap);
+		va_end(ap);
+		hm_error_set(err, code, first ? first->offset : (int64_t)mig_file_offset(f), "%s: %s",
+			     ctx, first ? first->msg : "input ended");
+	}
+	return code;
+}
+
+/* A new zeroed table of the given shift (START or a non-zero header). */
+static int new_table(htab_loader_t *l, mig_file_t *f, hm_error_t *err, int type, uint32_t hdr,
+		     int64_t off)
+{
+	if (hdr < HTAB_SHIFT_MIN || hdr > l->max_shift)
+		return fail(f, err, HM_E_RANGE, off,
+			    "spapr/htab: %s record: header (htab_shift) %" PRIu32
+			    " (0x%08" PRIx32 ") out of range %u..%u%s",
+			    rec_name(type), hdr, hdr, HTAB_SHIFT_MIN, l->max_shift,
+			    l->max_shift < HTAB_SHIFT_MAX ? " (this destination's limit)" : "");
+	hm_error_t e;
+	hm_error_clear(&e);
+	int rc;
+	if (l->table) {
+		rc = hpt_reset(l->table, hdr, &e);
+	} else {
+		rc = hpt_create(hdr, l->have_cfg ? &l->cfg : NULL, &l->table, &e);
+		if (rc == 0)
+			l->own = true;
+	}
+	if (rc != 0) {
+		hm_error_prefix(&e, "spapr/htab: %s record: table of htab_shift %" PRIu32 ": ",
+				rec_name(type), hdr);
+		e.offset = off;
+		mig_file_latch_error(f, &e);
+		if (err && err->code == 0)
+			*err = e;
+		return rc;
+	}
+	l->st.shift = hdr;
+	l->st.no_hpt = false;
+	l->st.tables++;
+	return 0;
+}
+
+/* Switch to "no HPT": an own table is freed, a borrowed one is left alone. */
+static void drop_table(htab_loader_t *l)
+{
+	if (l->own) {
+		hpt_destroy(l->table);
+		l->table = NULL;
+		l->own = false;
+	}
+	l->st.no_hpt = true;
+	l->st.shift = 0;
+}
+
+static int load_chunks(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *err)
+{
+	uint64_t slots = hpt_slots(l->table);
+	for (uint64_t n = 0;; n++) {
+		int64_t coff = (int64_t)mig_file_offset(f);
+		uint32_t index = mig_file_get_be32(f);
+		uint16_t nv = mig_file_get_be16(f);
+		uint16_t ni = mig_file_get_be16(f);
+		if (mig_file_status(f))
+			return fail_stream(f, err,
+					   "spapr/htab: %s record: chunk %" PRIu64
+					   " header (or endmark) truncated",
+					   rec_name(type), n);
+		if (index == 0 && nv == 0 && ni == 0)
+			return 0;
+		/* 64-bit: an index near 2^32 must not wrap. */
+		uint64_t end = (uint64_t)index + nv + ni;
+		if (end > slots)
+			return fail(f, err, HM_E_RANGE, coff,
+				    "spapr/htab: %s record: chunk %" PRIu64 " (index %" PRIu32
+				    ", n_valid %u, n_invalid %u): index + n_valid + n_invalid = %" PRIu64
+				    " exceeds the table's %" PRIu64 " slots (htab_shift %u)",
+				    rec_name(type), n, index, nv, ni, end, slots, l->st.shift);
+		if (nv == 0 && ni == 0)
+			return fail(f, err, HM_E_FORMAT, coff,
+				    "spapr/htab: %s record: chunk %" PRIu64 " (index %" PRIu32
+				    ") has n_valid 0 and n_invalid 0 but a non-zero index: "
+				    "not an endmark",
+				    rec_name(type), n, index);
+		for (uint32_t done = 0; done < nv;) {
+			uint32_t k = nv - done < HTAB_LOAD_PIECE ? nv - done : HTAB_LOAD_PIECE;
+			int64_t poff = (int64_t)mig_file_offset(f);
+			const uint8_t *p = mig_file_get_ptr(f, (size_t)k * HTAB_HPTE_SIZE);
+			if (!p)
+				return fail_stream(f, err,
+						   "spapr/htab: %s record: chunk %" PRIu64
+						   " (index %" PRIu32 ", n_valid %u): entries %u..%u truncated",
+						   rec_name(type), n, index, nv, done, done + k - 1);
+			for (uint32_t i = 0; i < k; i++) {
+				const uint8_t *e = p + (size_t)i * HTAB_HPTE_SIZE;
+				if (!htab_wire_valid(e))
+					return fail(f, err, HM_E_FORMAT,
+						    poff + (int64_t)i * HTAB_HPTE_SIZE,
+						    "spapr/htab: %s record: chunk %" PRIu64 " (index %" PRIu32
+						    ", n_valid %u): entry %u (slot %" PRIu64
+						    ") V=0x%016" PRIx64 " lacks the valid bit in a valid run",
+						    rec_name(type), n, index, nv, done + i,
+						    (uint64_t)index + done + i, hm_load_be64(e));
+			}
+			/* Bit 0x40 is cleared by hpt_write_entries (hpt.h contract). */
+			hpt_write_entries(l->table, (uint64_t)index + done, k, p);
+			done += k;
+		}
+		if (ni)
+			hpt_clear_entries(l->table, (uint64_t)index + nv, ni);
+		l->st.chunks++;
+		l->st.valid_sent += nv;
+		l->st.invalid_sent += ni;
+	}
+}
+
+int htab_loader_load(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *err)
+{
+	int64_t off = (int64_t)mig_file_offset(f);
+	if (mig_file_status(f))
+		return fail_stream(f, err, "spapr/htab: channel already failed");
+	if (type != HTAB_RECORD_START && type != HTAB_RECORD_PART && type != HTAB_RECORD_END)
+		return fail(f, err, HM_E_FORMAT, off,
+			    "spapr/htab: record type %d: the section has only START, PART and "
+			    "END records", type);
+	uint32_t hdr = mig_file_get_be32(f);
+	if (mig_file_status(f))
+		return fail_stream(f, err, "spapr/htab: %s record: header truncated", rec_name(type));
+	if (type == HTAB_RECORD_START) {
+		if (l->st.started)
+			return fail(f, err, HM_E_FORMAT, off,
+				    "spapr/htab: second START record (header 0x%08" PRIx32 ")", hdr);
+		if (hdr == HTAB_HDR_CHUNKS)
+			return fail(f, err, HM_E_FORMAT, off,
+				    "spapr/htab: START record: header 0 (expected htab_shift %u..%u "
+				    "or 0xffffffff for no HPT)",
+				    HTAB_SHIFT_MIN, l->max_shift);
+	} else if (!l->st.started) {
+		return fail(f, err, HM_E_FORMAT, off,
+			    "spapr/htab: %s record (header 0x%08" PRIx32 ") before START",
+			    rec_name(type), hdr);
+	}
+	l->st.records++;
+	if (hdr == HTAB_HDR_NO_HPT) {
+		/* As QEMU's loader: "no HPT" from here on; nothing follows. */
+		l->st.started = true;
+		drop_table(l);
+		return 0;
+	}
+	if (hdr != HTAB_HDR_CHUNKS) {
+		/* A new zeroed table of that shift (START, or a resize); nothing follows. */
+		int rc = new_table(l, f, err, type, hdr, off);
+		if (rc == 0)
+			l->st.started = true;
+		return rc;
+	}
+	if (l->st.no_hpt || !l->table)
+		return fail(f, err, HM_E_FORMAT, off,
+			    "spapr/htab: %s record: header 0 (chunks follow) but the source "
+			    "announced no HPT (0xffffffff)",
+			    rec_name(type));
+	return load_chunks(l, f, type, err);
+}
+
+int htab_loader_load_buffer(htab_loader_t *l, const void *buf, size_t len, int type,
+			    hm_error_t *err)
+{
+	mig_file_t *f;
+	int rc = mig_file_open_mem_reader(buf, len, &f);
+	if (rc)
+		return hm_error_set(err, rc, -1, "spapr/htab: cannot open a memory reader");
+	rc = htab_loader_load(l, f, type, err);
+	if (rc == 0 && mig_file_offset(f) != len)
+		rc = fail(f, err, HM_E_FORMAT, (int64_t)mig_file_offset(f),
+			  "spapr/htab: %s record: %zu bytes left after the payload (endmark at "
+			  "offset %" PRIu64 ")",
+			  rec_name(type), len - (size_t)mig_file_offset(f), mig_file_offset(f));
+	mig_file_close(f, NULL);
+	return rc;
+}
+
+int htab_loader_summary(htab_loader_t *l, htab_summary_t *out, hm_error_t *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (!l->st.started)
+		return hm_error_set(err, HM_E_STATE, -1, "spapr/htab: no START record was loaded");
+	if (l->st.no_hpt || !l->table) {
+		out->no_hpt = true;
+		out->shift = HTAB_HDR_NO_HPT;
+		hpt_digest_none(out->digest);
+		return 0;
+	}
+	out->shift = hpt_shift(l->table);
+	hpt_count(l->table, &out->valid, &out->bolted);
+	int rc = hpt_digest(l->table, out->digest);
+	if (rc)
+		return hm_error_set(err, rc, -1, "spapr/htab: digest failed");
+	return 0;
+}

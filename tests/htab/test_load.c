@@ -1,0 +1,366 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The spapr/htab loader against golden vectors: records cut from real QEMU
+ * streams (tests/htab/golden/, .bin files) that must load to known tables, and the
+ * crafted vectors of vectors.list (*.rec) that must load or fail with their
+ * named HM_E_* code. Also: error offsets and messages, the max_shift cap,
+ * loading into a caller's table, and a randomized encode/load property.
+ */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hptmig/htab.h"
+
+static char *golden_path(const char *name)
+{
+	static char p[4096];
+	snprintf(p, sizeof(p), "%s/tests/htab/golden/%s", tu_source_dir(), name);
+	return p;
+}
+
+static uint8_t *read_golden(const char *name, size_t *len)
+{
+	uint8_t *d = NULL;
+	int rc = tu_read_file(golden_path(name), &d, len);
+	if (rc != 0)
+		fail_msg("cannot read golden file %s: %d", golden_path(name), rc);
+	return d;
+}
+
+static int code_by_name(const char *name)
+{
+	static const int codes[] = { HM_OK,	     HM_E_FORMAT, HM_E_TRUNCATED, HM_E_RANGE,
+				     HM_E_VERSION,  HM_E_STATE,  HM_E_UNKNOWN };
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+		if (strcmp(hm_err_name(codes[i]), name) == 0 ||
+		    (codes[i] == HM_OK && strcmp(name, "HM_OK") == 0))
+			return codes[i];
+	fail_msg("unknown code name %s", name);
+	return 1;
+}
+
+/* Load a .rec container (u8 type, be32 len, payload)*; returns the first error code. */
+static int load_rec(htab_loader_t *l, const uint8_t *d, size_t len, hm_error_t *e)
+{
+	size_t pos = 0;
+	while (pos < len) {
+		assert_true(len - pos >= 5);
+		int type = d[pos];
+		uint32_t n = hm_load_be32(d + pos + 1);
+		pos += 5;
+		assert_true(n <= len - pos);
+		int rc = htab_loader_load_buffer(l, d + pos, n, type, e);
+		if (rc)
+			return rc;
+		pos += n;
+	}
+	return 0;
+}
+
+static htab_loader_t *load_rec_file(const char *name, int expect, hm_error_t *e)
+{
+	size_t len;
+	uint8_t *d = read_golden(name, &len);
+	htab_loader_t *l;
+	hm_error_clear(e);
+	assert_int_equal(htab_loader_create(NULL, NULL, &l), 0);
+	int rc = load_rec(l, d, len, e);
+	free(d);
+	if (rc != expect)
+		fail_msg("%s: expected %s, got %s: %s", name, hm_err_name(expect), hm_err_name(rc),
+			 e->msg);
+	if (expect != 0) {
+		assert_int_equal(e->code, expect);
+		assert_true(strlen(e->msg) > 0);
+		assert_non_null(strstr(e->msg, "spapr/htab"));
+		assert_true(e->offset >= 0);
+	}
+	return l;
+}
+
+static void test_vector_list(void **state)
+{
+	(void)state;
+	FILE *f = fopen(golden_path("vectors.list"), "r");
+	assert_non_null(f);
+	char line[512];
+	int n = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char file[128], code[64];
+		if (line[0] == '#' || sscanf(line, "%127s %63s", file, code) != 2)
+			continue;
+		hm_error_t e;
+		htab_loader_t *l = load_rec_file(file, code_by_name(code), &e);
+		htab_loader_destroy(l);
+		n++;
+	}
+	fclose(f);
+	assert_true(n >= 20);
+}
+
+static uint64_t entry_v(hpt_t *t, uint64_t slot, uint64_t *r)
+{
+	uint64_t v;
+	assert_true(hpt_read_entry(t, slot, &v, r));
+	return v;
+}
+
+static void test_vector_contents(void **state)
+{
+	(void)state;
+	hm_error_t e;
+	htab_load_stats_t st;
+	htab_summary_t sum;
+	uint64_t r;
+
+	htab_loader_t *l = load_rec_file("ok-hv-bit.rec", 0, &e);
+	assert_int_equal(entry_v(htab_loader_table(l), 9, &r), UINT64_C(0x4000000012345f95));
+	htab_loader_destroy(l);
+
+	l = load_rec_file("ok-last-slot.rec", 0, &e);
+	assert_int_equal(htab_loader_summary(l, &sum, NULL), 0);
+	assert_int_equal(sum.valid, 2);
+	assert_int_equal(entry_v(htab_loader_table(l), 16383, &r), 0);
+	assert_int_equal(entry_v(htab_loader_table(l), 16381, &r), UINT64_C(0x4000000012346005));
+	htab_loader_destroy(l);
+
+	l = load_rec_file("ok-kvm-first-pass.rec", 0, &e);
+	htab_loader_get_stats(l, &st);
+	assert_int_equal(st.chunks, 2);
+	assert_int_equal(st.valid_sent, 3);
+	assert_int_equal(st.invalid_sent, 13);
+	assert_int_equal(st.records, 3);
+	htab_loader_destroy(l);
+
+	l = load_rec_file("ok-resize.rec", 0, &e);
+	htab_loader_get_stats(l, &st);
+	assert_int_equal(st.tables, 2);
+	assert_int_equal(st.shift, 19);
+	assert_int_equal(htab_loader_summary(l, &sum, NULL), 0);
+	assert_int_equal(sum.shift, 19);
+	assert_int_equal(sum.valid, 1); /* the entry sent before the resize is gone */
+	assert_int_equal(entry_v(htab_loader_table(l), 32767, &r), UINT64_C(0x4000000012346005));
+	htab_loader_destroy(l);
+
+	l = load_rec_file("ok-nohpt.rec", 0, &e);
+	assert_null(htab_loader_table(l));
+	assert_int_equal(htab_loader_summary(l, &sum, NULL), 0);
+	assert_true(sum.no_hpt);
+	htab_loader_destroy(l);
+}
+
+static void test_error_details(void **state)
+{
+	(void)state;
+	hm_error_t e;
+	htab_loader_t *l = load_rec_file("err-index-wrap.rec", HM_E_RANGE, &e);
+	/* The chunk header is at payload offset 4 (after the be32 header). */
+	assert_int_equal(e.offset, 4);
+	assert_non_null(strstr(e.msg, "chunk 0"));
+	assert_non_null(strstr(e.msg, "4294967295"));
+	assert_non_null(strstr(e.msg, "4294967296")); /* the 64-bit sum, not wrapped */
+	htab_loader_destroy(l);
+
+	l = load_rec_file("err-invalid-in-valid-run.rec", HM_E_FORMAT, &e);
+	assert_int_equal(e.offset, 4 + 8 + 16); /* the second entry */
+	assert_non_null(strstr(e.msg, "entry 1"));
+	assert_non_null(strstr(e.msg, "valid bit"));
+	htab_loader_destroy(l);
+
+	l = load_rec_file("err-start-shift-high.rec", HM_E_RANGE, &e);
+	assert_non_null(strstr(e.msg, "18..36"));
+	htab_loader_destroy(l);
+
+	l = load_rec_file("err-entry-truncated.rec", HM_E_TRUNCATED, &e);
+	assert_non_null(strstr(e.msg, "chunk 0"));
+	htab_loader_destroy(l);
+}
+
+/* Offsets are those of the channel: several records through one reader. */
+static void test_channel_offsets(void **state)
+{
+	(void)state;
+	uint8_t buf[64];
+	size_t n = 0;
+	hm_store_be32(buf + n, 20), n += 4;           /* START payload */
+	hm_store_be32(buf + n, 0), n += 4;            /* PART header */
+	hm_store_be32(buf + n, 65535), n += 4;        /* chunk: last slot of shift 20 */
+	hm_store_be16(buf + n, 0), n += 2;
+	hm_store_be16(buf + n, 1), n += 2;
+	hm_store_be32(buf + n, 65535), n += 4;        /* one past */
+	hm_store_be16(buf + n, 0), n += 2;
+	hm_store_be16(buf + n, 2), n += 2;
+	mig_file_t *f;
+	htab_loader_t *l;
+	hm_error_t e;
+	hm_error_clear(&e);
+	assert_int_equal(mig_file_open_mem_reader(buf, n, &f), 0);
+	assert_int_equal(htab_loader_create(NULL, NULL, &l), 0);
+	assert_int_equal(htab_loader_load(l, f, HTAB_RECORD_START, &e), 0);
+	assert_int_equal(htab_loader_load(l, f, HTAB_RECORD_PART, &e), HM_E_RANGE);
+	assert_int_equal(e.offset, 16);
+	assert_non_null(strstr(e.msg, "chunk 1"));
+	hm_error_t fe;
+	assert_int_equal(mig_file_close(f, &fe), HM_E_RANGE);
+	assert_int_equal(fe.offset, 16);
+	htab_loader_destroy(l);
+}
+
+static void test_max_shift_and_external(void **state)
+{
+	(void)state;
+	uint8_t p[4];
+	hm_error_t e;
+	hm_error_clear(&e);
+	htab_loader_opts_t o = { .max_shift = 20 };
+	htab_loader_t *l;
+	assert_int_equal(htab_loader_create(NULL, &o, &l), 0);
+	hm_store_be32(p, 21);
+	assert_int_equal(htab_loader_load_buffer(l, p, 4, HTAB_RECORD_START, &e), HM_E_RANGE);
+	assert_non_null(strstr(e.msg, "18..20"));
+	htab_loader_destroy(l);
+	o.max_shift = 40;
+	assert_int_equal(htab_loader_create(NULL, &o, &l), HM_E_RANGE);
+
+	/* Loading into the caller's table: START resets it to the source's shift. */
+	hpt_t *t;
+	assert_int_equal(hpt_create(18, NULL, &t, NULL), 0);
+	assert_true(hpt_write_entry(t, 5, UINT64_C(0x4000000012346005), 0x194));
+	assert_int_equal(htab_loader_create(t, NULL, &l), 0);
+	hm_store_be32(p, 19);
+	assert_int_equal(htab_loader_load_buffer(l, p, 4, HTAB_RECORD_START, &e), 0);
+	assert_ptr_equal(htab_loader_table(l), t);
+	assert_int_equal(hpt_shift(t), 19);
+	uint64_t valid;
+	hpt_count(t, &valid, NULL);
+	assert_int_equal(valid, 0);
+	htab_loader_destroy(l); /* must not free the caller's table */
+	hpt_destroy(t);
+}
+
+/* Records cut from pseries-qemu10-p8-2g-live.mig (see golden/README.md). */
+static void test_qemu_cuts(void **state)
+{
+	(void)state;
+	static const char *const files[] = { "qemu10-2g-live-start.bin",
+					     "qemu10-2g-live-part4-invalid.bin",
+					     "qemu10-2g-live-part5.bin",
+					     "qemu10-2g-live-end-empty.bin" };
+	static const int types[] = { HTAB_RECORD_START, HTAB_RECORD_PART, HTAB_RECORD_PART,
+				     HTAB_RECORD_END };
+	htab_loader_t *l;
+	hm_error_t e;
+	hm_error_clear(&e);
+	assert_int_equal(htab_loader_create(NULL, NULL, &l), 0);
+	for (int i = 0; i < 4; i++) {
+		size_t len;
+		uint8_t *d = read_golden(files[i], &len);
+		int rc = htab_loader_load_buffer(l, d, len, types[i], &e);
+		if (rc)
+			fail_msg("%s: %s", files[i], e.msg);
+		free(d);
+	}
+	htab_load_stats_t st;
+	htab_loader_get_stats(l, &st);
+	assert_int_equal(st.shift, 24);
+	assert_int_equal(st.chunks, 27);
+	assert_int_equal(st.valid_sent, 5);
+	assert_int_equal(st.invalid_sent, 23);
+	htab_summary_t sum;
+	assert_int_equal(htab_loader_summary(l, &sum, NULL), 0);
+	assert_int_equal(sum.valid, 3);
+	assert_int_equal(sum.bolted, 0);
+	char hex[65];
+	hm_hex(sum.digest, 32, hex);
+	assert_string_equal(hex, "d1578b74a0892939354505033ef7f2d2a795c7cf7b28dd21a651a38b1eb654ea");
+	uint64_t r;
+	assert_int_equal(entry_v(htab_loader_table(l), 0xf5a71, &r), UINT64_C(0x40081dd687003d85));
+	assert_int_equal(r, UINT64_C(0x7f7f1196));
+	htab_loader_destroy(l);
+
+	/* The radix guest: START and END both 0xffffffff. */
+	assert_int_equal(htab_loader_create(NULL, NULL, &l), 0);
+	size_t len;
+	uint8_t *d = read_golden("qemu10-p9radix-start-nohpt.bin", &len);
+	assert_int_equal(htab_loader_load_buffer(l, d, len, HTAB_RECORD_START, &e), 0);
+	free(d);
+	d = read_golden("qemu10-p9radix-end-nohpt.bin", &len);
+	assert_int_equal(htab_loader_load_buffer(l, d, len, HTAB_RECORD_END, &e), 0);
+	free(d);
+	assert_int_equal(htab_loader_summary(l, &sum, NULL), 0);
+	assert_true(sum.no_hpt);
+	hm_hex(sum.digest, 32, hex);
+	assert_string_equal(hex, "ad95131bc0b799c0b1af477fb14fcf26a6a9f76079e48bf090acb7e8367bfd0e");
+	htab_loader_destroy(l);
+
+	/* QEMU 7.2's START: htab_shift 23. */
+	assert_int_equal(htab_loader_create(NULL, NULL, &l), 0);
+	d = read_golden("qemu72-1g-start.bin", &len);
+	assert_int_equal(htab_loader_load_buffer(l, d, len, HTAB_RECORD_START, &e), 0);
+	free(d);
+	assert_int_equal(hpt_shift(htab_loader_table(l)), 23);
+	htab_loader_destroy(l);
+}
+
+/*
+ * Property: any random table, canonically encoded, loads back to the same
+ * digest, whatever the chunking; and a random PART with invalid runs applied
+ * to a table equals applying it slot by slot to a reference array.
+ */
+static void test_random_property(void **state)
+{
+	(void)state;
+	uint64_t seed = tu_seed("htab load random property");
+	for (int round = 0; round < 20; round++) {
+		hpt_t *t;
+		assert_int_equal(hpt_create(18, NULL, &t, NULL), 0);
+		uint64_t slots = hpt_slots(t);
+		uint64_t density = tu_rand(&seed) % 100;
+		for (uint64_t i = 0; i < slots; i++)
+			if (tu_rand(&seed) % 100 < density)
+				hpt_write_entry(t, i, (tu_rand(&seed) & ~UINT64_C(0x7f)) | 0x1 |
+						   (tu_rand(&seed) & 0x5c),
+						tu_rand(&seed));
+		mig_file_t *w;
+		assert_int_equal(mig_file_open_mem_writer(0, &w), 0);
+		assert_int_equal(htab_encode_start(t, w), 0);
+		size_t slen, len;
+		mig_file_mem_data(w, &slen);
+		assert_int_equal(htab_encode_table(t, w), 0);
+		const uint8_t *p = mig_file_mem_data(w, &len);
+		htab_loader_t *l;
+		hm_error_t e;
+		hm_error_clear(&e);
+		assert_int_equal(htab_loader_create(NULL, NULL, &l), 0);
+		assert_int_equal(htab_loader_load_buffer(l, p, slen, HTAB_RECORD_START, &e), 0);
+		int rc = htab_loader_load_buffer(l, p + slen, len - slen, HTAB_RECORD_END, &e);
+		if (rc)
+			fail_msg("round %d: %s", round, e.msg);
+		uint8_t d1[32];
+		htab_summary_t sum;
+		assert_int_equal(hpt_digest(t, d1), 0);
+		assert_int_equal(htab_loader_summary(l, &sum, NULL), 0);
+		assert_memory_equal(d1, sum.digest, 32);
+		htab_load_stats_t st;
+		htab_loader_get_stats(l, &st);
+		assert_int_equal(st.valid_sent, sum.valid);
+		assert_int_equal(st.invalid_sent, 0);
+		htab_loader_destroy(l);
+		mig_file_close(w, NULL);
+		hpt_destroy(t);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_vector_list),     cmocka_unit_test(test_vector_contents),
+		cmocka_unit_test(test_error_details),   cmocka_unit_test(test_channel_offsets),
+		cmocka_unit_test(test_max_shift_and_external), cmocka_unit_test(test_qemu_cuts),
+		cmocka_unit_test(test_random_property),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
