@@ -47,6 +47,8 @@ struct mig_file {
 	_Atomic uint64_t rate_limit; /* bytes per second, 0 = none; any thread */
 	uint64_t win_start_ns;  /* rate window start (owner thread) */
 	uint64_t win_off;       /* offset counted as the window's start */
+	/* Offset of the value a get/skip is reading (for backend errors), or UINT64_MAX. */
+	uint64_t op_start;
 };
 
 _Static_assert(offsetof(struct mig_file, hot) == 0, "hot part must be first");
@@ -103,6 +105,7 @@ static mig_file_t *alloc_file(enum mig_file_mode mode, enum backend kind)
 	atomic_init(&f->cancelled, false);
 	atomic_init(&f->rate_limit, 0);
 	f->win_start_ns = hm_now_ns();
+	f->op_start = UINT64_MAX;
 	return f;
 }
 
@@ -228,7 +231,7 @@ static ssize_t backend_read(mig_file_t *f, void *p, size_t n)
 		}
 		if (e == EINTR)
 			continue;
-		int64_t off = (int64_t)mig_file_offset(f);
+		int64_t off = (int64_t)(f->op_start != UINT64_MAX ? f->op_start : mig_file_offset(f));
 		if (e == EAGAIN || e == EWOULDBLOCK)
 			latch(f, HM_E_TIMEOUT, off, "migration channel: read timed out");
 		else
@@ -611,10 +614,11 @@ static void latch_truncated(mig_file_t *f, uint64_t start, size_t want, size_t g
 	      (unsigned long long)start);
 }
 
+static bool get_loop(mig_file_t *f, uint8_t *out, size_t len, uint64_t start);
+
 bool mig_file_get_slow(mig_file_t *f, void *buf, size_t len)
 {
 	uint8_t *out = buf;
-	size_t done = 0;
 	if (f->failed || f->mode != MIG_FILE_READ) {
 		if (!f->failed)
 			latch(f, -EINVAL, (int64_t)mig_file_offset(f),
@@ -623,6 +627,15 @@ bool mig_file_get_slow(mig_file_t *f, void *buf, size_t len)
 		return false;
 	}
 	uint64_t start = mig_file_offset(f);
+	f->op_start = start;
+	bool ok = get_loop(f, out, len, start);
+	f->op_start = UINT64_MAX;
+	return ok;
+}
+
+static bool get_loop(mig_file_t *f, uint8_t *out, size_t len, uint64_t start)
+{
+	size_t done = 0;
 	while (done < len) {
 		size_t avail = (size_t)(f->hot.rend - f->hot.rpos);
 		if (avail) {
@@ -686,27 +699,40 @@ const uint8_t *mig_file_get_ptr(mig_file_t *f, size_t len)
 		      "zero-copy read of %zu bytes exceeds the channel buffer (%zu)", len, f->cap);
 		return NULL;
 	}
+	f->op_start = start;
 	while ((size_t)(f->hot.rend - f->hot.rpos) < len) {
 		ssize_t r = refill(f);
 		if (r > 0)
 			continue;
 		if (r == 0)
 			latch_truncated(f, start, len, (size_t)(f->hot.rend - f->hot.rpos));
+		f->op_start = UINT64_MAX;
 		return NULL;
 	}
+	f->op_start = UINT64_MAX;
 	const uint8_t *p = f->hot.rpos;
 	f->hot.rpos += len;
 	return p;
 }
 
+static int skip_loop(mig_file_t *f, uint64_t len, uint64_t start);
+
 int mig_file_skip(mig_file_t *f, uint64_t len)
 {
 	uint64_t start = mig_file_offset(f);
-	uint64_t done = 0;
 	if (f->failed)
 		return f->err.code;
 	if (f->mode != MIG_FILE_READ)
 		return mig_file_set_error(f, -EINVAL, "skip on a channel opened for writing");
+	f->op_start = start;
+	int rc = skip_loop(f, len, start);
+	f->op_start = UINT64_MAX;
+	return rc;
+}
+
+static int skip_loop(mig_file_t *f, uint64_t len, uint64_t start)
+{
+	uint64_t done = 0;
 	while (done < len) {
 		uint64_t avail = (uint64_t)(f->hot.rend - f->hot.rpos);
 		if (avail) {
