@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Concurrency stress: vCPU threads issue random hypercalls (enter, remove,
+ * protect, bulk remove, clear ref/mod, and resizes) on a few hot PTEGs,
+ * while a migration thread starts tracking under them, makes a full first
+ * pass, then repeatedly drains changed slots into a copy. After the threads
+ * stop and a final drain the copy must equal the table entry for entry, and
+ * the digests must match: no torn entry, no lost change. Seed printed.
+ */
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hptmig/hpt.h"
+
+#define MAX_SHIFT 19
+#define MAX_SLOTS (UINT64_C(1) << (MAX_SHIFT - 4))
+
+struct ctx {
+	hpt_t *h;
+	_Atomic int stop;
+	uint64_t seed;
+	bool resize;
+	_Atomic uint64_t ops, resizes;
+};
+
+struct worker {
+	struct ctx *c;
+	int id;
+};
+
+static void *vcpu(void *arg)
+{
+	struct worker *w = arg;
+	struct ctx *c = w->c;
+	uint64_t rs = c->seed * 31 + (uint64_t)w->id, n = 0;
+	while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
+		unsigned shift = hpt_shift(c->h);
+		/* 64 VSIDs x 64 pages: hashes below 64, so every thread fights
+		 * over the same 64 primary (and 64 secondary) PTEGs. */
+		uint64_t vsid = tu_rand(&rs) & 63, ea = (tu_rand(&rs) & 63) << 12;
+		bool sec = tu_rand(&rs) & 1;
+		uint64_t pteg = hpt_pteg_index(shift, HPT_SEG_256M, vsid, ea, 12, sec);
+		uint64_t ptex = (pteg << 3) | (tu_rand(&rs) & 7);
+		uint64_t v = hpt_mapping_v(HPT_SEG_256M, vsid, ea, false, sec);
+		unsigned op = (unsigned)(tu_rand(&rs) % 100);
+		if (op < 35) {
+			uint64_t r = ((tu_rand(&rs) & 0xffff) << 12) | HPTE64_R_M |
+				     (tu_rand(&rs) & (HPTE64_R_R | HPTE64_R_C | 3));
+			hpt_h_enter(c->h, tu_rand(&rs) & 1 ? H_EXACT : 0, ptex,
+				    v | (tu_rand(&rs) & 3 ? 0 : HPTE64_V_BOLTED), r, NULL);
+		} else if (op < 60) {
+			uint64_t ov, orr;
+			hpt_h_remove(c->h, tu_rand(&rs) & 1 ? H_AVPN : 0, ptex, v & ~0x7full, &ov, &orr);
+		} else if (op < 75) {
+			hpt_h_protect(c->h, tu_rand(&rs) & 0x3f07, ptex, 0);
+		} else if (op < 85) {
+			uint64_t a[8];
+			for (int i = 0; i < 4; i++) {
+				a[2 * i] = H_BULK_REMOVE_REQUEST | (((tu_rand(&rs) % 3)) << 56) |
+					   ((ptex & ~7ull) + (tu_rand(&rs) & 7));
+				a[2 * i + 1] = tu_rand(&rs) & 1 ? v & ~0x7full : HPTE64_V_BOLTED;
+			}
+			if (tu_rand(&rs) % 8 == 0)
+				a[6] = H_BULK_REMOVE_END;
+			hpt_h_bulk_remove(c->h, a);
+		} else if (op < 92) {
+			uint64_t old;
+			hpt_h_clear_ref(c->h, 0, ptex, &old);
+		} else if (op < 99) {
+			uint64_t old;
+			hpt_h_clear_mod(c->h, 0, ptex, &old);
+		} else if (c->resize && w->id == 0 && tu_rand(&rs) % 40 == 0) {
+			unsigned ns = shift == 18 ? 19 : 18;
+			if (hpt_h_resize_prepare(c->h, 0, ns) == H_SUCCESS &&
+			    hpt_h_resize_commit(c->h, 0, ns) == H_SUCCESS)
+				atomic_fetch_add(&c->resizes, 1);
+		} else {
+			uint64_t out[8];
+			hpt_h_read(c->h, H_READ_4, ptex, out);
+		}
+		n++;
+	}
+	atomic_fetch_add(&c->ops, n);
+	return NULL;
+}
+
+/*
+ * Drain changed slots into copy (2 words per slot, host order). Half of the
+ * words go through the bulk reader (lock-free for invalid entries).
+ */
+static void drain(struct ctx *c, uint64_t *copy, uint64_t *seen_gen, uint64_t *rs)
+{
+	uint64_t g = hpt_generation(c->h);
+	if (g != *seen_gen) {
+		/* The table was replaced: forget it, re-read everything. */
+		memset(copy, 0, MAX_SLOTS * 16);
+		*seen_gen = g;
+		hpt_track_mark_all(c->h);
+	}
+	uint64_t cur = 0, first, bits;
+	uint8_t buf[64 * 16];
+	while (hpt_track_take(c->h, &cur, &first, &bits)) {
+		if (tu_rand(rs) & 1) {
+			uint64_t n = hpt_slots(c->h) > first ? hpt_slots(c->h) - first : 0;
+			n = n > 64 ? 64 : n;
+			memset(buf, 0, sizeof(buf));
+			hpt_read_entries(c->h, first, n, buf);
+			for (unsigned k = 0; k < 64; k++) {
+				if (!(bits >> k & 1) || first + k >= MAX_SLOTS)
+					continue;
+				copy[2 * (first + k)] = hm_load_be64(buf + 16 * k);
+				copy[2 * (first + k) + 1] = hm_load_be64(buf + 16 * k + 8);
+			}
+		} else {
+			while (bits) {
+				uint64_t s = first + (uint64_t)__builtin_ctzll(bits);
+				bits &= bits - 1;
+				uint64_t v = 0, r = 0;
+				if (s < MAX_SLOTS && hpt_read_entry(c->h, s, &v, &r)) {
+					copy[2 * s] = v;
+					copy[2 * s + 1] = r;
+				}
+			}
+		}
+	}
+}
+
+static void run_stress(bool resize, const char *name)
+{
+	struct ctx c;
+	memset(&c, 0, sizeof(c));
+	c.seed = tu_seed(name);
+	c.resize = resize;
+	uint64_t rs = c.seed;
+	hm_error_t e;
+	hm_error_clear(&e);
+	assert_int_equal(hpt_create(18, NULL, &c.h, &e), 0);
+	enum { NT = 4 };
+	pthread_t th[NT];
+	struct worker w[NT];
+	for (int i = 0; i < NT; i++) {
+		w[i].c = &c;
+		w[i].id = i;
+		assert_int_equal(pthread_create(&th[i], NULL, vcpu, &w[i]), 0);
+	}
+	hm_sleep_ns(50 * 1000 * 1000); /* let the guest run before tracking */
+	uint64_t *copy = calloc(MAX_SLOTS * 2, sizeof(uint64_t));
+	assert_non_null(copy);
+	/* Start tracking under running vCPUs, then a full first pass. */
+	assert_int_equal(hpt_track_start(c.h, &e), 0);
+	uint64_t seen_gen = hpt_generation(c.h);
+	{
+		uint64_t slots = hpt_slots(c.h);
+		uint8_t buf[256 * 16];
+		for (uint64_t s = 0; s < slots && s < MAX_SLOTS; s += 256) {
+			uint64_t n = slots - s < 256 ? slots - s : 256;
+			memset(buf, 0, sizeof(buf));
+			hpt_read_entries(c.h, s, n, buf);
+			for (uint64_t k = 0; k < n; k++) {
+				copy[2 * (s + k)] = hm_load_be64(buf + 16 * k);
+				copy[2 * (s + k) + 1] = hm_load_be64(buf + 16 * k + 8);
+			}
+		}
+	}
+#ifdef HPTMIG_SANITIZED
+	const uint64_t run_ns = UINT64_C(2500000000);
+#else
+	const uint64_t run_ns = UINT64_C(1500000000);
+#endif
+	uint64_t t_end = hm_now_ns() + run_ns, passes = 0;
+	while (hm_now_ns() < t_end) {
+		drain(&c, copy, &seen_gen, &rs);
+		passes++;
+	}
+	atomic_store(&c.stop, 1);
+	for (int i = 0; i < NT; i++)
+		pthread_join(th[i], NULL);
+	/* Final passes with the guest stopped: until nothing is pending and
+	 * the generation is the one the copy belongs to. */
+	for (int i = 0; i < 4; i++)
+		drain(&c, copy, &seen_gen, &rs);
+	assert_true(hpt_track_pending(c.h) == 0);
+	assert_true(seen_gen == hpt_generation(c.h));
+
+	uint64_t slots = hpt_slots(c.h), mism = 0, nvalid = 0;
+	hm_sha256_t *sha;
+	assert_int_equal(hm_sha256_new(&sha), 0);
+	uint8_t b[24];
+	hm_store_be32(b, hpt_shift(c.h));
+	hm_sha256_update(sha, b, 4);
+	for (uint64_t s = 0; s < slots; s++) {
+		uint64_t v, r;
+		assert_true(hpt_read_entry(c.h, s, &v, &r));
+		if (v != copy[2 * s] || r != copy[2 * s + 1]) {
+			if (mism++ < 5)
+				print_error("slot %llu: table %#llx/%#llx copy %#llx/%#llx\n",
+					    (unsigned long long)s, (unsigned long long)v,
+					    (unsigned long long)r, (unsigned long long)copy[2 * s],
+					    (unsigned long long)copy[2 * s + 1]);
+		}
+		if (copy[2 * s] & HPTE64_V_VALID) {
+			nvalid++;
+			hm_store_be64(b, s);
+			hm_store_be64(b + 8, copy[2 * s]);
+			hm_store_be64(b + 16, copy[2 * s + 1]);
+			hm_sha256_update(sha, b, 24);
+		}
+	}
+	uint8_t want[32], got[32];
+	hm_sha256_final(sha, want);
+	hm_sha256_free(sha);
+	assert_int_equal(hpt_digest(c.h, got), 0);
+	printf("# %s: %llu hcalls, %llu resizes, %llu drain passes, %llu valid at end\n", name,
+	       (unsigned long long)atomic_load(&c.ops), (unsigned long long)atomic_load(&c.resizes),
+	       (unsigned long long)passes, (unsigned long long)nvalid);
+	if (mism)
+		fail_msg("seed %llu: %llu slots differ", (unsigned long long)c.seed,
+			 (unsigned long long)mism);
+	assert_memory_equal(got, want, 32);
+	assert_true(nvalid > 0);
+	if (resize)
+		assert_true(atomic_load(&c.resizes) > 0);
+	hpt_track_stop(c.h);
+	hpt_destroy(c.h);
+	free(copy);
+}
+
+static void test_stress_hcalls(void **state)
+{
+	(void)state;
+	run_stress(false, "stress_hcalls");
+}
+
+static void test_stress_with_resize(void **state)
+{
+	(void)state;
+	run_stress(true, "stress_with_resize");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_stress_hcalls),
+		cmocka_unit_test(test_stress_with_resize),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
