@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * analyze: walk any QEMU migration stream held in memory (header,
+ * configuration, commands, START/PART/END/FULL records with footers, the
+ * `ram` and `spapr/htab` sections, and every other device section through
+ * the vmdesc JSON appended after EOF), summarise it, decode device state,
+ * and re-encode `spapr/htab` canonically (`rewrite`). It never trusts the
+ * input: every length is checked against the bytes left, every footer is
+ * checked, and the vmdesc is only a map to be verified; it never prints,
+ * exits or aborts.
+ */
+#ifndef HPTMIG_ANALYZE_H
+#define HPTMIG_ANALYZE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hptmig/base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Record type bytes of the QEMU stream (wire-format.md §1). */
+enum an_rec_type {
+	AN_REC_EOF = 0x00,
+	AN_REC_START = 0x01,
+	AN_REC_PART = 0x02,
+	AN_REC_END = 0x03,
+	AN_REC_FULL = 0x04,
+	AN_REC_SUBSECTION = 0x05,
+	AN_REC_VMDESC = 0x06,
+	AN_REC_CONFIG = 0x07,
+	AN_REC_COMMAND = 0x08,
+	AN_REC_FOOTER = 0x7e,
+};
+
+/* spapr/htab header value meaning "no HPT" (a radix guest). */
+#define AN_HTAB_NO_HPT 0xffffffffu
+/* Largest table a stream can address (be32 slot index): 2^32 slots. */
+#define AN_HTAB_SHIFT_MAX_STREAM 36u
+
+/* How a section's payload was understood. */
+enum an_section_kind {
+	AN_SEC_RAM = 1,     /* `ram`, §4 of wire-format.md */
+	AN_SEC_HTAB = 2,    /* `spapr/htab`, §2 */
+	AN_SEC_VMSTATE = 3, /* decoded through the stream's vmdesc */
+	AN_SEC_BUILTIN = 4, /* `spapr` or `hptmig/verify` without vmdesc entry */
+	AN_SEC_UNKNOWN = 5, /* not walkable: the walk stopped at it */
+};
+
+/* One record of the stream: [offset, offset + length) covers the type byte
+ * through the footer (COMMAND and CONFIGURATION records have no footer). */
+typedef struct an_record {
+	uint64_t offset;
+	uint64_t length;
+	uint64_t payload; /* section records: first payload byte (payload ends 5 bytes
+			   * before offset + length, at the footer) */
+	uint32_t section; /* index in an_report_t.sections, or UINT32_MAX */
+	uint16_t cmd;     /* COMMAND only */
+	uint8_t type;     /* enum an_rec_type */
+} an_record_t;
+
+typedef struct an_section {
+	uint32_t id;
+	uint32_t instance_id;
+	uint32_t version_id;
+	enum an_section_kind kind;
+	char idstr[256];
+	uint64_t n_start, n_part, n_end, n_full;
+	uint64_t bytes;        /* all bytes of its records, headers and footers included */
+	uint64_t first_offset; /* of its START/FULL record */
+} an_section_t;
+
+typedef struct an_ram_block {
+	char name[256];
+	uint64_t length;
+} an_ram_block_t;
+
+typedef struct an_ram_stats {
+	bool present;
+	uint32_t page_size;     /* from the vmdesc, else 4096 */
+	uint64_t total_bytes;   /* MEM_SIZE */
+	uint64_t data_pages;    /* PAGE items */
+	uint64_t zero_pages;    /* ZERO items (any fill byte) */
+	uint64_t fill_pages;    /* ZERO items whose fill byte is not 0 (QEMU < 9 only) */
+	uint64_t eos;           /* EOS items (one per record) */
+	size_t nblocks;
+	an_ram_block_t *blocks;
+} an_ram_stats_t;
+
+/* Page-size encodings counted over the final table (papr-hpt.md). */
+enum an_pgsz { AN_PG_4K, AN_PG_64K, AN_PG_16M, AN_PG_4K_64K, AN_PG_4K_16M, AN_PG_64K_16M,
+	       AN_PG_BAD, AN_PG_COUNT };
+/* Names of enum an_pgsz values ("4K", "64K", ..., "4K/64K", "invalid"). */
+const char *an_pgsz_name(int pg);
+
+typedef struct an_htab_stats {
+	bool present;
+	bool no_hpt;            /* final state is "no HPT" */
+	uint32_t start_shift;   /* START header (AN_HTAB_NO_HPT for no HPT) */
+	uint32_t shift;         /* final shift (after resizes), 0 when no_hpt */
+	uint64_t n_start, n_part, n_end;
+	uint64_t records;       /* n_start + n_part + n_end */
+	uint64_t empty_records; /* PART/END with header 0 and no chunk */
+	uint64_t resizes;       /* PART/END with a non-zero header (new table) */
+	uint64_t chunks, valid_sent, invalid_sent;
+	/* The final table, after replaying every chunk in stream order. */
+	uint64_t slots, valid, bolted, secondary;
+	uint64_t seg_256m, seg_1t, seg_reserved;
+	uint64_t page_sizes[AN_PG_COUNT];
+	uint64_t pteg_occupancy[9]; /* PTEGs with 0..8 valid entries */
+	uint64_t check_failures;    /* valid entries failing the structural check */
+	uint8_t digest[HM_SHA256_LEN]; /* wire-format.md §5 */
+} an_htab_stats_t;
+
+typedef struct an_command {
+	uint64_t offset;
+	uint16_t cmd;
+	uint16_t len;
+} an_command_t;
+
+/* Name of a QEMU migration command ("switchover-start", ...) or NULL. */
+const char *an_command_name(uint16_t cmd);
+
+/*
+ * What a walk found. Filled as far as the walk got, also when it failed
+ * (then `error` holds the first error) or stopped early (`complete` false,
+ * `stop_offset` and `stop_reason` say where and why: a section no layout is
+ * known for, e.g. a stream without vmdesc).
+ */
+typedef struct an_report {
+	uint64_t file_bytes;
+	uint32_t stream_version;
+	bool has_config;
+	char machine[256];
+	char config_subsections[512]; /* names, comma separated */
+	uint32_t target_page_bits;    /* configuration/target-page-bits, 0 if absent */
+
+	size_t nsections;
+	an_section_t *sections;
+	size_t nrecords;
+	an_record_t *records;
+	size_t ncommands;
+	an_command_t *commands;
+
+	an_ram_stats_t ram;
+	an_htab_stats_t htab;
+
+	bool has_vmdesc;
+	uint64_t vmdesc_offset; /* of the 0x06 byte */
+	uint64_t vmdesc_len;    /* JSON bytes */
+	size_t vmdesc_devices;
+	json_t *vmdesc;         /* parsed vmdesc (owned), NULL without one */
+
+	bool has_verify;        /* an hptmig/verify section was present */
+	uint32_t verify_shift;
+	uint64_t verify_valid;
+	uint8_t verify_digest[HM_SHA256_LEN];
+
+	bool complete;          /* walked every record through EOF */
+	uint64_t eof_offset;    /* of the EOF byte when complete */
+	int64_t stop_offset;    /* when !complete: where the walk stopped */
+	char stop_reason[512];
+	hm_error_t error;       /* first error (code 0: none) */
+
+	json_t *state;          /* device state (AN_OPT_STATE), owned */
+	uint64_t walk_ns;       /* time spent walking */
+
+	struct an_private *priv; /* the replayed table and other internals */
+} an_report_t;
+
+/* Options of an_analyze(). */
+#define AN_OPT_STATE 0x1u     /* decode every device section into report->state */
+#define AN_OPT_KEEP_TABLE 0x2u /* keep the replayed table (an_htab_foreach, rewrite) */
+
+/*
+ * Walk the stream buf[0, len) (the caller keeps it alive and unchanged for
+ * the duration of the call). Always sets *out to a report (free it with
+ * an_report_free) unless memory runs out. Returns 0 when the stream was
+ * walked through EOF (and the vmdesc, if any) without error; a negative
+ * code (also in (*out)->error and err) when the input is bad; 0 with
+ * (*out)->complete false when the walk had to stop at a section whose
+ * layout is unknown (no vmdesc).
+ */
+int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out, hm_error_t *err);
+void an_report_free(an_report_t *r);
+
+/*
+ * Call fn for every valid entry of the replayed table in slot order (needs
+ * AN_OPT_KEEP_TABLE). fn returns 0 to go on, non-zero to stop (returned).
+ */
+int an_htab_foreach(const an_report_t *r, int (*fn)(void *opaque, uint64_t slot, uint64_t v,
+						      uint64_t rr, bool check_ok),
+		    void *opaque);
+
+/* Output flags of an_report_json / an_report_text. */
+#define AN_OUT_HTAB 0x1u  /* list the table's entries */
+#define AN_OUT_STATE 0x2u /* include the decoded device state */
+#define AN_OUT_DESC 0x4u  /* include the vmdesc */
+
+/* The report as JSON (product.md fields and more). New reference. */
+json_t *an_report_json(const an_report_t *r, unsigned out_flags);
+/* The report as human-readable text (malloc'd, NUL-terminated), or NULL. */
+char *an_report_text(const an_report_t *r, unsigned out_flags);
+
+/*
+ * Input files: a plain stream or a zstd-compressed one (detected by its
+ * magic, decompressed with libzstd). Plain files are mapped read-only.
+ */
+typedef struct an_input {
+	const uint8_t *data;
+	size_t len;
+	bool compressed;
+	void *map_;   /* internal: mmap base or malloc'd buffer */
+	size_t maplen_;
+	bool mapped_;
+} an_input_t;
+int an_input_open(const char *path, an_input_t *in, hm_error_t *err);
+void an_input_close(an_input_t *in);
+
+/*
+ * rewrite: copy every record of buf unchanged except the `spapr/htab`
+ * section: its START record is kept, its PART records are dropped and its
+ * END record carries the whole final table once, canonically (runs of valid
+ * entries in slot order, each at most 65535 long, bit 0x40 of V cleared).
+ * A table resize (a non-zero PART header) becomes one PART record carrying
+ * the final shift just before END. The input must walk without error (all
+ * the loader's checks); a stream whose walk stops at an unknown section is
+ * accepted only when the spapr/htab END came before it (the rest is copied
+ * unchanged and unchecked; *unchecked_tail says so). Never adds a section.
+ * On success *out is malloc'd (free()) with *out_len bytes.
+ */
+int an_rewrite(const uint8_t *buf, size_t len, uint8_t **out, size_t *out_len,
+	       bool *unchecked_tail, hm_error_t *err);
+
+/*
+ * Encode a whole table canonically as an END payload (be32 0, chunks,
+ * end mark) into a malloc'd buffer. entries: slots × (V, R) host-order
+ * pairs; only entries with V's valid bit are sent.
+ */
+int an_htab_encode_table(const uint64_t *entries, uint64_t slots, uint8_t **out, size_t *out_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

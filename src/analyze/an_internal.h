@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private pieces of the analyze layer: the bounds-checked cursor every
+ * parser reads through, the compiled vmdesc, the sparse replay table of
+ * spapr/htab and the walker state. Nothing here may read outside
+ * [buf, buf + end) or trust a length before checking it against what is left.
+ */
+#ifndef HPTMIG_AN_INTERNAL_H
+#define HPTMIG_AN_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hptmig/analyze.h"
+
+/* ------------------------------------------------------------ vmdesc */
+
+enum an_vkind { AN_VK_GENERIC, AN_VK_INT, AN_VK_UINT, AN_VK_INT_LE, AN_VK_BOOL, AN_VK_STRUCT };
+
+struct an_vdesc;
+
+struct an_vfield {
+	const char *name;   /* points into the parsed JSON (kept alive) */
+	const char *type;
+	uint64_t size;      /* bytes of one element */
+	uint64_t count;     /* array_len, or 1 */
+	int64_t index;      /* "index" of an unfolded array element, or -1 */
+	enum an_vkind kind;
+	struct an_vdesc *sdesc; /* AN_VK_STRUCT */
+};
+
+struct an_vdesc {
+	const char *name;      /* device name (top level) or NULL */
+	const char *vmsd_name; /* vmsd_name, also the subsection name on the wire */
+	uint32_t instance_id;
+	int64_t version;       /* -1 when absent */
+	size_t nfields;
+	struct an_vfield *fields;
+	size_t nsubs;
+	struct an_vdesc *subs;
+};
+
+/* Maximum nesting of structs and subsections we follow (a hostile vmdesc
+ * must not exhaust the stack). QEMU's deepest real nesting is about 4. */
+#define AN_VDESC_MAX_DEPTH 32
+
+struct an_vmdesc {
+	json_t *root;         /* owned */
+	uint32_t page_size;   /* 0 when absent */
+	size_t ndev;
+	struct an_vdesc *devs;
+	struct an_vdesc *config; /* "configuration", or NULL */
+};
+
+/* Compile a parsed vmdesc (takes a reference to root). err offset = base_off. */
+int an_vmdesc_compile(json_t *root, struct an_vmdesc *vd, int64_t base_off, hm_error_t *err);
+void an_vmdesc_free(struct an_vmdesc *vd);
+const struct an_vdesc *an_vmdesc_find(const struct an_vmdesc *vd, const char *name,
+				      uint32_t instance_id);
+/* Built-in layouts of sections we know without a vmdesc (our own `spapr`
+ * versions 1..3 and `hptmig/verify` 1). NULL when none. */
+const struct an_vdesc *an_builtin_find(const char *name, uint32_t instance_id, uint32_t version);
+
+/* ------------------------------------------------------------ table */
+
+#define AN_TAB_BLK_SHIFT 12u /* 4096 slots (64 KiB) per block, allocated on first write */
+#define AN_TAB_BLK_SLOTS (1u << AN_TAB_BLK_SHIFT)
+
+struct an_tab {
+	uint32_t shift;   /* 18..36 */
+	uint64_t slots;
+	uint64_t nblk;
+	uint64_t **blk;   /* nblk pointers; each block: AN_TAB_BLK_SLOTS × {V, R} */
+};
+
+int an_tab_init(struct an_tab *t, uint32_t shift);
+void an_tab_fini(struct an_tab *t);
+/* Structural check of a valid entry in slot (papr-hpt.md, "Hash"): B not
+ * reserved, page-size encoding known, the entry sits in the PTEG its AVPN
+ * and H bit hash to (on the hash bits the AVPN determines). */
+bool an_hpte_check(uint32_t shift, uint64_t slot, uint64_t v, uint64_t r, int *pgsz);
+/* Page size encoding of an entry (enum an_pgsz) and its base page shift. */
+int an_hpte_pgsz(uint64_t v, uint64_t r, unsigned *base_shift);
+
+/* ------------------------------------------------------------ walker */
+
+struct an_frame {
+	const char *name;
+	int64_t index;
+};
+
+struct an_private {
+	struct an_vmdesc vd;
+	bool have_vd;
+	struct an_tab tab;   /* valid when htab present and hash (not no_hpt) */
+	bool have_tab;
+	size_t rec_cap; /* capacity of report->records */
+};
+
+struct an_walk {
+	const uint8_t *buf;
+	size_t end;   /* records end here: the vmdesc offset, or the buffer length */
+	size_t pos;
+	unsigned opts;
+	an_report_t *r;
+	hm_error_t *err;
+	const struct an_vmdesc *vd; /* NULL without vmdesc */
+	char ctx[200];              /* "record #N SECTION_FULL, section 'x' (id N, instance N)" */
+	int64_t rec_off;
+	size_t nframes;
+	struct an_frame frames[AN_VDESC_MAX_DEPTH * 2 + 8];
+	/* ram */
+	uint32_t page_size;
+	int64_t ram_cur_block;
+	/* vmstate walk stopped at an undescribed subsection (builtin layouts) */
+	bool stop_sub;
+};
+
+int an_fail(struct an_walk *w, int code, int64_t off, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static inline bool an_need(struct an_walk *w, uint64_t n, const char *what)
+{
+	if (w->end - w->pos >= n)
+		return true;
+	an_fail(w, HM_E_TRUNCATED, (int64_t)w->pos, "%s: needs %llu bytes, only %llu left", what,
+		(unsigned long long)n, (unsigned long long)(w->end - w->pos));
+	return false;
+}
+static inline uint8_t an_u8(struct an_walk *w)
+{
+	return w->buf[w->pos++];
+}
+static inline uint16_t an_be16(struct an_walk *w)
+{
+	uint16_t v = hm_load_be16(w->buf + w->pos);
+	w->pos += 2;
+	return v;
+}
+static inline uint32_t an_be32(struct an_walk *w)
+{
+	uint32_t v = hm_load_be32(w->buf + w->pos);
+	w->pos += 4;
+	return v;
+}
+static inline uint64_t an_be64(struct an_walk *w)
+{
+	uint64_t v = hm_load_be64(w->buf + w->pos);
+	w->pos += 8;
+	return v;
+}
+
+/* Walk one vmstate payload (fields then listed subsections) through d.
+ * obj: JSON object to fill with decoded values, or NULL to only skip. */
+int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, json_t *obj,
+		    bool builtin);
+/* `ram` payload of one record (START/PART/END). */
+int an_ram_walk(struct an_walk *w, uint8_t type);
+/* `spapr/htab` payload of one record. */
+int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version);
+/* Final table statistics and digest into r->htab. */
+int an_htab_finish(an_report_t *r, hm_error_t *err);
+/* Canonical END payload of the final table. */
+int an_htab_encode_final(const an_report_t *r, uint8_t **out, size_t *out_len);
+
+#endif

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rewrite: the input stream byte for byte, except the `spapr/htab` section,
+ * whose table (replayed with all the loader's checks) is sent once, whole and
+ * canonically, in the section's END record; its PART records are dropped.
+ * It never adds a section (the output is meant for real QEMU) and never
+ * produces output from an input that failed a check.
+ */
+#include "an_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int an_rewrite(const uint8_t *buf, size_t len, uint8_t **out, size_t *out_len, bool *unchecked_tail,
+	       hm_error_t *err)
+{
+	hm_error_t local;
+	if (!err)
+		err = &local;
+	hm_error_clear(err);
+	*out = NULL;
+	*out_len = 0;
+	if (unchecked_tail)
+		*unchecked_tail = false;
+	an_report_t *r = NULL;
+	int rc = an_analyze(buf, len, AN_OPT_KEEP_TABLE, &r, err);
+	if (rc < 0) {
+		an_report_free(r);
+		return rc;
+	}
+	const an_htab_stats_t *h = &r->htab;
+	int64_t hsec = -1;
+	for (size_t i = 0; i < r->nsections; i++)
+		if (r->sections[i].kind == AN_SEC_HTAB)
+			hsec = (int64_t)i;
+	if (hsec < 0 || !h->present) {
+		an_report_free(r);
+		return hm_error_set(err, HM_E_FORMAT, -1, "rewrite: the stream has no spapr/htab section");
+	}
+	if (!h->n_end) {
+		bool complete = r->complete;
+		int64_t where = complete ? (int64_t)r->eof_offset : r->stop_offset;
+		an_report_free(r);
+		return hm_error_set(err, complete ? HM_E_FORMAT : HM_E_UNSUPPORTED, where,
+				    "rewrite: spapr/htab has no END record%s",
+				    complete ? "" : " before the walk had to stop (unknown section, no vmdesc)");
+	}
+	/* The tail we copy unchanged: EOF + vmdesc, or whatever follows the
+	 * record the walk stopped at. */
+	size_t tail = r->complete ? (size_t)r->eof_offset : (size_t)r->stop_offset;
+	if (!r->complete && unchecked_tail)
+		*unchecked_tail = true;
+
+	uint8_t *payload = NULL;
+	size_t plen = 0;
+	if ((rc = an_htab_encode_final(r, &payload, &plen)) < 0) {
+		an_report_free(r);
+		return hm_error_set(err, rc, -1, "rewrite: out of memory encoding the table");
+	}
+	uint32_t sid = r->sections[hsec].id;
+	bool resized = !h->no_hpt && h->shift != h->start_shift;
+	size_t cap = len + plen + 64;
+	uint8_t *o = malloc(cap);
+	if (!o) {
+		free(payload);
+		an_report_free(r);
+		return hm_error_set(err, -ENOMEM, -1, "rewrite: out of memory (%zu bytes)", cap);
+	}
+	size_t n = 0;
+	size_t first = r->nrecords ? (size_t)r->records[0].offset : tail;
+	memcpy(o, buf, first);
+	n = first;
+	for (size_t i = 0; i < r->nrecords; i++) {
+		const an_record_t *rec = &r->records[i];
+		bool is_htab = rec->section == (uint32_t)hsec;
+		if (!is_htab || rec->type == AN_REC_START) {
+			memcpy(o + n, buf + rec->offset, (size_t)rec->length);
+			n += (size_t)rec->length;
+			continue;
+		}
+		if (rec->type == AN_REC_PART)
+			continue;
+		/* END: [resize PART], END with the whole table. */
+		if (resized) {
+			o[n++] = AN_REC_PART;
+			hm_store_be32(o + n, sid);
+			hm_store_be32(o + n + 4, h->shift);
+			o[n + 8] = AN_REC_FOOTER;
+			hm_store_be32(o + n + 9, sid);
+			n += 13;
+		}
+		o[n++] = AN_REC_END;
+		hm_store_be32(o + n, sid);
+		n += 4;
+		memcpy(o + n, payload, plen);
+		n += plen;
+		o[n++] = AN_REC_FOOTER;
+		hm_store_be32(o + n, sid);
+		n += 4;
+	}
+	memcpy(o + n, buf + tail, len - tail);
+	n += len - tail;
+	free(payload);
+	an_report_free(r);
+	*out = o;
+	*out_len = n;
+	return 0;
+}

@@ -1,0 +1,477 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The vmdesc: QEMU's JSON description of every non-live section, appended
+ * after EOF. Compiled once into a tree of field descriptions, then used to
+ * skip or decode FULL payloads. The vmdesc is a map, not a proof: every
+ * size it gives is checked against the bytes left, every listed subsection
+ * must be present with its name, and a struct must take exactly the bytes it
+ * claims, so a lying vmdesc gives an error at an offset, never a crash.
+ */
+#include "an_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* -------------------------------------------------------------- compile */
+
+static void vdesc_fini(struct an_vdesc *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->nfields; i++) {
+		if (d->fields[i].sdesc) {
+			vdesc_fini(d->fields[i].sdesc);
+			free(d->fields[i].sdesc);
+		}
+	}
+	free(d->fields);
+	for (size_t i = 0; i < d->nsubs; i++)
+		vdesc_fini(&d->subs[i]);
+	free(d->subs);
+	memset(d, 0, sizeof(*d));
+}
+
+static enum an_vkind kind_of(const char *type, uint64_t size)
+{
+	static const char *const ints[] = {"int8", "int16", "int32", "int64", "int32 equal",
+					   "int64 equal", NULL};
+	static const char *const uints[] = {"uint8", "uint16", "uint32", "uint64", "uint8 equal",
+					    "uint16 equal", "uint32 equal", "uint64 equal", NULL};
+	if (strcmp(type, "struct") == 0)
+		return AN_VK_STRUCT;
+	if (size != 1 && size != 2 && size != 4 && size != 8)
+		return AN_VK_GENERIC;
+	if (strcmp(type, "bool") == 0)
+		return size == 1 ? AN_VK_BOOL : AN_VK_GENERIC;
+	if (strcmp(type, "int32 le") == 0)
+		return AN_VK_INT_LE;
+	for (int i = 0; ints[i]; i++)
+		if (strcmp(type, ints[i]) == 0)
+			return AN_VK_INT;
+	for (int i = 0; uints[i]; i++)
+		if (strcmp(type, uints[i]) == 0)
+			return AN_VK_UINT;
+	return AN_VK_GENERIC;
+}
+
+static int get_u64(json_t *o, const char *key, bool required, uint64_t max, uint64_t *out,
+		   const char *where, int64_t off, hm_error_t *err)
+{
+	json_t *v = json_object_get(o, key);
+	if (!v) {
+		if (required)
+			return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: '%s' missing", where, key);
+		return 1;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    (uint64_t)json_integer_value(v) > max)
+		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: '%s' is not an integer in 0..%" PRIu64,
+				    where, key, max);
+	*out = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+static int vdesc_compile(json_t *o, struct an_vdesc *d, int depth, bool top, int64_t off,
+			 hm_error_t *err)
+{
+	char where[300];
+	memset(d, 0, sizeof(*d));
+	d->version = -1;
+	if (!json_is_object(o))
+		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: a device description is not an object");
+	if (depth > AN_VDESC_MAX_DEPTH)
+		return hm_error_set(err, HM_E_RANGE, off, "vmdesc: nesting deeper than %d",
+				    AN_VDESC_MAX_DEPTH);
+	json_t *js;
+	if ((js = json_object_get(o, "name")) && json_is_string(js))
+		d->name = json_string_value(js);
+	if ((js = json_object_get(o, "vmsd_name")) && json_is_string(js))
+		d->vmsd_name = json_string_value(js);
+	if (top && !d->name)
+		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: a device has no 'name'");
+	if (!top && !d->vmsd_name)
+		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: a struct or subsection has no 'vmsd_name'");
+	snprintf(where, sizeof(where), "device '%s'", d->name ? d->name : d->vmsd_name);
+	uint64_t u;
+	int rc;
+	if (top) {
+		if ((rc = get_u64(o, "instance_id", true, UINT32_MAX, &u, where, off, err)) < 0)
+			return rc;
+		d->instance_id = (uint32_t)u;
+	}
+	if ((rc = get_u64(o, "version", false, UINT32_MAX, &u, where, off, err)) < 0)
+		return rc;
+	if (rc == 0)
+		d->version = (int64_t)u;
+
+	json_t *fields = json_object_get(o, "fields");
+	if (fields && !json_is_array(fields))
+		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: 'fields' is not an array", where);
+	size_t nf = fields ? json_array_size(fields) : 0;
+	if (nf) {
+		d->fields = calloc(nf, sizeof(*d->fields));
+		if (!d->fields)
+			return hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
+	}
+	for (size_t i = 0; i < nf; i++) {
+		json_t *f = json_array_get(fields, i);
+		struct an_vfield *vf = &d->fields[i];
+		d->nfields = i + 1;
+		vf->index = -1;
+		vf->count = 1;
+		if (!json_is_object(f) || !json_is_string(json_object_get(f, "name")) ||
+		    !json_is_string(json_object_get(f, "type")))
+			return hm_error_set(err, HM_E_FORMAT, off,
+					    "vmdesc: %s: field #%zu lacks a 'name' or 'type' string", where, i);
+		vf->name = json_string_value(json_object_get(f, "name"));
+		vf->type = json_string_value(json_object_get(f, "type"));
+		char fwhere[600];
+		snprintf(fwhere, sizeof(fwhere), "%s field '%s'", where, vf->name);
+		if ((rc = get_u64(f, "size", true, UINT32_MAX, &vf->size, fwhere, off, err)) < 0)
+			return rc;
+		if ((rc = get_u64(f, "array_len", false, UINT32_MAX, &vf->count, fwhere, off, err)) < 0)
+			return rc;
+		if ((rc = get_u64(f, "index", false, UINT32_MAX, &u, fwhere, off, err)) < 0)
+			return rc;
+		if (rc == 0)
+			vf->index = (int64_t)u;
+		vf->kind = kind_of(vf->type, vf->size);
+		json_t *st = json_object_get(f, "struct");
+		if (vf->kind == AN_VK_STRUCT) {
+			if (!st)
+				return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: type struct without 'struct'",
+						    fwhere);
+			vf->sdesc = calloc(1, sizeof(*vf->sdesc));
+			if (!vf->sdesc)
+				return hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
+			if ((rc = vdesc_compile(st, vf->sdesc, depth + 1, false, off, err)) < 0)
+				return rc;
+		}
+	}
+	json_t *subs = json_object_get(o, "subsections");
+	if (subs && !json_is_array(subs))
+		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: 'subsections' is not an array", where);
+	size_t ns = subs ? json_array_size(subs) : 0;
+	if (ns) {
+		d->subs = calloc(ns, sizeof(*d->subs));
+		if (!d->subs)
+			return hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
+	}
+	for (size_t i = 0; i < ns; i++) {
+		d->nsubs = i + 1;
+		if ((rc = vdesc_compile(json_array_get(subs, i), &d->subs[i], depth + 1, false, off, err)) < 0)
+			return rc;
+		if (strlen(d->subs[i].vmsd_name) > 255)
+			return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: subsection name longer than 255",
+					    where);
+	}
+	return 0;
+}
+
+int an_vmdesc_compile(json_t *root, struct an_vmdesc *vd, int64_t off, hm_error_t *err)
+{
+	memset(vd, 0, sizeof(*vd));
+	if (!json_is_object(root))
+		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: not a JSON object");
+	vd->root = json_incref(root);
+	uint64_t ps = 0;
+	int rc = get_u64(root, "page_size", false, UINT32_MAX, &ps, "top level", off, err);
+	if (rc < 0)
+		return rc;
+	if (rc == 0 && (ps < 512 || (ps & (ps - 1)) != 0))
+		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: page_size %" PRIu64 " is not a power of two >= 512",
+				    ps);
+	vd->page_size = (uint32_t)ps;
+	json_t *devs = json_object_get(root, "devices");
+	if (!json_is_array(devs))
+		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: 'devices' missing or not an array");
+	size_t n = json_array_size(devs);
+	if (n) {
+		vd->devs = calloc(n, sizeof(*vd->devs));
+		if (!vd->devs)
+			return hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		vd->ndev = i + 1;
+		if ((rc = vdesc_compile(json_array_get(devs, i), &vd->devs[i], 0, true, off, err)) < 0)
+			return rc;
+	}
+	json_t *cfg = json_object_get(root, "configuration");
+	if (cfg) {
+		vd->config = calloc(1, sizeof(*vd->config));
+		if (!vd->config)
+			return hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
+		if ((rc = vdesc_compile(cfg, vd->config, 0, false, off, err)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+void an_vmdesc_free(struct an_vmdesc *vd)
+{
+	if (!vd)
+		return;
+	for (size_t i = 0; i < vd->ndev; i++)
+		vdesc_fini(&vd->devs[i]);
+	free(vd->devs);
+	if (vd->config) {
+		vdesc_fini(vd->config);
+		free(vd->config);
+	}
+	json_decref(vd->root);
+	memset(vd, 0, sizeof(*vd));
+}
+
+const struct an_vdesc *an_vmdesc_find(const struct an_vmdesc *vd, const char *name,
+				      uint32_t instance_id)
+{
+	if (!vd)
+		return NULL;
+	for (size_t i = 0; i < vd->ndev; i++)
+		if (vd->devs[i].instance_id == instance_id && strcmp(vd->devs[i].name, name) == 0)
+			return &vd->devs[i];
+	return NULL;
+}
+
+/* ------------------------------------------------------------- builtins */
+
+/*
+ * Layouts this project knows without a vmdesc: our own `spapr` (versions 1 to
+ * 3, wire-format.md §3) and `hptmig/verify` (§5). Real QEMU's `spapr` adds
+ * subsections that only its vmdesc describes; a walk meeting one stops.
+ */
+static const char *const builtin_json[] = {
+	"{\"name\":\"spapr\",\"instance_id\":0,\"vmsd_name\":\"spapr\",\"version\":1,\"fields\":["
+	"{\"name\":\"unused\",\"type\":\"unused_buffer\",\"size\":4},"
+	"{\"name\":\"rtc_offset\",\"type\":\"uint64\",\"size\":8}]}",
+	"{\"name\":\"spapr\",\"instance_id\":0,\"vmsd_name\":\"spapr\",\"version\":2,\"fields\":["
+	"{\"name\":\"unused\",\"type\":\"unused_buffer\",\"size\":4},"
+	"{\"name\":\"rtc_offset\",\"type\":\"uint64\",\"size\":8},"
+	"{\"name\":\"tb\",\"type\":\"struct\",\"size\":16,\"struct\":{\"vmsd_name\":\"timebase\",\"version\":1,"
+	"\"fields\":[{\"name\":\"guest_timebase\",\"type\":\"uint64\",\"size\":8},"
+	"{\"name\":\"time_of_the_day_ns\",\"type\":\"int64\",\"size\":8}]}}]}",
+	"{\"name\":\"spapr\",\"instance_id\":0,\"vmsd_name\":\"spapr\",\"version\":3,\"fields\":["
+	"{\"name\":\"tb\",\"type\":\"struct\",\"size\":16,\"struct\":{\"vmsd_name\":\"timebase\",\"version\":1,"
+	"\"fields\":[{\"name\":\"guest_timebase\",\"type\":\"uint64\",\"size\":8},"
+	"{\"name\":\"time_of_the_day_ns\",\"type\":\"int64\",\"size\":8}]}}]}",
+	"{\"name\":\"hptmig/verify\",\"instance_id\":0,\"vmsd_name\":\"hptmig/verify\",\"version\":1,\"fields\":["
+	"{\"name\":\"htab_shift\",\"type\":\"uint32\",\"size\":4},"
+	"{\"name\":\"valid\",\"type\":\"uint64\",\"size\":8},"
+	"{\"name\":\"digest\",\"type\":\"buffer\",\"size\":32}]}",
+};
+#define N_BUILTIN (sizeof(builtin_json) / sizeof(builtin_json[0]))
+
+static struct {
+	bool done;
+	bool ok;
+	json_t *roots[N_BUILTIN];
+	struct an_vdesc d[N_BUILTIN];
+} builtins;
+
+static void builtins_init(void)
+{
+	/* Compiled once (pthread_once below); constant afterwards. */
+	builtins.ok = true;
+	for (size_t i = 0; i < N_BUILTIN; i++) {
+		hm_error_t e;
+		hm_error_clear(&e);
+		builtins.roots[i] = json_loads(builtin_json[i], 0, NULL);
+		if (!builtins.roots[i] || vdesc_compile(builtins.roots[i], &builtins.d[i], 0, true, 0, &e) < 0)
+			builtins.ok = false;
+	}
+	builtins.done = true;
+}
+
+static pthread_once_t builtins_once = PTHREAD_ONCE_INIT;
+
+const struct an_vdesc *an_builtin_find(const char *name, uint32_t instance_id, uint32_t version)
+{
+	pthread_once(&builtins_once, builtins_init);
+	if (!builtins.ok)
+		return NULL;
+	for (size_t i = 0; i < N_BUILTIN; i++)
+		if (builtins.d[i].instance_id == instance_id && builtins.d[i].version == (int64_t)version &&
+		    strcmp(builtins.d[i].name, name) == 0)
+			return &builtins.d[i];
+	return NULL;
+}
+
+/* ----------------------------------------------------------------- walk */
+
+static void frame_push(struct an_walk *w, const char *name, int64_t index)
+{
+	if (w->nframes < sizeof(w->frames) / sizeof(w->frames[0])) {
+		w->frames[w->nframes].name = name;
+		w->frames[w->nframes].index = index;
+	}
+	w->nframes++;
+}
+
+static json_t *value_json(const struct an_vfield *f, const uint8_t *p)
+{
+	char buf[64];
+	uint64_t u = 0;
+	switch (f->kind) {
+	case AN_VK_BOOL:
+		return json_boolean(p[0] != 0);
+	case AN_VK_INT:
+	case AN_VK_UINT:
+	case AN_VK_INT_LE:
+		for (uint64_t i = 0; i < f->size; i++) {
+			uint64_t b = f->kind == AN_VK_INT_LE ? p[f->size - 1 - i] : p[i];
+			u = (u << 8) | b;
+		}
+		if (f->kind != AN_VK_UINT && f->size < 8 && (u >> (f->size * 8 - 1)) & 1) {
+			int64_t s = (int64_t)(u | (~UINT64_C(0) << (f->size * 8)));
+			snprintf(buf, sizeof(buf), "0x%0*" PRIx64 " (%" PRId64 ")", (int)(f->size * 2), u, s);
+		} else if (f->kind != AN_VK_UINT && f->size == 8 && (int64_t)u < 0) {
+			snprintf(buf, sizeof(buf), "0x%016" PRIx64 " (%" PRId64 ")", u, (int64_t)u);
+		} else {
+			snprintf(buf, sizeof(buf), "0x%0*" PRIx64, (int)(f->size * 2), u);
+		}
+		return json_string(buf);
+	default: {
+		static const char hx[] = "0123456789abcdef";
+		size_t n = (size_t)f->size;
+		char *s = malloc(n ? n * 3 : 1);
+		if (!s)
+			return NULL;
+		for (size_t i = 0; i < n; i++) {
+			s[i * 3] = hx[p[i] >> 4];
+			s[i * 3 + 1] = hx[p[i] & 15];
+			s[i * 3 + 2] = ' ';
+		}
+		s[n ? n * 3 - 1 : 0] = 0;
+		json_t *j = json_stringn(s, n ? n * 3 - 1 : 0);
+		free(s);
+		return j;
+	}
+	}
+}
+
+/* Put v under name in obj: arrays (array_len, or "index"ed elements of an
+ * unfolded array) become JSON arrays, as QEMU's analyser shows them. */
+static void obj_put(json_t *obj, const char *name, json_t *v, bool arr)
+{
+	if (!v)
+		return;
+	if (!arr) {
+		if (json_object_get(obj, name)) {
+			/* Same name twice (e.g. two "unused" fields): keep both. */
+			char alt[300];
+			for (int k = 2; k < 1000; k++) {
+				snprintf(alt, sizeof(alt), "%s (%d)", name, k);
+				if (!json_object_get(obj, alt)) {
+					json_object_set_new(obj, alt, v);
+					return;
+				}
+			}
+			json_decref(v);
+			return;
+		}
+		json_object_set_new(obj, name, v);
+		return;
+	}
+	json_t *a = json_object_get(obj, name);
+	if (!json_is_array(a)) {
+		a = json_array();
+		json_object_set_new(obj, name, a);
+	}
+	json_array_append_new(a, v);
+}
+
+int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, json_t *obj,
+		    bool builtin)
+{
+	if (depth > AN_VDESC_MAX_DEPTH)
+		return an_fail(w, HM_E_RANGE, (int64_t)w->pos, "nesting deeper than %d", AN_VDESC_MAX_DEPTH);
+	for (size_t i = 0; i < d->nfields; i++) {
+		const struct an_vfield *f = &d->fields[i];
+		bool arr = f->index >= 0 || f->count > 1;
+		if (f->kind == AN_VK_STRUCT) {
+			for (uint64_t k = 0; k < f->count; k++) {
+				frame_push(w, f->name, f->count > 1 ? (int64_t)k : f->index);
+				size_t start = w->pos;
+				json_t *sub = obj ? json_object() : NULL;
+				int rc = an_vmstate_walk(w, f->sdesc, depth + 1, sub, builtin);
+				if (rc < 0 || w->stop_sub) {
+					json_decref(sub);
+					w->nframes--;
+					return rc;
+				}
+				if ((uint64_t)(w->pos - start) != f->size) {
+					json_decref(sub);
+					return an_fail(w, HM_E_FORMAT, (int64_t)start,
+						       "struct takes %zu bytes but the vmdesc says %" PRIu64
+						       " (the vmdesc does not match the stream)",
+						       w->pos - start, f->size);
+				}
+				if (obj)
+					obj_put(obj, f->name, sub, arr);
+				w->nframes--;
+			}
+			continue;
+		}
+		frame_push(w, f->name, f->index);
+		if (f->count && f->size > UINT64_MAX / f->count) {
+			return an_fail(w, HM_E_RANGE, (int64_t)w->pos, "size %" PRIu64 " x array_len %" PRIu64
+				       " overflows", f->size, f->count);
+		}
+		uint64_t total = f->size * f->count;
+		if (!an_need(w, total, "field"))
+			return w->err->code;
+		if (obj) {
+			if (f->count > 1) {
+				json_t *a = json_array();
+				for (uint64_t k = 0; k < f->count; k++)
+					json_array_append_new(a, value_json(f, w->buf + w->pos + k * f->size));
+				obj_put(obj, f->name, a, false);
+			} else {
+				obj_put(obj, f->name, value_json(f, w->buf + w->pos), f->index >= 0);
+			}
+		}
+		w->pos += (size_t)total;
+		w->nframes--;
+	}
+	for (size_t i = 0; i < d->nsubs; i++) {
+		const struct an_vdesc *s = &d->subs[i];
+		frame_push(w, s->vmsd_name, -1);
+		size_t at = w->pos;
+		if (!an_need(w, 2, "subsection header"))
+			return w->err->code;
+		uint8_t t = an_u8(w);
+		if (t != AN_REC_SUBSECTION)
+			return an_fail(w, HM_E_FORMAT, (int64_t)at,
+				       "subsection listed in the vmdesc is missing: expected byte 0x05, found 0x%02x", t);
+		uint8_t nl = an_u8(w);
+		if (!an_need(w, (uint64_t)nl + 4, "subsection name and version"))
+			return w->err->code;
+		size_t sl = strlen(s->vmsd_name);
+		if (nl != sl || memcmp(w->buf + w->pos, s->vmsd_name, sl) != 0)
+			return an_fail(w, HM_E_FORMAT, (int64_t)at, "subsection '%.*s' found where the vmdesc lists this one",
+				       (int)nl, (const char *)(w->buf + w->pos));
+		w->pos += nl;
+		uint32_t ver = an_be32(w);
+		if (s->version >= 0 && ver != (uint64_t)s->version)
+			return an_fail(w, HM_E_VERSION, (int64_t)w->pos - 4,
+				       "subsection version %u, the vmdesc says %" PRId64, ver, s->version);
+		json_t *sub = obj ? json_object() : NULL;
+		int rc = an_vmstate_walk(w, s, depth + 1, sub, builtin);
+		if (rc < 0 || w->stop_sub) {
+			json_decref(sub);
+			return rc;
+		}
+		if (obj)
+			obj_put(obj, s->vmsd_name, sub, false);
+		w->nframes--;
+	}
+	if (builtin && depth == 0 && w->pos < w->end && w->buf[w->pos] == AN_REC_SUBSECTION) {
+		/* A subsection our built-in layout does not describe: stop cleanly. */
+		w->stop_sub = true;
+	}
+	return 0;
+}

@@ -1,0 +1,658 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The stream walker: header, configuration, commands, START/PART/END/FULL
+ * records with their footers, EOF and the vmdesc after it, dispatching each
+ * payload to `ram`, `spapr/htab` or the vmdesc-driven vmstate walk. It works
+ * on a memory buffer and never trusts a byte: every error names the record,
+ * the section, the field and the byte offset; a section it has no layout for
+ * stops the walk cleanly (report->complete false), never a guess.
+ */
+#include "an_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QEMU_VM_FILE_MAGIC 0x5145564du
+#define QEMU_VM_FILE_VERSION 3u
+#define QEMU_VM_FILE_VERSION_COMPAT 2u
+#define VMDESC_MAX_LEN (64u << 20) /* QEMU's analyser looks at the last 10 MB */
+
+_Static_assert(sizeof(uint32_t) == 4, "be32 fields");
+
+static const char *rec_name(uint8_t t)
+{
+	switch (t) {
+	case AN_REC_EOF: return "EOF";
+	case AN_REC_START: return "SECTION_START";
+	case AN_REC_PART: return "SECTION_PART";
+	case AN_REC_END: return "SECTION_END";
+	case AN_REC_FULL: return "SECTION_FULL";
+	case AN_REC_SUBSECTION: return "SUBSECTION";
+	case AN_REC_VMDESC: return "VMDESCRIPTION";
+	case AN_REC_CONFIG: return "CONFIGURATION";
+	case AN_REC_COMMAND: return "COMMAND";
+	case AN_REC_FOOTER: return "SECTION_FOOTER";
+	default: return "unknown";
+	}
+}
+
+/* Commands of QEMU's migration/savevm.c (MigrationCommand) and their fixed
+ * lengths (-1: variable). */
+static const struct {
+	const char *name;
+	int len;
+} commands[] = {
+	[0] = {NULL, 0},
+	[1] = {"open-return-path", 0},
+	[2] = {"ping", 4},
+	[3] = {"postcopy-advise", -1},
+	[4] = {"postcopy-listen", 0},
+	[5] = {"postcopy-run", 0},
+	[6] = {"postcopy-ram-discard", -1},
+	[7] = {"postcopy-resume", 0},
+	[8] = {"packaged", 4},
+	[9] = {"recv-bitmap", -1},
+	[10] = {"enable-colo", 0},
+	[11] = {"switchover-start", 0},
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+const char *an_command_name(uint16_t cmd)
+{
+	return cmd < N_COMMANDS ? commands[cmd].name : NULL;
+}
+
+int an_fail(struct an_walk *w, int code, int64_t off, const char *fmt, ...)
+{
+	if (w->err->code)
+		return w->err->code;
+	char msg[400], path[300];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	path[0] = 0;
+	size_t n = 0;
+	size_t nf = w->nframes < sizeof(w->frames) / sizeof(w->frames[0]) ? w->nframes
+									    : sizeof(w->frames) / sizeof(w->frames[0]);
+	for (size_t i = 0; i < nf && n < sizeof(path) - 1; i++) {
+		int k;
+		if (w->frames[i].index >= 0)
+			k = snprintf(path + n, sizeof(path) - n, "%s%s[%" PRId64 "]", i ? "." : "",
+				     w->frames[i].name, w->frames[i].index);
+		else
+			k = snprintf(path + n, sizeof(path) - n, "%s%s", i ? "." : "", w->frames[i].name);
+		if (k < 0)
+			break;
+		n += (size_t)k;
+	}
+	if (n >= sizeof(path))
+		n = sizeof(path) - 1;
+	if (path[0])
+		return hm_error_set(w->err, code, off, "%s: field '%s': %s", w->ctx, path, msg);
+	return hm_error_set(w->err, code, off, "%s: %s", w->ctx[0] ? w->ctx : "stream", msg);
+}
+
+/* ------------------------------------------------------------- vmdesc */
+
+/*
+ * Find the vmdesc: 0x06, be32 len, JSON[len] ending exactly at the end of
+ * the buffer, right after the EOF byte. JSON cannot contain a raw 0x06, so
+ * searching back from the end finds at most one candidate that fits.
+ */
+static bool find_vmdesc(const uint8_t *buf, size_t len, size_t *off, uint32_t *jlen)
+{
+	if (len < 8 + 1 + 5 + 2)
+		return false;
+	size_t lo = len > (size_t)VMDESC_MAX_LEN + 13 ? len - VMDESC_MAX_LEN - 5 : 9;
+	size_t hi = len - 5 - 2; /* JSON is at least "{}" */
+	while (hi >= lo) {
+		const uint8_t *q = memrchr(buf + lo, AN_REC_VMDESC, hi - lo + 1);
+		if (!q)
+			return false;
+		size_t p = (size_t)(q - buf);
+		if (hm_load_be32(buf + p + 1) == len - p - 5 && buf[p + 5] == '{' && buf[p - 1] == AN_REC_EOF) {
+			*off = p;
+			*jlen = (uint32_t)(len - p - 5);
+			return true;
+		}
+		if (p == lo)
+			break;
+		hi = p - 1;
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------- sections */
+
+static int add_record(an_report_t *r, uint8_t type, uint64_t off, uint32_t sec, uint16_t cmd)
+{
+	if (r->nrecords == r->priv->rec_cap) {
+		size_t cap = r->priv->rec_cap ? r->priv->rec_cap * 2 : 64;
+		an_record_t *n = realloc(r->records, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		r->records = n;
+		r->priv->rec_cap = cap;
+	}
+	an_record_t *rec = &r->records[r->nrecords++];
+	rec->offset = off;
+	rec->length = 0;
+	rec->payload = 0;
+	rec->type = type;
+	rec->section = sec;
+	rec->cmd = cmd;
+	return 0;
+}
+
+static int64_t find_section(const an_report_t *r, uint32_t id)
+{
+	for (size_t i = r->nsections; i-- > 0;)
+		if (r->sections[i].id == id)
+			return (int64_t)i;
+	return -1;
+}
+
+static void set_ctx(struct an_walk *w, uint8_t type, const an_section_t *s)
+{
+	if (s)
+		snprintf(w->ctx, sizeof(w->ctx), "record #%zu %s at offset %" PRId64 ", section '%s' (id %u, instance %u)",
+			 w->r->nrecords, rec_name(type), w->rec_off, s->idstr, s->id, s->instance_id);
+	else
+		snprintf(w->ctx, sizeof(w->ctx), "record #%zu %s at offset %" PRId64, w->r->nrecords,
+			 rec_name(type), w->rec_off);
+}
+
+static void stop_walk(struct an_walk *w, int64_t off, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void stop_walk(struct an_walk *w, int64_t off, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(w->r->stop_reason, sizeof(w->r->stop_reason), fmt, ap);
+	va_end(ap);
+	w->r->stop_offset = off;
+	w->r->complete = false;
+}
+
+/* The payload of a START or FULL record, by what the section is. */
+static int section_payload(struct an_walk *w, an_section_t *s, uint8_t type, bool *stopped)
+{
+	if (s->kind == AN_SEC_RAM || s->kind == AN_SEC_HTAB) {
+		int rc = s->kind == AN_SEC_RAM ? an_ram_walk(w, type) : an_htab_walk(w, type, s->version_id);
+		if (rc < 0 || !(w->opts & AN_OPT_STATE))
+			return rc;
+		/* As QEMU's analyser: RAM shows its block sizes, the table nothing. */
+		char key[300];
+		snprintf(key, sizeof(key), "%s (%u)", s->idstr, s->id);
+		if (s->kind == AN_SEC_RAM) {
+			json_t *sz = json_object();
+			for (size_t i = 0; i < w->r->ram.nblocks; i++) {
+				char v[24];
+				snprintf(v, sizeof(v), "0x%016" PRIx64, w->r->ram.blocks[i].length);
+				json_object_set_new(sz, w->r->ram.blocks[i].name, json_string(v));
+			}
+			json_object_set_new(w->r->state, key, json_pack("{so}", "section sizes", sz));
+		} else {
+			json_object_set_new(w->r->state, key, json_string(""));
+		}
+		return 0;
+	}
+	if (s->kind == AN_SEC_VMSTATE || s->kind == AN_SEC_BUILTIN) {
+		const struct an_vdesc *d = s->kind == AN_SEC_VMSTATE
+						   ? an_vmdesc_find(w->vd, s->idstr, s->instance_id)
+						   : an_builtin_find(s->idstr, s->instance_id, s->version_id);
+		json_t *obj = (w->opts & AN_OPT_STATE) ? json_object() : NULL;
+		size_t start = w->pos;
+		w->nframes = 0;
+		w->stop_sub = false;
+		int rc = an_vmstate_walk(w, d, 0, obj, s->kind == AN_SEC_BUILTIN);
+		w->nframes = 0;
+		if (rc < 0) {
+			json_decref(obj);
+			return rc;
+		}
+		if (w->stop_sub) {
+			json_decref(obj);
+			s->kind = AN_SEC_UNKNOWN;
+			stop_walk(w, (int64_t)w->pos,
+				  "section '%s' (id %u) at offset %" PRId64 ": a subsection at offset %zu is not described"
+				  " (no vmdesc entry for this section); walked up to here",
+				  s->idstr, s->id, w->rec_off, w->pos);
+			*stopped = true;
+			return 0;
+		}
+		if (s->kind == AN_SEC_BUILTIN && strcmp(s->idstr, "hptmig/verify") == 0) {
+			const uint8_t *p = w->buf + start;
+			w->r->has_verify = true;
+			w->r->verify_shift = hm_load_be32(p);
+			w->r->verify_valid = hm_load_be64(p + 4);
+			memcpy(w->r->verify_digest, p + 12, HM_SHA256_LEN);
+		}
+		if (obj) {
+			char key[300];
+			snprintf(key, sizeof(key), "%s (%u)", s->idstr, s->id);
+			json_object_set_new(w->r->state, key, obj);
+		}
+		return 0;
+	}
+	*stopped = true;
+	stop_walk(w, w->rec_off,
+		  "section '%s' (id %u, instance %u, version %u) at offset %" PRId64
+		  ": no layout known (%s); walked up to here",
+		  s->idstr, s->id, s->instance_id, s->version_id, w->rec_off,
+		  w->vd ? "not in the vmdesc" : "the stream has no vmdesc");
+	return 0;
+}
+
+static enum an_section_kind classify(struct an_walk *w, const char *idstr, uint32_t inst,
+				     uint32_t ver, uint8_t type)
+{
+	if (strcmp(idstr, "ram") == 0 && inst == 0 && type == AN_REC_START)
+		return AN_SEC_RAM;
+	if (strcmp(idstr, "spapr/htab") == 0 && inst == 0 && type == AN_REC_START)
+		return AN_SEC_HTAB;
+	if (type == AN_REC_FULL) {
+		if (an_vmdesc_find(w->vd, idstr, inst))
+			return AN_SEC_VMSTATE;
+		if (an_builtin_find(idstr, inst, ver))
+			return AN_SEC_BUILTIN;
+	}
+	return AN_SEC_UNKNOWN;
+}
+
+static int footer(struct an_walk *w, const an_section_t *s)
+{
+	size_t at = w->pos;
+	if (!an_need(w, 5, "section footer"))
+		return w->err->code;
+	uint8_t t = an_u8(w);
+	uint32_t id = an_be32(w);
+	if (t != AN_REC_FOOTER)
+		return an_fail(w, HM_E_FOOTER, (int64_t)at,
+			       "footer expected (0x7e), found byte 0x%02x: the payload did not end where it should",
+			       t);
+	if (id != s->id)
+		return an_fail(w, HM_E_FOOTER, (int64_t)at, "footer names section id %u, expected %u", id, s->id);
+	return 0;
+}
+
+static int start_or_full(struct an_walk *w, uint8_t type, bool *stopped)
+{
+	an_report_t *r = w->r;
+	if (!an_need(w, 5, "section header"))
+		return w->err->code;
+	uint32_t id = an_be32(w);
+	uint8_t nl = an_u8(w);
+	if (nl == 0)
+		return an_fail(w, HM_E_FORMAT, (int64_t)w->pos - 1, "section id %u: empty idstr", id);
+	if (!an_need(w, (uint64_t)nl + 8, "section idstr, instance and version"))
+		return w->err->code;
+	char idstr[256];
+	memcpy(idstr, w->buf + w->pos, nl);
+	idstr[nl] = 0;
+	for (unsigned i = 0; i < nl; i++)
+		if ((uint8_t)idstr[i] < 0x20 || (uint8_t)idstr[i] > 0x7e)
+			return an_fail(w, HM_E_FORMAT, (int64_t)w->pos + i,
+				       "section id %u: idstr byte 0x%02x is not printable", id, (uint8_t)idstr[i]);
+	w->pos += nl;
+	uint32_t inst = an_be32(w);
+	uint32_t ver = an_be32(w);
+	if (find_section(r, id) >= 0)
+		return an_fail(w, HM_E_FORMAT, w->rec_off, "section id %u ('%s') introduced twice", id, idstr);
+	an_section_t *ns = realloc(r->sections, (r->nsections + 1) * sizeof(*ns));
+	if (!ns)
+		return an_fail(w, -ENOMEM, w->rec_off, "out of memory");
+	r->sections = ns;
+	an_section_t *s = &ns[r->nsections];
+	memset(s, 0, sizeof(*s));
+	s->id = id;
+	s->instance_id = inst;
+	s->version_id = ver;
+	memcpy(s->idstr, idstr, (size_t)nl + 1);
+	s->first_offset = (uint64_t)w->rec_off;
+	s->kind = classify(w, idstr, inst, ver, type);
+	if (type == AN_REC_START)
+		s->n_start = 1;
+	else
+		s->n_full = 1;
+	uint32_t sidx = (uint32_t)r->nsections++;
+	r->records[r->nrecords - 1].section = sidx;
+	r->records[r->nrecords - 1].payload = w->pos;
+	set_ctx(w, type, s);
+	if (s->kind == AN_SEC_RAM && ver != 4)
+		return an_fail(w, HM_E_VERSION, w->rec_off, "version %u (only 4 is supported)", ver);
+	int rc = section_payload(w, s, type, stopped);
+	if (rc < 0 || *stopped)
+		return rc;
+	return footer(w, s);
+}
+
+static int part_or_end(struct an_walk *w, uint8_t type, bool *stopped)
+{
+	an_report_t *r = w->r;
+	if (!an_need(w, 4, "section id"))
+		return w->err->code;
+	uint32_t id = an_be32(w);
+	int64_t si = find_section(r, id);
+	if (si < 0)
+		return an_fail(w, HM_E_FORMAT, w->rec_off, "section id %u was not introduced by a START record", id);
+	an_section_t *s = &r->sections[si];
+	r->records[r->nrecords - 1].section = (uint32_t)si;
+	r->records[r->nrecords - 1].payload = w->pos;
+	set_ctx(w, type, s);
+	if (s->n_start == 0)
+		return an_fail(w, HM_E_FORMAT, w->rec_off, "%s for a section sent as FULL", rec_name(type));
+	if (s->n_end)
+		return an_fail(w, HM_E_FORMAT, w->rec_off, "%s after the section's END record", rec_name(type));
+	if (type == AN_REC_PART)
+		s->n_part++;
+	else
+		s->n_end++;
+	if (s->kind == AN_SEC_RAM) {
+		int rc = an_ram_walk(w, type);
+		if (rc < 0)
+			return rc;
+	} else if (s->kind == AN_SEC_HTAB) {
+		int rc = an_htab_walk(w, type, s->version_id);
+		if (rc < 0)
+			return rc;
+	} else {
+		*stopped = true;
+		stop_walk(w, w->rec_off, "live section '%s' (id %u) at offset %" PRId64 ": no layout known; walked up to here",
+			  s->idstr, s->id, w->rec_off);
+		return 0;
+	}
+	return footer(w, s);
+}
+
+static int command(struct an_walk *w)
+{
+	an_report_t *r = w->r;
+	if (!an_need(w, 4, "command header"))
+		return w->err->code;
+	uint16_t cmd = an_be16(w);
+	uint16_t len = an_be16(w);
+	r->records[r->nrecords - 1].cmd = cmd;
+	snprintf(w->ctx, sizeof(w->ctx), "record #%zu COMMAND %u (%s) at offset %" PRId64, r->nrecords, cmd,
+		 an_command_name(cmd) ? an_command_name(cmd) : "?", w->rec_off);
+	if (cmd >= N_COMMANDS || !commands[cmd].name)
+		return an_fail(w, HM_E_UNKNOWN, w->rec_off, "unknown command %u", cmd);
+	if (commands[cmd].len >= 0 && len != commands[cmd].len)
+		return an_fail(w, HM_E_FORMAT, w->rec_off + 3, "length %u, this command takes %d", len,
+			       commands[cmd].len);
+	if (cmd == 8)
+		return an_fail(w, HM_E_UNSUPPORTED, w->rec_off, "packaged (postcopy) streams are not supported");
+	if (!an_need(w, len, "command data"))
+		return w->err->code;
+	w->pos += len;
+	an_command_t *nc = realloc(r->commands, (r->ncommands + 1) * sizeof(*nc));
+	if (!nc)
+		return an_fail(w, -ENOMEM, w->rec_off, "out of memory");
+	r->commands = nc;
+	nc[r->ncommands].offset = (uint64_t)w->rec_off;
+	nc[r->ncommands].cmd = cmd;
+	nc[r->ncommands].len = len;
+	r->ncommands++;
+	return 0;
+}
+
+/* Configuration subsections QEMU sends (migration/savevm.c). Decoded here
+ * rather than through the vmdesc, whose description of the capability list
+ * (a variable-length array) cannot give per-element sizes. */
+static int config_subsection(struct an_walk *w)
+{
+	an_report_t *r = w->r;
+	size_t at = w->pos;
+	if (!an_need(w, 2, "configuration subsection header"))
+		return w->err->code;
+	w->pos++;
+	uint8_t nl = an_u8(w);
+	if (!an_need(w, (uint64_t)nl + 4, "configuration subsection name and version"))
+		return w->err->code;
+	char name[256];
+	memcpy(name, w->buf + w->pos, nl);
+	name[nl] = 0;
+	w->pos += nl;
+	uint32_t ver = an_be32(w);
+	size_t used = strlen(r->config_subsections);
+	snprintf(r->config_subsections + used, sizeof(r->config_subsections) - used, "%s%s", used ? "," : "",
+		 name);
+	if (strcmp(name, "configuration/target-page-bits") == 0) {
+		if (!an_need(w, 4, "target-page-bits"))
+			return w->err->code;
+		r->target_page_bits = an_be32(w);
+		if (r->target_page_bits < 9 || r->target_page_bits > 30)
+			return an_fail(w, HM_E_RANGE, (int64_t)w->pos - 4, "target-page-bits %u", r->target_page_bits);
+		return 0;
+	}
+	if (strcmp(name, "configuration/uuid") == 0) {
+		if (!an_need(w, 16, "uuid"))
+			return w->err->code;
+		w->pos += 16;
+		return 0;
+	}
+	if (strcmp(name, "configuration/capabilities") == 0) {
+		if (!an_need(w, 4, "capability count"))
+			return w->err->code;
+		uint32_t n = an_be32(w);
+		for (uint32_t i = 0; i < n; i++) {
+			if (!an_need(w, 1, "capability name length"))
+				return w->err->code;
+			uint8_t l = an_u8(w);
+			if (!an_need(w, l, "capability name"))
+				return w->err->code;
+			char cap[256];
+			memcpy(cap, w->buf + w->pos, l);
+			cap[l] = 0;
+			w->pos += l;
+			if (strcmp(cap, "x-ignore-shared") == 0 || strcmp(cap, "mapped-ram") == 0)
+				return an_fail(w, HM_E_UNSUPPORTED, (int64_t)w->pos - l - 1,
+					       "capability '%s' changes the RAM format: not supported", cap);
+		}
+		return 0;
+	}
+	(void)ver;
+	return an_fail(w, HM_E_UNKNOWN, (int64_t)at, "unknown configuration subsection '%s'", name);
+}
+
+static int configuration(struct an_walk *w)
+{
+	an_report_t *r = w->r;
+	snprintf(w->ctx, sizeof(w->ctx), "record #%zu CONFIGURATION at offset %" PRId64, r->nrecords, w->rec_off);
+	if (r->has_config)
+		return an_fail(w, HM_E_FORMAT, w->rec_off, "a second configuration record");
+	if (r->nrecords != 1)
+		return an_fail(w, HM_E_FORMAT, w->rec_off, "configuration after other records");
+	if (!an_need(w, 4, "machine name length"))
+		return w->err->code;
+	uint32_t len = an_be32(w);
+	if (len == 0 || len > 255)
+		return an_fail(w, HM_E_RANGE, (int64_t)w->pos - 4, "machine name length %u (1..255)", len);
+	if (!an_need(w, len, "machine name"))
+		return w->err->code;
+	memcpy(r->machine, w->buf + w->pos, len);
+	r->machine[len] = 0;
+	for (uint32_t i = 0; i < len; i++)
+		if ((uint8_t)r->machine[i] < 0x20 || (uint8_t)r->machine[i] > 0x7e)
+			return an_fail(w, HM_E_FORMAT, (int64_t)w->pos + i, "machine name byte 0x%02x",
+				       (uint8_t)r->machine[i]);
+	w->pos += len;
+	r->has_config = true;
+	while (w->pos < w->end && w->buf[w->pos] == AN_REC_SUBSECTION) {
+		int rc = config_subsection(w);
+		if (rc < 0)
+			return rc;
+	}
+	if (r->target_page_bits && !w->vd)
+		w->page_size = UINT32_C(1) << r->target_page_bits;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ walk */
+
+static int walk_records(struct an_walk *w)
+{
+	an_report_t *r = w->r;
+	for (;;) {
+		w->ctx[0] = 0;
+		if (w->pos >= w->end)
+			return hm_error_set(w->err, HM_E_TRUNCATED, (int64_t)w->pos,
+					    "stream ends at offset %zu without an EOF record (after %zu records)", w->pos,
+					    r->nrecords);
+		w->rec_off = (int64_t)w->pos;
+		uint8_t type = an_u8(w);
+		if (type == AN_REC_EOF) {
+			if (w->pos != w->end)
+				return hm_error_set(w->err, HM_E_FORMAT, (int64_t)w->pos,
+						    "%zu bytes after the EOF record at offset %" PRId64 " are not a vmdesc",
+						    w->end - w->pos, w->rec_off);
+			r->eof_offset = (uint64_t)w->rec_off;
+			r->complete = true;
+			return 0;
+		}
+		if (add_record(r, type, (uint64_t)w->rec_off, UINT32_MAX, 0) < 0)
+			return hm_error_set(w->err, -ENOMEM, w->rec_off, "out of memory");
+		set_ctx(w, type, NULL);
+		bool stopped = false;
+		int rc;
+		switch (type) {
+		case AN_REC_START:
+		case AN_REC_FULL:
+			rc = start_or_full(w, type, &stopped);
+			break;
+		case AN_REC_PART:
+		case AN_REC_END:
+			rc = part_or_end(w, type, &stopped);
+			break;
+		case AN_REC_COMMAND:
+			rc = command(w);
+			break;
+		case AN_REC_CONFIG:
+			rc = configuration(w);
+			break;
+		default:
+			rc = an_fail(w, HM_E_UNKNOWN, w->rec_off, "record type byte 0x%02x (%s) is not valid here",
+				     type, rec_name(type));
+		}
+		if (rc < 0)
+			return rc;
+		an_record_t *rec = &r->records[r->nrecords - 1];
+		if (stopped) {
+			r->nrecords--; /* the record we could not walk is not listed */
+			return 0;
+		}
+		rec->length = (uint64_t)w->pos - rec->offset;
+		if (rec->section != UINT32_MAX)
+			r->sections[rec->section].bytes += rec->length;
+	}
+}
+
+int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out, hm_error_t *err)
+{
+	hm_error_t local;
+	if (!err)
+		err = &local;
+	hm_error_clear(err);
+	*out = NULL;
+	an_report_t *r = calloc(1, sizeof(*r));
+	struct an_private *p = calloc(1, sizeof(*p));
+	if (!r || !p) {
+		free(r);
+		free(p);
+		return hm_error_set(err, -ENOMEM, -1, "out of memory");
+	}
+	r->priv = p;
+	r->file_bytes = len;
+	r->stop_offset = -1;
+	*out = r;
+	uint64_t t0 = hm_now_ns();
+	struct an_walk w = {.buf = buf, .end = len, .opts = opts, .r = r, .err = &r->error,
+			    .ram_cur_block = -1, .page_size = 4096};
+	hm_error_clear(&r->error);
+	int rc = 0;
+	if (opts & AN_OPT_STATE) {
+		r->state = json_object();
+		if (!r->state) {
+			rc = hm_error_set(&r->error, -ENOMEM, -1, "out of memory");
+			goto done;
+		}
+	}
+	if (len < 8) {
+		rc = hm_error_set(&r->error, len >= 4 && hm_load_be32(buf) != QEMU_VM_FILE_MAGIC ? HM_E_MAGIC : HM_E_TRUNCATED,
+				  0, "stream header: needs 8 bytes (magic, version), the input has %zu", len);
+		goto done;
+	}
+	if (hm_load_be32(buf) != QEMU_VM_FILE_MAGIC) {
+		rc = hm_error_set(&r->error, HM_E_MAGIC, 0, "stream header: magic 0x%08x is not QEVM (0x%08x)",
+				  hm_load_be32(buf), QEMU_VM_FILE_MAGIC);
+		goto done;
+	}
+	r->stream_version = hm_load_be32(buf + 4);
+	if (r->stream_version != QEMU_VM_FILE_VERSION) {
+		rc = hm_error_set(&r->error, HM_E_VERSION, 4, "stream header: version %u%s (only 3 is supported)",
+				  r->stream_version,
+				  r->stream_version == QEMU_VM_FILE_VERSION_COMPAT ? " is obsolete" : "");
+		goto done;
+	}
+	size_t voff;
+	uint32_t vlen;
+	if (find_vmdesc(buf, len, &voff, &vlen)) {
+		json_error_t je;
+		json_t *root = json_loadb((const char *)buf + voff + 5, vlen, JSON_REJECT_DUPLICATES, &je);
+		if (!root) {
+			rc = hm_error_set(&r->error, HM_E_FORMAT, (int64_t)(voff + 5 + (size_t)(je.position > 0 ? je.position : 0)),
+					  "vmdesc at offset %zu: invalid JSON: %s", voff, je.text);
+			goto done;
+		}
+		rc = an_vmdesc_compile(root, &p->vd, (int64_t)voff, &r->error);
+		json_decref(root);
+		p->have_vd = true;
+		if (rc < 0)
+			goto done;
+		r->has_vmdesc = true;
+		r->vmdesc = json_incref(p->vd.root);
+		r->vmdesc_offset = voff;
+		r->vmdesc_len = vlen;
+		r->vmdesc_devices = p->vd.ndev;
+		w.vd = &p->vd;
+		w.end = voff;
+		if (p->vd.page_size)
+			w.page_size = p->vd.page_size;
+	}
+	w.pos = 8;
+	rc = walk_records(&w);
+	if (rc < 0)
+		goto done;
+	rc = an_htab_finish(r, &r->error);
+done:
+	r->walk_ns = hm_now_ns() - t0;
+	if (r->error.code) {
+		*err = r->error;
+		return r->error.code;
+	}
+	return rc;
+}
+
+void an_report_free(an_report_t *r)
+{
+	if (!r)
+		return;
+	if (r->priv) {
+		if (r->priv->have_vd)
+			an_vmdesc_free(&r->priv->vd);
+		if (r->priv->have_tab)
+			an_tab_fini(&r->priv->tab);
+		free(r->priv);
+	}
+	free(r->sections);
+	free(r->records);
+	free(r->commands);
+	free(r->ram.blocks);
+	json_decref(r->vmdesc);
+	json_decref(r->state);
+	free(r);
+}

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `hptmig analyze FILE [--json] [--htab] [--state] [--desc]`: what is inside
+ * any QEMU migration stream (plain or .zst) and whether it is sound. Exit 0
+ * only when the whole stream was walked without error; otherwise one clear
+ * line on stderr (and whatever was learnt before the problem on stdout).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hptmig/analyze.h"
+#include "tool.h"
+
+static const char usage[] =
+	"usage: hptmig analyze FILE [--json] [--htab] [--state] [--desc]\n"
+	"\n"
+	"Walk a QEMU migration stream (any machine type; a .zst file is decompressed)\n"
+	"and report its machine, sections, RAM pages, the spapr/htab table and its\n"
+	"digest. Device sections are skipped or decoded through the JSON description\n"
+	"(vmdesc) QEMU appends after EOF, and checked against it.\n"
+	"\n"
+	"  --json    one JSON object on stdout (fields of product.md and more)\n"
+	"  --htab    list the valid entries of the final table\n"
+	"  --state   decode every device section's fields by name and value\n"
+	"  --desc    print the vmdesc\n"
+	"\n"
+	"Exit status: 0 when the whole stream was walked without error, 1 when it is\n"
+	"bad or could only be walked in part (the reason is on stderr), 2 on usage.\n";
+
+static int run(int argc, char **argv)
+{
+	const char *file = NULL;
+	bool json = false;
+	unsigned out = 0, opts = 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else if (strcmp(argv[i], "--htab") == 0) {
+			out |= AN_OUT_HTAB;
+			opts |= AN_OPT_KEEP_TABLE;
+		} else if (strcmp(argv[i], "--state") == 0) {
+			out |= AN_OUT_STATE;
+			opts |= AN_OPT_STATE;
+		} else if (strcmp(argv[i], "--desc") == 0) {
+			out |= AN_OUT_DESC;
+		} else if (argv[i][0] == '-' && argv[i][1]) {
+			tool_fail("analyze", "unknown option '%s' (hptmig analyze --help)", argv[i]);
+			return 2;
+		} else if (!file) {
+			file = argv[i];
+		} else {
+			tool_fail("analyze", "one FILE only ('%s' is extra)", argv[i]);
+			return 2;
+		}
+	}
+	if (!file) {
+		tool_fail("analyze", "missing FILE (hptmig analyze --help)");
+		return 2;
+	}
+	hm_error_t err;
+	hm_error_clear(&err);
+	an_input_t in;
+	if (an_input_open(file, &in, &err) < 0) {
+		tool_fail_error("analyze", &err);
+		return 1;
+	}
+	an_report_t *r = NULL;
+	int rc = an_analyze(in.data, in.len, opts, &r, &err);
+	if (!r) {
+		an_input_close(&in);
+		tool_fail_error("analyze", &err);
+		return 1;
+	}
+	if (json) {
+		json_t *o = an_report_json(r, out);
+		json_object_set_new(o, "file", json_string(file));
+		json_object_set_new(o, "compressed", json_boolean(in.compressed));
+		tool_print_json(o);
+	} else {
+		char *text = an_report_text(r, out);
+		if (text) {
+			printf("file: %s%s\n%s", file, in.compressed ? " (zstd)" : "", text);
+			free(text);
+		}
+		fflush(stdout);
+	}
+	int status = 0;
+	if (rc < 0) {
+		char line[768];
+		tool_fail("analyze", "%s: %s", file, hm_error_line(&r->error, line, sizeof(line)));
+		status = 1;
+	} else if (!r->complete) {
+		tool_fail("analyze", "%s: walked only in part: stopped at byte offset %lld: %s", file,
+			  (long long)r->stop_offset, r->stop_reason);
+		status = 1;
+	}
+	an_report_free(r);
+	an_input_close(&in);
+	return status;
+}
+
+const struct hm_cmd hm_cmd_analyze = {
+	.name = "analyze",
+	.summary = "show what is inside a QEMU migration stream (any machine, .zst too)",
+	.usage = usage,
+	.run = run,
+};
