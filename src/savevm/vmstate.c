@@ -371,10 +371,11 @@ int vmstate_save_json(mig_file_t *f, const vmstate_desc_t *vmsd, void *opaque, u
 {
 	if (version == 0)
 		version = vmsd->version_id;
-	if (version > vmsd->version_id || version < vmsd->minimum_version_id)
-		return hm_error_set(err, HM_E_VERSION, (int64_t)mig_file_offset(f),
-				    "vmstate '%s': cannot save version %u (supported %u..%u)", vmsd->name,
-				    version, vmsd->minimum_version_id, vmsd->version_id);
+	if (version > vmsd->version_id || version < vmsd->minimum_version_id) {
+		mig_file_set_error(f, HM_E_VERSION, "vmstate '%s': cannot save version %u (supported %u..%u)",
+				   vmsd->name, version, vmsd->minimum_version_id, vmsd->version_id);
+		return fail_field(f, err, NULL);
+	}
 	if (mig_file_status(f))
 		return fail_field(f, err, NULL);
 	return save_desc(f, vmsd, opaque, version, desc, err);
@@ -498,16 +499,21 @@ int vmstate_load_subsections(mig_file_t *f, const vmstate_desc_t *d, void *opaqu
 	size_t plen = strlen(d->name);
 	for (;;) {
 		uint8_t hdr[2 + SAVEVM_IDSTR_MAX];
+		/*
+		 * Exactly QEMU's vmstate_subsection_load: a byte 0x05 followed by a
+		 * name too short for "<parent>/x", bytes missing, or a name without
+		 * the parent's prefix is not a subsection of this description: the
+		 * list ends there (whatever follows is checked by the caller).
+		 */
 		size_t got = mig_file_peek_buffer(f, hdr, 2);
 		if (got < 2 || hdr[0] != QEMU_VM_SUBSECTION)
 			break;
 		size_t len = hdr[1];
+		if (len < plen + 1)
+			break;
 		got = mig_file_peek_buffer(f, hdr, 2 + len);
-		if (got < 2 + len) {
-			/* Truncated inside a subsection name: consume to latch it. */
-			mig_file_skip(f, 2 + len);
-			return fail_field(f, err, path);
-		}
+		if (got < 2 + len)
+			break;
 		const char *name = (const char *)hdr + 2;
 		/* QEMU: a name without the parent's prefix ends this list. */
 		if (len < plen || memcmp(name, d->name, plen) != 0)
