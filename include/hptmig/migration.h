@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * migration: the transports (QEMU-spelled URIs, with a return path on
+ * sockets), the precopy controller of the source (rounds, convergence
+ * policy, limits, cancel, statistics) and the destination side (load,
+ * verify, resume, answer on the return path). It never prints or exits,
+ * never harms the source guest on failure (the guest keeps running, or is
+ * resumed), and the destination never reports success on a stream that is
+ * incomplete, corrupt or does not match the source's digest.
+ */
+#ifndef HPTMIG_MIGRATION_H
+#define HPTMIG_MIGRATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hptmig/base.h"
+#include "hptmig/htab.h"
+#include "hptmig/machine.h"
+#include "hptmig/stream.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------- transports */
+
+enum mig_uri_kind {
+	MIG_URI_TCP = 1,  /* tcp:HOST:PORT (HOST may be [v6]) */
+	MIG_URI_UNIX,     /* unix:PATH */
+	MIG_URI_EXEC,     /* exec:COMMAND (sh -c; source writes its stdin, destination reads its stdout) */
+	MIG_URI_FILE,     /* file:PATH */
+	MIG_URI_FD,       /* fd:N (an inherited descriptor) */
+};
+
+typedef struct mig_uri {
+	enum mig_uri_kind kind;
+	char host[256]; /* tcp */
+	int port;       /* tcp; 0 on a listener = any free port */
+	char path[4096];/* unix path, exec command or file path */
+	int fd;         /* fd: */
+} mig_uri_t;
+
+/* Parse a URI. Returns 0 or HM_E_FORMAT/HM_E_RANGE naming what is wrong. */
+int mig_uri_parse(const char *s, mig_uri_t *u, hm_error_t *err);
+/* tcp and unix carry a return path (the socket read the other way). */
+bool mig_uri_has_return_path(const mig_uri_t *u);
+/* The URI back as text. */
+void mig_uri_format(const mig_uri_t *u, char *buf, size_t len);
+
+/* A connection: the stream channel plus the return path when there is one. */
+typedef struct mig_conn mig_conn_t;
+typedef struct mig_listener mig_listener_t;
+
+/* I/O timeout on sockets: a peer silent this long is treated as gone. */
+#define MIG_IO_TIMEOUT_MS 30000
+
+/*
+ * Source: connect (tcp, unix: retried until timeout_ms while the listener
+ * is not up yet), spawn (exec), create (file) or adopt (fd). The stream
+ * channel is in write mode.
+ */
+int mig_connect(const mig_uri_t *u, int timeout_ms, mig_conn_t **out, hm_error_t *err);
+/*
+ * Destination: bind and listen now for tcp/unix (so the caller can report
+ * the address, e.g. the port chosen for tcp:HOST:0); nothing for others.
+ */
+int mig_listen(const mig_uri_t *u, mig_listener_t **out, hm_error_t *err);
+/* The listener's URI with the bound port filled in. */
+const mig_uri_t *mig_listener_uri(const mig_listener_t *l);
+/* Wait (timeout_ms, -1 = forever) for the source, or open/spawn the input. */
+int mig_accept(mig_listener_t *l, int timeout_ms, mig_conn_t **out, hm_error_t *err);
+/* Close the listener; removes a unix socket file it created. */
+void mig_listener_close(mig_listener_t *l);
+
+/* The stream channel (owned by the connection). */
+mig_file_t *mig_conn_file(mig_conn_t *c);
+bool mig_conn_has_return_path(const mig_conn_t *c);
+const char *mig_conn_desc(const mig_conn_t *c);
+/* Unblock any transfer on c from another thread (cancel). */
+void mig_conn_abort(mig_conn_t *c);
+/*
+ * Flush and close; for exec, reap the child (on the source a child that
+ * failed is an error: the stream may not have gone anywhere). Returns 0 or
+ * the first error. c may be NULL.
+ */
+int mig_conn_close(mig_conn_t *c, hm_error_t *err);
+
+/* Return-path messages (destination to source). */
+enum mig_rp_type {
+	MIG_RP_RESUMED = 1, /* loaded, verified, guest resumed */
+	MIG_RP_REFUSED = 2, /* the destination refused the stream: code, offset, message */
+};
+
+typedef struct mig_rp_msg {
+	uint16_t type;
+	/* RESUMED */
+	uint8_t digest[32];
+	uint64_t valid;   /* valid entries in the loaded table */
+	uint64_t bytes;   /* stream bytes the destination read */
+	uint64_t load_ns; /* time the destination spent loading */
+	/* REFUSED */
+	int32_t code;
+	int64_t offset;
+	char msg[512];
+} mig_rp_msg_t;
+
+int mig_rp_send_resumed(mig_conn_t *c, const mig_rp_msg_t *m);
+int mig_rp_send_refused(mig_conn_t *c, const hm_error_t *e);
+/* Wait up to timeout_ms for one message. */
+int mig_rp_recv(mig_conn_t *c, int timeout_ms, mig_rp_msg_t *m, hm_error_t *err);
+
+
+/* ------------------------------------------------------------- controller */
+
+/*
+ * Cancel token: any thread may call mig_cancel_request() (e.g. a signal
+ * watcher thread on Ctrl-C). The controller checks it between rounds and
+ * the connection it registers is shut down so a blocked transfer wakes.
+ * Not async-signal-safe: call it from a thread, not a signal handler.
+ */
+typedef struct mig_cancel mig_cancel_t;
+int mig_cancel_new(mig_cancel_t **out);
+void mig_cancel_free(mig_cancel_t *c);
+void mig_cancel_request(mig_cancel_t *c);
+bool mig_cancel_requested(const mig_cancel_t *c);
+
+/* What the precopy policy sees after every round (one iterate call). */
+typedef struct mig_policy_stats {
+	unsigned rounds;              /* iterate calls so far */
+	unsigned iterations;          /* completed passes (a sweep reached the table's end) */
+	bool pass_complete;           /* this round completed a pass */
+	uint64_t elapsed_ns;          /* since the attempt started */
+	uint64_t bytes_sent;          /* stream bytes so far */
+	uint64_t bandwidth;           /* measured bytes/s (0 = not measured yet) */
+	uint64_t pending_bytes;       /* sum of every live section's pending() */
+	uint64_t expected_downtime_ns;/* pending_bytes / bandwidth (+ fixed overhead) */
+	uint64_t downtime_limit_ns;
+	unsigned max_iterations;      /* 0 = unlimited */
+	unsigned throttle;            /* current vCPU throttle percent */
+} mig_policy_stats_t;
+
+enum mig_policy_answer {
+	MIG_POLICY_CONTINUE = 0, /* iterate again */
+	MIG_POLICY_STOP = 1,     /* stop the guest and complete */
+	MIG_POLICY_ABORT = 2,    /* give up (cancel; the guest keeps running) */
+};
+
+/*
+ * The precopy policy: a replaceable function (Xen's model). Called after
+ * every round with the statistics; returns what to do. Must not block.
+ */
+typedef enum mig_policy_answer (*mig_policy_fn)(void *opaque, const mig_policy_stats_t *st);
+
+/*
+ * Ours: stop when a measured bandwidth exists and the expected downtime
+ * (every section's pending bytes, the table's included) fits the limit, or
+ * when max_iterations passes are done (stop anyway).
+ */
+enum mig_policy_answer mig_policy_default(void *opaque, const mig_policy_stats_t *st);
+/*
+ * The seed's (QEMU's) decision: the table's pending work counted as zero,
+ * so it stops as soon as the first pass is complete. Benchmark baseline.
+ */
+enum mig_policy_answer mig_policy_seed(void *opaque, const mig_policy_stats_t *st);
+
+/* A progress snapshot for a display (called at most every ~200 ms). */
+typedef struct mig_progress {
+	unsigned attempt;
+	unsigned iterations;
+	uint64_t pending_bytes;
+	uint64_t pending_entries;     /* approximate: pending_bytes / 16 */
+	uint64_t bandwidth;
+	uint64_t expected_downtime_ns;
+	uint64_t bytes_sent;
+	unsigned throttle;
+	uint64_t elapsed_ns;
+	const char *phase;            /* "setup", "iterate", "stop", "wait", "retry" */
+} mig_progress_t;
+
+typedef struct mig_params {
+	uint64_t max_bandwidth;       /* bytes/s; 0 = unlimited */
+	uint64_t downtime_limit_ns;   /* default 300 ms */
+	unsigned max_iterations;      /* 0 = unlimited */
+	uint64_t timeout_ns;          /* cancel when not stopped by then; 0 = none */
+	bool auto_converge;           /* raise the throttle while not converging */
+	bool qemu_pure;               /* no hptmig/verify section */
+	unsigned retries;             /* new attempts after a failure that left the guest running */
+	uint64_t retry_delay_ns;      /* between attempts (default 1 s) */
+	enum htab_scan scan;          /* bitmap (ours) or linear (the seed's) */
+	uint64_t round_budget_ns;     /* time budget of one iterate call (default 20 ms) */
+	int connect_timeout_ms;       /* default 10000 */
+	int rp_timeout_ms;            /* wait for the destination's answer (default 30000) */
+	uint64_t pause_timeout_ns;    /* bounded wait for vCPUs to stop (default 1 s) */
+	const char *machine_name;     /* CONFIGURATION record (default "pseries-10.0") */
+	mig_policy_fn policy;         /* NULL = mig_policy_default */
+	void *policy_opaque;
+	void (*progress)(void *opaque, const mig_progress_t *p);
+	void *progress_opaque;
+	mig_cancel_t *cancel;         /* may be NULL */
+} mig_params_t;
+
+void mig_params_default(mig_params_t *p);
+
+/* Source statistics (product.md's JSON fields and more). */
+typedef struct mig_report {
+	int status;                   /* 0 or the error code */
+	unsigned attempts;
+	bool stopped;                 /* the guest was stopped for the final pass */
+	bool source_resumed;          /* an error after stop resumed the source guest */
+	bool return_path;             /* downtime ends at the destination's RESUMED */
+	bool verified;                /* destination's digest equals ours */
+	char stop_reason[32];         /* "converged", "max-iterations", "policy" */
+	uint64_t total_ns, setup_ns, downtime_ns, expected_downtime_ns;
+	uint64_t pause_ns;            /* time to stop the vCPUs */
+	uint64_t complete_ns;         /* final pass + FULL + EOF, flushed */
+	unsigned iterations, rounds;
+	uint64_t bytes_total;
+	uint64_t bandwidth;           /* last measured, bytes/s */
+	uint64_t pending_at_stop;     /* bytes the policy expected for the final pass */
+	unsigned throttle;            /* at the end */
+	unsigned htab_shift;
+	uint64_t htab_valid, htab_bolted;
+	uint8_t digest[HM_SHA256_LEN];
+	uint8_t dest_digest[HM_SHA256_LEN];
+	htab_save_stats_t htab;       /* entries sent, chunks, bytes, ... */
+	uint64_t final_entries;       /* entries sent in the final pass (END) */
+} mig_report_t;
+
+/*
+ * Migrate machine m to uri. m's vCPUs may be running (they keep running
+ * during precopy). On success the guest is left paused (it now lives at the
+ * destination) and 0 is returned. On failure before the stop the guest
+ * never noticed; after the stop it is resumed. With retries, a failure that
+ * left the guest running (or that the destination explicitly refused) is
+ * followed, after retry_delay_ns, by a new attempt with a full pass.
+ * rep is always filled. Returns 0 or a negative code (also in err).
+ */
+int mig_source_run(machine_t *m, const char *uri, const mig_params_t *p, mig_report_t *rep,
+		   hm_error_t *err);
+
+/* ------------------------------------------------------------ destination */
+
+typedef struct mig_dest_params {
+	int accept_timeout_ms;        /* wait for a source; -1 = forever (default 600000) */
+	unsigned max_shift;           /* largest table accepted (0 = 36) */
+	uint64_t run_ns;              /* keep the resumed guest running this long */
+	machine_config_t guest;       /* vCPUs/workload/rate/seed of the resumed guest */
+	bool no_resume;               /* load and verify only (no vCPUs) */
+	mig_cancel_t *cancel;
+} mig_dest_params_t;
+
+void mig_dest_params_default(mig_dest_params_t *p);
+
+typedef struct mig_dest_report {
+	int status;
+	bool verified;                /* hptmig/verify section present and equal */
+	bool resumed;
+	bool no_hpt;
+	char machine[256];
+	uint64_t total_ns, load_ns, wait_ns;
+	uint64_t bytes_total;
+	unsigned htab_shift;
+	uint64_t htab_valid, htab_bolted;
+	uint8_t digest[HM_SHA256_LEN]; /* of the loaded table, before resuming */
+	htab_load_stats_t htab;
+	uint64_t htab_bytes;          /* payload bytes of the spapr/htab records */
+	machine_stats_t guest;        /* hypercalls issued after the resume */
+	uint64_t run_ns;
+} mig_dest_report_t;
+
+/*
+ * Accept one migration on l, load it, verify it, resume the guest on the
+ * loaded table, answer on the return path, keep it running p->run_ns, stop.
+ * Refuses (answers REFUSED, returns an error, never resumes) a stream that
+ * ends early, fails any check or does not match the source's digest.
+ */
+int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_t *rep,
+		 hm_error_t *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

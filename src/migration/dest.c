@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The destination side: accept one migration, load every record (the
+ * `spapr/htab` loader, `spapr`, `hptmig/verify`), compare the digest,
+ * resume the guest on the loaded table and say so on the return path (or
+ * say why not). It never resumes or reports success on a stream that ends
+ * early, fails a check or does not match the source's digest, and never
+ * prints.
+ */
+#include "mig_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void mig_dest_params_default(mig_dest_params_t *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->accept_timeout_ms = 600000;
+	machine_config_default(&p->guest);
+	p->guest.ram_bytes = 0; /* from the loaded table */
+	p->guest.rate = 1000;
+}
+
+struct dest {
+	const mig_dest_params_t *p;
+	mig_dest_report_t *rep;
+	htab_loader_t *loader;
+	bool summary_done;
+	htab_summary_t sum;
+	hm_error_t sum_err;
+};
+
+/*
+ * Right after the table's END record, compute its digest: the source is
+ * computing its own at the same time, so the two overlap in the downtime.
+ */
+static int dest_on_record(void *o, const savevm_record_info_t *rec, hm_error_t *err)
+{
+	struct dest *d = o;
+	(void)err;
+	bool htab = rec->idstr && strcmp(rec->idstr, HTAB_IDSTR) == 0;
+	if (htab && rec->end_offset >= rec->payload_offset + 5)
+		d->rep->htab_bytes += rec->end_offset - rec->payload_offset - 5; /* minus footer */
+	if (htab)
+		d->summary_done = false; /* a later record changes the table */
+	if (rec->type == QEMU_VM_SECTION_END && htab) {
+		hm_error_clear(&d->sum_err);
+		d->summary_done = htab_loader_summary(d->loader, &d->sum, &d->sum_err) == 0;
+	}
+	return 0;
+}
+
+static void refuse(mig_conn_t *c, const hm_error_t *e)
+{
+	if (c && mig_conn_has_return_path(c))
+		mig_rp_send_refused(c, e);
+}
+
+int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_t *rep,
+		 hm_error_t *err)
+{
+	mig_dest_params_t defaults;
+	struct dest d = {0};
+	mig_conn_t *conn = NULL;
+	savevm_registry_t *reg = NULL;
+	machine_t *m = NULL;
+	spapr_state_t spapr = {0};
+	savevm_verify_t verify = {0};
+	hpt_t *table = NULL;
+	int rc;
+	if (!p) {
+		mig_dest_params_default(&defaults);
+		p = &defaults;
+	}
+	memset(rep, 0, sizeof(*rep));
+	d.p = p;
+	d.rep = rep;
+	uint64_t t0 = hm_now_ns();
+
+	rc = mig_accept(l, p->accept_timeout_ms, &conn, err);
+	if (rc)
+		goto out;
+	mig_cancel_attach(p->cancel, conn);
+	uint64_t t_conn = hm_now_ns();
+	rep->wait_ns = t_conn - t0;
+	mig_file_t *f = mig_conn_file(conn);
+
+	hpt_config_t hc;
+	hpt_config_default(&hc);
+	rc = hpt_create(HPT_SHIFT_MIN, &hc, &table, err);
+	if (rc)
+		goto refused;
+	htab_loader_opts_t lo = {.max_shift = p->max_shift, .cfg = &hc};
+	rc = htab_loader_create(table, &lo, &d.loader);
+	if (rc) {
+		hm_error_set(err, rc, -1, "out of memory");
+		goto refused;
+	}
+	rc = savevm_registry_new(&reg);
+	if (rc) {
+		hm_error_set(err, rc, -1, "out of memory");
+		goto refused;
+	}
+	rc = htab_register_load(reg, d.loader, err);
+	if (!rc)
+		rc = savevm_register_spapr(reg, &spapr, err);
+	if (!rc)
+		rc = savevm_register_verify(reg, &verify, err);
+	if (rc)
+		goto refused;
+
+	savevm_load_opts_t opts = {.opaque = &d, .on_record = dest_on_record};
+	savevm_load_info_t info;
+	rc = savevm_load_stream_ex(f, reg, &opts, &info, err);
+	rep->bytes_total = mig_file_offset(f);
+	htab_loader_get_stats(d.loader, &rep->htab);
+	if (rc)
+		goto refused;
+	if (mig_cancel_requested(p->cancel)) {
+		rc = hm_error_set(err, HM_E_CANCELLED, -1, "cancelled while loading");
+		goto refused;
+	}
+	snprintf(rep->machine, sizeof(rep->machine), "%s", info.machine);
+	if (!rep->htab.started) {
+		rc = hm_error_set(err, HM_E_FORMAT, (int64_t)info.eof_offset,
+				  "the stream has no 'spapr/htab' section: not a pseries guest");
+		goto refused;
+	}
+	if (!d.summary_done) {
+		rc = htab_loader_summary(d.loader, &d.sum, err);
+		if (rc)
+			goto refused;
+	}
+	rep->no_hpt = d.sum.no_hpt;
+	rep->htab_shift = d.sum.no_hpt ? HPT_NO_HPT : d.sum.shift;
+	rep->htab_valid = d.sum.valid;
+	rep->htab_bolted = d.sum.bolted;
+	memcpy(rep->digest, d.sum.digest, HM_SHA256_LEN);
+	if (verify.loaded) {
+		rc = savevm_verify_check(&verify, d.sum.no_hpt ? VERIFY_NO_HPT : d.sum.shift,
+					 d.sum.valid, d.sum.digest, err);
+		if (rc)
+			goto refused;
+		rep->verified = true;
+	}
+	rep->load_ns = hm_now_ns() - t_conn;
+
+	/* Resume the guest on the loaded table. */
+	if (!d.sum.no_hpt && !p->no_resume) {
+		hpt_t *t = htab_loader_take_table(d.loader);
+		if (t == table)
+			table = NULL; /* the machine owns it now */
+		machine_config_t gc = p->guest;
+		gc.htab_shift = 0;
+		rc = machine_create_on(&gc, t, &m, err);
+		if (!rc) {
+			machine_spapr_t ms = {.guest_timebase = spapr.guest_timebase,
+					      .time_of_day_ns = spapr.time_of_the_day_ns};
+			machine_spapr_set(m, &ms);
+			rc = machine_start(m, err);
+		}
+		if (rc)
+			goto refused;
+		rep->resumed = true;
+	}
+	mig_rp_msg_t msg = {.type = MIG_RP_RESUMED, .valid = d.sum.valid,
+			    .bytes = rep->bytes_total, .load_ns = rep->load_ns};
+	memcpy(msg.digest, d.sum.digest, HM_SHA256_LEN);
+	mig_rp_send_resumed(conn, &msg); /* a source gone now changes nothing here */
+
+	if (m && p->run_ns) {
+		uint64_t until = hm_now_ns() + p->run_ns;
+		while (hm_now_ns() < until && !mig_cancel_requested(p->cancel))
+			hm_sleep_ns(10000000);
+	}
+	if (m) {
+		uint64_t r0 = hm_now_ns();
+		machine_stop(m);
+		machine_get_stats(m, &rep->guest);
+		rep->run_ns = p->run_ns ? hm_now_ns() - r0 + p->run_ns : 0;
+	}
+	rc = 0;
+	goto out;
+
+refused:
+	if (err->code == 0)
+		hm_error_set(err, rc, -1, "load failed");
+	refuse(conn, err);
+out:
+	rep->status = rc;
+	rep->total_ns = hm_now_ns() - t0;
+	mig_cancel_attach(p->cancel, NULL);
+	if (conn) {
+		if (rc)
+			mig_conn_abort(conn);
+		mig_conn_close(conn, NULL);
+	}
+	machine_destroy(m);
+	savevm_registry_free(reg);
+	htab_loader_destroy(d.loader); /* borrowed the table: does not free it */
+	hpt_destroy(table);
+	return rc;
+}

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private parts of the migration layer shared by its files. Nothing outside
+ * src/migration/ includes this.
+ */
+#ifndef HPTMIG_MIG_INT_H
+#define HPTMIG_MIG_INT_H
+
+#include <stdio.h>
+
+#include "hptmig/hpt.h"
+#include "hptmig/htab.h"
+#include "hptmig/machine.h"
+#include "hptmig/migration.h"
+#include "hptmig/savevm.h"
+
+/* The machine type we announce in the CONFIGURATION record. */
+#define MIG_MACHINE_NAME "pseries-10.0"
+
+/* Register (or with NULL forget) the connection a cancel must wake. */
+void mig_cancel_attach(mig_cancel_t *c, mig_conn_t *conn);
+
+/* Copy the channel's latched error into err and return its code. */
+static inline int mig_flush_err(mig_file_t *f, hm_error_t *err)
+{
+	int rc = mig_file_flush(f);
+	if (rc != 0) {
+		const hm_error_t *fe = mig_file_error(f);
+		if (fe)
+			*err = *fe;
+		else
+			hm_error_set(err, rc, (int64_t)mig_file_offset(f), "flush failed");
+	}
+	return rc;
+}
+
+#endif

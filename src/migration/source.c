@@ -1,0 +1,500 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The source side of a live migration: the precopy controller. Rounds of
+ * time-bounded iteration, a replaceable policy deciding from measured
+ * bandwidth and every section's pending bytes when the rest fits the
+ * downtime limit, auto-converge, the stop-and-complete phase, the wait for
+ * the destination's answer, retries. It never harms the guest: before the
+ * stop a failure leaves it running untouched, after the stop it is resumed;
+ * it never prints.
+ */
+#include "mig_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- cancel */
+
+struct mig_cancel {
+	atomic_int requested;
+	pthread_mutex_t lock; /* protects conn */
+	mig_conn_t *conn;     /* the connection to wake, or NULL */
+};
+
+int mig_cancel_new(mig_cancel_t **out)
+{
+	mig_cancel_t *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	*out = c;
+	return 0;
+}
+
+void mig_cancel_free(mig_cancel_t *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+void mig_cancel_request(mig_cancel_t *c)
+{
+	if (!c)
+		return;
+	atomic_store(&c->requested, 1);
+	pthread_mutex_lock(&c->lock);
+	if (c->conn)
+		mig_conn_abort(c->conn);
+	pthread_mutex_unlock(&c->lock);
+}
+
+bool mig_cancel_requested(const mig_cancel_t *c)
+{
+	return c && atomic_load(&((mig_cancel_t *)(uintptr_t)c)->requested);
+}
+
+void mig_cancel_attach(mig_cancel_t *c, mig_conn_t *conn)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->conn = conn;
+	if (conn && atomic_load(&c->requested))
+		mig_conn_abort(conn);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---------------------------------------------------------------- policy */
+
+enum mig_policy_answer mig_policy_default(void *opaque, const mig_policy_stats_t *st)
+{
+	(void)opaque;
+	if (st->iterations >= 1 && st->bandwidth > 0 &&
+	    st->expected_downtime_ns <= st->downtime_limit_ns)
+		return MIG_POLICY_STOP;
+	if (st->max_iterations && st->iterations >= st->max_iterations)
+		return MIG_POLICY_STOP;
+	return MIG_POLICY_CONTINUE;
+}
+
+enum mig_policy_answer mig_policy_seed(void *opaque, const mig_policy_stats_t *st)
+{
+	(void)opaque;
+	/* QEMU counts the table's pending work as zero: with nothing else to
+	 * send, the expected downtime is 0 as soon as the first pass is out. */
+	if (st->iterations >= 1)
+		return MIG_POLICY_STOP;
+	if (st->max_iterations && st->iterations >= st->max_iterations)
+		return MIG_POLICY_STOP;
+	return MIG_POLICY_CONTINUE;
+}
+
+void mig_params_default(mig_params_t *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->downtime_limit_ns = 300000000ull;
+	p->retry_delay_ns = 1000000000ull;
+	p->scan = HTAB_SCAN_BITMAP;
+	p->round_budget_ns = 20000000ull;
+	p->connect_timeout_ms = 10000;
+	p->rp_timeout_ms = 30000;
+	p->pause_timeout_ns = 1000000000ull;
+	p->machine_name = MIG_MACHINE_NAME;
+}
+
+/* ------------------------------------------------------------- the attempt */
+
+/* Fixed part of the expected downtime: stopping vCPUs, the stream's tail,
+ * the destination's digest and the return-path round trip. */
+#define MIG_DOWNTIME_OVERHEAD_NS 2000000ull
+
+struct attempt {
+	machine_t *m;
+	const mig_params_t *p;
+	mig_report_t *rep;
+	mig_conn_t *conn;
+	savevm_registry_t *reg;
+	htab_save_t *hs;
+	spapr_state_t spapr;
+	savevm_verify_t verify;
+	uint64_t run_t0;         /* start of the first attempt (for the timeout) */
+	bool setup_called;
+	bool retryable;          /* the guest still runs and nothing ambiguous happened */
+};
+
+static void progress(struct attempt *a, const char *phase, uint64_t pending, uint64_t bw,
+		     uint64_t expected, uint64_t t0)
+{
+	if (!a->p->progress)
+		return;
+	mig_progress_t pr = {
+		.attempt = a->rep->attempts,
+		.iterations = a->rep->iterations,
+		.pending_bytes = pending,
+		.pending_entries = pending / 16,
+		.bandwidth = bw,
+		.expected_downtime_ns = expected,
+		.bytes_sent = a->conn ? mig_file_offset(mig_conn_file(a->conn)) : 0,
+		.throttle = machine_throttle(a->m),
+		.elapsed_ns = hm_now_ns() - t0,
+		.phase = phase,
+	};
+	a->p->progress(a->p->progress_opaque, &pr);
+}
+
+static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_error_t *err)
+{
+	const mig_params_t *p = a->p;
+	mig_report_t *rep = a->rep;
+	mig_file_t *f = mig_conn_file(a->conn);
+	mig_policy_fn policy = p->policy ? p->policy : mig_policy_default;
+	uint64_t win_bytes = 0, win_ns = 0, bw = 0;
+	uint64_t last_progress = 0;
+	uint64_t pass_start_bytes = mig_file_offset(f);
+	uint64_t prev_pass_dirty = UINT64_MAX;
+	unsigned not_converging = 0;
+	int rc;
+
+	for (;;) {
+		if (mig_cancel_requested(p->cancel))
+			return hm_error_set(err, HM_E_CANCELLED, -1,
+					    "migration cancelled before the guest was stopped");
+		uint64_t now = hm_now_ns();
+		if (p->timeout_ns && now - run_t0 >= p->timeout_ns) {
+			a->retryable = false;
+			return hm_error_set(err, HM_E_TIMEOUT, -1,
+					    "timeout: not converged after %llu s (%u passes, %llu bytes pending)",
+					    (unsigned long long)(p->timeout_ns / 1000000000ull),
+					    rep->iterations,
+					    (unsigned long long)savevm_live_pending_total(a->reg));
+		}
+		uint64_t off0 = mig_file_offset(f);
+		uint64_t r0 = hm_now_ns();
+		rc = savevm_live_iterate(a->reg, f, p->round_budget_ns, err);
+		if (rc < 0)
+			return rc;
+		if (mig_flush_err(f, err) != 0)
+			return err->code;
+		bool limited = mig_file_rate_limit_exceeded(f);
+		uint64_t r1 = hm_now_ns();
+		uint64_t sent = mig_file_offset(f) - off0;
+		rep->rounds++;
+		/* Bandwidth: only rounds that had more work than they sent measure
+		 * the channel (a round with nothing to do says nothing about it). */
+		if (rc == 0 && sent > 0) {
+			win_bytes += sent;
+			win_ns += r1 - r0;
+			if (win_ns >= 50000000ull) {
+				uint64_t nb = (uint64_t)((double)win_bytes * 1e9 / (double)win_ns);
+				bw = bw ? (bw + nb) / 2 : nb;
+				win_bytes = win_ns = 0;
+			}
+		}
+		if (limited) {
+			rc = mig_file_rate_wait(f);
+			if (rc != 0) {
+				*err = *mig_file_error(f);
+				return rc;
+			}
+		}
+		uint64_t bw_eff = bw;
+		if (bw_eff == 0 && r1 > t0 && mig_file_offset(f) > 0)
+			/* No saturated window yet: the average so far is a lower bound. */
+			bw_eff = (uint64_t)((double)mig_file_offset(f) * 1e9 / (double)(r1 - t0));
+		if (p->max_bandwidth && (bw_eff == 0 || bw_eff > p->max_bandwidth))
+			bw_eff = p->max_bandwidth;
+		if (rc == 1) {
+			rep->iterations++;
+			/* Auto-converge as QEMU: when the bytes dirtied during a pass
+			 * are more than half of what the pass sent, twice in a row,
+			 * raise the throttle (20%, then +10% steps, at most 99%). */
+			uint64_t pass_bytes = mig_file_offset(f) - pass_start_bytes;
+			uint64_t dirty = savevm_live_pending_total(a->reg);
+			if (p->auto_converge && rep->iterations > 1) {
+				if (dirty * 2 > pass_bytes || dirty >= prev_pass_dirty)
+					not_converging++;
+				else
+					not_converging = 0;
+				if (not_converging >= 2) {
+					unsigned t = machine_throttle(a->m);
+					machine_set_throttle(a->m, t == 0 ? 20 : (t + 10 > 99 ? 99 : t + 10));
+					not_converging = 0;
+				}
+			}
+			prev_pass_dirty = dirty;
+			pass_start_bytes = mig_file_offset(f);
+		}
+		uint64_t pending = savevm_live_pending_total(a->reg);
+		uint64_t expected = bw_eff ? (uint64_t)((double)pending * 1e9 / (double)bw_eff) +
+						     MIG_DOWNTIME_OVERHEAD_NS
+					   : UINT64_MAX;
+		mig_policy_stats_t st = {
+			.rounds = rep->rounds,
+			.iterations = rep->iterations,
+			.pass_complete = rc == 1,
+			.elapsed_ns = r1 - t0,
+			.bytes_sent = mig_file_offset(f),
+			.bandwidth = bw_eff,
+			.pending_bytes = pending,
+			.expected_downtime_ns = expected,
+			.downtime_limit_ns = p->downtime_limit_ns,
+			.max_iterations = p->max_iterations,
+			.throttle = machine_throttle(a->m),
+		};
+		rep->bandwidth = bw_eff;
+		enum mig_policy_answer ans = policy(p->policy_opaque, &st);
+		if (r1 - last_progress >= 200000000ull) {
+			progress(a, "iterate", pending, bw_eff, expected, t0);
+			last_progress = r1;
+		}
+		if (ans == MIG_POLICY_ABORT)
+			return hm_error_set(err, HM_E_CANCELLED, -1,
+					    "the precopy policy aborted the migration after %u passes",
+					    rep->iterations);
+		if (ans == MIG_POLICY_STOP) {
+			rep->pending_at_stop = pending;
+			rep->expected_downtime_ns = expected == UINT64_MAX ? 0 : expected;
+			snprintf(rep->stop_reason, sizeof(rep->stop_reason), "%s",
+				 expected <= p->downtime_limit_ns ? "converged"
+				 : (p->max_iterations && rep->iterations >= p->max_iterations)
+					 ? "max-iterations"
+					 : "policy");
+			return 0;
+		}
+		if (rc == 1 && sent == 0) {
+			/* Nothing changed: give the guest time to change something
+			 * rather than spinning on an empty table. */
+			hm_sleep_ns(1000000);
+		}
+	}
+}
+
+static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
+{
+	const mig_params_t *p = a->p;
+	mig_report_t *rep = a->rep;
+	machine_t *m = a->m;
+	hpt_t *h = machine_hpt(m);
+	uint64_t t0 = hm_now_ns();
+	int rc;
+	a->retryable = true;
+
+	progress(a, "setup", 0, 0, 0, t0);
+	rc = mig_connect(uri, p->connect_timeout_ms, &a->conn, err);
+	if (rc)
+		return rc;
+	mig_cancel_attach(p->cancel, a->conn);
+	mig_file_t *f = mig_conn_file(a->conn);
+	mig_file_set_rate_limit(f, p->max_bandwidth);
+	rep->return_path = mig_conn_has_return_path(a->conn);
+
+	htab_save_opts_t ho;
+	htab_save_opts_default(&ho);
+	ho.scan = p->scan;
+	rc = htab_save_create(h, &ho, &a->hs, err);
+	if (rc)
+		return rc;
+	rc = savevm_registry_new(&a->reg);
+	if (rc)
+		return hm_error_set(err, rc, -1, "out of memory");
+	rc = htab_register_save(a->reg, a->hs, err);
+	if (!rc)
+		rc = savevm_register_spapr(a->reg, &a->spapr, err);
+	if (!rc && !p->qemu_pure)
+		rc = savevm_register_verify(a->reg, &a->verify, err);
+	if (rc)
+		return rc;
+
+	rc = savevm_write_header(a->reg, f, p->machine_name ? p->machine_name : MIG_MACHINE_NAME,
+				 err);
+	if (!rc) {
+		a->setup_called = true;
+		rc = savevm_live_setup_all(a->reg, f, err);
+	}
+	if (!rc)
+		rc = mig_flush_err(f, err);
+	if (rc)
+		return rc;
+	rep->setup_ns = hm_now_ns() - t0;
+
+	rc = attempt_precopy(a, t0, a->run_t0, err);
+	if (rc)
+		return rc;
+
+	/* ---- stop and copy: from here on the guest is stopped; any failure
+	 * resumes it on the source. */
+	progress(a, "stop", rep->pending_at_stop, rep->bandwidth, rep->expected_downtime_ns, t0);
+	uint64_t t_stop = hm_now_ns();
+	rc = machine_pause(m, p->pause_timeout_ns, err);
+	if (rc)
+		return rc; /* pause withdrawn: the guest runs on */
+	rep->stopped = true;
+	rep->pause_ns = hm_now_ns() - t_stop;
+	machine_spapr_t ms;
+	machine_spapr_get(m, &ms);
+	a->spapr.guest_timebase = ms.guest_timebase;
+	a->spapr.time_of_the_day_ns = ms.time_of_day_ns;
+	htab_save_stats_t before;
+	htab_save_get_stats(a->hs, &before);
+	rc = savevm_live_complete_all(a->reg, f, err);
+	/* Let the destination load the final pass while we compute the digest. */
+	if (!rc)
+		rc = mig_flush_err(f, err);
+	if (!rc && !p->qemu_pure) {
+		a->verify.htab_shift = hpt_shift(h);
+		hpt_count(h, &a->verify.valid, NULL);
+		rc = hpt_digest(h, a->verify.digest);
+		if (rc)
+			hm_error_set(err, rc, -1, "digest: %s", hm_err_str(rc));
+		memcpy(rep->digest, a->verify.digest, HM_SHA256_LEN);
+	}
+	if (!rc)
+		rc = savevm_write_full_all(a->reg, f, err);
+	if (!rc)
+		rc = savevm_write_eof_and_vmdesc(a->reg, f, err);
+	if (!rc)
+		rc = mig_flush_err(f, err);
+	htab_save_stats_t after;
+	htab_save_get_stats(a->hs, &after);
+	rep->final_entries = after.valid_sent + after.invalid_sent - before.valid_sent -
+			     before.invalid_sent;
+	rep->complete_ns = hm_now_ns() - t_stop;
+	if (rc) {
+		hm_error_prefix(err, "after the guest was stopped: ");
+		return rc;
+	}
+	rep->bytes_total = mig_file_offset(f);
+
+	if (mig_conn_has_return_path(a->conn)) {
+		mig_rp_msg_t msg;
+		progress(a, "wait", 0, rep->bandwidth, 0, t0);
+		rc = mig_rp_recv(a->conn, p->rp_timeout_ms, &msg, err);
+		uint64_t t_end = hm_now_ns();
+		if (rc) {
+			/* We cannot know whether the destination resumed; never retry. */
+			a->retryable = false;
+			hm_error_prefix(err, "after the guest was stopped: ");
+			return rc;
+		}
+		if (msg.type == MIG_RP_REFUSED) {
+			return hm_error_set(err, msg.code ? msg.code : HM_E_PEER, msg.offset,
+					    "the destination refused the stream: %s", msg.msg);
+		}
+		rep->downtime_ns = t_end - t_stop;
+		memcpy(rep->dest_digest, msg.digest, HM_SHA256_LEN);
+		if (!p->qemu_pure) {
+			rep->verified = memcmp(msg.digest, rep->digest, HM_SHA256_LEN) == 0;
+			if (!rep->verified) {
+				/* It resumed on a table that is not ours: a failure, and the
+				 * source must not resume as well (two guests). */
+				a->retryable = false;
+				rep->source_resumed = true; /* do not resume below */
+				char a1[65], a2[65];
+				hm_hex(rep->digest, HM_SHA256_LEN, a1);
+				hm_hex(msg.digest, HM_SHA256_LEN, a2);
+				return hm_error_set(err, HM_E_DIGEST, -1,
+						    "destination resumed with digest %s, source has %s", a2,
+						    a1);
+			}
+		}
+	} else {
+		rep->downtime_ns = hm_now_ns() - t_stop;
+	}
+	rc = mig_conn_close(a->conn, err);
+	a->conn = NULL;
+	mig_cancel_attach(p->cancel, NULL);
+	if (rc) {
+		/* exec: the command failed; the stream may not have arrived. */
+		hm_error_prefix(err, "after the guest was stopped: ");
+		return rc;
+	}
+	if (p->qemu_pure || !rep->verified) {
+		/* Our own digest, for the report; the guest is stopped for good. */
+		if (p->qemu_pure)
+			hpt_digest(h, rep->digest);
+	}
+	return 0;
+}
+
+static void attempt_cleanup(struct attempt *a)
+{
+	mig_cancel_attach(a->p->cancel, NULL);
+	if (a->reg && a->setup_called)
+		savevm_live_cleanup_all(a->reg);
+	savevm_registry_free(a->reg);
+	a->reg = NULL;
+	if (a->hs) {
+		htab_save_get_stats(a->hs, &a->rep->htab);
+		htab_save_destroy(a->hs);
+		a->hs = NULL;
+	}
+	if (a->conn) {
+		mig_conn_abort(a->conn);
+		mig_conn_close(a->conn, NULL);
+		a->conn = NULL;
+	}
+}
+
+int mig_source_run(machine_t *m, const char *uri_text, const mig_params_t *p, mig_report_t *rep,
+		   hm_error_t *err)
+{
+	mig_params_t defaults;
+	mig_uri_t uri;
+	uint64_t t0 = hm_now_ns();
+	int rc;
+	if (!p) {
+		mig_params_default(&defaults);
+		p = &defaults;
+	}
+	memset(rep, 0, sizeof(*rep));
+	rc = mig_uri_parse(uri_text, &uri, err);
+	if (rc) {
+		rep->status = rc;
+		return rc;
+	}
+	for (;;) {
+		struct attempt a = {.m = m, .p = p, .rep = rep, .run_t0 = t0};
+		hm_error_t e;
+		hm_error_clear(&e);
+		unsigned attempts = rep->attempts + 1;
+		memset(rep, 0, sizeof(*rep));
+		rep->attempts = attempts;
+		rc = attempt_run(&a, &uri, &e);
+		attempt_cleanup(&a);
+		if (rc && rep->stopped && !rep->source_resumed) {
+			machine_resume(m);
+			rep->source_resumed = true;
+		}
+		if (rc == 0 || !a.retryable || rep->attempts > p->retries ||
+		    mig_cancel_requested(p->cancel)) {
+			if (rc)
+				*err = e;
+			break;
+		}
+		hm_log(HM_LOG_WARN, "migration attempt %u failed (%s); retrying", rep->attempts,
+		       e.msg);
+		/* The guest keeps running; wait, then start over with a full pass. */
+		uint64_t until = hm_now_ns() + p->retry_delay_ns;
+		while (hm_now_ns() < until && !mig_cancel_requested(p->cancel))
+			hm_sleep_ns(10000000);
+		if (mig_cancel_requested(p->cancel)) {
+			*err = e;
+			break;
+		}
+	}
+	hpt_t *h = machine_hpt(m);
+	rep->status = rc;
+	rep->total_ns = hm_now_ns() - t0;
+	rep->throttle = machine_throttle(m);
+	rep->htab_shift = hpt_shift(h);
+	if (rc != 0 || !rep->stopped) {
+		hpt_digest(h, rep->digest);
+	}
+	hpt_count(h, &rep->htab_valid, &rep->htab_bolted);
+	return rc;
+}

@@ -1,0 +1,722 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Transports: QEMU-spelled migration URIs (tcp:, unix:, exec:, file:, fd:)
+ * turned into a mig_file_t for the stream plus, on sockets, a return path
+ * (the same full-duplex socket read the other way). It never prints, never
+ * exits, never waits forever for a peer (connect/accept/read have timeouts)
+ * and never leaves an exec child unreaped.
+ */
+#include "hptmig/migration.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ URIs */
+
+static int uri_copy(char *dst, size_t cap, const char *src, const char *what, hm_error_t *err)
+{
+	size_t n = strlen(src);
+	if (n == 0)
+		return hm_error_set(err, HM_E_FORMAT, -1, "URI: empty %s", what);
+	if (n >= cap)
+		return hm_error_set(err, HM_E_RANGE, -1, "URI: %s is %zu bytes, at most %zu", what,
+				    n, cap - 1);
+	memcpy(dst, src, n + 1);
+	return 0;
+}
+
+int mig_uri_parse(const char *s, mig_uri_t *u, hm_error_t *err)
+{
+	memset(u, 0, sizeof(*u));
+	u->fd = -1;
+	if (!s)
+		return hm_error_set(err, HM_E_FORMAT, -1, "URI: missing");
+	if (strncmp(s, "tcp:", 4) == 0) {
+		const char *hp = s + 4;
+		const char *colon;
+		u->kind = MIG_URI_TCP;
+		if (hp[0] == '[') { /* [v6addr]:port */
+			const char *close = strchr(hp, ']');
+			if (!close || close[1] != ':')
+				return hm_error_set(err, HM_E_FORMAT, -1,
+						    "URI '%s': expected tcp:[ADDR]:PORT", s);
+			size_t n = (size_t)(close - hp - 1);
+			if (n == 0 || n >= sizeof(u->host))
+				return hm_error_set(err, HM_E_FORMAT, -1, "URI '%s': bad host", s);
+			memcpy(u->host, hp + 1, n);
+			u->host[n] = 0;
+			colon = close + 1;
+		} else {
+			colon = strrchr(hp, ':');
+			if (!colon)
+				return hm_error_set(err, HM_E_FORMAT, -1,
+						    "URI '%s': expected tcp:HOST:PORT", s);
+			size_t n = (size_t)(colon - hp);
+			if (n >= sizeof(u->host))
+				return hm_error_set(err, HM_E_FORMAT, -1, "URI '%s': host too long", s);
+			memcpy(u->host, hp, n);
+			u->host[n] = 0;
+		}
+		uint64_t port;
+		if (hm_parse_u64(colon + 1, 65535, &port) != 0)
+			return hm_error_set(err, HM_E_FORMAT, -1,
+					    "URI '%s': port '%s' is not a number 0..65535", s, colon + 1);
+		u->port = (int)port;
+		return 0;
+	}
+	if (strncmp(s, "unix:", 5) == 0) {
+		u->kind = MIG_URI_UNIX;
+		if (strlen(s + 5) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+			return hm_error_set(err, HM_E_RANGE, -1,
+					    "URI '%s': unix socket path longer than %zu bytes", s,
+					    sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		return uri_copy(u->path, sizeof(u->path), s + 5, "unix socket path", err);
+	}
+	if (strncmp(s, "exec:", 5) == 0) {
+		u->kind = MIG_URI_EXEC;
+		return uri_copy(u->path, sizeof(u->path), s + 5, "exec command", err);
+	}
+	if (strncmp(s, "file:", 5) == 0) {
+		u->kind = MIG_URI_FILE;
+		return uri_copy(u->path, sizeof(u->path), s + 5, "file path", err);
+	}
+	if (strncmp(s, "fd:", 3) == 0) {
+		uint64_t fd;
+		u->kind = MIG_URI_FD;
+		if (hm_parse_u64(s + 3, 1u << 30, &fd) != 0)
+			return hm_error_set(err, HM_E_FORMAT, -1, "URI '%s': fd '%s' is not a number",
+					    s, s + 3);
+		u->fd = (int)fd;
+		return 0;
+	}
+	return hm_error_set(err, HM_E_FORMAT, -1,
+			    "URI '%s': unknown transport (tcp:HOST:PORT, unix:PATH, exec:CMD, "
+			    "file:PATH or fd:N)",
+			    s);
+}
+
+bool mig_uri_has_return_path(const mig_uri_t *u)
+{
+	return u->kind == MIG_URI_TCP || u->kind == MIG_URI_UNIX;
+}
+
+void mig_uri_format(const mig_uri_t *u, char *buf, size_t len)
+{
+	switch (u->kind) {
+	case MIG_URI_TCP:
+		if (strchr(u->host, ':'))
+			snprintf(buf, len, "tcp:[%s]:%d", u->host, u->port);
+		else
+			snprintf(buf, len, "tcp:%s:%d", u->host, u->port);
+		break;
+	case MIG_URI_UNIX:
+		snprintf(buf, len, "unix:%s", u->path);
+		break;
+	case MIG_URI_EXEC:
+		snprintf(buf, len, "exec:%s", u->path);
+		break;
+	case MIG_URI_FILE:
+		snprintf(buf, len, "file:%s", u->path);
+		break;
+	case MIG_URI_FD:
+		snprintf(buf, len, "fd:%d", u->fd);
+		break;
+	}
+}
+
+/* ------------------------------------------------------------ connections */
+
+struct mig_conn {
+	mig_file_t *f;    /* the stream; owns its fd */
+	int rp_fd;        /* return path: a dup of the socket, or -1 */
+	pid_t child;      /* exec: the child to reap, or -1 */
+	bool source;
+	char desc[256];
+};
+
+struct mig_listener {
+	mig_uri_t uri;    /* with the bound port filled in */
+	int fd;           /* listening socket, or -1 (exec/file/fd need none) */
+	bool unlink_path; /* we created the unix socket file */
+};
+
+static int set_timeouts(int fd, int ms)
+{
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	if (ms <= 0)
+		return 0;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0)
+		return -errno;
+	return 0;
+}
+
+static int conn_new(int fd, enum mig_file_mode mode, bool rp, bool source, const char *desc,
+		    mig_conn_t **out, hm_error_t *err)
+{
+	mig_conn_t *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return hm_error_set(err, -ENOMEM, -1, "out of memory");
+	}
+	c->rp_fd = -1;
+	c->child = -1;
+	c->source = source;
+	snprintf(c->desc, sizeof(c->desc), "%s", desc);
+	if (rp) {
+		c->rp_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (c->rp_fd < 0) {
+			int e = -errno;
+			close(fd);
+			free(c);
+			return hm_error_set(err, e, -1, "%s: dup: %s", desc, strerror(-e));
+		}
+	}
+	int rc = mig_file_open_fd(fd, mode, MIG_FILE_OWN_FD, &c->f);
+	if (rc != 0) {
+		close(fd);
+		if (c->rp_fd >= 0)
+			close(c->rp_fd);
+		free(c);
+		return hm_error_set(err, rc, -1, "%s: cannot open channel", desc);
+	}
+	*out = c;
+	return 0;
+}
+
+/* Wait until fd is ready for ev; 0, HM_E_TIMEOUT or -errno. */
+static int wait_fd(int fd, short ev, int timeout_ms)
+{
+	struct pollfd p = {.fd = fd, .events = ev};
+	uint64_t end = hm_now_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000ull;
+	for (;;) {
+		int left = -1;
+		if (timeout_ms >= 0) {
+			uint64_t now = hm_now_ns();
+			left = now >= end ? 0 : (int)((end - now + 999999) / 1000000);
+		}
+		int n = poll(&p, 1, left);
+		if (n > 0)
+			return 0;
+		if (n == 0)
+			return HM_E_TIMEOUT;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+static int tcp_connect(const mig_uri_t *u, int timeout_ms, int *out, hm_error_t *err)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res, *ai;
+	char port[16];
+	snprintf(port, sizeof(port), "%d", u->port);
+	int g = getaddrinfo(u->host, port, &hints, &res);
+	if (g != 0)
+		return hm_error_set(err, -EHOSTUNREACH, -1, "tcp:%s:%d: cannot resolve host: %s",
+				    u->host, u->port, gai_strerror(g));
+	int last = -ECONNREFUSED;
+	for (ai = res; ai; ai = ai->ai_next) {
+		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+				ai->ai_protocol);
+		if (fd < 0) {
+			last = -errno;
+			continue;
+		}
+		int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+		if (rc != 0 && errno == EINPROGRESS) {
+			rc = wait_fd(fd, POLLOUT, timeout_ms);
+			if (rc == 0) {
+				int soerr = 0;
+				socklen_t sl = sizeof(soerr);
+				getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+				rc = soerr ? -soerr : 0;
+			}
+		} else if (rc != 0) {
+			rc = -errno;
+		}
+		if (rc == 0) {
+			int fl = fcntl(fd, F_GETFL);
+			fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			freeaddrinfo(res);
+			*out = fd;
+			return 0;
+		}
+		last = rc;
+		close(fd);
+	}
+	freeaddrinfo(res);
+	if (last == HM_E_TIMEOUT)
+		return hm_error_set(err, HM_E_TIMEOUT, -1, "tcp:%s:%d: connect timed out after %d ms",
+				    u->host, u->port, timeout_ms);
+	return hm_error_set(err, last, -1, "tcp:%s:%d: cannot connect: %s", u->host, u->port,
+			    strerror(-last));
+}
+
+static int unix_addr(const char *path, struct sockaddr_un *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa->sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa->sun_path, path);
+	return 0;
+}
+
+static int unix_connect(const mig_uri_t *u, int timeout_ms, int *out, hm_error_t *err)
+{
+	struct sockaddr_un sa;
+	if (unix_addr(u->path, &sa) != 0)
+		return hm_error_set(err, -ENAMETOOLONG, -1, "unix:%s: path too long", u->path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return hm_error_set(err, -errno, -1, "unix:%s: socket: %s", u->path,
+				    strerror(errno));
+	/* A unix connect does not block for long; retry briefly when the
+	 * listener is not there yet (ENOENT/ECONNREFUSED) within the timeout,
+	 * so that a destination started at the same time is found. */
+	uint64_t end = hm_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
+	for (;;) {
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			*out = fd;
+			return 0;
+		}
+		int e = errno;
+		if (e == EINTR)
+			continue;
+		if ((e == ENOENT || e == ECONNREFUSED || e == EAGAIN) && hm_now_ns() < end) {
+			hm_sleep_ns(20000000);
+			continue;
+		}
+		close(fd);
+		return hm_error_set(err, -e, -1, "unix:%s: cannot connect: %s", u->path,
+				    strerror(e));
+	}
+}
+
+static int spawn(const char *cmd, bool child_reads, int *our_fd, pid_t *pid, hm_error_t *err)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return hm_error_set(err, -errno, -1, "exec:%s: pipe: %s", cmd, strerror(errno));
+	pid_t c = fork();
+	if (c < 0) {
+		int e = errno;
+		close(p[0]);
+		close(p[1]);
+		return hm_error_set(err, -e, -1, "exec:%s: fork: %s", cmd, strerror(e));
+	}
+	if (c == 0) {
+		/* child: its stdin (source side) or stdout (destination side) is the pipe */
+		int want = child_reads ? 0 : 1;
+		int end = child_reads ? p[0] : p[1];
+		if (dup2(end, want) < 0)
+			_exit(127);
+		signal(SIGPIPE, SIG_DFL);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	if (child_reads) {
+		close(p[0]);
+		*our_fd = p[1];
+	} else {
+		close(p[1]);
+		*our_fd = p[0];
+	}
+	*pid = c;
+	return 0;
+}
+
+int mig_connect(const mig_uri_t *u, int timeout_ms, mig_conn_t **out, hm_error_t *err)
+{
+	char desc[256];
+	int fd = -1, rc;
+	pid_t child = -1;
+	*out = NULL;
+	mig_uri_format(u, desc, sizeof(desc));
+	switch (u->kind) {
+	case MIG_URI_TCP:
+		rc = tcp_connect(u, timeout_ms, &fd, err);
+		break;
+	case MIG_URI_UNIX:
+		rc = unix_connect(u, timeout_ms, &fd, err);
+		break;
+	case MIG_URI_EXEC:
+		/* A child that exits early must give -EPIPE, not kill us. */
+		signal(SIGPIPE, SIG_IGN);
+		rc = spawn(u->path, true, &fd, &child, err);
+		break;
+	case MIG_URI_FILE:
+		fd = open(u->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		rc = fd < 0 ? hm_error_set(err, -errno, -1, "%s: cannot create: %s", desc,
+					   strerror(errno))
+			    : 0;
+		break;
+	case MIG_URI_FD:
+		signal(SIGPIPE, SIG_IGN);
+		fd = fcntl(u->fd, F_DUPFD_CLOEXEC, 3);
+		rc = fd < 0 ? hm_error_set(err, -errno, -1, "%s: %s", desc, strerror(errno)) : 0;
+		break;
+	default:
+		rc = hm_error_set(err, HM_E_FORMAT, -1, "bad URI kind");
+	}
+	if (rc != 0)
+		return rc;
+	if (mig_uri_has_return_path(u) && timeout_ms > 0)
+		set_timeouts(fd, timeout_ms);
+	rc = conn_new(fd, MIG_FILE_WRITE, mig_uri_has_return_path(u), true, desc, out, err);
+	if (rc != 0) {
+		if (child > 0) {
+			kill(child, SIGTERM);
+			waitpid(child, NULL, 0);
+		}
+		return rc;
+	}
+	(*out)->child = child;
+	return 0;
+}
+
+int mig_listen(const mig_uri_t *u, mig_listener_t **out, hm_error_t *err)
+{
+	mig_listener_t *l = calloc(1, sizeof(*l));
+	char desc[256];
+	*out = NULL;
+	if (!l)
+		return hm_error_set(err, -ENOMEM, -1, "out of memory");
+	l->uri = *u;
+	l->fd = -1;
+	mig_uri_format(u, desc, sizeof(desc));
+	if (u->kind == MIG_URI_TCP) {
+		struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+					 .ai_flags = AI_PASSIVE},
+				*res;
+		char port[16];
+		snprintf(port, sizeof(port), "%d", u->port);
+		int g = getaddrinfo(u->host[0] ? u->host : NULL, port, &hints, &res);
+		if (g != 0) {
+			free(l);
+			return hm_error_set(err, -EADDRNOTAVAIL, -1, "%s: cannot resolve: %s", desc,
+					    gai_strerror(g));
+		}
+		int e = EADDRNOTAVAIL;
+		for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+			int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+			if (fd < 0) {
+				e = errno;
+				continue;
+			}
+			int one = 1;
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4) == 0) {
+				l->fd = fd;
+				break;
+			}
+			e = errno;
+			close(fd);
+		}
+		freeaddrinfo(res);
+		if (l->fd < 0) {
+			free(l);
+			return hm_error_set(err, -e, -1, "%s: cannot listen: %s", desc, strerror(e));
+		}
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) == 0) {
+			if (ss.ss_family == AF_INET)
+				l->uri.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+			else if (ss.ss_family == AF_INET6)
+				l->uri.port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		}
+	} else if (u->kind == MIG_URI_UNIX) {
+		struct sockaddr_un sa;
+		if (unix_addr(u->path, &sa) != 0) {
+			free(l);
+			return hm_error_set(err, -ENAMETOOLONG, -1, "%s: path too long", desc);
+		}
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			int e = errno;
+			free(l);
+			return hm_error_set(err, -e, -1, "%s: socket: %s", desc, strerror(e));
+		}
+		/* A stale socket file from a dead listener is replaced; any other
+		 * kind of file is not ours to remove. */
+		struct stat st;
+		if (lstat(u->path, &st) == 0 && S_ISSOCK(st.st_mode))
+			unlink(u->path);
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 4) != 0) {
+			int e = errno;
+			close(fd);
+			free(l);
+			return hm_error_set(err, -e, -1, "%s: cannot listen: %s", desc, strerror(e));
+		}
+		l->fd = fd;
+		l->unlink_path = true;
+	}
+	*out = l;
+	return 0;
+}
+
+const mig_uri_t *mig_listener_uri(const mig_listener_t *l)
+{
+	return &l->uri;
+}
+
+int mig_accept(mig_listener_t *l, int timeout_ms, mig_conn_t **out, hm_error_t *err)
+{
+	const mig_uri_t *u = &l->uri;
+	char desc[256];
+	int fd = -1, rc;
+	pid_t child = -1;
+	*out = NULL;
+	mig_uri_format(u, desc, sizeof(desc));
+	switch (u->kind) {
+	case MIG_URI_TCP:
+	case MIG_URI_UNIX:
+		rc = wait_fd(l->fd, POLLIN, timeout_ms);
+		if (rc == HM_E_TIMEOUT)
+			return hm_error_set(err, HM_E_TIMEOUT, -1,
+					    "%s: no source connected within %d ms", desc, timeout_ms);
+		if (rc != 0)
+			return hm_error_set(err, rc, -1, "%s: poll: %s", desc, strerror(-rc));
+		fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			return hm_error_set(err, -errno, -1, "%s: accept: %s", desc, strerror(errno));
+		if (u->kind == MIG_URI_TCP) {
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		}
+		break;
+	case MIG_URI_EXEC:
+		rc = spawn(u->path, false, &fd, &child, err);
+		if (rc != 0)
+			return rc;
+		break;
+	case MIG_URI_FILE:
+		fd = open(u->path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return hm_error_set(err, -errno, -1, "%s: cannot open: %s", desc,
+					    strerror(errno));
+		break;
+	case MIG_URI_FD:
+		fd = fcntl(u->fd, F_DUPFD_CLOEXEC, 3);
+		if (fd < 0)
+			return hm_error_set(err, -errno, -1, "%s: %s", desc, strerror(errno));
+		break;
+	}
+	/* A source that stops sending for this long is gone. */
+	if (mig_uri_has_return_path(u))
+		set_timeouts(fd, MIG_IO_TIMEOUT_MS);
+	rc = conn_new(fd, MIG_FILE_READ, mig_uri_has_return_path(u), false, desc, out, err);
+	if (rc != 0) {
+		if (child > 0) {
+			kill(child, SIGTERM);
+			waitpid(child, NULL, 0);
+		}
+		return rc;
+	}
+	(*out)->child = child;
+	return 0;
+}
+
+void mig_listener_close(mig_listener_t *l)
+{
+	if (!l)
+		return;
+	if (l->fd >= 0)
+		close(l->fd);
+	if (l->unlink_path)
+		unlink(l->uri.path);
+	free(l);
+}
+
+mig_file_t *mig_conn_file(mig_conn_t *c)
+{
+	return c->f;
+}
+
+bool mig_conn_has_return_path(const mig_conn_t *c)
+{
+	return c->rp_fd >= 0;
+}
+
+const char *mig_conn_desc(const mig_conn_t *c)
+{
+	return c->desc;
+}
+
+void mig_conn_abort(mig_conn_t *c)
+{
+	if (!c)
+		return;
+	mig_file_shutdown(c->f);
+	if (c->rp_fd >= 0)
+		shutdown(c->rp_fd, SHUT_RDWR);
+}
+
+int mig_conn_close(mig_conn_t *c, hm_error_t *err)
+{
+	if (!c)
+		return 0;
+	int rc = mig_file_close(c->f, err);
+	if (c->rp_fd >= 0)
+		close(c->rp_fd);
+	if (c->child > 0) {
+		int st = 0;
+		if (rc != 0 && !c->source)
+			kill(c->child, SIGTERM);
+		while (waitpid(c->child, &st, 0) < 0 && errno == EINTR)
+			;
+		if (rc == 0 && c->source && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+			rc = hm_error_set(err, HM_E_PEER, -1, "%s: command %s %d", c->desc,
+					  WIFEXITED(st) ? "exited with status" : "killed by signal",
+					  WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+		}
+	}
+	free(c);
+	return rc;
+}
+
+/* ------------------------------------------------------------ return path */
+
+/*
+ * Return-path message: be16 type, be16 length, payload[length].
+ *   RESUMED: 32-byte digest, be64 valid entries, be64 bytes received,
+ *            be64 load time ns.
+ *   REFUSED: be32 code (two's complement), be64 offset, message bytes.
+ * The source reads exactly one message after the stream's last byte.
+ */
+#define RP_HDR 4
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int read_all(int fd, void *buf, size_t len, uint64_t deadline)
+{
+	uint8_t *p = buf;
+	while (len > 0) {
+		uint64_t now = hm_now_ns();
+		if (now >= deadline)
+			return HM_E_TIMEOUT;
+		int rc = wait_fd(fd, POLLIN, (int)((deadline - now) / 1000000 + 1));
+		if (rc != 0)
+			return rc;
+		ssize_t n = recv(fd, p, len, 0);
+		if (n == 0)
+			return HM_E_TRUNCATED;
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int mig_rp_send_resumed(mig_conn_t *c, const mig_rp_msg_t *m)
+{
+	uint8_t b[RP_HDR + 32 + 24];
+	if (c->rp_fd < 0)
+		return 0;
+	hm_store_be16(b, MIG_RP_RESUMED);
+	hm_store_be16(b + 2, 32 + 24);
+	memcpy(b + 4, m->digest, 32);
+	hm_store_be64(b + 36, m->valid);
+	hm_store_be64(b + 44, m->bytes);
+	hm_store_be64(b + 52, m->load_ns);
+	return write_all(c->rp_fd, b, sizeof(b));
+}
+
+int mig_rp_send_refused(mig_conn_t *c, const hm_error_t *e)
+{
+	uint8_t b[RP_HDR + 12 + sizeof(e->msg)];
+	size_t n;
+	if (c->rp_fd < 0)
+		return 0;
+	n = strnlen(e->msg, sizeof(e->msg) - 1);
+	hm_store_be16(b, MIG_RP_REFUSED);
+	hm_store_be16(b + 2, (uint16_t)(12 + n));
+	hm_store_be32(b + 4, (uint32_t)e->code);
+	hm_store_be64(b + 8, (uint64_t)e->offset);
+	memcpy(b + 16, e->msg, n);
+	return write_all(c->rp_fd, b, RP_HDR + 12 + n);
+}
+
+int mig_rp_recv(mig_conn_t *c, int timeout_ms, mig_rp_msg_t *m, hm_error_t *err)
+{
+	uint8_t h[RP_HDR], body[1024];
+	memset(m, 0, sizeof(*m));
+	if (c->rp_fd < 0)
+		return hm_error_set(err, HM_E_STATE, -1, "%s: no return path", c->desc);
+	uint64_t deadline = hm_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	int rc = read_all(c->rp_fd, h, RP_HDR, deadline);
+	if (rc == 0) {
+		uint16_t len = hm_load_be16(h + 2);
+		if (len > sizeof(body))
+			return hm_error_set(err, HM_E_FORMAT, -1,
+					    "return path: message length %u exceeds max %zu", len,
+					    sizeof(body));
+		rc = read_all(c->rp_fd, body, len, deadline);
+		if (rc == 0) {
+			m->type = hm_load_be16(h);
+			if (m->type == MIG_RP_RESUMED && len == 56) {
+				memcpy(m->digest, body, 32);
+				m->valid = hm_load_be64(body + 32);
+				m->bytes = hm_load_be64(body + 40);
+				m->load_ns = hm_load_be64(body + 48);
+				return 0;
+			}
+			if (m->type == MIG_RP_REFUSED && len >= 12) {
+				m->code = (int32_t)hm_load_be32(body);
+				m->offset = (int64_t)hm_load_be64(body + 4);
+				size_t n = len - 12u;
+				if (n >= sizeof(m->msg))
+					n = sizeof(m->msg) - 1;
+				memcpy(m->msg, body + 12, n);
+				m->msg[n] = 0;
+				return 0;
+			}
+			return hm_error_set(err, HM_E_FORMAT, -1,
+					    "return path: message type %u with length %u is unknown",
+					    m->type, len);
+		}
+	}
+	if (rc == HM_E_TIMEOUT)
+		return hm_error_set(err, HM_E_TIMEOUT, -1,
+				    "return path: no answer from the destination within %d ms",
+				    timeout_ms);
+	if (rc == HM_E_TRUNCATED)
+		return hm_error_set(err, HM_E_PEER, -1,
+				    "return path: the destination closed the connection without "
+				    "an answer");
+	return hm_error_set(err, rc, -1, "return path: %s", strerror(-rc));
+}

@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `hptmig demo`: a whole live migration in one command: a simulated source
+ * guest and a destination (a thread of this process) over a unix socket or
+ * tcp loopback, with the source's and the destination's reports and a
+ * verdict (digests equal, downtime against the limit).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mig_common.h"
+#include "tool.h"
+
+struct dest_thread {
+	mig_listener_t *l;
+	mig_dest_params_t p;
+	mig_dest_report_t rep;
+	hm_error_t err;
+	int rc;
+};
+
+static void *dest_main(void *arg)
+{
+	struct dest_thread *d = arg;
+	d->rc = mig_dest_run(d->l, &d->p, &d->rep, &d->err);
+	return NULL;
+}
+
+static int demo_run(int argc, char **argv)
+{
+	struct mig_cli cli;
+	const char *pos[1];
+	int npos;
+	int rc = mig_cli_parse("demo", argc, argv, MIG_CLI_SOURCE | MIG_CLI_DEST, &cli, pos, 0,
+			       &npos);
+	if (rc)
+		return rc;
+	if (cli.run_ns == 0)
+		cli.run_ns = 500000000ull;
+	hm_error_t e;
+	hm_error_clear(&e);
+	mig_cancel_t *cancel = NULL;
+	if (mig_cancel_new(&cancel) != 0 || mig_signals_start(cancel) != 0) {
+		tool_fail("demo", "out of resources");
+		mig_cancel_free(cancel);
+		return 1;
+	}
+	char dir[] = "/tmp/hptmig-demo-XXXXXX";
+	char uri[256];
+	bool have_dir = false;
+	mig_uri_t u;
+	mig_listener_t *l = NULL;
+	machine_t *m = NULL;
+	struct dest_thread d = {0};
+	pthread_t dt;
+	bool dest_started = false;
+	mig_report_t rep;
+	int src_rc = -1;
+	rc = 1;
+	memset(&rep, 0, sizeof(rep));
+	if (strcmp(cli.transport, "tcp") == 0) {
+		snprintf(uri, sizeof(uri), "tcp:127.0.0.1:0");
+	} else {
+		if (!mkdtemp(dir)) {
+			tool_fail("demo", "cannot create a temporary directory");
+			goto out;
+		}
+		have_dir = true;
+		snprintf(uri, sizeof(uri), "unix:%s/mig.sock", dir);
+	}
+	if (mig_uri_parse(uri, &u, &e) != 0 || mig_listen(&u, &l, &e) != 0) {
+		tool_fail_error("demo", &e);
+		goto out;
+	}
+	mig_uri_format(mig_listener_uri(l), uri, sizeof(uri));
+	if (mig_cli_make_guest("demo", &cli, &m) != 0)
+		goto out;
+	const machine_config_t *gc = machine_config(m);
+	uint64_t valid0;
+	hpt_count(machine_hpt(m), &valid0, NULL);
+	if (!cli.json) {
+		printf("hptmig demo: %s guest, %.2f GiB RAM, table of 2^%u bytes (%llu valid entries "
+		       "at boot), %u vCPU%s at %llu hypercalls/s each, over %s\n",
+		       machine_workload_name(gc->workload), (double)gc->ram_bytes / (1u << 30),
+		       hpt_shift(machine_hpt(m)), (unsigned long long)valid0, gc->vcpus,
+		       gc->vcpus == 1 ? "" : "s", (unsigned long long)gc->rate, uri);
+		fflush(stdout);
+	}
+	d.l = l;
+	mig_dest_params_default(&d.p);
+	d.p.accept_timeout_ms = 60000;
+	d.p.run_ns = cli.run_ns;
+	d.p.guest.vcpus = gc->vcpus;
+	d.p.guest.workload = gc->workload;
+	d.p.guest.rate = gc->rate;
+	d.p.guest.seed = gc->seed + 1;
+	d.p.cancel = cancel;
+	hm_error_clear(&d.err);
+	if (pthread_create(&dt, NULL, dest_main, &d) != 0) {
+		tool_fail("demo", "cannot start the destination thread");
+		goto out;
+	}
+	dest_started = true;
+	if (machine_start(m, &e) != 0) {
+		tool_fail_error("demo", &e);
+		goto out;
+	}
+	if (cli.warmup_ns) {
+		uint64_t until = hm_now_ns() + cli.warmup_ns;
+		while (hm_now_ns() < until && !mig_cancel_requested(cancel))
+			hm_sleep_ns(10000000);
+	}
+	cli.params.cancel = cancel;
+	if (!cli.json && tool_stdout_is_tty())
+		cli.params.progress = mig_progress_print;
+	src_rc = mig_source_run(m, uri, &cli.params, &rep, &e);
+	mig_progress_done();
+out:
+	if (dest_started) {
+		if (src_rc != 0)
+			mig_cancel_request(cancel); /* the destination must not wait for us */
+		pthread_join(dt, NULL);
+	}
+	if (src_rc == 0 || dest_started) {
+		bool equal = src_rc == 0 && d.rc == 0 &&
+			     memcmp(rep.digest, d.rep.digest, HM_SHA256_LEN) == 0;
+		if (cli.json) {
+			json_t *o = json_object();
+			json_object_set_new(o, "status", json_string(equal ? "ok" : "failed"));
+			json_object_set_new(o, "uri", json_string(uri));
+			json_object_set_new(o, "digests_equal", json_boolean(equal));
+			json_object_set_new(o, "downtime_within_limit",
+					    json_boolean(rep.downtime_ns <= cli.params.downtime_limit_ns));
+			json_object_set_new(o, "source",
+					    mig_report_json(&rep, &cli.params, m, &e, uri));
+			json_object_set_new(o, "destination", mig_dest_report_json(&d.rep, &d.err));
+			tool_print_json(o);
+		} else if (src_rc == 0) {
+			mig_report_print(&rep, &cli.params);
+			if (d.rc == 0)
+				mig_dest_report_print(&d.rep);
+			if (equal)
+				printf("result: OK: the destination's table equals the source's (digests "
+				       "equal); downtime %.2f ms %s the %.0f ms limit\n",
+				       (double)rep.downtime_ns / 1e6,
+				       rep.downtime_ns <= cli.params.downtime_limit_ns ? "within"
+										 : "OVER",
+				       (double)cli.params.downtime_limit_ns / 1e6);
+		}
+		if (src_rc != 0) {
+			char line[768];
+			tool_fail("demo", "migration failed: %s", hm_error_line(&e, line, sizeof(line)));
+		} else if (d.rc != 0) {
+			char line[768];
+			tool_fail("demo", "the destination refused: %s",
+				  hm_error_line(&d.err, line, sizeof(line)));
+		} else if (!equal) {
+			tool_fail("demo", "digests differ between source and destination");
+		}
+		rc = equal ? 0 : 1;
+	}
+	machine_destroy(m);
+	mig_listener_close(l);
+	if (have_dir)
+		rmdir(dir);
+	mig_signals_stop();
+	mig_cancel_free(cancel);
+	return rc;
+}
+
+const struct hm_cmd hm_cmd_demo = {
+	.name = "demo",
+	.summary = "live-migrate a simulated guest to a destination on loopback, in one command",
+	.usage = "usage: hptmig demo [guest options] [migration options] [--json]\n"
+		 "  --transport unix|tcp  loopback transport (default unix)\n"
+		 "  --run S               the destination runs the resumed guest S seconds (0.5)\n"
+		 "Guest and migration options as 'hptmig migrate --help'.\n",
+	.run = demo_run,
+};

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `hptmig incoming URI`: the destination. Wait for (or read) a migration,
+ * load and verify it, resume the guest on the loaded table, keep it running
+ * --run seconds, report. Refuses, with one line on stderr and a non-zero
+ * exit status, any stream that is incomplete, corrupt or mismatching.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "mig_common.h"
+#include "tool.h"
+
+static int incoming_run(int argc, char **argv)
+{
+	struct mig_cli cli;
+	const char *pos[1];
+	int npos;
+	int rc = mig_cli_parse("incoming", argc, argv, MIG_CLI_DEST, &cli, pos, 1, &npos);
+	if (rc)
+		return rc;
+	if (npos != 1) {
+		tool_fail("incoming", "missing URI (hptmig incoming --help)");
+		return 2;
+	}
+	mig_uri_t u;
+	hm_error_t e;
+	hm_error_clear(&e);
+	if (mig_uri_parse(pos[0], &u, &e) != 0) {
+		tool_fail_error("incoming", &e);
+		return 2;
+	}
+	mig_cancel_t *cancel = NULL;
+	if (mig_cancel_new(&cancel) != 0 || mig_signals_start(cancel) != 0) {
+		tool_fail("incoming", "out of resources");
+		mig_cancel_free(cancel);
+		return 1;
+	}
+	mig_listener_t *l = NULL;
+	rc = mig_listen(&u, &l, &e);
+	if (rc) {
+		tool_fail_error("incoming", &e);
+		mig_signals_stop();
+		mig_cancel_free(cancel);
+		return 1;
+	}
+	mig_dest_params_t dp;
+	mig_dest_params_default(&dp);
+	dp.accept_timeout_ms = cli.accept_timeout_ms;
+	dp.run_ns = cli.run_ns;
+	dp.guest.vcpus = cli.guest.vcpus;
+	dp.guest.workload = cli.guest.workload;
+	dp.guest.rate = cli.guest.rate;
+	dp.guest.seed = cli.guest.seed;
+	dp.cancel = cancel;
+	mig_dest_report_t rep;
+	rc = mig_dest_run(l, &dp, &rep, &e);
+	mig_listener_close(l);
+	if (rc && mig_signals_caught())
+		hm_error_prefix(&e, "interrupted: ");
+	if (cli.json)
+		tool_print_json(mig_dest_report_json(&rep, &e));
+	else if (rc == 0)
+		mig_dest_report_print(&rep);
+	if (rc) {
+		char line[768];
+		tool_fail("incoming", "refused the migration: %s", hm_error_line(&e, line, sizeof(line)));
+	}
+	mig_signals_stop();
+	mig_cancel_free(cancel);
+	return rc ? 1 : 0;
+}
+
+const struct hm_cmd hm_cmd_incoming = {
+	.name = "incoming",
+	.summary = "receive a migration on URI, verify it and resume the guest",
+	.usage = "usage: hptmig incoming URI [--json] [--run SECONDS] [guest options]\n"
+		 "URI: tcp:HOST:PORT, unix:PATH (listen), exec:COMMAND, file:PATH, fd:N (read)\n"
+		 "  --run S              keep the resumed guest running S seconds\n"
+		 "  --accept-timeout S   give up when no source connects (default 600)\n"
+		 "  --vcpus N, --workload W, --rate N, --seed N   the resumed guest's behaviour\n"
+		 "  --json               one JSON object on stdout at the end\n",
+	.run = incoming_run,
+};

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `hptmig migrate URI`: boot a simulated guest (or take the table of a real
+ * QEMU stream), run it, and live-migrate it to URI. Prints a summary, or
+ * with --json one object; a failure is one line on stderr and a non-zero
+ * exit status, and never harms the guest.
+ */
+#include "mig_common.c"
+
+#include "tool.h"
+
+#define MIG_OPTS_USAGE                                                                       \
+	"guest options:\n"                                                                   \
+	"  --ram SIZE           guest RAM (table = RAM/128, as QEMU); default 2G\n"          \
+	"  --htab-shift N       table of 2^N bytes instead (18..36)\n"                       \
+	"  --vcpus N            vCPU threads issuing hypercalls (default 1)\n"               \
+	"  --workload W         idle | uniform | linux (default linux)\n"                    \
+	"  --rate N             hypercalls per second per vCPU, 0 = flat out (default 20000)\n" \
+	"  --seed N             workload seed (default 1)\n"                                 \
+	"  --from FILE          start from the table inside a real QEMU stream\n"            \
+	"  --warmup S           run the guest S seconds before migrating\n"                  \
+	"migration options:\n"                                                               \
+	"  --max-bandwidth RATE bytes/s, K/M/G suffixes, 0 = unlimited (default 0)\n"        \
+	"  --downtime-limit MS  default 300\n"                                               \
+	"  --max-iterations N   stop the guest after N passes anyway (0 = no limit)\n"       \
+	"  --timeout S          cancel if not stopped after S seconds\n"                     \
+	"  --auto-converge      throttle the vCPUs while not converging\n"                   \
+	"  --retries N          new attempts after a failure (guest keeps running)\n"        \
+	"  --retry-delay S      delay between attempts (default 1)\n"                        \
+	"  --qemu-pure          no project extension sections (QEMU can load it)\n"          \
+	"  --scan bitmap|linear how later passes find changes (default bitmap)\n"            \
+	"  --policy ours|seed   stop decision (seed: table pending counted as zero)\n"       \
+	"  --json               one JSON object on stdout at the end\n"
+
+static int migrate_run(int argc, char **argv)
+{
+	struct mig_cli cli;
+	const char *pos[1];
+	int npos;
+	int rc = mig_cli_parse("migrate", argc, argv, MIG_CLI_SOURCE, &cli, pos, 1, &npos);
+	if (rc)
+		return rc;
+	if (npos != 1) {
+		tool_fail("migrate", "missing URI (hptmig migrate --help)");
+		return 2;
+	}
+	mig_uri_t u;
+	hm_error_t e;
+	hm_error_clear(&e);
+	if (mig_uri_parse(pos[0], &u, &e) != 0) {
+		tool_fail_error("migrate", &e);
+		return 2;
+	}
+	mig_cancel_t *cancel = NULL;
+	if (mig_cancel_new(&cancel) != 0 || mig_signals_start(cancel) != 0) {
+		tool_fail("migrate", "out of resources");
+		mig_cancel_free(cancel);
+		return 1;
+	}
+	machine_t *m = NULL;
+	if (mig_cli_make_guest("migrate", &cli, &m) != 0) {
+		mig_signals_stop();
+		mig_cancel_free(cancel);
+		return 1;
+	}
+	if (machine_start(m, &e) != 0) {
+		tool_fail_error("migrate", &e);
+		goto fail;
+	}
+	if (cli.warmup_ns) {
+		uint64_t until = hm_now_ns() + cli.warmup_ns;
+		while (hm_now_ns() < until && !mig_cancel_requested(cancel))
+			hm_sleep_ns(10000000);
+	}
+	cli.params.cancel = cancel;
+	if (!cli.json && tool_stdout_is_tty())
+		cli.params.progress = mig_progress_print;
+	mig_report_t rep;
+	rc = mig_source_run(m, pos[0], &cli.params, &rep, &e);
+	mig_progress_done();
+	if (rc && mig_signals_caught() && e.code == HM_E_CANCELLED)
+		hm_error_prefix(&e, "interrupted: ");
+	if (cli.json)
+		tool_print_json(mig_report_json(&rep, &cli.params, m, &e, pos[0]));
+	else if (rc == 0)
+		mig_report_print(&rep, &cli.params);
+	if (rc) {
+		char line[768];
+		tool_fail("migrate", "%s; the guest %s", hm_error_line(&e, line, sizeof(line)),
+			  rep.stopped ? "was resumed on the source" : "kept running on the source");
+	}
+	machine_destroy(m);
+	mig_signals_stop();
+	mig_cancel_free(cancel);
+	return rc ? 1 : 0;
+fail:
+	machine_destroy(m);
+	mig_signals_stop();
+	mig_cancel_free(cancel);
+	return 1;
+}
+
+const struct hm_cmd hm_cmd_migrate = {
+	.name = "migrate",
+	.summary = "live-migrate a simulated guest to URI",
+	.usage = "usage: hptmig migrate URI [guest options] [migration options] [--json]\n"
+		 "URI: tcp:HOST:PORT, unix:PATH, exec:COMMAND, file:PATH or fd:N\n" MIG_OPTS_USAGE,
+	.run = migrate_run,
+};

@@ -1,0 +1,567 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared implementation of the migration subcommands (see mig_common.h):
+ * option parsing, the guest from options or from a real QEMU stream, the
+ * signal watcher, the progress line and the reports. Only tools/ code
+ * prints; this is where the migration commands do it.
+ */
+#include "mig_common.h"
+
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hptmig/analyze.h"
+#include "tool.h"
+
+enum {
+	O_RAM = 1000, O_SHIFT, O_VCPUS, O_WORKLOAD, O_RATE, O_SEED, O_FROM,
+	O_BW, O_DOWNTIME, O_MAXITER, O_TIMEOUT, O_AUTOCONV, O_RETRIES, O_RETRY_DELAY,
+	O_PURE, O_SCAN, O_POLICY, O_JSON, O_RUN, O_WARMUP, O_ACCEPT_TIMEOUT, O_TRANSPORT,
+};
+
+static const struct option guest_opts[] = {
+	{"ram", required_argument, NULL, O_RAM},
+	{"htab-shift", required_argument, NULL, O_SHIFT},
+	{"vcpus", required_argument, NULL, O_VCPUS},
+	{"workload", required_argument, NULL, O_WORKLOAD},
+	{"rate", required_argument, NULL, O_RATE},
+	{"seed", required_argument, NULL, O_SEED},
+	{"from", required_argument, NULL, O_FROM},
+	{"max-bandwidth", required_argument, NULL, O_BW},
+	{"downtime-limit", required_argument, NULL, O_DOWNTIME},
+	{"max-iterations", required_argument, NULL, O_MAXITER},
+	{"timeout", required_argument, NULL, O_TIMEOUT},
+	{"auto-converge", no_argument, NULL, O_AUTOCONV},
+	{"retries", required_argument, NULL, O_RETRIES},
+	{"retry-delay", required_argument, NULL, O_RETRY_DELAY},
+	{"qemu-pure", no_argument, NULL, O_PURE},
+	{"scan", required_argument, NULL, O_SCAN},
+	{"policy", required_argument, NULL, O_POLICY},
+	{"json", no_argument, NULL, O_JSON},
+	{"run", required_argument, NULL, O_RUN},
+	{"warmup", required_argument, NULL, O_WARMUP},
+	{"accept-timeout", required_argument, NULL, O_ACCEPT_TIMEOUT},
+	{"transport", required_argument, NULL, O_TRANSPORT},
+	{NULL, 0, NULL, 0},
+};
+
+/* Seconds with an optional fraction ("2", "0.5") into ns. */
+static int parse_seconds(const char *s, uint64_t *ns)
+{
+	*ns = 0;
+	char *end;
+	double d = strtod(s, &end);
+	if (end == s || *end || !(d >= 0) || d > 1e9)
+		return -1;
+	*ns = (uint64_t)(d * 1e9);
+	return 0;
+}
+
+static bool allowed(int opt, unsigned kinds)
+{
+	switch (opt) {
+	case O_VCPUS:
+	case O_WORKLOAD:
+	case O_RATE:
+	case O_SEED:
+	case O_JSON:
+		return true;
+	case O_RUN:
+	case O_ACCEPT_TIMEOUT:
+		return kinds & MIG_CLI_DEST;
+	default:
+		return kinds & MIG_CLI_SOURCE;
+	}
+}
+
+int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct mig_cli *cli,
+		  const char **pos, int npos, int *npos_out)
+{
+	uint64_t v;
+	hm_error_t e;
+	memset(cli, 0, sizeof(*cli));
+	machine_config_default(&cli->guest);
+	cli->guest.ram_bytes = UINT64_C(2) << 30;
+	cli->guest.rate = 20000;
+	mig_params_default(&cli->params);
+	cli->accept_timeout_ms = 600000;
+	cli->transport = "unix";
+	*npos_out = 0;
+	optind = 1;
+	opterr = 0;
+	bool shift_given = false, ram_given = false;
+	for (;;) {
+		int idx = 0;
+		int c = getopt_long(argc, argv, "", guest_opts, &idx);
+		if (c == -1)
+			break;
+		if (c == '?' || c == ':') {
+			tool_fail(cmd, "unknown or incomplete option '%s' (hptmig %s --help)",
+				  argv[optind - 1], cmd);
+			return 2;
+		}
+		if (!allowed(c, kinds)) {
+			tool_fail(cmd, "option '%s' does not apply here (hptmig %s --help)",
+				  argv[optind - 1], cmd);
+			return 2;
+		}
+		const char *a = optarg;
+		const char *name = NULL;
+		for (const struct option *o = guest_opts; o->name; o++)
+			if (o->val == c)
+				name = o->name;
+		int bad = 0;
+		switch (c) {
+		case O_RAM:
+			bad = hm_parse_size(a, &v) != 0 || v < (UINT64_C(1) << 25);
+			cli->guest.ram_bytes = v;
+			ram_given = true;
+			break;
+		case O_SHIFT:
+			bad = hm_parse_u64(a, 46, &v) != 0 || v < 18;
+			cli->guest.htab_shift = (unsigned)v;
+			shift_given = true;
+			break;
+		case O_VCPUS:
+			bad = hm_parse_u64(a, MACHINE_VCPUS_MAX, &v) != 0 || v < 1;
+			cli->guest.vcpus = (unsigned)v;
+			break;
+		case O_WORKLOAD:
+			bad = machine_workload_parse(a, &cli->guest.workload, &e) != 0;
+			break;
+		case O_RATE:
+			bad = hm_parse_size(a, &v) != 0 || v > UINT64_C(1000000000);
+			cli->guest.rate = v;
+			break;
+		case O_SEED:
+			bad = hm_parse_u64(a, UINT64_MAX, &v) != 0;
+			cli->guest.seed = v;
+			break;
+		case O_FROM:
+			cli->from = a;
+			break;
+		case O_BW:
+			bad = hm_parse_size(a, &v) != 0;
+			cli->params.max_bandwidth = v;
+			break;
+		case O_DOWNTIME:
+			bad = hm_parse_u64(a, UINT64_C(3600000), &v) != 0;
+			cli->params.downtime_limit_ns = v * 1000000u;
+			break;
+		case O_MAXITER:
+			bad = hm_parse_u64(a, 1000000, &v) != 0;
+			cli->params.max_iterations = (unsigned)v;
+			break;
+		case O_TIMEOUT:
+			bad = parse_seconds(a, &cli->params.timeout_ns) != 0;
+			break;
+		case O_AUTOCONV:
+			cli->params.auto_converge = true;
+			break;
+		case O_RETRIES:
+			bad = hm_parse_u64(a, 1000, &v) != 0;
+			cli->params.retries = (unsigned)v;
+			break;
+		case O_RETRY_DELAY:
+			bad = parse_seconds(a, &cli->params.retry_delay_ns) != 0;
+			break;
+		case O_PURE:
+			cli->params.qemu_pure = true;
+			break;
+		case O_SCAN:
+			bad = htab_scan_parse(a, &cli->params.scan) != 0;
+			break;
+		case O_POLICY:
+			if (strcmp(a, "ours") == 0)
+				cli->params.policy = mig_policy_default;
+			else if (strcmp(a, "seed") == 0)
+				cli->params.policy = mig_policy_seed;
+			else
+				bad = 1;
+			break;
+		case O_JSON:
+			cli->json = true;
+			break;
+		case O_RUN:
+			bad = parse_seconds(a, &cli->run_ns) != 0;
+			break;
+		case O_WARMUP:
+			bad = parse_seconds(a, &cli->warmup_ns) != 0;
+			break;
+		case O_ACCEPT_TIMEOUT: {
+			uint64_t ns = 0;
+			bad = parse_seconds(a, &ns) != 0;
+			cli->accept_timeout_ms = (int)(ns / 1000000u);
+			break;
+		}
+		case O_TRANSPORT:
+			bad = strcmp(a, "unix") != 0 && strcmp(a, "tcp") != 0;
+			cli->transport = a;
+			break;
+		}
+		if (bad) {
+			tool_fail(cmd, "--%s: bad value '%s'", name ? name : "?", a ? a : "");
+			return 2;
+		}
+	}
+	if (shift_given && !ram_given)
+		cli->guest.ram_bytes = 0; /* RAM from the table: shift + 7 */
+	if (shift_given && ram_given) {
+		tool_fail(cmd, "--ram and --htab-shift are exclusive");
+		return 2;
+	}
+	if (!shift_given)
+		cli->guest.htab_shift = 0;
+	for (int i = optind; i < argc; i++) {
+		if (*npos_out >= npos) {
+			tool_fail(cmd, "unexpected argument '%s' (hptmig %s --help)", argv[i], cmd);
+			return 2;
+		}
+		pos[(*npos_out)++] = argv[i];
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ the guest */
+
+struct from_ctx {
+	hpt_t *h;
+	uint64_t n;
+};
+
+static int from_entry(void *opaque, uint64_t slot, uint64_t v, uint64_t r, bool ok)
+{
+	struct from_ctx *c = opaque;
+	(void)ok;
+	if (!hpt_write_entry(c->h, slot, v, r))
+		return -1;
+	c->n++;
+	return 0;
+}
+
+int mig_cli_make_guest(const char *cmd, const struct mig_cli *cli, machine_t **out)
+{
+	hm_error_t e;
+	hm_error_clear(&e);
+	*out = NULL;
+	if (!cli->from) {
+		if (machine_create(&cli->guest, out, &e) != 0) {
+			tool_fail_error(cmd, &e);
+			return 1;
+		}
+		return 0;
+	}
+	an_input_t in;
+	an_report_t *rep = NULL;
+	if (an_input_open(cli->from, &in, &e) != 0) {
+		hm_error_prefix(&e, "--from %s: ", cli->from);
+		tool_fail_error(cmd, &e);
+		return 1;
+	}
+	int rc = an_analyze(in.data, in.len, AN_OPT_KEEP_TABLE, &rep, &e);
+	if (rc == 0 && rep && !rep->htab.present)
+		rc = hm_error_set(&e, HM_E_FORMAT, -1, "the stream has no spapr/htab section");
+	if (rc == 0 && rep->htab.no_hpt)
+		rc = hm_error_set(&e, HM_E_UNSUPPORTED, -1,
+				  "the guest has no hashed page table (radix MMU)");
+	hpt_t *h = NULL;
+	if (rc == 0) {
+		hpt_config_t hc;
+		hpt_config_default(&hc);
+		rc = hpt_create(rep->htab.shift, &hc, &h, &e);
+	}
+	if (rc == 0) {
+		struct from_ctx c = {.h = h};
+		if (an_htab_foreach(rep, from_entry, &c) != 0)
+			rc = hm_error_set(&e, HM_E_RANGE, -1, "an entry does not fit the table");
+	}
+	an_report_free(rep);
+	an_input_close(&in);
+	if (rc == 0) {
+		machine_config_t gc = cli->guest;
+		gc.ram_bytes = 0; /* RAM implied by the table */
+		rc = machine_create_on(&gc, h, out, &e);
+		h = NULL;
+	}
+	hpt_destroy(h);
+	if (rc) {
+		hm_error_prefix(&e, "--from %s: ", cli->from);
+		tool_fail_error(cmd, &e);
+		return 1;
+	}
+	return 0;
+}
+
+/* --------------------------------------------------------------- signals */
+
+static pthread_t sig_thread;
+static bool sig_running;
+static atomic_int sig_caught;
+
+static void *sig_main(void *arg)
+{
+	mig_cancel_t *c = arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR2);
+	for (;;) {
+		int sig = 0;
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGUSR2)
+			return NULL;
+		atomic_store(&sig_caught, sig);
+		mig_cancel_request(c);
+	}
+}
+
+int mig_signals_start(mig_cancel_t *c)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR2);
+	/* Every thread created after this inherits the mask: only the watcher
+	 * takes these signals. A peer gone away is an error code, not a signal. */
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (pthread_create(&sig_thread, NULL, sig_main, c) != 0)
+		return -1;
+	sig_running = true;
+	return 0;
+}
+
+void mig_signals_stop(void)
+{
+	if (!sig_running)
+		return;
+	pthread_kill(sig_thread, SIGUSR2);
+	pthread_join(sig_thread, NULL);
+	sig_running = false;
+}
+
+bool mig_signals_caught(void)
+{
+	return atomic_load(&sig_caught) != 0;
+}
+
+/* -------------------------------------------------------------- progress */
+
+static bool progress_shown;
+
+void mig_progress_print(void *opaque, const mig_progress_t *p)
+{
+	(void)opaque;
+	char bw[32];
+	if (p->bandwidth >= (UINT64_C(1) << 30))
+		snprintf(bw, sizeof(bw), "%.2f GiB/s", (double)p->bandwidth / (1u << 30));
+	else
+		snprintf(bw, sizeof(bw), "%.1f MiB/s", (double)p->bandwidth / (1u << 20));
+	printf("\r\033[K%s attempt %u | pass %u | ~%llu entries left | %s | expected downtime "
+	       "%.1f ms | throttle %u%% | %.1f s",
+	       p->phase, p->attempt, p->iterations, (unsigned long long)p->pending_entries, bw,
+	       p->expected_downtime_ns == UINT64_MAX ? -1.0 : (double)p->expected_downtime_ns / 1e6,
+	       p->throttle, (double)p->elapsed_ns / 1e9);
+	fflush(stdout);
+	progress_shown = true;
+}
+
+void mig_progress_done(void)
+{
+	if (progress_shown) {
+		printf("\r\033[K");
+		fflush(stdout);
+		progress_shown = false;
+	}
+}
+
+/* --------------------------------------------------------------- reports */
+
+void mig_hex(const uint8_t d[32], char out[65])
+{
+	hm_hex(d, 32, out);
+}
+
+static double ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t *m,
+			const hm_error_t *err, const char *uri)
+{
+	char dg[65], ddg[65];
+	mig_hex(r->digest, dg);
+	mig_hex(r->dest_digest, ddg);
+	json_t *o = json_object();
+	json_object_set_new(o, "status", json_string(r->status == 0 ? "ok" : "failed"));
+	if (r->status != 0 && err) {
+		json_object_set_new(o, "error", json_string(err->msg));
+		json_object_set_new(o, "error_code", json_string(hm_err_name(err->code)));
+		if (err->offset >= 0)
+			json_object_set_new(o, "error_offset", json_integer(err->offset));
+	}
+	if (uri)
+		json_object_set_new(o, "uri", json_string(uri));
+	json_object_set_new(o, "attempts", json_integer(r->attempts));
+	json_object_set_new(o, "total_time_ms", json_real(ms(r->total_ns)));
+	json_object_set_new(o, "setup_time_ms", json_real(ms(r->setup_ns)));
+	json_object_set_new(o, "downtime_ms", json_real(ms(r->downtime_ns)));
+	json_object_set_new(o, "downtime_limit_ms", json_real(ms(p->downtime_limit_ns)));
+	json_object_set_new(o, "expected_downtime_ms", json_real(ms(r->expected_downtime_ns)));
+	json_object_set_new(o, "downtime_measured_to",
+			    json_string(r->return_path ? "destination-resumed" : "last-byte-flushed"));
+	json_object_set_new(o, "pause_time_ms", json_real(ms(r->pause_ns)));
+	json_object_set_new(o, "complete_time_ms", json_real(ms(r->complete_ns)));
+	json_object_set_new(o, "iterations", json_integer(r->iterations));
+	json_object_set_new(o, "rounds", json_integer(r->rounds));
+	json_object_set_new(o, "stop_reason", json_string(r->stop_reason));
+	json_object_set_new(o, "bytes_total", json_integer((json_int_t)r->bytes_total));
+	json_object_set_new(o, "bandwidth_bytes_per_s", json_integer((json_int_t)r->bandwidth));
+	json_object_set_new(o, "max_bandwidth", json_integer((json_int_t)p->max_bandwidth));
+	json_object_set_new(o, "throttle_percent", json_integer(r->throttle));
+	json_object_set_new(o, "stopped", json_boolean(r->stopped));
+	json_object_set_new(o, "source_resumed", json_boolean(r->source_resumed));
+	json_object_set_new(o, "return_path", json_boolean(r->return_path));
+	json_object_set_new(o, "verified", json_boolean(r->verified));
+	json_object_set_new(o, "qemu_pure", json_boolean(p->qemu_pure));
+	json_t *h = json_object();
+	json_object_set_new(h, "shift", json_integer(r->htab_shift));
+	json_object_set_new(h, "slots", json_integer((json_int_t)(UINT64_C(1) << (r->htab_shift - 4))));
+	json_object_set_new(h, "valid", json_integer((json_int_t)r->htab_valid));
+	json_object_set_new(h, "bolted", json_integer((json_int_t)r->htab_bolted));
+	json_object_set_new(h, "digest", json_string(dg));
+	if (r->return_path && r->status == 0)
+		json_object_set_new(h, "destination_digest", json_string(ddg));
+	json_object_set_new(h, "entries_sent",
+			    json_integer((json_int_t)(r->htab.valid_sent + r->htab.invalid_sent)));
+	json_object_set_new(h, "valid_sent", json_integer((json_int_t)r->htab.valid_sent));
+	json_object_set_new(h, "invalid_sent", json_integer((json_int_t)r->htab.invalid_sent));
+	json_object_set_new(h, "final_pass_entries", json_integer((json_int_t)r->final_entries));
+	json_object_set_new(h, "chunks", json_integer((json_int_t)r->htab.chunks));
+	json_object_set_new(h, "bytes", json_integer((json_int_t)r->htab.bytes));
+	json_object_set_new(h, "passes", json_integer((json_int_t)r->htab.passes));
+	json_object_set_new(h, "scan", json_string(htab_scan_name(p->scan)));
+	json_object_set_new(o, "htab", h);
+	if (m) {
+		const machine_config_t *c = machine_config(m);
+		machine_stats_t st;
+		machine_get_stats(m, &st);
+		json_t *g = json_object();
+		json_object_set_new(g, "workload", json_string(machine_workload_name(c->workload)));
+		json_object_set_new(g, "vcpus", json_integer(c->vcpus));
+		json_object_set_new(g, "ram", json_integer((json_int_t)c->ram_bytes));
+		json_object_set_new(g, "rate", json_integer((json_int_t)c->rate));
+		json_object_set_new(g, "seed", json_integer((json_int_t)c->seed));
+		json_object_set_new(g, "hcalls", json_integer((json_int_t)st.hcalls));
+		json_object_set_new(g, "unexpected", json_integer((json_int_t)st.unexpected));
+		json_object_set_new(g, "running", json_boolean(machine_running(m) && !machine_paused(m)));
+		json_object_set_new(o, "guest", g);
+	}
+	return o;
+}
+
+json_t *mig_dest_report_json(const mig_dest_report_t *r, const hm_error_t *err)
+{
+	char dg[65];
+	mig_hex(r->digest, dg);
+	json_t *o = json_object();
+	json_object_set_new(o, "status", json_string(r->status == 0 ? "ok" : "failed"));
+	if (r->status != 0 && err) {
+		json_object_set_new(o, "error", json_string(err->msg));
+		json_object_set_new(o, "error_code", json_string(hm_err_name(err->code)));
+		if (err->offset >= 0)
+			json_object_set_new(o, "error_offset", json_integer(err->offset));
+	}
+	json_object_set_new(o, "machine", json_string(r->machine));
+	json_object_set_new(o, "total_time_ms", json_real(ms(r->total_ns)));
+	json_object_set_new(o, "setup_time_ms", json_real(0));
+	json_object_set_new(o, "wait_time_ms", json_real(ms(r->wait_ns)));
+	json_object_set_new(o, "load_time_ms", json_real(ms(r->load_ns)));
+	json_object_set_new(o, "downtime_ms", json_null());
+	json_object_set_new(o, "iterations", json_integer((json_int_t)r->htab.records));
+	json_object_set_new(o, "bytes_total", json_integer((json_int_t)r->bytes_total));
+	json_object_set_new(o, "verified", json_boolean(r->verified));
+	json_object_set_new(o, "resumed", json_boolean(r->resumed));
+	json_t *h = json_object();
+	if (r->no_hpt)
+		json_object_set_new(h, "shift", json_string("no-hpt"));
+	else
+		json_object_set_new(h, "shift", json_integer(r->htab_shift));
+	json_object_set_new(h, "valid", json_integer((json_int_t)r->htab_valid));
+	json_object_set_new(h, "bolted", json_integer((json_int_t)r->htab_bolted));
+	json_object_set_new(h, "digest", json_string(dg));
+	json_object_set_new(h, "entries_sent",
+			    json_integer((json_int_t)(r->htab.valid_sent + r->htab.invalid_sent)));
+	json_object_set_new(h, "valid_sent", json_integer((json_int_t)r->htab.valid_sent));
+	json_object_set_new(h, "invalid_sent", json_integer((json_int_t)r->htab.invalid_sent));
+	json_object_set_new(h, "chunks", json_integer((json_int_t)r->htab.chunks));
+	json_object_set_new(h, "records", json_integer((json_int_t)r->htab.records));
+	json_object_set_new(h, "bytes", json_integer((json_int_t)r->htab_bytes));
+	json_object_set_new(o, "htab", h);
+	json_t *g = json_object();
+	json_object_set_new(g, "run_time_ms", json_real(ms(r->run_ns)));
+	json_object_set_new(g, "hcalls", json_integer((json_int_t)r->guest.hcalls));
+	json_object_set_new(g, "unexpected", json_integer((json_int_t)r->guest.unexpected));
+	json_object_set_new(o, "guest", g);
+	return o;
+}
+
+static const char *human_bytes(uint64_t b, char *buf, size_t len)
+{
+	if (b >= (UINT64_C(1) << 30))
+		snprintf(buf, len, "%.2f GiB", (double)b / (1u << 30));
+	else if (b >= (UINT64_C(1) << 20))
+		snprintf(buf, len, "%.2f MiB", (double)b / (1u << 20));
+	else
+		snprintf(buf, len, "%.1f KiB", (double)b / 1024);
+	return buf;
+}
+
+void mig_report_print(const mig_report_t *r, const mig_params_t *p)
+{
+	char dg[65], b1[32], b2[32], b3[32];
+	mig_hex(r->digest, dg);
+	printf("source: migrated in %.1f ms (%u attempt%s): %u pass%s + final pass, stop: %s\n",
+	       ms(r->total_ns), r->attempts, r->attempts == 1 ? "" : "s", r->iterations,
+	       r->iterations == 1 ? "" : "es", r->stop_reason);
+	printf("source: table shift %u, %llu valid entries; sent %llu entries (%llu in the final "
+	       "pass), %s of table, %s in all at %s/s\n",
+	       r->htab_shift, (unsigned long long)r->htab_valid,
+	       (unsigned long long)(r->htab.valid_sent + r->htab.invalid_sent),
+	       (unsigned long long)r->final_entries, human_bytes(r->htab.bytes, b1, sizeof(b1)),
+	       human_bytes(r->bytes_total, b2, sizeof(b2)),
+	       human_bytes(r->bandwidth, b3, sizeof(b3)));
+	printf("source: downtime %.2f ms (limit %.0f ms, expected %.2f ms, measured to %s)%s\n",
+	       ms(r->downtime_ns), ms(p->downtime_limit_ns), ms(r->expected_downtime_ns),
+	       r->return_path ? "the destination's resumed message" : "the last byte flushed",
+	       r->downtime_ns <= p->downtime_limit_ns ? "" : "  ** over the limit **");
+	if (r->throttle)
+		printf("source: auto-converge throttled the vCPUs to %u%%\n", r->throttle);
+	printf("source: digest %s\n", dg);
+}
+
+void mig_dest_report_print(const mig_dest_report_t *r)
+{
+	char dg[65];
+	mig_hex(r->digest, dg);
+	printf("destination: loaded %llu bytes in %.1f ms: table shift %u, %llu valid (%llu "
+	       "bolted), %llu entries received in %llu records\n",
+	       (unsigned long long)r->bytes_total, ms(r->load_ns), r->htab_shift,
+	       (unsigned long long)r->htab_valid, (unsigned long long)r->htab_bolted,
+	       (unsigned long long)(r->htab.valid_sent + r->htab.invalid_sent),
+	       (unsigned long long)r->htab.records);
+	printf("destination: digest %s (%s)\n", dg,
+	       r->verified ? "verified against the source" : "no verify section in the stream");
+	if (r->resumed)
+		printf("destination: guest resumed, ran %.1f s issuing %llu hypercalls\n",
+		       ms(r->run_ns) / 1000, (unsigned long long)r->guest.hcalls);
+}

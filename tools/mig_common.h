@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What `hptmig demo`, `migrate`, `incoming` and `save` share: guest and
+ * migration option parsing, the guest built from options (including
+ * --from FILE), the Ctrl-C watcher, the progress line and the JSON reports.
+ * mig_common.c is compiled as part of cmd_migrate.c (tools/CMakeLists.txt
+ * picks up only cmd_*.c files); the other commands use this header.
+ */
+#ifndef HPTMIG_TOOLS_MIG_COMMON_H
+#define HPTMIG_TOOLS_MIG_COMMON_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hptmig/machine.h"
+#include "hptmig/migration.h"
+
+/* Everything the four commands can be told. */
+struct mig_cli {
+	machine_config_t guest;
+	const char *from;          /* --from FILE */
+	mig_params_t params;
+	bool json;
+	uint64_t run_ns;           /* --run S (destination; demo: the destination) */
+	uint64_t warmup_ns;        /* --warmup S: run the guest before migrating */
+	int accept_timeout_ms;     /* --accept-timeout S */
+	const char *transport;     /* demo: unix or tcp */
+	bool guest_given[8];
+};
+
+enum mig_cli_kind {
+	MIG_CLI_SOURCE = 1,   /* migrate, demo, save: guest + migration options */
+	MIG_CLI_DEST = 2,     /* incoming: --run, guest behaviour options */
+};
+
+/*
+ * Parse options from argv[first..argc). Positional arguments are stored in
+ * pos[] (up to npos). Returns 0, or 2 after printing one usage line.
+ */
+int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct mig_cli *cli,
+		  const char **pos, int npos, int *npos_out);
+
+/*
+ * Build the source guest: from --from FILE (the table of a real QEMU
+ * stream) or booted from the configuration. Returns 0 or prints one line
+ * and returns 1.
+ */
+int mig_cli_make_guest(const char *cmd, const struct mig_cli *cli, machine_t **out);
+
+/* Ctrl-C / SIGTERM watcher thread: cancels c. Stop it with mig_signals_stop. */
+int mig_signals_start(mig_cancel_t *c);
+void mig_signals_stop(void);
+bool mig_signals_caught(void);
+
+/* Progress line on a terminal (stdout), cleared by mig_progress_done. */
+void mig_progress_print(void *opaque, const mig_progress_t *p);
+void mig_progress_done(void);
+
+/* JSON reports (new references). */
+json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t *m,
+			const hm_error_t *err, const char *uri);
+json_t *mig_dest_report_json(const mig_dest_report_t *r, const hm_error_t *err);
+
+/* Human summary lines on stdout. */
+void mig_report_print(const mig_report_t *r, const mig_params_t *p);
+void mig_dest_report_print(const mig_dest_report_t *r);
+
+/* Lower-case hex of a digest. */
+void mig_hex(const uint8_t d[32], char out[65]);
+
+#endif
