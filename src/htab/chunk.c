@@ -111,6 +111,8 @@ void htab_chunker_add_block(htab_chunker_t *c, mig_file_t *f, uint64_t first, ui
 	if (c->open && c->n_invalid == 0 && c->index + c->n_valid == first) {
 		uint64_t k = valid_run(e, n);
 		htab_chunker_add(c, f, first, k, e, false);
+		if (k == n)
+			return; /* the whole block continues the run */
 		i = k;
 	}
 	htab_chunker_flush(c, f);
