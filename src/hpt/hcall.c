@@ -61,7 +61,7 @@ long hpt_h_enter(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t pteh, uint64_
 		}
 		/* Insertion order: R, then V with the valid bit (the unlock). */
 		hpt_r_store(hpt_rp(t, i), ptel);
-		hpt_track_mark(h, i);
+		hpt_track_mark(h, s, i);
 		hpt_entry_unlock(vp, pteh);
 		if (slot)
 			*slot = i;
@@ -79,7 +79,7 @@ enum { REMOVE_SUCCESS = 0, REMOVE_NOT_FOUND = 1, REMOVE_PARM = 2 };
  * Remove under the reader lock (shared by H_REMOVE and H_BULK_REMOVE).
  * flags: H_AVPN / H_ANDCOND.
  */
-static int remove_locked(hpt_t *h, struct hpt_table *t, uint64_t ptex, uint64_t avpn,
+static int remove_locked(hpt_t *h, struct hpt_shard *s, struct hpt_table *t, uint64_t ptex, uint64_t avpn,
 			 uint64_t flags, uint64_t *ov, uint64_t *or_)
 {
 	if (ptex >= t->slots)
@@ -96,7 +96,7 @@ static int remove_locked(hpt_t *h, struct hpt_table *t, uint64_t ptex, uint64_t 
 	/* Removal order: V (still locked, no longer valid), then R, then unlock. */
 	atomic_store_explicit(vp, HPT_LOCK_BE, memory_order_relaxed);
 	hpt_r_store(hpt_rp(t, ptex), 0);
-	hpt_track_mark(h, ptex);
+	hpt_track_mark(h, s, ptex);
 	hpt_entry_unlock(vp, 0);
 	return REMOVE_SUCCESS;
 }
@@ -106,7 +106,7 @@ long hpt_h_remove(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t avpn, uint64
 {
 	uint64_t v = 0, r = 0;
 	struct hpt_shard *s = hpt_rd_lock(h);
-	int ret = remove_locked(h, hpt_tab(h), ptex, avpn, flags, &v, &r);
+	int ret = remove_locked(h, s, hpt_tab(h), ptex, avpn, flags, &v, &r);
 	hpt_rd_unlock(s);
 	switch (ret) {
 	case REMOVE_SUCCESS:
@@ -146,7 +146,7 @@ long hpt_h_protect(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t avpn)
 	nr |= flags & (HPTE64_R_PP | HPTE64_R_N | HPTE64_R_KEY_LO);
 	if (nr != r) {
 		hpt_r_store(hpt_rp(t, ptex), nr);
-		hpt_track_mark(h, ptex);
+		hpt_track_mark(h, s, ptex);
 	}
 	hpt_entry_unlock(vp, v);
 out:
@@ -204,7 +204,7 @@ long hpt_h_bulk_remove(hpt_t *h, uint64_t args[8])
 		/* Flags 57:56 -> H_ANDCOND (bit 30) / H_AVPN (bit 31). */
 		uint64_t fl = (*tsh & H_BULK_REMOVE_FLAGS) >> 26;
 		uint64_t v, r;
-		int ret = remove_locked(h, t, *tsh & H_BULK_REMOVE_PTEX, tsl, fl, &v, &r);
+		int ret = remove_locked(h, s, t, *tsh & H_BULK_REMOVE_PTEX, tsl, fl, &v, &r);
 		*tsh |= (uint64_t)ret << 60;
 		if (ret == REMOVE_SUCCESS) {
 			/* R (0x100) -> bit 59, C (0x80) -> bit 58. */
@@ -237,7 +237,7 @@ static long clear_bit(hpt_t *h, uint64_t ptex, uint64_t bit, uint64_t *old_r)
 	uint64_t r = hpt_r_load(hpt_rp(t, ptex));
 	if (r & bit) {
 		hpt_r_store(hpt_rp(t, ptex), r & ~bit);
-		hpt_track_mark(h, ptex);
+		hpt_track_mark(h, s, ptex);
 	}
 	hpt_entry_unlock(vp, v);
 	if (old_r)

@@ -186,7 +186,7 @@ void hpt_destroy(hpt_t *h)
 		return;
 	hpt_table_free(atomic_load(&h->tab));
 	hpt_table_free(h->pending);
-	hm_bitmap_destroy(atomic_load(&h->track));
+	hpt_trk_destroy(atomic_load(&h->track));
 	pthread_mutex_destroy(&h->ctl);
 	free(h);
 }
@@ -222,14 +222,23 @@ uint64_t hpt_generation(const hpt_t *h)
  * tracking, the new bitmap nb (all set) replaces the old one. Returns the
  * old table and bitmap for the caller to free outside exclusive mode.
  */
-static void swap_table(hpt_t *h, struct hpt_table *nt, hm_bitmap_t *nb,
-		       struct hpt_table **old_t, hm_bitmap_t **old_b)
+static uint64_t shard_marked_sum(hpt_t *h)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < HPT_NSHARDS; i++)
+		n += atomic_load_explicit(&h->shards[i].marked, memory_order_relaxed);
+	return n;
+}
+
+static void swap_table(hpt_t *h, struct hpt_table *nt, struct hpt_track *nb,
+		       struct hpt_table **old_t, struct hpt_track **old_b)
 {
 	*old_t = atomic_load(&h->tab);
 	*old_b = NULL;
 	atomic_store(&h->tab, nt);
 	atomic_store(&h->cur_shift, nt->shift);
 	if (nb) {
+		nb->base = shard_marked_sum(h); /* exclusive mode: nobody marks */
 		*old_b = atomic_load(&h->track);
 		atomic_store(&h->track, nb);
 	}
@@ -237,16 +246,12 @@ static void swap_table(hpt_t *h, struct hpt_table *nt, hm_bitmap_t *nb,
 }
 
 /* Fresh bitmap for a table of 'slots' with every bit set, if tracking. */
-static int new_full_bitmap(hpt_t *h, uint64_t slots, hm_bitmap_t **out)
+static int new_full_bitmap(hpt_t *h, uint64_t slots, struct hpt_track **out)
 {
 	*out = NULL;
 	if (!atomic_load(&h->track))
 		return 0;
-	int rc = hm_bitmap_create(slots, out);
-	if (rc)
-		return rc;
-	hm_bitmap_set_range(*out, 0, slots);
-	return 0;
+	return hpt_trk_create(slots, true, out);
 }
 
 int hpt_reset(hpt_t *h, unsigned shift, hm_error_t *err)
@@ -256,7 +261,7 @@ int hpt_reset(hpt_t *h, unsigned shift, hm_error_t *err)
 		return rc;
 	pthread_mutex_lock(&h->ctl);
 	struct hpt_table *nt = hpt_table_new(shift), *ot;
-	hm_bitmap_t *nb = NULL, *ob;
+	struct hpt_track *nb = NULL, *ob;
 	if (!nt || new_full_bitmap(h, nt->slots, &nb)) {
 		pthread_mutex_unlock(&h->ctl);
 		hpt_table_free(nt);
@@ -269,7 +274,7 @@ int hpt_reset(hpt_t *h, unsigned shift, hm_error_t *err)
 	hpt_wr_unlock(h);
 	pthread_mutex_unlock(&h->ctl);
 	hpt_table_free(ot);
-	hm_bitmap_destroy(ob);
+	hpt_trk_destroy(ob);
 	return 0;
 }
 
@@ -335,7 +340,7 @@ static long rehash_entry(struct hpt_table *ot, struct hpt_table *nt, uint64_t sl
 long hpt_resize_commit_locked(hpt_t *h, unsigned shift)
 {
 	struct hpt_table *nt = h->pending, *ot;
-	hm_bitmap_t *nb = NULL, *ob = NULL;
+	struct hpt_track *nb = NULL, *ob = NULL;
 	long rc = H_SUCCESS;
 	if (!nt || nt->shift != shift)
 		return H_CLOSED;
@@ -360,10 +365,10 @@ long hpt_resize_commit_locked(hpt_t *h, unsigned shift)
 	hpt_wr_unlock(h);
 	if (rc == H_SUCCESS) {
 		hpt_table_free(ot);
-		hm_bitmap_destroy(ob);
+		hpt_trk_destroy(ob);
 	} else {
 		hpt_table_free(nt);
-		hm_bitmap_destroy(nb);
+		hpt_trk_destroy(nb);
 	}
 	return rc;
 }
@@ -372,7 +377,7 @@ long hpt_resize_commit_locked(hpt_t *h, unsigned shift)
 
 int hpt_track_start(hpt_t *h, hm_error_t *err)
 {
-	hm_bitmap_t *b;
+	struct hpt_track *b;
 	int rc;
 	pthread_mutex_lock(&h->ctl);
 	if (atomic_load(&h->track)) {
@@ -380,11 +385,13 @@ int hpt_track_start(hpt_t *h, hm_error_t *err)
 		return hm_error_set(err, HM_E_STATE, -1, "hpt: change tracking is already on");
 	}
 	/* ctl is held: no resize can change the slot count meanwhile. */
-	rc = hm_bitmap_create(hpt_slots(h), &b);
+	rc = hpt_trk_create(hpt_slots(h), false, &b);
 	if (rc) {
 		pthread_mutex_unlock(&h->ctl);
 		return hm_error_set(err, rc, -1, "hpt: no memory for the tracking bitmap");
 	}
+	/* Tracking is off: no thread marks, the shard counters are still. */
+	b->base = shard_marked_sum(h);
 	/* seq_cst store: the Dekker half that pairs with writers' track load. */
 	atomic_store(&h->track, b);
 	pthread_mutex_unlock(&h->ctl);
@@ -394,13 +401,13 @@ int hpt_track_start(hpt_t *h, hm_error_t *err)
 void hpt_track_stop(hpt_t *h)
 {
 	pthread_mutex_lock(&h->ctl);
-	hm_bitmap_t *b = atomic_load(&h->track);
+	struct hpt_track *b = atomic_load(&h->track);
 	if (b) {
 		/* Exclusive mode waits out every hcall that may hold b. */
 		hpt_wr_lock(h);
 		atomic_store(&h->track, NULL);
 		hpt_wr_unlock(h);
-		hm_bitmap_destroy(b);
+		hpt_trk_destroy(b);
 	}
 	pthread_mutex_unlock(&h->ctl);
 }
@@ -413,8 +420,14 @@ bool hpt_tracking(const hpt_t *h)
 uint64_t hpt_track_pending(hpt_t *h)
 {
 	struct hpt_shard *s = hpt_rd_lock(h);
-	hm_bitmap_t *b = atomic_load(&h->track);
-	uint64_t n = b ? hm_bitmap_count(b) : 0;
+	struct hpt_track *b = atomic_load(&h->track);
+	uint64_t n = 0;
+	if (b) {
+		/* Exact when nothing runs; otherwise off by the marks in flight. */
+		int64_t c = (int64_t)(shard_marked_sum(h) - b->base + b->preset -
+				      atomic_load_explicit(&b->taken, memory_order_relaxed));
+		n = c < 0 ? 0 : (uint64_t)c > b->nbits ? b->nbits : (uint64_t)c;
+	}
 	hpt_rd_unlock(s);
 	return n;
 }
@@ -422,18 +435,19 @@ uint64_t hpt_track_pending(hpt_t *h)
 void hpt_track_mark_all(hpt_t *h)
 {
 	struct hpt_shard *s = hpt_rd_lock(h);
-	hm_bitmap_t *b = atomic_load(&h->track);
+	struct hpt_track *b = atomic_load(&h->track);
 	if (b)
-		hm_bitmap_set_range(b, 0, hm_bitmap_nbits(b));
+		atomic_fetch_add_explicit(&s->marked, hpt_trk_set_range(b, 0, b->nbits),
+					  memory_order_relaxed);
 	hpt_rd_unlock(s);
 }
 
 bool hpt_track_take(hpt_t *h, uint64_t *cursor, uint64_t *first_slot, uint64_t *bits)
 {
 	struct hpt_shard *s = hpt_rd_lock(h);
-	hm_bitmap_t *b = atomic_load(&h->track);
+	struct hpt_track *b = atomic_load(&h->track);
 	uint64_t wi = 0;
-	bool ok = b && hm_bitmap_take(b, cursor, &wi, bits);
+	bool ok = b && hpt_trk_take(b, cursor, &wi, bits);
 	hpt_rd_unlock(s);
 	if (ok)
 		*first_slot = wi << 6;
@@ -529,7 +543,8 @@ uint64_t hpt_find_invalid(hpt_t *h, uint64_t from, uint64_t limit)
 }
 
 /* Store (v, r) at slot under its lock; mark when it changed. */
-static void write_one(hpt_t *h, struct hpt_table *t, uint64_t slot, uint64_t v, uint64_t r)
+static void write_one(hpt_t *h, struct hpt_shard *s, struct hpt_table *t, uint64_t slot,
+		      uint64_t v, uint64_t r)
 {
 	_Atomic uint64_t *vp = hpt_vp(t, slot), *rp = hpt_rp(t, slot);
 	v &= ~HPTE64_V_HVLOCK;
@@ -544,7 +559,7 @@ static void write_one(hpt_t *h, struct hpt_table *t, uint64_t slot, uint64_t v, 
 		atomic_store_explicit(vp, HPT_LOCK_BE, memory_order_relaxed);
 	}
 	hpt_r_store(rp, r);
-	hpt_track_mark(h, slot);
+	hpt_track_mark(h, s, slot);
 	hpt_entry_unlock(vp, v);
 }
 
@@ -554,7 +569,7 @@ bool hpt_write_entry(hpt_t *h, uint64_t slot, uint64_t v, uint64_t r)
 	struct hpt_table *t = hpt_tab(h);
 	bool ok = slot < t->slots;
 	if (ok)
-		write_one(h, t, slot, v, r);
+		write_one(h, s, t, slot, v, r);
 	hpt_rd_unlock(s);
 	return ok;
 }
@@ -568,7 +583,7 @@ uint64_t hpt_write_entries(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *
 	else if (n > t->slots - first)
 		n = t->slots - first;
 	for (uint64_t i = 0; i < n; i++, buf += HPTE64_SIZE)
-		write_one(h, t, first + i, hm_load_be64(buf), hm_load_be64(buf + 8));
+		write_one(h, s, t, first + i, hm_load_be64(buf), hm_load_be64(buf + 8));
 	hpt_rd_unlock(s);
 	return n;
 }
@@ -586,7 +601,7 @@ uint64_t hpt_clear_entries(hpt_t *h, uint64_t first, uint64_t n)
 		if (atomic_load(hpt_vp(t, first + i)) == 0 &&
 		    atomic_load_explicit(hpt_rp(t, first + i), memory_order_relaxed) == 0)
 			continue;
-		write_one(h, t, first + i, 0, 0);
+		write_one(h, s, t, first + i, 0, 0);
 	}
 	hpt_rd_unlock(s);
 	return n;

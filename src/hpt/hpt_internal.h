@@ -39,11 +39,57 @@ struct hpt_table {
 };
 
 #define HPT_NSHARDS 64
-/* One shard of the reader lock on its own cache line. */
+/*
+ * One shard of the reader lock on its own cache line, used by the threads
+ * hashed to it (normally one). readers: threads inside the read side.
+ * marked: new tracking bits this shard's threads set (ever; only grows):
+ * the pending count is the sum over shards minus what the taker took, so a
+ * mark costs an add on a line the hcall already owns, never a shared one.
+ */
 struct hpt_shard {
 	_Alignas(64) _Atomic uint64_t readers;
-	char pad[64 - sizeof(uint64_t)];
+	_Atomic uint64_t marked;
+	char pad[64 - 2 * sizeof(uint64_t)];
 };
+
+/*
+ * The tracking bitmap (track.c). words/summary: see the invariant there.
+ * base: sum of the shards' marked counters when this bitmap was installed
+ * (computed while no thread can mark: tracking off, or exclusive mode).
+ * preset: bits set at creation. taken: bits the taker took (one taker).
+ */
+struct hpt_track {
+	uint64_t nbits, nwords, nsummary;
+	_Atomic uint64_t *words;
+	_Atomic uint64_t *summary;
+	uint64_t base, preset;
+	_Atomic uint64_t taken;
+};
+
+int hpt_trk_create(uint64_t nbits, bool all, struct hpt_track **out);
+void hpt_trk_destroy(struct hpt_track *t);
+/* Set bits [first, first + n); returns how many were newly set. */
+uint64_t hpt_trk_set_range(struct hpt_track *t, uint64_t first, uint64_t n);
+bool hpt_trk_take(struct hpt_track *t, uint64_t *cursor, uint64_t *word_index, uint64_t *bits);
+
+/* Summary bit of data word w. The load is seq_cst: see track.c. */
+static inline void hpt_trk_summary_mark(struct hpt_track *t, uint64_t w)
+{
+	uint64_t m = UINT64_C(1) << (w & 63);
+	_Atomic uint64_t *s = &t->summary[w >> 6];
+	if (!(atomic_load(s) & m))
+		atomic_fetch_or(s, m);
+}
+
+/* Set one bit; true when it was clear before. */
+static inline bool hpt_trk_set(struct hpt_track *t, uint64_t bit)
+{
+	uint64_t w = bit >> 6, m = UINT64_C(1) << (bit & 63);
+	if (atomic_fetch_or(&t->words[w], m) & m)
+		return false; /* whoever set it first marks the summary */
+	hpt_trk_summary_mark(t, w);
+	return true;
+}
 
 struct hpt {
 	/*
@@ -57,7 +103,7 @@ struct hpt {
 	 */
 	_Alignas(64) _Atomic int excl;
 	_Atomic(struct hpt_table *) tab;
-	_Atomic(hm_bitmap_t *) track;
+	_Atomic(struct hpt_track *) track;
 	_Atomic unsigned cur_shift;     /* mirrors tab->shift for lock-free getters */
 	_Atomic uint64_t generation;
 	hpt_config_t cfg;               /* immutable */
@@ -164,14 +210,16 @@ static inline void hpt_r_store(_Atomic uint64_t *rp, uint64_t r)
 
 /*
  * Mark a slot changed. Call with the entry lock held, after the new words
- * are stored and before unlocking, inside the reader lock. One seq_cst load
- * and a branch when tracking is off.
+ * are stored and before unlocking, inside the reader lock (s is the shard
+ * hpt_rd_lock returned). One seq_cst load and a branch when tracking is
+ * off; one atomic OR (plus rarely a summary OR) and an add on our own shard
+ * line when on.
  */
-static inline void hpt_track_mark(hpt_t *h, uint64_t slot)
+static inline void hpt_track_mark(hpt_t *h, struct hpt_shard *s, uint64_t slot)
 {
-	hm_bitmap_t *t = atomic_load(&h->track);
-	if (t)
-		hm_bitmap_set(t, slot);
+	struct hpt_track *t = atomic_load(&h->track);
+	if (t && hpt_trk_set(t, slot))
+		atomic_fetch_add_explicit(&s->marked, 1, memory_order_relaxed);
 }
 
 /* Table memory (zero pages mapped lazily). */
