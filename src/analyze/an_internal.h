@@ -97,6 +97,7 @@ struct an_private {
 	struct an_tab tab;   /* valid when htab present and hash (not no_hpt) */
 	bool have_tab;
 	size_t rec_cap; /* capacity of report->records */
+	int64_t verify_off; /* offset of the hptmig/verify record */
 };
 
 struct an_walk {

@@ -231,6 +231,7 @@ static int section_payload(struct an_walk *w, an_section_t *s, uint8_t type, boo
 			w->r->verify_shift = hm_load_be32(p);
 			w->r->verify_valid = hm_load_be64(p + 4);
 			memcpy(w->r->verify_digest, p + 12, HM_SHA256_LEN);
+			w->r->priv->verify_off = w->rec_off;
 		}
 		if (obj) {
 			char key[300];
@@ -628,6 +629,22 @@ int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out,
 	if (rc < 0)
 		goto done;
 	rc = an_htab_finish(r, &r->error);
+	if (rc == 0 && r->has_verify) {
+		/* Our own streams carry the sender's digest: check it. */
+		const an_htab_stats_t *h = &r->htab;
+		uint32_t shift = h->present && !h->no_hpt ? h->shift : AN_HTAB_NO_HPT;
+		if (memcmp(r->verify_digest, h->digest, HM_SHA256_LEN) != 0 || r->verify_shift != shift ||
+		    r->verify_valid != h->valid) {
+			char a[65], b[65];
+			hm_hex(r->verify_digest, HM_SHA256_LEN, a);
+			hm_hex(h->digest, HM_SHA256_LEN, b);
+			rc = hm_error_set(&r->error, HM_E_DIGEST, p->verify_off,
+					  "section 'hptmig/verify': the sender's table (shift %u, %llu valid, digest %s)"
+					  " is not the one replayed from spapr/htab (shift %u, %llu valid, digest %s)",
+					  r->verify_shift, (unsigned long long)r->verify_valid, a, shift,
+					  (unsigned long long)h->valid, b);
+		}
+	}
 done:
 	r->walk_ns = hm_now_ns() - t0;
 	if (r->error.code) {

@@ -473,6 +473,55 @@ static void test_mutations(void **state)
 	free(s.p);
 }
 
+/* Our own streams carry hptmig/verify: a digest that disagrees with the
+ * replayed table is an error (HM_E_DIGEST) at the verify record. */
+static void test_verify_mismatch(void **state)
+{
+	(void)state;
+	for (int good = 0; good < 2; good++) {
+		struct sg s = {0};
+		sg_header(&s);
+		sg_start(&s, 0x01, 7, "spapr/htab", 0, 1);
+		sg_be32(&s, 18);
+		sg_footer(&s, 7);
+		sg_part(&s, 0x03, 7);
+		sg_be32(&s, 0);
+		sg_be32(&s, 3);
+		sg_be16(&s, 1);
+		sg_be16(&s, 0);
+		sg_hpte(&s, 0x4000000000001015ull, 0x1190);
+		sg_be32(&s, 0);
+		sg_be32(&s, 0);
+		sg_footer(&s, 7);
+		size_t vrec = s.len;
+		sg_start(&s, 0x04, 9, "hptmig/verify", 0, 1);
+		uint64_t tab[2 * 4] = {0};
+		tab[6] = 0x4000000000001015ull;
+		tab[7] = 0x1190;
+		uint8_t d[32];
+		sg_digest(18, tab, 4, d);
+		if (!good)
+			d[5] ^= 1;
+		sg_be32(&s, 18);
+		sg_be64(&s, 1);
+		sg_bytes(&s, d, 32);
+		sg_footer(&s, 9);
+		sg_u8(&s, 0);
+		hm_error_t err;
+		int rc;
+		an_report_t *r = walk(&s, 0, &rc, &err);
+		if (good) {
+			assert_int_equal(rc, 0);
+		} else {
+			assert_int_equal(rc, HM_E_DIGEST);
+			assert_int_equal(err.offset, (int64_t)vrec);
+			assert_non_null(strstr(err.msg, "hptmig/verify"));
+		}
+		an_report_free(r);
+		free(s.p);
+	}
+}
+
 static void test_hpte_check(void **state)
 {
 	(void)state;
@@ -536,6 +585,7 @@ int main(void)
 		cmocka_unit_test(test_truncated_everywhere),
 		cmocka_unit_test(test_replay_and_rewrite_property),
 		cmocka_unit_test(test_mutations),
+		cmocka_unit_test(test_verify_mismatch),
 		cmocka_unit_test(test_hpte_check),
 		cmocka_unit_test(test_encode_table),
 	};
