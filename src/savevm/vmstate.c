@@ -543,7 +543,7 @@ int vmstate_load_subsections(mig_file_t *f, const vmstate_desc_t *d, void *opaqu
 			return fail_field(f, err, path);
 		}
 		char spath[512];
-		snprintf(spath, sizeof(spath), "%s/%s", path, sd->name + plen);
+		snprintf(spath, sizeof(spath), "%s%s", path, sd->name + plen);
 		int rc = load_desc(f, sd, opaque, v, spath, err);
 		if (rc)
 			return rc;

@@ -161,8 +161,11 @@ static void fill_golden(all_t *a)
 	a->arr[2] = 3;
 	a->in.a = 0x0a0b;
 	a->in.b = -5;
-	a->ins[0] = (inner_t){ 1, 2 };
-	a->ins[1] = (inner_t){ 3, 4 };
+	/* Member by member: a compound literal may leave padding undefined. */
+	a->ins[0].a = 1;
+	a->ins[0].b = 2;
+	a->ins[1].a = 3;
+	a->ins[1].b = 4;
 	a->v2only = 0xcafe;
 	a->old = 0x77;
 	a->magic = 0xfeedface;
