@@ -92,6 +92,8 @@ static int bench_scan_run(int argc, char **argv, json_t **result)
 	uint64_t slots = hpt_slots(h);
 	size_t bytes = (size_t)1 << shift;
 	uint8_t *mirror = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mirror != MAP_FAILED)
+		(void)madvise(mirror, bytes, MADV_HUGEPAGE); /* as the table does */
 	uint64_t max_changed = slots / 100 + 64;
 	uint64_t *changed = malloc(max_changed * sizeof(uint64_t));
 	uint64_t *found_a = malloc(max_changed * sizeof(uint64_t));

@@ -79,8 +79,8 @@ enum { REMOVE_SUCCESS = 0, REMOVE_NOT_FOUND = 1, REMOVE_PARM = 2 };
  * Remove under the reader lock (shared by H_REMOVE and H_BULK_REMOVE).
  * flags: H_AVPN / H_ANDCOND.
  */
-static int remove_locked(hpt_t *h, struct hpt_shard *s, struct hpt_table *t, uint64_t ptex, uint64_t avpn,
-			 uint64_t flags, uint64_t *ov, uint64_t *or_)
+static int remove_locked(hpt_t *h, struct hpt_shard *s, struct hpt_table *t, uint64_t ptex,
+			 uint64_t avpn, uint64_t flags, uint64_t *ov, uint64_t *or_)
 {
 	if (ptex >= t->slots)
 		return REMOVE_PARM;
