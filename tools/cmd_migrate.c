@@ -27,6 +27,7 @@
 	"  --auto-converge      throttle the vCPUs while not converging\n"                   \
 	"  --retries N          new attempts after a failure (guest keeps running)\n"        \
 	"  --retry-delay S      delay between attempts (default 1)\n"                        \
+	"  --connect-timeout S  wait for the destination to listen (default 10)\n"           \
 	"  --qemu-pure          no project extension sections (QEMU can load it)\n"          \
 	"  --scan bitmap|linear how later passes find changes (default bitmap)\n"            \
 	"  --policy ours|seed   stop decision (seed: table pending counted as zero)\n"       \

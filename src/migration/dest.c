@@ -27,8 +27,23 @@ struct dest {
 	htab_loader_t *loader;
 	bool summary_done;
 	htab_summary_t sum;
-	hm_error_t sum_err;
 };
+
+/* Digest and counts of the loaded table (one pass over its valid slots). */
+static int dest_summary(struct dest *d)
+{
+	hpt_t *t = htab_loader_table(d->loader);
+	htab_load_stats_t ls;
+	htab_loader_get_stats(d->loader, &ls);
+	memset(&d->sum, 0, sizeof(d->sum));
+	if (!t || ls.no_hpt) {
+		d->sum.no_hpt = true;
+		hpt_digest_none(d->sum.digest);
+		return 0;
+	}
+	d->sum.shift = hpt_shift(t);
+	return mig_table_summary(t, &d->sum.valid, &d->sum.bolted, d->sum.digest);
+}
 
 /*
  * Right after the table's END record, compute its digest: the source is
@@ -43,9 +58,17 @@ static int dest_on_record(void *o, const savevm_record_info_t *rec, hm_error_t *
 		d->rep->htab_bytes += rec->end_offset - rec->payload_offset - 5; /* minus footer */
 	if (htab)
 		d->summary_done = false; /* a later record changes the table */
+	if (htab && rec->type == QEMU_VM_SECTION_START) {
+		/* Touch the new (lazily allocated) table once now, while the guest
+		 * still runs on the source: otherwise the first full read of it,
+		 * the digest after the final pass, pays a page fault per page
+		 * inside the downtime. */
+		hpt_t *t = htab_loader_table(d->loader);
+		if (t)
+			hpt_count(t, NULL, NULL);
+	}
 	if (rec->type == QEMU_VM_SECTION_END && htab) {
-		hm_error_clear(&d->sum_err);
-		d->summary_done = htab_loader_summary(d->loader, &d->sum, &d->sum_err) == 0;
+		d->summary_done = dest_summary(d) == 0;
 	}
 	return 0;
 }
@@ -127,9 +150,11 @@ int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_
 		goto refused;
 	}
 	if (!d.summary_done) {
-		rc = htab_loader_summary(d.loader, &d.sum, err);
-		if (rc)
+		rc = dest_summary(&d);
+		if (rc) {
+			hm_error_set(err, rc, -1, "digest of the loaded table: %s", hm_err_str(rc));
 			goto refused;
+		}
 	}
 	rep->no_hpt = d.sum.no_hpt;
 	rep->htab_shift = d.sum.no_hpt ? HPT_NO_HPT : d.sum.shift;

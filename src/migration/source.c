@@ -158,7 +158,7 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 	uint64_t pass_start_bytes = mig_file_offset(f);
 	uint64_t prev_pass_dirty = UINT64_MAX;
 	unsigned not_converging = 0;
-	int rc;
+	int rc, rc2;
 
 	for (;;) {
 		if (mig_cancel_requested(p->cancel))
@@ -184,22 +184,24 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 		uint64_t r1 = hm_now_ns();
 		uint64_t sent = mig_file_offset(f) - off0;
 		rep->rounds++;
+		if (limited) {
+			rc2 = mig_file_rate_wait(f);
+			if (rc2 != 0) {
+				*err = *mig_file_error(f);
+				return rc2;
+			}
+		}
+		uint64_t r2 = hm_now_ns();
 		/* Bandwidth: only rounds that had more work than they sent measure
-		 * the channel (a round with nothing to do says nothing about it). */
-		if (rc == 0 && sent > 0) {
+		 * the channel (a round with nothing left to do says nothing about
+		 * it); their time includes the rate limiter's wait. */
+		if (rc == 0) {
 			win_bytes += sent;
-			win_ns += r1 - r0;
-			if (win_ns >= 50000000ull) {
+			win_ns += r2 - r0;
+			if (win_ns >= 50000000ull && win_bytes > 0) {
 				uint64_t nb = (uint64_t)((double)win_bytes * 1e9 / (double)win_ns);
 				bw = bw ? (bw + nb) / 2 : nb;
 				win_bytes = win_ns = 0;
-			}
-		}
-		if (limited) {
-			rc = mig_file_rate_wait(f);
-			if (rc != 0) {
-				*err = *mig_file_error(f);
-				return rc;
 			}
 		}
 		uint64_t bw_eff = bw;
@@ -347,8 +349,7 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 		rc = mig_flush_err(f, err);
 	if (!rc && !p->qemu_pure) {
 		a->verify.htab_shift = hpt_shift(h);
-		hpt_count(h, &a->verify.valid, NULL);
-		rc = hpt_digest(h, a->verify.digest);
+		rc = mig_table_summary(h, &a->verify.valid, NULL, a->verify.digest);
 		if (rc)
 			hm_error_set(err, rc, -1, "digest: %s", hm_err_str(rc));
 		memcpy(rep->digest, a->verify.digest, HM_SHA256_LEN);

@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * CLI: `hptmig migrate` / `incoming` / `save` end to end on the built
+ * binary: unix and tcp loopback with each workload, save to a file and load
+ * it, exec:, --qemu-pure streams accepted by our loader, and the JSON
+ * reports consistent between the two sides (same digest, bytes add up).
+ */
+#include "test_migrate_util.h"
+
+static char *dir;
+
+static int setup(void **state)
+{
+	(void)state;
+	dir = tu_mkdtemp();
+	return dir ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	tu_rmdir(dir);
+	free(dir);
+	return 0;
+}
+
+/* The two reports of one migration agree. */
+static void check_pair(json_t *src, json_t *dst, bool pure)
+{
+	assert_string_equal(jstr(src, "status"), "ok");
+	assert_string_equal(jstr(dst, "status"), "ok");
+	/* the table arrived whole: same digest and counts on both sides */
+	assert_string_equal(jstr(src, "htab.digest"), jstr(dst, "htab.digest"));
+	assert_int_equal((int64_t)jnum(src, "htab.shift"), (int64_t)jnum(dst, "htab.shift"));
+	assert_int_equal((int64_t)jnum(src, "htab.valid"), (int64_t)jnum(dst, "htab.valid"));
+	/* bytes add up: what one side wrote the other read */
+	assert_int_equal((int64_t)jnum(src, "bytes_total"), (int64_t)jnum(dst, "bytes_total"));
+	assert_int_equal((int64_t)jnum(src, "htab.bytes"), (int64_t)jnum(dst, "htab.bytes"));
+	assert_int_equal((int64_t)jnum(src, "htab.entries_sent"),
+			 (int64_t)jnum(dst, "htab.entries_sent"));
+	assert_true(jnum(src, "htab.bytes") < jnum(src, "bytes_total"));
+	assert_true(jnum(src, "htab.entries_sent") >= jnum(src, "htab.valid"));
+	assert_true(jnum(src, "iterations") >= 1);
+	assert_true(jnum(src, "total_time_ms") >= jnum(src, "downtime_ms"));
+	assert_true(jnum(src, "downtime_ms") > 0);
+	assert_true(jnum(src, "setup_time_ms") > 0);
+	assert_true(jbool(src, "stopped"));
+	assert_false(jbool(src, "source_resumed"));
+	assert_true(jbool(dst, "verified") == !pure);
+	/* the source knows only through a return path */
+	assert_true(jbool(src, "verified") == (!pure && jbool(src, "return_path")));
+	assert_int_equal((int64_t)jnum(src, "guest.unexpected"), 0);
+}
+
+static void run_pair(const char *uri, const char *src_opts, const char *dst_opts, bool pure)
+{
+	char cmd[4096];
+	struct bg in;
+	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s --json --accept-timeout 30 %s", tu_bin(),
+		 uri, dst_opts);
+	bg_start(&in, dir, "in", cmd);
+	char *out = NULL, *err = NULL;
+	snprintf(cmd, sizeof(cmd), "'%s' migrate %s --json %s", tu_bin(), uri, src_opts);
+	int rc = tu_run(cmd, &out, &err);
+	int irc = bg_wait(&in, 60000);
+	char *ierr = slurp(in.err);
+	if (rc != 0 || irc != 0)
+		fail_msg("migrate rc %d [%s] incoming rc %d [%s]", rc, err, irc, ierr);
+	json_t *src = json_of(out);
+	json_t *dst = json_of_file(in.out);
+	check_pair(src, dst, pure);
+	/* the destination ran the guest on the loaded table */
+	assert_true(jbool(dst, "resumed"));
+	json_decref(src);
+	json_decref(dst);
+	free(out);
+	free(err);
+	free(ierr);
+}
+
+static void test_unix_each_workload(void **state)
+{
+	(void)state;
+	const char *wl[] = {"idle", "uniform", "linux"};
+	for (int i = 0; i < 3; i++) {
+		char uri[600], opts[256];
+		snprintf(uri, sizeof(uri), "unix:%s/m%d.sock", dir, i);
+		snprintf(opts, sizeof(opts), "--htab-shift 20 --vcpus 2 --workload %s --rate 5000 "
+			 "--warmup 0.1", wl[i]);
+		run_pair(uri, opts, "--run 0.2 --vcpus 1", false);
+	}
+}
+
+static void test_tcp_loopback(void **state)
+{
+	(void)state;
+	const char *wl[] = {"linux", "uniform"};
+	for (int i = 0; i < 2; i++) {
+		char uri[64], opts[256];
+		snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", free_port());
+		snprintf(opts, sizeof(opts), "--ram 512M --vcpus 2 --workload %s --rate 0 "
+			 "--max-iterations 5", wl[i]);
+		run_pair(uri, opts, "--run 0.1", false);
+	}
+}
+
+static void test_bandwidth_limit_passes(void **state)
+{
+	(void)state;
+	/* A limited link and a busy guest need several passes; the limit holds. */
+	char uri[600];
+	snprintf(uri, sizeof(uri), "unix:%s/bw.sock", dir);
+	char cmd[4096];
+	struct bg in;
+	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s --json", tu_bin(), uri);
+	bg_start(&in, dir, "bwin", cmd);
+	char *out = NULL, *err = NULL;
+	snprintf(cmd, sizeof(cmd),
+		 "'%s' migrate %s --json --ram 2G --vcpus 2 --rate 20000 "
+		 "--max-bandwidth 2M --downtime-limit 5",
+		 tu_bin(), uri);
+	int rc = tu_run(cmd, &out, &err);
+	assert_int_equal(bg_wait(&in, 60000), 0);
+	if (rc != 0)
+		fail_msg("migrate: %s", err);
+	json_t *src = json_of(out);
+	json_t *dst = json_of_file(in.out);
+	check_pair(src, dst, false);
+	assert_true(jnum(src, "iterations") >= 2);
+	/* 2 MiB/s: the rate may not exceed it by more than a window */
+	double secs = jnum(src, "total_time_ms") / 1000;
+	assert_true(jnum(src, "bytes_total") <= 2.0 * 1048576 * (secs + 0.2));
+	json_decref(src);
+	json_decref(dst);
+	free(out);
+	free(err);
+}
+
+static void test_save_and_load(void **state)
+{
+	(void)state;
+	char cmd[4096], file[600], *out = NULL, *err = NULL;
+	snprintf(file, sizeof(file), "%s/snap.mig", dir);
+	snprintf(cmd, sizeof(cmd), "'%s' save %s --json --htab-shift 20 --vcpus 2 --seed 7",
+		 tu_bin(), file);
+	assert_int_equal(tu_run(cmd, &out, &err), 0);
+	json_t *src = json_of(out);
+	free(out);
+	free(err);
+	snprintf(cmd, sizeof(cmd), "'%s' incoming file:%s --json", tu_bin(), file);
+	assert_int_equal(tu_run(cmd, &out, &err), 0);
+	json_t *dst = json_of(out);
+	check_pair(src, dst, false);
+	/* a file has no return path: downtime ends at the last byte flushed */
+	assert_string_equal(jstr(src, "downtime_measured_to"), "last-byte-flushed");
+	json_decref(src);
+	json_decref(dst);
+	free(out);
+	free(err);
+
+	/* the same file through exec: and fd: */
+	snprintf(cmd, sizeof(cmd), "'%s' incoming 'exec:cat %s' --json", tu_bin(), file);
+	assert_int_equal(tu_run(cmd, &out, &err), 0);
+	free(out);
+	free(err);
+	snprintf(cmd, sizeof(cmd), "'%s' incoming fd:5 --json 5<%s", tu_bin(), file);
+	assert_int_equal(tu_run(cmd, &out, &err), 0);
+	free(out);
+	free(err);
+}
+
+static void test_exec_source(void **state)
+{
+	(void)state;
+	char cmd[4096], file[600], *out = NULL, *err = NULL;
+	snprintf(file, sizeof(file), "%s/exec.mig", dir);
+	snprintf(cmd, sizeof(cmd), "'%s' migrate 'exec:cat > %s' --json --htab-shift 19", tu_bin(),
+		 file);
+	assert_int_equal(tu_run(cmd, &out, &err), 0);
+	json_t *src = json_of(out);
+	free(out);
+	free(err);
+	snprintf(cmd, sizeof(cmd), "'%s' incoming file:%s --json", tu_bin(), file);
+	assert_int_equal(tu_run(cmd, &out, &err), 0);
+	json_t *dst = json_of(out);
+	check_pair(src, dst, false);
+	json_decref(src);
+	json_decref(dst);
+	free(out);
+	free(err);
+
+	/* a failing command is a failed migration, and says so */
+	snprintf(cmd, sizeof(cmd), "'%s' migrate 'exec:exit 3' --htab-shift 19", tu_bin());
+	assert_int_equal(tu_run(cmd, &out, &err), 1);
+	assert_one_line(err);
+	free(out);
+	free(err);
+}
+
+static void test_qemu_pure(void **state)
+{
+	(void)state;
+	char cmd[4096], file[600], *out = NULL, *err = NULL;
+	snprintf(file, sizeof(file), "%s/pure.mig", dir);
+	snprintf(cmd, sizeof(cmd), "'%s' save %s --json --qemu-pure --htab-shift 20", tu_bin(),
+		 file);
+	assert_int_equal(tu_run(cmd, &out, &err), 0);
+	json_t *src = json_of(out);
+	free(out);
+	free(err);
+	/* no project extension anywhere in the stream */
+	uint8_t *d;
+	size_t n;
+	assert_int_equal(tu_read_file(file, &d, &n), 0);
+	assert_null(memmem(d, n, "hptmig/verify", 13));
+	assert_non_null(memmem(d, n, "spapr/htab", 10));
+	free(d);
+	snprintf(cmd, sizeof(cmd), "'%s' incoming file:%s --json", tu_bin(), file);
+	assert_int_equal(tu_run(cmd, &out, &err), 0);
+	json_t *dst = json_of(out);
+	check_pair(src, dst, true);
+	json_decref(src);
+	json_decref(dst);
+	free(out);
+	free(err);
+
+	/* and over a socket, where the return path still carries the digest */
+	char uri[600];
+	snprintf(uri, sizeof(uri), "unix:%s/pure.sock", dir);
+	run_pair(uri, "--qemu-pure --htab-shift 20 --vcpus 2", "", true);
+}
+
+static void test_usage_errors(void **state)
+{
+	(void)state;
+	char cmd[4096], *out = NULL, *err = NULL;
+	snprintf(cmd, sizeof(cmd), "'%s' migrate", tu_bin());
+	assert_int_equal(tu_run(cmd, &out, &err), 2);
+	assert_one_line(err);
+	free(out);
+	free(err);
+	snprintf(cmd, sizeof(cmd), "'%s' migrate bogus:x", tu_bin());
+	assert_int_equal(tu_run(cmd, &out, &err), 2);
+	assert_one_line(err);
+	assert_non_null(strstr(err, "unknown transport"));
+	free(out);
+	free(err);
+	snprintf(cmd, sizeof(cmd), "'%s' migrate unix:/x --workload nope", tu_bin());
+	assert_int_equal(tu_run(cmd, &out, &err), 2);
+	assert_one_line(err);
+	free(out);
+	free(err);
+	snprintf(cmd, sizeof(cmd), "'%s' incoming tcp:127.0.0.1:99999", tu_bin());
+	assert_int_equal(tu_run(cmd, &out, &err), 2);
+	assert_one_line(err);
+	free(out);
+	free(err);
+	snprintf(cmd, sizeof(cmd), "'%s' migrate --help", tu_bin());
+	assert_int_equal(tu_run(cmd, &out, &err), 0);
+	assert_non_null(strstr(out, "--downtime-limit"));
+	free(out);
+	free(err);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_unix_each_workload),
+		cmocka_unit_test(test_tcp_loopback),
+		cmocka_unit_test(test_bandwidth_limit_passes),
+		cmocka_unit_test(test_save_and_load),
+		cmocka_unit_test(test_exec_source),
+		cmocka_unit_test(test_qemu_pure),
+		cmocka_unit_test(test_usage_errors),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
