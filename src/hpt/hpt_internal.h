@@ -81,10 +81,19 @@ static inline void hpt_trk_summary_mark(struct hpt_track *t, uint64_t w)
 		atomic_fetch_or(s, m);
 }
 
-/* Set one bit; true when it was clear before. */
+/*
+ * Set one bit; true when it was clear before. An entry changed again before
+ * the migration took its bit (the common case: a guest remaps a page) costs
+ * a load, not a locked OR. Safe for the same reason as the summary check:
+ * the caller holds the entry lock; if the seq_cst load sees the bit set, the
+ * taker's exchange of this word comes later in the total order, so its
+ * read of the entry (under the lock we still hold) sees this change.
+ */
 static inline bool hpt_trk_set(struct hpt_track *t, uint64_t bit)
 {
 	uint64_t w = bit >> 6, m = UINT64_C(1) << (bit & 63);
+	if (atomic_load(&t->words[w]) & m)
+		return false;
 	if (atomic_fetch_or(&t->words[w], m) & m)
 		return false; /* whoever set it first marks the summary */
 	hpt_trk_summary_mark(t, w);
