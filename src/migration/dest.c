@@ -26,6 +26,7 @@ struct dest {
 	mig_dest_report_t *rep;
 	htab_loader_t *loader;
 	bool summary_done;
+	int64_t verify_offset; /* of the hptmig/verify record, for errors */
 	htab_summary_t sum;
 };
 
@@ -54,6 +55,8 @@ static int dest_on_record(void *o, const savevm_record_info_t *rec, hm_error_t *
 	struct dest *d = o;
 	(void)err;
 	bool htab = rec->idstr && strcmp(rec->idstr, HTAB_IDSTR) == 0;
+	if (rec->idstr && strcmp(rec->idstr, VERIFY_SECTION_IDSTR) == 0)
+		d->verify_offset = (int64_t)rec->offset;
 	if (htab && rec->end_offset >= rec->payload_offset + 5)
 		d->rep->htab_bytes += rec->end_offset - rec->payload_offset - 5; /* minus footer */
 	if (htab)
@@ -83,7 +86,7 @@ int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_
 		 hm_error_t *err)
 {
 	mig_dest_params_t defaults;
-	struct dest d = {0};
+	struct dest d = {.verify_offset = -1};
 	mig_conn_t *conn = NULL;
 	savevm_registry_t *reg = NULL;
 	machine_t *m = NULL;
@@ -164,8 +167,11 @@ int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_
 	if (verify.loaded) {
 		rc = savevm_verify_check(&verify, d.sum.no_hpt ? VERIFY_NO_HPT : d.sum.shift,
 					 d.sum.valid, d.sum.digest, err);
-		if (rc)
+		if (rc) {
+			if (err->offset < 0)
+				err->offset = d.verify_offset; /* the record that disagreed */
 			goto refused;
+		}
 		rep->verified = true;
 	}
 	rep->load_ns = hm_now_ns() - t_conn;
