@@ -64,6 +64,9 @@ struct hpt_track {
 	_Atomic uint64_t *summary;
 	uint64_t base, preset;
 	_Atomic uint64_t taken;
+	/* Taker only (one taker at a time): next summary word whose data
+	 * words get prefetched, so a sparse pass overlaps its cache misses. */
+	uint64_t pf_next;
 };
 
 int hpt_trk_create(uint64_t nbits, bool all, struct hpt_track **out);
