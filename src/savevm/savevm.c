@@ -200,10 +200,11 @@ static int handler_fail(mig_file_t *f, hm_error_t *he, int rc, const savevm_sect
 	hm_error_t e;
 	hm_error_clear(&e);
 	const hm_error_t *ce = mig_file_error(f);
-	if (ce)
-		e = *ce;
-	else if (he->code)
+	/* The handler's own message is the richer one when it has one. */
+	if (he->code)
 		e = *he;
+	else if (ce)
+		e = *ce;
 	else
 		hm_error_set(&e, rc < 0 ? rc : HM_E_STATE, -1, "%s handler failed: %s", what,
 			     hm_err_str(rc));
@@ -785,11 +786,33 @@ static int load_vmdesc(struct load_ctx *c)
 	if (len > SAVEVM_VMDESC_MAX)
 		return rfail(c, HM_E_RANGE, off + 1, "VMDESCRIPTION length %u exceeds %u", len,
 			     SAVEVM_VMDESC_MAX);
-	char *js = malloc((size_t)len + 1);
+	/*
+	 * Grow the buffer as bytes arrive, so that a length field claiming
+	 * 64 MiB on a short input costs no more than the input.
+	 */
+	size_t cap = len < (1u << 20) ? (size_t)len + 1 : (1u << 20);
+	size_t got = 0;
+	char *js = malloc(cap);
+	while (js && got < len) {
+		if (got + 1 >= cap) {
+			size_t ncap = cap * 2 > (size_t)len + 1 ? (size_t)len + 1 : cap * 2;
+			char *nj = realloc(js, ncap);
+			if (!nj) {
+				free(js);
+				js = NULL;
+				break;
+			}
+			js = nj;
+			cap = ncap;
+		}
+		size_t n = len - got < cap - 1 - got ? len - got : cap - 1 - got;
+		if (mig_file_get_buffer(f, js + got, n) != n)
+			break;
+		got += n;
+	}
 	if (!js)
 		return rfail(c, -ENOMEM, off, "VMDESCRIPTION: cannot allocate %u bytes", len);
-	mig_file_get_buffer(f, js, len);
-	js[len] = '\0';
+	js[got] = '\0';
 	if (mig_file_status(f)) {
 		free(js);
 		return rtrunc(c, "VMDESCRIPTION at offset %llu (length %u)", (unsigned long long)off, len);

@@ -530,6 +530,34 @@ static void test_hooks(void **state)
 	free(d);
 }
 
+/* A vmdesc larger than the reader's first allocation; and one cut short. */
+static void test_big_vmdesc(void **state)
+{
+	(void)state;
+	size_t pad = 3u << 20;
+	size_t jl = pad + 24;
+	size_t len = 8 + 1 + 5 + jl;
+	uint8_t *d = malloc(len);
+	memcpy(d, "QEVM\0\0\0\3\0\x06", 10);
+	hm_store_be32(d + 10, (uint32_t)jl);
+	char *js = (char *)d + 14;
+	memcpy(js, "{\"devices\":[],\"pad\":\"", 21);
+	memset(js + 21, 'x', pad);
+	memcpy(js + 21 + pad, "\"}", 2);
+	js[jl - 1] = ' ';
+	struct side s;
+	side_init(&s, true);
+	savevm_load_info_t info;
+	hm_error_t e;
+	savevm_load_opts_t o = { .require_end = true };
+	assert_int_equal(load_buf(&s, d, len, &o, &info, &e), 0);
+	assert_true(info.has_vmdesc);
+	assert_int_equal(load_buf(&s, d, len - 1, &o, &info, &e), HM_E_TRUNCATED);
+	assert_non_null(strstr(e.msg, "VMDESCRIPTION"));
+	savevm_registry_free(s.r);
+	free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -541,6 +569,7 @@ int main(void)
 		cmocka_unit_test(test_truncated_everywhere),
 		cmocka_unit_test(test_rate_limited_iterate),
 		cmocka_unit_test(test_hooks),
+		cmocka_unit_test(test_big_vmdesc),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
