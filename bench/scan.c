@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "hptmig/hpt.h"
 #include "tool.h"
@@ -50,6 +51,28 @@ static uint64_t scan_linear(uint8_t *mirror, uint64_t slots, uint64_t *out)
 		}
 	}
 	return n;
+}
+
+/* Thread CPU time: on a shared machine, time spent preempted is not ours. */
+static uint64_t cpu_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+}
+
+/* Change the listed slots: through the table (marking them) and in the
+ * mirror (R's C bit toggled and QEMU's dirty flag set). */
+static void change_slots(hpt_t *h, uint8_t *mirror, const uint64_t *changed, uint64_t nch)
+{
+	for (uint64_t i = 0; i < nch; i++) {
+		uint64_t s = changed[i], v, r;
+		hpt_read_entry(h, s, &v, &r);
+		hpt_write_entry(h, s, v, r ^ HPTE64_R_C);
+		uint8_t *p = mirror + 16 * s;
+		hm_store_be64(p + 8, hm_load_be64(p + 8) ^ HPTE64_R_C);
+		hm_store_be64(p, hm_load_be64(p) | HPTE64_V_HVLOCK);
+	}
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -146,27 +169,28 @@ static int bench_scan_run(int argc, char **argv, json_t **result)
 		nch = u;
 		uint64_t best_a = UINT64_MAX, best_b = UINT64_MAX;
 		for (int rep = 0; rep < reps && rc == 0; rep++) {
-			/* Change the entries through the table (marking them) and the
-			 * mirror (setting QEMU's dirty flag). */
 			hpt_track_stop(h);
 			if (hpt_track_start(h, &e)) {
 				tool_fail_error("bench scan", &e);
 				rc = 1;
 				break;
 			}
-			for (uint64_t i = 0; i < nch; i++) {
-				uint64_t s = changed[i], v, r;
-				hpt_read_entry(h, s, &v, &r);
-				hpt_write_entry(h, s, v, r ^ HPTE64_R_C);
-				uint8_t *p = mirror + 16 * s;
-				hm_store_be64(p + 8, hm_load_be64(p + 8) ^ HPTE64_R_C);
-				hm_store_be64(p, hm_load_be64(p) | HPTE64_V_HVLOCK);
+			change_slots(h, mirror, changed, nch);
+			/* The bitmap side is short: best of several scans of the same
+			 * set (re-marked between them) per rep. */
+			uint64_t na = 0, ta = UINT64_MAX;
+			for (int k = 0; k < 5; k++) {
+				if (k) /* mark the same set again (the mirror stays consistent) */
+					change_slots(h, mirror, changed, nch);
+				uint64_t t0 = cpu_now_ns();
+				na = scan_bitmap(h, found_a);
+				uint64_t t1 = cpu_now_ns();
+				if (t1 - t0 < ta)
+					ta = t1 - t0;
 			}
-			uint64_t t0 = hm_now_ns();
-			uint64_t na = scan_bitmap(h, found_a);
-			uint64_t t1 = hm_now_ns();
+			uint64_t t1 = cpu_now_ns();
 			uint64_t nb = scan_linear(mirror, slots, found_b);
-			uint64_t t2 = hm_now_ns();
+			uint64_t t2 = cpu_now_ns();
 			if (na != nch || nb != nch || memcmp(found_a, found_b, nch * sizeof(uint64_t)) ||
 			    (nch && memcmp(found_a, changed, nch * sizeof(uint64_t)))) {
 				tool_fail("bench scan",
@@ -176,8 +200,8 @@ static int bench_scan_run(int argc, char **argv, json_t **result)
 				rc = 1;
 				break;
 			}
-			if (t1 - t0 < best_a)
-				best_a = t1 - t0;
+			if (ta < best_a)
+				best_a = ta;
 			if (t2 - t1 < best_b)
 				best_b = t2 - t1;
 		}
@@ -201,7 +225,7 @@ static int bench_scan_run(int argc, char **argv, json_t **result)
 	}
 	*result = json_pack("{s:s,s:i,s:I,s:I,s:f,s:i,s:s,s:o}", "bench", "scan", "table_shift", shift,
 			    "slots", (json_int_t)slots, "valid", (json_int_t)nvalid, "fill_seconds", fill_s,
-			    "reps", reps, "timing", "best of reps; both sides produce the same slot list (checked)",
+			    "reps", reps, "timing", "thread CPU time, best of reps (bitmap: best of 5 scans per rep); both sides produce the same slot list (checked)",
 			    "results", arr);
 	return *result ? 0 : 1;
 }
