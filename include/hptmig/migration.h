@@ -78,6 +78,11 @@ void mig_listener_close(mig_listener_t *l);
 mig_file_t *mig_conn_file(mig_conn_t *c);
 bool mig_conn_has_return_path(const mig_conn_t *c);
 const char *mig_conn_desc(const mig_conn_t *c);
+/*
+ * Source, after the stream's last byte was flushed: half-close the socket so
+ * the destination sees the end of input; the return path stays open.
+ */
+void mig_conn_finish_write(mig_conn_t *c);
 /* Unblock any transfer on c from another thread (cancel). */
 void mig_conn_abort(mig_conn_t *c);
 /*

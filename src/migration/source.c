@@ -373,6 +373,7 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 
 	if (mig_conn_has_return_path(a->conn)) {
 		mig_rp_msg_t msg;
+		mig_conn_finish_write(a->conn);
 		progress(a, "wait", 0, rep->bandwidth, 0, t0);
 		rc = mig_rp_recv(a->conn, p->rp_timeout_ms, &msg, err);
 		uint64_t t_end = hm_now_ns();

@@ -559,6 +559,12 @@ const char *mig_conn_desc(const mig_conn_t *c)
 	return c->desc;
 }
 
+void mig_conn_finish_write(mig_conn_t *c)
+{
+	if (c && c->rp_fd >= 0)
+		shutdown(c->rp_fd, SHUT_WR);
+}
+
 void mig_conn_abort(mig_conn_t *c)
 {
 	if (!c)

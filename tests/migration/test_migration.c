@@ -1,0 +1,389 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The migration layer in process: URI parsing (golden good and bad
+ * spellings), the return path's messages, a whole migration between two
+ * threads with running vCPUs, and the faults: a destination that hangs up
+ * or refuses (the source guest keeps running, or is resumed, with its table
+ * intact, and a new attempt works), a policy that aborts, a cancel from
+ * another thread.
+ */
+#include "testutil.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hptmig/migration.h"
+
+static char *dir;
+
+static int setup(void **state)
+{
+	(void)state;
+	signal(SIGPIPE, SIG_IGN);
+	dir = tu_mkdtemp();
+	return dir ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	tu_rmdir(dir);
+	free(dir);
+	return 0;
+}
+
+static void test_uri_parse(void **state)
+{
+	(void)state;
+	mig_uri_t u;
+	hm_error_t e;
+	char buf[300];
+	const char *good[] = {"tcp:127.0.0.1:4444", "tcp:[::1]:5", "tcp:localhost:0",
+			      "unix:/tmp/x.sock", "exec:cat > /dev/null", "file:/tmp/f.mig", "fd:3"};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		hm_error_clear(&e);
+		assert_int_equal(mig_uri_parse(good[i], &u, &e), 0);
+		mig_uri_format(&u, buf, sizeof(buf));
+		assert_string_equal(buf, good[i]);
+	}
+	assert_int_equal(mig_uri_parse("tcp:[::1]:5", &u, NULL), 0);
+	assert_string_equal(u.host, "::1");
+	assert_int_equal(u.port, 5);
+	assert_true(mig_uri_has_return_path(&u));
+	assert_int_equal(mig_uri_parse("file:/x", &u, NULL), 0);
+	assert_false(mig_uri_has_return_path(&u));
+	struct {
+		const char *s;
+		int code;
+		const char *says;
+	} bad[] = {
+		{"", HM_E_FORMAT, "unknown transport"},
+		{"rdma:1.2.3.4:5", HM_E_FORMAT, "unknown transport"},
+		{"tcp:host", HM_E_FORMAT, "HOST:PORT"},
+		{"tcp:h:70000", HM_E_FORMAT, "port"},
+		{"tcp:h:-1", HM_E_FORMAT, "port"},
+		{"tcp:[::1:5", HM_E_FORMAT, "[ADDR]"},
+		{"unix:", HM_E_FORMAT, "empty"},
+		{"exec:", HM_E_FORMAT, "empty"},
+		{"fd:x", HM_E_FORMAT, "not a number"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		hm_error_clear(&e);
+		assert_int_equal(mig_uri_parse(bad[i].s, &u, &e), bad[i].code);
+		if (!strstr(e.msg, bad[i].says))
+			fail_msg("'%s': message '%s' lacks '%s'", bad[i].s, e.msg, bad[i].says);
+	}
+	char longp[300];
+	memset(longp, 'a', sizeof(longp));
+	memcpy(longp, "unix:", 5);
+	longp[sizeof(longp) - 1] = 0;
+	assert_int_equal(mig_uri_parse(longp, &u, &e), HM_E_RANGE);
+}
+
+static void test_return_path(void **state)
+{
+	(void)state;
+	char s[600];
+	mig_uri_t u;
+	mig_listener_t *l;
+	mig_conn_t *src, *dst;
+	hm_error_t e;
+	hm_error_clear(&e);
+	snprintf(s, sizeof(s), "unix:%s/rp.sock", dir);
+	assert_int_equal(mig_uri_parse(s, &u, &e), 0);
+	assert_int_equal(mig_listen(&u, &l, &e), 0);
+	assert_int_equal(mig_connect(&u, 1000, &src, &e), 0);
+	assert_int_equal(mig_accept(l, 1000, &dst, &e), 0);
+	assert_true(mig_conn_has_return_path(src) && mig_conn_has_return_path(dst));
+	/* stream one way */
+	mig_file_put_be32(mig_conn_file(src), 0xdeadbeef);
+	assert_int_equal(mig_file_flush(mig_conn_file(src)), 0);
+	assert_int_equal(mig_file_get_be32(mig_conn_file(dst)), 0xdeadbeef);
+	/* answers the other way */
+	mig_rp_msg_t m = {.type = MIG_RP_RESUMED, .valid = 12345, .bytes = 678, .load_ns = 9};
+	for (int i = 0; i < 32; i++)
+		m.digest[i] = (uint8_t)i;
+	assert_int_equal(mig_rp_send_resumed(dst, &m), 0);
+	mig_rp_msg_t got;
+	assert_int_equal(mig_rp_recv(src, 1000, &got, &e), 0);
+	assert_int_equal(got.type, MIG_RP_RESUMED);
+	assert_memory_equal(got.digest, m.digest, 32);
+	assert_int_equal(got.valid, 12345);
+	assert_int_equal(got.bytes, 678);
+	hm_error_t why;
+	hm_error_clear(&why);
+	hm_error_set(&why, HM_E_DIGEST, 4242, "digests differ");
+	assert_int_equal(mig_rp_send_refused(dst, &why), 0);
+	assert_int_equal(mig_rp_recv(src, 1000, &got, &e), 0);
+	assert_int_equal(got.type, MIG_RP_REFUSED);
+	assert_int_equal(got.code, HM_E_DIGEST);
+	assert_int_equal(got.offset, 4242);
+	assert_string_equal(got.msg, "digests differ");
+	/* silence is a timeout, a hang-up is a peer failure */
+	assert_int_equal(mig_rp_recv(src, 50, &got, &e), HM_E_TIMEOUT);
+	assert_int_equal(mig_conn_close(dst, NULL), 0);
+	hm_error_clear(&e);
+	assert_int_equal(mig_rp_recv(src, 1000, &got, &e), HM_E_PEER);
+	mig_conn_close(src, NULL);
+	mig_listener_close(l);
+	/* the listener removed its socket file */
+	assert_int_not_equal(access(u.path, F_OK), 0);
+}
+
+/* --------------------------------------------------- in-process migration */
+
+struct dest_thread {
+	mig_listener_t *l;
+	mig_dest_params_t p;
+	mig_dest_report_t rep;
+	hm_error_t err;
+	int rc;
+	pthread_t t;
+};
+
+static void *dest_main(void *arg)
+{
+	struct dest_thread *d = arg;
+	d->rc = mig_dest_run(d->l, &d->p, &d->rep, &d->err);
+	return NULL;
+}
+
+static void dest_start(struct dest_thread *d, const char *uri)
+{
+	mig_uri_t u;
+	memset(d, 0, sizeof(*d));
+	assert_int_equal(mig_uri_parse(uri, &u, NULL), 0);
+	assert_int_equal(mig_listen(&u, &d->l, NULL), 0);
+	mig_dest_params_default(&d->p);
+	d->p.accept_timeout_ms = 20000;
+	d->p.guest.vcpus = 1;
+	d->p.run_ns = 20000000;
+	assert_int_equal(pthread_create(&d->t, NULL, dest_main, d), 0);
+}
+
+static void dest_join(struct dest_thread *d)
+{
+	pthread_join(d->t, NULL);
+	mig_listener_close(d->l);
+}
+
+static machine_t *guest(unsigned shift, unsigned vcpus, uint64_t rate)
+{
+	machine_config_t c;
+	machine_t *m;
+	machine_config_default(&c);
+	c.ram_bytes = 0;
+	c.htab_shift = shift;
+	c.vcpus = vcpus;
+	c.rate = rate;
+	c.seed = tu_seed("guest");
+	assert_int_equal(machine_create(&c, &m, NULL), 0);
+	assert_int_equal(machine_start(m, NULL), 0);
+	return m;
+}
+
+static void migrate_ok(machine_t *m, const char *uri, mig_params_t *p)
+{
+	struct dest_thread d;
+	mig_report_t rep;
+	hm_error_t e;
+	hm_error_clear(&e);
+	dest_start(&d, uri);
+	int rc = mig_source_run(m, uri, p, &rep, &e);
+	dest_join(&d);
+	if (rc || d.rc)
+		fail_msg("source: %s / destination: %s", e.msg, d.err.msg);
+	assert_true(rep.verified);
+	assert_true(d.rep.verified);
+	assert_memory_equal(rep.digest, d.rep.digest, 32);
+	assert_int_equal(rep.bytes_total, d.rep.bytes_total);
+	/* the source's table, digested by hpt itself, is what arrived */
+	uint8_t dg[32];
+	assert_int_equal(hpt_digest(machine_hpt(m), dg), 0);
+	assert_memory_equal(dg, d.rep.digest, 32);
+	/* migrated: the source guest stays stopped */
+	assert_true(machine_paused(m));
+	assert_true(d.rep.guest.hcalls > 0); /* and runs on at the destination */
+	assert_int_equal(d.rep.guest.unexpected, 0);
+}
+
+static void test_migrate_in_process(void **state)
+{
+	(void)state;
+	char uri[600];
+	mig_params_t p;
+	mig_params_default(&p);
+	machine_t *m = guest(21, 2, 0); /* flat out */
+	p.max_iterations = 4;
+	snprintf(uri, sizeof(uri), "unix:%s/ok.sock", dir);
+	migrate_ok(m, uri, &p);
+	machine_destroy(m);
+
+	/* the seed's policy and linear scan also produce a correct copy */
+	m = guest(20, 2, 20000);
+	mig_params_default(&p);
+	p.policy = mig_policy_seed;
+	p.scan = HTAB_SCAN_LINEAR;
+	migrate_ok(m, uri, &p);
+	machine_destroy(m);
+}
+
+/* A destination that accepts, reads `n` bytes and hangs up, or reads the
+ * whole stream and answers REFUSED. */
+struct fake {
+	mig_listener_t *l;
+	size_t n;
+	bool refuse;
+	pthread_t t;
+};
+
+static void *fake_main(void *arg)
+{
+	struct fake *f = arg;
+	mig_conn_t *c;
+	if (mig_accept(f->l, 20000, &c, NULL) != 0)
+		return NULL;
+	mig_file_t *in = mig_conn_file(c);
+	if (f->refuse) {
+		while (!mig_file_eof(in) && mig_file_status(in) == 0)
+			mig_file_get_u8(in);
+		hm_error_t e;
+		hm_error_clear(&e);
+		hm_error_set(&e, HM_E_FORMAT, 77, "not today");
+		mig_rp_send_refused(c, &e);
+	} else {
+		for (size_t i = 0; i < f->n; i++)
+			mig_file_get_u8(in);
+	}
+	mig_conn_close(c, NULL);
+	return NULL;
+}
+
+static void test_failure_leaves_guest_running(void **state)
+{
+	(void)state;
+	char uri[600];
+	snprintf(uri, sizeof(uri), "unix:%s/fail.sock", dir);
+	machine_t *m = guest(22, 2, 20000);
+	mig_params_t p;
+	mig_params_default(&p);
+	p.max_bandwidth = 2u << 20; /* the first pass takes a while */
+	for (int kind = 0; kind < 2; kind++) {
+		struct fake f = {.n = 20000, .refuse = kind == 1};
+		mig_uri_t u;
+		assert_int_equal(mig_uri_parse(uri, &u, NULL), 0);
+		assert_int_equal(mig_listen(&u, &f.l, NULL), 0);
+		assert_int_equal(pthread_create(&f.t, NULL, fake_main, &f), 0);
+		mig_report_t rep;
+		hm_error_t e;
+		hm_error_clear(&e);
+		int rc = mig_source_run(m, uri, &p, &rep, &e);
+		pthread_join(f.t, NULL);
+		mig_listener_close(f.l);
+		assert_true(rc < 0);
+		if (kind == 0) {
+			/* hung up during precopy: the guest never stopped */
+			assert_false(rep.stopped);
+		} else {
+			/* refused after the stop: resumed, and the reason is shown */
+			assert_true(rep.stopped);
+			assert_true(rep.source_resumed);
+			assert_int_equal(rc, HM_E_FORMAT);
+			assert_non_null(strstr(e.msg, "not today"));
+		}
+		/* the guest runs: its hypercalls go on and change its table */
+		assert_false(machine_paused(m));
+		machine_stats_t s1, s2;
+		machine_get_stats(m, &s1);
+		hm_sleep_ns(30000000);
+		machine_get_stats(m, &s2);
+		assert_true(s2.hcalls > s1.hcalls);
+		assert_false(hpt_tracking(machine_hpt(m))); /* tracking stopped */
+	}
+	/* and a new attempt works, with a full pass */
+	mig_params_default(&p);
+	migrate_ok(m, uri, &p);
+	machine_destroy(m);
+}
+
+static enum mig_policy_answer abort_after_two(void *opaque, const mig_policy_stats_t *st)
+{
+	int *calls = opaque;
+	(*calls)++;
+	assert_true(st->downtime_limit_ns == 300000000ull);
+	return st->rounds >= 2 ? MIG_POLICY_ABORT : MIG_POLICY_CONTINUE;
+}
+
+struct canceller {
+	mig_cancel_t *c;
+	uint64_t after_ns;
+};
+
+static void *cancel_main(void *arg)
+{
+	struct canceller *c = arg;
+	hm_sleep_ns(c->after_ns);
+	mig_cancel_request(c->c);
+	return NULL;
+}
+
+static void test_policy_abort_and_cancel(void **state)
+{
+	(void)state;
+	char uri[600];
+	snprintf(uri, sizeof(uri), "unix:%s/abort.sock", dir);
+	machine_t *m = guest(22, 1, 1000);
+	mig_params_t p;
+	mig_params_default(&p);
+	int calls = 0;
+	p.policy = abort_after_two;
+	p.policy_opaque = &calls;
+	p.max_bandwidth = 1u << 20;
+	struct dest_thread d;
+	dest_start(&d, uri);
+	mig_report_t rep;
+	hm_error_t e;
+	hm_error_clear(&e);
+	assert_int_equal(mig_source_run(m, uri, &p, &rep, &e), HM_E_CANCELLED);
+	dest_join(&d);
+	assert_int_equal(calls, 2);
+	assert_true(d.rc < 0); /* half a stream: refused */
+	assert_false(d.rep.resumed);
+	assert_false(machine_paused(m));
+
+	/* a cancel from another thread wakes a transfer blocked on the link */
+	mig_params_default(&p);
+	p.max_bandwidth = 64u << 10;
+	assert_int_equal(mig_cancel_new(&p.cancel), 0);
+	struct canceller c = {.c = p.cancel, .after_ns = 200000000};
+	pthread_t t;
+	dest_start(&d, uri);
+	assert_int_equal(pthread_create(&t, NULL, cancel_main, &c), 0);
+	uint64_t t0 = hm_now_ns();
+	hm_error_clear(&e);
+	int rc = mig_source_run(m, uri, &p, &rep, &e);
+	uint64_t took = hm_now_ns() - t0;
+	pthread_join(t, NULL);
+	dest_join(&d);
+	assert_int_equal(rc, HM_E_CANCELLED);
+	assert_true(took < 3000000000ull);
+	assert_false(machine_paused(m));
+	mig_cancel_free(p.cancel);
+	machine_destroy(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_uri_parse),
+		cmocka_unit_test(test_return_path),
+		cmocka_unit_test(test_migrate_in_process),
+		cmocka_unit_test(test_failure_leaves_guest_running),
+		cmocka_unit_test(test_policy_abort_and_cancel),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
