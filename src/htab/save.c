@@ -246,8 +246,11 @@ static bool resized(htab_save_t *s)
  */
 static bool first_pass(htab_save_t *s, mig_file_t *f, uint64_t deadline, bool bounded)
 {
-	while (s->first_next < s->slots) {
-		if (bounded && must_stop(f, deadline))
+	if (s->first_done)
+		return true; /* must not reset the later pass's cursor and held word */
+	/* Each call does at least one unit, so a tiny budget still progresses. */
+	for (bool did = false; s->first_next < s->slots; did = true) {
+		if (bounded && did && must_stop(f, deadline))
 			return false;
 		if (!bounded && mig_file_status(f))
 			return false;
@@ -294,7 +297,7 @@ static bool later_bitmap(htab_save_t *s, mig_file_t *f, uint64_t deadline, bool 
 {
 	uint64_t first, bits;
 	for (unsigned n = 0;; n++) {
-		if (bounded && n % HTAB_WORDS_PER_CHECK == 0 && must_stop(f, deadline))
+		if (bounded && n > 0 && n % HTAB_WORDS_PER_CHECK == 0 && must_stop(f, deadline))
 			break;
 		if (mig_file_status(f))
 			break;
@@ -322,8 +325,8 @@ static bool later_linear(htab_save_t *s, mig_file_t *f, uint64_t deadline, bool 
 			 uint64_t limit)
 {
 	uint64_t bits[HTAB_BLOCK_SLOTS / 64];
-	while (s->cursor < limit) {
-		if (bounded && must_stop(f, deadline))
+	for (bool did = false; s->cursor < limit; did = true) {
+		if (bounded && did && must_stop(f, deadline))
 			goto stop;
 		if (mig_file_status(f))
 			goto stop;
@@ -443,8 +446,10 @@ int htab_save_iterate(htab_save_t *s, mig_file_t *f, uint64_t budget_ns)
 		goto out;
 	}
 	mig_file_put_be32(f, HTAB_HDR_CHUNKS);
-	if (!s->first_done && !first_pass(s, f, deadline, true))
-		goto end;
+	if (!s->first_done) {
+		if (!first_pass(s, f, deadline, true) || must_stop(f, deadline))
+			goto end;
+	}
 	if (s->scan == HTAB_SCAN_BITMAP)
 		done = later_bitmap(s, f, deadline, true);
 	else
@@ -473,7 +478,8 @@ int htab_save_complete(htab_save_t *s, mig_file_t *f)
 					  "new table: iterate again before stopping the guest",
 					  s->shift, hpt_shift(s->hpt));
 	mig_file_put_be32(f, HTAB_HDR_CHUNKS);
-	first_pass(s, f, 0, false);
+	if (!s->first_done)
+		first_pass(s, f, 0, false);
 	/* vCPUs are stopped: finish the current sweep, then one over what it had left behind. */
 	if (s->scan == HTAB_SCAN_BITMAP) {
 		bool from_start = s->cursor == 0;
@@ -481,6 +487,12 @@ int htab_save_complete(htab_save_t *s, mig_file_t *f)
 		if (!from_start)
 			later_bitmap(s, f, 0, false);
 	} else {
+		/*
+		 * STASH_DONE only meant "no takes until this sweep ends": a sweep
+		 * finished now must take what was set since (a held word stays).
+		 */
+		if (s->stash == STASH_DONE)
+			s->stash = STASH_EMPTY;
 		uint64_t behind = s->cursor;
 		later_linear(s, f, 0, false, s->slots);
 		later_linear(s, f, 0, false, behind);

@@ -120,7 +120,21 @@ static inline void assert_same_table(hpt_t *src, htab_loader_t *l)
 	assert_int_equal(htab_loader_summary(l, &sum, NULL), 0);
 	if (memcmp(d, sum.digest, 32) != 0) {
 		uint64_t v1;
+		hpt_t *dst = htab_loader_table(l);
 		hpt_count(src, &v1, NULL);
+		for (uint64_t i = 0, shown = 0; dst && i < hpt_slots(src) && shown < 5; i++) {
+			uint64_t a, b, c, dd;
+			hpt_read_entry(src, i, &a, &b);
+			hpt_read_entry(dst, i, &c, &dd);
+			if ((a & 1) != (c & 1) || ((a & 1) && (a != c || b != dd))) {
+				print_error("slot %llu: source V=%016llx R=%016llx, destination "
+					    "V=%016llx R=%016llx\n",
+					    (unsigned long long)i, (unsigned long long)a,
+					    (unsigned long long)b, (unsigned long long)c,
+					    (unsigned long long)dd);
+				shown++;
+			}
+		}
 		fail_msg("digest mismatch: source %llu valid, destination %llu valid",
 			 (unsigned long long)v1, (unsigned long long)sum.valid);
 	}

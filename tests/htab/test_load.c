@@ -204,6 +204,7 @@ static void test_channel_offsets(void **state)
 	assert_int_equal(e.offset, 16);
 	assert_non_null(strstr(e.msg, "chunk 1"));
 	hm_error_t fe;
+	hm_error_clear(&fe);
 	assert_int_equal(mig_file_close(f, &fe), HM_E_RANGE);
 	assert_int_equal(fe.offset, 16);
 	htab_loader_destroy(l);
