@@ -145,7 +145,7 @@ typedef struct hpt_config {
 	/*
 	 * Largest page (actual page shift) a guest may map: H_ENTER refuses a
 	 * larger one with H_PARAMETER. QEMU's default cap-hpt-max-page-size is
-	 * 64K (16), which refuses 16M pages; 24 allows them.
+	 * 64K (16), which refuses 16M pages; 24 allows them. 0 means 16.
 	 */
 	unsigned max_page_shift;
 	/*

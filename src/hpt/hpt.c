@@ -160,6 +160,8 @@ int hpt_create(unsigned shift, const hpt_config_t *cfg, hpt_t **out, hm_error_t 
 		hpt_config_default(&c);
 	if ((rc = check_shift(shift, err)) != 0)
 		return rc;
+	if (c.max_page_shift == 0)
+		c.max_page_shift = 16; /* a zero-initialised config means the default */
 	if (c.max_page_shift < 12 || c.max_page_shift > 34)
 		return hm_error_set(err, HM_E_RANGE, -1,
 				    "hpt: config max_page_shift %u outside 12..34", c.max_page_shift);

@@ -17,6 +17,35 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+
+/*
+ * Bitmap memory. Big bitmaps (a 2 GiB table has a 16 MiB bitmap) come from
+ * mmap with huge pages: a sparse pass touches one random word per change,
+ * and with 4K pages each of those is a TLB miss on top of the cache miss.
+ */
+#define TRK_MMAP_MIN ((size_t)1 << 20)
+
+static void *trk_alloc(size_t bytes)
+{
+	if (bytes < TRK_MMAP_MIN)
+		return calloc(1, bytes);
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	(void)madvise(p, bytes, MADV_HUGEPAGE);
+	return p;
+}
+
+static void trk_free(void *p, size_t bytes)
+{
+	if (!p)
+		return;
+	if (bytes < TRK_MMAP_MIN)
+		free(p);
+	else
+		munmap(p, bytes);
+}
 
 int hpt_trk_create(uint64_t nbits, bool all, struct hpt_track **out)
 {
@@ -26,9 +55,9 @@ int hpt_trk_create(uint64_t nbits, bool all, struct hpt_track **out)
 	t->nbits = nbits;
 	t->nwords = (nbits + 63) / 64;
 	t->nsummary = (t->nwords + 63) / 64;
-	/* calloc of a large block is fresh zero pages: free until touched. */
-	t->words = calloc(t->nwords, sizeof(uint64_t));
-	t->summary = calloc(t->nsummary, sizeof(uint64_t));
+	/* Zero pages: free until touched. */
+	t->words = trk_alloc(t->nwords * sizeof(uint64_t));
+	t->summary = trk_alloc(t->nsummary * sizeof(uint64_t));
 	if (!t->words || !t->summary) {
 		hpt_trk_destroy(t);
 		return -ENOMEM;
@@ -54,8 +83,8 @@ void hpt_trk_destroy(struct hpt_track *t)
 {
 	if (!t)
 		return;
-	free((void *)(uintptr_t)t->words);
-	free((void *)(uintptr_t)t->summary);
+	trk_free((void *)(uintptr_t)t->words, t->nwords * sizeof(uint64_t));
+	trk_free((void *)(uintptr_t)t->summary, t->nsummary * sizeof(uint64_t));
 	free(t);
 }
 
@@ -87,7 +116,7 @@ uint64_t hpt_trk_set_range(struct hpt_track *t, uint64_t first, uint64_t n)
  * next few summary words' data words ahead lets those misses overlap.
  * Hints only: correctness never depends on them.
  */
-#define TRK_PREFETCH_AHEAD 4
+#define TRK_PREFETCH_AHEAD 16
 static void trk_prefetch(struct hpt_track *t, uint64_t si)
 {
 	uint64_t until = si + TRK_PREFETCH_AHEAD < t->nsummary ? si + TRK_PREFETCH_AHEAD : t->nsummary;

@@ -37,6 +37,11 @@ static void test_create_limits(void **state)
 	cfg.max_page_shift = 11;
 	hm_error_clear(&e);
 	assert_int_equal(hpt_create(18, &cfg, &h, &e), HM_E_RANGE);
+	/* A zero-initialised config is the default one. */
+	hpt_config_t zero = {0};
+	assert_int_equal(hpt_create(18, &zero, &h, NULL), 0);
+	assert_int_equal(hpt_config(h)->max_page_shift, 16);
+	hpt_destroy(h);
 	/* NULL error object accepted. */
 	assert_int_equal(hpt_create(17, NULL, &h, NULL), HM_E_RANGE);
 
