@@ -9,6 +9,9 @@
  */
 #include "test_migrate_util.h"
 
+#include <poll.h>
+#include <sys/un.h>
+
 static char *dir;
 
 static int setup(void **state)
@@ -58,22 +61,42 @@ static void test_destination_killed(void **state)
 static void test_destination_killed_retry(void **state)
 {
 	(void)state;
-	char cmd[4096], uri[600];
-	struct bg in1, in2, src;
-	snprintf(uri, sizeof(uri), "unix:%s/r.sock", dir);
-	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s", tu_bin(), uri);
-	bg_start(&in1, dir, "rin1", cmd);
+	char cmd[4096], uri[600], path[600];
+	struct bg in2, src;
+	snprintf(path, sizeof(path), "%s/r.sock", dir);
+	snprintf(uri, sizeof(uri), "unix:%s", path);
+	/* The first destination is this test: it accepts the source, takes
+	 * part of the stream and dies (closes everything), so the first attempt
+	 * surely failed mid-stream. */
+	int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 1), 0);
 	snprintf(cmd, sizeof(cmd), "exec '%s' migrate %s --json --ram 1G --max-bandwidth 1M "
-		 "--vcpus 2 --retries 2 --retry-delay 0.3 --connect-timeout 10", tu_bin(), uri);
+		 "--vcpus 2 --retries 2 --retry-delay 0.3 --connect-timeout 20", tu_bin(), uri);
 	bg_start(&src, dir, "rsrc", cmd);
-	usleep(200000);
-	bg_kill(&in1, SIGKILL);
-	assert_int_equal(bg_wait(&in1, 5000), 128 + SIGKILL);
+	struct pollfd pf = {.fd = lfd, .events = POLLIN};
+	assert_int_equal(poll(&pf, 1, 30000), 1);
+	int cfd = accept(lfd, NULL, NULL);
+	assert_true(cfd >= 0);
+	char buf[4096];
+	size_t got = 0;
+	while (got < 20000) {
+		ssize_t n = read(cfd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	assert_true(got >= 20000);
+	close(cfd);
+	close(lfd);
+	unlink(path);
 	/* a second destination on the same address receives the guest */
 	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s --json --run 0.1", tu_bin(), uri);
 	bg_start(&in2, dir, "rin2", cmd);
-	int rc = bg_wait(&src, 30000);
-	int rc2 = bg_wait(&in2, 30000);
+	int rc = bg_wait(&src, 60000);
+	int rc2 = bg_wait(&in2, 60000);
 	char *err = slurp(src.err);
 	if (rc != 0 || rc2 != 0)
 		fail_msg("source rc %d [%s], second destination rc %d", rc, err, rc2);
@@ -98,10 +121,10 @@ static void test_source_killed(void **state)
 	snprintf(uri, sizeof(uri), "unix:%s/s.sock", dir);
 	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s --json", tu_bin(), uri);
 	bg_start(&in, dir, "sin", cmd);
-	snprintf(cmd, sizeof(cmd), "exec '%s' migrate %s --ram 1G --max-bandwidth 300K", tu_bin(),
+	snprintf(cmd, sizeof(cmd), "exec '%s' migrate %s --ram 1G --max-bandwidth 150K", tu_bin(),
 		 uri);
 	bg_start(&src, dir, "ssrc", cmd);
-	usleep(400000);
+	usleep(800000); /* booted and connected, first pass under way (>1 s) */
 	bg_kill(&src, SIGKILL);
 	bg_wait(&src, 5000);
 	int rc = bg_wait(&in, 20000);
@@ -281,10 +304,10 @@ static void test_interrupt(void **state)
 	snprintf(uri, sizeof(uri), "unix:%s/i.sock", dir);
 	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s", tu_bin(), uri);
 	bg_start(&in, dir, "iin", cmd);
-	snprintf(cmd, sizeof(cmd), "exec '%s' migrate %s --json --ram 1G --max-bandwidth 200K",
+	snprintf(cmd, sizeof(cmd), "exec '%s' migrate %s --json --ram 1G --max-bandwidth 150K",
 		 tu_bin(), uri);
 	bg_start(&src, dir, "isrc", cmd);
-	usleep(400000);
+	usleep(800000);
 	bg_kill(&src, SIGINT);
 	int rc = bg_wait(&src, 10000);
 	int irc = bg_wait(&in, 20000);
