@@ -166,7 +166,9 @@ typedef struct an_report {
 	char stop_reason[512];
 	hm_error_t error;       /* first error (code 0: none) */
 
-	json_t *state;          /* device state (AN_OPT_STATE), owned */
+	char *state_text;       /* device state as indented JSON text (AN_OPT_STATE) */
+	size_t state_len;
+	json_t *state;          /* the same as a JSON value (AN_OPT_STATE_JSON), owned */
 	uint64_t walk_ns;       /* time spent walking */
 
 	struct an_private *priv; /* the replayed table and other internals */
@@ -175,6 +177,7 @@ typedef struct an_report {
 /* Options of an_analyze(). */
 #define AN_OPT_STATE 0x1u     /* decode every device section into report->state */
 #define AN_OPT_KEEP_TABLE 0x2u /* keep the replayed table (an_htab_foreach, rewrite) */
+#define AN_OPT_STATE_JSON 0x4u /* also parse the state text into report->state */
 
 /*
  * Walk the stream buf[0, len) (the caller keeps it alive and unchanged for

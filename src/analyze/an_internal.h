@@ -17,7 +17,7 @@
 
 /* ------------------------------------------------------------ vmdesc */
 
-enum an_vkind { AN_VK_GENERIC, AN_VK_INT, AN_VK_UINT, AN_VK_INT_LE, AN_VK_BOOL, AN_VK_STRUCT };
+enum an_vkind { AN_VK_GENERIC, AN_VK_INT, AN_VK_UINT, AN_VK_INT_LE, AN_VK_BOOL, AN_VK_NULLPTR, AN_VK_STRUCT };
 
 struct an_vdesc;
 
@@ -63,6 +63,30 @@ const struct an_vdesc *an_vmdesc_find(const struct an_vmdesc *vd, const char *na
  * versions 1..3 and `hptmig/verify` 1). NULL when none. */
 const struct an_vdesc *an_builtin_find(const char *name, uint32_t instance_id, uint32_t version);
 
+/* ------------------------------------------------------------ state tree */
+
+struct an_arena {
+	struct an_arena_chunk *head;
+};
+void *an_arena_alloc(struct an_arena *a, size_t n);
+void an_arena_free(struct an_arena *a);
+
+enum an_node_type { AN_NODE_OBJ, AN_NODE_ARR, AN_NODE_STR, AN_NODE_TRUE, AN_NODE_FALSE };
+
+/* A value of the decoded state; all of it lives in the walk's arena. */
+struct an_node {
+	enum an_node_type type;
+	const char *key;          /* member name inside an object */
+	const char *str;          /* AN_NODE_STR */
+	size_t len;
+	struct an_node *first, *last, *next;
+	struct an_node *hint;     /* objects: the member put last */
+};
+struct an_node *an_node_new(struct an_arena *a, enum an_node_type t, const char *str, size_t len);
+int an_node_put(struct an_arena *a, struct an_node *obj, const char *key, struct an_node *v, bool arr);
+/* Indented JSON text of the tree (malloc'd), or NULL. */
+char *an_node_render(const struct an_node *root, size_t *len);
+
 /* ------------------------------------------------------------ table */
 
 #define AN_TAB_BLK_SHIFT 12u /* 4096 slots (64 KiB) per block, allocated on first write */
@@ -98,6 +122,8 @@ struct an_private {
 	bool have_tab;
 	size_t rec_cap; /* capacity of report->records */
 	int64_t verify_off; /* offset of the hptmig/verify record */
+	struct an_arena arena;  /* the state tree (AN_OPT_STATE) */
+	struct an_node *state;  /* its root object */
 };
 
 struct an_walk {
@@ -108,6 +134,7 @@ struct an_walk {
 	an_report_t *r;
 	hm_error_t *err;
 	const struct an_vmdesc *vd; /* NULL without vmdesc */
+	struct an_arena *arena;     /* state tree (AN_OPT_STATE) */
 	char ctx[200];              /* "record #N SECTION_FULL, section 'x' (id N, instance N)" */
 	int64_t rec_off;
 	size_t nframes;
@@ -155,7 +182,7 @@ static inline uint64_t an_be64(struct an_walk *w)
 
 /* Walk one vmstate payload (fields then listed subsections) through d.
  * obj: JSON object to fill with decoded values, or NULL to only skip. */
-int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, json_t *obj,
+int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, struct an_node *obj,
 		    bool builtin);
 /* `ram` payload of one record (START/PART/END). */
 int an_ram_walk(struct an_walk *w, uint8_t type);

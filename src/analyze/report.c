@@ -162,6 +162,8 @@ json_t *an_report_json(const an_report_t *r, unsigned flags)
 	json_object_set_new(o, "walk_ms", json_real((double)r->walk_ns / 1e6));
 	if ((flags & AN_OUT_STATE) && r->state)
 		json_object_set(o, "state", r->state);
+	else if ((flags & AN_OUT_STATE) && r->state_text)
+		json_object_set_new(o, "state", json_loadb(r->state_text, r->state_len, 0, NULL));
 	if ((flags & AN_OUT_DESC) && r->vmdesc)
 		json_object_set(o, "desc", r->vmdesc);
 	return o;
@@ -326,13 +328,8 @@ char *an_report_text(const an_report_t *r, unsigned flags)
 	} else {
 		sb_printf(&b, "result: OK (EOF at offset %" PRIu64 ")\n", r->eof_offset);
 	}
-	if ((flags & AN_OUT_STATE) && r->state) {
-		char *s = json_dumps(r->state, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
-		if (s) {
-			sb_printf(&b, "state:\n%s\n", s);
-			free(s);
-		}
-	}
+	if ((flags & AN_OUT_STATE) && r->state_text)
+		sb_printf(&b, "state:\n%s", r->state_text);
 	if ((flags & AN_OUT_DESC) && r->vmdesc) {
 		char *s = json_dumps(r->vmdesc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		if (s) {

@@ -43,6 +43,8 @@ static enum an_vkind kind_of(const char *type, uint64_t size)
 					    "uint16 equal", "uint32 equal", "uint64 equal", NULL};
 	if (strcmp(type, "struct") == 0)
 		return AN_VK_STRUCT;
+	if (strcmp(type, "nullptr") == 0)
+		return AN_VK_NULLPTR;
 	if (size != 1 && size != 2 && size != 4 && size != 8)
 		return AN_VK_GENERIC;
 	if (strcmp(type, "bool") == 0)
@@ -311,33 +313,44 @@ static void frame_push(struct an_walk *w, const char *name, int64_t index)
 	w->nframes++;
 }
 
-static json_t *value_json(const struct an_vfield *f, const uint8_t *p)
+/* One value as QEMU's analyser shows it: integers as 0x%0*x (negative
+ * signed ones followed by their decimal value), booleans, "nullptr", and
+ * anything else as hex bytes separated by spaces. */
+static struct an_node *value_node(struct an_arena *a, const struct an_vfield *f, const uint8_t *p)
 {
+	static const char hx[] = "0123456789abcdef";
 	char buf[64];
 	uint64_t u = 0;
 	switch (f->kind) {
+	case AN_VK_NULLPTR:
+		return an_node_new(a, AN_NODE_STR, "nullptr", 7);
 	case AN_VK_BOOL:
-		return json_boolean(p[0] != 0);
+		return an_node_new(a, p[0] ? AN_NODE_TRUE : AN_NODE_FALSE, NULL, 0);
 	case AN_VK_INT:
 	case AN_VK_UINT:
-	case AN_VK_INT_LE:
+	case AN_VK_INT_LE: {
 		for (uint64_t i = 0; i < f->size; i++) {
 			uint64_t b = f->kind == AN_VK_INT_LE ? p[f->size - 1 - i] : p[i];
 			u = (u << 8) | b;
 		}
-		if (f->kind != AN_VK_UINT && f->size < 8 && (u >> (f->size * 8 - 1)) & 1) {
-			int64_t s = (int64_t)(u | (~UINT64_C(0) << (f->size * 8)));
-			snprintf(buf, sizeof(buf), "0x%0*" PRIx64 " (%" PRId64 ")", (int)(f->size * 2), u, s);
-		} else if (f->kind != AN_VK_UINT && f->size == 8 && (int64_t)u < 0) {
-			snprintf(buf, sizeof(buf), "0x%016" PRIx64 " (%" PRId64 ")", u, (int64_t)u);
-		} else {
-			snprintf(buf, sizeof(buf), "0x%0*" PRIx64, (int)(f->size * 2), u);
+		size_t nd = (size_t)f->size * 2, n = 0;
+		buf[n++] = '0';
+		buf[n++] = 'x';
+		for (size_t i = 0; i < nd; i++)
+			buf[n++] = hx[(u >> ((nd - 1 - i) * 4)) & 15];
+		bool neg = f->kind != AN_VK_UINT && ((u >> (f->size * 8 - 1)) & 1);
+		if (neg) {
+			int64_t sv = f->size < 8 ? (int64_t)(u | (~UINT64_C(0) << (f->size * 8))) : (int64_t)u;
+			int k = snprintf(buf + n, sizeof(buf) - n, " (%" PRId64 ")", sv);
+			if (k > 0)
+				n += (size_t)k;
 		}
-		return json_string(buf);
+		return an_node_new(a, AN_NODE_STR, buf, n);
+	}
 	default: {
-		static const char hx[] = "0123456789abcdef";
 		size_t n = (size_t)f->size;
-		char *s = malloc(n ? n * 3 : 1);
+		struct an_node *node = an_node_new(a, AN_NODE_STR, NULL, 0);
+		char *s = node ? an_arena_alloc(a, n ? n * 3 : 1) : NULL;
 		if (!s)
 			return NULL;
 		for (size_t i = 0; i < n; i++) {
@@ -345,46 +358,14 @@ static json_t *value_json(const struct an_vfield *f, const uint8_t *p)
 			s[i * 3 + 1] = hx[p[i] & 15];
 			s[i * 3 + 2] = ' ';
 		}
-		s[n ? n * 3 - 1 : 0] = 0;
-		json_t *j = json_stringn(s, n ? n * 3 - 1 : 0);
-		free(s);
-		return j;
+		node->str = s;
+		node->len = n ? n * 3 - 1 : 0;
+		return node;
 	}
 	}
 }
 
-/* Put v under name in obj: arrays (array_len, or "index"ed elements of an
- * unfolded array) become JSON arrays, as QEMU's analyser shows them. */
-static void obj_put(json_t *obj, const char *name, json_t *v, bool arr)
-{
-	if (!v)
-		return;
-	if (!arr) {
-		if (json_object_get(obj, name)) {
-			/* Same name twice (e.g. two "unused" fields): keep both. */
-			char alt[300];
-			for (int k = 2; k < 1000; k++) {
-				snprintf(alt, sizeof(alt), "%s (%d)", name, k);
-				if (!json_object_get(obj, alt)) {
-					json_object_set_new(obj, alt, v);
-					return;
-				}
-			}
-			json_decref(v);
-			return;
-		}
-		json_object_set_new(obj, name, v);
-		return;
-	}
-	json_t *a = json_object_get(obj, name);
-	if (!json_is_array(a)) {
-		a = json_array();
-		json_object_set_new(obj, name, a);
-	}
-	json_array_append_new(a, v);
-}
-
-int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, json_t *obj,
+int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, struct an_node *obj,
 		    bool builtin)
 {
 	if (depth > AN_VDESC_MAX_DEPTH)
@@ -396,22 +377,22 @@ int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, json
 			for (uint64_t k = 0; k < f->count; k++) {
 				frame_push(w, f->name, f->count > 1 ? (int64_t)k : f->index);
 				size_t start = w->pos;
-				json_t *sub = obj ? json_object() : NULL;
+				struct an_node *sub = obj ? an_node_new(w->arena, AN_NODE_OBJ, NULL, 0) : NULL;
+				if (obj && !sub)
+					return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
 				int rc = an_vmstate_walk(w, f->sdesc, depth + 1, sub, builtin);
 				if (rc < 0 || w->stop_sub) {
-					json_decref(sub);
 					w->nframes--;
 					return rc;
 				}
 				if ((uint64_t)(w->pos - start) != f->size) {
-					json_decref(sub);
 					return an_fail(w, HM_E_FORMAT, (int64_t)start,
 						       "struct takes %zu bytes but the vmdesc says %" PRIu64
 						       " (the vmdesc does not match the stream)",
 						       w->pos - start, f->size);
 				}
-				if (obj)
-					obj_put(obj, f->name, sub, arr);
+				if (obj && an_node_put(w->arena, obj, f->name, sub, arr) < 0)
+					return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
 				w->nframes--;
 			}
 			continue;
@@ -425,14 +406,17 @@ int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, json
 		if (!an_need(w, total, "field"))
 			return w->err->code;
 		if (obj) {
+			int rc = 0;
 			if (f->count > 1) {
-				json_t *a = json_array();
-				for (uint64_t k = 0; k < f->count; k++)
-					json_array_append_new(a, value_json(f, w->buf + w->pos + k * f->size));
-				obj_put(obj, f->name, a, false);
+				for (uint64_t k = 0; k < f->count && rc == 0; k++)
+					rc = an_node_put(w->arena, obj, f->name,
+							 value_node(w->arena, f, w->buf + w->pos + k * f->size), true);
 			} else {
-				obj_put(obj, f->name, value_json(f, w->buf + w->pos), f->index >= 0);
+				rc = an_node_put(w->arena, obj, f->name, value_node(w->arena, f, w->buf + w->pos),
+						 f->index >= 0);
 			}
+			if (rc < 0)
+				return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
 		}
 		w->pos += (size_t)total;
 		w->nframes--;
@@ -459,14 +443,14 @@ int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, json
 		if (s->version >= 0 && ver != (uint64_t)s->version)
 			return an_fail(w, HM_E_VERSION, (int64_t)w->pos - 4,
 				       "subsection version %u, the vmdesc says %" PRId64, ver, s->version);
-		json_t *sub = obj ? json_object() : NULL;
+		struct an_node *sub = obj ? an_node_new(w->arena, AN_NODE_OBJ, NULL, 0) : NULL;
+		if (obj && !sub)
+			return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
 		int rc = an_vmstate_walk(w, s, depth + 1, sub, builtin);
-		if (rc < 0 || w->stop_sub) {
-			json_decref(sub);
+		if (rc < 0 || w->stop_sub)
 			return rc;
-		}
-		if (obj)
-			obj_put(obj, s->vmsd_name, sub, false);
+		if (obj && an_node_put(w->arena, obj, s->vmsd_name, sub, false) < 0)
+			return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
 		w->nframes--;
 	}
 	if (builtin && depth == 0 && w->pos < w->end && w->buf[w->pos] == AN_REC_SUBSECTION) {

@@ -186,37 +186,46 @@ static int section_payload(struct an_walk *w, an_section_t *s, uint8_t type, boo
 		if (rc < 0 || !(w->opts & AN_OPT_STATE))
 			return rc;
 		/* As QEMU's analyser: RAM shows its block sizes, the table nothing. */
+		struct an_arena *a = w->arena;
 		char key[300];
-		snprintf(key, sizeof(key), "%s (%u)", s->idstr, s->id);
+		int kl = snprintf(key, sizeof(key), "%s (%u)", s->idstr, s->id);
+		struct an_node *kn = an_node_new(a, AN_NODE_STR, key, (size_t)kl);
+		struct an_node *v;
 		if (s->kind == AN_SEC_RAM) {
-			json_t *sz = json_object();
-			for (size_t i = 0; i < w->r->ram.nblocks; i++) {
-				char v[24];
-				snprintf(v, sizeof(v), "0x%016" PRIx64, w->r->ram.blocks[i].length);
-				json_object_set_new(sz, w->r->ram.blocks[i].name, json_string(v));
+			struct an_node *sz = an_node_new(a, AN_NODE_OBJ, NULL, 0);
+			for (size_t i = 0; sz && i < w->r->ram.nblocks; i++) {
+				char hv[24];
+				int n = snprintf(hv, sizeof(hv), "0x%016" PRIx64, w->r->ram.blocks[i].length);
+				struct an_node *bn = an_node_new(a, AN_NODE_STR, w->r->ram.blocks[i].name,
+								 strlen(w->r->ram.blocks[i].name));
+				if (!bn || an_node_put(a, sz, bn->str, an_node_new(a, AN_NODE_STR, hv, (size_t)n), false) < 0)
+					sz = NULL;
 			}
-			json_object_set_new(w->r->state, key, json_pack("{so}", "section sizes", sz));
+			v = an_node_new(a, AN_NODE_OBJ, NULL, 0);
+			if (v && sz && an_node_put(a, v, "section sizes", sz, false) < 0)
+				v = NULL;
 		} else {
-			json_object_set_new(w->r->state, key, json_string(""));
+			v = an_node_new(a, AN_NODE_STR, "", 0);
 		}
+		if (!kn || !v || an_node_put(a, w->r->priv->state, kn->str, v, false) < 0)
+			return an_fail(w, -ENOMEM, w->rec_off, "out of memory");
 		return 0;
 	}
 	if (s->kind == AN_SEC_VMSTATE || s->kind == AN_SEC_BUILTIN) {
 		const struct an_vdesc *d = s->kind == AN_SEC_VMSTATE
 						   ? an_vmdesc_find(w->vd, s->idstr, s->instance_id)
 						   : an_builtin_find(s->idstr, s->instance_id, s->version_id);
-		json_t *obj = (w->opts & AN_OPT_STATE) ? json_object() : NULL;
+		struct an_node *obj = (w->opts & AN_OPT_STATE) ? an_node_new(w->arena, AN_NODE_OBJ, NULL, 0) : NULL;
+		if ((w->opts & AN_OPT_STATE) && !obj)
+			return an_fail(w, -ENOMEM, w->rec_off, "out of memory");
 		size_t start = w->pos;
 		w->nframes = 0;
 		w->stop_sub = false;
 		int rc = an_vmstate_walk(w, d, 0, obj, s->kind == AN_SEC_BUILTIN);
 		w->nframes = 0;
-		if (rc < 0) {
-			json_decref(obj);
+		if (rc < 0)
 			return rc;
-		}
 		if (w->stop_sub) {
-			json_decref(obj);
 			s->kind = AN_SEC_UNKNOWN;
 			stop_walk(w, (int64_t)w->pos,
 				  "section '%s' (id %u) at offset %" PRId64 ": a subsection at offset %zu is not described"
@@ -235,8 +244,10 @@ static int section_payload(struct an_walk *w, an_section_t *s, uint8_t type, boo
 		}
 		if (obj) {
 			char key[300];
-			snprintf(key, sizeof(key), "%s (%u)", s->idstr, s->id);
-			json_object_set_new(w->r->state, key, obj);
+			int kl = snprintf(key, sizeof(key), "%s (%u)", s->idstr, s->id);
+			struct an_node *kn = an_node_new(w->arena, AN_NODE_STR, key, (size_t)kl);
+			if (!kn || an_node_put(w->arena, w->r->priv->state, kn->str, obj, false) < 0)
+				return an_fail(w, -ENOMEM, w->rec_off, "out of memory");
 		}
 		return 0;
 	}
@@ -575,9 +586,10 @@ int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out,
 			    .ram_cur_block = -1, .page_size = 4096};
 	hm_error_clear(&r->error);
 	int rc = 0;
+	w.arena = &p->arena;
 	if (opts & AN_OPT_STATE) {
-		r->state = json_object();
-		if (!r->state) {
+		p->state = an_node_new(&p->arena, AN_NODE_OBJ, NULL, 0);
+		if (!p->state) {
 			rc = hm_error_set(&r->error, -ENOMEM, -1, "out of memory");
 			goto done;
 		}
@@ -646,6 +658,14 @@ int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out,
 		}
 	}
 done:
+	if (p->state) {
+		/* what was decoded, also when the walk failed or stopped */
+		r->state_text = an_node_render(p->state, &r->state_len);
+		an_arena_free(&p->arena);
+		p->state = NULL;
+		if (r->state_text && (opts & AN_OPT_STATE_JSON))
+			r->state = json_loadb(r->state_text, r->state_len, 0, NULL);
+	}
 	r->walk_ns = hm_now_ns() - t0;
 	if (r->error.code) {
 		*err = r->error;
@@ -663,6 +683,7 @@ void an_report_free(an_report_t *r)
 			an_vmdesc_free(&r->priv->vd);
 		if (r->priv->have_tab)
 			an_tab_fini(&r->priv->tab);
+		an_arena_free(&r->priv->arena);
 		free(r->priv);
 	}
 	free(r->sections);
@@ -671,5 +692,6 @@ void an_report_free(an_report_t *r)
 	free(r->ram.blocks);
 	json_decref(r->vmdesc);
 	json_decref(r->state);
+	free(r->state_text);
 	free(r);
 }

@@ -54,7 +54,7 @@ static void check_fixture(const struct fact *f)
 	an_input_t in;
 	assert_int_equal(an_input_open(path, &in, &err), 0);
 	an_report_t *r = NULL;
-	int rc = an_analyze(in.data, in.len, AN_OPT_STATE | AN_OPT_KEEP_TABLE, &r, &err);
+	int rc = an_analyze(in.data, in.len, AN_OPT_STATE | AN_OPT_STATE_JSON | AN_OPT_KEEP_TABLE, &r, &err);
 	if (rc)
 		print_error("%s: %s\n", f->file, err.msg);
 	assert_int_equal(rc, 0);

@@ -31,7 +31,7 @@ static void test_basic_golden(void **state)
 	sg_build_basic(&s, &o, SG_VMDESC_BASIC);
 	hm_error_t err;
 	int rc;
-	an_report_t *r = walk(&s, AN_OPT_STATE, &rc, &err);
+	an_report_t *r = walk(&s, AN_OPT_STATE | AN_OPT_STATE_JSON, &rc, &err);
 	assert_int_equal(rc, 0);
 	assert_true(r->complete);
 	assert_string_equal(r->machine, "pseries-test");

@@ -1,0 +1,265 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The decoded device state (--state): a small tree of objects, arrays and
+ * strings bump-allocated from an arena while the walk runs, rendered as
+ * indented JSON text in one pass (the layout of QEMU's analyser). Building
+ * a jansson tree for the 300,000 values of a real stream and dumping it cost
+ * 20 times the walk; this costs about as much as the walk. Never prints.
+ */
+#include "an_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ARENA_CHUNK (1u << 20)
+
+struct an_arena_chunk {
+	struct an_arena_chunk *next;
+	size_t used, cap;
+	_Alignas(16) unsigned char data[];
+};
+
+void *an_arena_alloc(struct an_arena *a, size_t n)
+{
+	n = (n + 15) & ~(size_t)15;
+	struct an_arena_chunk *c = a->head;
+	if (!c || c->cap - c->used < n) {
+		size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+		c = malloc(sizeof(*c) + cap);
+		if (!c)
+			return NULL;
+		c->next = a->head;
+		c->used = 0;
+		c->cap = cap;
+		a->head = c;
+	}
+	void *p = c->data + c->used;
+	c->used += n;
+	return p;
+}
+
+void an_arena_free(struct an_arena *a)
+{
+	struct an_arena_chunk *c = a->head;
+	while (c) {
+		struct an_arena_chunk *n = c->next;
+		free(c);
+		c = n;
+	}
+	a->head = NULL;
+}
+
+static char *arena_strndup(struct an_arena *a, const char *s, size_t n)
+{
+	char *p = an_arena_alloc(a, n + 1);
+	if (p) {
+		memcpy(p, s, n);
+		p[n] = 0;
+	}
+	return p;
+}
+
+struct an_node *an_node_new(struct an_arena *a, enum an_node_type t, const char *str, size_t len)
+{
+	struct an_node *n = an_arena_alloc(a, sizeof(*n));
+	if (!n)
+		return NULL;
+	memset(n, 0, sizeof(*n));
+	n->type = t;
+	if (str) {
+		n->str = arena_strndup(a, str, len);
+		if (!n->str)
+			return NULL;
+		n->len = len;
+	}
+	return n;
+}
+
+static void append(struct an_node *parent, struct an_node *child)
+{
+	child->next = NULL;
+	if (parent->last)
+		parent->last->next = child;
+	else
+		parent->first = child;
+	parent->last = child;
+}
+
+/*
+ * Put v under key in obj as QEMU's analyser does: arrays (array_len, or
+ * "index"ed elements) become arrays, and a key met again turns into an array
+ * of all its values. The last key put is checked first: array elements come
+ * in a row. key must outlive the tree (vmdesc strings do; others: copy).
+ */
+int an_node_put(struct an_arena *a, struct an_node *obj, const char *key, struct an_node *v, bool arr)
+{
+	if (!obj || !v)
+		return v ? 0 : -ENOMEM;
+	struct an_node *old = NULL;
+	if (obj->hint && strcmp(obj->hint->key, key) == 0)
+		old = obj->hint;
+	else
+		for (struct an_node *c = obj->first; c; c = c->next)
+			if (strcmp(c->key, key) == 0) {
+				old = c;
+				break;
+			}
+	if (!old) {
+		if (arr) {
+			struct an_node *an = an_node_new(a, AN_NODE_ARR, NULL, 0);
+			if (!an)
+				return -ENOMEM;
+			an->key = key;
+			append(an, v);
+			append(obj, an);
+			obj->hint = an;
+		} else {
+			v->key = key;
+			append(obj, v);
+			obj->hint = v;
+		}
+		return 0;
+	}
+	obj->hint = old;
+	if (old->type == AN_NODE_ARR) {
+		append(old, v);
+		return 0;
+	}
+	/* turn the existing value into the first element of an array, in place */
+	struct an_node *moved = an_node_new(a, old->type, NULL, 0);
+	if (!moved)
+		return -ENOMEM;
+	*moved = *old;
+	moved->key = NULL;
+	moved->next = NULL;
+	struct an_node *keep_next = old->next;
+	memset(old, 0, sizeof(*old));
+	old->type = AN_NODE_ARR;
+	old->key = key;
+	old->next = keep_next;
+	append(old, moved);
+	append(old, v);
+	return 0;
+}
+
+/* ----------------------------------------------------------------- render */
+
+struct tbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static bool tb_reserve(struct tbuf *b, size_t n)
+{
+	if (b->oom)
+		return false;
+	if (b->cap - b->len >= n)
+		return true;
+	size_t cap = b->cap ? b->cap : 1 << 16;
+	while (cap - b->len < n)
+		cap *= 2;
+	char *np = realloc(b->p, cap);
+	if (!np) {
+		b->oom = true;
+		return false;
+	}
+	b->p = np;
+	b->cap = cap;
+	return true;
+}
+
+static void tb_put(struct tbuf *b, const char *s, size_t n)
+{
+	if (tb_reserve(b, n)) {
+		memcpy(b->p + b->len, s, n);
+		b->len += n;
+	}
+}
+
+static void tb_indent(struct tbuf *b, int level)
+{
+	if (tb_reserve(b, 1 + (size_t)level * 4)) {
+		b->p[b->len++] = '\n';
+		memset(b->p + b->len, ' ', (size_t)level * 4);
+		b->len += (size_t)level * 4;
+	}
+}
+
+static void tb_str(struct tbuf *b, const char *s, size_t n)
+{
+	static const char hx[] = "0123456789abcdef";
+	if (!tb_reserve(b, n * 6 + 2))
+		return;
+	char *o = b->p + b->len;
+	*o++ = '"';
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\') {
+			*o++ = '\\';
+			*o++ = (char)c;
+		} else if (c < 0x20) {
+			memcpy(o, "\\u00", 4);
+			o[4] = hx[c >> 4];
+			o[5] = hx[c & 15];
+			o += 6;
+		} else {
+			*o++ = (char)c;
+		}
+	}
+	*o++ = '"';
+	b->len = (size_t)(o - b->p);
+}
+
+static void render(struct tbuf *b, const struct an_node *n, int level)
+{
+	switch (n->type) {
+	case AN_NODE_STR:
+		tb_str(b, n->str, n->len);
+		return;
+	case AN_NODE_TRUE:
+		tb_put(b, "true", 4);
+		return;
+	case AN_NODE_FALSE:
+		tb_put(b, "false", 5);
+		return;
+	case AN_NODE_OBJ:
+	case AN_NODE_ARR: {
+		bool obj = n->type == AN_NODE_OBJ;
+		if (!n->first) {
+			tb_put(b, obj ? "{}" : "[]", 2);
+			return;
+		}
+		tb_put(b, obj ? "{" : "[", 1);
+		for (const struct an_node *c = n->first; c; c = c->next) {
+			tb_indent(b, level + 1);
+			if (obj) {
+				tb_str(b, c->key, strlen(c->key));
+				tb_put(b, ": ", 2);
+			}
+			render(b, c, level + 1);
+			if (c->next)
+				tb_put(b, ",", 1);
+		}
+		tb_indent(b, level);
+		tb_put(b, obj ? "}" : "]", 1);
+		return;
+	}
+	}
+}
+
+char *an_node_render(const struct an_node *root, size_t *len)
+{
+	struct tbuf b = {0};
+	render(&b, root, 0);
+	tb_put(&b, "\n", 1);
+	if (!tb_reserve(&b, 1) || b.oom) {
+		free(b.p);
+		return NULL;
+	}
+	b.p[b.len] = 0;
+	if (len)
+		*len = b.len;
+	return b.p;
+}
