@@ -75,6 +75,10 @@ typedef enum vmstate_type {
 	VMS_BUFFER,     /* size raw bytes */
 	VMS_UNUSED,     /* size reserved bytes: zeros on save, skipped on load; no storage */
 	VMS_STRUCT,     /* a nested description (vmsd) over the bytes at offset */
+	VMS_VBUFFER,    /* uint8_t *member, length in the uint32_t at size_offset
+	                 * (an earlier field), at most size bytes; the loader
+	                 * (re)allocates it with realloc: the owner frees it */
+	VMS_BITMAP,     /* uint64_t member[size / 8], one be64 per word (QEMU "bitmap") */
 } vmstate_type_t;
 
 /* Field flags. */
@@ -105,6 +109,7 @@ typedef struct vmstate_field {
 	uint32_t version_below;
 	bool (*exists)(void *opaque, uint32_t version_id);
 	const struct vmstate_desc *vmsd;
+	size_t size_offset; /* VMS_VBUFFER: offset of its uint32_t length member */
 } vmstate_field_t;
 
 /*
@@ -177,6 +182,17 @@ typedef struct vmstate_desc {
  */
 #define VMSTATE_STRUCT_SELF(wire_name, d) \
 	.name = (wire_name), .type = VMS_STRUCT, .offset = 0, .size = 0, .vmsd = (d)
+/*
+ * A variable-length buffer (QEMU VMSTATE_VBUFFER_ALLOC_UINT32): uint8_t *f
+ * holding the uint32_t member lenf bytes, lenf sent as an earlier field;
+ * a length above max is refused with HM_E_RANGE before any allocation.
+ */
+#define VMSTATE_VBUFFER_ALLOC_U32(st, f, lenf, max) \
+	.name = #f, .type = VMS_VBUFFER, .offset = offsetof(st, f), .size = (max), \
+	.size_offset = offsetof(st, lenf)
+/* A bitmap of uint64_t words (uint64_t f[N]): N be64 words (QEMU VMSTATE_BITMAP). */
+#define VMSTATE_BITMAP(st, f) \
+	.name = #f, .type = VMS_BITMAP, .offset = offsetof(st, f), .size = sizeof(((st *)0)->f)
 /* n reserved bytes (QEMU "unused_buffer"). */
 #define VMSTATE_UNUSED(n) .name = "unused", .type = VMS_UNUSED, .size = (n)
 #define VMSTATE_END_OF_LIST .name = NULL, .type = VMS_END
@@ -408,6 +424,45 @@ typedef struct spapr_state {
 extern const vmstate_desc_t savevm_spapr_vmsd;
 /* Register `spapr` instance 0 over *s. */
 int savevm_register_spapr(savevm_registry_t *r, spapr_state_t *s, hm_error_t *err);
+
+/*
+ * `spapr` with QEMU's optional subsections, for reading (and re-writing
+ * byte for byte) the section of a real QEMU stream. savevm_register_spapr
+ * refuses them as unknown; this variant knows the ones QEMU 7.2 to 10 send
+ * on pseries: spapr_option_vector_ov5_cas, spapr_patb_entry, every
+ * spapr/cap/<name> ("mig.caps[0x0N]"), spapr_dtb, spapr_fwnmi. It still
+ * refuses spapr_pending_events and spapr_irq_map (HM_E_UNKNOWN).
+ * A subsection is sent when its bit is set in `present`; loading sets the
+ * bit of each one received. `fdt_blob` is allocated by the loader (at most
+ * SPAPR_QEMU_FDT_MAX bytes): free it with spapr_qemu_state_release().
+ */
+#define SPAPR_QEMU_OV5_CAS 0x1u
+#define SPAPR_QEMU_PATB 0x2u
+#define SPAPR_QEMU_DTB 0x4u
+#define SPAPR_QEMU_FWNMI 0x8u
+#define SPAPR_QEMU_NCAPS 14
+#define SPAPR_QEMU_CAP(n) (1u << (8 + (n))) /* n: QEMU's SPAPR_CAP_* number, 0..13 */
+#define SPAPR_QEMU_FDT_MAX (1u << 20)        /* QEMU's FDT_MAX_SIZE */
+
+typedef struct spapr_qemu_state {
+	spapr_state_t base;              /* must stay first: shares spapr's fields */
+	uint32_t present;                /* SPAPR_QEMU_* bits */
+	uint64_t ov5_cas[32];            /* 2048-bit option vector 5 bitmap */
+	uint64_t patb_entry;
+	uint8_t caps[16];                /* mig.caps[n] */
+	uint32_t fdt_initial_size;
+	uint32_t fdt_size;
+	uint8_t *fdt_blob;
+	uint64_t fwnmi_system_reset_addr;
+	uint64_t fwnmi_machine_check_addr;
+	int32_t fwnmi_machine_check_interlock;
+} spapr_qemu_state_t;
+
+extern const vmstate_desc_t savevm_spapr_qemu_vmsd;
+/* Register `spapr` instance 0 over *s with QEMU's subsections. */
+int savevm_register_spapr_qemu(savevm_registry_t *r, spapr_qemu_state_t *s, hm_error_t *err);
+/* Free what a load allocated (fdt_blob); s stays valid (empty dtb). */
+void spapr_qemu_state_release(spapr_qemu_state_t *s);
 
 /* ------------------------------------------------- hptmig/verify section */
 

@@ -401,7 +401,8 @@ int savevm_write_eof_and_vmdesc(savevm_registry_t *r, mig_file_t *f, hm_error_t 
 	}
 	json_object_set_new(root, "page_size", json_integer(SAVEVM_PAGE_SIZE));
 	json_object_set_new(root, "devices", r->devices ? json_incref(r->devices) : json_array());
-	char *js = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	/* No JSON_COMPACT: jansson then separates with ", " and ": ", as QEMU does. */
+	char *js = json_dumps(root, JSON_PRESERVE_ORDER);
 	json_decref(root);
 	if (!js)
 		return hm_error_set(err, -ENOMEM, -1, "out of memory (vmdesc)");

@@ -71,6 +71,8 @@ static const char *type_name(const vmstate_field_t *fl)
 	case VMS_BUFFER: return "buffer";
 	case VMS_UNUSED: return "unused_buffer";
 	case VMS_STRUCT: return "struct";
+	case VMS_VBUFFER: return "buffer";
+	case VMS_BITMAP: return "bitmap";
 	default: return "unknown";
 	}
 }
@@ -162,6 +164,15 @@ static int check_desc(const vmstate_desc_t *d, int depth, hm_error_t *err)
 						    "vmstate '%s' field '%s': EQUAL applies to integers only",
 						    d->name, fl->name);
 			break;
+		case VMS_VBUFFER:
+		case VMS_BITMAP:
+			if (fl->size == 0 || fl->array_len > 1 || (fl->flags & VMS_F_EQUAL) ||
+			    (fl->type == VMS_BITMAP && fl->size % 8 != 0) ||
+			    (fl->type == VMS_VBUFFER && fl->size > UINT32_MAX))
+				return hm_error_set(err, -EINVAL, -1,
+						    "vmstate '%s' field '%s': bad size %zu, array or flags for %s",
+						    d->name, fl->name, fl->size, type_name(fl));
+			break;
 		case VMS_STRUCT: {
 			if (!fl->vmsd)
 				return hm_error_set(err, -EINVAL, -1, "vmstate '%s' field '%s': struct without vmsd",
@@ -244,10 +255,30 @@ static void put_scalar(mig_file_t *f, const vmstate_field_t *fl, const uint8_t *
 
 static const uint8_t zeros[256];
 
-static int save_element(mig_file_t *f, const vmstate_field_t *fl, uint8_t *p, json_t *sdesc,
-			hm_error_t *err)
+static int save_element(mig_file_t *f, const vmstate_field_t *fl, uint8_t *base, uint8_t *p,
+			json_t *sdesc, hm_error_t *err)
 {
 	switch (fl->type) {
+	case VMS_VBUFFER: {
+		uint32_t len;
+		uint8_t *data;
+		memcpy(&len, base + fl->size_offset, sizeof(len));
+		memcpy(&data, p, sizeof(data));
+		if (len > fl->size || (len && !data)) {
+			mig_file_set_error(f, HM_E_STATE, "buffer '%s' of %u bytes (max %zu) has no data",
+					   fl->name, len, fl->size);
+			return fail_field(f, err, fl->name);
+		}
+		mig_file_put_buffer(f, data, len);
+		return 0;
+	}
+	case VMS_BITMAP:
+		for (size_t i = 0; i < fl->size / 8; i++) {
+			uint64_t w;
+			memcpy(&w, p + 8 * i, 8);
+			mig_file_put_be64(f, w);
+		}
+		return 0;
 	case VMS_BUFFER:
 		mig_file_put_buffer(f, p, fl->size);
 		return 0;
@@ -306,7 +337,7 @@ static int save_fields(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uin
 				}
 			}
 			uint64_t start = mig_file_offset(f);
-			int rc = save_element(f, fl, p, sdesc, err);
+			int rc = save_element(f, fl, base, p, sdesc, err);
 			if (fd) {
 				json_object_set_new(fd, "size", json_integer((json_int_t)(mig_file_offset(f) - start)));
 				json_array_append_new(fields, fd);
@@ -453,6 +484,30 @@ static int load_scalar(mig_file_t *f, const vmstate_field_t *fl, uint8_t *p, con
 	return 0;
 }
 
+static int load_vbuffer(mig_file_t *f, const vmstate_field_t *fl, uint8_t *base, uint8_t *p,
+			const char *path, hm_error_t *err)
+{
+	uint32_t len;
+	uint8_t *data;
+	memcpy(&len, base + fl->size_offset, sizeof(len));
+	memcpy(&data, p, sizeof(data));
+	if (len > fl->size) {
+		/* The length came from the stream: check it before allocating. */
+		mig_file_set_error(f, HM_E_RANGE, "length %u exceeds the maximum %zu", len, fl->size);
+		return fail_field(f, err, path);
+	}
+	uint8_t *nd = realloc(data, len ? len : 1);
+	if (!nd) {
+		mig_file_set_error(f, -ENOMEM, "cannot allocate %u bytes", len);
+		return fail_field(f, err, path);
+	}
+	memcpy(p, &nd, sizeof(nd));
+	mig_file_get_buffer(f, nd, len);
+	if (mig_file_status(f))
+		return fail_field(f, err, path);
+	return 0;
+}
+
 static int load_fields(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uint32_t version,
 		       const char *path, hm_error_t *err)
 {
@@ -478,6 +533,17 @@ static int load_fields(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uin
 			case VMS_UNUSED:
 				if (mig_file_skip(f, fl->size) != 0)
 					rc = fail_field(f, err, fpath);
+				break;
+			case VMS_BITMAP:
+				for (size_t w = 0; w < fl->size / 8; w++) {
+					uint64_t v = mig_file_get_be64(f);
+					memcpy(p + 8 * w, &v, 8);
+				}
+				if (mig_file_status(f))
+					rc = fail_field(f, err, fpath);
+				break;
+			case VMS_VBUFFER:
+				rc = load_vbuffer(f, fl, base, p, fpath, err);
 				break;
 			case VMS_STRUCT:
 				rc = load_desc(f, fl->vmsd, p, fl->vmsd->version_id, fpath, err);

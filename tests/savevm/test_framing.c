@@ -166,16 +166,17 @@ static const uint8_t golden_head[] = {
 #define EOF_OFF 197
 
 static const char golden_vmdesc[] =
-	"{\"configuration\":{\"vmsd_name\":\"configuration\",\"version\":1,\"fields\":["
-	"{\"name\":\"len\",\"type\":\"uint32\",\"size\":4},{\"name\":\"name\",\"type\":\"buffer\",\"size\":9}]},"
-	"\"page_size\":4096,\"devices\":["
-	"{\"name\":\"spapr\",\"instance_id\":0,\"vmsd_name\":\"spapr\",\"version\":3,\"fields\":["
-	"{\"name\":\"tb\",\"type\":\"struct\",\"struct\":{\"vmsd_name\":\"timebase\",\"version\":1,\"fields\":["
-	"{\"name\":\"guest_timebase\",\"type\":\"uint64\",\"size\":8},"
-	"{\"name\":\"time_of_the_day_ns\",\"type\":\"int64\",\"size\":8}]},\"size\":16}]},"
-	"{\"name\":\"hptmig/verify\",\"instance_id\":0,\"vmsd_name\":\"hptmig/verify\",\"version\":1,\"fields\":["
-	"{\"name\":\"htab_shift\",\"type\":\"uint32\",\"size\":4},{\"name\":\"valid\",\"type\":\"uint64\",\"size\":8},"
-	"{\"name\":\"digest\",\"type\":\"buffer\",\"size\":32}]}]}";
+	"{\"configuration\": {\"vmsd_name\": \"configuration\", \"version\": 1, \"fields\": "
+	"[{\"name\": \"len\", \"type\": \"uint32\", \"size\": 4}, {\"name\": \"name\", \"type\": "
+	"\"buffer\", \"size\": 9}]}, \"page_size\": 4096, \"devices\": [{\"name\": \"spapr\", "
+	"\"instance_id\": 0, \"vmsd_name\": \"spapr\", \"version\": 3, \"fields\": [{\"name\": "
+	"\"tb\", \"type\": \"struct\", \"struct\": {\"vmsd_name\": \"timebase\", \"version\": 1, "
+	"\"fields\": [{\"name\": \"guest_timebase\", \"type\": \"uint64\", \"size\": 8}, "
+	"{\"name\": \"time_of_the_day_ns\", \"type\": \"int64\", \"size\": 8}]}, \"size\": "
+	"16}]}, {\"name\": \"hptmig/verify\", \"instance_id\": 0, \"vmsd_name\": "
+	"\"hptmig/verify\", \"version\": 1, \"fields\": [{\"name\": \"htab_shift\", \"type\": "
+	"\"uint32\", \"size\": 4}, {\"name\": \"valid\", \"type\": \"uint64\", \"size\": 8}, "
+	"{\"name\": \"digest\", \"type\": \"buffer\", \"size\": 32}]}]}";
 
 static void test_golden_stream(void **state)
 {

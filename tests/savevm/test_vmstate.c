@@ -534,12 +534,13 @@ static void test_spapr_vmdesc_matches_qemu(void **state)
 	hm_error_t e;
 	hm_error_clear(&e);
 	assert_int_equal(vmstate_save_json(w, &savevm_spapr_vmsd, &s, 0, dev, &e), 0);
-	char *js = json_dumps(dev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *js = json_dumps(dev, JSON_PRESERVE_ORDER);
 	/* From pseries-qemu10-p8-2g-live.mig's vmdesc, "spapr" device. */
 	assert_string_equal(js,
-			    "{\"fields\":[{\"name\":\"tb\",\"type\":\"struct\",\"struct\":{\"vmsd_name\":\"timebase\","
-			    "\"version\":1,\"fields\":[{\"name\":\"guest_timebase\",\"type\":\"uint64\",\"size\":8},"
-			    "{\"name\":\"time_of_the_day_ns\",\"type\":\"int64\",\"size\":8}]},\"size\":16}]}");
+			    "{\"fields\": [{\"name\": \"tb\", \"type\": \"struct\", \"struct\": {\"vmsd_name\": "
+			    "\"timebase\", \"version\": 1, \"fields\": [{\"name\": \"guest_timebase\", \"type\": "
+			    "\"uint64\", \"size\": 8}, {\"name\": \"time_of_the_day_ns\", \"type\": \"int64\", "
+			    "\"size\": 8}]}, \"size\": 16}]}");
 	free(js);
 	json_decref(dev);
 	mig_file_close(w, NULL);

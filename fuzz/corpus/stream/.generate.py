@@ -89,6 +89,11 @@ if len(sys.argv) > 1:
     while not (d[p] == 6 and d[p - 1] == 0 and p + 5 + struct.unpack('>I', d[p + 1:p + 5])[0] == len(d)):
         p -= 1
     seeds['qemu-vmdesc'] = header() + d[p - 1:]
+    # QEMU's own spapr FULL record (with its subsections, dtb included):
+    # it ends where the next record, globalstate, starts.
+    i = d.index(b'\x05spapr\x00\x00\x00\x00\x00\x00\x00\x03') - 5
+    j = d.index(b'\x0bglobalstate', i) - 5
+    seeds['qemu-spapr'] = header() + d[i:j] + eof(False)
 for name, data in seeds.items():
     with open(os.path.join(D, name), 'wb') as f:
         f.write(data)
