@@ -33,6 +33,26 @@ struct worker {
 	int id;
 };
 
+/* The RPN every entry for V carries (H_PROTECT and H_CLEAR_* keep it). */
+static uint64_t rpn_of(uint64_t v)
+{
+	uint64_t x = (v & HPTE64_V_AVPN) * UINT64_C(0x9E3779B97F4A7C15);
+	return (x >> 40) & 0xffff;
+}
+
+/* A snapshot must be an entry some hypercall wrote: zero, or V with its R. */
+static _Atomic uint64_t torn_reads;
+static void check_snapshot(uint64_t v, uint64_t r)
+{
+	if (!(v & HPTE64_V_VALID)) {
+		if (v != 0 || r != 0)
+			atomic_fetch_add(&torn_reads, 1);
+		return;
+	}
+	if (((r & HPTE64_R_RPN) >> 12) != rpn_of(v))
+		atomic_fetch_add(&torn_reads, 1);
+}
+
 static void *vcpu(void *arg)
 {
 	struct worker *w = arg;
@@ -49,7 +69,9 @@ static void *vcpu(void *arg)
 		uint64_t v = hpt_mapping_v(HPT_SEG_256M, vsid, ea, false, sec);
 		unsigned op = (unsigned)(tu_rand(&rs) % 100);
 		if (op < 35) {
-			uint64_t r = ((tu_rand(&rs) & 0xffff) << 12) | HPTE64_R_M |
+			/* R's RPN is a function of V (rpn_of): a reader can tell a
+			 * torn (V, R) pair from a real one. */
+			uint64_t r = (rpn_of(v) << 12) | HPTE64_R_M |
 				     (tu_rand(&rs) & (HPTE64_R_R | HPTE64_R_C | 3));
 			hpt_h_enter(c->h, tu_rand(&rs) & 1 ? H_EXACT : 0, ptex,
 				    v | (tu_rand(&rs) & 3 ? 0 : HPTE64_V_BOLTED), r, NULL);
@@ -116,12 +138,15 @@ static void drain(struct ctx *c, uint64_t *copy, uint64_t *seen_gen, uint64_t *r
 				copy[2 * (first + k)] = hm_load_be64(buf + 16 * k);
 				copy[2 * (first + k) + 1] = hm_load_be64(buf + 16 * k + 8);
 			}
+			for (unsigned k = 0; k < 64; k++)
+				check_snapshot(hm_load_be64(buf + 16 * k), hm_load_be64(buf + 16 * k + 8));
 		} else {
 			while (bits) {
 				uint64_t s = first + (uint64_t)__builtin_ctzll(bits);
 				bits &= bits - 1;
 				uint64_t v = 0, r = 0;
 				if (s < MAX_SLOTS && hpt_read_entry(c->h, s, &v, &r)) {
+					check_snapshot(v, r);
 					copy[2 * s] = v;
 					copy[2 * s + 1] = r;
 				}
@@ -162,6 +187,7 @@ static void run_stress(bool resize, const char *name)
 			memset(buf, 0, sizeof(buf));
 			hpt_read_entries(c.h, s, n, buf);
 			for (uint64_t k = 0; k < n; k++) {
+				check_snapshot(hm_load_be64(buf + 16 * k), hm_load_be64(buf + 16 * k + 8));
 				copy[2 * (s + k)] = hm_load_be64(buf + 16 * k);
 				copy[2 * (s + k) + 1] = hm_load_be64(buf + 16 * k + 8);
 			}
@@ -218,6 +244,9 @@ static void run_stress(bool resize, const char *name)
 	printf("# %s: %llu hcalls, %llu resizes, %llu drain passes, %llu valid at end\n", name,
 	       (unsigned long long)atomic_load(&c.ops), (unsigned long long)atomic_load(&c.resizes),
 	       (unsigned long long)passes, (unsigned long long)nvalid);
+	if (atomic_load(&torn_reads))
+		fail_msg("seed %llu: %llu torn entries read", (unsigned long long)c.seed,
+			 (unsigned long long)atomic_load(&torn_reads));
 	if (mism)
 		fail_msg("seed %llu: %llu slots differ", (unsigned long long)c.seed,
 			 (unsigned long long)mism);
