@@ -140,7 +140,10 @@ typedef struct mig_policy_stats {
 	uint64_t bytes_sent;          /* stream bytes so far */
 	uint64_t bandwidth;           /* measured bytes/s (0 = not measured yet) */
 	uint64_t pending_bytes;       /* sum of every live section's pending() */
-	uint64_t expected_downtime_ns;/* pending_bytes / bandwidth (+ fixed overhead) */
+	uint64_t expected_downtime_ns;/* pending_bytes / bandwidth + fixed_downtime_ns */
+	uint64_t fixed_downtime_ns;   /* measured cost of the stop that does not depend on
+				       * pending work: digesting the table on both sides,
+				       * stopping vCPUs, the return-path round trip */
 	uint64_t downtime_limit_ns;
 	unsigned max_iterations;      /* 0 = unlimited */
 	unsigned throttle;            /* current vCPU throttle percent */
@@ -160,8 +163,11 @@ typedef enum mig_policy_answer (*mig_policy_fn)(void *opaque, const mig_policy_s
 
 /*
  * Ours: stop when a measured bandwidth exists and the expected downtime
- * (every section's pending bytes, the table's included) fits the limit, or
- * when max_iterations passes are done (stop anyway).
+ * (every section's pending bytes, the table's included, plus the measured
+ * fixed cost) fits the limit; or when the fixed cost alone exceeds the
+ * limit and the pending work is already below a tenth of it (iterating
+ * more cannot help: stop at the best point); or when max_iterations passes
+ * are done (stop anyway).
  */
 enum mig_policy_answer mig_policy_default(void *opaque, const mig_policy_stats_t *st);
 /*
@@ -224,6 +230,7 @@ typedef struct mig_report {
 	uint64_t bytes_total;
 	uint64_t bandwidth;           /* last measured, bytes/s */
 	uint64_t pending_at_stop;     /* bytes the policy expected for the final pass */
+	uint64_t fixed_downtime_ns;   /* measured fixed cost of the stop (digests, tail) */
 	unsigned throttle;            /* at the end */
 	unsigned htab_shift;
 	uint64_t htab_valid, htab_bolted;

@@ -61,15 +61,6 @@ static int dest_on_record(void *o, const savevm_record_info_t *rec, hm_error_t *
 		d->rep->htab_bytes += rec->end_offset - rec->payload_offset - 5; /* minus footer */
 	if (htab)
 		d->summary_done = false; /* a later record changes the table */
-	if (htab && rec->type == QEMU_VM_SECTION_START) {
-		/* Touch the new (lazily allocated) table once now, while the guest
-		 * still runs on the source: otherwise the first full read of it,
-		 * the digest after the final pass, pays a page fault per page
-		 * inside the downtime. */
-		hpt_t *t = htab_loader_table(d->loader);
-		if (t)
-			hpt_count(t, NULL, NULL);
-	}
 	if (rec->type == QEMU_VM_SECTION_END && htab) {
 		d->summary_done = dest_summary(d) == 0;
 	}

@@ -77,6 +77,10 @@ enum mig_policy_answer mig_policy_default(void *opaque, const mig_policy_stats_t
 	if (st->iterations >= 1 && st->bandwidth > 0 &&
 	    st->expected_downtime_ns <= st->downtime_limit_ns)
 		return MIG_POLICY_STOP;
+	if (st->iterations >= 1 && st->bandwidth > 0 &&
+	    st->fixed_downtime_ns >= st->downtime_limit_ns &&
+	    st->expected_downtime_ns - st->fixed_downtime_ns <= st->downtime_limit_ns / 10)
+		return MIG_POLICY_STOP;
 	if (st->max_iterations && st->iterations >= st->max_iterations)
 		return MIG_POLICY_STOP;
 	return MIG_POLICY_CONTINUE;
@@ -109,9 +113,9 @@ void mig_params_default(mig_params_t *p)
 
 /* ------------------------------------------------------------- the attempt */
 
-/* Fixed part of the expected downtime: stopping vCPUs, the stream's tail,
- * the destination's digest and the return-path round trip. */
-#define MIG_DOWNTIME_OVERHEAD_NS 2000000ull
+/* Fixed part of the expected downtime besides the digests (measured):
+ * stopping vCPUs, the stream's tail, the return-path round trip. */
+#define MIG_DOWNTIME_OVERHEAD_NS 1000000ull
 
 struct attempt {
 	machine_t *m;
@@ -124,6 +128,7 @@ struct attempt {
 	savevm_verify_t verify;
 	uint64_t run_t0;         /* start of the first attempt (for the timeout) */
 	bool setup_called;
+	uint64_t fixed_ns;       /* measured fixed cost of the stop (see mig_policy_stats_t) */
 	bool retryable;          /* the guest still runs and nothing ambiguous happened */
 };
 
@@ -233,7 +238,7 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 		}
 		uint64_t pending = savevm_live_pending_total(a->reg);
 		uint64_t expected = bw_eff ? (uint64_t)((double)pending * 1e9 / (double)bw_eff) +
-						     MIG_DOWNTIME_OVERHEAD_NS
+						     a->fixed_ns
 					   : UINT64_MAX;
 		mig_policy_stats_t st = {
 			.rounds = rep->rounds,
@@ -244,6 +249,7 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 			.bandwidth = bw_eff,
 			.pending_bytes = pending,
 			.expected_downtime_ns = expected,
+			.fixed_downtime_ns = a->fixed_ns,
 			.downtime_limit_ns = p->downtime_limit_ns,
 			.max_iterations = p->max_iterations,
 			.throttle = machine_throttle(a->m),
@@ -263,6 +269,7 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 			rep->expected_downtime_ns = expected == UINT64_MAX ? 0 : expected;
 			snprintf(rep->stop_reason, sizeof(rep->stop_reason), "%s",
 				 expected <= p->downtime_limit_ns ? "converged"
+				 : a->fixed_ns >= p->downtime_limit_ns ? "fixed-cost-over-limit"
 				 : (p->max_iterations && rep->iterations >= p->max_iterations)
 					 ? "max-iterations"
 					 : "policy");
@@ -323,6 +330,23 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 	if (rc)
 		return rc;
 	rep->setup_ns = hm_now_ns() - t0;
+
+	/* What the stop costs whatever is pending: both sides digest the whole
+	 * table (overlapping: the destination's starts when the final pass has
+	 * arrived) and the stream's tail and answer cross the link. Measure one
+	 * digest of this table now, while the guest runs. */
+	uint64_t td = hm_now_ns();
+	if (!p->qemu_pure) {
+		uint8_t scratch[HM_SHA256_LEN];
+		mig_table_summary(h, NULL, NULL, scratch);
+		a->fixed_ns = (hm_now_ns() - td) * 3 / 2;
+	} else {
+		/* no verify section: only the destination's summary */
+		mig_table_summary(h, NULL, NULL, (uint8_t[HM_SHA256_LEN]){0});
+		a->fixed_ns = hm_now_ns() - td;
+	}
+	a->fixed_ns += MIG_DOWNTIME_OVERHEAD_NS;
+	rep->fixed_downtime_ns = a->fixed_ns;
 
 	rc = attempt_precopy(a, t0, a->run_t0, err);
 	if (rc)

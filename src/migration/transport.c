@@ -218,7 +218,7 @@ static int wait_fd(int fd, short ev, int timeout_ms)
 	}
 }
 
-static int tcp_connect(const mig_uri_t *u, int timeout_ms, int *out, hm_error_t *err)
+static int tcp_connect_once(const mig_uri_t *u, int timeout_ms, int *out, hm_error_t *err)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res, *ai;
 	char port[16];
@@ -265,6 +265,30 @@ static int tcp_connect(const mig_uri_t *u, int timeout_ms, int *out, hm_error_t 
 				    u->host, u->port, timeout_ms);
 	return hm_error_set(err, last, -1, "tcp:%s:%d: cannot connect: %s", u->host, u->port,
 			    strerror(-last));
+}
+
+/*
+ * Connect, retrying while the destination refuses (not listening yet: it
+ * may be starting at the same moment) until timeout_ms has passed.
+ */
+static int tcp_connect(const mig_uri_t *u, int timeout_ms, int *out, hm_error_t *err)
+{
+	uint64_t end = hm_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
+	for (;;) {
+		hm_error_t e;
+		hm_error_clear(&e);
+		uint64_t now = hm_now_ns();
+		int left = now >= end ? 1 : (int)((end - now) / 1000000u) + 1;
+		int rc = tcp_connect_once(u, left, out, &e);
+		if (rc == 0)
+			return 0;
+		if (rc != -ECONNREFUSED || hm_now_ns() + 50000000ull >= end) {
+			if (err)
+				*err = e;
+			return rc;
+		}
+		hm_sleep_ns(50000000ull);
+	}
 }
 
 static int unix_addr(const char *path, struct sockaddr_un *sa)

@@ -237,7 +237,7 @@ static void test_unreachable(void **state)
 {
 	(void)state;
 	char cmd[4096], *out = NULL, *err = NULL;
-	snprintf(cmd, sizeof(cmd), "'%s' migrate tcp:127.0.0.1:%d --htab-shift 19 --json",
+	snprintf(cmd, sizeof(cmd), "'%s' migrate tcp:127.0.0.1:%d --htab-shift 19 --json --connect-timeout 0.3",
 		 tu_bin(), free_port());
 	assert_int_equal(tu_run(cmd, &out, &err), 1);
 	assert_one_line(err);
@@ -257,7 +257,7 @@ static void test_unreachable(void **state)
 	free(err);
 	/* retries against nobody: still a failure, after the attempts */
 	snprintf(cmd, sizeof(cmd), "'%s' migrate tcp:127.0.0.1:%d --htab-shift 19 --retries 2 "
-		 "--retry-delay 0.05 --json", tu_bin(), free_port());
+		 "--retry-delay 0.05 --json --connect-timeout 0.2", tu_bin(), free_port());
 	assert_int_equal(tu_run(cmd, &out, &err), 1);
 	o = json_of(out);
 	assert_int_equal((int)jnum(o, "attempts"), 3);
