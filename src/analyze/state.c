@@ -25,7 +25,12 @@ void *an_arena_alloc(struct an_arena *a, size_t n)
 	n = (n + 15) & ~(size_t)15;
 	struct an_arena_chunk *c = a->head;
 	if (!c || c->cap - c->used < n) {
-		size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+		/* grow geometrically from 16 KiB: small streams stay cheap */
+		size_t cap = c ? c->cap * 2 : 16384;
+		if (cap > ARENA_CHUNK)
+			cap = ARENA_CHUNK;
+		if (cap < n)
+			cap = n;
 		c = malloc(sizeof(*c) + cap);
 		if (!c)
 			return NULL;
