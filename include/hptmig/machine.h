@@ -105,6 +105,10 @@ bool machine_paused(const machine_t *m);
 void machine_set_throttle(machine_t *m, unsigned percent);
 unsigned machine_throttle(const machine_t *m);
 
+/* Change the per-vCPU hypercall rate (0 = flat out), running or not. Call
+ * from the thread that owns m (machine_config() reports the new rate). */
+void machine_set_rate(machine_t *m, uint64_t rate);
+
 void machine_get_stats(const machine_t *m, machine_stats_t *out);
 
 /* spapr state: read at the stop (timebase frozen while paused), set on load. */

@@ -100,6 +100,7 @@ static int machine_alloc(const machine_config_t *cfg, hpt_t *table, machine_t **
 		/* Distinct, reproducible streams per vCPU. */
 		m->vcpu[i].rng = m->cfg.seed * UINT64_C(0x9E3779B97F4A7C15) + i * UINT64_C(0xD1B54A32D192ED03) + 1;
 	}
+	atomic_store(&m->rate, m->cfg.rate);
 	m->tb_offset = 0;
 	m->tb_frozen = 0;
 	m->tod_base_ns = 0;
@@ -260,8 +261,9 @@ static void *vcpu_main(void *arg)
 			run_start = hm_now_ns();
 			next = run_start > next ? run_start : next;
 		}
-		if (m->cfg.rate > 0) {
-			next += 1000000000u / m->cfg.rate;
+		uint64_t rate = atomic_load_explicit(&m->rate, memory_order_relaxed);
+		if (rate > 0) {
+			next += 1000000000u / rate;
 			if (next > now)
 				vcpu_sleep_until(m, next);
 			else if (now - next > 1000000000u)
@@ -377,6 +379,12 @@ void machine_set_throttle(machine_t *m, unsigned percent)
 	if (percent > 99)
 		percent = 99;
 	atomic_store(&m->throttle, percent);
+}
+
+void machine_set_rate(machine_t *m, uint64_t rate)
+{
+	atomic_store(&m->rate, rate);
+	m->cfg.rate = rate; /* reported configuration follows */
 }
 
 unsigned machine_throttle(const machine_t *m)

@@ -51,6 +51,7 @@ struct machine {
 	uint64_t pause_start;     /* controller thread */
 	uint64_t paused_ns_total; /* controller thread */
 	atomic_uint throttle;     /* percent 0..99 */
+	_Atomic uint64_t rate;    /* hypercalls/s per vCPU (cfg.rate at create) */
 
 	/* Timebase: guest tb = tb_now() + tb_offset while running; frozen
 	 * value while paused or not started. Controller thread only. */
