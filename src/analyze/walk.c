@@ -234,7 +234,9 @@ static int section_payload(struct an_walk *w, an_section_t *s, uint8_t type, boo
 			*stopped = true;
 			return 0;
 		}
-		if (s->kind == AN_SEC_BUILTIN && strcmp(s->idstr, "hptmig/verify") == 0) {
+		if (strcmp(s->idstr, "hptmig/verify") == 0 && s->instance_id == 0 && s->version_id == 1 &&
+		    w->pos - start == 4 + 8 + HM_SHA256_LEN) {
+			/* our own end-to-end check, with or without a vmdesc entry */
 			const uint8_t *p = w->buf + start;
 			w->r->has_verify = true;
 			w->r->verify_shift = hm_load_be32(p);
