@@ -230,6 +230,51 @@ static void test_qemu_pure(void **state)
 	run_pair(uri, "--qemu-pure --htab-shift 20 --vcpus 2", "", true);
 }
 
+static void test_from_real_qemu_stream(void **state)
+{
+	(void)state;
+	const char *fx = tu_fixture("pseries-qemu72-p8-1g.mig");
+	if (!fx)
+		skip();
+	char cmd[4096], file[600], uri[600], *out = NULL, *err = NULL;
+	/* an idle guest started from the table of a real QEMU stream migrates
+	 * exactly that table: the digest measured on the fixture (README) */
+	snprintf(file, sizeof(file), "%s/from.mig", dir);
+	snprintf(cmd, sizeof(cmd), "'%s' save %s --from %s --workload idle --json", tu_bin(), file,
+		 fx);
+	assert_int_equal(tu_run(cmd, &out, &err), 0);
+	json_t *src = json_of(out);
+	assert_string_equal(jstr(src, "htab.digest"),
+			    "bd0a5c0da6f5ccc7e5900a3828d5f4242c81c9621c7c9794f3e86cf9f05fd5b5");
+	assert_int_equal((int)jnum(src, "htab.shift"), 23);
+	assert_int_equal((int)jnum(src, "htab.valid"), 17094);
+	assert_int_equal((int)jnum(src, "htab.bolted"), 16400);
+	free(out);
+	free(err);
+	snprintf(cmd, sizeof(cmd), "'%s' incoming file:%s --json", tu_bin(), file);
+	assert_int_equal(tu_run(cmd, &out, &err), 0);
+	json_t *dst = json_of(out);
+	check_pair(src, dst, false);
+	json_decref(src);
+	json_decref(dst);
+	free(out);
+	free(err);
+	/* a linux workload runs on that table (live, over a socket) */
+	snprintf(uri, sizeof(uri), "unix:%s/from.sock", dir);
+	snprintf(cmd, sizeof(cmd), "--from %s --workload linux --vcpus 2 --warmup 0.1", fx);
+	run_pair(uri, cmd, "--run 0.1", false);
+	/* a radix guest has no table to migrate: a clear refusal */
+	const char *radix = tu_fixture("pseries-qemu10-p9radix-1g.mig");
+	if (radix) {
+		snprintf(cmd, sizeof(cmd), "'%s' save %s --from %s", tu_bin(), file, radix);
+		assert_int_equal(tu_run(cmd, &out, &err), 1);
+		assert_one_line(err);
+		assert_non_null(strstr(err, "no hashed page table"));
+		free(out);
+		free(err);
+	}
+}
+
 static void test_usage_errors(void **state)
 {
 	(void)state;
@@ -272,6 +317,7 @@ int main(void)
 		cmocka_unit_test(test_save_and_load),
 		cmocka_unit_test(test_exec_source),
 		cmocka_unit_test(test_qemu_pure),
+		cmocka_unit_test(test_from_real_qemu_stream),
 		cmocka_unit_test(test_usage_errors),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
