@@ -200,8 +200,12 @@ static inline uint64_t hpt_entry_lock(_Atomic uint64_t *vp)
 			old = atomic_load_explicit(vp, memory_order_relaxed);
 			continue;
 		}
-		if (atomic_compare_exchange_weak(vp, &old, old | HPT_LOCK_BE))
+		if (atomic_compare_exchange_weak(vp, &old, old | HPT_LOCK_BE)) {
+			/* Seqlock half for the optimistic reader (hpt.c): the
+			 * lock is ordered before the stores that follow it. */
+			atomic_thread_fence(memory_order_release);
 			return HPT_BE(old);
+		}
 	}
 }
 
