@@ -292,8 +292,13 @@ bool hpt_read_entry(hpt_t *h, uint64_t slot, uint64_t *v, uint64_t *r);
  * consistent snapshot with 0x40 cleared; entries without the valid bit read
  * as 16 zero bytes (they carry nothing a migration sends). Returns the
  * number of valid entries copied; n is clipped to the table's end (the
- * caller checks with hpt_slots()). Invalid entries cost one load, valid ones
- * one uncontended lock/unlock.
+ * caller checks with hpt_slots()).
+ * Speed: with tracking on, an entry no hypercall touched since its bit was
+ * last taken is read without its lock (validated by the tracking bit: see
+ * hpt.c), so a first pass runs at a few times memcpy speed; without
+ * tracking, valid entries cost one uncontended lock/unlock. Contract: with
+ * tracking on, do not run this concurrently with hpt_track_take() on
+ * another thread (the migration thread takes and reads; that is the use).
  */
 uint64_t hpt_read_entries(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf);
 
