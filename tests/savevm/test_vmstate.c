@@ -584,6 +584,136 @@ static void test_all_vmdesc(void **state)
 	mig_file_close(w, NULL);
 }
 
+/* ---------------------------------------------------------- spapr_qemu */
+
+static uint8_t *save_spapr_qemu(spapr_qemu_state_t *q, size_t *len)
+{
+	int rc;
+	uint8_t *d = save_to_mem(&savevm_spapr_qemu_vmsd, q, 0, len, &rc);
+	assert_int_equal(rc, 0);
+	return d;
+}
+
+/* Every QEMU subsection round-trips; absent ones are not sent. */
+static void test_spapr_qemu_roundtrip(void **state)
+{
+	(void)state;
+	uint64_t st = tu_seed("spapr_qemu roundtrip");
+	for (int round = 0; round < 200; round++) {
+		spapr_qemu_state_t a;
+		memset(&a, 0, sizeof(a));
+		a.base.guest_timebase = tu_rand(&st);
+		a.base.time_of_the_day_ns = (int64_t)tu_rand(&st);
+		a.present = (uint32_t)tu_rand(&st) &
+			    (0xfu | ((1u << SPAPR_QEMU_NCAPS) - 1) << 8);
+		for (int i = 0; i < 32; i++)
+			a.ov5_cas[i] = tu_rand(&st);
+		a.patb_entry = tu_rand(&st);
+		for (int i = 0; i < SPAPR_QEMU_NCAPS; i++)
+			a.caps[i] = (uint8_t)tu_rand(&st);
+		uint8_t blob[300];
+		for (size_t i = 0; i < sizeof(blob); i++)
+			blob[i] = (uint8_t)tu_rand(&st);
+		a.fdt_size = (uint32_t)(tu_rand(&st) % sizeof(blob));
+		a.fdt_initial_size = (uint32_t)tu_rand(&st);
+		a.fdt_blob = blob;
+		a.fwnmi_system_reset_addr = tu_rand(&st);
+		a.fwnmi_machine_check_addr = tu_rand(&st);
+		a.fwnmi_machine_check_interlock = (int32_t)tu_rand(&st);
+		size_t len;
+		uint8_t *d = save_spapr_qemu(&a, &len);
+		/* 16 bytes of timebase plus exactly the subsections present. */
+		size_t want = 16;
+		if (a.present & SPAPR_QEMU_OV5_CAS)
+			want += 2 + 27 + 4 + 256;
+		if (a.present & SPAPR_QEMU_PATB)
+			want += 2 + 16 + 4 + 8;
+		if (a.present & SPAPR_QEMU_DTB)
+			want += 2 + 9 + 4 + 8 + a.fdt_size;
+		if (a.present & SPAPR_QEMU_FWNMI)
+			want += 2 + 11 + 4 + 20;
+		for (int i = 0; i < SPAPR_QEMU_NCAPS; i++) {
+			static const char *const names[] = {
+				"htm", "vsx", "dfp", "cfpc", "sbbc", "ibs", "hpt_maxpagesize",
+				"nested_kvm_hv", "large_decr", "ccf_assist", "fwnmi",
+				"rpt_invalidate", "ail_mode_3", "nested_papr",
+			};
+			if (a.present & SPAPR_QEMU_CAP(i))
+				want += 2 + 10 + strlen(names[i]) + 4 + 1;
+		}
+		assert_int_equal(len, want);
+
+		spapr_qemu_state_t b;
+		memset(&b, 0, sizeof(b));
+		hm_error_t e;
+		uint64_t end;
+		assert_int_equal(load_from_mem(&savevm_spapr_qemu_vmsd, &b, 3, d, len, &e, &end), 0);
+		assert_int_equal(end, len);
+		assert_int_equal(b.present, a.present);
+		assert_int_equal(b.base.guest_timebase, a.base.guest_timebase);
+		if (a.present & SPAPR_QEMU_OV5_CAS)
+			assert_memory_equal(b.ov5_cas, a.ov5_cas, sizeof(a.ov5_cas));
+		if (a.present & SPAPR_QEMU_DTB) {
+			assert_int_equal(b.fdt_size, a.fdt_size);
+			assert_non_null(b.fdt_blob);
+			if (a.fdt_size)
+				assert_memory_equal(b.fdt_blob, a.fdt_blob, a.fdt_size);
+		}
+		if (a.present & SPAPR_QEMU_CAP(6))
+			assert_int_equal(b.caps[6], a.caps[6]);
+		spapr_qemu_state_release(&b);
+		free(d);
+	}
+}
+
+/* QEMU subsections: plain spapr refuses them by name; limits are enforced. */
+static void test_spapr_qemu_errors(void **state)
+{
+	(void)state;
+	spapr_qemu_state_t a;
+	memset(&a, 0, sizeof(a));
+	uint8_t blob[8] = { 0xd0, 0x0d, 0xfe, 0xed };
+	a.fdt_blob = blob;
+	a.fdt_size = sizeof(blob);
+	a.present = SPAPR_QEMU_DTB;
+	size_t len;
+	uint8_t *d = save_spapr_qemu(&a, &len);
+	hm_error_t e;
+
+	spapr_state_t plain;
+	memset(&plain, 0, sizeof(plain));
+	assert_int_equal(load_from_mem(&savevm_spapr_vmsd, &plain, 3, d, len, &e, NULL), HM_E_UNKNOWN);
+	assert_non_null(strstr(e.msg, "unknown subsection 'spapr_dtb' of 'spapr'"));
+	assert_int_equal(e.offset, 16);
+
+	/* fdt_size above 1 MiB: refused before any allocation. */
+	d[16 + 2 + 9 + 4 + 4] = 0x10; /* fdt_size = 0x10000008 */
+	spapr_qemu_state_t b;
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(load_from_mem(&savevm_spapr_qemu_vmsd, &b, 3, d, len, &e, NULL), HM_E_RANGE);
+	assert_non_null(strstr(e.msg, "spapr_dtb.fdt_blob"));
+	assert_null(b.fdt_blob);
+	free(d);
+
+	/* Subsections QEMU may send that we do not model are refused by name. */
+	static const uint8_t pending[] = {
+		1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8,
+		0x05, 20, 's', 'p', 'a', 'p', 'r', '_', 'p', 'e', 'n', 'd', 'i', 'n', 'g', '_',
+		'e', 'v', 'e', 'n', 't', 's', 0, 0, 0, 1,
+	};
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(load_from_mem(&savevm_spapr_qemu_vmsd, &b, 3, pending, sizeof(pending), &e, NULL),
+			 HM_E_UNKNOWN);
+	assert_non_null(strstr(e.msg, "spapr_pending_events"));
+
+	/* A DTB bit with no blob cannot be saved (no silent zero-length dtb). */
+	a.fdt_blob = NULL;
+	int rc;
+	d = save_to_mem(&savevm_spapr_qemu_vmsd, &a, 0, &len, &rc);
+	assert_int_equal(rc, HM_E_STATE);
+	free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -596,6 +726,8 @@ int main(void)
 		cmocka_unit_test(test_spapr_versions),
 		cmocka_unit_test(test_spapr_vmdesc_matches_qemu),
 		cmocka_unit_test(test_all_vmdesc),
+		cmocka_unit_test(test_spapr_qemu_roundtrip),
+		cmocka_unit_test(test_spapr_qemu_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
