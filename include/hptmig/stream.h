@@ -182,7 +182,9 @@ uint64_t mig_file_rate_limit(const mig_file_t *f);
 /*
  * "May I send more now?": true when the bytes written in the current window
  * reached its budget (a new window starts automatically once 100 ms have
- * passed). Ask before each unit of work.
+ * passed), and also when an error is latched (no more work is useful).
+ * Ask before each unit of work. Bytes beyond a window's budget (one large
+ * put) are carried into the next windows.
  */
 bool mig_file_rate_limit_exceeded(mig_file_t *f);
 /* Nanoseconds until the current window ends (0 when not limited / over). */
