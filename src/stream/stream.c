@@ -32,7 +32,8 @@ struct mig_file {
 	enum backend kind;
 	unsigned flags;
 	int fd;
-	bool is_socket;
+	bool is_socket;         /* set at open, then constant (mig_file_shutdown reads it) */
+	bool no_sendmsg;        /* owner thread: sendmsg said ENOTSOCK, use writev */
 	const mig_file_ops_t *ops;
 	void *ops_opaque;
 	uint8_t *buf;           /* fd/ops buffer, or memory writer bytes */
@@ -261,13 +262,13 @@ static int backend_writev(mig_file_t *f, struct iovec *iov, int cnt, uint64_t of
 			r = f->ops->writev(f->ops_opaque, iov, cnt);
 			if (r < 0)
 				e = (int)-r;
-		} else if (f->is_socket) {
+		} else if (f->is_socket && !f->no_sendmsg) {
 			struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)cnt };
 			r = sendmsg(f->fd, &mh, MSG_NOSIGNAL);
 			if (r < 0)
 				e = errno;
 			if (r < 0 && e == ENOTSOCK) {
-				f->is_socket = false;
+				f->no_sendmsg = true;
 				continue;
 			}
 		} else {
