@@ -79,6 +79,12 @@ mig_file_t *mig_conn_file(mig_conn_t *c);
 bool mig_conn_has_return_path(const mig_conn_t *c);
 const char *mig_conn_desc(const mig_conn_t *c);
 /*
+ * Bytes written to a socket that the peer has not acknowledged yet (kernel
+ * send queue, plus what a shaper holds): they still have to cross the link
+ * after the stop, so the controller counts them as pending. 0 otherwise.
+ */
+uint64_t mig_conn_unsent_bytes(const mig_conn_t *c);
+/*
  * Source, after the stream's last byte was flushed: half-close the socket so
  * the destination sees the end of input; the return path stays open.
  */
@@ -139,7 +145,8 @@ typedef struct mig_policy_stats {
 	uint64_t elapsed_ns;          /* since the attempt started */
 	uint64_t bytes_sent;          /* stream bytes so far */
 	uint64_t bandwidth;           /* measured bytes/s (0 = not measured yet) */
-	uint64_t pending_bytes;       /* sum of every live section's pending() */
+	uint64_t pending_bytes;       /* every live section's pending() plus bytes written
+				       * but not yet acknowledged by the peer */
 	uint64_t expected_downtime_ns;/* pending_bytes / bandwidth + fixed_downtime_ns */
 	uint64_t fixed_downtime_ns;   /* measured cost of the stop that does not depend on
 				       * pending work: digesting the table on both sides,

@@ -178,8 +178,6 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 					    rep->iterations,
 					    (unsigned long long)savevm_live_pending_total(a->reg));
 		}
-		uint64_t off0 = mig_file_offset(f);
-		uint64_t r0 = hm_now_ns();
 		rc = savevm_live_iterate(a->reg, f, p->round_budget_ns, err);
 		if (rc < 0)
 			return rc;
@@ -187,7 +185,6 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 			return err->code;
 		bool limited = mig_file_rate_limit_exceeded(f);
 		uint64_t r1 = hm_now_ns();
-		uint64_t sent = mig_file_offset(f) - off0;
 		rep->rounds++;
 		if (limited) {
 			rc2 = mig_file_rate_wait(f);
@@ -197,17 +194,27 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 			}
 		}
 		uint64_t r2 = hm_now_ns();
-		/* Bandwidth: only rounds that had more work than they sent measure
-		 * the channel (a round with nothing left to do says nothing about
-		 * it); their time includes the rate limiter's wait. */
-		if (rc == 0) {
-			win_bytes += sent;
-			win_ns += r2 - r0;
-			if (win_ns >= 50000000ull && win_bytes > 0) {
-				uint64_t nb = (uint64_t)((double)win_bytes * 1e9 / (double)win_ns);
+		/*
+		 * Bandwidth = bytes the peer acknowledged (written minus still in
+		 * the socket's queue) per second, measured only while the link is
+		 * busy: a round that had more work than it sent, or a backlog in
+		 * the socket. Idle stretches say nothing about the link.
+		 */
+		uint64_t unsent = mig_conn_unsent_bytes(a->conn);
+		uint64_t delivered = mig_file_offset(f) - (unsent < mig_file_offset(f) ? unsent : 0);
+		bool busy = rc == 0 || unsent >= 65536;
+		if (busy && win_ns == 0) {
+			win_ns = r2;          /* window start time */
+			win_bytes = delivered; /* delivered at window start */
+		} else if (busy && r2 - win_ns >= 100000000ull) {
+			uint64_t nb = (uint64_t)((double)(delivered - win_bytes) * 1e9 /
+						 (double)(r2 - win_ns));
+			if (nb > 0)
 				bw = bw ? (bw + nb) / 2 : nb;
-				win_bytes = win_ns = 0;
-			}
+			win_ns = r2;
+			win_bytes = delivered;
+		} else if (!busy) {
+			win_ns = 0;
 		}
 		uint64_t bw_eff = bw;
 		if (bw_eff == 0 && r1 > t0 && mig_file_offset(f) > 0)
@@ -236,7 +243,9 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 			prev_pass_dirty = dirty;
 			pass_start_bytes = mig_file_offset(f);
 		}
-		uint64_t pending = savevm_live_pending_total(a->reg);
+		/* Bytes still in the socket's send queue (or a shaper) cross the
+		 * link after the stop too. */
+		uint64_t pending = savevm_live_pending_total(a->reg) + unsent;
 		uint64_t expected = bw_eff ? (uint64_t)((double)pending * 1e9 / (double)bw_eff) +
 						     a->fixed_ns
 					   : UINT64_MAX;
@@ -275,10 +284,11 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 					 : "policy");
 			return 0;
 		}
-		if (rc == 1 && sent == 0) {
-			/* Nothing changed: give the guest time to change something
-			 * rather than spinning on an empty table. */
-			hm_sleep_ns(1000000);
+		if (rc == 1) {
+			/* All current work is out: give the guest time to change
+			 * something (and the link time to drain) rather than spinning
+			 * over a table that hardly changed. */
+			hm_sleep_ns(5000000);
 		}
 	}
 }

@@ -12,12 +12,14 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <linux/sockios.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -581,6 +583,14 @@ bool mig_conn_has_return_path(const mig_conn_t *c)
 const char *mig_conn_desc(const mig_conn_t *c)
 {
 	return c->desc;
+}
+
+uint64_t mig_conn_unsent_bytes(const mig_conn_t *c)
+{
+	int n = 0;
+	if (!c || c->rp_fd < 0 || ioctl(c->rp_fd, SIOCOUTQ, &n) != 0 || n < 0)
+		return 0;
+	return (uint64_t)n;
 }
 
 void mig_conn_finish_write(mig_conn_t *c)
