@@ -59,7 +59,8 @@ struct hb_opt {
 static inline int hb_parse(const char *bench, int argc, char **argv, const struct hb_opt *o,
 			   const char *usage)
 {
-	for (int i = 1; i < argc; i++) {
+	int i = 1;
+	while (i < argc) {
 		const struct hb_opt *p = o;
 		if (strcmp(argv[i], "--help") == 0) {
 			printf("%s\n", usage);
@@ -71,7 +72,7 @@ static inline int hb_parse(const char *bench, int argc, char **argv, const struc
 			tool_fail(bench, "bad option '%s' (%s)", argv[i], usage);
 			return 2;
 		}
-		i++;
+		i += 2;
 	}
 	return 0;
 }
