@@ -225,11 +225,7 @@ uint64_t hpt_generation(const hpt_t *h)
 	return atomic_load(&unconst(h)->generation);
 }
 
-/*
- * Swap in table nt (exclusive mode taken here; caller holds ctl). When
- * tracking, the new bitmap nb (all set) replaces the old one. Returns the
- * old table and bitmap for the caller to free outside exclusive mode.
- */
+/* Sum of the shards' new-bit counters (see struct hpt_shard). */
 static uint64_t shard_marked_sum(hpt_t *h)
 {
 	uint64_t n = 0;
@@ -238,6 +234,11 @@ static uint64_t shard_marked_sum(hpt_t *h)
 	return n;
 }
 
+/*
+ * Swap in table nt; the caller holds ctl and exclusive mode. When tracking,
+ * the new bitmap nb (all set) replaces the old one. Returns the old table
+ * and bitmap for the caller to free outside exclusive mode.
+ */
 static void swap_table(hpt_t *h, struct hpt_table *nt, struct hpt_track *nb,
 		       struct hpt_table **old_t, struct hpt_track **old_b)
 {
@@ -680,20 +681,39 @@ uint64_t hpt_clear_entries(hpt_t *h, uint64_t first, uint64_t n)
 
 /* ------------------------------------------------------- digest and counts */
 
+/*
+ * Whole-table walks (count, digest) take the reader lock one batch at a
+ * time, so a resize commit (and the vCPUs queued behind it) never waits for
+ * a whole walk; a walk that sees the generation change starts again.
+ */
+#define WALK_BATCH_SLOTS 4096
+
 void hpt_count(hpt_t *h, uint64_t *valid, uint64_t *bolted)
 {
-	struct hpt_shard *s = hpt_rd_lock(h);
-	struct hpt_table *t = hpt_tab(h);
-	uint64_t nv = 0, nb = 0;
+	uint64_t nv, nb;
 	const uint64_t bolted_be = HPT_BE(HPTE64_V_BOLTED);
-	for (uint64_t i = 0; i < t->slots; i++) {
-		uint64_t raw = atomic_load_explicit(hpt_vp(t, i), memory_order_acquire);
-		if (raw & HPT_VALID_BE) {
-			nv++;
-			nb += (raw & bolted_be) != 0;
+	for (;;) {
+		uint64_t gen = hpt_generation(h), first = 0, slots = 1;
+		bool restart = false;
+		nv = nb = 0;
+		for (; first < slots && !restart; first += WALK_BATCH_SLOTS * 16) {
+			struct hpt_shard *s = hpt_rd_lock(h);
+			struct hpt_table *t = hpt_tab(h);
+			slots = t->slots;
+			restart = atomic_load(&h->generation) != gen;
+			uint64_t end = slots - first < WALK_BATCH_SLOTS * 16 ? slots : first + WALK_BATCH_SLOTS * 16;
+			for (uint64_t i = first; i < end && !restart; i++) {
+				uint64_t raw = atomic_load_explicit(hpt_vp(t, i), memory_order_acquire);
+				if (raw & HPT_VALID_BE) {
+					nv++;
+					nb += (raw & bolted_be) != 0;
+				}
+			}
+			hpt_rd_unlock(s);
 		}
+		if (!restart)
+			break;
 	}
-	hpt_rd_unlock(s);
 	if (valid)
 		*valid = nv;
 	if (bolted)
@@ -707,48 +727,59 @@ void hpt_digest_none(uint8_t out[HM_SHA256_LEN])
 	hm_sha256(b, sizeof(b), out);
 }
 
-#define DIGEST_BATCH_SLOTS 4096
-
 int hpt_digest(hpt_t *h, uint8_t out[HM_SHA256_LEN])
 {
-	hm_sha256_t *sha;
-	int rc = hm_sha256_new(&sha);
-	if (rc)
-		return rc;
 	/* 4096 slots of input -> at most 4096 records of 24 bytes: SHA-256 is
-	 * fed ~100 KiB at a time, and empty stretches cost one load per slot. */
-	uint8_t *ent = malloc(DIGEST_BATCH_SLOTS * HPTE64_SIZE);
-	uint8_t *rec = malloc(DIGEST_BATCH_SLOTS * 24);
-	if (!ent || !rec) {
-		free(ent);
-		free(rec);
-		hm_sha256_free(sha);
-		return -ENOMEM;
-	}
-	struct hpt_shard *s = hpt_rd_lock(h);
-	struct hpt_table *t = hpt_tab(h);
-	uint8_t be[4];
-	hm_store_be32(be, t->shift);
-	hm_sha256_update(sha, be, 4);
-	for (uint64_t first = 0; first < t->slots; first += DIGEST_BATCH_SLOTS) {
-		uint64_t n = t->slots - first < DIGEST_BATCH_SLOTS ? t->slots - first : DIGEST_BATCH_SLOTS;
-		if (read_run(t, first, n, ent) == 0)
-			continue;
-		size_t len = 0;
-		for (uint64_t i = 0; i < n; i++) {
-			const uint8_t *e = ent + i * HPTE64_SIZE;
-			if (!(e[7] & HPTE64_V_VALID))
+	 * fed ~100 KiB at a time, outside the reader lock. */
+	uint8_t *ent = malloc(WALK_BATCH_SLOTS * HPTE64_SIZE);
+	uint8_t *rec = malloc(WALK_BATCH_SLOTS * 24);
+	hm_sha256_t *sha = NULL;
+	int rc = -ENOMEM;
+	if (!ent || !rec)
+		goto out;
+	for (;;) {
+		if ((rc = hm_sha256_new(&sha)) != 0)
+			goto out;
+		uint64_t gen, slots;
+		struct hpt_shard *s = hpt_rd_lock(h);
+		gen = atomic_load(&h->generation); /* stable under the reader lock */
+		slots = hpt_tab(h)->slots;
+		uint8_t be[4];
+		hm_store_be32(be, hpt_tab(h)->shift);
+		hpt_rd_unlock(s);
+		hm_sha256_update(sha, be, 4);
+		bool restart = false;
+		for (uint64_t first = 0; first < slots; first += WALK_BATCH_SLOTS) {
+			uint64_t n = slots - first < WALK_BATCH_SLOTS ? slots - first : WALK_BATCH_SLOTS;
+			s = hpt_rd_lock(h);
+			restart = atomic_load(&h->generation) != gen;
+			uint64_t nv = restart ? 0 : read_run(hpt_tab(h), first, n, ent);
+			hpt_rd_unlock(s);
+			if (restart)
+				break;
+			if (nv == 0)
 				continue;
-			hm_store_be64(rec + len, first + i);
-			memcpy(rec + len + 8, e, HPTE64_SIZE);
-			len += 24;
+			size_t len = 0;
+			for (uint64_t i = 0; i < n; i++) {
+				const uint8_t *e = ent + i * HPTE64_SIZE;
+				if (!(e[7] & HPTE64_V_VALID))
+					continue;
+				hm_store_be64(rec + len, first + i);
+				memcpy(rec + len + 8, e, HPTE64_SIZE);
+				len += 24;
+			}
+			hm_sha256_update(sha, rec, len);
 		}
-		hm_sha256_update(sha, rec, len);
+		if (!restart)
+			break;
+		hm_sha256_free(sha); /* the table was replaced: start over */
+		sha = NULL;
 	}
-	hpt_rd_unlock(s);
 	hm_sha256_final(sha, out);
+	rc = 0;
+out:
 	hm_sha256_free(sha);
 	free(ent);
 	free(rec);
-	return 0;
+	return rc;
 }
