@@ -8,9 +8,6 @@
  */
 #include "hpt_internal.h"
 
-long hpt_resize_prepare_locked(hpt_t *h, unsigned shift);
-long hpt_resize_commit_locked(hpt_t *h, unsigned shift);
-
 /* Is real address raddr RAM (vs I/O) for the WIMG check? */
 static bool is_ram(const hpt_t *h, uint64_t raddr)
 {

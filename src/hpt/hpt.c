@@ -289,10 +289,6 @@ int hpt_reset(hpt_t *h, unsigned shift, hm_error_t *err)
 
 /* ----------------------------------------------------------------- resize */
 
-/* Called by hcall.c with ctl held. */
-long hpt_resize_prepare_locked(hpt_t *h, unsigned shift);
-long hpt_resize_commit_locked(hpt_t *h, unsigned shift);
-
 long hpt_resize_prepare_locked(hpt_t *h, unsigned shift)
 {
 	if (h->pending && h->pending->shift == shift)

@@ -238,6 +238,10 @@ static inline void hpt_track_mark(hpt_t *h, struct hpt_shard *s, uint64_t slot)
 		atomic_fetch_add_explicit(&s->marked, 1, memory_order_relaxed);
 }
 
+/* Resize steps (hpt.c), called by the hypercalls with h->ctl held. */
+long hpt_resize_prepare_locked(hpt_t *h, unsigned shift);
+long hpt_resize_commit_locked(hpt_t *h, unsigned shift);
+
 /* Table memory (zero pages mapped lazily). */
 struct hpt_table *hpt_table_new(unsigned shift);
 void hpt_table_free(struct hpt_table *t);

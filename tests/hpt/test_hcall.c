@@ -560,6 +560,38 @@ static void test_resize_random(void **state)
 	hpt_destroy(h);
 }
 
+/* hpt_hcall: QEMU's args[] convention for every number; names. */
+static void test_dispatch(void **state)
+{
+	(void)state;
+	hpt_t *h = mk(SHIFT, 16, 0);
+	uint64_t a[8] = {H_EXACT, 42, mkv(9), mkr(9) | HPTE64_R_C};
+	assert_int_equal(hpt_hcall(h, H_ENTER, a), H_SUCCESS);
+	assert_true(a[0] == 42);
+	uint64_t p[8] = {H_AVPN | H_PP1, 42, mkv(9) & ~0x7full};
+	assert_int_equal(hpt_hcall(h, H_PROTECT, p), H_SUCCESS);
+	uint64_t c[8] = {0, 42};
+	assert_int_equal(hpt_hcall(h, H_CLEAR_REF, c), H_SUCCESS);
+	assert_true(c[0] == (mkr(9) | HPTE64_R_C | 2));
+	uint64_t r[8] = {0, 42, 0};
+	assert_int_equal(hpt_hcall(h, H_REMOVE, r), H_SUCCESS);
+	assert_true(r[0] == mkv(9) && r[1] == (mkr(9) | HPTE64_R_C | 2));
+	uint64_t b[8] = {REQ(0, 42), 0, H_BULK_REMOVE_END};
+	assert_int_equal(hpt_hcall(h, H_BULK_REMOVE, b), H_SUCCESS);
+	assert_true((b[0] & H_BULK_REMOVE_CODE) == H_BULK_REMOVE_NOT_FOUND);
+	/* Failures leave args as they were. */
+	uint64_t f[8] = {0, SLOTS, 7, 7};
+	assert_int_equal(hpt_hcall(h, H_ENTER, f), H_PARAMETER);
+	assert_true(f[0] == 0 && f[1] == SLOTS);
+	assert_int_equal(hpt_hcall(h, 0x1234, f), H_FUNCTION);
+	assert_string_equal(hpt_hcall_name(H_BULK_REMOVE), "H_BULK_REMOVE");
+	assert_string_equal(hpt_hcall_name(0x1234), "H_UNKNOWN");
+	assert_string_equal(hpt_ret_name(H_PTEG_FULL), "H_PTEG_FULL");
+	assert_string_equal(hpt_ret_name(H_NOT_FOUND), "H_NOT_FOUND");
+	assert_string_equal(hpt_ret_name(-99), "H_UNKNOWN_RETURN");
+	hpt_destroy(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -574,6 +606,7 @@ int main(void)
 		cmocka_unit_test(test_clear_ref_mod),
 		cmocka_unit_test(test_resize),
 		cmocka_unit_test(test_resize_random),
+		cmocka_unit_test(test_dispatch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
