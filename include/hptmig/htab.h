@@ -110,7 +110,8 @@ void htab_save_destroy(htab_save_t *s);
  *   current work is sent (first pass done and a sweep of the changes reached
  *   the table's end), 0 when more remains, or a negative code.
  * pending: estimate of the bytes still to send (first-pass remainder from
- *   the observed valid density, plus changed slots); O(1), any thread.
+ *   the observed valid density, plus changed slots); O(1). Same thread as
+ *   the other handlers (it reads the pass state without locks).
  * complete: one END payload with vCPUs stopped: the rest of the first pass,
  *   then every changed entry. Afterwards a loader holds the source's table
  *   exactly. A resize between the last iterate and complete cannot be told
