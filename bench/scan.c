@@ -257,7 +257,7 @@ static int bench_scan_run(int argc, char **argv, json_t **result)
 		return 1;
 	}
 	json_t *fp = json_pack("{s:f,s:f,s:f,s:f}", "read_entries_ms", (double)fp_ns / 1e6,
-			       "memcpy_ms", (double)mc_ns / 1e6, "read_entries_gib_per_s",
+			       "memcpy_ms", (double)mc_ns / 1e6, "read_entries_gb_per_s",
 			       (double)bytes / (double)fp_ns, "ratio_to_memcpy", (double)fp_ns / (double)mc_ns);
 	*result = json_pack("{s:s,s:i,s:I,s:I,s:f,s:o,s:i,s:s,s:o}", "bench", "scan", "table_shift", shift,
 			    "slots", (json_int_t)slots, "valid", (json_int_t)nvalid, "fill_seconds", fill_s,
