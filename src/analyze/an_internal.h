@@ -28,6 +28,8 @@ struct an_vfield {
 	uint64_t count;     /* array_len, or 1 */
 	int64_t index;      /* "index" of an unfolded array element, or -1 */
 	enum an_vkind kind;
+	int64_t dup_of;     /* index of the first field of this description with
+			     * the same name (its values merge), or -1 */
 	struct an_vdesc *sdesc; /* AN_VK_STRUCT */
 };
 
@@ -40,6 +42,7 @@ struct an_vdesc {
 	struct an_vfield *fields;
 	size_t nsubs;
 	struct an_vdesc *subs;
+	bool has_dups;         /* some field names repeat */
 };
 
 /* Maximum nesting of structs and subsections we follow (a hostile vmdesc
@@ -51,6 +54,7 @@ struct an_vmdesc {
 	uint32_t page_size;   /* 0 when absent */
 	size_t ndev;
 	struct an_vdesc *devs;
+	uint32_t *order; /* devs sorted by (name, instance_id), for bsearch */
 	struct an_vdesc *config; /* "configuration", or NULL */
 };
 
@@ -62,6 +66,23 @@ const struct an_vdesc *an_vmdesc_find(const struct an_vmdesc *vd, const char *na
 /* Built-in layouts of sections we know without a vmdesc (our own `spapr`
  * versions 1..3 and `hptmig/verify` 1). NULL when none. */
 const struct an_vdesc *an_builtin_find(const char *name, uint32_t instance_id, uint32_t version);
+
+/* ------------------------------------------------------------ index */
+
+/* Open-addressing hash from a 64-bit key to a u32 value, so that lookups by
+ * section id, (idstr, instance) and RAM block name stay O(1) whatever the
+ * input (a linear search per record would make a hostile stream quadratic). */
+struct an_index {
+	uint64_t *keys;
+	uint32_t *vals;
+	size_t cap, n; /* cap: power of two, or 0 */
+};
+int an_index_put(struct an_index *ix, uint64_t key, uint32_t val);
+/* Visit the values stored under key: fn returns true to stop. Returns the
+ * value fn stopped at, or -1. */
+int64_t an_index_find(const struct an_index *ix, uint64_t key, bool (*fn)(void *, uint32_t), void *opaque);
+void an_index_free(struct an_index *ix);
+uint64_t an_hash_str(const char *s, uint64_t seed);
 
 /* ------------------------------------------------------------ state tree */
 
@@ -80,10 +101,16 @@ struct an_node {
 	const char *str;          /* AN_NODE_STR */
 	size_t len;
 	struct an_node *first, *last, *next;
-	struct an_node *hint;     /* objects: the member put last */
 };
 struct an_node *an_node_new(struct an_arena *a, enum an_node_type t, const char *str, size_t len);
-int an_node_put(struct an_arena *a, struct an_node *obj, const char *key, struct an_node *v, bool arr);
+/*
+ * Put v under key in obj. slot: where the caller keeps the node already put
+ * under this key (NULL when none yet; updated), or NULL when the caller
+ * knows the key is new. No search: a hostile vmdesc with 200,000 fields per
+ * struct must not make each put scan the object.
+ */
+int an_node_put(struct an_arena *a, struct an_node *obj, const char *key, struct an_node *v, bool arr,
+		struct an_node **slot);
 /* Indented JSON text of the tree (malloc'd), or NULL. */
 char *an_node_render(const struct an_node *root, size_t *len);
 
@@ -123,6 +150,11 @@ struct an_private {
 	size_t rec_cap; /* capacity of report->records */
 	int64_t verify_off; /* offset of the hptmig/verify record */
 	struct an_arena arena;  /* the state tree (AN_OPT_STATE) */
+	struct an_index by_id;  /* section id -> section index */
+	struct an_index by_key; /* hash(idstr, instance) -> section index */
+	struct an_index blocks; /* hash(RAM block name) -> block index */
+	uint64_t work;          /* vmstate field visits so far */
+	uint64_t work_max;      /* ... and the most a stream of this size may need */
 	struct an_node *state;  /* its root object */
 };
 

@@ -47,18 +47,73 @@ void an_tab_fini(struct an_tab *t)
 	memset(t, 0, sizeof(*t));
 }
 
-static inline uint64_t *tab_slot(struct an_tab *t, uint64_t slot, bool alloc)
+/*
+ * A block: BLK_HDR words (a bitmap of its valid entries and their count),
+ * then its entries as (V, R) pairs. The bitmap makes an invalid run cost
+ * what it invalidates, not its length: a 8-byte chunk header may name 65535
+ * slots, and a hostile stream must not turn that into a long walk.
+ */
+#define BLK_BITMAP_WORDS (AN_TAB_BLK_SLOTS / 64)
+#define BLK_COUNT BLK_BITMAP_WORDS
+#define BLK_HDR (BLK_BITMAP_WORDS + 1)
+
+static inline uint64_t *blk_entry(uint64_t *b, uint64_t slot)
+{
+	return b + BLK_HDR + (slot & (AN_TAB_BLK_SLOTS - 1)) * 2;
+}
+
+static uint64_t *tab_block(struct an_tab *t, uint64_t slot)
 {
 	uint64_t **b = &t->blk[slot >> AN_TAB_BLK_SHIFT];
-	if (!*b) {
-		if (!alloc)
-			return NULL;
-		uint64_t n = t->slots < AN_TAB_BLK_SLOTS ? t->slots : AN_TAB_BLK_SLOTS;
-		*b = calloc((size_t)n * 2, sizeof(uint64_t));
-		if (!*b)
-			return NULL;
+	if (!*b)
+		*b = calloc(BLK_HDR + (size_t)AN_TAB_BLK_SLOTS * 2, sizeof(uint64_t));
+	return *b;
+}
+
+/* Store one entry, keeping the block's bitmap and count. */
+static inline void tab_store(uint64_t *b, uint64_t slot, uint64_t v, uint64_t r)
+{
+	uint64_t *e = blk_entry(b, slot);
+	unsigned i = (unsigned)(slot & (AN_TAB_BLK_SLOTS - 1));
+	uint64_t bit = UINT64_C(1) << (i & 63);
+	bool was = (e[0] & 1) != 0, now = (v & 1) != 0;
+	if (was != now) {
+		b[i >> 6] ^= bit;
+		b[BLK_COUNT] += now ? 1 : (uint64_t)-1;
 	}
-	return *b + (slot & (AN_TAB_BLK_SLOTS - 1)) * 2;
+	e[0] = v;
+	e[1] = r;
+}
+
+/* Invalidate slots [first, first + n): only entries that are valid change. */
+static void tab_invalidate(struct an_tab *t, uint64_t first, uint64_t n)
+{
+	uint64_t end = first + n;
+	while (first < end) {
+		uint64_t blk_end = (first | (AN_TAB_BLK_SLOTS - 1)) + 1;
+		uint64_t stop = end < blk_end ? end : blk_end;
+		uint64_t *b = t->blk[first >> AN_TAB_BLK_SHIFT];
+		if (b && b[BLK_COUNT]) {
+			unsigned lo = (unsigned)(first & (AN_TAB_BLK_SLOTS - 1));
+			unsigned hi = (unsigned)((stop - 1) & (AN_TAB_BLK_SLOTS - 1));
+			for (unsigned wd = lo >> 6; wd <= hi >> 6; wd++) {
+				uint64_t m = b[wd];
+				if (wd == lo >> 6)
+					m &= ~UINT64_C(0) << (lo & 63);
+				if (wd == hi >> 6 && (hi & 63) != 63)
+					m &= (UINT64_C(1) << ((hi & 63) + 1)) - 1;
+				while (m) {
+					unsigned bitn = (unsigned)__builtin_ctzll(m);
+					m &= m - 1;
+					uint64_t *e = b + BLK_HDR + ((uint64_t)wd * 64 + bitn) * 2;
+					e[0] = e[1] = 0;
+					b[wd] &= ~(UINT64_C(1) << bitn);
+					b[BLK_COUNT]--;
+				}
+			}
+		}
+		first = stop;
+	}
 }
 
 /* ------------------------------------------------------------- entries */
@@ -217,18 +272,14 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 			return w->err->code;
 		const uint8_t *src = w->buf + w->pos;
 		for (uint32_t i = 0; i < nv; i++) {
-			uint64_t *e = tab_slot(t, (uint64_t)index + i, true);
-			if (!e)
+			uint64_t slot = (uint64_t)index + i;
+			uint64_t *b = tab_block(t, slot);
+			if (!b)
 				return an_fail(w, -ENOMEM, (int64_t)c_at, "out of memory");
-			e[0] = hm_load_be64(src + i * 16) & ~HPTE_V_HVLOCK;
-			e[1] = hm_load_be64(src + i * 16 + 8);
+			tab_store(b, slot, hm_load_be64(src + i * 16) & ~HPTE_V_HVLOCK, hm_load_be64(src + i * 16 + 8));
 		}
 		w->pos += (size_t)nv * 16;
-		for (uint32_t i = 0; i < ni; i++) {
-			uint64_t *e = tab_slot(t, (uint64_t)index + nv + i, false);
-			if (e)
-				e[0] = e[1] = 0;
-		}
+		tab_invalidate(t, (uint64_t)index + nv, ni);
 		h->valid_sent += nv;
 		h->invalid_sent += ni;
 	}
@@ -268,10 +319,11 @@ int an_htab_finish(an_report_t *r, hm_error_t *err)
 		uint64_t per_blk = t->slots < AN_TAB_BLK_SLOTS ? t->slots : AN_TAB_BLK_SLOTS;
 		for (uint64_t b = 0; b < t->nblk; b++) {
 			const uint64_t *blk = t->blk[b];
-			if (!blk) {
+			if (!blk || !blk[BLK_COUNT]) {
 				h->pteg_occupancy[0] += per_blk / 8;
 				continue;
 			}
+			blk += BLK_HDR;
 			for (uint64_t g = 0; g < per_blk / 8; g++) {
 				unsigned occ = 0;
 				for (unsigned k = 0; k < 8; k++) {
@@ -324,8 +376,9 @@ int an_htab_foreach(const an_report_t *r, int (*fn)(void *, uint64_t, uint64_t, 
 	uint64_t per_blk = t->slots < AN_TAB_BLK_SLOTS ? t->slots : AN_TAB_BLK_SLOTS;
 	for (uint64_t b = 0; b < t->nblk; b++) {
 		const uint64_t *blk = t->blk[b];
-		if (!blk)
+		if (!blk || !blk[BLK_COUNT])
 			continue;
+		blk += BLK_HDR;
 		for (uint64_t i = 0; i < per_blk; i++) {
 			uint64_t v = blk[i * 2], rr = blk[i * 2 + 1];
 			if (!(v & HPTE_V_VALID))
@@ -412,9 +465,9 @@ static bool get_tab(const void *src, uint64_t slot, uint64_t *v, uint64_t *r)
 {
 	const struct an_tab *t = src;
 	const uint64_t *b = t->blk[slot >> AN_TAB_BLK_SHIFT];
-	if (!b)
+	if (!b || !b[BLK_COUNT])
 		return false;
-	const uint64_t *e = b + (slot & (AN_TAB_BLK_SLOTS - 1)) * 2;
+	const uint64_t *e = b + BLK_HDR + (slot & (AN_TAB_BLK_SLOTS - 1)) * 2;
 	*v = e[0];
 	*r = e[1];
 	return true;

@@ -41,6 +41,19 @@ static int read_block_name(struct an_walk *w, char name[256], const char *what)
 	return 0;
 }
 
+static bool same_block(void *opaque, uint32_t i)
+{
+	const void *const *a = opaque;
+	const an_ram_stats_t *ram = a[0];
+	return strcmp(ram->blocks[i].name, (const char *)a[1]) == 0;
+}
+
+static int64_t find_block(struct an_walk *w, const char *name)
+{
+	const void *a[2] = {&w->r->ram, name};
+	return an_index_find(&w->r->priv->blocks, an_hash_str(name, 0), same_block, (void *)a);
+}
+
 static int mem_size(struct an_walk *w, uint64_t total, size_t item_off)
 {
 	an_ram_stats_t *ram = &w->r->ram;
@@ -65,15 +78,16 @@ static int mem_size(struct an_walk *w, uint64_t total, size_t item_off)
 				       " (per-block fields of a capability such as postcopy-ram or"
 				       " x-ignore-shared are not supported)",
 				       name, len, left, total);
-		for (size_t i = 0; i < ram->nblocks; i++)
-			if (strcmp(ram->blocks[i].name, name) == 0)
-				return an_fail(w, HM_E_FORMAT, (int64_t)w->pos - 8, "block '%s' listed twice", name);
+		if (find_block(w, name) >= 0)
+			return an_fail(w, HM_E_FORMAT, (int64_t)w->pos - 8, "block '%s' listed twice", name);
 		an_ram_block_t *nb = realloc(ram->blocks, (ram->nblocks + 1) * sizeof(*nb));
 		if (!nb)
 			return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
 		ram->blocks = nb;
 		memcpy(nb[ram->nblocks].name, name, sizeof(name));
 		nb[ram->nblocks].length = len;
+		if (an_index_put(&w->r->priv->blocks, an_hash_str(name, 0), (uint32_t)ram->nblocks) < 0)
+			return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
 		ram->nblocks++;
 		left -= len;
 	}
@@ -122,10 +136,7 @@ int an_ram_walk(struct an_walk *w, uint8_t type)
 				int rc = read_block_name(w, name, "RAM page block");
 				if (rc < 0)
 					return rc;
-				w->ram_cur_block = -1;
-				for (size_t i = 0; i < ram->nblocks; i++)
-					if (strcmp(ram->blocks[i].name, name) == 0)
-						w->ram_cur_block = (int64_t)i;
+				w->ram_cur_block = find_block(w, name);
 				if (w->ram_cur_block < 0)
 					return an_fail(w, HM_E_FORMAT, (int64_t)at,
 						       "RAM page in unknown block '%s' (not in MEM_SIZE)", name);

@@ -92,46 +92,34 @@ static void append(struct an_node *parent, struct an_node *child)
 }
 
 /*
- * Put v under key in obj as QEMU's analyser does: arrays (array_len, or
- * "index"ed elements) become arrays, and a key met again turns into an array
- * of all its values. The last key put is checked first: array elements come
- * in a row. key must outlive the tree (vmdesc strings do; others: copy).
+ * As QEMU's analyser does: arrays (array_len, or "index"ed elements) become
+ * arrays, and a key met again turns into an array of all its values (the
+ * existing node is converted in place, so *slot stays valid).
  */
-int an_node_put(struct an_arena *a, struct an_node *obj, const char *key, struct an_node *v, bool arr)
+int an_node_put(struct an_arena *a, struct an_node *obj, const char *key, struct an_node *v, bool arr,
+		struct an_node **slot)
 {
 	if (!obj || !v)
 		return v ? 0 : -ENOMEM;
-	struct an_node *old = NULL;
-	if (obj->hint && strcmp(obj->hint->key, key) == 0)
-		old = obj->hint;
-	else
-		for (struct an_node *c = obj->first; c; c = c->next)
-			if (strcmp(c->key, key) == 0) {
-				old = c;
-				break;
-			}
+	struct an_node *old = slot ? *slot : NULL;
 	if (!old) {
+		struct an_node *put = v;
 		if (arr) {
-			struct an_node *an = an_node_new(a, AN_NODE_ARR, NULL, 0);
-			if (!an)
+			put = an_node_new(a, AN_NODE_ARR, NULL, 0);
+			if (!put)
 				return -ENOMEM;
-			an->key = key;
-			append(an, v);
-			append(obj, an);
-			obj->hint = an;
-		} else {
-			v->key = key;
-			append(obj, v);
-			obj->hint = v;
+			append(put, v);
 		}
+		put->key = key;
+		append(obj, put);
+		if (slot)
+			*slot = put;
 		return 0;
 	}
-	obj->hint = old;
 	if (old->type == AN_NODE_ARR) {
 		append(old, v);
 		return 0;
 	}
-	/* turn the existing value into the first element of an array, in place */
 	struct an_node *moved = an_node_new(a, old->type, NULL, 0);
 	if (!moved)
 		return -ENOMEM;
@@ -143,6 +131,8 @@ int an_node_put(struct an_arena *a, struct an_node *obj, const char *key, struct
 	old->type = AN_NODE_ARR;
 	old->key = key;
 	old->next = keep_next;
+	if (obj->last == old)
+		obj->last = old;
 	append(old, moved);
 	append(old, v);
 	return 0;
@@ -267,4 +257,76 @@ char *an_node_render(const struct an_node *root, size_t *len)
 	if (len)
 		*len = b.len;
 	return b.p;
+}
+
+/* ------------------------------------------------------------------ index */
+
+uint64_t an_hash_str(const char *s, uint64_t seed)
+{
+	uint64_t h = 0xcbf29ce484222325ull ^ seed;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+	return h;
+}
+
+static size_t slot_of(uint64_t key, size_t cap)
+{
+	key ^= key >> 33;
+	key *= 0xff51afd7ed558ccdull;
+	key ^= key >> 33;
+	return (size_t)key & (cap - 1);
+}
+
+int an_index_put(struct an_index *ix, uint64_t key, uint32_t val)
+{
+	if ((ix->n + 1) * 2 > ix->cap) {
+		size_t cap = ix->cap ? ix->cap * 2 : 64;
+		uint64_t *k = malloc(cap * sizeof(*k));
+		uint32_t *v = malloc(cap * sizeof(*v));
+		if (!k || !v) {
+			free(k);
+			free(v);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < cap; i++)
+			v[i] = UINT32_MAX;
+		for (size_t i = 0; i < ix->cap; i++) {
+			if (ix->vals[i] == UINT32_MAX)
+				continue;
+			size_t j = slot_of(ix->keys[i], cap);
+			while (v[j] != UINT32_MAX)
+				j = (j + 1) & (cap - 1);
+			k[j] = ix->keys[i];
+			v[j] = ix->vals[i];
+		}
+		free(ix->keys);
+		free(ix->vals);
+		ix->keys = k;
+		ix->vals = v;
+		ix->cap = cap;
+	}
+	size_t j = slot_of(key, ix->cap);
+	while (ix->vals[j] != UINT32_MAX)
+		j = (j + 1) & (ix->cap - 1);
+	ix->keys[j] = key;
+	ix->vals[j] = val;
+	ix->n++;
+	return 0;
+}
+
+int64_t an_index_find(const struct an_index *ix, uint64_t key, bool (*fn)(void *, uint32_t), void *opaque)
+{
+	if (!ix->cap)
+		return -1;
+	for (size_t j = slot_of(key, ix->cap); ix->vals[j] != UINT32_MAX; j = (j + 1) & (ix->cap - 1))
+		if (ix->keys[j] == key && (!fn || fn(opaque, ix->vals[j])))
+			return ix->vals[j];
+	return -1;
+}
+
+void an_index_free(struct an_index *ix)
+{
+	free(ix->keys);
+	free(ix->vals);
+	memset(ix, 0, sizeof(*ix));
 }

@@ -77,6 +77,17 @@ static int get_u64(json_t *o, const char *key, bool required, uint64_t max, uint
 	return 0;
 }
 
+struct dup_ctx {
+	const struct an_vdesc *d;
+	const char *name;
+};
+
+static bool same_name(void *opaque, uint32_t i)
+{
+	const struct dup_ctx *c = opaque;
+	return strcmp(c->d->fields[i].name, c->name) == 0;
+}
+
 static int vdesc_compile(json_t *o, struct an_vdesc *d, int depth, bool top, int64_t off,
 			 hm_error_t *err)
 {
@@ -124,6 +135,7 @@ static int vdesc_compile(json_t *o, struct an_vdesc *d, int depth, bool top, int
 		struct an_vfield *vf = &d->fields[i];
 		d->nfields = i + 1;
 		vf->index = -1;
+		vf->dup_of = -1;
 		vf->count = 1;
 		if (!json_is_object(f) || !json_is_string(json_object_get(f, "name")) ||
 		    !json_is_string(json_object_get(f, "type")))
@@ -154,6 +166,25 @@ static int vdesc_compile(json_t *o, struct an_vdesc *d, int depth, bool top, int
 				return rc;
 		}
 	}
+	/* Fields sharing a name merge their values (QEMU's analyser does so);
+	 * find each field's first namesake once, here, with a hash. */
+	if (nf > 1) {
+		struct an_index ix = {0};
+		struct dup_ctx dc = {d, NULL};
+		for (size_t i = 0; i < nf; i++) {
+			dc.name = d->fields[i].name;
+			uint64_t h = an_hash_str(dc.name, 0);
+			int64_t first = an_index_find(&ix, h, same_name, &dc);
+			d->fields[i].dup_of = first;
+			if (first >= 0) {
+				d->has_dups = true;
+			} else if (an_index_put(&ix, h, (uint32_t)i) < 0) {
+				an_index_free(&ix);
+				return hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
+			}
+		}
+		an_index_free(&ix);
+	}
 	json_t *subs = json_object_get(o, "subsections");
 	if (subs && !json_is_array(subs))
 		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: 'subsections' is not an array", where);
@@ -172,6 +203,24 @@ static int vdesc_compile(json_t *o, struct an_vdesc *d, int depth, bool top, int
 					    where);
 	}
 	return 0;
+}
+
+/* qsort has no context argument in C11: the array being sorted is set just
+ * before the call (compile runs in one thread per vmdesc; see note). */
+static _Thread_local const struct an_vdesc *sort_devs;
+
+static int cmp_key(const char *na, uint32_t ia, const char *nb, uint32_t ib)
+{
+	int c = strcmp(na, nb);
+	if (c)
+		return c;
+	return ia < ib ? -1 : ia > ib;
+}
+
+static int cmp_dev(const void *a, const void *b)
+{
+	const struct an_vdesc *x = &sort_devs[*(const uint32_t *)a], *y = &sort_devs[*(const uint32_t *)b];
+	return cmp_key(x->name, x->instance_id, y->name, y->instance_id);
 }
 
 int an_vmdesc_compile(json_t *root, struct an_vmdesc *vd, int64_t off, hm_error_t *err)
@@ -202,6 +251,19 @@ int an_vmdesc_compile(json_t *root, struct an_vmdesc *vd, int64_t off, hm_error_
 		if ((rc = vdesc_compile(json_array_get(devs, i), &vd->devs[i], 0, true, off, err)) < 0)
 			return rc;
 	}
+	vd->order = malloc((n ? n : 1) * sizeof(*vd->order));
+	if (!vd->order)
+		return hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
+	for (size_t i = 0; i < n; i++)
+		vd->order[i] = (uint32_t)i;
+	sort_devs = vd->devs;
+	qsort(vd->order, n, sizeof(*vd->order), cmp_dev);
+	for (size_t i = 1; i < n; i++) {
+		const struct an_vdesc *a = &vd->devs[vd->order[i - 1]], *b = &vd->devs[vd->order[i]];
+		if (a->instance_id == b->instance_id && strcmp(a->name, b->name) == 0)
+			return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: device '%s' instance %u described twice",
+					    a->name, a->instance_id);
+	}
 	json_t *cfg = json_object_get(root, "configuration");
 	if (cfg) {
 		vd->config = calloc(1, sizeof(*vd->config));
@@ -220,6 +282,7 @@ void an_vmdesc_free(struct an_vmdesc *vd)
 	for (size_t i = 0; i < vd->ndev; i++)
 		vdesc_fini(&vd->devs[i]);
 	free(vd->devs);
+	free(vd->order);
 	if (vd->config) {
 		vdesc_fini(vd->config);
 		free(vd->config);
@@ -231,11 +294,20 @@ void an_vmdesc_free(struct an_vmdesc *vd)
 const struct an_vdesc *an_vmdesc_find(const struct an_vmdesc *vd, const char *name,
 				      uint32_t instance_id)
 {
-	if (!vd)
+	if (!vd || !vd->order)
 		return NULL;
-	for (size_t i = 0; i < vd->ndev; i++)
-		if (vd->devs[i].instance_id == instance_id && strcmp(vd->devs[i].name, name) == 0)
-			return &vd->devs[i];
+	size_t lo = 0, hi = vd->ndev;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct an_vdesc *d = &vd->devs[vd->order[mid]];
+		int c = cmp_key(name, instance_id, d->name, d->instance_id);
+		if (c == 0)
+			return d;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
 	return NULL;
 }
 
@@ -370,11 +442,40 @@ int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, stru
 {
 	if (depth > AN_VDESC_MAX_DEPTH)
 		return an_fail(w, HM_E_RANGE, (int64_t)w->pos, "nesting deeper than %d", AN_VDESC_MAX_DEPTH);
+	struct an_private *pv = w->r->priv;
+	/* The node put under each field's name in obj (only needed when names
+	 * repeat; otherwise every field's name is new in obj). */
+	struct an_node **slots = NULL;
+	if (obj && d->has_dups) {
+		slots = an_arena_alloc(w->arena, d->nfields * sizeof(*slots));
+		if (!slots)
+			return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
+		memset(slots, 0, d->nfields * sizeof(*slots));
+	}
 	for (size_t i = 0; i < d->nfields; i++) {
 		const struct an_vfield *f = &d->fields[i];
+		struct an_node *local = NULL;
+		struct an_node **slot = slots ? &slots[f->dup_of >= 0 ? (size_t)f->dup_of : i] : &local;
+		/* Every field, struct element and decoded value counts: a real
+		 * stream needs about one visit per byte at most, a hostile vmdesc
+		 * (millions of empty fields repeated by arrays) must not run long. */
+		if (++pv->work > pv->work_max)
+			return an_fail(w, HM_E_RANGE, (int64_t)w->pos,
+				       "the vmdesc describes more than %llu fields for a %llu-byte stream",
+				       (unsigned long long)pv->work_max, (unsigned long long)w->end);
 		bool arr = f->index >= 0 || f->count > 1;
 		if (f->kind == AN_VK_STRUCT) {
-			for (uint64_t k = 0; k < f->count; k++) {
+			/* Elements of a zero-size struct are all empty: check one. */
+			uint64_t count = f->size == 0 && f->count > 1 ? 1 : f->count;
+			if (f->size && f->count > (w->end - w->pos) / f->size)
+				return an_fail(w, HM_E_TRUNCATED, (int64_t)w->pos,
+					       "field '%s': %" PRIu64 " structs of %" PRIu64 " bytes, only %zu bytes left",
+					       f->name, f->count, f->size, w->end - w->pos);
+			for (uint64_t k = 0; k < count; k++) {
+				if (k && ++pv->work > pv->work_max)
+					return an_fail(w, HM_E_RANGE, (int64_t)w->pos,
+						       "the vmdesc describes more than %llu fields for a %llu-byte stream",
+						       (unsigned long long)pv->work_max, (unsigned long long)w->end);
 				frame_push(w, f->name, f->count > 1 ? (int64_t)k : f->index);
 				size_t start = w->pos;
 				struct an_node *sub = obj ? an_node_new(w->arena, AN_NODE_OBJ, NULL, 0) : NULL;
@@ -391,7 +492,7 @@ int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, stru
 						       " (the vmdesc does not match the stream)",
 						       w->pos - start, f->size);
 				}
-				if (obj && an_node_put(w->arena, obj, f->name, sub, arr) < 0)
+				if (obj && an_node_put(w->arena, obj, f->name, sub, arr, slot) < 0)
 					return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
 				w->nframes--;
 			}
@@ -408,12 +509,15 @@ int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, stru
 		if (obj) {
 			int rc = 0;
 			if (f->count > 1) {
-				for (uint64_t k = 0; k < f->count && rc == 0; k++)
+				/* an array of empty values shows one of them */
+				uint64_t count = f->size == 0 ? 1 : f->count;
+				for (uint64_t k = 0; k < count && rc == 0; k++)
 					rc = an_node_put(w->arena, obj, f->name,
-							 value_node(w->arena, f, w->buf + w->pos + k * f->size), true);
+							 value_node(w->arena, f, w->buf + w->pos + k * f->size), true,
+							 slot);
 			} else {
 				rc = an_node_put(w->arena, obj, f->name, value_node(w->arena, f, w->buf + w->pos),
-						 f->index >= 0);
+						 f->index >= 0, slot);
 			}
 			if (rc < 0)
 				return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
@@ -449,7 +553,7 @@ int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, stru
 		int rc = an_vmstate_walk(w, s, depth + 1, sub, builtin);
 		if (rc < 0 || w->stop_sub)
 			return rc;
-		if (obj && an_node_put(w->arena, obj, s->vmsd_name, sub, false) < 0)
+		if (obj && an_node_put(w->arena, obj, s->vmsd_name, sub, false, NULL) < 0)
 			return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
 		w->nframes--;
 	}

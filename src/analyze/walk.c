@@ -150,10 +150,19 @@ static int add_record(an_report_t *r, uint8_t type, uint64_t off, uint32_t sec, 
 
 static int64_t find_section(const an_report_t *r, uint32_t id)
 {
-	for (size_t i = r->nsections; i-- > 0;)
-		if (r->sections[i].id == id)
-			return (int64_t)i;
-	return -1;
+	return an_index_find(&r->priv->by_id, id, NULL, NULL);
+}
+
+struct key_match {
+	const an_report_t *r;
+	const char *idstr;
+	uint32_t inst;
+};
+
+static bool same_key(void *opaque, uint32_t i)
+{
+	const struct key_match *m = opaque;
+	return m->r->sections[i].instance_id == m->inst && strcmp(m->r->sections[i].idstr, m->idstr) == 0;
 }
 
 static void set_ctx(struct an_walk *w, uint8_t type, const an_section_t *s)
@@ -198,16 +207,16 @@ static int section_payload(struct an_walk *w, an_section_t *s, uint8_t type, boo
 				int n = snprintf(hv, sizeof(hv), "0x%016" PRIx64, w->r->ram.blocks[i].length);
 				struct an_node *bn = an_node_new(a, AN_NODE_STR, w->r->ram.blocks[i].name,
 								 strlen(w->r->ram.blocks[i].name));
-				if (!bn || an_node_put(a, sz, bn->str, an_node_new(a, AN_NODE_STR, hv, (size_t)n), false) < 0)
+				if (!bn || an_node_put(a, sz, bn->str, an_node_new(a, AN_NODE_STR, hv, (size_t)n), false, NULL) < 0)
 					sz = NULL;
 			}
 			v = an_node_new(a, AN_NODE_OBJ, NULL, 0);
-			if (v && sz && an_node_put(a, v, "section sizes", sz, false) < 0)
+			if (v && sz && an_node_put(a, v, "section sizes", sz, false, NULL) < 0)
 				v = NULL;
 		} else {
 			v = an_node_new(a, AN_NODE_STR, "", 0);
 		}
-		if (!kn || !v || an_node_put(a, w->r->priv->state, kn->str, v, false) < 0)
+		if (!kn || !v || an_node_put(a, w->r->priv->state, kn->str, v, false, NULL) < 0)
 			return an_fail(w, -ENOMEM, w->rec_off, "out of memory");
 		return 0;
 	}
@@ -248,7 +257,7 @@ static int section_payload(struct an_walk *w, an_section_t *s, uint8_t type, boo
 			char key[300];
 			int kl = snprintf(key, sizeof(key), "%s (%u)", s->idstr, s->id);
 			struct an_node *kn = an_node_new(w->arena, AN_NODE_STR, key, (size_t)kl);
-			if (!kn || an_node_put(w->arena, w->r->priv->state, kn->str, obj, false) < 0)
+			if (!kn || an_node_put(w->arena, w->r->priv->state, kn->str, obj, false, NULL) < 0)
 				return an_fail(w, -ENOMEM, w->rec_off, "out of memory");
 		}
 		return 0;
@@ -317,6 +326,15 @@ static int start_or_full(struct an_walk *w, uint8_t type, bool *stopped)
 	uint32_t ver = an_be32(w);
 	if (find_section(r, id) >= 0)
 		return an_fail(w, HM_E_FORMAT, w->rec_off, "section id %u ('%s') introduced twice", id, idstr);
+	/* A device is sent once: a second START/FULL of the same (idstr,
+	 * instance) is a broken sender (and would let a hostile stream make
+	 * the walk re-run one huge vmdesc description many times). */
+	struct key_match km = {r, idstr, inst};
+	uint64_t hkey = an_hash_str(idstr, inst);
+	int64_t dup = an_index_find(&r->priv->by_key, hkey, same_key, &km);
+	if (dup >= 0)
+		return an_fail(w, HM_E_FORMAT, w->rec_off, "section '%s' instance %u sent twice (ids %u and %u)", idstr,
+			       inst, r->sections[dup].id, id);
 	an_section_t *ns = realloc(r->sections, (r->nsections + 1) * sizeof(*ns));
 	if (!ns)
 		return an_fail(w, -ENOMEM, w->rec_off, "out of memory");
@@ -334,6 +352,8 @@ static int start_or_full(struct an_walk *w, uint8_t type, bool *stopped)
 	else
 		s->n_full = 1;
 	uint32_t sidx = (uint32_t)r->nsections++;
+	if (an_index_put(&r->priv->by_id, id, sidx) < 0 || an_index_put(&r->priv->by_key, hkey, sidx) < 0)
+		return an_fail(w, -ENOMEM, w->rec_off, "out of memory");
 	r->records[r->nrecords - 1].section = sidx;
 	r->records[r->nrecords - 1].payload = w->pos;
 	set_ctx(w, type, s);
@@ -639,6 +659,10 @@ int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out,
 			w.page_size = p->vd.page_size;
 	}
 	w.pos = 8;
+	/* Bound on vmstate work. A real stream needs at most two visits per
+	 * byte (a 1-byte struct of one field: the element and its field); the
+	 * rest is room for empty fields. */
+	p->work_max = 2 * (uint64_t)w.end + (UINT64_C(1) << 20);
 	rc = walk_records(&w);
 	if (rc < 0)
 		goto done;
@@ -686,6 +710,9 @@ void an_report_free(an_report_t *r)
 		if (r->priv->have_tab)
 			an_tab_fini(&r->priv->tab);
 		an_arena_free(&r->priv->arena);
+		an_index_free(&r->priv->by_id);
+		an_index_free(&r->priv->by_key);
+		an_index_free(&r->priv->blocks);
 		free(r->priv);
 	}
 	free(r->sections);

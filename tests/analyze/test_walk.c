@@ -198,7 +198,7 @@ static void test_vmdesc_lies(void **state)
 		/* struct size disagrees with its fields */
 		{"\"type\":\"struct\",\"size\":3", "\"type\":\"struct\",\"size\":4", HM_E_FORMAT, "vmdesc says 4"},
 		/* array longer than the data */
-		{"\"array_len\":2,", "\"array_len\":4000000000,", HM_E_TRUNCATED, "field 's["},
+		{"\"array_len\":2,", "\"array_len\":4000000000,", HM_E_TRUNCATED, "4000000000 structs"},
 		/* subsection listed under another name */
 		{"\"vmsd_name\":\"dev/sub\"", "\"vmsd_name\":\"dev/other\"", HM_E_FORMAT, "dev/sub"},
 		/* subsection version differs */
