@@ -522,6 +522,115 @@ static void test_verify_mismatch(void **state)
 	}
 }
 
+/* Inputs built to make a walk slow must fail fast or finish fast. */
+static void test_adversarial(void **state)
+{
+	(void)state;
+	/* 1. a vmdesc with 20000 empty fields per struct and 1000 structs */
+	struct sg s = {0};
+	sg_header(&s);
+	sg_start(&s, 0x04, 1, "bomb", 0, 1);
+	for (int i = 0; i < 1000; i++)
+		sg_u8(&s, 0);
+	sg_footer(&s, 1);
+	sg_u8(&s, 0);
+	struct sg j = {0};
+	const char *head = "{\"devices\":[{\"name\":\"bomb\",\"instance_id\":0,\"vmsd_name\":\"bomb\",\"version\":1,"
+			   "\"fields\":[{\"name\":\"s\",\"type\":\"struct\",\"size\":1,\"array_len\":1000,"
+			   "\"struct\":{\"vmsd_name\":\"s\",\"fields\":[";
+	sg_bytes(&j, head, strlen(head));
+	for (int i = 0; i < 20000; i++) {
+		char f[64];
+		int n = snprintf(f, sizeof(f), "{\"name\":\"z%d\",\"type\":\"buffer\",\"size\":0},", i);
+		sg_bytes(&j, f, (size_t)n);
+	}
+	const char *tail = "{\"name\":\"b\",\"type\":\"uint8\",\"size\":1}]}}]}]}";
+	sg_bytes(&j, tail, strlen(tail) + 1);
+	sg_vmdesc(&s, (const char *)j.p);
+	hm_error_t err;
+	int rc;
+	uint64_t t0 = hm_now_ns();
+	an_report_t *r = walk(&s, AN_OPT_STATE, &rc, &err);
+	assert_int_equal(rc, HM_E_RANGE);
+	assert_non_null(strstr(err.msg, "more than"));
+	assert_true(hm_now_ns() - t0 < UINT64_C(20) * 1000000000);
+	an_report_free(r);
+	free(s.p);
+	free(j.p);
+
+	/* 2. invalid runs of 65535 slots, each 8 bytes of input, over a table
+	 * with valid entries spread across blocks: only the valid ones change */
+	memset(&s, 0, sizeof(s));
+	sg_header(&s);
+	sg_start(&s, 0x01, 2, "spapr/htab", 0, 1);
+	sg_be32(&s, 24);
+	sg_footer(&s, 2);
+	sg_part(&s, 0x03, 2);
+	sg_be32(&s, 0);
+	uint64_t slots = 1u << 20;
+	uint64_t *tab = calloc(slots * 2, sizeof(uint64_t));
+	for (uint64_t k = 100; k < slots; k += 997) {
+		sg_be32(&s, (uint32_t)k);
+		sg_be16(&s, 1);
+		sg_be16(&s, 0);
+		sg_hpte(&s, (k << 7) | 1, k);
+		tab[2 * k] = (k << 7) | 1;
+		tab[2 * k + 1] = k;
+	}
+	for (uint64_t i = 0; i < 2000; i++) {
+		uint64_t idx = (i * 7919 * 64) % (slots - 65535);
+		sg_be32(&s, (uint32_t)idx);
+		sg_be16(&s, 0);
+		sg_be16(&s, i % 3 ? 65535 : 1);
+		for (uint64_t k = idx; k < idx + (i % 3 ? 65535 : 1); k++)
+			tab[2 * k] = tab[2 * k + 1] = 0;
+		if (i == 1000) { /* re-validate a few in the middle */
+			for (uint64_t k = 5000; k < 5100; k++) {
+				sg_be32(&s, (uint32_t)k);
+				sg_be16(&s, 1);
+				sg_be16(&s, 0);
+				sg_hpte(&s, (k << 7) | 1, ~k);
+				tab[2 * k] = (k << 7) | 1;
+				tab[2 * k + 1] = ~k;
+			}
+		}
+	}
+	sg_be32(&s, 0);
+	sg_be32(&s, 0);
+	sg_footer(&s, 2);
+	sg_u8(&s, 0);
+	t0 = hm_now_ns();
+	r = walk(&s, 0, &rc, &err);
+	assert_int_equal(rc, 0);
+	uint8_t want[32];
+	sg_digest(24, tab, slots, want);
+	assert_memory_equal(r->htab.digest, want, 32);
+	uint64_t valid = 0;
+	for (uint64_t k = 0; k < slots; k++)
+		valid += tab[2 * k] & 1;
+	assert_int_equal(r->htab.valid, valid);
+	assert_true(hm_now_ns() - t0 < UINT64_C(20) * 1000000000);
+	an_report_free(r);
+	free(tab);
+	free(s.p);
+
+	/* 3. the same device twice (other section ids) is refused */
+	memset(&s, 0, sizeof(s));
+	sg_header(&s);
+	for (uint32_t id = 1; id <= 2; id++) {
+		sg_start(&s, 0x04, id, "hptmig/verify", 0, 1);
+		for (int i = 0; i < 44; i++)
+			sg_u8(&s, 0);
+		sg_footer(&s, id);
+	}
+	sg_u8(&s, 0);
+	r = walk(&s, 0, &rc, &err);
+	assert_int_equal(rc, HM_E_FORMAT);
+	assert_non_null(strstr(err.msg, "sent twice"));
+	an_report_free(r);
+	free(s.p);
+}
+
 static void test_hpte_check(void **state)
 {
 	(void)state;
@@ -586,6 +695,7 @@ int main(void)
 		cmocka_unit_test(test_replay_and_rewrite_property),
 		cmocka_unit_test(test_mutations),
 		cmocka_unit_test(test_verify_mismatch),
+		cmocka_unit_test(test_adversarial),
 		cmocka_unit_test(test_hpte_check),
 		cmocka_unit_test(test_encode_table),
 	};
