@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * base: the error object every layer fills, the monotonic clock, the logging
- * hook, the atomic two-level bitmap used for change tracking, SHA-256, and
- * size parsing. Nothing here prints, exits or aborts on input.
+ * hook, SHA-256, size parsing and big-endian helpers. (The change-tracking
+ * bitmap lives with its only user, src/hpt/track.c: see docs/design.md.)
+ * Nothing here prints, exits or aborts on input.
  */
 #ifndef HPTMIG_BASE_H
 #define HPTMIG_BASE_H
@@ -82,49 +83,6 @@ typedef void (*hm_log_fn)(void *opaque, int level, const char *msg);
 /* Install the process-wide log sink (NULL: discard, the default). */
 void hm_log_set(hm_log_fn fn, void *opaque, int max_level);
 void hm_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* ------------------------------------------------------------------ bitmap */
-
-/*
- * An atomic two-level bitmap: one bit per item in 64-bit words, plus one
- * summary bit per word, so a reader finds set bits without reading clean
- * regions (cost proportional to what is set, plus nbits/4096 summary words).
- *
- * Concurrency: any number of threads may call hm_bitmap_set() while one
- * reader calls hm_bitmap_take(). The invariant: a bit set before take()
- * returns is either returned by that take() or left set (and its summary bit
- * set) for a later one; a bit is never lost. Writers OR the data word, then
- * the summary word (both sequentially consistent); the reader exchanges the
- * summary word with zero, then exchanges each data word it names with zero.
- */
-typedef struct hm_bitmap hm_bitmap_t;
-
-int hm_bitmap_create(uint64_t nbits, hm_bitmap_t **out);
-void hm_bitmap_destroy(hm_bitmap_t *b);
-uint64_t hm_bitmap_nbits(const hm_bitmap_t *b);
-/* Set one bit. Returns true when it was clear before (a new bit). */
-bool hm_bitmap_set(hm_bitmap_t *b, uint64_t bit);
-/* Set bits [first, first + n). Not atomic as a whole; each word is. */
-void hm_bitmap_set_range(hm_bitmap_t *b, uint64_t first, uint64_t n);
-/* Clear every bit (not concurrent-safe with take(); writers may run). */
-void hm_bitmap_clear_all(hm_bitmap_t *b);
-/* Test a bit (relaxed; for tests and diagnostics). */
-bool hm_bitmap_test(const hm_bitmap_t *b, uint64_t bit);
-/*
- * Approximate number of set bits: exact when no writer or reader runs,
- * otherwise off by at most the bits in flight. O(1).
- */
-uint64_t hm_bitmap_count(const hm_bitmap_t *b);
-/*
- * Take (read and clear) the next non-zero data word at or after *cursor (a
- * word index). On success returns true, stores the word's index in *word_index,
- * its bits in *bits (bit k = item word_index * 64 + k), and moves *cursor past
- * it. Returns false when no set word remains at or after *cursor; *cursor is
- * then the number of words. Only one thread may take at a time.
- */
-bool hm_bitmap_take(hm_bitmap_t *b, uint64_t *cursor, uint64_t *word_index, uint64_t *bits);
-/* Number of 64-bit data words. */
-uint64_t hm_bitmap_words(const hm_bitmap_t *b);
 
 /* ------------------------------------------------------------------ digest */
 

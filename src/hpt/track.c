@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The change-tracking bitmap of a table: one bit per slot plus one summary
- * bit per 64-slot word, as base's hm_bitmap_t, but without its shared
- * counter: the count of set bits lives in the writers' own reader-lock
- * shards (see hpt_internal.h), so two vCPUs marking different slots never
- * write the same cache line. It must never lose a bit.
+ * bit per 64-slot word, so a pass finds changed slots without reading clean
+ * regions. It has no counter of its own: the count of set bits lives in the
+ * writers' own reader-lock shards (see hpt_internal.h), so two vCPUs marking
+ * different slots never write the same cache line. It must never lose a bit.
+ * Unit tests: tests/hpt/test_track.c.
  *
- * Invariant (as hm_bitmap_t): writers OR the data word, then (if not yet
+ * Invariant: writers OR the data word, then (if not yet
  * set) the summary bit, both seq_cst; the single taker clears a summary bit,
  * then exchanges the data word with zero. A bit set before a take either is
  * returned by it or stays set with its summary bit set for a later take:
