@@ -5,14 +5,14 @@
 #                 with the libFuzzer targets), then the concurrency tests
 #                 under the thread sanitizer.
 #   make demo   - install, build, run a live migration on loopback.
-# Other targets: build, test, asan, tsan, bench, install, clean.
+# Other targets: build, test, asan, tsan, fuzz, bench, install, clean.
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build
 CMAKE_FLAGS ?=
 CTEST = ctest --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build test check asan tsan demo bench install clean
+.PHONY: all deps build test check asan tsan fuzz demo bench install clean
 
 all: build
 
@@ -41,6 +41,18 @@ tsan: deps
 
 check: test asan tsan
 	@echo "make check: all test suites passed (normal, address+undefined, thread)"
+
+# Coverage-guided fuzzing of every fuzz/fuzz_<name>.c for FUZZ_SECONDS each
+# (not part of check). New inputs go to build-asan/fuzz-new/<name>/; merge
+# the interesting ones into fuzz/corpus/<name>/ with -merge=1.
+FUZZ_SECONDS ?= 60
+fuzz: asan
+	@for t in build-asan/fuzz/fuzz_*; do \
+		n=$$(basename $$t | sed 's/^fuzz_//'); mkdir -p build-asan/fuzz-new/$$n; \
+		echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+		$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			build-asan/fuzz-new/$$n fuzz/corpus/$$n || exit 1; \
+	done
 
 demo: build
 	@if $(BUILD)/tools/hptmig demo --help >/dev/null 2>&1; then \
