@@ -374,7 +374,9 @@ void mig_progress_print(void *opaque, const mig_progress_t *p)
 		snprintf(bw, sizeof(bw), "%.1f MiB/s", (double)p->bandwidth / (1u << 20));
 	printf("\r\033[K%s attempt %u | pass %u | ~%llu entries left | %s | expected downtime "
 	       "%.1f ms | throttle %u%% | %.1f s",
-	       p->phase, p->attempt, p->iterations, (unsigned long long)p->pending_entries, bw,
+	       p->phase, p->attempt,
+	       p->iterations + (strcmp(p->phase, "iterate") == 0 || strcmp(p->phase, "setup") == 0),
+	       (unsigned long long)p->pending_entries, bw,
 	       p->expected_downtime_ns == UINT64_MAX ? -1.0 : (double)p->expected_downtime_ns / 1e6,
 	       p->throttle, (double)p->elapsed_ns / 1e9);
 	fflush(stdout);
