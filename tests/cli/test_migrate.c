@@ -136,6 +136,37 @@ static void test_bandwidth_limit_passes(void **state)
 	free(err);
 }
 
+static void test_auto_converge(void **state)
+{
+	(void)state;
+	/* The guest dirties faster than the link carries: not converging pass
+	 * after pass, the vCPUs get throttled; max-iterations stops it anyway. */
+	char uri[600], cmd[4096];
+	snprintf(uri, sizeof(uri), "unix:%s/ac.sock", dir);
+	struct bg in;
+	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s --json", tu_bin(), uri);
+	bg_start(&in, dir, "acin", cmd);
+	char *out = NULL, *err = NULL;
+	snprintf(cmd, sizeof(cmd),
+		 "'%s' migrate %s --json --htab-shift 20 --vcpus 2 --rate 50000 "
+		 "--max-bandwidth 512K --downtime-limit 5 --auto-converge --max-iterations 6 "
+		 "--timeout 60",
+		 tu_bin(), uri);
+	int rc = tu_run(cmd, &out, &err);
+	assert_int_equal(bg_wait(&in, 90000), 0);
+	if (rc != 0)
+		fail_msg("migrate: %s", err);
+	json_t *src = json_of(out);
+	json_t *dst = json_of_file(in.out);
+	check_pair(src, dst, false);
+	assert_true(jnum(src, "throttle_percent") >= 20);
+	assert_true(jnum(src, "iterations") <= 6);
+	json_decref(src);
+	json_decref(dst);
+	free(out);
+	free(err);
+}
+
 static void test_save_and_load(void **state)
 {
 	(void)state;
@@ -314,6 +345,7 @@ int main(void)
 		cmocka_unit_test(test_unix_each_workload),
 		cmocka_unit_test(test_tcp_loopback),
 		cmocka_unit_test(test_bandwidth_limit_passes),
+		cmocka_unit_test(test_auto_converge),
 		cmocka_unit_test(test_save_and_load),
 		cmocka_unit_test(test_exec_source),
 		cmocka_unit_test(test_qemu_pure),
