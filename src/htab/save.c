@@ -488,14 +488,17 @@ int htab_save_complete(htab_save_t *s, mig_file_t *f)
 			later_bitmap(s, f, 0, false);
 	} else {
 		/*
-		 * STASH_DONE only meant "no takes until this sweep ends": a sweep
-		 * finished now must take what was set since (a held word stays).
+		 * The held state of an interrupted sweep skips words: a held word
+		 * k means "no takes before k", STASH_DONE "no takes until the
+		 * end", both as of an earlier take; words set since then would be
+		 * missed. So finish the sweep (delivering a held word's bits),
+		 * then sweep the whole table once more: with the vCPUs stopped
+		 * that sweep's own held words skip nothing.
 		 */
-		if (s->stash == STASH_DONE)
-			s->stash = STASH_EMPTY;
-		uint64_t behind = s->cursor;
+		bool from_start = s->cursor == 0 && s->stash == STASH_EMPTY;
 		later_linear(s, f, 0, false, s->slots);
-		later_linear(s, f, 0, false, behind);
+		if (!from_start)
+			later_linear(s, f, 0, false, s->slots);
 	}
 	htab_chunker_flush(&s->ck, f);
 	put_endmark(f);

@@ -205,9 +205,12 @@ static void test_budget_inside_scan(void **state)
 }
 
 /*
- * Regression: a linear sweep holds the bits of a word it took ahead of its
+ * Regressions: a linear sweep holds the bits of a word it took ahead of its
  * cursor; complete after an interrupted sweep must still send that word's
- * changes (they were once dropped when complete restarted the sweep).
+ * changes (once dropped when complete restarted the sweep) and changes made
+ * after the take in words between the cursor and the held word (once
+ * skipped: the held word meant "no takes before it"). Both were found by
+ * the under-fire round trip.
  */
 static void test_linear_held_word(void **state)
 {
@@ -234,6 +237,9 @@ static void test_linear_held_word(void **state)
 	htab_save_stats_t st;
 	htab_save_get_stats(s, &st);
 	assert_int_equal(hpt_track_pending(t), 0);
+	/* A change between the cursor and the held word, after the take. */
+	rand_entry(&seed, &v, &rv);
+	assert_true(hpt_write_entry(t, 4096 + 7, v, rv));
 	assert_int_equal(do_complete(r, s), 0);
 	htab_save_stats_t st2;
 	htab_save_get_stats(s, &st2);
