@@ -109,7 +109,7 @@ static void round_trip(uint64_t seed, enum htab_scan scan, bool resize)
 	/* The migration starts once every vCPU is issuing hypercalls. */
 	while (atomic_load(&warm) < NVCPU)
 		hm_sleep_ns(100000);
-	int iters = 10 + (int)(tu_rand(&seed) % 30);
+	int iters = 1 + (int)(tu_rand(&seed) % 40);
 	for (int i = 0; i < iters; i++) {
 		if (resize && i == iters / 2) {
 			/* Growing never collides: every bolted entry has a slot. */
