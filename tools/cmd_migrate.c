@@ -5,7 +5,7 @@
  * with --json one object; a failure is one line on stderr and a non-zero
  * exit status, and never harms the guest.
  */
-#include "mig_common.c"
+#include "mig_common.h"
 
 #include "tool.h"
 
