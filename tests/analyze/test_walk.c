@@ -522,6 +522,72 @@ static void test_verify_mismatch(void **state)
 	}
 }
 
+/* Configuration subsections QEMU may send after the machine name. */
+static void build_config(struct sg *s, const char *cap, const char *extra)
+{
+	sg_header(s);
+	sg_config(s, "pseries-9.2");
+	sg_u8(s, 0x05);
+	sg_str8(s, "configuration/target-page-bits");
+	sg_be32(s, 1);
+	sg_be32(s, 12);
+	sg_u8(s, 0x05);
+	sg_str8(s, "configuration/capabilities");
+	sg_be32(s, 1);
+	sg_be32(s, 2);
+	sg_str8(s, "validate-uuid");
+	sg_str8(s, cap);
+	sg_u8(s, 0x05);
+	sg_str8(s, "configuration/uuid");
+	sg_be32(s, 1);
+	for (int i = 0; i < 16; i++)
+		sg_u8(s, (uint8_t)i);
+	if (extra) {
+		sg_u8(s, 0x05);
+		sg_str8(s, extra);
+		sg_be32(s, 1);
+	}
+	sg_start(s, 0x04, 1, "hptmig/verify", 0, 1);
+	for (int i = 0; i < 44; i++)
+		sg_u8(s, 0);
+	sg_footer(s, 1);
+	sg_u8(s, 0);
+}
+
+static void test_configuration(void **state)
+{
+	(void)state;
+	struct sg s = {0};
+	build_config(&s, "x-colo", NULL);
+	hm_error_t err;
+	int rc;
+	an_report_t *r = walk(&s, 0, &rc, &err);
+	/* the verify section is all zero: it does not match "no spapr/htab" */
+	assert_int_equal(rc, HM_E_DIGEST);
+	assert_string_equal(r->machine, "pseries-9.2");
+	assert_int_equal(r->target_page_bits, 12);
+	assert_string_equal(r->config_subsections,
+			    "configuration/target-page-bits,configuration/capabilities,configuration/uuid");
+	an_report_free(r);
+	free(s.p);
+
+	memset(&s, 0, sizeof(s));
+	build_config(&s, "x-ignore-shared", NULL);
+	r = walk(&s, 0, &rc, &err);
+	assert_int_equal(rc, HM_E_UNSUPPORTED);
+	assert_non_null(strstr(err.msg, "x-ignore-shared"));
+	an_report_free(r);
+	free(s.p);
+
+	memset(&s, 0, sizeof(s));
+	build_config(&s, "x-colo", "configuration/frobnicate");
+	r = walk(&s, 0, &rc, &err);
+	assert_int_equal(rc, HM_E_UNKNOWN);
+	assert_non_null(strstr(err.msg, "configuration/frobnicate"));
+	an_report_free(r);
+	free(s.p);
+}
+
 /* Inputs built to make a walk slow must fail fast or finish fast. */
 static void test_adversarial(void **state)
 {
@@ -696,6 +762,7 @@ int main(void)
 		cmocka_unit_test(test_mutations),
 		cmocka_unit_test(test_verify_mismatch),
 		cmocka_unit_test(test_adversarial),
+		cmocka_unit_test(test_configuration),
 		cmocka_unit_test(test_hpte_check),
 		cmocka_unit_test(test_encode_table),
 	};
