@@ -209,12 +209,8 @@ static int load_chunks(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *er
 				    ", n_valid %u, n_invalid %u): index + n_valid + n_invalid = %" PRIu64
 				    " exceeds the table's %" PRIu64 " slots (htab_shift %u)",
 				    rec_name(type), n, index, nv, ni, end, slots, l->st.shift);
-		if (nv == 0 && ni == 0)
-			return fail(f, err, HM_E_FORMAT, coff,
-				    "spapr/htab: %s record: chunk %" PRIu64 " (index %" PRIu32
-				    ") has n_valid 0 and n_invalid 0 but a non-zero index: "
-				    "not an endmark",
-				    rec_name(type), n, index);
+		/* n_valid = n_invalid = 0 with a non-zero index is no endmark: QEMU's
+		 * loader applies it as a no-op (after the range check), so do we. */
 		for (uint32_t done = 0; done < nv;) {
 			uint32_t k = nv - done < HTAB_LOAD_PIECE ? nv - done : HTAB_LOAD_PIECE;
 			int64_t poff = (int64_t)mig_file_offset(f);

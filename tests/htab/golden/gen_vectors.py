@@ -81,8 +81,10 @@ vectors = [
      'HM_E_FORMAT', 'an entry without the valid bit inside a valid run'),
     ('err-part-shift-high', [rec(START, hdr(18)), rec(PART, hdr(40))],
      'HM_E_RANGE', 'resize header above the stream limit'),
-    ('err-empty-chunk', [rec(START, hdr(18)), rec(PART, body(chunk(7, [])))],
-     'HM_E_FORMAT', 'chunk with no entries and a non-zero index is no endmark'),
+    ('ok-empty-chunk', [rec(START, hdr(18)), rec(PART, body(chunk(7, [])))],
+     'HM_OK', 'a chunk with no entries and a non-zero index is a no-op, as in QEMU\'s loader'),
+    ('err-empty-chunk-past-end', [rec(START, hdr(18)), rec(PART, body(chunk(16385, [])))],
+     'HM_E_RANGE', 'an empty chunk still has its index range-checked, as in QEMU'),
     ('err-trailing-bytes', [rec(START, hdr(18)), rec(END, body() + b'\x00')],
      'HM_E_FORMAT', 'bytes after the endmark inside the record'),
 ]
