@@ -382,6 +382,14 @@ void hpt_track_mark_all(hpt_t *h);
  * after the take is marked again.
  */
 bool hpt_track_take(hpt_t *h, uint64_t *cursor, uint64_t *first_slot, uint64_t *bits);
+/*
+ * A hint: start bringing the entry of 'slot' into the cache. Takes no lock
+ * and changes nothing (a prefetch never faults, even if a resize replaced
+ * the table meanwhile). A sparse pass takes a batch of changed words, hints
+ * their entries, then reads them, so that the cache misses overlap instead
+ * of being paid one after another.
+ */
+void hpt_prefetch_entry(hpt_t *h, uint64_t slot);
 
 /* ---------------------------------------------------- digest and counts */
 

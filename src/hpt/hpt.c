@@ -447,6 +447,13 @@ void hpt_track_mark_all(hpt_t *h)
 	hpt_rd_unlock(s);
 }
 
+void hpt_prefetch_entry(hpt_t *h, uint64_t slot)
+{
+	struct hpt_table *t = hpt_tab(h);
+	if (slot < t->slots)
+		__builtin_prefetch((const void *)(uintptr_t)hpt_vp(t, slot), 0, 0);
+}
+
 bool hpt_track_take(hpt_t *h, uint64_t *cursor, uint64_t *first_slot, uint64_t *bits)
 {
 	struct hpt_shard *s = hpt_rd_lock(h);

@@ -17,8 +17,9 @@
 
 /* Slots read per unit of work (first pass, linear sweep): 64 KiB of table. */
 #define HTAB_BLOCK_SLOTS 4096u
-/* Bitmap words taken between two budget checks in a later pass. */
-#define HTAB_WORDS_PER_CHECK 16u
+/* Bitmap words taken (and their entries prefetched) between two budget
+ * checks in a later pass: at most 4096 entries, like a block. */
+#define HTAB_WORDS_PER_CHECK 64u
 /* PTEGs sampled to estimate the valid density before the first pass. */
 #define HTAB_SAMPLE_PTEGS 64u
 /* Bytes per changed slot in pending(): the entry plus a chunk header. */
@@ -295,19 +296,33 @@ static void send_word(htab_save_t *s, mig_file_t *f, uint64_t first, uint64_t bi
  */
 static bool later_bitmap(htab_save_t *s, mig_file_t *f, uint64_t deadline, bool bounded)
 {
-	uint64_t first, bits;
+	/* Words are taken HTAB_WORDS_PER_CHECK at a time and their entries
+	 * hinted into the cache before any is read: in a sparse pass each
+	 * changed entry is a cache miss, and this lets them overlap. Taking a
+	 * batch before reading is safe: a change after a take is marked again. */
+	uint64_t first[HTAB_WORDS_PER_CHECK], bits[HTAB_WORDS_PER_CHECK];
+	bool end = false;
 	for (unsigned n = 0;; n++) {
-		if (bounded && n > 0 && n % HTAB_WORDS_PER_CHECK == 0 && must_stop(f, deadline))
+		if (bounded && n > 0 && must_stop(f, deadline))
 			break;
 		if (mig_file_status(f))
 			break;
-		if (!hpt_track_take(s->hpt, &s->cursor, &first, &bits)) {
+		unsigned got = 0;
+		while (got < HTAB_WORDS_PER_CHECK &&
+		       hpt_track_take(s->hpt, &s->cursor, &first[got], &bits[got])) {
+			for (uint64_t b = bits[got]; b; b &= b - 1)
+				hpt_prefetch_entry(s->hpt, first[got] + (uint64_t)__builtin_ctzll(b));
+			got++;
+		}
+		end = got < HTAB_WORDS_PER_CHECK;
+		for (unsigned i = 0; i < got; i++)
+			send_word(s, f, first[i], bits[i]);
+		if (end) {
 			htab_chunker_flush(&s->ck, f);
 			s->cursor = 0;
 			s->st.passes++;
 			return true;
 		}
-		send_word(s, f, first, bits);
 		if (resized(s))
 			break;
 	}
