@@ -217,9 +217,12 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 			win_ns = 0;
 		}
 		uint64_t bw_eff = bw;
-		if (bw_eff == 0 && r1 > t0 && mig_file_offset(f) > 0)
-			/* No saturated window yet: the average so far is a lower bound. */
-			bw_eff = (uint64_t)((double)mig_file_offset(f) * 1e9 / (double)(r1 - t0));
+		if (bw_eff == 0 && r2 > t0 && delivered > 0)
+			/* No saturated window yet: what the peer acknowledged so far
+			 * over the time so far is a lower bound of the link's rate.
+			 * (Bytes merely queued in the socket are not: a fast first
+			 * round fills the send buffer at memory speed.) */
+			bw_eff = (uint64_t)((double)delivered * 1e9 / (double)(r2 - t0));
 		if (p->max_bandwidth && (bw_eff == 0 || bw_eff > p->max_bandwidth))
 			bw_eff = p->max_bandwidth;
 		if (rc == 1) {
