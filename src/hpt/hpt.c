@@ -730,13 +730,22 @@ void hpt_digest_none(uint8_t out[HM_SHA256_LEN])
 	hm_sha256(b, sizeof(b), out);
 }
 
-int hpt_digest(hpt_t *h, uint8_t out[HM_SHA256_LEN])
+/*
+ * The digest and the valid/bolted counts in one walk. fast: read valid
+ * entries with hpt_read_entries' tracking-validated lock-free path (the
+ * caller is the tracking taker or no taker runs); otherwise every valid
+ * entry is read under its lock (safe from any thread). A window's empty head
+ * is skipped with plain loads, and SHA-256 is fed ~100 KiB at a time outside
+ * the reader lock. A resize during the walk starts it again, so the answer
+ * is always one whole table's.
+ */
+static int summary(hpt_t *h, uint64_t *valid_out, uint64_t *bolted_out,
+		   uint8_t out[HM_SHA256_LEN], bool fast)
 {
-	/* 4096 slots of input -> at most 4096 records of 24 bytes: SHA-256 is
-	 * fed ~100 KiB at a time, outside the reader lock. */
 	uint8_t *ent = malloc(WALK_BATCH_SLOTS * HPTE64_SIZE);
 	uint8_t *rec = malloc(WALK_BATCH_SLOTS * 24);
 	hm_sha256_t *sha = NULL;
+	uint64_t valid = 0, bolted = 0;
 	int rc = -ENOMEM;
 	if (!ent || !rec)
 		goto out;
@@ -752,25 +761,39 @@ int hpt_digest(hpt_t *h, uint8_t out[HM_SHA256_LEN])
 		hpt_rd_unlock(s);
 		hm_sha256_update(sha, be, 4);
 		bool restart = false;
+		valid = bolted = 0;
 		for (uint64_t first = 0; first < slots; first += WALK_BATCH_SLOTS) {
-			uint64_t n = slots - first < WALK_BATCH_SLOTS ? slots - first : WALK_BATCH_SLOTS;
+			uint64_t end = slots - first < WALK_BATCH_SLOTS ? slots : first + WALK_BATCH_SLOTS;
+			uint64_t head = first, nv = 0;
 			s = hpt_rd_lock(h);
 			restart = atomic_load(&h->generation) != gen;
-			uint64_t nv = restart ? 0 : read_run(hpt_tab(h), first, n, ent);
+			if (!restart) {
+				struct hpt_table *t = hpt_tab(h);
+				struct hpt_track *trk = fast ? atomic_load(&h->track) : NULL;
+				while (head < end &&
+				       !(atomic_load_explicit(hpt_vp(t, head), memory_order_acquire) &
+					 (HPT_VALID_BE | HPT_LOCK_BE)))
+					head++;
+				if (head < end)
+					nv = trk ? read_run_tracked(trk, t, head, end - head, ent)
+						 : read_run(t, head, end - head, ent);
+			}
 			hpt_rd_unlock(s);
 			if (restart)
 				break;
 			if (nv == 0)
 				continue;
 			size_t len = 0;
-			for (uint64_t i = 0; i < n; i++) {
+			for (uint64_t i = 0; i < end - head; i++) {
 				const uint8_t *e = ent + i * HPTE64_SIZE;
 				if (!(e[7] & HPTE64_V_VALID))
 					continue;
-				hm_store_be64(rec + len, first + i);
+				bolted += (e[7] & HPTE64_V_BOLTED) != 0;
+				hm_store_be64(rec + len, head + i);
 				memcpy(rec + len + 8, e, HPTE64_SIZE);
 				len += 24;
 			}
+			valid += nv;
 			hm_sha256_update(sha, rec, len);
 		}
 		if (!restart)
@@ -779,10 +802,24 @@ int hpt_digest(hpt_t *h, uint8_t out[HM_SHA256_LEN])
 		sha = NULL;
 	}
 	hm_sha256_final(sha, out);
+	if (valid_out)
+		*valid_out = valid;
+	if (bolted_out)
+		*bolted_out = bolted;
 	rc = 0;
 out:
 	hm_sha256_free(sha);
 	free(ent);
 	free(rec);
 	return rc;
+}
+
+int hpt_digest(hpt_t *h, uint8_t out[HM_SHA256_LEN])
+{
+	return summary(h, NULL, NULL, out, false);
+}
+
+int hpt_summary(hpt_t *h, uint64_t *valid, uint64_t *bolted, uint8_t out[HM_SHA256_LEN])
+{
+	return summary(h, valid, bolted, out, true);
 }

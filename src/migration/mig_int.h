@@ -20,13 +20,6 @@
 /* Register (or with NULL forget) the connection a cancel must wake. */
 void mig_cancel_attach(mig_cancel_t *c, mig_conn_t *conn);
 
-/*
- * HTAB digest plus valid and bolted counts in one pass over the valid
- * slots (equals hpt_digest/hpt_count on a quiescent table). 0 or -ENOMEM.
- */
-int mig_table_summary(hpt_t *h, uint64_t *valid, uint64_t *bolted,
-		      uint8_t digest[HM_SHA256_LEN]);
-
 /* Copy the channel's latched error into err and return its code. */
 static inline int mig_flush_err(mig_file_t *f, hm_error_t *err)
 {
