@@ -510,6 +510,16 @@ int mig_source_run(machine_t *m, const char *uri_text, const mig_params_t *p, mi
 			machine_resume(m);
 			rep->source_resumed = true;
 		}
+		if (rc && rc != HM_E_CANCELLED && mig_cancel_requested(p->cancel)) {
+			/* A cancel shuts the connection down, so the transfer usually
+			 * fails with the transport's error (EPIPE...) before the
+			 * controller sees the flag: report what really happened. */
+			hm_error_t c;
+			hm_error_clear(&c);
+			hm_error_set(&c, HM_E_CANCELLED, -1, "migration cancelled (%s)", e.msg);
+			e = c;
+			rc = HM_E_CANCELLED;
+		}
 		if (rc == 0 || !a.retryable || rep->attempts > p->retries ||
 		    mig_cancel_requested(p->cancel)) {
 			if (rc)
