@@ -1,0 +1,21 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Install the build tree into a temporary prefix and build a consumer of
+# the library with pkg-config, shared and static: the install target, the
+# headers and hptmig.pc must be usable as they are.
+set -eu
+build=$1
+src=$2
+cc=${3:-cc}
+prefix=$(mktemp -d /tmp/hptmig-install-XXXXXX)
+trap 'rm -rf "$prefix"' EXIT
+cmake --install "$build" --prefix "$prefix" >/dev/null
+pc=$(dirname "$(find "$prefix" -name hptmig.pc | head -n 1)")
+export PKG_CONFIG_PATH="$pc"
+libdir=$(pkg-config --variable=libdir hptmig)
+"$cc" -std=c11 -Wall -Werror -o "$prefix/use" "$src/consumer.c" $(pkg-config --cflags --libs hptmig)
+LD_LIBRARY_PATH="$libdir" "$prefix/use"
+"$cc" -std=c11 -Wall -Werror -o "$prefix/use_static" "$src/consumer.c" \
+	$(pkg-config --cflags hptmig) "$libdir/libhptmig.a" $(pkg-config --libs --static hptmig)
+"$prefix/use_static"
+echo "install: shared and static consumers built and ran from $prefix"
