@@ -758,5 +758,5 @@ int mig_rp_recv(mig_conn_t *c, int timeout_ms, mig_rp_msg_t *m, hm_error_t *err)
 		return hm_error_set(err, HM_E_PEER, -1,
 				    "return path: the destination closed the connection without "
 				    "an answer");
-	return hm_error_set(err, rc, -1, "return path: %s", strerror(-rc));
+	return hm_error_set(err, rc, -1, "return path: %s", hm_err_str(rc));
 }

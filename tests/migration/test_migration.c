@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "hptmig/migration.h"
@@ -132,6 +134,66 @@ static void test_return_path(void **state)
 	mig_listener_close(l);
 	/* the listener removed its socket file */
 	assert_int_not_equal(access(u.path, F_OK), 0);
+}
+
+/*
+ * The return path fed bad bytes by a destination that is only a raw socket:
+ * a known type with the wrong length, an unknown type, a length above the
+ * maximum, and a message cut short by a hang-up. Each is a clear error.
+ */
+static int raw_listen(const char *path)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	unlink(path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 1), 0);
+	return fd;
+}
+
+static void test_return_path_bad_bytes(void **state)
+{
+	(void)state;
+	static const struct {
+		uint8_t bytes[8];
+		size_t len;
+		int code;
+		const char *msg;
+	} cases[] = {
+		{{0, 1, 0, 4, 1, 2, 3, 4}, 8, HM_E_FORMAT, "type 1 with length 4 is unknown"},
+		{{0x12, 0x34, 0, 0}, 4, HM_E_FORMAT, "type 4660 with length 0 is unknown"},
+		{{0, 2, 0x04, 0x01}, 4, HM_E_FORMAT, "length 1025 exceeds max 1024"},
+		{{0, 1, 0, 56, 9, 9}, 6, HM_E_PEER, "closed the connection without an answer"},
+		{{0, 1}, 2, HM_E_PEER, "closed the connection without an answer"},
+	};
+	char path[600], uri[700];
+	snprintf(path, sizeof(path), "%s/rpbad.sock", dir);
+	snprintf(uri, sizeof(uri), "unix:%s", path);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int lfd = raw_listen(path);
+		mig_uri_t u;
+		mig_conn_t *src;
+		hm_error_t e;
+		hm_error_clear(&e);
+		assert_int_equal(mig_uri_parse(uri, &u, &e), 0);
+		assert_int_equal(mig_connect(&u, 1000, &src, &e), 0);
+		int dfd = accept(lfd, NULL, NULL);
+		assert_true(dfd >= 0);
+		assert_int_equal(write(dfd, cases[i].bytes, cases[i].len), (ssize_t)cases[i].len);
+		if (cases[i].code == HM_E_PEER)
+			close(dfd);
+		mig_rp_msg_t got;
+		assert_int_equal(mig_rp_recv(src, 2000, &got, &e), cases[i].code);
+		if (!strstr(e.msg, cases[i].msg))
+			fail_msg("case %zu: message '%s' lacks '%s'", i, e.msg, cases[i].msg);
+		if (cases[i].code != HM_E_PEER)
+			close(dfd);
+		mig_conn_close(src, NULL);
+		close(lfd);
+		unlink(path);
+	}
 }
 
 /* --------------------------------------------------- in-process migration */
@@ -387,6 +449,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_uri_parse),
 		cmocka_unit_test(test_return_path),
+		cmocka_unit_test(test_return_path_bad_bytes),
 		cmocka_unit_test(test_migrate_in_process),
 		cmocka_unit_test(test_failure_leaves_guest_running),
 		cmocka_unit_test(test_policy_abort_and_cancel),
