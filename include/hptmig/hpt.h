@@ -321,6 +321,14 @@ bool hpt_write_entry(hpt_t *h, uint64_t slot, uint64_t v, uint64_t r);
  * (clipped to the table's end).
  */
 uint64_t hpt_write_entries(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *buf);
+/*
+ * hpt_write_entries for a table no other thread can reach while it runs (a
+ * destination's table before its guest resumes, a loader's own table):
+ * plain stores of the wire bytes (0x40 cleared), no entry locks, so a load
+ * runs near memcpy speed. Falls back to hpt_write_entries when tracking is
+ * on. Using it while another thread touches the table is undefined.
+ */
+uint64_t hpt_write_entries_unshared(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *buf);
 uint64_t hpt_clear_entries(hpt_t *h, uint64_t first, uint64_t n);
 
 /* ------------------------------------------------------------- hashing */

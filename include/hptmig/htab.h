@@ -135,6 +135,13 @@ typedef struct htab_loader_opts {
 	unsigned max_shift;
 	/* Configuration of tables the loader creates (NULL = defaults). */
 	const hpt_config_t *cfg;
+	/*
+	 * No other thread touches the caller's table while the loader writes it
+	 * (a destination before its guest resumes): valid runs are stored
+	 * without entry locks (hpt_write_entries_unshared). Tables the loader
+	 * creates itself are always written so, until taken.
+	 */
+	bool unshared;
 } htab_loader_opts_t;
 
 typedef struct htab_load_stats {

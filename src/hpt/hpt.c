@@ -663,6 +663,26 @@ uint64_t hpt_write_entries(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *
 	return n;
 }
 
+uint64_t hpt_write_entries_unshared(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *buf)
+{
+	if (atomic_load(&h->track))
+		return hpt_write_entries(h, first, n, buf);
+	struct hpt_table *t = hpt_tab(h);
+	if (first >= t->slots)
+		n = 0;
+	else if (n > t->slots - first)
+		n = t->slots - first;
+	/* The table and the wire are both big-endian: store the raw words. */
+	for (uint64_t i = 0; i < n; i++, buf += HPTE64_SIZE) {
+		uint64_t v, r;
+		memcpy(&v, buf, 8);
+		memcpy(&r, buf + 8, 8);
+		atomic_store_explicit(hpt_vp(t, first + i), v & ~HPT_LOCK_BE, memory_order_relaxed);
+		atomic_store_explicit(hpt_rp(t, first + i), r, memory_order_relaxed);
+	}
+	return n;
+}
+
 uint64_t hpt_clear_entries(hpt_t *h, uint64_t first, uint64_t n)
 {
 	struct hpt_shard *s = hpt_rd_lock(h);

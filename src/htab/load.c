@@ -24,6 +24,7 @@ struct htab_loader {
 	hpt_t *table;     /* NULL before START or for no HPT */
 	bool own;         /* table was created by the loader */
 	bool external;    /* the caller gave us the table */
+	bool unshared;    /* opts.unshared: nobody else touches the caller's table */
 	unsigned max_shift;
 	hpt_config_t cfg;
 	bool have_cfg;
@@ -58,6 +59,7 @@ int htab_loader_create(hpt_t *table, const htab_loader_opts_t *opts, htab_loader
 		}
 		l->max_shift = opts->max_shift;
 	}
+	l->unshared = opts && opts->unshared;
 	if (opts && opts->cfg) {
 		l->cfg = *opts->cfg;
 		l->have_cfg = true;
@@ -232,7 +234,10 @@ static int load_chunks(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *er
 						    (uint64_t)index + done + i, hm_load_be64(e));
 			}
 			/* Bit 0x40 is cleared by hpt_write_entries (hpt.h contract). */
-			hpt_write_entries(l->table, (uint64_t)index + done, k, p);
+			if (l->own || l->unshared)
+				hpt_write_entries_unshared(l->table, (uint64_t)index + done, k, p);
+			else
+				hpt_write_entries(l->table, (uint64_t)index + done, k, p);
 			done += k;
 		}
 		if (ni)
