@@ -387,17 +387,11 @@ void hpt_track_mark_all(hpt_t *h);
  * bit 0 and *bits the changed slots (bit k = slot first_slot + k). Returns
  * false when nothing is left at or after the cursor, or when not tracking.
  * One taker at a time. Read the entries after taking their bits: a change
- * after the take is marked again.
+ * after the take is marked again. The taken word's entries are hinted into
+ * the cache (a prefetch, under the reader lock), so a caller that takes a
+ * batch of words before reading any overlaps their cache misses.
  */
 bool hpt_track_take(hpt_t *h, uint64_t *cursor, uint64_t *first_slot, uint64_t *bits);
-/*
- * A hint: start bringing the entry of 'slot' into the cache. Takes no lock
- * and changes nothing (a prefetch never faults, even if a resize replaced
- * the table meanwhile). A sparse pass takes a batch of changed words, hints
- * their entries, then reads them, so that the cache misses overlap instead
- * of being paid one after another.
- */
-void hpt_prefetch_entry(hpt_t *h, uint64_t slot);
 
 /* ---------------------------------------------------- digest and counts */
 

@@ -447,19 +447,23 @@ void hpt_track_mark_all(hpt_t *h)
 	hpt_rd_unlock(s);
 }
 
-void hpt_prefetch_entry(hpt_t *h, uint64_t slot)
-{
-	struct hpt_table *t = hpt_tab(h);
-	if (slot < t->slots)
-		__builtin_prefetch((const void *)(uintptr_t)hpt_vp(t, slot), 0, 0);
-}
-
 bool hpt_track_take(hpt_t *h, uint64_t *cursor, uint64_t *first_slot, uint64_t *bits)
 {
 	struct hpt_shard *s = hpt_rd_lock(h);
 	struct hpt_track *b = atomic_load(&h->track);
 	uint64_t wi = 0;
 	bool ok = b && hpt_trk_take(b, cursor, &wi, bits);
+	if (ok) {
+		/* Hint the changed entries into the cache while the reader lock
+		 * keeps this table alive: a caller that takes a batch of words
+		 * before reading any gets their cache misses overlapped. */
+		struct hpt_table *t = hpt_tab(h);
+		for (uint64_t m = *bits; m; m &= m - 1) {
+			uint64_t slot = (wi << 6) + (uint64_t)__builtin_ctzll(m);
+			if (slot < t->slots)
+				__builtin_prefetch((const void *)(uintptr_t)hpt_vp(t, slot), 0, 0);
+		}
+	}
 	hpt_rd_unlock(s);
 	if (ok)
 		*first_slot = wi << 6;

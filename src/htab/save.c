@@ -296,10 +296,10 @@ static void send_word(htab_save_t *s, mig_file_t *f, uint64_t first, uint64_t bi
  */
 static bool later_bitmap(htab_save_t *s, mig_file_t *f, uint64_t deadline, bool bounded)
 {
-	/* Words are taken HTAB_WORDS_PER_CHECK at a time and their entries
-	 * hinted into the cache before any is read: in a sparse pass each
-	 * changed entry is a cache miss, and this lets them overlap. Taking a
-	 * batch before reading is safe: a change after a take is marked again. */
+	/* Words are taken HTAB_WORDS_PER_CHECK at a time before any entry is
+	 * read; each take hints its entries into the cache, so in a sparse
+	 * pass the entries' cache misses overlap. Taking a batch before
+	 * reading is safe: a change after a take is marked again. */
 	uint64_t first[HTAB_WORDS_PER_CHECK], bits[HTAB_WORDS_PER_CHECK];
 	bool end = false;
 	for (unsigned n = 0;; n++) {
@@ -309,11 +309,8 @@ static bool later_bitmap(htab_save_t *s, mig_file_t *f, uint64_t deadline, bool 
 			break;
 		unsigned got = 0;
 		while (got < HTAB_WORDS_PER_CHECK &&
-		       hpt_track_take(s->hpt, &s->cursor, &first[got], &bits[got])) {
-			for (uint64_t b = bits[got]; b; b &= b - 1)
-				hpt_prefetch_entry(s->hpt, first[got] + (uint64_t)__builtin_ctzll(b));
+		       hpt_track_take(s->hpt, &s->cursor, &first[got], &bits[got]))
 			got++;
-		}
 		end = got < HTAB_WORDS_PER_CHECK;
 		for (unsigned i = 0; i < got; i++)
 			send_word(s, f, first[i], bits[i]);
