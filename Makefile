@@ -56,15 +56,10 @@ fuzz: asan
 	done
 
 demo: build
-	@if $(BUILD)/tools/hptmig demo --help >/dev/null 2>&1; then \
-		echo "make demo: live-migrating a simulated 4 GiB Linux guest (2 vCPUs, 20000 hypercalls/s each)"; \
-		echo "           over a unix socket limited to 2 MiB/s, downtime limit 50 ms"; \
-		$(BUILD)/tools/hptmig demo --ram 4G --vcpus 2 --workload linux --rate 20000 \
-			--max-bandwidth 2M --downtime-limit 50; \
-	else \
-		echo "make demo: 'hptmig demo' is not built" >&2; \
-		exit 2; \
-	fi
+	@echo "make demo: live-migrating a simulated 4 GiB Linux guest (2 vCPUs, 20000 hypercalls/s each)"
+	@echo "           over a unix socket limited to 2 MiB/s, downtime limit 50 ms"
+	$(BUILD)/tools/hptmig demo --ram 4G --vcpus 2 --workload linux --rate 20000 \
+		--max-bandwidth 2M --downtime-limit 50
 
 bench: build
 	$(BUILD)/tools/hptmig bench --list
