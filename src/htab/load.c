@@ -25,6 +25,16 @@ struct htab_loader {
 	bool own;         /* table was created by the loader */
 	bool external;    /* the caller gave us the table */
 	bool unshared;    /* opts.unshared: nobody else touches the caller's table */
+	/*
+	 * One bit per 64-slot block that may hold a non-zero entry, kept only
+	 * while nobody else writes the table (own or unshared; NULL otherwise):
+	 * the table is zeroed at START and at a resize header, and only this
+	 * loader writes it. An invalid run then costs the blocks it names that
+	 * hold something, not 16 bytes read per slot: without it an 8-byte
+	 * chunk naming 65535 invalid slots read 1 MiB of table, so a hostile
+	 * stream could keep a destination busy for many minutes.
+	 */
+	uint64_t *dirty;
 	unsigned max_shift;
 	hpt_config_t cfg;
 	bool have_cfg;
@@ -76,6 +86,7 @@ void htab_loader_destroy(htab_loader_t *l)
 		return;
 	if (l->own)
 		hpt_destroy(l->table);
+	free(l->dirty);
 	free(l);
 }
 
@@ -96,6 +107,8 @@ hpt_t *htab_loader_take_table(htab_loader_t *l)
 		l->table = NULL;
 		l->own = false;
 		l->external = false;
+		free(l->dirty);
+		l->dirty = NULL;
 	}
 	return t;
 }
@@ -173,7 +186,49 @@ static int new_table(htab_loader_t *l, mig_file_t *f, hm_error_t *err, int type,
 	l->st.shift = hdr;
 	l->st.no_hpt = false;
 	l->st.tables++;
+	free(l->dirty);
+	l->dirty = NULL;
+	if (l->own || l->unshared) {
+		/* slots / 64 blocks, 64 per word (8 MiB at the stream's limit,
+		 * zero pages until touched). Without it, clears stay correct. */
+		uint64_t words = ((hpt_slots(l->table) >> 6) + 63) >> 6;
+		l->dirty = calloc(words ? words : 1, sizeof(uint64_t));
+	}
 	return 0;
+}
+
+static void mark_blocks(htab_loader_t *l, uint64_t first, uint64_t n)
+{
+	if (!l->dirty || n == 0)
+		return;
+	for (uint64_t b = first >> 6; b <= (first + n - 1) >> 6; b++)
+		l->dirty[b >> 6] |= UINT64_C(1) << (b & 63);
+}
+
+/* Invalidate slots [first, first + n): only blocks that may hold something. */
+static void clear_slots(htab_loader_t *l, uint64_t first, uint64_t n)
+{
+	if (!l->dirty) {
+		hpt_clear_entries(l->table, first, n);
+		return;
+	}
+	uint64_t end = first + n, last = (end - 1) >> 6;
+	for (uint64_t b = first >> 6; b <= last;) {
+		uint64_t w = l->dirty[b >> 6] >> (b & 63);
+		if (w == 0) {
+			b = ((b >> 6) + 1) << 6; /* the rest of this word is clean */
+			continue;
+		}
+		b += (uint64_t)__builtin_ctzll(w);
+		if (b > last)
+			break;
+		uint64_t bs = b << 6, be = bs + 64;
+		uint64_t s = bs < first ? first : bs, e = be < end ? be : end;
+		hpt_clear_entries(l->table, s, e - s);
+		if (s == bs && e == be)
+			l->dirty[b >> 6] &= ~(UINT64_C(1) << (b & 63)); /* all zero now */
+		b++;
+	}
 }
 
 /* Switch to "no HPT": an own table is freed, a borrowed one is left alone. */
@@ -184,6 +239,8 @@ static void drop_table(htab_loader_t *l)
 		l->table = NULL;
 		l->own = false;
 	}
+	free(l->dirty);
+	l->dirty = NULL;
 	l->st.no_hpt = true;
 	l->st.shift = 0;
 }
@@ -238,10 +295,11 @@ static int load_chunks(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *er
 				hpt_write_entries_unshared(l->table, (uint64_t)index + done, k, p);
 			else
 				hpt_write_entries(l->table, (uint64_t)index + done, k, p);
+			mark_blocks(l, (uint64_t)index + done, k);
 			done += k;
 		}
 		if (ni)
-			hpt_clear_entries(l->table, (uint64_t)index + nv, ni);
+			clear_slots(l, (uint64_t)index + nv, ni);
 		l->st.chunks++;
 		l->st.valid_sent += nv;
 		l->st.invalid_sent += ni;

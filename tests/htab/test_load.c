@@ -355,6 +355,94 @@ static void test_random_property(void **state)
 	}
 }
 
+/*
+ * Invalid runs against a model: random valid and invalid runs (partial and
+ * whole 64-slot blocks, runs over clean regions, repeated clears) loaded by
+ * a loader on its own table (block bookkeeping on), on a caller's unshared
+ * table (on) and on a caller's shared table (off): each slot must match.
+ */
+static void put_be(uint8_t **q, uint64_t v, int bytes)
+{
+	for (int i = bytes - 1; i >= 0; i--)
+		*(*q)++ = (uint8_t)(v >> (8 * i));
+}
+
+static void test_invalid_runs_model(void **state)
+{
+	(void)state;
+	uint64_t seed = tu_seed("htab invalid runs model");
+	const uint64_t slots = UINT64_C(1) << 14; /* htab_shift 18 */
+	uint64_t *mv = calloc(slots, sizeof(uint64_t)), *mr = calloc(slots, sizeof(uint64_t));
+	uint8_t *pay = malloc(1u << 20);
+	assert_non_null(mv);
+	assert_non_null(mr);
+	assert_non_null(pay);
+	for (int mode = 0; mode < 3; mode++) {
+		memset(mv, 0, slots * sizeof(uint64_t));
+		memset(mr, 0, slots * sizeof(uint64_t));
+		hpt_t *ext = NULL;
+		htab_loader_t *l;
+		htab_loader_opts_t o = {.unshared = mode == 1};
+		if (mode > 0)
+			assert_int_equal(hpt_create(18, NULL, &ext, NULL), 0);
+		assert_int_equal(htab_loader_create(ext, &o, &l), 0);
+		hm_error_t e;
+		hm_error_clear(&e);
+		uint8_t start[4] = {0, 0, 0, 18};
+		assert_int_equal(htab_loader_load_buffer(l, start, 4, HTAB_RECORD_START, &e), 0);
+		for (int rec = 0; rec < 30; rec++) {
+			uint8_t *q = pay;
+			put_be(&q, 0, 4);
+			for (int c = 0; c < 40; c++) {
+				uint64_t idx = tu_rand(&seed) % slots;
+				uint64_t room = slots - idx;
+				uint64_t nv = tu_rand(&seed) % 4 == 0 ? 0 : tu_rand(&seed) % 70;
+				uint64_t ni = tu_rand(&seed) % 300;
+				if (nv > room)
+					nv = room;
+				if (ni > room - nv)
+					ni = room - nv;
+				if (idx == 0 && nv == 0 && ni == 0)
+					continue; /* that would be the endmark */
+				put_be(&q, idx, 4);
+				put_be(&q, nv, 2);
+				put_be(&q, ni, 2);
+				for (uint64_t k = 0; k < nv; k++) {
+					uint64_t v = (tu_rand(&seed) & ~UINT64_C(0x7f)) | 1;
+					uint64_t r = tu_rand(&seed);
+					put_be(&q, v, 8);
+					put_be(&q, r, 8);
+					mv[idx + k] = v;
+					mr[idx + k] = r;
+				}
+				for (uint64_t k = 0; k < ni; k++)
+					mv[idx + nv + k] = mr[idx + nv + k] = 0;
+			}
+			put_be(&q, 0, 8);
+			int rc = htab_loader_load_buffer(l, pay, (size_t)(q - pay), HTAB_RECORD_PART, &e);
+			if (rc)
+				fail_msg("mode %d record %d: %s", mode, rec, e.msg);
+		}
+		hpt_t *t = htab_loader_table(l);
+		for (uint64_t i = 0; i < slots; i++) {
+			uint64_t v, r;
+			hpt_read_entry(t, i, &v, &r);
+			if (!(v & 1))
+				v = r = 0;
+			if (v != mv[i] || r != mr[i])
+				fail_msg("mode %d slot %llu: V %llx R %llx, expected %llx %llx", mode,
+					 (unsigned long long)i, (unsigned long long)v,
+					 (unsigned long long)r, (unsigned long long)mv[i],
+					 (unsigned long long)mr[i]);
+		}
+		htab_loader_destroy(l);
+		hpt_destroy(ext);
+	}
+	free(mv);
+	free(mr);
+	free(pay);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -362,6 +450,7 @@ int main(void)
 		cmocka_unit_test(test_error_details),   cmocka_unit_test(test_channel_offsets),
 		cmocka_unit_test(test_max_shift_and_external), cmocka_unit_test(test_qemu_cuts),
 		cmocka_unit_test(test_random_property),
+		cmocka_unit_test(test_invalid_runs_model),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
