@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,4 +214,23 @@ void tu_rmdir(const char *dir)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		return;
+}
+
+char *tu_tmp;
+
+int tu_setup_tmp(void **state)
+{
+	(void)state;
+	signal(SIGPIPE, SIG_IGN);
+	tu_tmp = tu_mkdtemp();
+	return tu_tmp ? 0 : -1;
+}
+
+int tu_teardown_tmp(void **state)
+{
+	(void)state;
+	tu_rmdir(tu_tmp);
+	free(tu_tmp);
+	tu_tmp = NULL;
+	return 0;
 }

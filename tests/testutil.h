@@ -59,6 +59,14 @@ int tu_write_file(const char *path, const void *data, size_t len);
  */
 int tu_run(const char *cmdline, char **out, char **err);
 const char *tu_bin(void);
+/*
+ * A group fixture for tests that need one scratch directory: pass
+ * tu_setup_tmp / tu_teardown_tmp to cmocka_run_group_tests and use tu_tmp.
+ * Setup also ignores SIGPIPE (tests that talk to peers that hang up).
+ */
+extern char *tu_tmp;
+int tu_setup_tmp(void **state);
+int tu_teardown_tmp(void **state);
 /* A fresh temporary directory (removed by tu_rmdir). */
 char *tu_mkdtemp(void);
 void tu_rmdir(const char *dir);

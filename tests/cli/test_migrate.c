@@ -7,23 +7,6 @@
  */
 #include "test_migrate_util.h"
 
-static char *dir;
-
-static int setup(void **state)
-{
-	(void)state;
-	dir = tu_mkdtemp();
-	return dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	tu_rmdir(dir);
-	free(dir);
-	return 0;
-}
-
 /* The two reports of one migration agree. */
 static void check_pair(json_t *src, json_t *dst, bool pure)
 {
@@ -58,7 +41,7 @@ static void run_pair(const char *uri, const char *src_opts, const char *dst_opts
 	struct bg in;
 	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s --json --accept-timeout 30 %s", tu_bin(),
 		 uri, dst_opts);
-	bg_start(&in, dir, "in", cmd);
+	bg_start(&in, tu_tmp, "in", cmd);
 	char *out = NULL, *err = NULL;
 	snprintf(cmd, sizeof(cmd), "'%s' migrate %s --json %s", tu_bin(), uri, src_opts);
 	int rc = tu_run(cmd, &out, &err);
@@ -84,7 +67,7 @@ static void test_unix_each_workload(void **state)
 	const char *wl[] = {"idle", "uniform", "linux"};
 	for (int i = 0; i < 3; i++) {
 		char uri[600], opts[256];
-		snprintf(uri, sizeof(uri), "unix:%s/m%d.sock", dir, i);
+		snprintf(uri, sizeof(uri), "unix:%s/m%d.sock", tu_tmp, i);
 		snprintf(opts, sizeof(opts), "--htab-shift 20 --vcpus 2 --workload %s --rate 5000 "
 			 "--warmup 0.1", wl[i]);
 		run_pair(uri, opts, "--run 0.2 --vcpus 1", false);
@@ -109,11 +92,11 @@ static void test_bandwidth_limit_passes(void **state)
 	(void)state;
 	/* A limited link and a busy guest need several passes; the limit holds. */
 	char uri[600];
-	snprintf(uri, sizeof(uri), "unix:%s/bw.sock", dir);
+	snprintf(uri, sizeof(uri), "unix:%s/bw.sock", tu_tmp);
 	char cmd[4096];
 	struct bg in;
 	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s --json", tu_bin(), uri);
-	bg_start(&in, dir, "bwin", cmd);
+	bg_start(&in, tu_tmp, "bwin", cmd);
 	char *out = NULL, *err = NULL;
 	snprintf(cmd, sizeof(cmd),
 		 "'%s' migrate %s --json --ram 2G --vcpus 2 --rate 20000 "
@@ -142,10 +125,10 @@ static void test_auto_converge(void **state)
 	/* The guest dirties faster than the link carries: not converging pass
 	 * after pass, the vCPUs get throttled; max-iterations stops it anyway. */
 	char uri[600], cmd[4096];
-	snprintf(uri, sizeof(uri), "unix:%s/ac.sock", dir);
+	snprintf(uri, sizeof(uri), "unix:%s/ac.sock", tu_tmp);
 	struct bg in;
 	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s --json", tu_bin(), uri);
-	bg_start(&in, dir, "acin", cmd);
+	bg_start(&in, tu_tmp, "acin", cmd);
 	char *out = NULL, *err = NULL;
 	snprintf(cmd, sizeof(cmd),
 		 "'%s' migrate %s --json --htab-shift 20 --vcpus 2 --rate 50000 "
@@ -171,7 +154,7 @@ static void test_save_and_load(void **state)
 {
 	(void)state;
 	char cmd[4096], file[600], *out = NULL, *err = NULL;
-	snprintf(file, sizeof(file), "%s/snap.mig", dir);
+	snprintf(file, sizeof(file), "%s/snap.mig", tu_tmp);
 	snprintf(cmd, sizeof(cmd), "'%s' save %s --json --htab-shift 20 --vcpus 2 --seed 7",
 		 tu_bin(), file);
 	assert_int_equal(tu_run(cmd, &out, &err), 0);
@@ -204,7 +187,7 @@ static void test_exec_source(void **state)
 {
 	(void)state;
 	char cmd[4096], file[600], *out = NULL, *err = NULL;
-	snprintf(file, sizeof(file), "%s/exec.mig", dir);
+	snprintf(file, sizeof(file), "%s/exec.mig", tu_tmp);
 	snprintf(cmd, sizeof(cmd), "'%s' migrate 'exec:cat > %s' --json --htab-shift 19", tu_bin(),
 		 file);
 	assert_int_equal(tu_run(cmd, &out, &err), 0);
@@ -232,7 +215,7 @@ static void test_qemu_pure(void **state)
 {
 	(void)state;
 	char cmd[4096], file[600], *out = NULL, *err = NULL;
-	snprintf(file, sizeof(file), "%s/pure.mig", dir);
+	snprintf(file, sizeof(file), "%s/pure.mig", tu_tmp);
 	snprintf(cmd, sizeof(cmd), "'%s' save %s --json --qemu-pure --htab-shift 20", tu_bin(),
 		 file);
 	assert_int_equal(tu_run(cmd, &out, &err), 0);
@@ -257,7 +240,7 @@ static void test_qemu_pure(void **state)
 
 	/* and over a socket, where the return path still carries the digest */
 	char uri[600];
-	snprintf(uri, sizeof(uri), "unix:%s/pure.sock", dir);
+	snprintf(uri, sizeof(uri), "unix:%s/pure.sock", tu_tmp);
 	run_pair(uri, "--qemu-pure --htab-shift 20 --vcpus 2", "", true);
 }
 
@@ -270,7 +253,7 @@ static void test_from_real_qemu_stream(void **state)
 	char cmd[4096], file[600], uri[600], *out = NULL, *err = NULL;
 	/* an idle guest started from the table of a real QEMU stream migrates
 	 * exactly that table: the digest measured on the fixture (README) */
-	snprintf(file, sizeof(file), "%s/from.mig", dir);
+	snprintf(file, sizeof(file), "%s/from.mig", tu_tmp);
 	snprintf(cmd, sizeof(cmd), "'%s' save %s --from %s --workload idle --json", tu_bin(), file,
 		 fx);
 	assert_int_equal(tu_run(cmd, &out, &err), 0);
@@ -291,7 +274,7 @@ static void test_from_real_qemu_stream(void **state)
 	free(out);
 	free(err);
 	/* a linux workload runs on that table (live, over a socket) */
-	snprintf(uri, sizeof(uri), "unix:%s/from.sock", dir);
+	snprintf(uri, sizeof(uri), "unix:%s/from.sock", tu_tmp);
 	snprintf(cmd, sizeof(cmd), "--from %s --workload linux --vcpus 2 --warmup 0.1", fx);
 	run_pair(uri, cmd, "--run 0.1", false);
 	/* a radix guest has no table to migrate: a clear refusal */
@@ -352,5 +335,5 @@ int main(void)
 		cmocka_unit_test(test_from_real_qemu_stream),
 		cmocka_unit_test(test_usage_errors),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tu_setup_tmp, tu_teardown_tmp);
 }

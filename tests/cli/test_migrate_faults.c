@@ -12,34 +12,17 @@
 #include <poll.h>
 #include <sys/un.h>
 
-static char *dir;
-
-static int setup(void **state)
-{
-	(void)state;
-	dir = tu_mkdtemp();
-	return dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	tu_rmdir(dir);
-	free(dir);
-	return 0;
-}
-
 static void test_destination_killed(void **state)
 {
 	(void)state;
 	char cmd[4096], uri[600];
 	struct bg in, src;
-	snprintf(uri, sizeof(uri), "unix:%s/k.sock", dir);
+	snprintf(uri, sizeof(uri), "unix:%s/k.sock", tu_tmp);
 	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s", tu_bin(), uri);
-	bg_start(&in, dir, "kin", cmd);
+	bg_start(&in, tu_tmp, "kin", cmd);
 	snprintf(cmd, sizeof(cmd), "exec '%s' migrate %s --json --ram 1G --max-bandwidth 300K "
 		 "--connect-timeout 5", tu_bin(), uri);
-	bg_start(&src, dir, "ksrc", cmd);
+	bg_start(&src, tu_tmp, "ksrc", cmd);
 	usleep(400000);
 	bg_kill(&in, SIGKILL);
 	bg_wait(&in, 5000);
@@ -63,7 +46,7 @@ static void test_destination_killed_retry(void **state)
 	(void)state;
 	char cmd[4096], uri[600], path[600];
 	struct bg in2, src;
-	snprintf(path, sizeof(path), "%s/r.sock", dir);
+	snprintf(path, sizeof(path), "%s/r.sock", tu_tmp);
 	snprintf(uri, sizeof(uri), "unix:%s", path);
 	/* The first destination is this test: it accepts the source, takes
 	 * part of the stream and dies (closes everything), so the first attempt
@@ -75,7 +58,7 @@ static void test_destination_killed_retry(void **state)
 	assert_int_equal(listen(lfd, 1), 0);
 	snprintf(cmd, sizeof(cmd), "exec '%s' migrate %s --json --ram 1G --max-bandwidth 1M "
 		 "--vcpus 2 --retries 2 --retry-delay 0.3 --connect-timeout 20", tu_bin(), uri);
-	bg_start(&src, dir, "rsrc", cmd);
+	bg_start(&src, tu_tmp, "rsrc", cmd);
 	struct pollfd pf = {.fd = lfd, .events = POLLIN};
 	assert_int_equal(poll(&pf, 1, 30000), 1);
 	int cfd = accept(lfd, NULL, NULL);
@@ -94,7 +77,7 @@ static void test_destination_killed_retry(void **state)
 	unlink(path);
 	/* a second destination on the same address receives the guest */
 	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s --json --run 0.1", tu_bin(), uri);
-	bg_start(&in2, dir, "rin2", cmd);
+	bg_start(&in2, tu_tmp, "rin2", cmd);
 	int rc = bg_wait(&src, 60000);
 	int rc2 = bg_wait(&in2, 60000);
 	char *err = slurp(src.err);
@@ -118,12 +101,12 @@ static void test_source_killed(void **state)
 	(void)state;
 	char cmd[4096], uri[600];
 	struct bg in, src;
-	snprintf(uri, sizeof(uri), "unix:%s/s.sock", dir);
+	snprintf(uri, sizeof(uri), "unix:%s/s.sock", tu_tmp);
 	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s --json", tu_bin(), uri);
-	bg_start(&in, dir, "sin", cmd);
+	bg_start(&in, tu_tmp, "sin", cmd);
 	snprintf(cmd, sizeof(cmd), "exec '%s' migrate %s --ram 1G --max-bandwidth 150K", tu_bin(),
 		 uri);
-	bg_start(&src, dir, "ssrc", cmd);
+	bg_start(&src, tu_tmp, "ssrc", cmd);
 	usleep(800000); /* booted and connected, first pass under way (>1 s) */
 	bg_kill(&src, SIGKILL);
 	bg_wait(&src, 5000);
@@ -164,7 +147,7 @@ static void test_bad_files(void **state)
 {
 	(void)state;
 	char cmd[4096], file[600], bad[700], *out = NULL, *err = NULL;
-	snprintf(file, sizeof(file), "%s/good.mig", dir);
+	snprintf(file, sizeof(file), "%s/good.mig", tu_tmp);
 	snprintf(cmd, sizeof(cmd), "'%s' save %s --htab-shift 20 --vcpus 2", tu_bin(), file);
 	assert_int_equal(tu_run(cmd, &out, &err), 0);
 	free(out);
@@ -172,7 +155,7 @@ static void test_bad_files(void **state)
 	uint8_t *d;
 	size_t n;
 	assert_int_equal(tu_read_file(file, &d, &n), 0);
-	snprintf(bad, sizeof(bad), "%s/bad.mig", dir);
+	snprintf(bad, sizeof(bad), "%s/bad.mig", tu_tmp);
 	uint64_t seed = tu_seed("bad-files");
 
 	/* truncated anywhere: refused, HM_E_TRUNCATED, with the offset */
@@ -248,7 +231,7 @@ static void test_unreachable(void **state)
 	free(out);
 	free(err);
 	snprintf(cmd, sizeof(cmd), "'%s' migrate unix:%s/nobody.sock --htab-shift 19 "
-		 "--connect-timeout 0.3", tu_bin(), dir);
+		 "--connect-timeout 0.3", tu_bin(), tu_tmp);
 	uint64_t t0 = hm_now_ns();
 	assert_int_equal(tu_run(cmd, &out, &err), 1);
 	assert_true(hm_now_ns() - t0 < 10000000000ull);
@@ -271,9 +254,9 @@ static void test_timeout(void **state)
 	(void)state;
 	char cmd[4096], uri[600];
 	struct bg in;
-	snprintf(uri, sizeof(uri), "unix:%s/t.sock", dir);
+	snprintf(uri, sizeof(uri), "unix:%s/t.sock", tu_tmp);
 	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s --json", tu_bin(), uri);
-	bg_start(&in, dir, "tin", cmd);
+	bg_start(&in, tu_tmp, "tin", cmd);
 	char *out = NULL, *err = NULL;
 	snprintf(cmd, sizeof(cmd), "'%s' migrate %s --json --ram 1G --max-bandwidth 100K "
 		 "--timeout 0.5", tu_bin(), uri);
@@ -301,12 +284,12 @@ static void test_interrupt(void **state)
 	(void)state;
 	char cmd[4096], uri[600];
 	struct bg in, src;
-	snprintf(uri, sizeof(uri), "unix:%s/i.sock", dir);
+	snprintf(uri, sizeof(uri), "unix:%s/i.sock", tu_tmp);
 	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s", tu_bin(), uri);
-	bg_start(&in, dir, "iin", cmd);
+	bg_start(&in, tu_tmp, "iin", cmd);
 	snprintf(cmd, sizeof(cmd), "exec '%s' migrate %s --json --ram 1G --max-bandwidth 150K",
 		 tu_bin(), uri);
-	bg_start(&src, dir, "isrc", cmd);
+	bg_start(&src, tu_tmp, "isrc", cmd);
 	usleep(800000);
 	bg_kill(&src, SIGINT);
 	int rc = bg_wait(&src, 10000);
@@ -335,5 +318,5 @@ int main(void)
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_interrupt),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tu_setup_tmp, tu_teardown_tmp);
 }

@@ -20,24 +20,6 @@
 
 #include "hptmig/migration.h"
 
-static char *dir;
-
-static int setup(void **state)
-{
-	(void)state;
-	signal(SIGPIPE, SIG_IGN);
-	dir = tu_mkdtemp();
-	return dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	tu_rmdir(dir);
-	free(dir);
-	return 0;
-}
-
 static void test_uri_parse(void **state)
 {
 	(void)state;
@@ -95,7 +77,7 @@ static void test_return_path(void **state)
 	mig_conn_t *src, *dst;
 	hm_error_t e;
 	hm_error_clear(&e);
-	snprintf(s, sizeof(s), "unix:%s/rp.sock", dir);
+	snprintf(s, sizeof(s), "unix:%s/rp.sock", tu_tmp);
 	assert_int_equal(mig_uri_parse(s, &u, &e), 0);
 	assert_int_equal(mig_listen(&u, &l, &e), 0);
 	assert_int_equal(mig_connect(&u, 1000, &src, &e), 0);
@@ -169,7 +151,7 @@ static void test_return_path_bad_bytes(void **state)
 		{{0, 1}, 2, HM_E_PEER, "closed the connection without an answer"},
 	};
 	char path[600], uri[700];
-	snprintf(path, sizeof(path), "%s/rpbad.sock", dir);
+	snprintf(path, sizeof(path), "%s/rpbad.sock", tu_tmp);
 	snprintf(uri, sizeof(uri), "unix:%s", path);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int lfd = raw_listen(path);
@@ -281,7 +263,7 @@ static void test_migrate_in_process(void **state)
 	mig_params_default(&p);
 	machine_t *m = guest(21, 2, 0); /* flat out */
 	p.max_iterations = 4;
-	snprintf(uri, sizeof(uri), "unix:%s/ok.sock", dir);
+	snprintf(uri, sizeof(uri), "unix:%s/ok.sock", tu_tmp);
 	migrate_ok(m, uri, &p);
 	machine_destroy(m);
 
@@ -329,7 +311,7 @@ static void test_failure_leaves_guest_running(void **state)
 {
 	(void)state;
 	char uri[600];
-	snprintf(uri, sizeof(uri), "unix:%s/fail.sock", dir);
+	snprintf(uri, sizeof(uri), "unix:%s/fail.sock", tu_tmp);
 	machine_t *m = guest(22, 2, 20000);
 	mig_params_t p;
 	mig_params_default(&p);
@@ -403,7 +385,7 @@ static void test_policy_abort_and_cancel(void **state)
 {
 	(void)state;
 	char uri[600];
-	snprintf(uri, sizeof(uri), "unix:%s/abort.sock", dir);
+	snprintf(uri, sizeof(uri), "unix:%s/abort.sock", tu_tmp);
 	machine_t *m = guest(22, 1, 1000);
 	mig_params_t p;
 	mig_params_default(&p);
@@ -454,5 +436,5 @@ int main(void)
 		cmocka_unit_test(test_failure_leaves_guest_running),
 		cmocka_unit_test(test_policy_abort_and_cancel),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tu_setup_tmp, tu_teardown_tmp);
 }
