@@ -2,7 +2,8 @@
 /*
  * The table object: lazy allocation, the sharded reader lock that lets a
  * resize replace the table under running vCPUs, change tracking, raw entry
- * access for the migration reader and the loader, counts and the digest.
+ * access for the migration reader and the loader (counts and the digest:
+ * digest.c).
  * It must never hand out a torn entry, never lose a change while tracking,
  * and never print, exit or abort.
  *
@@ -101,6 +102,15 @@ struct hpt_table *hpt_table_new(unsigned shift)
 	if (shift >= 25)
 		(void)madvise(p, t->bytes, MADV_HUGEPAGE);
 	t->w = p;
+	t->occ_bytes = (size_t)(t->slots / 8);
+	void *o = mmap(NULL, t->occ_bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (o == MAP_FAILED) {
+		munmap(p, t->bytes);
+		free(t);
+		return NULL;
+	}
+	t->occ = o;
 	return t;
 }
 
@@ -109,6 +119,7 @@ void hpt_table_free(struct hpt_table *t)
 	if (!t)
 		return;
 	munmap((void *)(uintptr_t)t->w, t->bytes);
+	munmap((void *)(uintptr_t)t->occ, t->occ_bytes);
 	free(t);
 }
 
@@ -339,6 +350,7 @@ static long rehash_entry(struct hpt_table *ot, struct hpt_table *nt, uint64_t sl
 		return H_PTEG_FULL; /* only bolted entries are rehashed: a bolted collision */
 	hpt_r_store(hpt_rp(nt, ns), r);
 	atomic_store_explicit(hpt_vp(nt, ns), HPT_BE(v), memory_order_relaxed);
+	hpt_occ_put(nt, ns, true);
 	return H_SUCCESS;
 }
 
@@ -632,6 +644,8 @@ static void write_one(hpt_t *h, struct hpt_shard *s, struct hpt_table *t, uint64
 		atomic_store_explicit(vp, HPT_LOCK_BE, memory_order_relaxed);
 	}
 	hpt_r_store(rp, r);
+	if ((ov ^ v) & HPTE64_V_VALID)
+		hpt_occ_put(t, slot, (v & HPTE64_V_VALID) != 0);
 	hpt_track_mark(h, s, slot);
 	hpt_entry_unlock(vp, v);
 }
@@ -676,14 +690,27 @@ uint64_t hpt_write_entries_unshared(hpt_t *h, uint64_t first, uint64_t n, const 
 		n = 0;
 	else if (n > t->slots - first)
 		n = t->slots - first;
-	/* The table and the wire are both big-endian: store the raw words. */
+	/* The table and the wire are both big-endian: store the raw words.
+	 * Nobody else writes: each occupancy word is read once and stored
+	 * once per 64 slots, with no locked instruction. */
+	uint64_t wi = UINT64_MAX, occ = 0, occ0 = 0;
 	for (uint64_t i = 0; i < n; i++, buf += HPTE64_SIZE) {
-		uint64_t v, r;
+		uint64_t v, r, slot = first + i;
 		memcpy(&v, buf, 8);
 		memcpy(&r, buf + 8, 8);
-		atomic_store_explicit(hpt_vp(t, first + i), v & ~HPT_LOCK_BE, memory_order_relaxed);
-		atomic_store_explicit(hpt_rp(t, first + i), r, memory_order_relaxed);
+		atomic_store_explicit(hpt_vp(t, slot), v & ~HPT_LOCK_BE, memory_order_relaxed);
+		atomic_store_explicit(hpt_rp(t, slot), r, memory_order_relaxed);
+		if ((slot >> 6) != wi) {
+			if (occ != occ0)
+				atomic_store_explicit(&t->occ[wi], occ, memory_order_relaxed);
+			wi = slot >> 6;
+			occ = occ0 = atomic_load_explicit(&t->occ[wi], memory_order_relaxed);
+		}
+		uint64_t m = UINT64_C(1) << (slot & 63);
+		occ = (v & HPT_VALID_BE) ? occ | m : occ & ~m;
 	}
+	if (occ != occ0)
+		atomic_store_explicit(&t->occ[wi], occ, memory_order_relaxed);
 	return n;
 }
 
@@ -706,144 +733,3 @@ uint64_t hpt_clear_entries(hpt_t *h, uint64_t first, uint64_t n)
 	return n;
 }
 
-/* ------------------------------------------------------- digest and counts */
-
-/*
- * Whole-table walks (count, digest) take the reader lock one batch at a
- * time, so a resize commit (and the vCPUs queued behind it) never waits for
- * a whole walk; a walk that sees the generation change starts again.
- */
-#define WALK_BATCH_SLOTS 4096
-
-void hpt_count(hpt_t *h, uint64_t *valid, uint64_t *bolted)
-{
-	uint64_t nv, nb;
-	const uint64_t bolted_be = HPT_BE(HPTE64_V_BOLTED);
-	for (;;) {
-		uint64_t gen = hpt_generation(h), first = 0, slots = 1;
-		bool restart = false;
-		nv = nb = 0;
-		for (; first < slots && !restart; first += WALK_BATCH_SLOTS * 16) {
-			struct hpt_shard *s = hpt_rd_lock(h);
-			struct hpt_table *t = hpt_tab(h);
-			slots = t->slots;
-			restart = atomic_load(&h->generation) != gen;
-			uint64_t end = slots - first < WALK_BATCH_SLOTS * 16 ? slots : first + WALK_BATCH_SLOTS * 16;
-			for (uint64_t i = first; i < end && !restart; i++) {
-				uint64_t raw = atomic_load_explicit(hpt_vp(t, i), memory_order_acquire);
-				if (raw & HPT_VALID_BE) {
-					nv++;
-					nb += (raw & bolted_be) != 0;
-				}
-			}
-			hpt_rd_unlock(s);
-		}
-		if (!restart)
-			break;
-	}
-	if (valid)
-		*valid = nv;
-	if (bolted)
-		*bolted = nb;
-}
-
-void hpt_digest_none(uint8_t out[HM_SHA256_LEN])
-{
-	uint8_t b[4];
-	hm_store_be32(b, HPT_NO_HPT);
-	hm_sha256(b, sizeof(b), out);
-}
-
-/*
- * The digest and the valid/bolted counts in one walk. fast: read valid
- * entries with hpt_read_entries' tracking-validated lock-free path (the
- * caller is the tracking taker or no taker runs); otherwise every valid
- * entry is read under its lock (safe from any thread). A window's empty head
- * is skipped with plain loads, and SHA-256 is fed ~100 KiB at a time outside
- * the reader lock. A resize during the walk starts it again, so the answer
- * is always one whole table's.
- */
-static int summary(hpt_t *h, uint64_t *valid_out, uint64_t *bolted_out,
-		   uint8_t out[HM_SHA256_LEN], bool fast)
-{
-	uint8_t *ent = malloc(WALK_BATCH_SLOTS * HPTE64_SIZE);
-	uint8_t *rec = malloc(WALK_BATCH_SLOTS * 24);
-	hm_sha256_t *sha = NULL;
-	uint64_t valid = 0, bolted = 0;
-	int rc = -ENOMEM;
-	if (!ent || !rec)
-		goto out;
-	for (;;) {
-		if ((rc = hm_sha256_new(&sha)) != 0)
-			goto out;
-		uint64_t gen, slots;
-		struct hpt_shard *s = hpt_rd_lock(h);
-		gen = atomic_load(&h->generation); /* stable under the reader lock */
-		slots = hpt_tab(h)->slots;
-		uint8_t be[4];
-		hm_store_be32(be, hpt_tab(h)->shift);
-		hpt_rd_unlock(s);
-		hm_sha256_update(sha, be, 4);
-		bool restart = false;
-		valid = bolted = 0;
-		for (uint64_t first = 0; first < slots; first += WALK_BATCH_SLOTS) {
-			uint64_t end = slots - first < WALK_BATCH_SLOTS ? slots : first + WALK_BATCH_SLOTS;
-			uint64_t head = first, nv = 0;
-			s = hpt_rd_lock(h);
-			restart = atomic_load(&h->generation) != gen;
-			if (!restart) {
-				struct hpt_table *t = hpt_tab(h);
-				struct hpt_track *trk = fast ? atomic_load(&h->track) : NULL;
-				while (head < end &&
-				       !(atomic_load_explicit(hpt_vp(t, head), memory_order_acquire) &
-					 (HPT_VALID_BE | HPT_LOCK_BE)))
-					head++;
-				if (head < end)
-					nv = trk ? read_run_tracked(trk, t, head, end - head, ent)
-						 : read_run(t, head, end - head, ent);
-			}
-			hpt_rd_unlock(s);
-			if (restart)
-				break;
-			if (nv == 0)
-				continue;
-			size_t len = 0;
-			for (uint64_t i = 0; i < end - head; i++) {
-				const uint8_t *e = ent + i * HPTE64_SIZE;
-				if (!(e[7] & HPTE64_V_VALID))
-					continue;
-				bolted += (e[7] & HPTE64_V_BOLTED) != 0;
-				hm_store_be64(rec + len, head + i);
-				memcpy(rec + len + 8, e, HPTE64_SIZE);
-				len += 24;
-			}
-			valid += nv;
-			hm_sha256_update(sha, rec, len);
-		}
-		if (!restart)
-			break;
-		hm_sha256_free(sha); /* the table was replaced: start over */
-		sha = NULL;
-	}
-	hm_sha256_final(sha, out);
-	if (valid_out)
-		*valid_out = valid;
-	if (bolted_out)
-		*bolted_out = bolted;
-	rc = 0;
-out:
-	hm_sha256_free(sha);
-	free(ent);
-	free(rec);
-	return rc;
-}
-
-int hpt_digest(hpt_t *h, uint8_t out[HM_SHA256_LEN])
-{
-	return summary(h, NULL, NULL, out, false);
-}
-
-int hpt_summary(hpt_t *h, uint64_t *valid, uint64_t *bolted, uint8_t out[HM_SHA256_LEN])
-{
-	return summary(h, valid, bolted, out, true);
-}

@@ -383,8 +383,9 @@ int htab_loader_summary(htab_loader_t *l, htab_summary_t *out, hm_error_t *err)
 		return 0;
 	}
 	out->shift = hpt_shift(l->table);
-	hpt_count(l->table, &out->valid, &out->bolted);
-	int rc = hpt_digest(l->table, out->digest);
+	/* One walk; plain loads when nobody else writes the table. */
+	int rc = hpt_summary(l->table, l->own || l->unshared ? HPT_READ_QUIESCENT : HPT_READ_LOCKED,
+			     &out->valid, &out->bolted, out->digest);
 	if (rc)
 		return hm_error_set(err, rc, -1, "spapr/htab: digest failed");
 	return 0;

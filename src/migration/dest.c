@@ -43,7 +43,7 @@ static int dest_summary(struct dest *d)
 		return 0;
 	}
 	d->sum.shift = hpt_shift(t);
-	return hpt_summary(t, &d->sum.valid, &d->sum.bolted, d->sum.digest);
+	return hpt_summary(t, HPT_READ_QUIESCENT, &d->sum.valid, &d->sum.bolted, d->sum.digest);
 }
 
 /*

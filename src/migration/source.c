@@ -351,12 +351,12 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 	uint64_t td = hm_now_ns();
 	if (!p->qemu_pure) {
 		uint8_t scratch[HM_SHA256_LEN];
-		hpt_summary(h, NULL, NULL, scratch);
+		hpt_summary(h, HPT_READ_TRACKED, NULL, NULL, scratch);
 		/* the two digests overlap (each side has its core) */
 		a->fixed_ns = hm_now_ns() - td;
 	} else {
 		/* no verify section: only the destination's summary */
-		hpt_summary(h, NULL, NULL, (uint8_t[HM_SHA256_LEN]){0});
+		hpt_summary(h, HPT_READ_TRACKED, NULL, NULL, (uint8_t[HM_SHA256_LEN]){0});
 		a->fixed_ns = hm_now_ns() - td;
 	}
 	a->fixed_ns += MIG_DOWNTIME_OVERHEAD_NS;
@@ -387,7 +387,7 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 		rc = mig_flush_err(f, err);
 	if (!rc && !p->qemu_pure) {
 		a->verify.htab_shift = hpt_shift(h);
-		rc = hpt_summary(h, &a->verify.valid, NULL, a->verify.digest);
+		rc = hpt_summary(h, HPT_READ_QUIESCENT, &a->verify.valid, NULL, a->verify.digest);
 		if (rc)
 			hm_error_set(err, rc, -1, "digest: %s", hm_err_str(rc));
 		memcpy(rep->digest, a->verify.digest, HM_SHA256_LEN);

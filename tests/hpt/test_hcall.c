@@ -546,9 +546,11 @@ static void test_resize_random(void **state)
 	for (unsigned s = 21; s <= 23; s++) {
 		assert_int_equal(hpt_h_resize_prepare(h, 0, s), H_SUCCESS);
 		assert_int_equal(hpt_h_resize_commit(h, 0, s), H_SUCCESS);
-		uint64_t nv;
-		hpt_count(h, &nv, NULL);
+		uint64_t nv, nb;
+		hpt_count(h, &nv, &nb);
 		assert_int_equal(nv, n);
+		assert_int_equal(nb, n);
+		assert_int_equal(hpt_occupancy_check(h, NULL), 0);
 		for (size_t i = 0; i < n; i++) {
 			uint64_t pteg = hpt_pteg_index(s, HPT_SEG_256M, m[i].vsid, m[i].ea, m[i].p, m[i].sec);
 			uint64_t v, r;
