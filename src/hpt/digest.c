@@ -20,7 +20,7 @@
  * walk; a walk that sees the generation change starts again.
  */
 #define WALK_BATCH_WORDS 64  /* 4096 slots per reader-lock hold */
-#define WALK_PREFETCH_WORDS 16 /* prefetch the entries of the word 512 slots ahead */
+#define WALK_PREFETCH_WORDS 8 /* prefetch the entries of the word 512 slots ahead */
 #define REC_LEN 24            /* be64 slot, V, R */
 #define REC_BUF (256 * 64 * REC_LEN) /* SHA-256 is fed up to ~384 KiB at a time */
 
@@ -62,7 +62,7 @@ static bool read_valid(hpt_read_mode_t mode, struct hpt_track *trk, struct hpt_t
 static void prefetch_word(struct hpt_table *t, uint64_t wi)
 {
 	for (uint64_t m = atomic_load_explicit(&t->occ[wi], memory_order_relaxed); m; m &= m - 1)
-		__builtin_prefetch((const void *)(uintptr_t)hpt_vp(t, (wi << 6) + (uint64_t)__builtin_ctzll(m)), 0, 0);
+		__builtin_prefetch((const void *)(uintptr_t)hpt_vp(t, (wi << 6) + (uint64_t)__builtin_ctzll(m)), 0, 3);
 }
 
 /*
