@@ -456,6 +456,7 @@ json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t 
 	json_object_set_new(h, "valid_sent", json_integer((json_int_t)r->htab.valid_sent));
 	json_object_set_new(h, "invalid_sent", json_integer((json_int_t)r->htab.invalid_sent));
 	json_object_set_new(h, "final_pass_entries", json_integer((json_int_t)r->final_entries));
+	json_object_set_new(h, "resized_at_stop", json_boolean(r->resized_at_stop));
 	json_object_set_new(h, "chunks", json_integer((json_int_t)r->htab.chunks));
 	json_object_set_new(h, "bytes", json_integer((json_int_t)r->htab.bytes));
 	json_object_set_new(h, "passes", json_integer((json_int_t)r->htab.passes));

@@ -115,12 +115,18 @@ void htab_save_destroy(htab_save_t *s);
  * complete: one END payload with vCPUs stopped: the rest of the first pass,
  *   then every changed entry. Afterwards a loader holds the source's table
  *   exactly. A resize between the last iterate and complete cannot be told
- *   in one END record: HM_E_STATE (the controller cancels; the guest runs on).
+ *   in one END record: HM_E_STATE. A controller avoids it by asking
+ *   htab_save_resized() once the vCPUs are stopped and, if true, iterating
+ *   (PART records: the new header, then the new table's first pass) until
+ *   iterate returns 1 before it calls complete.
  * cleanup: stop tracking, forget pass state; a new setup starts afresh.
  */
 int htab_save_setup(htab_save_t *s, mig_file_t *f);
 int htab_save_iterate(htab_save_t *s, mig_file_t *f, uint64_t budget_ns);
 uint64_t htab_save_pending(htab_save_t *s);
+/* True when the table was resized since the passes being sent began (the
+ * next iterate sends the new header); false with no HPT or before setup. */
+bool htab_save_resized(htab_save_t *s);
 int htab_save_complete(htab_save_t *s, mig_file_t *f);
 void htab_save_cleanup(htab_save_t *s);
 void htab_save_get_stats(const htab_save_t *s, htab_save_stats_t *out);

@@ -245,6 +245,8 @@ typedef struct mig_report {
 	uint8_t dest_digest[HM_SHA256_LEN];
 	htab_save_stats_t htab;       /* entries sent, chunks, bytes, ... */
 	uint64_t final_entries;       /* entries sent in the final pass (END) */
+	bool resized_at_stop;         /* the guest resized its table after the last
+				       * round: the new table went in PARTs at the stop */
 } mig_report_t;
 
 /*

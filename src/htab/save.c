@@ -519,6 +519,11 @@ out:
 	return mig_file_status(f);
 }
 
+bool htab_save_resized(htab_save_t *s)
+{
+	return s->hpt && s->set_up && resized(s);
+}
+
 uint64_t htab_save_pending(htab_save_t *s)
 {
 	if (!s->hpt || !s->set_up)

@@ -296,6 +296,30 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 	}
 }
 
+/*
+ * The guest resized its table after our last round (rare: a guest grows its
+ * HPT after memory hotplug). One END record cannot carry a new table, so
+ * send the new header and the new table's first pass in PART records now,
+ * before complete: the vCPUs are stopped, so the rounds finish, and the
+ * loader takes a PART header as a new table (wire-format.md §2). It costs
+ * downtime instead of the migration. The rate limit does not apply with the
+ * guest stopped (as for complete).
+ */
+static int resized_at_stop(struct attempt *a, mig_file_t *f, hm_error_t *err)
+{
+	if (!htab_save_resized(a->hs))
+		return 0;
+	uint64_t limit = mig_file_rate_limit(f);
+	int rc;
+	mig_file_set_rate_limit(f, 0);
+	do
+		rc = savevm_live_iterate(a->reg, f, 0, err);
+	while (rc == 0);
+	mig_file_set_rate_limit(f, limit);
+	a->rep->resized_at_stop = true;
+	return rc < 0 ? rc : 0;
+}
+
 static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 {
 	const mig_params_t *p = a->p;
@@ -381,7 +405,9 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 	a->spapr.time_of_the_day_ns = ms.time_of_day_ns;
 	htab_save_stats_t before;
 	htab_save_get_stats(a->hs, &before);
-	rc = savevm_live_complete_all(a->reg, f, err);
+	rc = resized_at_stop(a, f, err);
+	if (!rc)
+		rc = savevm_live_complete_all(a->reg, f, err);
 	/* Let the destination load the final pass while we compute the digest. */
 	if (!rc)
 		rc = mig_flush_err(f, err);

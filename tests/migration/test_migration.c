@@ -426,6 +426,60 @@ static void test_policy_abort_and_cancel(void **state)
 	machine_destroy(m);
 }
 
+/*
+ * The guest grows its table after the last round and before the stop: the
+ * source sends the new table in PART records once the vCPUs are stopped,
+ * and the destination ends with the new, equal table.
+ */
+struct resize_policy {
+	machine_t *m;
+	unsigned new_shift;
+};
+
+static enum mig_policy_answer resize_then_stop(void *opaque, const mig_policy_stats_t *st)
+{
+	struct resize_policy *r = opaque;
+	if (st->iterations < 1)
+		return MIG_POLICY_CONTINUE;
+	hpt_t *h = machine_hpt(r->m);
+	unsigned ns = hpt_shift(h) + 1;
+	if (!r->new_shift && hpt_h_resize_prepare(h, 0, ns) == H_SUCCESS &&
+	    hpt_h_resize_commit(h, 0, ns) == H_SUCCESS)
+		r->new_shift = ns;
+	return MIG_POLICY_STOP;
+}
+
+static void test_resize_before_stop(void **state)
+{
+	(void)state;
+	char uri[600];
+	snprintf(uri, sizeof(uri), "unix:%s/resize.sock", tu_tmp);
+	machine_t *m = guest(20, 2, 20000);
+	struct resize_policy r = {.m = m};
+	mig_params_t p;
+	mig_params_default(&p);
+	p.policy = resize_then_stop;
+	p.policy_opaque = &r;
+	struct dest_thread d;
+	dest_start(&d, uri);
+	mig_report_t rep;
+	hm_error_t e;
+	hm_error_clear(&e);
+	int rc = mig_source_run(m, uri, &p, &rep, &e);
+	dest_join(&d);
+	if (rc || d.rc)
+		fail_msg("source: %s / destination: %s", e.msg, d.err.msg);
+	assert_int_equal(r.new_shift, 21);
+	assert_true(rep.resized_at_stop);
+	assert_true(rep.verified && d.rep.verified);
+	assert_int_equal(d.rep.htab_shift, 21);
+	uint8_t dg[32];
+	assert_int_equal(hpt_digest(machine_hpt(m), dg), 0);
+	assert_memory_equal(dg, d.rep.digest, 32);
+	assert_int_equal(d.rep.htab.tables, 2); /* START and the resize's PART */
+	machine_destroy(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -435,6 +489,7 @@ int main(void)
 		cmocka_unit_test(test_migrate_in_process),
 		cmocka_unit_test(test_failure_leaves_guest_running),
 		cmocka_unit_test(test_policy_abort_and_cancel),
+		cmocka_unit_test(test_resize_before_stop),
 	};
 	return cmocka_run_group_tests(tests, tu_setup_tmp, tu_teardown_tmp);
 }
