@@ -258,6 +258,31 @@ static void test_digest_kat(void **state)
 	assert_memory_equal(got, none, 32);
 }
 
+/* Reference digest and counts: every slot read under its lock, no occupancy. */
+static void reference(hpt_t *h, uint8_t want[32], uint64_t *nv, uint64_t *nb)
+{
+	hm_sha256_t *ref;
+	uint8_t b[24];
+	assert_int_equal(hm_sha256_new(&ref), 0);
+	hm_store_be32(b, hpt_shift(h));
+	hm_sha256_update(ref, b, 4);
+	*nv = *nb = 0;
+	for (uint64_t s = 0; s < hpt_slots(h); s++) {
+		uint64_t v, r;
+		hpt_read_entry(h, s, &v, &r);
+		if (!(v & HPTE64_V_VALID))
+			continue;
+		++*nv;
+		*nb += (v & HPTE64_V_BOLTED) != 0;
+		hm_store_be64(b, s);
+		hm_store_be64(b + 8, v);
+		hm_store_be64(b + 16, r);
+		hm_sha256_update(ref, b, 24);
+	}
+	hm_sha256_final(ref, want);
+	hm_sha256_free(ref);
+}
+
 /* Digest over many batches equals a straightforward reference. */
 static void test_digest_random(void **state)
 {
@@ -266,27 +291,13 @@ static void test_digest_random(void **state)
 	hpt_t *h;
 	assert_int_equal(hpt_create(20, NULL, &h, NULL), 0);
 	uint64_t slots = hpt_slots(h);
-	hm_sha256_t *ref;
 	for (int i = 0; i < 20000; i++) {
 		uint64_t s = tu_rand(&rs) % slots;
 		hpt_write_entry(h, s, tu_rand(&rs) | 1, tu_rand(&rs));
 	}
-	assert_int_equal(hm_sha256_new(&ref), 0);
-	uint8_t b[24], got[32], want[32];
-	hm_store_be32(b, 20);
-	hm_sha256_update(ref, b, 4);
-	for (uint64_t s = 0; s < slots; s++) {
-		uint64_t v, r;
-		hpt_read_entry(h, s, &v, &r);
-		if (!(v & 1))
-			continue;
-		hm_store_be64(b, s);
-		hm_store_be64(b + 8, v);
-		hm_store_be64(b + 16, r);
-		hm_sha256_update(ref, b, 24);
-	}
-	hm_sha256_final(ref, want);
-	hm_sha256_free(ref);
+	uint8_t got[32], want[32];
+	uint64_t nv, nb;
+	reference(h, want, &nv, &nb);
 	assert_int_equal(hpt_digest(h, got), 0);
 	assert_memory_equal(got, want, 32);
 	hpt_destroy(h);
@@ -343,31 +354,6 @@ static void test_write_unshared_and_summary(void **state)
 	hpt_destroy(b);
 	free(buf);
 	free(back);
-}
-
-/* Reference digest and counts: every slot read under its lock, no occupancy. */
-static void reference(hpt_t *h, uint8_t want[32], uint64_t *nv, uint64_t *nb)
-{
-	hm_sha256_t *ref;
-	uint8_t b[24];
-	assert_int_equal(hm_sha256_new(&ref), 0);
-	hm_store_be32(b, hpt_shift(h));
-	hm_sha256_update(ref, b, 4);
-	*nv = *nb = 0;
-	for (uint64_t s = 0; s < hpt_slots(h); s++) {
-		uint64_t v, r;
-		hpt_read_entry(h, s, &v, &r);
-		if (!(v & HPTE64_V_VALID))
-			continue;
-		++*nv;
-		*nb += (v & HPTE64_V_BOLTED) != 0;
-		hm_store_be64(b, s);
-		hm_store_be64(b + 8, v);
-		hm_store_be64(b + 16, r);
-		hm_sha256_update(ref, b, 24);
-	}
-	hm_sha256_final(ref, want);
-	hm_sha256_free(ref);
 }
 
 /*
