@@ -174,6 +174,16 @@ unsigned hpt_shift_for_ram(uint64_t ram_bytes);
 int hpt_create(unsigned shift, const hpt_config_t *cfg, hpt_t **out, hm_error_t *err);
 void hpt_destroy(hpt_t *h);
 
+/*
+ * Back the whole table with memory now, without changing any entry (safe
+ * while vCPUs run). A table is mapped lazily, and reading a part nobody
+ * wrote faults it in: on some hosts (VMs backed on first touch) that costs
+ * seconds for a 2 GiB table. A migration populates both tables while the
+ * guest still runs, so no full walk (first pass, digest) pays it inside the
+ * downtime. Returns 0, -ENOMEM or another negative errno (also in err).
+ */
+int hpt_populate(hpt_t *h, hm_error_t *err);
+
 /* Current shift and number of slots (1 << (shift - 4)). Change on resize. */
 unsigned hpt_shift(const hpt_t *h);
 uint64_t hpt_slots(const hpt_t *h);
@@ -415,9 +425,8 @@ typedef enum {
  * The HTAB digest of wire-format.md §5: SHA-256 over be32(shift), then for
  * each valid slot in increasing order be64(slot), be64(V & ~0x40), be64(R).
  * Returns 0 or -ENOMEM. Meaningful on a quiescent table (each entry is read
- * consistently, but not the table as a whole). The walk visits valid
- * entries only, through the table's occupancy bitmap: its cost is
- * O(valid + slots / 64), about 25 ns per valid entry plus SHA-256's.
+ * consistently, but not the table as a whole). One sequential pass over
+ * the V words (R is read for valid entries only), each entry under its lock.
  */
 int hpt_digest(hpt_t *h, uint8_t out[HM_SHA256_LEN]);
 /*
@@ -428,12 +437,6 @@ int hpt_digest(hpt_t *h, uint8_t out[HM_SHA256_LEN]);
  */
 int hpt_summary(hpt_t *h, hpt_read_mode_t mode, uint64_t *valid, uint64_t *bolted,
 		uint8_t out[HM_SHA256_LEN]);
-/*
- * Self-check: the occupancy bitmap agrees with every V word's valid bit.
- * Reads the whole table (O(slots)); for tests and debugging, on a quiescent
- * table. Returns 0 or HM_E_STATE naming the first slot that disagrees.
- */
-int hpt_occupancy_check(hpt_t *h, hm_error_t *err);
 /* Digest of a "no HPT" machine: SHA-256 of be32 0xffffffff. */
 void hpt_digest_none(uint8_t out[HM_SHA256_LEN]);
 /* Count valid and bolted (valid and 0x10) entries; either pointer may be NULL. */

@@ -148,6 +148,13 @@ typedef struct htab_loader_opts {
 	 * creates itself are always written so, until taken.
 	 */
 	bool unshared;
+	/*
+	 * Back each new table with memory as soon as START (or a resize
+	 * header) names it (hpt_populate): a destination pays the first touch
+	 * of its table while the source still runs, not in the digest inside
+	 * the downtime, and learns at once when it lacks the memory.
+	 */
+	bool populate;
 } htab_loader_opts_t;
 
 typedef struct htab_load_stats {

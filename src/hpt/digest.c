@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Whole-table walks: the HTAB digest of wire-format.md §5, the valid and
- * bolted counts, and the occupancy self-check. They visit the valid entries
- * through the table's occupancy bitmap (hpt_internal.h), so their cost is
- * O(valid entries + slots / 64), not a read of every V word: this is what
- * lets both sides of a migration digest a 2 GiB table inside the downtime.
- * A walk must never return a digest of a mix of two tables (a resize starts
- * it again) and never print, exit or abort.
+ * Whole-table walks: the HTAB digest of wire-format.md §5 and the valid and
+ * bolted counts. Both sides of a migration digest the table inside the
+ * downtime, so the walk is one sequential pass over the V words at memory
+ * speed, touching R only for valid entries, with plain loads where the
+ * caller says nobody writes (HPT_READ_QUIESCENT). A walk must never return
+ * a digest of a mix of two tables (a resize starts it again) and never
+ * print, exit or abort.
  */
 #include "hpt_internal.h"
 
@@ -15,41 +15,40 @@
 #include <string.h>
 
 /*
- * A walk takes the reader lock one batch of occupancy words at a time, so a
- * resize commit (and the vCPUs queued behind it) never waits for a whole
- * walk; a walk that sees the generation change starts again.
+ * A walk takes the reader lock one batch of slots at a time, so a resize
+ * commit (and the vCPUs queued behind it) never waits for a whole walk; a
+ * walk that sees the generation change starts again.
  */
-#define WALK_BATCH_WORDS 64  /* 4096 slots per reader-lock hold */
-#define WALK_PREFETCH_WORDS 8 /* prefetch the entries of the word 512 slots ahead */
-#define REC_LEN 24            /* be64 slot, V, R */
-#define REC_BUF (256 * 64 * REC_LEN) /* SHA-256 is fed up to ~384 KiB at a time */
+#define WALK_BATCH_SLOTS 4096
+#define REC_LEN 24                           /* be64 slot, V, R */
+#define REC_BUF (2 * WALK_BATCH_SLOTS * REC_LEN) /* SHA-256 is fed ~96-192 KiB at a time */
 
 /*
- * One valid entry's stored words for the digest, in the chosen mode. Returns
- * false when the slot is not valid after all (a concurrent remove). The
- * tracked read is hpt_read_entries' seqlock (argument in hpt.c,
+ * One live entry's stored words, read as mode says; raw is V as first
+ * loaded (valid or locked). Returns false when it is not valid after all.
+ * The tracked read is hpt_read_entries' seqlock (argument in hpt.c,
  * read_run_tracked): V, R, acquire fence, V again, then the slot's tracking
  * bit; any doubt falls back to the lock.
  */
 static bool read_valid(hpt_read_mode_t mode, struct hpt_track *trk, struct hpt_table *t,
-		       uint64_t slot, uint64_t *v_raw, uint64_t *r_raw)
+		       uint64_t slot, uint64_t raw, uint64_t *v_raw, uint64_t *r_raw)
 {
 	_Atomic uint64_t *vp = hpt_vp(t, slot);
 	if (mode == HPT_READ_QUIESCENT) {
-		*v_raw = atomic_load_explicit(vp, memory_order_relaxed) & ~HPT_LOCK_BE;
+		*v_raw = raw & ~HPT_LOCK_BE;
 		*r_raw = atomic_load_explicit(hpt_rp(t, slot), memory_order_relaxed);
-		return (*v_raw & HPT_VALID_BE) != 0;
+		return (raw & HPT_VALID_BE) != 0;
 	}
 	if (trk) {
-		uint64_t raw = atomic_load(vp);
+		uint64_t v1 = atomic_load(vp);
 		uint64_t r = atomic_load_explicit(hpt_rp(t, slot), memory_order_relaxed);
 		atomic_thread_fence(memory_order_acquire);
-		uint64_t raw2 = atomic_load_explicit(vp, memory_order_acquire);
+		uint64_t v2 = atomic_load_explicit(vp, memory_order_acquire);
 		uint64_t bit = (atomic_load(&trk->words[slot >> 6]) >> (slot & 63)) & 1;
-		if (raw2 == raw && !(raw & HPT_LOCK_BE) && !bit) {
-			*v_raw = raw;
+		if (v2 == v1 && !(v1 & HPT_LOCK_BE) && !bit) {
+			*v_raw = v1;
 			*r_raw = r;
-			return (raw & HPT_VALID_BE) != 0;
+			return (v1 & HPT_VALID_BE) != 0;
 		}
 	}
 	uint64_t v = hpt_entry_lock(vp);
@@ -59,16 +58,9 @@ static bool read_valid(hpt_read_mode_t mode, struct hpt_track *trk, struct hpt_t
 	return (v & HPTE64_V_VALID) != 0;
 }
 
-static void prefetch_word(struct hpt_table *t, uint64_t wi)
-{
-	for (uint64_t m = atomic_load_explicit(&t->occ[wi], memory_order_relaxed); m; m &= m - 1)
-		__builtin_prefetch((const void *)(uintptr_t)hpt_vp(t, (wi << 6) + (uint64_t)__builtin_ctzll(m)), 0, 3);
-}
-
 /*
  * The walk behind hpt_summary, hpt_digest and hpt_count. out == NULL: counts
- * only (no records, no SHA-256); with bolted_out also NULL the valid count
- * is the occupancy's population count.
+ * only (no records, no SHA-256).
  */
 static int walk(hpt_t *h, hpt_read_mode_t mode, uint64_t *valid_out, uint64_t *bolted_out,
 		uint8_t out[HM_SHA256_LEN])
@@ -76,8 +68,7 @@ static int walk(hpt_t *h, hpt_read_mode_t mode, uint64_t *valid_out, uint64_t *b
 	uint8_t *rec = NULL;
 	hm_sha256_t *sha = NULL;
 	uint64_t valid = 0, bolted = 0;
-	const uint64_t bolted_be = HPT_BE(HPTE64_V_BOLTED);
-	bool need_entries = out || bolted_out;
+	const uint64_t bolted_be = HPT_BE(HPTE64_V_BOLTED), live = HPT_VALID_BE | HPT_LOCK_BE;
 	int rc = -ENOMEM;
 	if (out && !(rec = malloc(REC_BUF)))
 		goto done;
@@ -86,7 +77,7 @@ static int walk(hpt_t *h, hpt_read_mode_t mode, uint64_t *valid_out, uint64_t *b
 			goto done;
 		struct hpt_shard *s = hpt_rd_lock(h);
 		uint64_t gen = atomic_load(&h->generation); /* stable under the reader lock */
-		uint64_t nwords = hpt_tab(h)->slots >> 6;
+		uint64_t slots = hpt_tab(h)->slots;
 		uint8_t be[4];
 		hm_store_be32(be, hpt_tab(h)->shift);
 		hpt_rd_unlock(s);
@@ -95,23 +86,27 @@ static int walk(hpt_t *h, hpt_read_mode_t mode, uint64_t *valid_out, uint64_t *b
 		bool restart = false;
 		size_t len = 0;
 		valid = bolted = 0;
-		for (uint64_t w0 = 0; w0 < nwords && !restart; w0 += WALK_BATCH_WORDS) {
-			uint64_t w1 = nwords - w0 < WALK_BATCH_WORDS ? nwords : w0 + WALK_BATCH_WORDS;
+		for (uint64_t first = 0; first < slots && !restart; first += WALK_BATCH_SLOTS) {
+			uint64_t end = slots - first < WALK_BATCH_SLOTS ? slots : first + WALK_BATCH_SLOTS;
 			s = hpt_rd_lock(h);
 			restart = atomic_load(&h->generation) != gen;
 			struct hpt_table *t = hpt_tab(h);
 			struct hpt_track *trk = mode == HPT_READ_TRACKED ? atomic_load(&h->track) : NULL;
-			for (uint64_t wi = w0; wi < w1 && !restart; wi++) {
-				uint64_t bits = atomic_load_explicit(&t->occ[wi], memory_order_acquire);
-				if (!need_entries) {
-					valid += (uint64_t)__builtin_popcountll(bits);
-					continue;
+			/* Collect 64 slots' "valid or locked" bits without a
+			 * branch per slot (a third of a random table's slots are
+			 * valid: a branch each would mispredict), then visit the
+			 * set ones. In the stored big-endian V word as loaded on a
+			 * little-endian host, 0x01 is bit 56 and 0x40 bit 62. */
+			for (uint64_t w0 = first; w0 < end && !restart; w0 += 64) {
+				uint64_t bits = 0;
+				for (unsigned k = 0; k < 64; k++) {
+					uint64_t raw = atomic_load_explicit(hpt_vp(t, w0 + k), memory_order_relaxed);
+					bits |= (uint64_t)((raw & live) != 0) << k;
 				}
-				if (wi + WALK_PREFETCH_WORDS < nwords)
-					prefetch_word(t, wi + WALK_PREFETCH_WORDS);
 				for (; bits; bits &= bits - 1) {
-					uint64_t slot = (wi << 6) + (uint64_t)__builtin_ctzll(bits), v, r;
-					if (!read_valid(mode, trk, t, slot, &v, &r))
+					uint64_t slot = w0 + (uint64_t)__builtin_ctzll(bits), v, r;
+					uint64_t raw = atomic_load_explicit(hpt_vp(t, slot), memory_order_relaxed);
+					if (!read_valid(mode, trk, t, slot, raw, &v, &r))
 						continue;
 					valid++;
 					bolted += (v & bolted_be) != 0;
@@ -122,12 +117,12 @@ static int walk(hpt_t *h, hpt_read_mode_t mode, uint64_t *valid_out, uint64_t *b
 					memcpy(rec + len + 16, &r, 8);
 					len += REC_LEN;
 				}
-				if (out && len > REC_BUF - 64 * REC_LEN) {
-					hm_sha256_update(sha, rec, len);
-					len = 0;
-				}
 			}
 			hpt_rd_unlock(s);
+			if (out && len > REC_BUF - WALK_BATCH_SLOTS * REC_LEN) {
+				hm_sha256_update(sha, rec, len); /* outside the reader lock */
+				len = 0;
+			}
 		}
 		if (!restart) {
 			if (out && len)
@@ -179,28 +174,4 @@ int hpt_summary(hpt_t *h, hpt_read_mode_t mode, uint64_t *valid, uint64_t *bolte
 	if (mode != HPT_READ_LOCKED && mode != HPT_READ_TRACKED && mode != HPT_READ_QUIESCENT)
 		return -EINVAL;
 	return walk(h, mode, valid, bolted, out);
-}
-
-int hpt_occupancy_check(hpt_t *h, hm_error_t *err)
-{
-	struct hpt_shard *s = hpt_rd_lock(h);
-	struct hpt_table *t = hpt_tab(h);
-	int rc = 0;
-	for (uint64_t wi = 0; wi < t->slots >> 6 && !rc; wi++) {
-		uint64_t want = 0;
-		for (unsigned k = 0; k < 64; k++)
-			if (atomic_load_explicit(hpt_vp(t, (wi << 6) + k), memory_order_acquire) &
-			    HPT_VALID_BE)
-				want |= UINT64_C(1) << k;
-		uint64_t have = atomic_load_explicit(&t->occ[wi], memory_order_acquire);
-		if (want != have) {
-			uint64_t slot = (wi << 6) + (uint64_t)__builtin_ctzll(want ^ have);
-			rc = hm_error_set(err, HM_E_STATE, -1,
-					  "hpt: occupancy bit of slot %llu is %u but its V word says %s",
-					  (unsigned long long)slot, (unsigned)((have >> (slot & 63)) & 1),
-					  ((want >> (slot & 63)) & 1) ? "valid" : "invalid");
-		}
-	}
-	hpt_rd_unlock(s);
-	return rc;
 }

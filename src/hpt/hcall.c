@@ -58,7 +58,6 @@ long hpt_h_enter(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t pteh, uint64_
 		}
 		/* Insertion order: R, then V with the valid bit (the unlock). */
 		hpt_r_store(hpt_rp(t, i), ptel);
-		hpt_occ_put(t, i, true);
 		hpt_track_mark(h, s, i);
 		hpt_entry_unlock(vp, pteh);
 		if (slot)
@@ -94,7 +93,6 @@ static int remove_locked(hpt_t *h, struct hpt_shard *s, struct hpt_table *t, uin
 	/* Removal order: V (still locked, no longer valid), then R, then unlock. */
 	atomic_store_explicit(vp, HPT_LOCK_BE, memory_order_relaxed);
 	hpt_r_store(hpt_rp(t, ptex), 0);
-	hpt_occ_put(t, ptex, false);
 	hpt_track_mark(h, s, ptex);
 	hpt_entry_unlock(vp, 0);
 	return REMOVE_SUCCESS;

@@ -102,15 +102,6 @@ struct hpt_table *hpt_table_new(unsigned shift)
 	if (shift >= 25)
 		(void)madvise(p, t->bytes, MADV_HUGEPAGE);
 	t->w = p;
-	t->occ_bytes = (size_t)(t->slots / 8);
-	void *o = mmap(NULL, t->occ_bytes, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (o == MAP_FAILED) {
-		munmap(p, t->bytes);
-		free(t);
-		return NULL;
-	}
-	t->occ = o;
 	return t;
 }
 
@@ -119,8 +110,45 @@ void hpt_table_free(struct hpt_table *t)
 	if (!t)
 		return;
 	munmap((void *)(uintptr_t)t->w, t->bytes);
-	munmap((void *)(uintptr_t)t->occ, t->occ_bytes);
 	free(t);
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+#define POPULATE_STEP ((size_t)32 << 20)
+
+int hpt_populate(hpt_t *h, hm_error_t *err)
+{
+	/* In steps, each inside the reader lock (the table stays mapped), so a
+	 * resize commit waits for one step, not the whole table; after a
+	 * resize the new table is the one populated. */
+	for (size_t off = 0;;) {
+		struct hpt_shard *s = hpt_rd_lock(h);
+		struct hpt_table *t = hpt_tab(h);
+		if (off >= t->bytes) {
+			hpt_rd_unlock(s);
+			return 0;
+		}
+		size_t n = t->bytes - off < POPULATE_STEP ? t->bytes - off : POPULATE_STEP;
+		char *p = (char *)(uintptr_t)t->w + off;
+		int rc = madvise(p, n, MADV_POPULATE_WRITE) == 0 ? 0 : -errno;
+		if (rc == -EINVAL) {
+			/* An older kernel: fault each page in for writing with an
+			 * atomic OR of 0, which changes nothing even while vCPUs
+			 * write the same words. */
+			for (size_t o = 0; o < n; o += 4096)
+				atomic_fetch_or_explicit(&t->w[(off + o) / sizeof(uint64_t)], 0,
+							 memory_order_relaxed);
+			rc = 0;
+		}
+		hpt_rd_unlock(s);
+		if (rc)
+			return hm_error_set(err, rc == -EFAULT || rc == -ENOMEM ? -ENOMEM : rc, -1,
+					    "hpt: cannot populate the 2^%u-byte table: %s", hpt_shift(h),
+					    hm_err_str(rc));
+		off += n;
+	}
 }
 
 void hpt_config_default(hpt_config_t *cfg)
@@ -350,7 +378,6 @@ static long rehash_entry(struct hpt_table *ot, struct hpt_table *nt, uint64_t sl
 		return H_PTEG_FULL; /* only bolted entries are rehashed: a bolted collision */
 	hpt_r_store(hpt_rp(nt, ns), r);
 	atomic_store_explicit(hpt_vp(nt, ns), HPT_BE(v), memory_order_relaxed);
-	hpt_occ_put(nt, ns, true);
 	return H_SUCCESS;
 }
 
@@ -644,8 +671,6 @@ static void write_one(hpt_t *h, struct hpt_shard *s, struct hpt_table *t, uint64
 		atomic_store_explicit(vp, HPT_LOCK_BE, memory_order_relaxed);
 	}
 	hpt_r_store(rp, r);
-	if ((ov ^ v) & HPTE64_V_VALID)
-		hpt_occ_put(t, slot, (v & HPTE64_V_VALID) != 0);
 	hpt_track_mark(h, s, slot);
 	hpt_entry_unlock(vp, v);
 }
@@ -690,27 +715,14 @@ uint64_t hpt_write_entries_unshared(hpt_t *h, uint64_t first, uint64_t n, const 
 		n = 0;
 	else if (n > t->slots - first)
 		n = t->slots - first;
-	/* The table and the wire are both big-endian: store the raw words.
-	 * Nobody else writes: each occupancy word is read once and stored
-	 * once per 64 slots, with no locked instruction. */
-	uint64_t wi = UINT64_MAX, occ = 0, occ0 = 0;
+	/* The table and the wire are both big-endian: store the raw words. */
 	for (uint64_t i = 0; i < n; i++, buf += HPTE64_SIZE) {
-		uint64_t v, r, slot = first + i;
+		uint64_t v, r;
 		memcpy(&v, buf, 8);
 		memcpy(&r, buf + 8, 8);
-		atomic_store_explicit(hpt_vp(t, slot), v & ~HPT_LOCK_BE, memory_order_relaxed);
-		atomic_store_explicit(hpt_rp(t, slot), r, memory_order_relaxed);
-		if ((slot >> 6) != wi) {
-			if (occ != occ0)
-				atomic_store_explicit(&t->occ[wi], occ, memory_order_relaxed);
-			wi = slot >> 6;
-			occ = occ0 = atomic_load_explicit(&t->occ[wi], memory_order_relaxed);
-		}
-		uint64_t m = UINT64_C(1) << (slot & 63);
-		occ = (v & HPT_VALID_BE) ? occ | m : occ & ~m;
+		atomic_store_explicit(hpt_vp(t, first + i), v & ~HPT_LOCK_BE, memory_order_relaxed);
+		atomic_store_explicit(hpt_rp(t, first + i), r, memory_order_relaxed);
 	}
-	if (occ != occ0)
-		atomic_store_explicit(&t->occ[wi], occ, memory_order_relaxed);
 	return n;
 }
 

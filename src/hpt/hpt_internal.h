@@ -36,30 +36,7 @@ struct hpt_table {
 	uint64_t slots;
 	size_t bytes;
 	_Atomic uint64_t *w;
-	/*
-	 * Occupancy: bit (slot & 63) of occ[slot >> 6] is set exactly when the
-	 * slot's V word has the valid bit (slots / 64 words, zero pages mapped
-	 * lazily like the entries). Written by whoever changes an entry's valid
-	 * bit, under that entry's lock (or with no other writer: exclusive mode,
-	 * unshared writes), with a relaxed RMW so the word's other bits survive.
-	 * It lets the digest and the counts visit the valid entries only, with no
-	 * walk over the whole table (a 2 GiB table's V words span 2 GiB; its occ
-	 * is 16 MiB). Independent of change tracking: a lost tracking mark cannot
-	 * also hide an entry from the digest.
-	 */
-	_Atomic uint64_t *occ;
-	size_t occ_bytes;
 };
-
-/* Record that slot's valid bit is now 'valid'. Entry lock held (see above). */
-static inline void hpt_occ_put(struct hpt_table *t, uint64_t slot, bool valid)
-{
-	uint64_t m = UINT64_C(1) << (slot & 63);
-	if (valid)
-		atomic_fetch_or_explicit(&t->occ[slot >> 6], m, memory_order_relaxed);
-	else
-		atomic_fetch_and_explicit(&t->occ[slot >> 6], ~m, memory_order_relaxed);
-}
 
 #define HPT_NSHARDS 64
 /*

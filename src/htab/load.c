@@ -25,6 +25,7 @@ struct htab_loader {
 	bool own;         /* table was created by the loader */
 	bool external;    /* the caller gave us the table */
 	bool unshared;    /* opts.unshared: nobody else touches the caller's table */
+	bool populate;    /* opts.populate: back new tables with memory at once */
 	/*
 	 * One bit per 64-slot block that may hold a non-zero entry, kept only
 	 * while nobody else writes the table (own or unshared; NULL otherwise):
@@ -70,6 +71,7 @@ int htab_loader_create(hpt_t *table, const htab_loader_opts_t *opts, htab_loader
 		l->max_shift = opts->max_shift;
 	}
 	l->unshared = opts && opts->unshared;
+	l->populate = opts && opts->populate;
 	if (opts && opts->cfg) {
 		l->cfg = *opts->cfg;
 		l->have_cfg = true;
@@ -174,6 +176,8 @@ static int new_table(htab_loader_t *l, mig_file_t *f, hm_error_t *err, int type,
 		if (rc == 0)
 			l->own = true;
 	}
+	if (rc == 0 && l->populate)
+		rc = hpt_populate(l->table, &e);
 	if (rc != 0) {
 		hm_error_prefix(&e, "spapr/htab: %s record: table of htab_shift %" PRIu32 ": ",
 				rec_name(type), hdr);

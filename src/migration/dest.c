@@ -108,7 +108,8 @@ int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_
 	if (rc)
 		goto refused;
 	/* The table reaches a guest only after the load (machine_create_on). */
-	htab_loader_opts_t lo = {.max_shift = p->max_shift, .cfg = &hc, .unshared = true};
+	htab_loader_opts_t lo = {.max_shift = p->max_shift, .cfg = &hc, .unshared = true,
+				 .populate = true};
 	rc = htab_loader_create(table, &lo, &d.loader);
 	if (rc) {
 		hm_error_set(err, rc, -1, "out of memory");

@@ -368,6 +368,13 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 		return rc;
 	rep->setup_ns = hm_now_ns() - t0;
 
+	/* Back the whole table with memory first (a lazily mapped table's
+	 * untouched parts would be faulted in by the first full walk: seconds
+	 * for 2 GiB on some hosts), so neither the passes nor the measurement
+	 * below nor the digest in the downtime pay for it. */
+	if ((rc = hpt_populate(h, err)) != 0)
+		return rc;
+
 	/* What the stop costs whatever is pending: both sides digest the whole
 	 * table (overlapping: the destination's starts when the final pass has
 	 * arrived) and the stream's tail and answer cross the link. Measure one
