@@ -2,12 +2,15 @@
 # SPDX-License-Identifier: MIT
 # Two "hosts" on one machine for migration tests: network namespaces A and B
 # joined by a veth pair (10.231.0.1 in A, 10.231.0.2 in B), with a bandwidth
-# limit (tbf) on both ends. netem (latency, loss) is not available on every
-# kernel: asked for a latency, we try it and say so when it cannot be had.
-# Uses only the addresses of the pair it creates. Exit 77 (skip) when
-# namespaces cannot be made here (not root, no ip, no veth).
+# limit (tbf) on both ends. Asked for a latency, it puts netem under each
+# tbf (LATENCY_MS each way: the round trip is twice that) and prints
+# "netem delay"; netem is not built into every kernel (not this VM's), and
+# then it prints "no netem" and adds nothing: the tests then put
+# tests/cli/delay_relay (a TCP relay that delays each direction) in the path
+# instead. Uses only the addresses of the pair it creates. Exit 77 (skip)
+# when namespaces cannot be made here (not root, no ip, no veth).
 #
-# usage: netns-setup.sh NS_A NS_B [RATE (default 100mbit)] [LATENCY_MS]
+# usage: netns-setup.sh NS_A NS_B [RATE (default 100mbit)] [LATENCY_MS each way]
 set -u
 A=${1:?namespace A}
 B=${2:?namespace B}
@@ -33,16 +36,21 @@ ip -n "$A" addr add 10.231.0.1/24 dev "$VA" || fail "address A"
 ip -n "$B" addr add 10.231.0.2/24 dev "$VB" || fail "address B"
 ip -n "$A" link set lo up && ip -n "$B" link set lo up || fail "lo up"
 ip -n "$A" link set "$VA" up && ip -n "$B" link set "$VB" up || fail "veth up"
-ip netns exec "$A" tc qdisc add dev "$VA" root tbf rate "$RATE" burst 32kbit latency 400ms \
+# handle 1: so that netem can go under the shaper (tbf's one class, 1:1)
+ip netns exec "$A" tc qdisc add dev "$VA" root handle 1: tbf rate "$RATE" burst 32kbit latency 400ms \
 	|| fail "tbf on $VA"
-ip netns exec "$B" tc qdisc add dev "$VB" root tbf rate "$RATE" burst 32kbit latency 400ms \
+ip netns exec "$B" tc qdisc add dev "$VB" root handle 1: tbf rate "$RATE" burst 32kbit latency 400ms \
 	|| fail "tbf on $VB"
 if [ -n "$LAT" ]; then
-	if ip netns exec "$A" tc qdisc add dev "$VA" parent root handle 10: netem delay "${LAT}ms" \
+	if ip netns exec "$A" tc qdisc add dev "$VA" parent 1:1 handle 10: netem delay "${LAT}ms" \
+		2>/dev/null &&
+	   ip netns exec "$B" tc qdisc add dev "$VB" parent 1:1 handle 10: netem delay "${LAT}ms" \
 		2>/dev/null; then
-		echo "netns-setup: latency ${LAT} ms on $VA"
+		echo "netns-setup: netem delay ${LAT} ms each way"
 	else
-		echo "netns-setup: netem is not available on this kernel: no added latency (bandwidth limit only)"
+		# never half a delay: take back A's if B's failed
+		ip netns exec "$A" tc qdisc del dev "$VA" parent 1:1 handle 10: 2>/dev/null
+		echo "netns-setup: no netem on this kernel: no added latency (bandwidth limit only)"
 	fi
 fi
 # the link is up when A reaches B (checked when ping exists; the migration
