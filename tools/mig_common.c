@@ -427,6 +427,7 @@ json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t 
 	json_object_set_new(o, "downtime_limit_ms", json_real(ms(p->downtime_limit_ns)));
 	json_object_set_new(o, "expected_downtime_ms", json_real(ms(r->expected_downtime_ns)));
 	json_object_set_new(o, "fixed_downtime_ms", json_real(ms(r->fixed_downtime_ns)));
+	json_object_set_new(o, "rtt_ms", json_real(ms(r->rtt_ns)));
 	json_object_set_new(o, "downtime_measured_to",
 			    json_string(r->return_path ? "destination-resumed" : "last-byte-flushed"));
 	json_object_set_new(o, "pause_time_ms", json_real(ms(r->pause_ns)));

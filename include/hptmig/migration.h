@@ -102,6 +102,7 @@ int mig_conn_close(mig_conn_t *c, hm_error_t *err);
 enum mig_rp_type {
 	MIG_RP_RESUMED = 1, /* loaded, verified, guest resumed */
 	MIG_RP_REFUSED = 2, /* the destination refused the stream: code, offset, message */
+	MIG_RP_PONG = 3,    /* answer to a COMMAND PING: its be32 value */
 };
 
 typedef struct mig_rp_msg {
@@ -111,6 +112,8 @@ typedef struct mig_rp_msg {
 	uint64_t valid;   /* valid entries in the loaded table */
 	uint64_t bytes;   /* stream bytes the destination read */
 	uint64_t load_ns; /* time the destination spent loading */
+	/* PONG */
+	uint32_t value;
 	/* REFUSED */
 	int32_t code;
 	int64_t offset;
@@ -119,6 +122,7 @@ typedef struct mig_rp_msg {
 
 int mig_rp_send_resumed(mig_conn_t *c, const mig_rp_msg_t *m);
 int mig_rp_send_refused(mig_conn_t *c, const hm_error_t *e);
+int mig_rp_send_pong(mig_conn_t *c, uint32_t value);
 /* Wait up to timeout_ms for one message. */
 int mig_rp_recv(mig_conn_t *c, int timeout_ms, mig_rp_msg_t *m, hm_error_t *err);
 
@@ -237,7 +241,9 @@ typedef struct mig_report {
 	uint64_t bytes_total;
 	uint64_t bandwidth;           /* last measured, bytes/s */
 	uint64_t pending_at_stop;     /* bytes the policy expected for the final pass */
-	uint64_t fixed_downtime_ns;   /* measured fixed cost of the stop (digests, tail) */
+	uint64_t fixed_downtime_ns;   /* measured fixed cost of the stop (digests, tail,
+				       * round trip) */
+	uint64_t rtt_ns;              /* measured round trip (PING/PONG); 0 = not measured */
 	unsigned throttle;            /* at the end */
 	unsigned htab_shift;
 	uint64_t htab_valid, htab_bolted;

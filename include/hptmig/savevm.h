@@ -41,6 +41,7 @@ enum savevm_record_type {
 };
 
 /* COMMAND numbers (QEMU's enum qemu_vm_cmd); only SWITCHOVER_START is accepted by default. */
+#define MIG_CMD_PING 2u /* be32 value: the destination answers PONG on its return path */
 #define MIG_CMD_SWITCHOVER_START 11u
 
 /* Longest idstr / subsection name on the wire (u8 length). */
@@ -323,6 +324,9 @@ int savevm_live_iterate(savevm_registry_t *r, mig_file_t *f, uint64_t budget_ns,
 /* Sum of every live section's pending() estimate. */
 uint64_t savevm_live_pending_total(savevm_registry_t *r);
 int savevm_write_command_switchover(mig_file_t *f, hm_error_t *err);
+/* COMMAND PING (QEMU's MIG_CMD_PING, be32 value). A QEMU destination needs
+ * its return path open for it, so streams meant for QEMU leave it out. */
+int savevm_write_command_ping(mig_file_t *f, uint32_t value, hm_error_t *err);
 int savevm_live_complete_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err);
 int savevm_write_full_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err);
 int savevm_write_eof_and_vmdesc(savevm_registry_t *r, mig_file_t *f, hm_error_t *err);

@@ -23,6 +23,7 @@ void mig_dest_params_default(mig_dest_params_t *p)
 
 struct dest {
 	const mig_dest_params_t *p;
+	mig_conn_t *conn;
 	mig_dest_report_t *rep;
 	htab_loader_t *loader;
 	bool summary_done;
@@ -67,6 +68,25 @@ static int dest_on_record(void *o, const savevm_record_info_t *rec, hm_error_t *
 	return 0;
 }
 
+/*
+ * COMMAND PING: answer PONG at once on the return path (the source measures
+ * the link's round trip with it). Any other command is refused by name.
+ */
+static int dest_on_command(void *o, uint16_t cmd, const uint8_t *data, uint16_t len,
+			   hm_error_t *err)
+{
+	struct dest *d = o;
+	if (cmd != MIG_CMD_PING)
+		return hm_error_set(err, HM_E_UNKNOWN, -1, "unknown COMMAND %u (length %u)", cmd,
+				    len);
+	if (len != 4)
+		return hm_error_set(err, HM_E_FORMAT, -1, "COMMAND PING has length %u, expected 4",
+				    len);
+	/* Without a return path there is nobody to answer (file:, exec:). */
+	(void)mig_rp_send_pong(d->conn, hm_load_be32(data));
+	return 0;
+}
+
 static void refuse(mig_conn_t *c, const hm_error_t *e)
 {
 	if (c && mig_conn_has_return_path(c))
@@ -98,6 +118,7 @@ int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_
 	if (rc)
 		goto out;
 	mig_cancel_attach(p->cancel, conn);
+	d.conn = conn;
 	uint64_t t_conn = hm_now_ns();
 	rep->wait_ns = t_conn - t0;
 	mig_file_t *f = mig_conn_file(conn);
@@ -128,7 +149,8 @@ int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_
 	if (rc)
 		goto refused;
 
-	savevm_load_opts_t opts = {.opaque = &d, .on_record = dest_on_record};
+	savevm_load_opts_t opts = {.opaque = &d, .on_record = dest_on_record,
+				   .on_command = dest_on_command};
 	savevm_load_info_t info;
 	rc = savevm_load_stream_ex(f, reg, &opts, &info, err);
 	rep->bytes_total = mig_file_offset(f);

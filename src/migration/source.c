@@ -320,6 +320,51 @@ static int resized_at_stop(struct attempt *a, mig_file_t *f, hm_error_t *err)
 	return rc < 0 ? rc : 0;
 }
 
+/*
+ * The link's round trip, which every stop pays once (the final bytes one
+ * way, RESUMED the other): a COMMAND PING right after the header, answered
+ * PONG on the return path before the destination has anything else to do.
+ * Measured end to end, so a proxy or relay on the way is in it (a socket's
+ * own RTT estimate would see the first hop only). Not for streams meant for
+ * QEMU (it needs its own return path for a PING) nor without a return path.
+ * A peer that does not answer within MIG_PING_TIMEOUT_MS costs that wait,
+ * not the migration: the round trip stays unknown (0) and a late PONG is
+ * skipped where RESUMED is awaited.
+ */
+#define MIG_PING_TIMEOUT_MS 2000
+static int measure_rtt(struct attempt *a, mig_file_t *f, hm_error_t *err)
+{
+	const uint32_t token = 0x68706d67; /* "hpmg" */
+	mig_rp_msg_t msg;
+	if (a->p->qemu_pure || !mig_conn_has_return_path(a->conn))
+		return 0;
+	int rc = savevm_write_command_ping(f, token, err);
+	if (!rc)
+		rc = mig_flush_err(f, err);
+	uint64_t t0 = hm_now_ns();
+	if (rc)
+		return rc;
+	hm_error_t e;
+	hm_error_clear(&e);
+	int wait = a->p->rp_timeout_ms < MIG_PING_TIMEOUT_MS ? a->p->rp_timeout_ms : MIG_PING_TIMEOUT_MS;
+	rc = mig_rp_recv(a->conn, wait, &msg, &e);
+	if (rc == HM_E_TIMEOUT)
+		return 0; /* no answer (yet): go on without the round trip */
+	if (rc) {
+		hm_error_set(err, e.code, e.offset, "waiting for the answer to PING: %s", e.msg);
+		return rc;
+	}
+	if (msg.type == MIG_RP_REFUSED)
+		return hm_error_set(err, msg.code ? msg.code : HM_E_PEER, msg.offset,
+				    "the destination refused the stream: %s", msg.msg);
+	if (msg.type != MIG_RP_PONG || msg.value != token)
+		return hm_error_set(err, HM_E_FORMAT, -1,
+				    "return path: expected PONG %u, got message type %u value %u",
+				    token, msg.type, msg.value);
+	a->rep->rtt_ns = hm_now_ns() - t0;
+	return 0;
+}
+
 static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 {
 	const mig_params_t *p = a->p;
@@ -358,6 +403,8 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 
 	rc = savevm_write_header(a->reg, f, p->machine_name ? p->machine_name : MIG_MACHINE_NAME,
 				 err);
+	if (!rc)
+		rc = measure_rtt(a, f, err);
 	if (!rc) {
 		a->setup_called = true;
 		rc = savevm_live_setup_all(a->reg, f, err);
@@ -390,7 +437,8 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 		hpt_summary(h, HPT_READ_TRACKED, NULL, NULL, (uint8_t[HM_SHA256_LEN]){0});
 		a->fixed_ns = hm_now_ns() - td;
 	}
-	a->fixed_ns += MIG_DOWNTIME_OVERHEAD_NS;
+	/* The final bytes' way there and the RESUMED answer's way back. */
+	a->fixed_ns += MIG_DOWNTIME_OVERHEAD_NS + rep->rtt_ns;
 	rep->fixed_downtime_ns = a->fixed_ns;
 
 	rc = attempt_precopy(a, t0, a->run_t0, err);
@@ -446,7 +494,9 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 		mig_rp_msg_t msg;
 		mig_conn_finish_write(a->conn);
 		progress(a, "wait", 0, rep->bandwidth, 0, t0);
-		rc = mig_rp_recv(a->conn, p->rp_timeout_ms, &msg, err);
+		do /* a PONG that came too late for measure_rtt */
+			rc = mig_rp_recv(a->conn, p->rp_timeout_ms, &msg, err);
+		while (rc == 0 && msg.type == MIG_RP_PONG);
 		uint64_t t_end = hm_now_ns();
 		if (rc) {
 			/* We cannot know whether the destination resumed; never retry. */

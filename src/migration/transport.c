@@ -638,7 +638,10 @@ int mig_conn_close(mig_conn_t *c, hm_error_t *err)
  *   RESUMED: 32-byte digest, be64 valid entries, be64 bytes received,
  *            be64 load time ns.
  *   REFUSED: be32 code (two's complement), be64 offset, message bytes.
- * The source reads exactly one message after the stream's last byte.
+ *   PONG:    be32 value of the COMMAND PING it answers.
+ * The source reads one PONG after its PING (setup, to measure the round
+ * trip) and one RESUMED or REFUSED after the stream's last byte; a REFUSED
+ * may come instead of the PONG.
  */
 #define RP_HDR 4
 
@@ -711,6 +714,17 @@ int mig_rp_send_refused(mig_conn_t *c, const hm_error_t *e)
 	return write_all(c->rp_fd, b, RP_HDR + 12 + n);
 }
 
+int mig_rp_send_pong(mig_conn_t *c, uint32_t value)
+{
+	uint8_t b[RP_HDR + 4];
+	if (c->rp_fd < 0)
+		return 0;
+	hm_store_be16(b, MIG_RP_PONG);
+	hm_store_be16(b + 2, 4);
+	hm_store_be32(b + 4, value);
+	return write_all(c->rp_fd, b, sizeof(b));
+}
+
 int mig_rp_recv(mig_conn_t *c, int timeout_ms, mig_rp_msg_t *m, hm_error_t *err)
 {
 	uint8_t h[RP_HDR], body[1024];
@@ -733,6 +747,10 @@ int mig_rp_recv(mig_conn_t *c, int timeout_ms, mig_rp_msg_t *m, hm_error_t *err)
 				m->valid = hm_load_be64(body + 32);
 				m->bytes = hm_load_be64(body + 40);
 				m->load_ns = hm_load_be64(body + 48);
+				return 0;
+			}
+			if (m->type == MIG_RP_PONG && len == 4) {
+				m->value = hm_load_be32(body);
 				return 0;
 			}
 			if (m->type == MIG_RP_REFUSED && len >= 12) {

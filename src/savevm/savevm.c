@@ -334,6 +334,15 @@ int savevm_write_command_switchover(mig_file_t *f, hm_error_t *err)
 	return chan_fail(f, err);
 }
 
+int savevm_write_command_ping(mig_file_t *f, uint32_t value, hm_error_t *err)
+{
+	mig_file_put_u8(f, QEMU_VM_COMMAND);
+	mig_file_put_be16(f, MIG_CMD_PING);
+	mig_file_put_be16(f, 4);
+	mig_file_put_be32(f, value);
+	return chan_fail(f, err);
+}
+
 int savevm_live_complete_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
 {
 	for (size_t i = 0; i < r->n; i++) {

@@ -136,11 +136,11 @@ static void test_two_hosts(void **state)
 
 	/*
 	 * 2. A 256 MiB guest (small table: a stop of a few ms without latency)
-	 * with a 15 ms limit, below the round trip. The controller must still
-	 * decide to stop by itself (not hit --timeout). It models the return
-	 * path's round trip as a 1 ms constant, so its expected downtime is
-	 * below what it gets here: printed, not asserted (a known limit, see
-	 * docs/migration.md); the downtime must contain the round trip.
+	 * with a 15 ms limit, below the round trip. The controller measures
+	 * the round trip (PING/PONG at setup) and counts it in the fixed cost
+	 * of the stop, so it sees the limit cannot be met and stops at the best
+	 * point (fixed-cost-over-limit) instead of iterating to --timeout;
+	 * the downtime contains the round trip.
 	 */
 	struct run small;
 	migrate_once("--ram 256M --downtime-limit 15", relay, &small);
@@ -153,6 +153,11 @@ static void test_two_hosts(void **state)
 		      jnum(small.s, "bytes_total"), why, (int)jnum(small.s, "iterations"), dt,
 		      jnum(small.s, "expected_downtime_ms"), jnum(small.s, "fixed_downtime_ms"));
 	assert_true(dt >= 2 * DELAY_MS);
+	print_message("measured round trip %.1f ms\n", jnum(small.s, "rtt_ms"));
+	assert_true(jnum(small.s, "rtt_ms") >= 2 * DELAY_MS);
+	assert_true(jnum(small.s, "fixed_downtime_ms") >= 2 * DELAY_MS);
+	assert_true(jnum(small.s, "expected_downtime_ms") >= 2 * DELAY_MS);
+	assert_string_equal(why, "fixed-cost-over-limit");
 	run_free(&small);
 
 	if (relay) {

@@ -244,6 +244,9 @@ static void migrate_ok(machine_t *m, const char *uri, mig_params_t *p)
 	assert_true(rep.verified);
 	assert_true(d.rep.verified);
 	assert_memory_equal(rep.digest, d.rep.digest, 32);
+	/* the round trip was measured (PING answered PONG) and is in the fixed cost */
+	assert_true(rep.rtt_ns > 0 && rep.rtt_ns < 2000000000ull);
+	assert_true(rep.fixed_downtime_ns >= rep.rtt_ns);
 	assert_int_equal(rep.bytes_total, d.rep.bytes_total);
 	/* the source's table, digested by hpt itself, is what arrived */
 	uint8_t dg[32];

@@ -559,9 +559,29 @@ static void test_big_vmdesc(void **state)
 	free(d);
 }
 
+/* COMMAND PING is QEMU's: type 0x08, be16 command 2, be16 length 4, be32 value. */
+static void test_ping_bytes(void **state)
+{
+	(void)state;
+	static const uint8_t want[] = {0x08, 0x00, 0x02, 0x00, 0x04, 0xde, 0xad, 0xbe, 0xef};
+	mig_file_t *f;
+	hm_error_t e;
+	hm_error_clear(&e);
+	assert_int_equal(mig_file_open_mem_writer(0, &f), 0);
+	assert_int_equal(savevm_write_command_ping(f, 0xdeadbeef, &e), 0);
+	uint8_t *d;
+	size_t len;
+	assert_int_equal(mig_file_mem_take(f, &d, &len), 0);
+	mig_file_close(f, NULL);
+	assert_int_equal(len, sizeof(want));
+	assert_memory_equal(d, want, sizeof(want));
+	free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ping_bytes),
 		cmocka_unit_test(test_golden_stream),
 		cmocka_unit_test(test_load_golden),
 		cmocka_unit_test(test_load_from_pipe),
