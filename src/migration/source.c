@@ -129,6 +129,8 @@ struct attempt {
 	uint64_t run_t0;         /* start of the first attempt (for the timeout) */
 	bool setup_called;
 	uint64_t fixed_ns;       /* measured fixed cost of the stop (see mig_policy_stats_t) */
+	uint64_t digest_ns;      /* its digest part: the least of the measurements */
+	unsigned digest_samples; /* measurements taken */
 	bool retryable;          /* the guest still runs and nothing ambiguous happened */
 };
 
@@ -150,6 +152,29 @@ static void progress(struct attempt *a, const char *phase, uint64_t pending, uin
 		.phase = phase,
 	};
 	a->p->progress(a->p->progress_opaque, &pr);
+}
+
+/*
+ * What a stop costs whatever is pending: both sides digest the whole table
+ * (overlapping: the destination starts when the final pass has arrived;
+ * without a verify section only the destination does), the final bytes
+ * and the RESUMED answer cross the link (the round trip), plus stopping
+ * the vCPUs and the stream's tail. The digest is timed on the running
+ * table; each call takes one more sample and keeps the least, since a
+ * sample can only be inflated (by the guest, the destination's own work
+ * on a shared host, the machine's noise), never deflated.
+ */
+#define MIG_FIXED_SAMPLES 3
+static void measure_fixed(struct attempt *a)
+{
+	uint8_t scratch[HM_SHA256_LEN];
+	uint64_t td = hm_now_ns();
+	hpt_summary(machine_hpt(a->m), HPT_READ_TRACKED, NULL, NULL, scratch);
+	uint64_t d = hm_now_ns() - td;
+	if (a->digest_samples++ == 0 || d < a->digest_ns)
+		a->digest_ns = d;
+	a->fixed_ns = a->digest_ns + MIG_DOWNTIME_OVERHEAD_NS + a->rep->rtt_ns;
+	a->rep->fixed_downtime_ns = a->fixed_ns;
 }
 
 static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_error_t *err)
@@ -248,6 +273,11 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 		}
 		/* Bytes still in the socket's send queue (or a shaper) cross the
 		 * link after the stop too. */
+		/* About to find the limit out of reach because of the fixed cost
+		 * alone: make sure of that cost with another sample first. */
+		if (rc == 1 && a->fixed_ns >= p->downtime_limit_ns &&
+		    a->digest_samples < MIG_FIXED_SAMPLES)
+			measure_fixed(a);
 		uint64_t pending = savevm_live_pending_total(a->reg) + unsent;
 		uint64_t expected = bw_eff ? (uint64_t)((double)pending * 1e9 / (double)bw_eff) +
 						     a->fixed_ns
@@ -422,24 +452,7 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 	if ((rc = hpt_populate(h, err)) != 0)
 		return rc;
 
-	/* What the stop costs whatever is pending: both sides digest the whole
-	 * table (overlapping: the destination's starts when the final pass has
-	 * arrived) and the stream's tail and answer cross the link. Measure one
-	 * digest of this table now, while the guest runs. */
-	uint64_t td = hm_now_ns();
-	if (!p->qemu_pure) {
-		uint8_t scratch[HM_SHA256_LEN];
-		hpt_summary(h, HPT_READ_TRACKED, NULL, NULL, scratch);
-		/* the two digests overlap (each side has its core) */
-		a->fixed_ns = hm_now_ns() - td;
-	} else {
-		/* no verify section: only the destination's summary */
-		hpt_summary(h, HPT_READ_TRACKED, NULL, NULL, (uint8_t[HM_SHA256_LEN]){0});
-		a->fixed_ns = hm_now_ns() - td;
-	}
-	/* The final bytes' way there and the RESUMED answer's way back. */
-	a->fixed_ns += MIG_DOWNTIME_OVERHEAD_NS + rep->rtt_ns;
-	rep->fixed_downtime_ns = a->fixed_ns;
+	measure_fixed(a);
 
 	rc = attempt_precopy(a, t0, a->run_t0, err);
 	if (rc)
