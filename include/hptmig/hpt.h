@@ -302,6 +302,34 @@ bool hpt_read_entry(hpt_t *h, uint64_t slot, uint64_t *v, uint64_t *r);
  */
 uint64_t hpt_read_entries(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf);
 
+/* One run of consecutive valid slots found by hpt_read_runs(). */
+typedef struct hpt_run {
+	uint64_t slot; /* first slot of the run */
+	uint64_t n;    /* valid entries in it (>= 1) */
+	size_t pos;    /* offset in out of the gap left before its entries */
+} hpt_run_t;
+
+/*
+ * The first-pass form of hpt_read_entries: only the valid entries of slots
+ * first .. first+n-1, packed into out as runs, each entry 16 bytes exactly
+ * as hpt_read_entries gives it (be64 V with 0x40 clear, be64 R), each run
+ * preceded by gap bytes the call leaves untouched (room for the caller's
+ * run header: the caller writes its headers at runs[i].pos afterwards).
+ * join: the caller's previous run ended at slot first - 1, so a run that
+ * starts at slot first continues it: it gets no gap and no runs[] record;
+ * its entries are out[0 .. joined * 16), where joined = runs[0].pos / 16
+ * (or *len / 16 when *nruns == 0).
+ * out must hold n * 16 + (n / 2 + 1) * gap bytes, runs n / 2 + 2 records.
+ * Stores the bytes written in *len and the runs in *nruns; returns the
+ * number of valid entries. n is clipped to the table's end.
+ * Same snapshot guarantee and contract as hpt_read_entries (with tracking
+ * on, entries are read lock-free and validated by the tracking bitmap);
+ * cheaper per entry: V words are scanned a tracking word (64 slots) at a
+ * time and valid entries go straight to their place in out.
+ */
+uint64_t hpt_read_runs(hpt_t *h, uint64_t first, uint64_t n, uint8_t *out, size_t gap,
+		       bool join, hpt_run_t *runs, size_t *nruns, size_t *len);
+
 /*
  * First slot >= from (and < limit) whose entry is valid / invalid, or limit
  * if none (lock-free hint: a concurrent hcall may change it right after).

@@ -589,6 +589,146 @@ uint64_t hpt_read_entries(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf)
 	return nvalid;
 }
 
+/*
+ * hpt_read_runs, one group at a time: a group is the slots of one tracking
+ * word (64 slots, aligned), or fewer at either end of the range.
+ *
+ * Fast group (tracking on), per slot exactly read_run_tracked's sequence,
+ * only interleaved with the other slots of the group:
+ *  1. V1 of every slot (seq_cst, so after the caller's take of these bits
+ *     in the total order: the no-loss argument at the top of this file);
+ *     from them the valid and the locked masks.
+ *  2. For each valid slot, R (relaxed), stored with V1 straight at the
+ *     entry's place in out (runs and gaps follow from the valid mask).
+ *  3. Acquire fence, V2 of each valid slot (acquire), then the group's
+ *     tracking word (seq_cst), once for the 64 slots.
+ *  4. Any slot locked at V1, a valid slot with V2 != V1 or with its bit
+ *     set: the group's output is dropped (out and runs rewound) and the
+ *     group is read again by the locked path.
+ * The argument of read_run_tracked is per slot: it relies on the order of
+ * V1, R, fence, V2 and the bit load of the same slot, all kept (program
+ * order); the loads of other slots in between change nothing. A valid entry
+ * passes step 4 only when its (V1, R) is a state the entry really had. An
+ * invalid, unlocked V1 is sent as nothing, like read_run's one-load case
+ * (a change after the take is marked: the entry is sent again later).
+ * Unlocked V1 has 0x40 clear (0x40 is the lock), so none reaches out.
+ *
+ * Locked group (no tracking, or a failed fast group): every slot's V is
+ * loaded again; live ones (valid or locked) are read under their lock.
+ */
+static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t first, uint64_t n,
+			  uint8_t *out, size_t gap, bool join, hpt_run_t *runs, size_t *nruns,
+			  size_t *len)
+{
+	uint8_t *p = out;
+	size_t nr = 0;
+	uint64_t carry = join ? 1 : 0; /* 1: the slot before this group is valid */
+	uint64_t nvalid = 0;
+	uint64_t v[64], r[64];
+	for (uint64_t s0 = first, end = first + n; s0 < end;) {
+		unsigned m = 64u - (unsigned)(s0 & 63);
+		if (m > end - s0)
+			m = (unsigned)(end - s0);
+		uint8_t *p0 = p;
+		size_t nr0 = nr;
+		uint64_t vm = 0;
+		bool redo = true;
+		if (trk) {
+			uint64_t lm = 0;
+			for (unsigned k = 0; k < m; k++) {
+				uint64_t raw = atomic_load(hpt_vp(t, s0 + k));
+				v[k] = raw;
+				vm |= (uint64_t)((raw & HPT_VALID_BE) != 0) << k;
+				lm |= (uint64_t)((raw & HPT_LOCK_BE) != 0) << k;
+			}
+			/* Run starts: valid slots whose predecessor is not. */
+			uint64_t starts = vm & ~((vm << 1) | carry);
+			for (uint64_t b = vm; b; b &= b - 1) {
+				unsigned k = (unsigned)__builtin_ctzll(b);
+				size_t st = (size_t)((starts >> k) & 1);
+				/* Branch-free: runs[nr] is scratch until a start keeps it. */
+				runs[nr].slot = s0 + k;
+				runs[nr].pos = (size_t)(p - out);
+				nr += st;
+				p += gap & (0 - st);
+				uint64_t rr = atomic_load_explicit(hpt_rp(t, s0 + k), memory_order_relaxed);
+				memcpy(p, &v[k], 8);
+				memcpy(p + 8, &rr, 8);
+				p += HPTE64_SIZE;
+			}
+			atomic_thread_fence(memory_order_acquire);
+			uint64_t bad = lm;
+			for (uint64_t b = vm; b; b &= b - 1) {
+				unsigned k = (unsigned)__builtin_ctzll(b);
+				uint64_t raw2 = atomic_load_explicit(hpt_vp(t, s0 + k), memory_order_acquire);
+				bad |= (uint64_t)(raw2 != v[k]) << k;
+			}
+			uint64_t bits = atomic_load(&trk->words[s0 >> 6]) >> (s0 & 63);
+			redo = (bad | (bits & vm)) != 0;
+		}
+		if (redo) {
+			p = p0;
+			nr = nr0;
+			vm = 0;
+			for (unsigned k = 0; k < m; k++) {
+				_Atomic uint64_t *vp = hpt_vp(t, s0 + k);
+				if (!(atomic_load(vp) & (HPT_VALID_BE | HPT_LOCK_BE)))
+					continue;
+				uint64_t hv = hpt_entry_lock(vp);
+				uint64_t rr = atomic_load_explicit(hpt_rp(t, s0 + k), memory_order_relaxed);
+				hpt_entry_unlock(vp, hv);
+				if (hv & HPTE64_V_VALID) {
+					v[k] = HPT_BE(hv); /* 0x40 clear: hpt_entry_lock's contract */
+					r[k] = rr;
+					vm |= UINT64_C(1) << k;
+				}
+			}
+			uint64_t starts = vm & ~((vm << 1) | carry);
+			for (uint64_t b = vm; b; b &= b - 1) {
+				unsigned k = (unsigned)__builtin_ctzll(b);
+				if ((starts >> k) & 1) {
+					runs[nr].slot = s0 + k;
+					runs[nr].pos = (size_t)(p - out);
+					nr++;
+					p += gap;
+				}
+				memcpy(p, &v[k], 8);
+				memcpy(p + 8, &r[k], 8);
+				p += HPTE64_SIZE;
+			}
+		}
+		nvalid += (uint64_t)__builtin_popcountll(vm);
+		carry = (vm >> (m - 1)) & 1;
+		s0 += m;
+	}
+	/* Run lengths from the gaps' positions. */
+	for (size_t j = 0; j < nr; j++) {
+		size_t to = j + 1 < nr ? runs[j + 1].pos : (size_t)(p - out);
+		runs[j].n = (to - runs[j].pos - gap) / HPTE64_SIZE;
+	}
+	*nruns = nr;
+	*len = (size_t)(p - out);
+	return nvalid;
+}
+
+uint64_t hpt_read_runs(hpt_t *h, uint64_t first, uint64_t n, uint8_t *out, size_t gap,
+		       bool join, hpt_run_t *runs, size_t *nruns, size_t *len)
+{
+	struct hpt_shard *s = hpt_rd_lock(h);
+	struct hpt_table *t = hpt_tab(h);
+	struct hpt_track *trk = atomic_load(&h->track);
+	uint64_t nvalid = 0;
+	*nruns = 0;
+	*len = 0;
+	if (first < t->slots) {
+		if (n > t->slots - first)
+			n = t->slots - first;
+		nvalid = read_runs(trk, t, first, n, out, gap, join, runs, nruns, len);
+	}
+	hpt_rd_unlock(s);
+	return nvalid;
+}
+
 static uint64_t find_entry(hpt_t *h, uint64_t from, uint64_t limit, bool want_valid)
 {
 	struct hpt_shard *s = hpt_rd_lock(h);
