@@ -649,6 +649,7 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 			 * prefetcher alone leaves the scan waiting on memory).
 			 * Hints only: correctness never depends on them. */
 			__builtin_prefetch((const void *)(uintptr_t)&trk->words[(s0 >> 6) + 16], 0, 3);
+#pragma GCC unroll 16
 			for (unsigned l = 0; l < 16; l++)
 				__builtin_prefetch((const void *)(uintptr_t)(w + 2 * 64 * RUNS_PREFETCH_GROUPS + 8 * l), 0, 3);
 			/* 1. V1 of each slot: only its low byte (valid 0x01, lock
@@ -673,10 +674,10 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 				}
 			}
 			/* 2. Each valid slot: V (again: the value sent and checked),
-			 * R, straight to their place in out. Run starts: valid
-			 * slots whose predecessor is not. */
+			 * R straight to their place in out, acquire fence, V2.
+			 * Run starts: valid slots whose predecessor is not. */
 			uint64_t starts = vm & ~((vm << 1) | carry);
-			uint64_t v_and = ~UINT64_C(0), v_or = 0;
+			uint64_t v_and = ~UINT64_C(0), v_or = 0, diff = 0;
 			for (uint64_t b = vm; b; b &= b - 1) {
 				unsigned k = (unsigned)__builtin_ctzll(b);
 				size_t st = (size_t)((starts >> k) & 1);
@@ -687,20 +688,15 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 				p += gap & (0 - st);
 				uint64_t raw = atomic_load(&w[2 * k]);
 				uint64_t rr = atomic_load_explicit(&w[2 * k + 1], memory_order_relaxed);
-				v[k] = raw;
+				atomic_thread_fence(memory_order_acquire);
+				diff |= atomic_load_explicit(&w[2 * k], memory_order_acquire) ^ raw;
 				v_and &= raw;
 				v_or |= raw;
 				memcpy(p, &raw, 8);
 				memcpy(p + 8, &rr, 8);
 				p += HPTE64_SIZE;
 			}
-			/* 3. V2 of each valid slot, then the tracking word. */
-			atomic_thread_fence(memory_order_acquire);
-			uint64_t diff = 0;
-			for (uint64_t b = vm; b; b &= b - 1) {
-				unsigned k = (unsigned)__builtin_ctzll(b);
-				diff |= atomic_load_explicit(&w[2 * k], memory_order_acquire) ^ v[k];
-			}
+			/* 3. The tracking word, after every V2. */
 			uint64_t bits = atomic_load(&trk->words[s0 >> 6]) >> (s0 & 63);
 			/* 4. Sent only if: nothing locked at V1, every valid slot
 			 * still valid and unlocked when read for sending, V2 equal

@@ -201,20 +201,23 @@ uint64_t htab_chunker_read_block(htab_chunker_t *c, mig_file_t *f, hpt_t *h, uin
 		if (joined < n)
 			close_chunk(c);
 	}
-	for (size_t j = 0; j < nr; j++) {
-		if (runs[j].slot + runs[j].n == first + n) {
-			/* Touches the block's end: stays open (always the last run). */
-			s->open = true;
-			s->index = runs[j].slot;
-			s->hdr = (size_t)(out - c->buf) + runs[j].pos;
-			s->n_valid = (uint32_t)runs[j].n;
-			s->n_invalid = 0;
-			break;
-		}
-		put_hdr(out + runs[j].pos, runs[j].slot, (uint32_t)runs[j].n, 0);
-		s->chunks++;
-		s->valid_sent += runs[j].n;
+	/* Only the last run can touch the block's end: it stays open. */
+	size_t closed = nr;
+	if (nr && runs[nr - 1].slot + runs[nr - 1].n == first + n) {
+		closed = nr - 1;
+		s->open = true;
+		s->index = runs[nr - 1].slot;
+		s->hdr = (size_t)(out - c->buf) + runs[nr - 1].pos;
+		s->n_valid = (uint32_t)runs[nr - 1].n;
+		s->n_invalid = 0;
 	}
+	uint64_t sent = 0;
+	for (size_t j = 0; j < closed; j++) {
+		put_hdr(out + runs[j].pos, runs[j].slot, (uint32_t)runs[j].n, 0);
+		sent += runs[j].n;
+	}
+	s->chunks += closed;
+	s->valid_sent += sent;
 	s->len += len;
 	return nvalid;
 }
