@@ -632,6 +632,7 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 	size_t nr = 0;
 	uint64_t carry = join ? 1 : 0; /* 1: the slot before this group is valid */
 	uint64_t v[64], r[64];
+	uint8_t *at[64];
 	for (uint64_t s0 = first, end = first + n; s0 < end;) {
 		unsigned m = 64u - (unsigned)(s0 & 63);
 		if (m > end - s0)
@@ -680,12 +681,8 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 			uint64_t v_and = ~UINT64_C(0), v_or = 0, diff = 0;
 			for (uint64_t b = vm; b; b &= b - 1) {
 				unsigned k = (unsigned)__builtin_ctzll(b);
-				size_t st = (size_t)((starts >> k) & 1);
-				/* Branch-free: runs[nr] is scratch until a start keeps it. */
-				runs[nr].slot = s0 + k;
-				runs[nr].pos = (size_t)(p - out);
-				nr += st;
-				p += gap & (0 - st);
+				at[k] = p; /* a run's gap starts here (read below for starts only) */
+				p += gap & (0 - (size_t)((starts >> k) & 1));
 				uint64_t raw = atomic_load(&w[2 * k]);
 				uint64_t rr = atomic_load_explicit(&w[2 * k + 1], memory_order_relaxed);
 				atomic_thread_fence(memory_order_acquire);
@@ -704,6 +701,20 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 			redo = (flags & UINT64_C(0x4040404040404040)) != 0 ||
 			       (v_and & HPT_VALID_BE) == 0 || (v_or & HPT_LOCK_BE) != 0 || diff != 0 ||
 			       (bits & vm) != 0;
+			if (!redo) {
+				/* A run that reached the previous group's end goes on
+				 * through this group's leading valid slots. */
+				if (carry && nr)
+					runs[nr - 1].n += vm == ~UINT64_C(0) ? 64 : (uint64_t)__builtin_ctzll(~vm);
+				for (uint64_t b = starts; b; b &= b - 1) {
+					unsigned k = (unsigned)__builtin_ctzll(b);
+					uint64_t rest = ~(vm >> k); /* 0 only if k == 0 and all valid */
+					runs[nr].slot = s0 + k;
+					runs[nr].n = rest ? (uint64_t)__builtin_ctzll(rest) : 64;
+					runs[nr].pos = (size_t)(at[k] - out);
+					nr++;
+				}
+			}
 		}
 		if (redo) {
 			p = p0;
@@ -727,9 +738,12 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 				unsigned k = (unsigned)__builtin_ctzll(b);
 				if ((starts >> k) & 1) {
 					runs[nr].slot = s0 + k;
+					runs[nr].n = 1;
 					runs[nr].pos = (size_t)(p - out);
 					nr++;
 					p += gap;
+				} else if (nr) {
+					runs[nr - 1].n++; /* nr == 0: the caller's joined run */
 				}
 				memcpy(p, &v[k], 8);
 				memcpy(p + 8, &r[k], 8);
@@ -738,11 +752,6 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 		}
 		carry = (vm >> (m - 1)) & 1;
 		s0 += m;
-	}
-	/* Run lengths from the gaps' positions. */
-	for (size_t j = 0; j < nr; j++) {
-		size_t to = j + 1 < nr ? runs[j + 1].pos : (size_t)(p - out);
-		runs[j].n = (to - runs[j].pos - gap) / HPTE64_SIZE;
 	}
 	*nruns = nr;
 	*len = (size_t)(p - out);
