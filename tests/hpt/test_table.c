@@ -337,6 +337,155 @@ static void test_write_unshared_and_summary(void **state)
 	free(back);
 }
 
+/*
+ * Expand hpt_read_runs' output into hpt_read_entries' layout (n x 16 bytes,
+ * zeros for invalid slots), checking its shape on the way: the joined head,
+ * then runs in slot order, each after its untouched gap, never adjacent to
+ * the previous run (they would be one), every entry valid with 0x40 clear,
+ * lengths adding up to the bytes written and to the returned count, and
+ * nothing written past the reported length. Returns the valid count.
+ */
+static uint64_t runs_expand(hpt_t *h, uint64_t first, uint64_t n, size_t gap, bool join,
+			    uint8_t *buf)
+{
+	size_t cap = (size_t)n * 16 + ((size_t)n / 2 + 1) * gap;
+	uint8_t *out = malloc(cap + 64);
+	hpt_run_t *runs = malloc(((size_t)n / 2 + 2) * sizeof(*runs));
+	assert_non_null(out);
+	assert_non_null(runs);
+	memset(out, 0xA5, cap + 64);
+	size_t nr = 12345, len = 12345;
+	uint64_t nv = hpt_read_runs(h, first, n, out, gap, join, runs, &nr, &len);
+	uint64_t slots = hpt_slots(h);
+	uint64_t nn = first >= slots ? 0 : (n > slots - first ? slots - first : n);
+	memset(buf, 0, (size_t)n * 16);
+	assert_true(len <= cap);
+	for (size_t i = len; i < cap + 64; i++)
+		assert_int_equal(out[i], 0xA5);
+	size_t head = nr ? runs[0].pos : len;
+	assert_true(head % 16 == 0);
+	uint64_t joined = head / 16, count = joined, prev_end = first + joined;
+	if (!join)
+		assert_true(joined == 0);
+	memcpy(buf, out, head);
+	size_t at = head;
+	for (size_t j = 0; j < nr; j++) {
+		assert_true(runs[j].pos == at);
+		for (size_t g = 0; g < gap; g++)
+			assert_int_equal(out[at + g], 0xA5);
+		assert_true(runs[j].n >= 1);
+		if (j > 0 || joined > 0 || join)
+			assert_true(runs[j].slot > prev_end); /* else it would continue a run */
+		else
+			assert_true(runs[j].slot >= first);
+		assert_true(runs[j].slot + runs[j].n <= first + nn);
+		memcpy(buf + (runs[j].slot - first) * 16, out + at + gap, runs[j].n * 16);
+		at += gap + runs[j].n * 16;
+		prev_end = runs[j].slot + runs[j].n;
+		count += runs[j].n;
+	}
+	assert_true(at == len);
+	assert_true(count == nv);
+	for (uint64_t i = 0; i < nn; i++) {
+		const uint8_t *e = buf + i * 16;
+		if (e[7] & 1)
+			assert_int_equal(e[7] & 0x40, 0);
+	}
+	free(out);
+	free(runs);
+	return nv;
+}
+
+/* Fill a table with runs of assorted lengths (1 .. 300 slots, crossing
+ * 64-slot groups) at about per_mille density; bit 0x40 set in some V. */
+static void fill_runs(hpt_t *h, uint64_t *rs, unsigned per_mille)
+{
+	uint64_t slots = hpt_slots(h);
+	hpt_clear_entries(h, 0, slots);
+	for (uint64_t s = 0; s < slots;) {
+		uint64_t len = 1 + tu_rand(rs) % (tu_rand(rs) % 4 ? 8 : 300);
+		bool valid = tu_rand(rs) % 1000 < per_mille;
+		for (uint64_t i = 0; i < len && s < slots; i++, s++) {
+			if (!valid)
+				continue;
+			uint64_t v = (tu_rand(rs) & HPTE64_V_AVPN) | HPTE64_V_VALID |
+				     (tu_rand(rs) % 5 == 0 ? HPTE64_V_HVLOCK : 0);
+			assert_true(hpt_write_entry(h, s, v, tu_rand(rs) & ~UINT64_C(0xf)));
+		}
+	}
+}
+
+/* hpt_read_runs gives exactly hpt_read_entries' entries, at any density,
+ * range, gap and join, with tracking off (locked reads), on (lock-free,
+ * validated) and on with changed slots (their groups read locked). */
+static void test_read_runs(void **state)
+{
+	(void)state;
+	uint64_t rs = tu_seed("read_runs");
+	hpt_t *h;
+	assert_int_equal(hpt_create(18, NULL, &h, NULL), 0);
+	uint64_t slots = hpt_slots(h);
+	uint8_t *a = malloc((slots + 64) * 16), *b = malloc((slots + 64) * 16);
+	assert_non_null(a);
+	assert_non_null(b);
+	static const unsigned density[] = { 0, 50, 333, 700, 1000 };
+	static const size_t gaps[] = { 8, 0, 3 };
+	for (int mode = 0; mode < 3; mode++) {
+		for (size_t d = 0; d < sizeof(density) / sizeof(density[0]); d++) {
+			if (mode)
+				hpt_track_stop(h);
+			fill_runs(h, &rs, density[d]);
+			if (mode) {
+				assert_int_equal(hpt_track_start(h, NULL), 0);
+				/* mode 2: rewrite some slots after the start (bits set). */
+				for (int i = 0; mode == 2 && i < 200; i++) {
+					uint64_t s = tu_rand(&rs) % slots;
+					hpt_write_entry(h, s, tu_rand(&rs) % 3 ? (s << 7) | 1 : 0, s << 12);
+				}
+			}
+			for (int t = 0; t < 60; t++) {
+				uint64_t first, n;
+				switch (t % 4) {
+				case 0: /* whole aligned blocks, as the first pass reads */
+					first = (tu_rand(&rs) % (slots / 4096)) * 4096;
+					n = 4096;
+					break;
+				case 1: /* anywhere, any length */
+					first = tu_rand(&rs) % slots;
+					n = 1 + tu_rand(&rs) % 5000;
+					break;
+				case 2: /* clipped at the table's end */
+					first = slots - 1 - tu_rand(&rs) % 100;
+					n = 200;
+					break;
+				default: /* tiny, inside one group */
+					first = tu_rand(&rs) % slots;
+					n = 1 + tu_rand(&rs) % 3;
+					break;
+				}
+				size_t gap = gaps[tu_rand(&rs) % 3];
+				bool join = tu_rand(&rs) & 1;
+				memset(a, 0, (size_t)n * 16);
+				uint64_t nva = hpt_read_entries(h, first, n, a);
+				uint64_t nvb = runs_expand(h, first, n, gap, join, b);
+				assert_true(nva == nvb);
+				assert_memory_equal(a, b, (size_t)n * 16);
+			}
+			/* The whole table block by block: every valid entry once. */
+			uint64_t total = 0, want = 0;
+			hpt_count(h, &want, NULL);
+			for (uint64_t s0 = 0; s0 < slots; s0 += 4096)
+				total += runs_expand(h, s0, 4096, 8, false, b);
+			assert_true(total == want);
+		}
+	}
+	assert_true(runs_expand(h, slots, 10, 8, false, b) == 0); /* past the end */
+	hpt_track_stop(h);
+	free(a);
+	free(b);
+	hpt_destroy(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -347,6 +496,7 @@ int main(void)
 		cmocka_unit_test(test_digest_kat),
 		cmocka_unit_test(test_digest_random),
 		cmocka_unit_test(test_write_unshared_and_summary),
+		cmocka_unit_test(test_read_runs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
