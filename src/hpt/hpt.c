@@ -590,31 +590,40 @@ uint64_t hpt_read_entries(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf)
 }
 
 /*
- * hpt_read_runs, one group at a time: a group is the slots of one tracking
- * word (64 slots, aligned), or fewer at either end of the range.
+ * hpt_read_chunks, one group at a time: a group is the slots of one
+ * tracking word (64 slots, aligned), or fewer at either end of the range.
  *
  * Fast group (tracking on), per slot exactly read_run_tracked's sequence,
  * only interleaved with the other slots of the group:
  *  1. V1 of every slot (seq_cst, so after the caller's take of these bits
  *     in the total order: the no-loss argument at the top of this file);
- *     from them the valid and the locked masks.
- *  2. For each valid slot, R (relaxed), stored with V1 straight at the
- *     entry's place in out (runs and gaps follow from the valid mask).
- *  3. Acquire fence, V2 of each valid slot (acquire), then the group's
- *     tracking word (seq_cst), once for the 64 slots.
- *  4. Any slot locked at V1, a valid slot with V2 != V1 or with its bit
- *     set: the group's output is dropped (out and runs rewound) and the
+ *     only the low bytes (valid, lock) are kept: the valid mask, and
+ *     whether any slot is locked.
+ *  2. For each valid slot: V again (Vb, seq_cst: it is the value sent and
+ *     checked; coherence makes it no older than V1), R (relaxed), both
+ *     stored straight at the entry's place in out (after room for a header
+ *     where a run starts), acquire fence, V2 (acquire), compared with Vb.
+ *  3. The group's tracking word (seq_cst), once, after every V2.
+ *  4. The group is kept only if no slot was locked at V1, every Vb is valid
+ *     and unlocked, every V2 equals its Vb, and no valid slot's bit is set;
+ *     then the run headers are written. Otherwise out is rewound and the
  *     group is read again by the locked path.
- * The argument of read_run_tracked is per slot: it relies on the order of
- * V1, R, fence, V2 and the bit load of the same slot, all kept (program
- * order); the loads of other slots in between change nothing. A valid entry
- * passes step 4 only when its (V1, R) is a state the entry really had. An
- * invalid, unlocked V1 is sent as nothing, like read_run's one-load case
- * (a change after the take is marked: the entry is sent again later).
- * Unlocked V1 has 0x40 clear (0x40 is the lock), so none reaches out.
+ * read_run_tracked's argument is per slot: it needs V1 (here Vb, read
+ * after V1), R, fence, V2 and the bit load of the same slot in that order,
+ * all kept (program order); the loads of other slots in between change
+ * nothing. So a valid entry kept in step 4 is a state the entry really had.
+ * An invalid, unlocked V1 is sent as nothing, like read_run's one-load
+ * case: a change after the take is marked and sent again later. A slot
+ * locked at V1 is never skipped: its writer may have marked the slot
+ * before our take and not unlocked yet, so the locked path waits for it.
+ * Entries kept have 0x40 clear (Vb unlocked: 0x40 is the lock).
  *
  * Locked group (no tracking, or a failed fast group): every slot's V is
  * loaded again; live ones (valid or locked) are read under their lock.
+ *
+ * Headers: be32 first slot, be16 length, be16 0, written once a run's
+ * start is known; a run reaching a group's end is lengthened when the next
+ * group's leading valid slots are known (its length field rewritten).
  */
 /* Groups (1 KiB of table each) read_runs prefetches ahead of itself. */
 #define RUNS_PREFETCH_GROUPS 2
@@ -624,12 +633,21 @@ uint64_t hpt_read_entries(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf)
 #else
 #define HPT_V_LOWBYTE(raw) ((raw) & 0xff)
 #endif
-static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t first, uint64_t n,
-			  uint8_t *out, size_t gap, bool join, hpt_run_t *runs, size_t *nruns,
-			  size_t *len)
+
+static inline void put_chunk_hdr(uint8_t *p, uint64_t slot, uint64_t n)
 {
+	hm_store_be32(p, (uint32_t)slot);
+	hm_store_be16(p + 4, (uint16_t)n);
+	hm_store_be16(p + 6, 0);
+}
+
+static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t first, uint64_t n,
+			  uint8_t *out, bool join, hpt_chunks_t *info)
+{
+	const size_t gap = HPT_CHUNK_HDR_SIZE;
 	uint8_t *p = out;
-	size_t nr = 0;
+	uint8_t *lh = NULL;   /* header of the last run started, NULL: none yet */
+	uint64_t ls = 0, ln = 0, nruns = 0, joined = 0;
 	uint64_t carry = join ? 1 : 0; /* 1: the slot before this group is valid */
 	uint64_t v[64], r[64];
 	uint8_t *at[64];
@@ -640,7 +658,6 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 		/* The group's words: V of slot s0 + k at w[2k], R at w[2k + 1]. */
 		_Atomic uint64_t *w = t->w + 2 * s0;
 		uint8_t *p0 = p;
-		size_t nr0 = nr;
 		uint64_t vm = 0;
 		bool redo = true;
 		if (trk) {
@@ -653,10 +670,9 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 #pragma GCC unroll 16
 			for (unsigned l = 0; l < 16; l++)
 				__builtin_prefetch((const void *)(uintptr_t)(w + 2 * 64 * RUNS_PREFETCH_GROUPS + 8 * l), 0, 3);
-			/* 1. V1 of each slot: only its low byte (valid 0x01, lock
-			 * 0x40) matters here; eight of them are packed into one word
-			 * and their valid bits gathered by a multiply. */
-			uint64_t flags = 0; /* OR of the packed low bytes: any lock? */
+			/* 1. V1: low bytes of eight V words packed into one word, their
+			 * valid bits gathered with one multiply. */
+			uint64_t flags = 0; /* OR of the low bytes: any lock? */
 			if (m == 64) {
 				for (unsigned q = 0; q < 64; q += 8) {
 					uint64_t lo = 0;
@@ -674,14 +690,13 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 					vm |= (lo & HPTE64_V_VALID) << k;
 				}
 			}
-			/* 2. Each valid slot: V (again: the value sent and checked),
-			 * R straight to their place in out, acquire fence, V2.
-			 * Run starts: valid slots whose predecessor is not. */
+			/* 2. Vb, R to out, fence, V2. Run starts: valid slots whose
+			 * predecessor is not; a header's room is left before them. */
 			uint64_t starts = vm & ~((vm << 1) | carry);
 			uint64_t v_and = ~UINT64_C(0), v_or = 0, diff = 0;
 			for (uint64_t b = vm; b; b &= b - 1) {
 				unsigned k = (unsigned)__builtin_ctzll(b);
-				at[k] = p; /* a run's gap starts here (read below for starts only) */
+				at[k] = p; /* where a run starting at k has its header */
 				p += gap & (0 - (size_t)((starts >> k) & 1));
 				uint64_t raw = atomic_load(&w[2 * k]);
 				uint64_t rr = atomic_load_explicit(&w[2 * k + 1], memory_order_relaxed);
@@ -695,30 +710,35 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 			}
 			/* 3. The tracking word, after every V2. */
 			uint64_t bits = atomic_load(&trk->words[s0 >> 6]) >> (s0 & 63);
-			/* 4. Sent only if: nothing locked at V1, every valid slot
-			 * still valid and unlocked when read for sending, V2 equal
-			 * to it, and no valid slot's bit set. */
+			/* 4. Keep the group, or read it again locked. */
 			redo = (flags & UINT64_C(0x4040404040404040)) != 0 ||
 			       (v_and & HPT_VALID_BE) == 0 || (v_or & HPT_LOCK_BE) != 0 || diff != 0 ||
 			       (bits & vm) != 0;
 			if (!redo) {
-				/* A run that reached the previous group's end goes on
-				 * through this group's leading valid slots. */
-				if (carry && nr)
-					runs[nr - 1].n += vm == ~UINT64_C(0) ? 64 : (uint64_t)__builtin_ctzll(~vm);
+				if (carry) {
+					/* The run through the previous group's end goes on
+					 * through this group's leading valid slots. */
+					uint64_t lead = vm == ~UINT64_C(0) ? 64 : (uint64_t)__builtin_ctzll(~vm);
+					if (lh) {
+						ln += lead;
+						hm_store_be16(lh + 4, (uint16_t)ln);
+					} else {
+						joined += lead;
+					}
+				}
 				for (uint64_t b = starts; b; b &= b - 1) {
 					unsigned k = (unsigned)__builtin_ctzll(b);
 					uint64_t rest = ~(vm >> k); /* 0 only if k == 0 and all valid */
-					runs[nr].slot = s0 + k;
-					runs[nr].n = rest ? (uint64_t)__builtin_ctzll(rest) : 64;
-					runs[nr].pos = (size_t)(at[k] - out);
-					nr++;
+					lh = at[k];
+					ls = s0 + k;
+					ln = rest ? (uint64_t)__builtin_ctzll(rest) : 64;
+					put_chunk_hdr(lh, ls, ln);
+					nruns++;
 				}
 			}
 		}
 		if (redo) {
 			p = p0;
-			nr = nr0;
 			vm = 0;
 			for (unsigned k = 0; k < m; k++) {
 				_Atomic uint64_t *vp = &w[2 * k];
@@ -737,13 +757,16 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 			for (uint64_t b = vm; b; b &= b - 1) {
 				unsigned k = (unsigned)__builtin_ctzll(b);
 				if ((starts >> k) & 1) {
-					runs[nr].slot = s0 + k;
-					runs[nr].n = 1;
-					runs[nr].pos = (size_t)(p - out);
-					nr++;
+					lh = p;
+					ls = s0 + k;
+					ln = 1;
+					put_chunk_hdr(lh, ls, ln);
+					nruns++;
 					p += gap;
-				} else if (nr) {
-					runs[nr - 1].n++; /* nr == 0: the caller's joined run */
+				} else if (lh) {
+					hm_store_be16(lh + 4, (uint16_t)++ln);
+				} else {
+					joined++; /* continues the caller's run */
 				}
 				memcpy(p, &v[k], 8);
 				memcpy(p + 8, &r[k], 8);
@@ -753,30 +776,35 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 		carry = (vm >> (m - 1)) & 1;
 		s0 += m;
 	}
-	*nruns = nr;
-	*len = (size_t)(p - out);
-	/* Every entry is 16 bytes, every run but a joined one has a gap
+	info->len = (size_t)(p - out);
+	info->nruns = nruns;
+	info->joined = joined;
+	info->last_slot = ls;
+	info->last_n = ln;
+	info->last_pos = lh ? (size_t)(lh - out) : 0;
+	/* Every entry is 16 bytes, every run but a joined one has a header
 	 * (counting this way avoids a popcount per group: no popcnt in the
 	 * baseline x86-64 instruction set). */
-	return (*len - nr * gap) / HPTE64_SIZE;
+	info->nvalid = (info->len - nruns * gap) / HPTE64_SIZE;
+	return info->nvalid;
 }
 
-uint64_t hpt_read_runs(hpt_t *h, uint64_t first, uint64_t n, uint8_t *out, size_t gap,
-		       bool join, hpt_run_t *runs, size_t *nruns, size_t *len)
+uint64_t hpt_read_chunks(hpt_t *h, uint64_t first, uint64_t n, uint8_t *out, bool join,
+			 hpt_chunks_t *info)
 {
 	struct hpt_shard *s = hpt_rd_lock(h);
 	struct hpt_table *t = hpt_tab(h);
 	struct hpt_track *trk = atomic_load(&h->track);
-	uint64_t nvalid = 0;
-	*nruns = 0;
-	*len = 0;
+	memset(info, 0, sizeof(*info));
+	if (n > UINT16_MAX)
+		n = UINT16_MAX; /* a run's length is a be16 */
 	if (first < t->slots) {
 		if (n > t->slots - first)
 			n = t->slots - first;
-		nvalid = read_runs(trk, t, first, n, out, gap, join, runs, nruns, len);
+		read_runs(trk, t, first, n, out, join, info);
 	}
 	hpt_rd_unlock(s);
-	return nvalid;
+	return info->nvalid;
 }
 
 static uint64_t find_entry(hpt_t *h, uint64_t from, uint64_t limit, bool want_valid)

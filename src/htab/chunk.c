@@ -6,7 +6,7 @@
  * invalid entry inside a valid run, or V bit 0x40 (hpt reads clear it;
  * where this file copies entries it clears it again, as a second line of
  * defence; entries read by htab_chunker_read_block are placed by
- * hpt_read_runs, which reads 0x40 clear by construction: it is the lock).
+ * hpt_read_chunks, which reads 0x40 clear by construction: it is the lock).
  */
 #include "chunk.h"
 
@@ -31,16 +31,14 @@
 
 _Static_assert(HTAB_BLOCK_SLOTS <= HTAB_RUN_MAX, "a run inside one block never needs a cut");
 _Static_assert(HTAB_BLOCK_SLOTS % 64 == 0, "blocks cover whole bitmap words");
+_Static_assert(HPT_CHUNK_HDR_SIZE == HTAB_CHUNK_HDR_SIZE, "hpt_read_chunks writes our chunk headers");
 
 int htab_chunker_init(htab_chunker_t *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->buf = malloc(STAGE_CAP);
-	c->runs = malloc(((size_t)HTAB_BLOCK_SLOTS / 2 + 2) * sizeof(*c->runs));
-	if (!c->buf || !c->runs) {
-		htab_chunker_free(c);
+	if (!c->buf)
 		return -ENOMEM;
-	}
 	c->cap = STAGE_CAP;
 	return 0;
 }
@@ -48,9 +46,7 @@ int htab_chunker_init(htab_chunker_t *c)
 void htab_chunker_free(htab_chunker_t *c)
 {
 	free(c->buf);
-	free(c->runs);
 	c->buf = NULL;
-	c->runs = NULL;
 }
 
 void htab_chunker_reset(htab_chunker_t *c)
@@ -171,12 +167,11 @@ uint64_t htab_chunker_read_block(htab_chunker_t *c, mig_file_t *f, hpt_t *h, uin
 	if (!join)
 		close_chunk(c);
 	uint8_t *out = c->buf + s->len;
-	size_t nr = 0, len = 0;
-	uint64_t nvalid =
-		hpt_read_runs(h, first, n, out, HTAB_CHUNK_HDR_SIZE, join, c->runs, &nr, &len);
-	hpt_run_t *runs = c->runs;
+	hpt_chunks_t got;
+	uint64_t nvalid = hpt_read_chunks(h, first, n, out, join, &got);
+	size_t len = got.len;
 	if (join) {
-		uint64_t joined = (nr ? runs[0].pos : len) / HTAB_HPTE_SIZE;
+		uint64_t joined = got.joined;
 		if (s->n_valid + joined > HTAB_RUN_MAX) {
 			/* Cut the run at 65535: a header goes in after the entries
 			 * that complete the open chunk (at most once per block: the
@@ -185,8 +180,7 @@ uint64_t htab_chunker_read_block(htab_chunker_t *c, mig_file_t *f, hpt_t *h, uin
 			size_t at = k * HTAB_HPTE_SIZE;
 			memmove(out + at + HTAB_CHUNK_HDR_SIZE, out + at, len - at);
 			len += HTAB_CHUNK_HDR_SIZE;
-			for (size_t j = 0; j < nr; j++)
-				runs[j].pos += HTAB_CHUNK_HDR_SIZE;
+			got.last_pos += HTAB_CHUNK_HDR_SIZE;
 			s->n_valid = HTAB_RUN_MAX;
 			close_chunk(c);
 			s->open = true;
@@ -201,20 +195,17 @@ uint64_t htab_chunker_read_block(htab_chunker_t *c, mig_file_t *f, hpt_t *h, uin
 		if (joined < n)
 			close_chunk(c);
 	}
-	/* Only the last run can touch the block's end: it stays open. */
-	size_t closed = nr;
-	if (nr && runs[nr - 1].slot + runs[nr - 1].n == first + n) {
-		closed = nr - 1;
+	/* hpt_read_chunks wrote every run's header, final except for a run
+	 * touching the block's end (always the last): that one stays open. */
+	uint64_t closed = got.nruns, sent = nvalid - got.joined;
+	if (got.nruns && got.last_slot + got.last_n == first + n) {
+		closed--;
+		sent -= got.last_n;
 		s->open = true;
-		s->index = runs[nr - 1].slot;
-		s->hdr = (size_t)(out - c->buf) + runs[nr - 1].pos;
-		s->n_valid = (uint32_t)runs[nr - 1].n;
+		s->index = got.last_slot;
+		s->hdr = (size_t)(out - c->buf) + got.last_pos;
+		s->n_valid = (uint32_t)got.last_n;
 		s->n_invalid = 0;
-	}
-	uint64_t sent = 0;
-	for (size_t j = 0; j < closed; j++) {
-		put_hdr(out + runs[j].pos, runs[j].slot, (uint32_t)runs[j].n, 0);
-		sent += runs[j].n;
 	}
 	s->chunks += closed;
 	s->valid_sent += sent;

@@ -42,7 +42,6 @@ typedef struct htab_chunk_state {
 typedef struct htab_chunker {
 	uint8_t *buf;
 	size_t cap;
-	hpt_run_t *runs; /* hpt_read_runs output, HTAB_BLOCK_SLOTS / 2 + 2 */
 	htab_chunk_state_t st;
 	htab_chunk_state_t undo; /* st before the last htab_chunker_read_block */
 } htab_chunker_t;
@@ -74,8 +73,8 @@ void htab_chunker_add(htab_chunker_t *c, mig_file_t *f, uint64_t first, uint64_t
 
 /*
  * First-pass form: read the valid entries of slots [first, first + n) of h
- * (n <= HTAB_BLOCK_SLOTS) with hpt_read_runs straight into the staging
- * buffer, as valid runs (invalid slots are skipped, as add with
+ * (n <= HTAB_BLOCK_SLOTS) with hpt_read_chunks straight into the staging
+ * buffer, headers and all, as valid runs (invalid slots are skipped, as add with
  * send_invalid false would). A run touching the block's end stays open, so
  * runs continue across blocks up to 65535 entries. Returns the number of
  * valid entries. Same snapshot contract as hpt_read_entries.

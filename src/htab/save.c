@@ -241,8 +241,8 @@ static bool resized(htab_save_t *s)
  * First pass: every valid entry as valid runs, one block per unit of work.
  * The block's change bits are taken (and dropped) before it is read: what
  * the block sends is newer than those changes. The block is read straight
- * into the chunker's staging buffer (hpt_read_runs: entries land at their
- * place in the stream, headers are filled in after), and staged bytes go to
+ * into the chunker's staging buffer (hpt_read_chunks: entries and headers
+ * land at their place in the stream), and staged bytes go to
  * the channel between blocks. Returns true when done.
  */
 static bool first_pass(htab_save_t *s, mig_file_t *f, uint64_t deadline, bool bounded)

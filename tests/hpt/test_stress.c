@@ -112,36 +112,35 @@ static void *vcpu(void *arg)
 }
 
 /*
- * Bulk read through hpt_read_runs (the first pass's reader), expanded into
- * hpt_read_entries' layout (n <= 256 slots, invalid ones zero); checks the
- * runs add up. Random gap and join: the layout must not matter.
+ * Bulk read through hpt_read_chunks (the first pass's reader), expanded
+ * into hpt_read_entries' layout (n <= 256 slots, invalid ones zero); checks
+ * the runs add up. Random join: the layout must not matter.
  */
-static uint64_t read_runs_into(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf, uint64_t *rs)
+static uint64_t read_chunks_into(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf, uint64_t *rs)
 {
 	uint8_t out[256 * 16 + 129 * 8];
-	hpt_run_t runs[130];
-	size_t gap = tu_rand(rs) & 1 ? 8 : 0, nr, len;
+	hpt_chunks_t info;
 	bool join = tu_rand(rs) & 1;
 	assert_true(n <= 256);
-	uint64_t nv = hpt_read_runs(h, first, n, out, gap, join, runs, &nr, &len);
+	uint64_t nv = hpt_read_chunks(h, first, n, out, join, &info);
 	memset(buf, 0, n * 16);
-	size_t head = nr ? runs[0].pos : len, at = head;
-	memcpy(buf, out, head); /* a joined head: slots first, first + 1, ... */
-	uint64_t count = head / 16;
-	for (size_t j = 0; j < nr; j++) {
-		assert_true(runs[j].pos == at && runs[j].slot >= first &&
-			    runs[j].slot + runs[j].n <= first + n);
-		memcpy(buf + (runs[j].slot - first) * 16, out + at + gap, runs[j].n * 16);
-		at += gap + runs[j].n * 16;
-		count += runs[j].n;
+	memcpy(buf, out, info.joined * 16); /* a joined head: slots first, first + 1, ... */
+	size_t at = info.joined * 16;
+	uint64_t count = info.joined;
+	while (at < info.len) {
+		uint64_t slot = hm_load_be32(out + at), len = hm_load_be16(out + at + 4);
+		assert_true(slot >= first && len >= 1 && slot + len <= first + n);
+		memcpy(buf + (slot - first) * 16, out + at + 8, len * 16);
+		at += 8 + len * 16;
+		count += len;
 	}
-	assert_true(at == len && count == nv);
+	assert_true(at == info.len && count == nv);
 	return nv;
 }
 
 /*
  * Drain changed slots into copy (2 words per slot, host order). A third of
- * the words go through each bulk reader (hpt_read_entries, hpt_read_runs:
+ * the words go through each bulk reader (hpt_read_entries, hpt_read_chunks:
  * lock-free, validated by tracking), the rest entry by entry.
  */
 static void drain(struct ctx *c, uint64_t *copy, uint64_t *seen_gen, uint64_t *rs)
@@ -164,7 +163,7 @@ static void drain(struct ctx *c, uint64_t *copy, uint64_t *seen_gen, uint64_t *r
 			if (how == 0)
 				hpt_read_entries(c->h, first, n, buf);
 			else
-				read_runs_into(c->h, first, n, buf, rs);
+				read_chunks_into(c->h, first, n, buf, rs);
 			for (unsigned k = 0; k < 64; k++) {
 				if (!(bits >> k & 1) || first + k >= MAX_SLOTS)
 					continue;
@@ -221,7 +220,7 @@ static void run_stress(bool resize, const char *name)
 			if (tu_rand(&rs) & 1)
 				hpt_read_entries(c.h, s, n, buf);
 			else
-				read_runs_into(c.h, s, n, buf, &rs);
+				read_chunks_into(c.h, s, n, buf, &rs);
 			for (uint64_t k = 0; k < n; k++) {
 				check_snapshot(hm_load_be64(buf + 16 * k), hm_load_be64(buf + 16 * k + 8));
 				copy[2 * (s + k)] = hm_load_be64(buf + 16 * k);

@@ -338,61 +338,66 @@ static void test_write_unshared_and_summary(void **state)
 }
 
 /*
- * Expand hpt_read_runs' output into hpt_read_entries' layout (n x 16 bytes,
- * zeros for invalid slots), checking its shape on the way: the joined head,
- * then runs in slot order, each after its untouched gap, never adjacent to
- * the previous run (they would be one), every entry valid with 0x40 clear,
- * lengths adding up to the bytes written and to the returned count, and
- * nothing written past the reported length. Returns the valid count.
+ * Expand hpt_read_chunks' output into hpt_read_entries' layout (n x 16
+ * bytes, zeros for invalid slots), checking its shape on the way: the
+ * joined head, then runs in slot order, each behind its header (be32 slot,
+ * be16 length, be16 0), never adjacent to the previous run (they would be
+ * one), every entry valid with 0x40 clear, the counts and the last run's
+ * record right, and nothing written past the reported length. Returns the
+ * valid count.
  */
-static uint64_t runs_expand(hpt_t *h, uint64_t first, uint64_t n, size_t gap, bool join,
-			    uint8_t *buf)
+static uint64_t chunks_expand(hpt_t *h, uint64_t first, uint64_t n, bool join, uint8_t *buf)
 {
-	size_t cap = (size_t)n * 16 + ((size_t)n / 2 + 1) * gap;
+	size_t cap = (size_t)n * 16 + ((size_t)n / 2 + 1) * 8;
 	uint8_t *out = malloc(cap + 64);
-	hpt_run_t *runs = malloc(((size_t)n / 2 + 2) * sizeof(*runs));
 	assert_non_null(out);
-	assert_non_null(runs);
 	memset(out, 0xA5, cap + 64);
-	size_t nr = 12345, len = 12345;
-	uint64_t nv = hpt_read_runs(h, first, n, out, gap, join, runs, &nr, &len);
+	hpt_chunks_t info;
+	memset(&info, 0x5A, sizeof(info));
+	uint64_t nv = hpt_read_chunks(h, first, n, out, join, &info);
 	uint64_t slots = hpt_slots(h);
 	uint64_t nn = first >= slots ? 0 : (n > slots - first ? slots - first : n);
 	memset(buf, 0, (size_t)n * 16);
-	assert_true(len <= cap);
-	for (size_t i = len; i < cap + 64; i++)
+	assert_true(nv == info.nvalid);
+	assert_true(info.len <= cap);
+	for (size_t i = info.len; i < cap + 64; i++)
 		assert_int_equal(out[i], 0xA5);
-	size_t head = nr ? runs[0].pos : len;
-	assert_true(head % 16 == 0);
-	uint64_t joined = head / 16, count = joined, prev_end = first + joined;
 	if (!join)
-		assert_true(joined == 0);
-	memcpy(buf, out, head);
-	size_t at = head;
-	for (size_t j = 0; j < nr; j++) {
-		assert_true(runs[j].pos == at);
-		for (size_t g = 0; g < gap; g++)
-			assert_int_equal(out[at + g], 0xA5);
-		assert_true(runs[j].n >= 1);
-		if (j > 0 || joined > 0 || join)
-			assert_true(runs[j].slot > prev_end); /* else it would continue a run */
+		assert_true(info.joined == 0);
+	memcpy(buf, out, info.joined * 16);
+	uint64_t count = info.joined, prev_end = first + info.joined, runs = 0;
+	size_t at = info.joined * 16, last = 0;
+	while (at < info.len) {
+		assert_true(info.len - at >= 8 + 16);
+		uint64_t slot = hm_load_be32(out + at), len = hm_load_be16(out + at + 4);
+		assert_int_equal(hm_load_be16(out + at + 6), 0);
+		assert_true(len >= 1);
+		if (runs > 0 || info.joined > 0 || join)
+			assert_true(slot > prev_end); /* else it would continue a run */
 		else
-			assert_true(runs[j].slot >= first);
-		assert_true(runs[j].slot + runs[j].n <= first + nn);
-		memcpy(buf + (runs[j].slot - first) * 16, out + at + gap, runs[j].n * 16);
-		at += gap + runs[j].n * 16;
-		prev_end = runs[j].slot + runs[j].n;
-		count += runs[j].n;
+			assert_true(slot >= first);
+		assert_true(slot + len <= first + nn);
+		memcpy(buf + (slot - first) * 16, out + at + 8, len * 16);
+		last = at;
+		at += 8 + len * 16;
+		prev_end = slot + len;
+		count += len;
+		runs++;
 	}
-	assert_true(at == len);
+	assert_true(at == info.len);
 	assert_true(count == nv);
+	assert_true(runs == info.nruns);
+	if (runs) {
+		assert_true(info.last_pos == last);
+		assert_true(info.last_slot == hm_load_be32(out + last));
+		assert_true(info.last_n == hm_load_be16(out + last + 4));
+	}
 	for (uint64_t i = 0; i < nn; i++) {
 		const uint8_t *e = buf + i * 16;
 		if (e[7] & 1)
 			assert_int_equal(e[7] & 0x40, 0);
 	}
 	free(out);
-	free(runs);
 	return nv;
 }
 
@@ -415,13 +420,13 @@ static void fill_runs(hpt_t *h, uint64_t *rs, unsigned per_mille)
 	}
 }
 
-/* hpt_read_runs gives exactly hpt_read_entries' entries, at any density,
- * range, gap and join, with tracking off (locked reads), on (lock-free,
+/* hpt_read_chunks gives exactly hpt_read_entries' entries, at any density,
+ * range and join, with tracking off (locked reads), on (lock-free,
  * validated) and on with changed slots (their groups read locked). */
-static void test_read_runs(void **state)
+static void test_read_chunks(void **state)
 {
 	(void)state;
-	uint64_t rs = tu_seed("read_runs");
+	uint64_t rs = tu_seed("read_chunks");
 	hpt_t *h;
 	assert_int_equal(hpt_create(18, NULL, &h, NULL), 0);
 	uint64_t slots = hpt_slots(h);
@@ -429,7 +434,6 @@ static void test_read_runs(void **state)
 	assert_non_null(a);
 	assert_non_null(b);
 	static const unsigned density[] = { 0, 50, 333, 700, 1000 };
-	static const size_t gaps[] = { 8, 0, 3 };
 	for (int mode = 0; mode < 3; mode++) {
 		for (size_t d = 0; d < sizeof(density) / sizeof(density[0]); d++) {
 			if (mode)
@@ -463,11 +467,10 @@ static void test_read_runs(void **state)
 					n = 1 + tu_rand(&rs) % 3;
 					break;
 				}
-				size_t gap = gaps[tu_rand(&rs) % 3];
 				bool join = tu_rand(&rs) & 1;
 				memset(a, 0, (size_t)n * 16);
 				uint64_t nva = hpt_read_entries(h, first, n, a);
-				uint64_t nvb = runs_expand(h, first, n, gap, join, b);
+				uint64_t nvb = chunks_expand(h, first, n, join, b);
 				assert_true(nva == nvb);
 				assert_memory_equal(a, b, (size_t)n * 16);
 			}
@@ -475,11 +478,28 @@ static void test_read_runs(void **state)
 			uint64_t total = 0, want = 0;
 			hpt_count(h, &want, NULL);
 			for (uint64_t s0 = 0; s0 < slots; s0 += 4096)
-				total += runs_expand(h, s0, 4096, 8, false, b);
+				total += chunks_expand(h, s0, 4096, false, b);
 			assert_true(total == want);
 		}
 	}
-	assert_true(runs_expand(h, slots, 10, 8, false, b) == 0); /* past the end */
+	assert_true(chunks_expand(h, slots, 10, false, b) == 0); /* past the end */
+	/* n is clipped to 65535 (a run's be16 length). */
+	hpt_t *big;
+	assert_int_equal(hpt_create(22, NULL, &big, NULL), 0);
+	uint8_t *wire = malloc((size_t)70000 * 16);
+	assert_non_null(wire);
+	memset(wire, 0, (size_t)70000 * 16);
+	for (uint64_t i = 0; i < 70000; i++)
+		hm_store_be64(wire + i * 16, (i << 7) | HPTE64_V_VALID);
+	assert_true(hpt_write_entries(big, 0, 70000, wire) == 70000);
+	uint8_t *o = malloc((size_t)70000 * 16 + 35001 * 8);
+	assert_non_null(o);
+	hpt_chunks_t ci;
+	assert_true(hpt_read_chunks(big, 0, 70000, o, false, &ci) == 65535);
+	assert_true(ci.nruns == 1 && ci.last_n == 65535 && hm_load_be16(o + 4) == 65535);
+	free(o);
+	free(wire);
+	hpt_destroy(big);
 	hpt_track_stop(h);
 	free(a);
 	free(b);
@@ -496,7 +516,7 @@ int main(void)
 		cmocka_unit_test(test_digest_kat),
 		cmocka_unit_test(test_digest_random),
 		cmocka_unit_test(test_write_unshared_and_summary),
-		cmocka_unit_test(test_read_runs),
+		cmocka_unit_test(test_read_chunks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
