@@ -626,7 +626,7 @@ uint64_t hpt_read_entries(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf)
  * group's leading valid slots are known (its length field rewritten).
  */
 /* Groups (1 KiB of table each) read_runs prefetches ahead of itself. */
-#define RUNS_PREFETCH_GROUPS 2
+#define RUNS_PREFETCH_GROUPS 4
 /* The host-order low byte of V (valid 0x01, lock 0x40) of a stored word. */
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define HPT_V_LOWBYTE(raw) ((raw) >> 56)
