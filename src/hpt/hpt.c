@@ -621,6 +621,18 @@ uint64_t hpt_read_entries(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf)
  * Locked group (no tracking, or a failed fast group): every slot's V is
  * loaded again; live ones (valid or locked) are read under their lock.
  *
+ * Tracking bits: step 3 needs the bit of each valid slot only when it may
+ * have been set by a writer whose unlock (or a later one) V2 read from
+ * (acquire): that writer's mark, made before its unlock, happens before
+ * our load. A mark sets the word's bit, then its summary bit when the bit
+ * was new (hpt_trk_set; a writer finding the bit set relies on the writer
+ * that set it, whose marks happened before it unlocked and so before this
+ * one locked), so such a set bit always comes with a visible summary bit.
+ * Only the taker clears summary bits, and the taker is this thread (the
+ * contract), so a clear summary bit proves the word holds no bit we need,
+ * and the data word (on a fresh bitmap: a page never touched, a page fault
+ * per 512 groups) is loaded only under a set summary bit.
+ *
  * Headers: be32 first slot, be16 length, be16 0, written once a run's
  * start is known; a run reaching a group's end is lengthened when the next
  * group's leading valid slots are known (its length field rewritten).
@@ -661,12 +673,9 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 		uint64_t vm = 0;
 		bool redo = true;
 		if (trk) {
-			/* Hints: the tracking words 16 groups ahead (one line serves
-			 * 8 groups, and a fresh bitmap is cold), the table's 16 lines
-			 * of a group RUNS_PREFETCH_GROUPS ahead (the hardware
-			 * prefetcher alone leaves the scan waiting on memory).
-			 * Hints only: correctness never depends on them. */
-			__builtin_prefetch((const void *)(uintptr_t)&trk->words[(s0 >> 6) + 16], 0, 3);
+			/* Hint: the table's 16 lines of a group RUNS_PREFETCH_GROUPS
+			 * ahead (the hardware prefetcher alone leaves the scan
+			 * waiting on memory). Correctness never depends on it. */
 #pragma GCC unroll 16
 			for (unsigned l = 0; l < 16; l++)
 				__builtin_prefetch((const void *)(uintptr_t)(w + 2 * 64 * RUNS_PREFETCH_GROUPS + 8 * l), 0, 3);
@@ -708,8 +717,13 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 				memcpy(p + 8, &rr, 8);
 				p += HPTE64_SIZE;
 			}
-			/* 3. The tracking word, after every V2. */
-			uint64_t bits = atomic_load(&trk->words[s0 >> 6]) >> (s0 & 63);
+			/* 3. The tracking bits, after every V2: the summary word
+			 * first, the data word only where the summary says it holds
+			 * a bit (see "Tracking bits" above: a first pass then never
+			 * touches the bitmap's untouched, unmapped pages). */
+			uint64_t wi = s0 >> 6, bits = 0;
+			if ((atomic_load(&trk->summary[wi >> 6]) >> (wi & 63)) & 1)
+				bits = atomic_load(&trk->words[wi]) >> (s0 & 63);
 			/* 4. Keep the group, or read it again locked. */
 			redo = (flags & UINT64_C(0x4040404040404040)) != 0 ||
 			       (v_and & HPT_VALID_BE) == 0 || (v_or & HPT_LOCK_BE) != 0 || diff != 0 ||
