@@ -551,7 +551,13 @@ static uint64_t read_run_tracked(struct hpt_track *trk, struct hpt_table *t, uin
 		uint64_t r_raw = atomic_load_explicit(hpt_rp(t, slot), memory_order_relaxed);
 		atomic_thread_fence(memory_order_acquire);
 		uint64_t raw2 = atomic_load_explicit(vp, memory_order_acquire);
-		uint64_t bit = (atomic_load(&trk->words[slot >> 6]) >> (slot & 63)) & 1;
+		/* The data word only under its summary bit: a set bit we must
+		 * see comes with a visible summary bit, and a fresh bitmap's
+		 * untouched pages are never faulted in ("Tracking bits" at
+		 * read_runs below). A well-predicted branch. */
+		uint64_t wi = slot >> 6, bit = 0;
+		if ((atomic_load(&trk->summary[wi >> 6]) >> (wi & 63)) & 1)
+			bit = (atomic_load(&trk->words[wi]) >> (slot & 63)) & 1;
 		uint64_t live = (raw & (HPT_VALID_BE | HPT_LOCK_BE)) != 0;
 		uint64_t ok = (raw2 == raw) & ((raw & HPT_LOCK_BE) == 0) & (bit == 0);
 		uint64_t out_v, out_r;
