@@ -312,6 +312,41 @@ bool hpt_read_entry(hpt_t *h, uint64_t slot, uint64_t *v, uint64_t *r);
  */
 uint64_t hpt_read_entries(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf);
 
+/* What hpt_read_chunks() wrote. */
+typedef struct hpt_chunks {
+	size_t len;        /* bytes written to out */
+	uint64_t nvalid;   /* valid entries written */
+	uint64_t nruns;    /* runs written with a header */
+	uint64_t joined;   /* join: leading entries continuing the caller's run */
+	uint64_t last_slot; /* the last run with a header (when nruns > 0): */
+	uint64_t last_n;    /*   its first slot, length, and the offset in out */
+	size_t last_pos;    /*   of its header */
+} hpt_chunks_t;
+
+/* Bytes of the header hpt_read_chunks() writes before each run. */
+#define HPT_CHUNK_HDR_SIZE 8u
+
+/*
+ * The first-pass form of hpt_read_entries, in the migration stream's own
+ * layout (wire-format.md: spapr/htab chunks): only the valid entries of
+ * slots first .. first+n-1, as runs of consecutive valid slots, each run
+ * an 8-byte header (be32 first slot, be16 length, be16 0: a chunk with no
+ * invalid run) then its entries, 16 bytes each exactly as hpt_read_entries
+ * gives them (be64 V with 0x40 clear, be64 R). So a first pass can send the
+ * bytes as they are; the caller only fixes up runs it continues across
+ * calls. join: the caller's previous run ended at slot first - 1; a run
+ * starting at slot first continues it: its entries come first in out,
+ * without a header (info->joined of them). n is clipped to the table's end
+ * and to 65535 (a run's length must fit its be16). out must hold
+ * n * 16 + (n / 2 + 1) * 8 bytes. Returns the number of valid entries.
+ * Same snapshot guarantee and contract as hpt_read_entries (with tracking
+ * on, entries are read lock-free, validated by the tracking bitmap);
+ * cheaper per entry: V words are scanned a tracking word (64 slots) at a
+ * time and entries and headers go straight to their place in out.
+ */
+uint64_t hpt_read_chunks(hpt_t *h, uint64_t first, uint64_t n, uint8_t *out, bool join,
+			 hpt_chunks_t *info);
+
 /*
  * First slot >= from (and < limit) whose entry is valid / invalid, or limit
  * if none (lock-free hint: a concurrent hcall may change it right after).

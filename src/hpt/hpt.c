@@ -590,7 +590,13 @@ static uint64_t read_run_tracked(struct hpt_track *trk, struct hpt_table *t, uin
 		uint64_t r_raw = atomic_load_explicit(hpt_rp(t, slot), memory_order_relaxed);
 		atomic_thread_fence(memory_order_acquire);
 		uint64_t raw2 = atomic_load_explicit(vp, memory_order_acquire);
-		uint64_t bit = (atomic_load(&trk->words[slot >> 6]) >> (slot & 63)) & 1;
+		/* The data word only under its summary bit: a set bit we must
+		 * see comes with a visible summary bit, and a fresh bitmap's
+		 * untouched pages are never faulted in ("Tracking bits" at
+		 * read_runs below). A well-predicted branch. */
+		uint64_t wi = slot >> 6, bit = 0;
+		if ((atomic_load(&trk->summary[wi >> 6]) >> (wi & 63)) & 1)
+			bit = (atomic_load(&trk->words[wi]) >> (slot & 63)) & 1;
 		uint64_t live = (raw & (HPT_VALID_BE | HPT_LOCK_BE)) != 0;
 		uint64_t ok = (raw2 == raw) & ((raw & HPT_LOCK_BE) == 0) & (bit == 0);
 		uint64_t out_v, out_r;
@@ -626,6 +632,238 @@ uint64_t hpt_read_entries(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf)
 	}
 	hpt_rd_unlock(s);
 	return nvalid;
+}
+
+/*
+ * hpt_read_chunks, one group at a time: a group is the slots of one
+ * tracking word (64 slots, aligned), or fewer at either end of the range.
+ *
+ * Fast group (tracking on), per slot exactly read_run_tracked's sequence,
+ * only interleaved with the other slots of the group:
+ *  1. V1 of every slot (seq_cst, so after the caller's take of these bits
+ *     in the total order: the no-loss argument at the top of this file);
+ *     only the low bytes (valid, lock) are kept: the valid mask, and
+ *     whether any slot is locked.
+ *  2. For each valid slot: V again (Vb, seq_cst: it is the value sent and
+ *     checked; coherence makes it no older than V1), R (relaxed), both
+ *     stored straight at the entry's place in out (after room for a header
+ *     where a run starts), acquire fence, V2 (acquire), compared with Vb.
+ *  3. The group's tracking word (seq_cst), once, after every V2.
+ *  4. The group is kept only if no slot was locked at V1, every Vb is valid
+ *     and unlocked, every V2 equals its Vb, and no valid slot's bit is set;
+ *     then the run headers are written. Otherwise out is rewound and the
+ *     group is read again by the locked path.
+ * read_run_tracked's argument is per slot: it needs V1 (here Vb, read
+ * after V1), R, fence, V2 and the bit load of the same slot in that order,
+ * all kept (program order); the loads of other slots in between change
+ * nothing. So a valid entry kept in step 4 is a state the entry really had.
+ * An invalid, unlocked V1 is sent as nothing, like read_run's one-load
+ * case: a change after the take is marked and sent again later. A slot
+ * locked at V1 is never skipped: its writer may have marked the slot
+ * before our take and not unlocked yet, so the locked path waits for it.
+ * Entries kept have 0x40 clear (Vb unlocked: 0x40 is the lock).
+ *
+ * Locked group (no tracking, or a failed fast group): every slot's V is
+ * loaded again; live ones (valid or locked) are read under their lock.
+ *
+ * Tracking bits: step 3 needs the bit of each valid slot only when it may
+ * have been set by a writer whose unlock (or a later one) V2 read from
+ * (acquire): that writer's mark, made before its unlock, happens before
+ * our load. A mark sets the word's bit, then its summary bit when the bit
+ * was new (hpt_trk_set; a writer finding the bit set relies on the writer
+ * that set it, whose marks happened before it unlocked and so before this
+ * one locked), so such a set bit always comes with a visible summary bit.
+ * Only the taker clears summary bits, and the taker is this thread (the
+ * contract), so a clear summary bit proves the word holds no bit we need,
+ * and the data word (on a fresh bitmap: a page never touched, a page fault
+ * per 512 groups) is loaded only under a set summary bit.
+ *
+ * Headers: be32 first slot, be16 length, be16 0, written once a run's
+ * start is known; a run reaching a group's end is lengthened when the next
+ * group's leading valid slots are known (its length field rewritten).
+ */
+/* Groups (1 KiB of table each) read_runs prefetches ahead of itself. */
+#define RUNS_PREFETCH_GROUPS 4
+/* The host-order low byte of V (valid 0x01, lock 0x40) of a stored word. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define HPT_V_LOWBYTE(raw) ((raw) >> 56)
+#else
+#define HPT_V_LOWBYTE(raw) ((raw) & 0xff)
+#endif
+
+static inline void put_chunk_hdr(uint8_t *p, uint64_t slot, uint64_t n)
+{
+	hm_store_be32(p, (uint32_t)slot);
+	hm_store_be16(p + 4, (uint16_t)n);
+	hm_store_be16(p + 6, 0);
+}
+
+static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t first, uint64_t n,
+			  uint8_t *out, bool join, hpt_chunks_t *info)
+{
+	const size_t gap = HPT_CHUNK_HDR_SIZE;
+	uint8_t *p = out;
+	uint8_t *lh = NULL;   /* header of the last run started, NULL: none yet */
+	uint64_t ls = 0, ln = 0, nruns = 0, joined = 0;
+	uint64_t carry = join ? 1 : 0; /* 1: the slot before this group is valid */
+	uint64_t v[64], r[64];
+	uint8_t *at[64];
+	for (uint64_t s0 = first, end = first + n; s0 < end;) {
+		unsigned m = 64u - (unsigned)(s0 & 63);
+		if (m > end - s0)
+			m = (unsigned)(end - s0);
+		/* The group's words: V of slot s0 + k at w[2k], R at w[2k + 1]. */
+		_Atomic uint64_t *w = t->w + 2 * s0;
+		uint8_t *p0 = p;
+		uint64_t vm = 0;
+		bool redo = true;
+		if (trk) {
+			/* Hint: the table's 16 lines of a group RUNS_PREFETCH_GROUPS
+			 * ahead (the hardware prefetcher alone leaves the scan
+			 * waiting on memory). Correctness never depends on it. */
+#pragma GCC unroll 16
+			for (unsigned l = 0; l < 16; l++)
+				__builtin_prefetch((const void *)(uintptr_t)(w + 2 * 64 * RUNS_PREFETCH_GROUPS + 8 * l), 0, 3);
+			/* 1. V1: low bytes of eight V words packed into one word, their
+			 * valid bits gathered with one multiply. */
+			uint64_t flags = 0; /* OR of the low bytes: any lock? */
+			if (m == 64) {
+				for (unsigned q = 0; q < 64; q += 8) {
+					uint64_t lo = 0;
+#pragma GCC unroll 8
+					for (unsigned j = 0; j < 8; j++)
+						lo |= HPT_V_LOWBYTE(atomic_load(&w[2 * (q + j)])) << (8 * j);
+					flags |= lo;
+					vm |= (((lo & UINT64_C(0x0101010101010101)) *
+						UINT64_C(0x0102040810204080)) >> 56) << q;
+				}
+			} else {
+				for (unsigned k = 0; k < m; k++) {
+					uint64_t lo = HPT_V_LOWBYTE(atomic_load(&w[2 * k]));
+					flags |= lo;
+					vm |= (lo & HPTE64_V_VALID) << k;
+				}
+			}
+			/* 2. Vb, R to out, fence, V2. Run starts: valid slots whose
+			 * predecessor is not; a header's room is left before them. */
+			uint64_t starts = vm & ~((vm << 1) | carry);
+			uint64_t v_and = ~UINT64_C(0), v_or = 0, diff = 0;
+			for (uint64_t b = vm; b; b &= b - 1) {
+				unsigned k = (unsigned)__builtin_ctzll(b);
+				at[k] = p; /* where a run starting at k has its header */
+				p += gap & (0 - (size_t)((starts >> k) & 1));
+				uint64_t raw = atomic_load(&w[2 * k]);
+				uint64_t rr = atomic_load_explicit(&w[2 * k + 1], memory_order_relaxed);
+				atomic_thread_fence(memory_order_acquire);
+				diff |= atomic_load_explicit(&w[2 * k], memory_order_acquire) ^ raw;
+				v_and &= raw;
+				v_or |= raw;
+				memcpy(p, &raw, 8);
+				memcpy(p + 8, &rr, 8);
+				p += HPTE64_SIZE;
+			}
+			/* 3. The tracking bits, after every V2: the summary word
+			 * first, the data word only where the summary says it holds
+			 * a bit (see "Tracking bits" above: a first pass then never
+			 * touches the bitmap's untouched, unmapped pages). */
+			uint64_t wi = s0 >> 6, bits = 0;
+			if ((atomic_load(&trk->summary[wi >> 6]) >> (wi & 63)) & 1)
+				bits = atomic_load(&trk->words[wi]) >> (s0 & 63);
+			/* 4. Keep the group, or read it again locked. */
+			redo = (flags & UINT64_C(0x4040404040404040)) != 0 ||
+			       (v_and & HPT_VALID_BE) == 0 || (v_or & HPT_LOCK_BE) != 0 || diff != 0 ||
+			       (bits & vm) != 0;
+			if (!redo) {
+				if (carry) {
+					/* The run through the previous group's end goes on
+					 * through this group's leading valid slots. */
+					uint64_t lead = vm == ~UINT64_C(0) ? 64 : (uint64_t)__builtin_ctzll(~vm);
+					if (lh) {
+						ln += lead;
+						hm_store_be16(lh + 4, (uint16_t)ln);
+					} else {
+						joined += lead;
+					}
+				}
+				for (uint64_t b = starts; b; b &= b - 1) {
+					unsigned k = (unsigned)__builtin_ctzll(b);
+					uint64_t rest = ~(vm >> k); /* 0 only if k == 0 and all valid */
+					lh = at[k];
+					ls = s0 + k;
+					ln = rest ? (uint64_t)__builtin_ctzll(rest) : 64;
+					put_chunk_hdr(lh, ls, ln);
+					nruns++;
+				}
+			}
+		}
+		if (redo) {
+			p = p0;
+			vm = 0;
+			for (unsigned k = 0; k < m; k++) {
+				_Atomic uint64_t *vp = &w[2 * k];
+				if (!(atomic_load(vp) & (HPT_VALID_BE | HPT_LOCK_BE)))
+					continue;
+				uint64_t hv = hpt_entry_lock(vp);
+				uint64_t rr = atomic_load_explicit(&w[2 * k + 1], memory_order_relaxed);
+				hpt_entry_unlock(vp, hv);
+				if (hv & HPTE64_V_VALID) {
+					v[k] = HPT_BE(hv); /* 0x40 clear: hpt_entry_lock's contract */
+					r[k] = rr;
+					vm |= UINT64_C(1) << k;
+				}
+			}
+			uint64_t starts = vm & ~((vm << 1) | carry);
+			for (uint64_t b = vm; b; b &= b - 1) {
+				unsigned k = (unsigned)__builtin_ctzll(b);
+				if ((starts >> k) & 1) {
+					lh = p;
+					ls = s0 + k;
+					ln = 1;
+					put_chunk_hdr(lh, ls, ln);
+					nruns++;
+					p += gap;
+				} else if (lh) {
+					hm_store_be16(lh + 4, (uint16_t)++ln);
+				} else {
+					joined++; /* continues the caller's run */
+				}
+				memcpy(p, &v[k], 8);
+				memcpy(p + 8, &r[k], 8);
+				p += HPTE64_SIZE;
+			}
+		}
+		carry = (vm >> (m - 1)) & 1;
+		s0 += m;
+	}
+	info->len = (size_t)(p - out);
+	info->nruns = nruns;
+	info->joined = joined;
+	info->last_slot = ls;
+	info->last_n = ln;
+	info->last_pos = lh ? (size_t)(lh - out) : 0;
+	/* Every entry is 16 bytes, every run but a joined one has a header
+	 * (counting this way avoids a popcount per group: no popcnt in the
+	 * baseline x86-64 instruction set). */
+	info->nvalid = (info->len - nruns * gap) / HPTE64_SIZE;
+	return info->nvalid;
+}
+
+uint64_t hpt_read_chunks(hpt_t *h, uint64_t first, uint64_t n, uint8_t *out, bool join,
+			 hpt_chunks_t *info)
+{
+	struct hpt_shard *s = hpt_rd_lock(h);
+	struct hpt_table *t = hpt_tab(h);
+	struct hpt_track *trk = atomic_load(&h->track);
+	memset(info, 0, sizeof(*info));
+	if (n > UINT16_MAX)
+		n = UINT16_MAX; /* a run's length is a be16 */
+	if (first < t->slots) {
+		if (n > t->slots - first)
+			n = t->slots - first;
+		read_runs(trk, t, first, n, out, join, info);
+	}
+	hpt_rd_unlock(s);
+	return info->nvalid;
 }
 
 static uint64_t find_entry(hpt_t *h, uint64_t from, uint64_t limit, bool want_valid)

@@ -15,8 +15,8 @@
 #include "chunk.h"
 #include "htab_wire.h"
 
-/* Slots read per unit of work (first pass, linear sweep): 64 KiB of table. */
-#define HTAB_BLOCK_SLOTS 4096u
+/* Slots read per unit of work (first pass, linear sweep): HTAB_BLOCK_SLOTS
+ * (chunk.h), 64 KiB of table. */
 /* Bitmap words taken (and their entries prefetched) between two budget
  * checks in a later pass: at most 4096 entries, like a block. */
 #define HTAB_WORDS_PER_CHECK 64u
@@ -26,7 +26,6 @@
 #define HTAB_PENDING_PER_CHANGE (HTAB_HPTE_SIZE + HTAB_CHUNK_HDR_SIZE)
 
 _Static_assert(HTAB_BLOCK_SLOTS % 64 == 0, "blocks cover whole bitmap words");
-_Static_assert(HTAB_BLOCK_SLOTS <= HTAB_RUN_MAX, "a block is at most one chunk of work");
 
 /* State of the one-word take helper used by block sweeps (see take_word). */
 enum stash_state {
@@ -133,8 +132,7 @@ void htab_save_cleanup(htab_save_t *s)
 		hpt_track_stop(s->hpt);
 	s->tracking = false;
 	s->set_up = false;
-	s->ck.open = false;
-	s->ck.n_valid = s->ck.n_invalid = 0;
+	htab_chunker_reset(&s->ck);
 	s->stash = STASH_EMPTY;
 }
 
@@ -154,9 +152,9 @@ void htab_save_get_stats(const htab_save_t *s, htab_save_stats_t *out)
 	out->shift = s->hpt ? s->shift : HTAB_HDR_NO_HPT;
 	out->first_pass_done = s->first_done;
 	out->first_pass_next = s->first_next;
-	out->chunks = s->ck.chunks;
-	out->valid_sent = s->ck.valid_sent;
-	out->invalid_sent = s->ck.invalid_sent;
+	out->chunks = s->ck.st.chunks;
+	out->valid_sent = s->ck.st.valid_sent;
+	out->invalid_sent = s->ck.st.invalid_sent;
 }
 
 /*
@@ -187,8 +185,7 @@ static void first_pass_start(htab_save_t *s)
 	s->sample_valid = 0;
 	s->cursor = 0;
 	s->stash = STASH_EMPTY;
-	s->ck.open = false;
-	s->ck.n_valid = s->ck.n_invalid = 0;
+	htab_chunker_reset(&s->ck);
 	for (uint64_t i = 0; i < HTAB_SAMPLE_PTEGS; i++) {
 		uint64_t pteg = (i * ptegs) / HTAB_SAMPLE_PTEGS;
 		s->sample_valid += hpt_read_entries(s->hpt, pteg * HPTES_PER_GROUP, HPTES_PER_GROUP, e);
@@ -243,7 +240,10 @@ static bool resized(htab_save_t *s)
 /*
  * First pass: every valid entry as valid runs, one block per unit of work.
  * The block's change bits are taken (and dropped) before it is read: what
- * the block sends is newer than those changes. Returns true when done.
+ * the block sends is newer than those changes. The block is read straight
+ * into the chunker's staging buffer (hpt_read_chunks: entries and headers
+ * land at their place in the stream), and staged bytes go to
+ * the channel between blocks. Returns true when done.
  */
 static bool first_pass(htab_save_t *s, mig_file_t *f, uint64_t deadline, bool bounded)
 {
@@ -259,13 +259,12 @@ static bool first_pass(htab_save_t *s, mig_file_t *f, uint64_t deadline, bool bo
 		uint64_t n = s->slots - start < HTAB_BLOCK_SLOTS ? s->slots - start : HTAB_BLOCK_SLOTS;
 		for (uint64_t w = start / 64; w < (start + n + 63) / 64; w++)
 			(void)take_word(s, w);
-		uint64_t nvalid = hpt_read_entries(s->hpt, start, n, s->blk);
-		if (resized(s))
+		uint64_t nvalid = htab_chunker_read_block(&s->ck, f, s->hpt, start, n);
+		if (resized(s)) {
+			htab_chunker_undo(&s->ck); /* may hold the new table's entries */
 			return false;
-		if (nvalid)
-			htab_chunker_add_block(&s->ck, f, start, n, s->blk);
-		else
-			htab_chunker_flush(&s->ck, f);
+		}
+		htab_chunker_push(&s->ck, f);
 		s->first_valid += nvalid;
 		s->first_next = start + n;
 	}
@@ -564,23 +563,17 @@ int htab_encode_table(hpt_t *hpt, mig_file_t *f)
 		return mig_file_status(f);
 	}
 	htab_chunker_t ck;
-	uint8_t *blk = malloc((size_t)HTAB_BLOCK_SLOTS * HTAB_HPTE_SIZE);
-	if (!blk || htab_chunker_init(&ck) != 0) {
-		free(blk);
+	if (htab_chunker_init(&ck) != 0)
 		return mig_file_set_error(f, -ENOMEM, "spapr/htab: encoder out of memory");
-	}
 	uint64_t slots = hpt_slots(hpt);
 	mig_file_put_be32(f, HTAB_HDR_CHUNKS);
 	for (uint64_t start = 0; start < slots && !mig_file_status(f); start += HTAB_BLOCK_SLOTS) {
 		uint64_t n = slots - start < HTAB_BLOCK_SLOTS ? slots - start : HTAB_BLOCK_SLOTS;
-		if (hpt_read_entries(hpt, start, n, blk))
-			htab_chunker_add_block(&ck, f, start, n, blk);
-		else
-			htab_chunker_flush(&ck, f);
+		htab_chunker_read_block(&ck, f, hpt, start, n);
+		htab_chunker_push(&ck, f);
 	}
 	htab_chunker_flush(&ck, f);
 	put_endmark(f);
 	htab_chunker_free(&ck);
-	free(blk);
 	return mig_file_status(f);
 }

@@ -112,8 +112,36 @@ static void *vcpu(void *arg)
 }
 
 /*
- * Drain changed slots into copy (2 words per slot, host order). Half of the
- * words go through the bulk reader (lock-free for invalid entries).
+ * Bulk read through hpt_read_chunks (the first pass's reader), expanded
+ * into hpt_read_entries' layout (n <= 256 slots, invalid ones zero); checks
+ * the runs add up. Random join: the layout must not matter.
+ */
+static uint64_t read_chunks_into(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf, uint64_t *rs)
+{
+	uint8_t out[256 * 16 + 129 * 8];
+	hpt_chunks_t info;
+	bool join = tu_rand(rs) & 1;
+	assert_true(n <= 256);
+	uint64_t nv = hpt_read_chunks(h, first, n, out, join, &info);
+	memset(buf, 0, n * 16);
+	memcpy(buf, out, info.joined * 16); /* a joined head: slots first, first + 1, ... */
+	size_t at = info.joined * 16;
+	uint64_t count = info.joined;
+	while (at < info.len) {
+		uint64_t slot = hm_load_be32(out + at), len = hm_load_be16(out + at + 4);
+		assert_true(slot >= first && len >= 1 && slot + len <= first + n);
+		memcpy(buf + (slot - first) * 16, out + at + 8, len * 16);
+		at += 8 + len * 16;
+		count += len;
+	}
+	assert_true(at == info.len && count == nv);
+	return nv;
+}
+
+/*
+ * Drain changed slots into copy (2 words per slot, host order). A third of
+ * the words go through each bulk reader (hpt_read_entries, hpt_read_chunks:
+ * lock-free, validated by tracking), the rest entry by entry.
  */
 static void drain(struct ctx *c, uint64_t *copy, uint64_t *seen_gen, uint64_t *rs)
 {
@@ -127,11 +155,15 @@ static void drain(struct ctx *c, uint64_t *copy, uint64_t *seen_gen, uint64_t *r
 	uint64_t cur = 0, first, bits;
 	uint8_t buf[64 * 16];
 	while (hpt_track_take(c->h, &cur, &first, &bits)) {
-		if (tu_rand(rs) & 1) {
+		unsigned how = (unsigned)(tu_rand(rs) % 3);
+		if (how < 2) {
 			uint64_t n = hpt_slots(c->h) > first ? hpt_slots(c->h) - first : 0;
 			n = n > 64 ? 64 : n;
 			memset(buf, 0, sizeof(buf));
-			hpt_read_entries(c->h, first, n, buf);
+			if (how == 0)
+				hpt_read_entries(c->h, first, n, buf);
+			else
+				read_chunks_into(c->h, first, n, buf, rs);
 			for (unsigned k = 0; k < 64; k++) {
 				if (!(bits >> k & 1) || first + k >= MAX_SLOTS)
 					continue;
@@ -185,7 +217,10 @@ static void run_stress(bool resize, const char *name)
 		for (uint64_t s = 0; s < slots && s < MAX_SLOTS; s += 256) {
 			uint64_t n = slots - s < 256 ? slots - s : 256;
 			memset(buf, 0, sizeof(buf));
-			hpt_read_entries(c.h, s, n, buf);
+			if (tu_rand(&rs) & 1)
+				hpt_read_entries(c.h, s, n, buf);
+			else
+				read_chunks_into(c.h, s, n, buf, &rs);
 			for (uint64_t k = 0; k < n; k++) {
 				check_snapshot(hm_load_be64(buf + 16 * k), hm_load_be64(buf + 16 * k + 8));
 				copy[2 * (s + k)] = hm_load_be64(buf + 16 * k);

@@ -483,6 +483,175 @@ static void test_populate(void **state)
 	hpt_destroy(h);
 }
 
+/*
+ * Expand hpt_read_chunks' output into hpt_read_entries' layout (n x 16
+ * bytes, zeros for invalid slots), checking its shape on the way: the
+ * joined head, then runs in slot order, each behind its header (be32 slot,
+ * be16 length, be16 0), never adjacent to the previous run (they would be
+ * one), every entry valid with 0x40 clear, the counts and the last run's
+ * record right, and nothing written past the reported length. Returns the
+ * valid count.
+ */
+static uint64_t chunks_expand(hpt_t *h, uint64_t first, uint64_t n, bool join, uint8_t *buf)
+{
+	size_t cap = (size_t)n * 16 + ((size_t)n / 2 + 1) * 8;
+	uint8_t *out = malloc(cap + 64);
+	assert_non_null(out);
+	memset(out, 0xA5, cap + 64);
+	hpt_chunks_t info;
+	memset(&info, 0x5A, sizeof(info));
+	uint64_t nv = hpt_read_chunks(h, first, n, out, join, &info);
+	uint64_t slots = hpt_slots(h);
+	uint64_t nn = first >= slots ? 0 : (n > slots - first ? slots - first : n);
+	memset(buf, 0, (size_t)n * 16);
+	assert_true(nv == info.nvalid);
+	assert_true(info.len <= cap);
+	for (size_t i = info.len; i < cap + 64; i++)
+		assert_int_equal(out[i], 0xA5);
+	if (!join)
+		assert_true(info.joined == 0);
+	memcpy(buf, out, info.joined * 16);
+	uint64_t count = info.joined, prev_end = first + info.joined, runs = 0;
+	size_t at = info.joined * 16, last = 0;
+	while (at < info.len) {
+		assert_true(info.len - at >= 8 + 16);
+		uint64_t slot = hm_load_be32(out + at), len = hm_load_be16(out + at + 4);
+		assert_int_equal(hm_load_be16(out + at + 6), 0);
+		assert_true(len >= 1);
+		if (runs > 0 || info.joined > 0 || join)
+			assert_true(slot > prev_end); /* else it would continue a run */
+		else
+			assert_true(slot >= first);
+		assert_true(slot + len <= first + nn);
+		memcpy(buf + (slot - first) * 16, out + at + 8, len * 16);
+		last = at;
+		at += 8 + len * 16;
+		prev_end = slot + len;
+		count += len;
+		runs++;
+	}
+	assert_true(at == info.len);
+	assert_true(count == nv);
+	assert_true(runs == info.nruns);
+	if (runs) {
+		assert_true(info.last_pos == last);
+		assert_true(info.last_slot == hm_load_be32(out + last));
+		assert_true(info.last_n == hm_load_be16(out + last + 4));
+	}
+	for (uint64_t i = 0; i < nn; i++) {
+		const uint8_t *e = buf + i * 16;
+		if (e[7] & 1)
+			assert_int_equal(e[7] & 0x40, 0);
+	}
+	free(out);
+	return nv;
+}
+
+/* Fill a table with runs of assorted lengths (1 .. 300 slots, crossing
+ * 64-slot groups) at about per_mille density; bit 0x40 set in some V. */
+static void fill_runs(hpt_t *h, uint64_t *rs, unsigned per_mille)
+{
+	uint64_t slots = hpt_slots(h);
+	hpt_clear_entries(h, 0, slots);
+	for (uint64_t s = 0; s < slots;) {
+		uint64_t len = 1 + tu_rand(rs) % (tu_rand(rs) % 4 ? 8 : 300);
+		bool valid = tu_rand(rs) % 1000 < per_mille;
+		for (uint64_t i = 0; i < len && s < slots; i++, s++) {
+			if (!valid)
+				continue;
+			uint64_t v = (tu_rand(rs) & HPTE64_V_AVPN) | HPTE64_V_VALID |
+				     (tu_rand(rs) % 5 == 0 ? HPTE64_V_HVLOCK : 0);
+			assert_true(hpt_write_entry(h, s, v, tu_rand(rs) & ~UINT64_C(0xf)));
+		}
+	}
+}
+
+/* hpt_read_chunks gives exactly hpt_read_entries' entries, at any density,
+ * range and join, with tracking off (locked reads), on (lock-free,
+ * validated) and on with changed slots (their groups read locked). */
+static void test_read_chunks(void **state)
+{
+	(void)state;
+	uint64_t rs = tu_seed("read_chunks");
+	hpt_t *h;
+	assert_int_equal(hpt_create(18, NULL, &h, NULL), 0);
+	uint64_t slots = hpt_slots(h);
+	uint8_t *a = malloc((slots + 64) * 16), *b = malloc((slots + 64) * 16);
+	assert_non_null(a);
+	assert_non_null(b);
+	static const unsigned density[] = { 0, 50, 333, 700, 1000 };
+	for (int mode = 0; mode < 3; mode++) {
+		for (size_t d = 0; d < sizeof(density) / sizeof(density[0]); d++) {
+			if (mode)
+				hpt_track_stop(h);
+			fill_runs(h, &rs, density[d]);
+			if (mode) {
+				assert_int_equal(hpt_track_start(h, NULL), 0);
+				/* mode 2: rewrite some slots after the start (bits set). */
+				for (int i = 0; mode == 2 && i < 200; i++) {
+					uint64_t s = tu_rand(&rs) % slots;
+					hpt_write_entry(h, s, tu_rand(&rs) % 3 ? (s << 7) | 1 : 0, s << 12);
+				}
+			}
+			for (int t = 0; t < 60; t++) {
+				uint64_t first, n;
+				switch (t % 4) {
+				case 0: /* whole aligned blocks, as the first pass reads */
+					first = (tu_rand(&rs) % (slots / 4096)) * 4096;
+					n = 4096;
+					break;
+				case 1: /* anywhere, any length */
+					first = tu_rand(&rs) % slots;
+					n = 1 + tu_rand(&rs) % 5000;
+					break;
+				case 2: /* clipped at the table's end */
+					first = slots - 1 - tu_rand(&rs) % 100;
+					n = 200;
+					break;
+				default: /* tiny, inside one group */
+					first = tu_rand(&rs) % slots;
+					n = 1 + tu_rand(&rs) % 3;
+					break;
+				}
+				bool join = tu_rand(&rs) & 1;
+				memset(a, 0, (size_t)n * 16);
+				uint64_t nva = hpt_read_entries(h, first, n, a);
+				uint64_t nvb = chunks_expand(h, first, n, join, b);
+				assert_true(nva == nvb);
+				assert_memory_equal(a, b, (size_t)n * 16);
+			}
+			/* The whole table block by block: every valid entry once. */
+			uint64_t total = 0, want = 0;
+			hpt_count(h, &want, NULL);
+			for (uint64_t s0 = 0; s0 < slots; s0 += 4096)
+				total += chunks_expand(h, s0, 4096, false, b);
+			assert_true(total == want);
+		}
+	}
+	assert_true(chunks_expand(h, slots, 10, false, b) == 0); /* past the end */
+	/* n is clipped to 65535 (a run's be16 length). */
+	hpt_t *big;
+	assert_int_equal(hpt_create(22, NULL, &big, NULL), 0);
+	uint8_t *wire = malloc((size_t)70000 * 16);
+	assert_non_null(wire);
+	memset(wire, 0, (size_t)70000 * 16);
+	for (uint64_t i = 0; i < 70000; i++)
+		hm_store_be64(wire + i * 16, (i << 7) | HPTE64_V_VALID);
+	assert_true(hpt_write_entries(big, 0, 70000, wire) == 70000);
+	uint8_t *o = malloc((size_t)70000 * 16 + 35001 * 8);
+	assert_non_null(o);
+	hpt_chunks_t ci;
+	assert_true(hpt_read_chunks(big, 0, 70000, o, false, &ci) == 65535);
+	assert_true(ci.nruns == 1 && ci.last_n == 65535 && hm_load_be16(o + 4) == 65535);
+	free(o);
+	free(wire);
+	hpt_destroy(big);
+	hpt_track_stop(h);
+	free(a);
+	free(b);
+	hpt_destroy(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -495,6 +664,7 @@ int main(void)
 		cmocka_unit_test(test_write_unshared_and_summary),
 		cmocka_unit_test(test_summary_random),
 		cmocka_unit_test(test_populate),
+		cmocka_unit_test(test_read_chunks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
