@@ -4,8 +4,11 @@
  * a table with 1/3 of its slots valid (filled as H_ENTER fills a table:
  * random groups, first free slot) into a memory stream, and loading that
  * payload back into a table, each against memcpy of the table's bytes.
- * The four measurements are interleaved in every round (memcpy, first pass,
- * load into a fresh table, load again into the now-mapped one), so a noisy
+ * The measurements are interleaved in every round (memcpy, first pass, load
+ * into a fresh table that START populated, as `hptmig incoming` does while
+ * the source's first pass is still coming (its populate time is reported
+ * apart), load again into the now-mapped one, and load into a fresh table
+ * that was not populated, page faults included), so a noisy
  * neighbour slows both sides of a ratio alike; ratios are given from the
  * best (minimum) time of each side and from the medians. Every side is
  * timed with the same clock: the calling thread's CPU time (user + system,
@@ -120,6 +123,7 @@ static int run(int argc, char **argv, json_t **result)
 	uint8_t *src = alloc_prefaulted(bytes), *dst = alloc_prefaulted(bytes);
 	mb.p = alloc_prefaulted(mb.cap);
 	uint64_t tm[HF_ROUNDS_MAX], ts[HF_ROUNDS_MAX], tl[HF_ROUNDS_MAX], tw[HF_ROUNDS_MAX];
+	uint64_t tp[HF_ROUNDS_MAX], tf[HF_ROUNDS_MAX];
 	uint64_t chunks = 0;
 	uint8_t digest[32];
 	int rc = 0;
@@ -160,14 +164,18 @@ static int run(int argc, char **argv, json_t **result)
 		htab_save_destroy(s);
 		mig_file_close(w, NULL);
 
-		/* Load it back: into a fresh table, then again into the mapped one. */
+		/* Load it back: into a fresh table that START populated (as a
+		 * destination does), then again into the mapped one. */
 		htab_loader_t *l;
 		htab_summary_t sum;
-		if (crc != 0 || htab_loader_create(NULL, NULL, &l) != 0 ||
+		htab_loader_opts_t lo = {.populate = true};
+		t0 = hb_cpu_ns();
+		if (crc != 0 || htab_loader_create(NULL, &lo, &l) != 0 ||
 		    htab_loader_load_buffer(l, mb.p, start_len, HTAB_RECORD_START, &e) != 0) {
 			rc = 1;
 			break;
 		}
+		tp[r] = hb_cpu_ns() - t0;
 		t0 = hb_cpu_ns();
 		int lrc = htab_loader_load_buffer(l, mb.p + start_len, mb.len - start_len,
 						  HTAB_RECORD_END, &e);
@@ -181,6 +189,24 @@ static int run(int argc, char **argv, json_t **result)
 			rc = 1;
 		}
 		htab_loader_destroy(l);
+		/* And into a fresh table nobody populated: its page faults land in
+		 * the load. */
+		if (rc == 0 && (htab_loader_create(NULL, NULL, &l) != 0 ||
+				htab_loader_load_buffer(l, mb.p, start_len, HTAB_RECORD_START, &e) != 0)) {
+			rc = 1;
+			break;
+		}
+		if (rc == 0) {
+			t0 = hb_cpu_ns();
+			lrc = htab_loader_load_buffer(l, mb.p + start_len, mb.len - start_len,
+						      HTAB_RECORD_END, &e);
+			tf[r] = hb_cpu_ns() - t0;
+			if (lrc != 0)
+				rc = 1;
+			htab_loader_destroy(l);
+		}
+		if (rc)
+			break;
 	}
 done:;
 	size_t out_len = mb.len;
@@ -194,21 +220,24 @@ done:;
 		return 1;
 	}
 	int n = (int)rounds;
-	uint64_t bm, mm, bs, ms, bl, ml, bw, mw;
+	uint64_t bm, mm, bs, ms, bl, ml, bw, mw, bp, mp, bf, mf;
 	json_t *am = stat_ms(tm, n, &bm, &mm), *as = stat_ms(ts, n, &bs, &ms);
 	json_t *al = stat_ms(tl, n, &bl, &ml), *aw = stat_ms(tw, n, &bw, &mw);
+	json_t *ap = stat_ms(tp, n, &bp, &mp), *af = stat_ms(tf, n, &bf, &mf);
 	*result = json_pack(
 		"{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:f,"
 		" s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f,"
 		" s:f, s:f, s:f, s:f, s:f, s:f,"
 		" s:b, s:b, s:f, s:f,"
-		" s:{s:o, s:o, s:o, s:o}}",
+		" s:f, s:f, s:f, s:f, s:f, s:f,"
+		" s:{s:o, s:o, s:o, s:o, s:o, s:o}}",
 		"bench", "htab-first", "shift", (json_int_t)shift, "table_bytes", (json_int_t)bytes,
 		"valid", (json_int_t)valid, "chunks", (json_int_t)chunks, "stream_bytes",
 		(json_int_t)out_len, "rounds", (json_int_t)rounds, "time",
 		"thread CPU time (user+system) for every side; each round runs memcpy, first pass, "
-		"load, load mapped in turn; ratios = memcpy / ours, from the best of each and from the "
-		"medians",
+		"START (populates the fresh table, as a destination does), load, load mapped, "
+		"load into an unpopulated table in turn; ratios = memcpy / ours, from the best of "
+		"each and from the medians",
 		"target", HF_TARGET,
 		/* Best of each side. */
 		"memcpy_ms", (double)bm / 1e6, "first_pass_ms", (double)bs / 1e6, "load_ms",
@@ -223,7 +252,12 @@ done:;
 		"load_meets_target", ratio(bm, bl) >= HF_TARGET && ratio(mm, ml) >= HF_TARGET,
 		"memcpy_GBps", bm ? (double)bytes / (double)bm : 0.0, "first_pass_table_GBps",
 		bs ? (double)bytes / (double)bs : 0.0,
-		"rounds_ms", "memcpy", am, "first_pass", as, "load", al, "load_mapped", aw);
+		"start_populate_ms", (double)bp / 1e6, "start_populate_median_ms", (double)mp / 1e6,
+		"load_unpopulated_ms", (double)bf / 1e6, "load_unpopulated_median_ms", (double)mf / 1e6,
+		"load_unpopulated_vs_memcpy", ratio(bm, bf), "load_unpopulated_vs_memcpy_median",
+		ratio(mm, mf),
+		"rounds_ms", "memcpy", am, "first_pass", as, "load", al, "load_mapped", aw,
+		"start_populate", ap, "load_unpopulated", af);
 	if (!*result) {
 		tool_fail("htab-first", "out of memory");
 		return 1;

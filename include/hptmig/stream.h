@@ -285,6 +285,20 @@ bool mig_file_eof(mig_file_t *f);
  */
 size_t mig_file_peek_buffer(mig_file_t *f, void *buf, size_t len);
 
+/*
+ * The bytes already buffered after the read position, without reading any
+ * more: a pointer and their count in *n (0 in write mode or after an
+ * error). Valid until the next call on f. A parser may work through them in
+ * place and then consume what it used with mig_file_get_ptr(f, used), which
+ * for used <= *n never refills.
+ */
+static inline const uint8_t *mig_file_buffered(mig_file_t *f, size_t *n)
+{
+	struct mig_file_hot *h = (struct mig_file_hot *)(void *)f;
+	*n = (size_t)(h->rend - h->rpos);
+	return h->rpos;
+}
+
 static inline uint8_t mig_file_get_u8(mig_file_t *f)
 {
 	struct mig_file_hot *h = (struct mig_file_hot *)(void *)f;

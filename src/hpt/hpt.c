@@ -944,6 +944,22 @@ uint64_t hpt_write_entries(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *
 	return n;
 }
 
+/* Store n entries of the wire layout at first..: no locks, no marks (the
+ * caller is the only user of table t). */
+static inline void store_unshared(struct hpt_table *t, uint64_t first, uint64_t n,
+				  const uint8_t *buf)
+{
+	_Atomic uint64_t *w = t->w + 2 * first;
+	/* The table and the wire are both big-endian: store the raw words. */
+	for (uint64_t i = 0; i < n; i++, buf += HPTE64_SIZE) {
+		uint64_t v, r;
+		memcpy(&v, buf, 8);
+		memcpy(&r, buf + 8, 8);
+		atomic_store_explicit(&w[2 * i], v & ~HPT_LOCK_BE, memory_order_relaxed);
+		atomic_store_explicit(&w[2 * i + 1], r, memory_order_relaxed);
+	}
+}
+
 uint64_t hpt_write_entries_unshared(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *buf)
 {
 	if (atomic_load(&h->track))
@@ -953,15 +969,45 @@ uint64_t hpt_write_entries_unshared(hpt_t *h, uint64_t first, uint64_t n, const 
 		n = 0;
 	else if (n > t->slots - first)
 		n = t->slots - first;
-	/* The table and the wire are both big-endian: store the raw words. */
-	for (uint64_t i = 0; i < n; i++, buf += HPTE64_SIZE) {
-		uint64_t v, r;
-		memcpy(&v, buf, 8);
-		memcpy(&r, buf + 8, 8);
-		atomic_store_explicit(hpt_vp(t, first + i), v & ~HPT_LOCK_BE, memory_order_relaxed);
-		atomic_store_explicit(hpt_rp(t, first + i), r, memory_order_relaxed);
-	}
+	store_unshared(t, first, n, buf);
 	return n;
+}
+
+bool hpt_write_chunks_unshared(hpt_t *h, const uint8_t *chunks, size_t len)
+{
+	bool locked = atomic_load(&h->track) != NULL;
+	struct hpt_table *t = hpt_tab(h);
+	uint64_t valid = HPT_VALID_BE;
+	for (size_t off = 0; off + HPT_CHUNK_HDR_SIZE <= len;) {
+		const uint8_t *c = chunks + off;
+		uint64_t first = hm_load_be32(c), n = hm_load_be16(c + 4);
+		const uint8_t *src = c + HPT_CHUNK_HDR_SIZE;
+		off += HPT_CHUNK_HDR_SIZE + n * HPTE64_SIZE;
+		if (off > len)
+			return false; /* a cut chunk: the caller's check failed */
+		if (locked) {
+			for (uint64_t i = 0; i < n; i++)
+				valid &= hm_load_be64(src + i * HPTE64_SIZE) & HPTE64_V_VALID ? HPT_VALID_BE : 0;
+			hpt_write_entries(h, first, n, src);
+			continue;
+		}
+		if (first >= t->slots)
+			continue;
+		if (n > t->slots - first)
+			n = t->slots - first;
+		/* Store and check the valid bits in one loop over the run: the
+		 * table and the wire are both big-endian, store the raw words. */
+		_Atomic uint64_t *w = t->w + 2 * first;
+		for (uint64_t i = 0; i < n; i++, src += HPTE64_SIZE) {
+			uint64_t v, r;
+			memcpy(&v, src, 8);
+			memcpy(&r, src + 8, 8);
+			valid &= v;
+			atomic_store_explicit(&w[2 * i], v & ~HPT_LOCK_BE, memory_order_relaxed);
+			atomic_store_explicit(&w[2 * i + 1], r, memory_order_relaxed);
+		}
+	}
+	return valid != 0;
 }
 
 uint64_t hpt_clear_entries(hpt_t *h, uint64_t first, uint64_t n)

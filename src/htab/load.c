@@ -249,53 +249,164 @@ static void drop_table(htab_loader_t *l)
 	l->st.shift = 0;
 }
 
+/* The entry of a valid run that lacks the valid bit (slow path of the check). */
+static uint32_t first_invalid(const uint8_t *p, uint32_t k)
+{
+	uint32_t i = 0;
+	while (i < k && htab_wire_valid(p + (size_t)i * HTAB_HPTE_SIZE))
+		i++;
+	return i;
+}
+
+/* Apply checked chunks at least this often, while they are still cached. */
+#define HTAB_LOAD_SEGMENT (64u << 10)
+
+/* True when a block of slots [first, first + n) may hold an entry. */
+static bool may_hold(const htab_loader_t *l, uint64_t first, uint64_t n)
+{
+	if (!l->dirty)
+		return true;
+	for (uint64_t b = first >> 6; b <= (first + n - 1) >> 6; b++)
+		if (l->dirty[b >> 6] & (UINT64_C(1) << (b & 63)))
+			return true;
+	return false;
+}
+
+/*
+ * The fast path for a table nobody else writes: check the headers, in
+ * place, of as many whole chunks as the channel has already buffered and
+ * hand them to hpt in segments (one call per ~64 KiB, while they are still
+ * in the cache), which stores the runs and checks their valid bits in the
+ * same loop (a separate loop over each short run costs a mispredicted exit
+ * per chunk). A
+ * chunk whose invalid run may have something to clear ends its segment, so
+ * the clear comes after its valid run and before any later chunk, as the
+ * stream orders them. It stops before an endmark, a chunk that crosses the
+ * buffer's end, and any chunk that fails a check: the careful path below
+ * takes that one (and reports it with its offset). Returns the chunks
+ * applied; counts go to *nvalid / *ninvalid.
+ */
+static uint64_t load_buffered(htab_loader_t *l, mig_file_t *f, uint64_t slots, uint64_t *nvalid,
+			      uint64_t *ninvalid)
+{
+	size_t avail, used = 0, seg = 0;
+	const uint8_t *b = mig_file_buffered(f, &avail);
+	uint64_t applied = 0;
+	while (avail - used >= HTAB_CHUNK_HDR_SIZE) {
+		const uint8_t *h = b + used;
+		uint32_t index = hm_load_be32(h);
+		uint16_t nv = hm_load_be16(h + 4), ni = hm_load_be16(h + 6);
+		if ((index | nv | ni) == 0 || (uint64_t)index + nv + ni > slots)
+			break;
+		size_t need = HTAB_CHUNK_HDR_SIZE + (size_t)nv * HTAB_HPTE_SIZE;
+		if (avail - used < need)
+			break;
+		mark_blocks(l, index, nv);
+		used += need;
+		applied++;
+		*nvalid += nv;
+		*ninvalid += ni;
+		bool clear = ni && may_hold(l, (uint64_t)index + nv, ni);
+		if (clear || used - seg >= HTAB_LOAD_SEGMENT) {
+			if (!hpt_write_chunks_unshared(l->table, b + seg, used - seg))
+				goto bad;
+			seg = used;
+			if (clear)
+				clear_slots(l, (uint64_t)index + nv, ni);
+		}
+	}
+	if (used > seg && !hpt_write_chunks_unshared(l->table, b + seg, used - seg))
+		goto bad;
+	goto done;
+bad:
+	/* An entry of this segment lacks the valid bit: leave the segment
+	 * unconsumed for the careful path, which stops at that entry. */
+	for (size_t o = seg; o < used;) {
+		const uint8_t *h = b + o;
+		uint16_t nv = hm_load_be16(h + 4), ni = hm_load_be16(h + 6);
+		o += HTAB_CHUNK_HDR_SIZE + (size_t)nv * HTAB_HPTE_SIZE;
+		applied--;
+		*nvalid -= nv;
+		*ninvalid -= ni;
+	}
+	used = seg;
+done:
+	if (used)
+		(void)mig_file_get_ptr(f, used); /* within the buffer: no refill */
+	return applied;
+}
+
+/*
+ * The chunks of one record. Per chunk the fast path is one zero-copy read
+ * of the 8-byte header, the 64-bit range check, one zero-copy read of the
+ * entries, a branch-free check of their valid bits and the store; byte
+ * offsets for messages are recomputed only on an error.
+ */
 static int load_chunks(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *err)
 {
 	uint64_t slots = hpt_slots(l->table);
+	bool raw = l->own || l->unshared;
+	uint64_t chunks = 0, nvalid = 0, ninvalid = 0;
+	int rc = 0;
 	for (uint64_t n = 0;; n++) {
-		int64_t coff = (int64_t)mig_file_offset(f);
-		uint32_t index = mig_file_get_be32(f);
-		uint16_t nv = mig_file_get_be16(f);
-		uint16_t ni = mig_file_get_be16(f);
-		if (mig_file_status(f))
-			return fail_stream(f, err,
-					   "spapr/htab: %s record: chunk %" PRIu64
-					   " header (or endmark) truncated",
-					   rec_name(type), n);
-		if (index == 0 && nv == 0 && ni == 0)
-			return 0;
+		if (raw) {
+			uint64_t k = load_buffered(l, f, slots, &nvalid, &ninvalid);
+			chunks += k;
+			n += k;
+		}
+		const uint8_t *h = mig_file_get_ptr(f, HTAB_CHUNK_HDR_SIZE);
+		if (!h) {
+			rc = fail_stream(f, err,
+					 "spapr/htab: %s record: chunk %" PRIu64
+					 " header (or endmark) truncated",
+					 rec_name(type), n);
+			break;
+		}
+		uint32_t index = hm_load_be32(h);
+		uint16_t nv = hm_load_be16(h + 4);
+		uint16_t ni = hm_load_be16(h + 6);
+		if ((index | nv | ni) == 0)
+			break;
 		/* 64-bit: an index near 2^32 must not wrap. */
 		uint64_t end = (uint64_t)index + nv + ni;
-		if (end > slots)
-			return fail(f, err, HM_E_RANGE, coff,
-				    "spapr/htab: %s record: chunk %" PRIu64 " (index %" PRIu32
-				    ", n_valid %u, n_invalid %u): index + n_valid + n_invalid = %" PRIu64
-				    " exceeds the table's %" PRIu64 " slots (htab_shift %u)",
-				    rec_name(type), n, index, nv, ni, end, slots, l->st.shift);
+		if (end > slots) {
+			rc = fail(f, err, HM_E_RANGE, (int64_t)mig_file_offset(f) - HTAB_CHUNK_HDR_SIZE,
+				  "spapr/htab: %s record: chunk %" PRIu64 " (index %" PRIu32
+				  ", n_valid %u, n_invalid %u): index + n_valid + n_invalid = %" PRIu64
+				  " exceeds the table's %" PRIu64 " slots (htab_shift %u)",
+				  rec_name(type), n, index, nv, ni, end, slots, l->st.shift);
+			break;
+		}
 		/* n_valid = n_invalid = 0 with a non-zero index is no endmark: QEMU's
 		 * loader applies it as a no-op (after the range check), so do we. */
 		for (uint32_t done = 0; done < nv;) {
 			uint32_t k = nv - done < HTAB_LOAD_PIECE ? nv - done : HTAB_LOAD_PIECE;
-			int64_t poff = (int64_t)mig_file_offset(f);
-			const uint8_t *p = mig_file_get_ptr(f, (size_t)k * HTAB_HPTE_SIZE);
-			if (!p)
-				return fail_stream(f, err,
-						   "spapr/htab: %s record: chunk %" PRIu64
-						   " (index %" PRIu32 ", n_valid %u): entries %u..%u truncated",
-						   rec_name(type), n, index, nv, done, done + k - 1);
-			for (uint32_t i = 0; i < k; i++) {
+			size_t bytes = (size_t)k * HTAB_HPTE_SIZE;
+			const uint8_t *p = mig_file_get_ptr(f, bytes);
+			if (!p) {
+				rc = fail_stream(f, err,
+						 "spapr/htab: %s record: chunk %" PRIu64
+						 " (index %" PRIu32 ", n_valid %u): entries %u..%u truncated",
+						 rec_name(type), n, index, nv, done, done + k - 1);
+				goto out;
+			}
+			unsigned all = 1;
+			for (uint32_t i = 0; i < k; i++)
+				all &= htab_wire_valid(p + (size_t)i * HTAB_HPTE_SIZE);
+			if (!all) {
+				uint32_t i = first_invalid(p, k);
 				const uint8_t *e = p + (size_t)i * HTAB_HPTE_SIZE;
-				if (!htab_wire_valid(e))
-					return fail(f, err, HM_E_FORMAT,
-						    poff + (int64_t)i * HTAB_HPTE_SIZE,
-						    "spapr/htab: %s record: chunk %" PRIu64 " (index %" PRIu32
-						    ", n_valid %u): entry %u (slot %" PRIu64
-						    ") V=0x%016" PRIx64 " lacks the valid bit in a valid run",
-						    rec_name(type), n, index, nv, done + i,
-						    (uint64_t)index + done + i, hm_load_be64(e));
+				rc = fail(f, err, HM_E_FORMAT,
+					  (int64_t)(mig_file_offset(f) - bytes) + (int64_t)i * HTAB_HPTE_SIZE,
+					  "spapr/htab: %s record: chunk %" PRIu64 " (index %" PRIu32
+					  ", n_valid %u): entry %u (slot %" PRIu64
+					  ") V=0x%016" PRIx64 " lacks the valid bit in a valid run",
+					  rec_name(type), n, index, nv, done + i,
+					  (uint64_t)index + done + i, hm_load_be64(e));
+				goto out;
 			}
 			/* Bit 0x40 is cleared by hpt_write_entries (hpt.h contract). */
-			if (l->own || l->unshared)
+			if (raw)
 				hpt_write_entries_unshared(l->table, (uint64_t)index + done, k, p);
 			else
 				hpt_write_entries(l->table, (uint64_t)index + done, k, p);
@@ -304,10 +415,15 @@ static int load_chunks(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *er
 		}
 		if (ni)
 			clear_slots(l, (uint64_t)index + nv, ni);
-		l->st.chunks++;
-		l->st.valid_sent += nv;
-		l->st.invalid_sent += ni;
+		chunks++;
+		nvalid += nv;
+		ninvalid += ni;
 	}
+out:
+	l->st.chunks += chunks;
+	l->st.valid_sent += nvalid;
+	l->st.invalid_sent += ninvalid;
+	return rc;
 }
 
 int htab_loader_load(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *err)
