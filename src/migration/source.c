@@ -369,9 +369,9 @@ static int measure_rtt(struct attempt *a, mig_file_t *f, hm_error_t *err)
 	if (a->p->qemu_pure || !mig_conn_has_return_path(a->conn))
 		return 0;
 	int rc = savevm_write_command_ping(f, token, err);
+	uint64_t t0 = hm_now_ns(); /* the PING leaves with this flush */
 	if (!rc)
 		rc = mig_flush_err(f, err);
-	uint64_t t0 = hm_now_ns();
 	if (rc)
 		return rc;
 	hm_error_t e;

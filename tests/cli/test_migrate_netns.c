@@ -154,9 +154,10 @@ static void test_two_hosts(void **state)
 		      jnum(small.s, "expected_downtime_ms"), jnum(small.s, "fixed_downtime_ms"));
 	assert_true(dt >= 2 * DELAY_MS);
 	print_message("measured round trip %.1f ms\n", jnum(small.s, "rtt_ms"));
-	assert_true(jnum(small.s, "rtt_ms") >= 2 * DELAY_MS);
-	assert_true(jnum(small.s, "fixed_downtime_ms") >= 2 * DELAY_MS);
-	assert_true(jnum(small.s, "expected_downtime_ms") >= 2 * DELAY_MS);
+	/* (a tenth off: the relay's clock and ours are read at other moments) */
+	assert_true(jnum(small.s, "rtt_ms") >= 1.8 * DELAY_MS);
+	assert_true(jnum(small.s, "fixed_downtime_ms") >= 1.8 * DELAY_MS);
+	assert_true(jnum(small.s, "expected_downtime_ms") >= 1.8 * DELAY_MS);
 	assert_string_equal(why, "fixed-cost-over-limit");
 	run_free(&small);
 
