@@ -312,6 +312,41 @@ static void test_resize(void **state)
 	hpt_destroy(t);
 }
 
+/*
+ * The whole table as one END payload, by the canonical encoder (by_saver
+ * false) or by the saver's first pass in complete (true): the chunk bytes
+ * (be32 0, chunks, end mark) and their length. Free with whole_pass_free.
+ */
+struct whole_pass {
+	mig_file_t *w;
+	htab_save_t *s;
+};
+
+static const uint8_t *whole_pass_encode(struct whole_pass *wp, hpt_t *t, int by_saver, size_t *len)
+{
+	wp->s = NULL;
+	assert_int_equal(mig_file_open_mem_writer(0, &wp->w), 0);
+	if (!by_saver) {
+		assert_int_equal(htab_encode_table(t, wp->w), 0);
+	} else {
+		assert_int_equal(htab_save_create(t, NULL, &wp->s, NULL), 0);
+		assert_int_equal(htab_save_setup(wp->s, wp->w), 0);
+		assert_int_equal(htab_save_complete(wp->s, wp->w), 0);
+	}
+	const uint8_t *p = mig_file_mem_data(wp->w, len);
+	if (by_saver) {
+		p += 4; /* the START record's shift */
+		*len -= 4;
+	}
+	return p;
+}
+
+static void whole_pass_free(struct whole_pass *wp)
+{
+	htab_save_destroy(wp->s);
+	mig_file_close(wp->w, NULL);
+}
+
 /* A full table: runs are cut at 65535 entries and continue across blocks. */
 static void test_run_max(void **state)
 {
@@ -321,27 +356,13 @@ static void test_run_max(void **state)
 	assert_int_equal(hpt_create(21, NULL, &t, NULL), 0);
 	fill_random(t, &seed, 100);
 	for (int m = 0; m < 2; m++) {
-		mig_file_t *w;
-		assert_int_equal(mig_file_open_mem_writer(0, &w), 0);
-		htab_save_t *s = NULL;
-		if (m == 0) {
-			assert_int_equal(htab_encode_table(t, w), 0);
-		} else {
-			assert_int_equal(htab_save_create(t, NULL, &s, NULL), 0);
-			assert_int_equal(htab_save_setup(s, w), 0);
-			assert_int_equal(htab_save_complete(s, w), 0);
-		}
+		struct whole_pass wp;
 		size_t len;
-		const uint8_t *p = mig_file_mem_data(w, &len);
-		if (m == 1) {
-			p += 4;
-			len -= 4;
-		}
+		const uint8_t *p = whole_pass_encode(&wp, t, m, &len);
 		/* 131072 slots: 65535 + 65535 + 2. */
 		assert_int_equal(wire_check(p, len, HTAB_RECORD_END, hpt_slots(t)), 3);
 		assert_int_equal(hm_load_be16(p + 8), 65535);
-		htab_save_destroy(s);
-		mig_file_close(w, NULL);
+		whole_pass_free(&wp);
 	}
 	hpt_destroy(t);
 }
@@ -434,27 +455,13 @@ static void test_first_pass_reference(void **state)
 		size_t rlen;
 		uint8_t *ref = reference_first_pass(t, &rlen);
 		for (int m = 0; m < 2; m++) {
-			mig_file_t *w;
-			assert_int_equal(mig_file_open_mem_writer(0, &w), 0);
-			htab_save_t *s = NULL;
-			if (m == 0) {
-				assert_int_equal(htab_encode_table(t, w), 0);
-			} else {
-				assert_int_equal(htab_save_create(t, NULL, &s, NULL), 0);
-				assert_int_equal(htab_save_setup(s, w), 0);
-				assert_int_equal(htab_save_complete(s, w), 0);
-			}
+			struct whole_pass wp;
 			size_t len;
-			const uint8_t *p = mig_file_mem_data(w, &len);
-			if (m == 1) {
-				p += 4; /* the START record's shift */
-				len -= 4;
-			}
+			const uint8_t *p = whole_pass_encode(&wp, t, m, &len);
 			if (len != rlen || memcmp(p, ref, len) != 0)
 				fail_msg("case %d, %s: %zu bytes, the reference %zu", c,
 					 m ? "first pass" : "encoder", len, rlen);
-			htab_save_destroy(s);
-			mig_file_close(w, NULL);
+			whole_pass_free(&wp);
 		}
 		free(ref);
 		hpt_destroy(t);
