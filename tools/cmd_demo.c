@@ -104,20 +104,10 @@ static int demo_run(int argc, char **argv)
 		goto out;
 	}
 	dest_started = true;
-	if (machine_start(m, &e) != 0) {
-		tool_fail_error("demo", &e);
-		goto out;
-	}
-	if (cli.warmup_ns) {
-		uint64_t until = hm_now_ns() + cli.warmup_ns;
-		while (hm_now_ns() < until && !mig_cancel_requested(cancel))
-			hm_sleep_ns(10000000);
-	}
-	cli.params.cancel = cancel;
-	if (!cli.json && tool_stdout_is_tty())
-		cli.params.progress = mig_progress_print;
-	src_rc = mig_source_run(m, uri, &cli.params, &rep, &e);
-	mig_progress_done();
+	bool started;
+	int run_rc = mig_cli_run_source("demo", &cli, m, uri, cancel, &rep, &e, &started);
+	if (started)
+		src_rc = run_rc;
 out:
 	if (dest_started) {
 		if (src_rc != 0)

@@ -64,21 +64,11 @@ static int migrate_run(int argc, char **argv)
 		mig_cancel_free(cancel);
 		return 1;
 	}
-	if (machine_start(m, &e) != 0) {
-		tool_fail_error("migrate", &e);
-		goto fail;
-	}
-	if (cli.warmup_ns) {
-		uint64_t until = hm_now_ns() + cli.warmup_ns;
-		while (hm_now_ns() < until && !mig_cancel_requested(cancel))
-			hm_sleep_ns(10000000);
-	}
-	cli.params.cancel = cancel;
-	if (!cli.json && tool_stdout_is_tty())
-		cli.params.progress = mig_progress_print;
 	mig_report_t rep;
-	rc = mig_source_run(m, pos[0], &cli.params, &rep, &e);
-	mig_progress_done();
+	bool started;
+	rc = mig_cli_run_source("migrate", &cli, m, pos[0], cancel, &rep, &e, &started);
+	if (!started)
+		goto fail;
 	if (rc && mig_signals_caught() && e.code == HM_E_CANCELLED)
 		hm_error_prefix(&e, "interrupted: ");
 	if (cli.json)

@@ -251,6 +251,27 @@ static int from_entry(void *opaque, uint64_t slot, uint64_t v, uint64_t r, bool 
 	return 0;
 }
 
+int mig_cli_run_source(const char *cmd, struct mig_cli *cli, machine_t *m, const char *uri,
+		       mig_cancel_t *cancel, mig_report_t *rep, hm_error_t *e, bool *started)
+{
+	*started = machine_start(m, e) == 0;
+	if (!*started) {
+		tool_fail_error(cmd, e);
+		return 1;
+	}
+	if (cli->warmup_ns) {
+		uint64_t until = hm_now_ns() + cli->warmup_ns;
+		while (hm_now_ns() < until && !mig_cancel_requested(cancel))
+			hm_sleep_ns(10000000);
+	}
+	cli->params.cancel = cancel;
+	if (!cli->json && tool_stdout_is_tty())
+		cli->params.progress = mig_progress_print;
+	int rc = mig_source_run(m, uri, &cli->params, rep, e);
+	mig_progress_done();
+	return rc;
+}
+
 int mig_cli_make_guest(const char *cmd, const struct mig_cli *cli, machine_t **out)
 {
 	hm_error_t e;

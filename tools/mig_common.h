@@ -48,6 +48,15 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
  */
 int mig_cli_make_guest(const char *cmd, const struct mig_cli *cli, machine_t **out);
 
+/*
+ * Start guest m, let it run --warmup, then migrate it to uri (cancel
+ * attached, a progress line on a terminal). Returns mig_source_run's code,
+ * or 1 after one line on stderr when the guest could not start (*started
+ * false then, and rep untouched).
+ */
+int mig_cli_run_source(const char *cmd, struct mig_cli *cli, machine_t *m, const char *uri,
+		       mig_cancel_t *cancel, mig_report_t *rep, hm_error_t *e, bool *started);
+
 /* Ctrl-C / SIGTERM watcher thread: cancels c. Stop it with mig_signals_stop. */
 int mig_signals_start(mig_cancel_t *c);
 void mig_signals_stop(void);

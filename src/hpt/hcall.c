@@ -119,7 +119,13 @@ long hpt_h_remove(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t avpn, uint64
 	}
 }
 
-long hpt_h_protect(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t avpn)
+/*
+ * R = (R & ~clear) | set on a valid entry (its AVPN compared when avpn_check),
+ * under the entry lock; marked only when R changed. *old_r (may be NULL)
+ * gets R before. H_PROTECT and H_CLEAR_REF / H_CLEAR_MOD.
+ */
+static inline long update_r(hpt_t *h, uint64_t ptex, bool avpn_check, uint64_t avpn,
+			    uint64_t clear, uint64_t set, uint64_t *old_r)
 {
 	struct hpt_shard *s = hpt_rd_lock(h);
 	struct hpt_table *t = hpt_tab(h);
@@ -130,25 +136,32 @@ long hpt_h_protect(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t avpn)
 	}
 	_Atomic uint64_t *vp = hpt_vp(t, ptex);
 	uint64_t v = hpt_entry_lock(vp);
-	if (!(v & HPTE64_V_VALID) || ((flags & H_AVPN) && (v & HPTE64_V_COMPARE_MASK) != avpn)) {
+	if (!(v & HPTE64_V_VALID) || (avpn_check && (v & HPTE64_V_COMPARE_MASK) != avpn)) {
 		hpt_entry_unlock(vp, v);
 		rc = H_NOT_FOUND;
 		goto out;
 	}
 	uint64_t r = hpt_r_load(hpt_rp(t, ptex));
-	uint64_t nr = r & ~(HPTE64_R_PP0 | HPTE64_R_PP | HPTE64_R_N | HPTE64_R_KEY_HI |
-			    HPTE64_R_KEY_LO);
-	nr |= (flags << 55) & HPTE64_R_PP0;
-	nr |= (flags << 48) & HPTE64_R_KEY_HI;
-	nr |= flags & (HPTE64_R_PP | HPTE64_R_N | HPTE64_R_KEY_LO);
+	uint64_t nr = (r & ~clear) | set;
 	if (nr != r) {
 		hpt_r_store(hpt_rp(t, ptex), nr);
 		hpt_track_mark(h, s, ptex);
 	}
 	hpt_entry_unlock(vp, v);
+	if (old_r)
+		*old_r = r;
 out:
 	hpt_rd_unlock(s);
 	return rc;
+}
+
+long hpt_h_protect(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t avpn)
+{
+	uint64_t set = ((flags << 55) & HPTE64_R_PP0) | ((flags << 48) & HPTE64_R_KEY_HI) |
+		       (flags & (HPTE64_R_PP | HPTE64_R_N | HPTE64_R_KEY_LO));
+	return update_r(h, ptex, (flags & H_AVPN) != 0, avpn,
+			HPTE64_R_PP0 | HPTE64_R_PP | HPTE64_R_N | HPTE64_R_KEY_HI | HPTE64_R_KEY_LO,
+			set, NULL);
 }
 
 long hpt_h_read(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t out[8])
@@ -215,45 +228,16 @@ long hpt_h_bulk_remove(hpt_t *h, uint64_t args[8])
 	return rc;
 }
 
-static long clear_bit(hpt_t *h, uint64_t ptex, uint64_t bit, uint64_t *old_r)
-{
-	struct hpt_shard *s = hpt_rd_lock(h);
-	struct hpt_table *t = hpt_tab(h);
-	long rc = H_SUCCESS;
-	if (ptex >= t->slots) {
-		rc = H_PARAMETER;
-		goto out;
-	}
-	_Atomic uint64_t *vp = hpt_vp(t, ptex);
-	uint64_t v = hpt_entry_lock(vp);
-	if (!(v & HPTE64_V_VALID)) {
-		hpt_entry_unlock(vp, v);
-		rc = H_NOT_FOUND;
-		goto out;
-	}
-	uint64_t r = hpt_r_load(hpt_rp(t, ptex));
-	if (r & bit) {
-		hpt_r_store(hpt_rp(t, ptex), r & ~bit);
-		hpt_track_mark(h, s, ptex);
-	}
-	hpt_entry_unlock(vp, v);
-	if (old_r)
-		*old_r = r;
-out:
-	hpt_rd_unlock(s);
-	return rc;
-}
-
 long hpt_h_clear_ref(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t *old_r)
 {
 	(void)flags;
-	return clear_bit(h, ptex, HPTE64_R_R, old_r);
+	return update_r(h, ptex, false, 0, HPTE64_R_R, 0, old_r);
 }
 
 long hpt_h_clear_mod(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t *old_r)
 {
 	(void)flags;
-	return clear_bit(h, ptex, HPTE64_R_C, old_r);
+	return update_r(h, ptex, false, 0, HPTE64_R_C, 0, old_r);
 }
 
 long hpt_h_resize_prepare(hpt_t *h, uint64_t flags, uint64_t shift)

@@ -199,6 +199,23 @@ static int conn_new(int fd, enum mig_file_mode mode, bool rp, bool source, const
 	return 0;
 }
 
+/* conn_new for an exec: child (pid > 0) or a plain fd (child 0): on failure
+ * the child is terminated and reaped, never left behind. */
+static int conn_wrap(int fd, enum mig_file_mode mode, const mig_uri_t *u, bool source,
+		     const char *desc, pid_t child, mig_conn_t **out, hm_error_t *err)
+{
+	int rc = conn_new(fd, mode, mig_uri_has_return_path(u), source, desc, out, err);
+	if (rc != 0) {
+		if (child > 0) {
+			kill(child, SIGTERM);
+			waitpid(child, NULL, 0);
+		}
+		return rc;
+	}
+	(*out)->child = child;
+	return 0;
+}
+
 /* Wait until fd is ready for ev; 0, HM_E_TIMEOUT or -errno. */
 static int wait_fd(int fd, short ev, int timeout_ms)
 {
@@ -404,16 +421,7 @@ int mig_connect(const mig_uri_t *u, int timeout_ms, mig_conn_t **out, hm_error_t
 		return rc;
 	if (mig_uri_has_return_path(u) && timeout_ms > 0)
 		set_timeouts(fd, timeout_ms);
-	rc = conn_new(fd, MIG_FILE_WRITE, mig_uri_has_return_path(u), true, desc, out, err);
-	if (rc != 0) {
-		if (child > 0) {
-			kill(child, SIGTERM);
-			waitpid(child, NULL, 0);
-		}
-		return rc;
-	}
-	(*out)->child = child;
-	return 0;
+	return conn_wrap(fd, MIG_FILE_WRITE, u, true, desc, child, out, err);
 }
 
 int mig_listen(const mig_uri_t *u, mig_listener_t **out, hm_error_t *err)
@@ -547,16 +555,7 @@ int mig_accept(mig_listener_t *l, int timeout_ms, mig_conn_t **out, hm_error_t *
 	/* A source that stops sending for this long is gone. */
 	if (mig_uri_has_return_path(u))
 		set_timeouts(fd, MIG_IO_TIMEOUT_MS);
-	rc = conn_new(fd, MIG_FILE_READ, mig_uri_has_return_path(u), false, desc, out, err);
-	if (rc != 0) {
-		if (child > 0) {
-			kill(child, SIGTERM);
-			waitpid(child, NULL, 0);
-		}
-		return rc;
-	}
-	(*out)->child = child;
-	return 0;
+	return conn_wrap(fd, MIG_FILE_READ, u, false, desc, child, out, err);
 }
 
 void mig_listener_close(mig_listener_t *l)
