@@ -945,19 +945,34 @@ uint64_t hpt_write_entries(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *
 }
 
 /* Store n entries of the wire layout at first..: no locks, no marks (the
- * caller is the only user of table t). */
-static inline void store_unshared(struct hpt_table *t, uint64_t first, uint64_t n,
-				  const uint8_t *buf)
+ * caller is the only user of table t). Returns the AND of their V words. */
+static inline uint64_t store_unshared(struct hpt_table *t, uint64_t first, uint64_t n,
+				      const uint8_t *buf)
 {
 	_Atomic uint64_t *w = t->w + 2 * first;
+	uint64_t all = ~UINT64_C(0);
 	/* The table and the wire are both big-endian: store the raw words. */
 	for (uint64_t i = 0; i < n; i++, buf += HPTE64_SIZE) {
 		uint64_t v, r;
 		memcpy(&v, buf, 8);
 		memcpy(&r, buf + 8, 8);
+		all &= v;
 		atomic_store_explicit(&w[2 * i], v & ~HPT_LOCK_BE, memory_order_relaxed);
 		atomic_store_explicit(&w[2 * i + 1], r, memory_order_relaxed);
 	}
+	return all; /* AND of the stored V words: the caller's cheap check */
+}
+
+/* AND of n wire entries' V words as stored (big-endian). */
+static uint64_t and_v(const uint8_t *buf, uint64_t n)
+{
+	uint64_t all = ~UINT64_C(0);
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t v;
+		memcpy(&v, buf + i * HPTE64_SIZE, 8);
+		all &= v;
+	}
+	return all;
 }
 
 uint64_t hpt_write_entries_unshared(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *buf)
@@ -977,37 +992,25 @@ bool hpt_write_chunks_unshared(hpt_t *h, const uint8_t *chunks, size_t len)
 {
 	bool locked = atomic_load(&h->track) != NULL;
 	struct hpt_table *t = hpt_tab(h);
-	uint64_t valid = HPT_VALID_BE;
+	uint64_t all = ~UINT64_C(0);
 	for (size_t off = 0; off + HPT_CHUNK_HDR_SIZE <= len;) {
 		const uint8_t *c = chunks + off;
-		uint64_t first = hm_load_be32(c), n = hm_load_be16(c + 4);
+		uint64_t first = hm_load_be32(c), n = hm_load_be16(c + 4), m = 0;
 		const uint8_t *src = c + HPT_CHUNK_HDR_SIZE;
 		off += HPT_CHUNK_HDR_SIZE + n * HPTE64_SIZE;
 		if (off > len)
 			return false; /* a cut chunk: the caller's check failed */
 		if (locked) {
-			for (uint64_t i = 0; i < n; i++)
-				valid &= hm_load_be64(src + i * HPTE64_SIZE) & HPTE64_V_VALID ? HPT_VALID_BE : 0;
 			hpt_write_entries(h, first, n, src);
-			continue;
+		} else if (first < t->slots) {
+			/* Store and check in one loop over the run (a separate
+			 * check loop costs a mispredicted exit per short run). */
+			m = n < t->slots - first ? n : t->slots - first;
+			all &= store_unshared(t, first, m, src);
 		}
-		if (first >= t->slots)
-			continue;
-		if (n > t->slots - first)
-			n = t->slots - first;
-		/* Store and check the valid bits in one loop over the run: the
-		 * table and the wire are both big-endian, store the raw words. */
-		_Atomic uint64_t *w = t->w + 2 * first;
-		for (uint64_t i = 0; i < n; i++, src += HPTE64_SIZE) {
-			uint64_t v, r;
-			memcpy(&v, src, 8);
-			memcpy(&r, src + 8, 8);
-			valid &= v;
-			atomic_store_explicit(&w[2 * i], v & ~HPT_LOCK_BE, memory_order_relaxed);
-			atomic_store_explicit(&w[2 * i + 1], r, memory_order_relaxed);
-		}
+		all &= and_v(src + m * HPTE64_SIZE, n - m); /* not stored: checked all the same */
 	}
-	return valid != 0;
+	return (all & HPT_VALID_BE) != 0;
 }
 
 uint64_t hpt_clear_entries(hpt_t *h, uint64_t first, uint64_t n)

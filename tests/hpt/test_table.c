@@ -652,6 +652,80 @@ static void test_read_chunks(void **state)
 	hpt_destroy(h);
 }
 
+/* Append a chunk header and n entries (V with the valid bit unless bad ==
+ * the entry's number, 0x40 set on odd ones) to p; returns the new end. */
+static uint8_t *put_chunk(uint8_t *p, uint32_t first, uint16_t n, uint64_t *rs, int bad)
+{
+	hm_store_be32(p, first);
+	hm_store_be16(p + 4, n);
+	hm_store_be16(p + 6, 3); /* an invalid run: not applied by hpt */
+	p += 8;
+	for (int i = 0; i < n; i++, p += 16) {
+		uint64_t v = (tu_rand(rs) << 7) | (i & 1 ? HPTE64_V_HVLOCK : 0);
+		v = i == bad ? v & ~HPTE64_V_VALID : v | HPTE64_V_VALID;
+		hm_store_be64(p, v);
+		hm_store_be64(p + 8, tu_rand(rs));
+	}
+	return p;
+}
+
+/*
+ * hpt_write_chunks_unshared stores what hpt_write_entries stores for each
+ * chunk's valid run (0x40 cleared, invalid runs untouched, clipped at the
+ * table's end), on the unshared and the tracked path, and says false for
+ * an entry without the valid bit (stored or clipped) and for a cut chunk.
+ */
+static void test_write_chunks(void **state)
+{
+	(void)state;
+	uint64_t rs = tu_seed("write_chunks");
+	for (int tracked = 0; tracked < 2; tracked++) {
+		hpt_t *a, *b;
+		assert_int_equal(hpt_create(18, NULL, &a, NULL), 0);
+		assert_int_equal(hpt_create(18, NULL, &b, NULL), 0);
+		if (tracked)
+			assert_int_equal(hpt_track_start(b, NULL), 0);
+		uint64_t slots = hpt_slots(a);
+		uint8_t *buf = malloc(16 * 1024), *p = buf;
+		assert_non_null(buf);
+		static const struct { uint32_t first; uint16_t n; } c[] = {
+			{0, 1}, {5, 7}, {100, 200}, {4000, 3}};
+		for (size_t i = 0; i < 4; i++) {
+			uint8_t *q = p;
+			p = put_chunk(p, c[i].first, c[i].n, &rs, -1);
+			hpt_write_entries(a, c[i].first, c[i].n, q + 8);
+		}
+		/* clipped at the table's end */
+		uint8_t *q = p;
+		p = put_chunk(p, (uint32_t)(slots - 2), 5, &rs, -1);
+		hpt_write_entries(a, slots - 2, 5, q + 8);
+		assert_true(hpt_write_chunks_unshared(b, buf, (size_t)(p - buf)));
+		uint8_t da[32], db[32];
+		assert_int_equal(hpt_digest(a, da), 0);
+		assert_int_equal(hpt_digest(b, db), 0);
+		assert_memory_equal(da, db, 32);
+		if (tracked) {
+			uint64_t cur = 0, first, bits;
+			assert_true(hpt_track_take(b, &cur, &first, &bits)); /* marked */
+		}
+		/* an entry without the valid bit: stored, and false */
+		p = put_chunk(buf, 300, 4, &rs, 2);
+		assert_false(hpt_write_chunks_unshared(b, buf, (size_t)(p - buf)));
+		uint64_t v, r;
+		assert_true(hpt_read_entry(b, 302, &v, &r));
+		assert_false(v & HPTE64_V_VALID);
+		/* ... also when it lies beyond the table's end (not stored) */
+		p = put_chunk(buf, (uint32_t)(slots - 1), 3, &rs, 2);
+		assert_false(hpt_write_chunks_unshared(b, buf, (size_t)(p - buf)));
+		/* a cut chunk */
+		p = put_chunk(buf, 10, 4, &rs, -1);
+		assert_false(hpt_write_chunks_unshared(b, buf, (size_t)(p - buf) - 1));
+		free(buf);
+		hpt_destroy(a);
+		hpt_destroy(b);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -664,6 +738,7 @@ int main(void)
 		cmocka_unit_test(test_write_unshared_and_summary),
 		cmocka_unit_test(test_summary_random),
 		cmocka_unit_test(test_populate),
+		cmocka_unit_test(test_write_chunks),
 		cmocka_unit_test(test_read_chunks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -443,6 +443,100 @@ static void test_invalid_runs_model(void **state)
 	free(pay);
 }
 
+/*
+ * The loader's buffered fast path (its own table): 600 good chunks, then
+ * one whose third entry lacks the valid bit. The fast path must leave that
+ * chunk's segment to the careful path: the error names chunk 600 and entry
+ * 2 at its exact offset, and the counts are those of the 600 good chunks.
+ * The good chunks alone, read through a file (a 64 KiB channel buffer, so
+ * chunks cross its edge), give the same table as from memory.
+ */
+static void test_buffered_path(void **state)
+{
+	(void)state;
+	uint64_t rs = tu_seed("htab buffered path");
+	enum { GOOD = 600 };
+	uint8_t *buf = malloc(4 + (GOOD + 1) * (8 + 40 * 16) + 8), *q = buf;
+	assert_non_null(buf);
+	put_be(&q, 0, 4); /* PART header: chunks follow */
+	uint64_t slot = 0, nvalid = 0, bad_off = 0;
+	for (int c = 0; c <= GOOD; c++) {
+		unsigned nv = 1 + (unsigned)(tu_rand(&rs) % 40), ni = (unsigned)(tu_rand(&rs) % 5);
+		put_be(&q, slot, 4);
+		put_be(&q, nv, 2);
+		put_be(&q, ni, 2);
+		for (unsigned i = 0; i < nv; i++) {
+			uint64_t v = (tu_rand(&rs) << 8) | HPTE64_V_VALID;
+			if (c == GOOD && i == 2) {
+				v &= ~HPTE64_V_VALID;
+				bad_off = (uint64_t)(q - buf);
+			}
+			put_be(&q, v, 8);
+			put_be(&q, tu_rand(&rs), 8);
+		}
+		if (c < GOOD)
+			nvalid += nv;
+		slot += nv + ni;
+	}
+	size_t good_len = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		/* pass 0: with the bad chunk; pass 1: good chunks + end mark */
+		size_t len = (size_t)(q - buf);
+		if (pass == 1) {
+			uint8_t *p = buf + 4;
+			for (int c = 0; c < GOOD; c++)
+				p += 8 + (size_t)hm_load_be16(p + 4) * 16;
+			memset(p, 0, 8);
+			good_len = len = (size_t)(p + 8 - buf);
+		}
+		htab_loader_t *l;
+		hm_error_t e;
+		hm_error_clear(&e);
+		uint8_t start[4];
+		hm_store_be32(start, 20);
+		assert_int_equal(htab_loader_create(NULL, NULL, &l), 0);
+		assert_int_equal(htab_loader_load_buffer(l, start, 4, HTAB_RECORD_START, &e), 0);
+		int rc = htab_loader_load_buffer(l, buf, len, HTAB_RECORD_PART, &e);
+		htab_load_stats_t st;
+		htab_loader_get_stats(l, &st);
+		if (pass == 0) {
+			assert_int_equal(rc, HM_E_FORMAT);
+			assert_int_equal(e.offset, (int64_t)bad_off);
+			assert_non_null(strstr(e.msg, "chunk 600"));
+			assert_non_null(strstr(e.msg, "entry 2"));
+			assert_int_equal(st.chunks, GOOD);
+			assert_int_equal(st.valid_sent, nvalid);
+			htab_loader_destroy(l);
+			continue;
+		}
+		assert_int_equal(rc, 0);
+		htab_summary_t mem, file;
+		assert_int_equal(htab_loader_summary(l, &mem, NULL), 0);
+		assert_int_equal(mem.valid, nvalid);
+		htab_loader_destroy(l);
+
+		FILE *tf = tmpfile();
+		assert_non_null(tf);
+		assert_int_equal(fwrite(buf, 1, good_len, tf), good_len);
+		fflush(tf);
+		rewind(tf);
+		mig_file_t *f;
+		assert_int_equal(mig_file_open_fd(fileno(tf), MIG_FILE_READ, 0, &f), 0);
+		assert_int_equal(htab_loader_create(NULL, NULL, &l), 0);
+		assert_int_equal(htab_loader_load_buffer(l, start, 4, HTAB_RECORD_START, &e), 0);
+		assert_int_equal(htab_loader_load(l, f, HTAB_RECORD_PART, &e), 0);
+		assert_int_equal(mig_file_offset(f), good_len);
+		assert_int_equal(htab_loader_summary(l, &file, NULL), 0);
+		assert_memory_equal(mem.digest, file.digest, 32);
+		htab_loader_get_stats(l, &st);
+		assert_int_equal(st.chunks, GOOD);
+		htab_loader_destroy(l);
+		mig_file_close(f, NULL);
+		fclose(tf);
+	}
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -451,6 +545,7 @@ int main(void)
 		cmocka_unit_test(test_max_shift_and_external), cmocka_unit_test(test_qemu_cuts),
 		cmocka_unit_test(test_random_property),
 		cmocka_unit_test(test_invalid_runs_model),
+		cmocka_unit_test(test_buffered_path),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "hptmig/migration.h"
+#include "hptmig/savevm.h"
 
 static void test_uri_parse(void **state)
 {
@@ -107,6 +108,10 @@ static void test_return_path(void **state)
 	assert_int_equal(got.code, HM_E_DIGEST);
 	assert_int_equal(got.offset, 4242);
 	assert_string_equal(got.msg, "digests differ");
+	assert_int_equal(mig_rp_send_pong(dst, 0x01020304), 0);
+	assert_int_equal(mig_rp_recv(src, 1000, &got, &e), 0);
+	assert_int_equal(got.type, MIG_RP_PONG);
+	assert_int_equal(got.value, 0x01020304);
 	/* silence is a timeout, a hang-up is a peer failure */
 	assert_int_equal(mig_rp_recv(src, 50, &got, &e), HM_E_TIMEOUT);
 	assert_int_equal(mig_conn_close(dst, NULL), 0);
@@ -146,6 +151,7 @@ static void test_return_path_bad_bytes(void **state)
 	} cases[] = {
 		{{0, 1, 0, 4, 1, 2, 3, 4}, 8, HM_E_FORMAT, "type 1 with length 4 is unknown"},
 		{{0x12, 0x34, 0, 0}, 4, HM_E_FORMAT, "type 4660 with length 0 is unknown"},
+		{{0, 3, 0, 3, 1, 2, 3}, 7, HM_E_FORMAT, "type 3 with length 3 is unknown"},
 		{{0, 2, 0x04, 0x01}, 4, HM_E_FORMAT, "length 1025 exceeds max 1024"},
 		{{0, 1, 0, 56, 9, 9}, 6, HM_E_PEER, "closed the connection without an answer"},
 		{{0, 1}, 2, HM_E_PEER, "closed the connection without an answer"},
@@ -285,6 +291,7 @@ struct fake {
 	mig_listener_t *l;
 	size_t n;
 	bool refuse;
+	bool bad_pong; /* answer the PING at once with the wrong value */
 	pthread_t t;
 };
 
@@ -295,6 +302,8 @@ static void *fake_main(void *arg)
 	if (mig_accept(f->l, 20000, &c, NULL) != 0)
 		return NULL;
 	mig_file_t *in = mig_conn_file(c);
+	if (f->bad_pong)
+		mig_rp_send_pong(c, 7);
 	if (f->refuse) {
 		while (!mig_file_eof(in) && mig_file_status(in) == 0)
 			mig_file_get_u8(in);
@@ -483,6 +492,83 @@ static void test_resize_before_stop(void **state)
 	machine_destroy(m);
 }
 
+/*
+ * A source that sends the header and then a COMMAND the destination must
+ * refuse: a PING with 3 bytes instead of 4, or a command it does not know.
+ * The destination answers REFUSED naming it and never resumes.
+ */
+static void test_dest_refuses_commands(void **state)
+{
+	(void)state;
+	static const struct {
+		uint8_t cmd[9];
+		size_t len;
+		int code;
+		const char *msg;
+	} cases[] = {
+		{{0x08, 0, 2, 0, 3, 1, 2, 3}, 8, HM_E_FORMAT, "PING has length 3, expected 4"},
+		{{0x08, 0, 1, 0, 0}, 5, HM_E_UNKNOWN, "unknown COMMAND 1"},
+	};
+	char uri[600];
+	snprintf(uri, sizeof(uri), "unix:%s/cmd.sock", tu_tmp);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct dest_thread d;
+		dest_start(&d, uri);
+		mig_uri_t u;
+		mig_conn_t *src;
+		hm_error_t e;
+		hm_error_clear(&e);
+		assert_int_equal(mig_uri_parse(uri, &u, &e), 0);
+		assert_int_equal(mig_connect(&u, 5000, &src, &e), 0);
+		savevm_registry_t *r;
+		assert_int_equal(savevm_registry_new(&r), 0);
+		mig_file_t *f = mig_conn_file(src);
+		assert_int_equal(savevm_write_header(r, f, "pseries", &e), 0);
+		mig_file_put_buffer(f, cases[i].cmd, cases[i].len);
+		assert_int_equal(mig_file_flush(f), 0);
+		mig_conn_finish_write(src);
+		mig_rp_msg_t got;
+		assert_int_equal(mig_rp_recv(src, 5000, &got, &e), 0);
+		assert_int_equal(got.type, MIG_RP_REFUSED);
+		assert_int_equal(got.code, cases[i].code);
+		if (!strstr(got.msg, cases[i].msg))
+			fail_msg("case %zu: '%s' lacks '%s'", i, got.msg, cases[i].msg);
+		dest_join(&d);
+		assert_int_equal(d.rc, cases[i].code);
+		assert_false(d.rep.resumed);
+		savevm_registry_free(r);
+		mig_conn_close(src, NULL);
+	}
+}
+
+/* A destination whose PONG does not answer our PING: a clear error before
+ * the stop, and the guest keeps running. */
+static void test_bad_pong(void **state)
+{
+	(void)state;
+	char uri[600];
+	snprintf(uri, sizeof(uri), "unix:%s/pong.sock", tu_tmp);
+	machine_t *m = guest(20, 1, 1000);
+	mig_params_t p;
+	mig_params_default(&p);
+	struct fake f = {.n = 1 << 20, .bad_pong = true};
+	mig_uri_t u;
+	assert_int_equal(mig_uri_parse(uri, &u, NULL), 0);
+	assert_int_equal(mig_listen(&u, &f.l, NULL), 0);
+	assert_int_equal(pthread_create(&f.t, NULL, fake_main, &f), 0);
+	mig_report_t rep;
+	hm_error_t e;
+	hm_error_clear(&e);
+	int rc = mig_source_run(m, uri, &p, &rep, &e);
+	pthread_join(f.t, NULL);
+	mig_listener_close(f.l);
+	assert_int_equal(rc, HM_E_FORMAT);
+	assert_non_null(strstr(e.msg, "expected PONG"));
+	assert_false(rep.stopped);
+	assert_false(machine_paused(m));
+	machine_destroy(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -493,6 +579,8 @@ int main(void)
 		cmocka_unit_test(test_failure_leaves_guest_running),
 		cmocka_unit_test(test_policy_abort_and_cancel),
 		cmocka_unit_test(test_resize_before_stop),
+		cmocka_unit_test(test_dest_refuses_commands),
+		cmocka_unit_test(test_bad_pong),
 	};
 	return cmocka_run_group_tests(tests, tu_setup_tmp, tu_teardown_tmp);
 }
