@@ -26,9 +26,7 @@
 /*
  * One live entry's stored words, read as mode says; raw is V as first
  * loaded (valid or locked). Returns false when it is not valid after all.
- * The tracked read is hpt_read_entries' seqlock (argument in hpt.c,
- * read_run_tracked): V, R, acquire fence, V again, then the slot's tracking
- * bit; any doubt falls back to the lock.
+ * The tracked read is hpt_read_quiet; any doubt falls back to the lock.
  */
 static bool read_valid(hpt_read_mode_t mode, struct hpt_track *trk, struct hpt_table *t,
 		       uint64_t slot, uint64_t raw, uint64_t *v_raw, uint64_t *r_raw)
@@ -39,18 +37,8 @@ static bool read_valid(hpt_read_mode_t mode, struct hpt_track *trk, struct hpt_t
 		*r_raw = atomic_load_explicit(hpt_rp(t, slot), memory_order_relaxed);
 		return (raw & HPT_VALID_BE) != 0;
 	}
-	if (trk) {
-		uint64_t v1 = atomic_load(vp);
-		uint64_t r = atomic_load_explicit(hpt_rp(t, slot), memory_order_relaxed);
-		atomic_thread_fence(memory_order_acquire);
-		uint64_t v2 = atomic_load_explicit(vp, memory_order_acquire);
-		uint64_t bit = (atomic_load(&trk->words[slot >> 6]) >> (slot & 63)) & 1;
-		if (v2 == v1 && !(v1 & HPT_LOCK_BE) && !bit) {
-			*v_raw = v1;
-			*r_raw = r;
-			return (v1 & HPT_VALID_BE) != 0;
-		}
-	}
+	if (trk && hpt_read_quiet(trk, t, slot, v_raw, r_raw))
+		return (*v_raw & HPT_VALID_BE) != 0;
 	uint64_t v = hpt_entry_lock(vp);
 	*r_raw = atomic_load_explicit(hpt_rp(t, slot), memory_order_relaxed);
 	hpt_entry_unlock(vp, v);

@@ -586,19 +586,9 @@ static uint64_t read_run_tracked(struct hpt_track *trk, struct hpt_table *t, uin
 		/* Branch-free for the common cases (valid and quiet, or invalid):
 		 * on a table that is 1/3 full at random, a branch per entry
 		 * mispredicts a third of the time. */
-		uint64_t raw = atomic_load(vp);
-		uint64_t r_raw = atomic_load_explicit(hpt_rp(t, slot), memory_order_relaxed);
-		atomic_thread_fence(memory_order_acquire);
-		uint64_t raw2 = atomic_load_explicit(vp, memory_order_acquire);
-		/* The data word only under its summary bit: a set bit we must
-		 * see comes with a visible summary bit, and a fresh bitmap's
-		 * untouched pages are never faulted in ("Tracking bits" at
-		 * read_runs below). A well-predicted branch. */
-		uint64_t wi = slot >> 6, bit = 0;
-		if ((atomic_load(&trk->summary[wi >> 6]) >> (wi & 63)) & 1)
-			bit = (atomic_load(&trk->words[wi]) >> (slot & 63)) & 1;
+		uint64_t raw, r_raw;
+		uint64_t ok = hpt_read_quiet(trk, t, slot, &raw, &r_raw);
 		uint64_t live = (raw & (HPT_VALID_BE | HPT_LOCK_BE)) != 0;
-		uint64_t ok = (raw2 == raw) & ((raw & HPT_LOCK_BE) == 0) & (bit == 0);
 		uint64_t out_v, out_r;
 		if (__builtin_expect(live & !ok, 0)) {
 			uint64_t v = hpt_entry_lock(vp);
@@ -766,9 +756,7 @@ static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t f
 			 * first, the data word only where the summary says it holds
 			 * a bit (see "Tracking bits" above: a first pass then never
 			 * touches the bitmap's untouched, unmapped pages). */
-			uint64_t wi = s0 >> 6, bits = 0;
-			if ((atomic_load(&trk->summary[wi >> 6]) >> (wi & 63)) & 1)
-				bits = atomic_load(&trk->words[wi]) >> (s0 & 63);
+			uint64_t bits = hpt_trk_word(trk, s0 >> 6) >> (s0 & 63);
 			/* 4. Keep the group, or read it again locked. */
 			redo = (flags & UINT64_C(0x4040404040404040)) != 0 ||
 			       (v_and & HPT_VALID_BE) == 0 || (v_or & HPT_LOCK_BE) != 0 || diff != 0 ||

@@ -85,6 +85,19 @@ static inline void hpt_trk_summary_mark(struct hpt_track *t, uint64_t w)
 }
 
 /*
+ * Data word w of the bitmap for a reader, read only under its summary bit
+ * (0 when that is clear): a set bit the reader must see comes with a
+ * visible summary bit (track.c), and a fresh bitmap's untouched pages are
+ * never faulted in (see "Tracking bits" at read_runs in hpt.c).
+ */
+static inline uint64_t hpt_trk_word(struct hpt_track *t, uint64_t w)
+{
+	if (!((atomic_load(&t->summary[w >> 6]) >> (w & 63)) & 1))
+		return 0;
+	return atomic_load(&t->words[w]);
+}
+
+/*
  * Set one bit; true when it was clear before. An entry changed again before
  * the migration took its bit (the common case: a guest remaps a page) costs
  * a load, not a locked OR. Safe for the same reason as the summary check:
@@ -236,6 +249,26 @@ static inline void hpt_track_mark(hpt_t *h, struct hpt_shard *s, uint64_t slot)
 	struct hpt_track *t = atomic_load(&h->track);
 	if (t && hpt_trk_set(t, slot))
 		atomic_fetch_add_explicit(&s->marked, 1, memory_order_relaxed);
+}
+
+/*
+ * The lock-free read of one entry, validated by tracking (the argument is
+ * at read_run_tracked in hpt.c): V (seq_cst), R, acquire fence, V again,
+ * then the slot's tracking bit. *v and *r get the stored words; true when
+ * they are a real state of the entry (V unchanged, unlocked, no change
+ * marked), false when the caller must read it again under the lock.
+ */
+static inline bool hpt_read_quiet(struct hpt_track *trk, struct hpt_table *t, uint64_t slot,
+				  uint64_t *v, uint64_t *r)
+{
+	_Atomic uint64_t *vp = hpt_vp(t, slot);
+	uint64_t v1 = atomic_load(vp);
+	*r = atomic_load_explicit(hpt_rp(t, slot), memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire);
+	uint64_t v2 = atomic_load_explicit(vp, memory_order_acquire);
+	uint64_t bit = (hpt_trk_word(trk, slot >> 6) >> (slot & 63)) & 1;
+	*v = v1;
+	return (v2 == v1) & ((v1 & HPT_LOCK_BE) == 0) & (bit == 0);
 }
 
 /* Resize steps (hpt.c), called by the hypercalls with h->ctl held. */
