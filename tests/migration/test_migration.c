@@ -319,6 +319,21 @@ static void *fake_main(void *arg)
 	return NULL;
 }
 
+/* Migrate m to a fake destination f listening on uri; returns the source's code. */
+static int migrate_to_fake(machine_t *m, const char *uri, const mig_params_t *p, struct fake *f,
+			   mig_report_t *rep, hm_error_t *e)
+{
+	mig_uri_t u;
+	assert_int_equal(mig_uri_parse(uri, &u, NULL), 0);
+	assert_int_equal(mig_listen(&u, &f->l, NULL), 0);
+	assert_int_equal(pthread_create(&f->t, NULL, fake_main, f), 0);
+	hm_error_clear(e);
+	int rc = mig_source_run(m, uri, p, rep, e);
+	pthread_join(f->t, NULL);
+	mig_listener_close(f->l);
+	return rc;
+}
+
 static void test_failure_leaves_guest_running(void **state)
 {
 	(void)state;
@@ -333,16 +348,9 @@ static void test_failure_leaves_guest_running(void **state)
 	p.max_iterations = 1; /* the guest dirties faster than that: stop anyway */
 	for (int kind = 0; kind < 2; kind++) {
 		struct fake f = {.n = 20000, .refuse = kind == 1};
-		mig_uri_t u;
-		assert_int_equal(mig_uri_parse(uri, &u, NULL), 0);
-		assert_int_equal(mig_listen(&u, &f.l, NULL), 0);
-		assert_int_equal(pthread_create(&f.t, NULL, fake_main, &f), 0);
 		mig_report_t rep;
 		hm_error_t e;
-		hm_error_clear(&e);
-		int rc = mig_source_run(m, uri, &p, &rep, &e);
-		pthread_join(f.t, NULL);
-		mig_listener_close(f.l);
+		int rc = migrate_to_fake(m, uri, &p, &f, &rep, &e);
 		if (rc >= 0 || rep.stopped != (kind == 1))
 			print_message("kind %d: rc %d (%s), stopped %d: %s\n", kind, rc,
 				      hm_err_name(rc), rep.stopped, e.msg);
@@ -552,16 +560,9 @@ static void test_bad_pong(void **state)
 	mig_params_t p;
 	mig_params_default(&p);
 	struct fake f = {.n = 1 << 20, .bad_pong = true};
-	mig_uri_t u;
-	assert_int_equal(mig_uri_parse(uri, &u, NULL), 0);
-	assert_int_equal(mig_listen(&u, &f.l, NULL), 0);
-	assert_int_equal(pthread_create(&f.t, NULL, fake_main, &f), 0);
 	mig_report_t rep;
 	hm_error_t e;
-	hm_error_clear(&e);
-	int rc = mig_source_run(m, uri, &p, &rep, &e);
-	pthread_join(f.t, NULL);
-	mig_listener_close(f.l);
+	int rc = migrate_to_fake(m, uri, &p, &f, &rep, &e);
 	assert_int_equal(rc, HM_E_FORMAT);
 	assert_non_null(strstr(e.msg, "expected PONG"));
 	assert_false(rep.stopped);
