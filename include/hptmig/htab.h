@@ -155,6 +155,12 @@ typedef struct htab_loader_opts {
 	 * the downtime, and learns at once when it lacks the memory.
 	 */
 	bool populate;
+	/*
+	 * Appended to the message refusing a table above max_shift, to tell
+	 * the user how to raise the cap (e.g. "change it with --ram SIZE or
+	 * --max-htab-shift N"); NULL = none. Borrowed: must outlive the loader.
+	 */
+	const char *max_shift_hint;
 } htab_loader_opts_t;
 
 typedef struct htab_load_stats {

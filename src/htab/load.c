@@ -37,6 +37,7 @@ struct htab_loader {
 	 */
 	uint64_t *dirty;
 	unsigned max_shift;
+	const char *max_shift_hint; /* borrowed from opts; NULL = none */
 	hpt_config_t cfg;
 	bool have_cfg;
 	htab_load_stats_t st;
@@ -70,6 +71,7 @@ int htab_loader_create(hpt_t *table, const htab_loader_opts_t *opts, htab_loader
 		}
 		l->max_shift = opts->max_shift;
 	}
+	l->max_shift_hint = opts ? opts->max_shift_hint : NULL;
 	l->unshared = opts && opts->unshared;
 	l->populate = opts && opts->populate;
 	if (opts && opts->cfg) {
@@ -156,21 +158,53 @@ static int fail_stream(mig_file_t *f, hm_error_t *err, const char *fmt, ...)
 	return code;
 }
 
-/* A new zeroed table of the given shift (START or a non-zero header). */
+/* "32 MiB", "1 GiB", "64 TiB": the size of a table of 2^shift bytes. */
+static const char *table_size(unsigned shift, char *buf, size_t len)
+{
+	static const char *unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+	unsigned u = shift / 10 < 4 ? shift / 10 : 4;
+	snprintf(buf, len, "%llu %s", 1ull << (shift - 10 * u), unit[u]);
+	return buf;
+}
+
+/*
+ * A new zeroed table of the given shift (START or a non-zero header). The
+ * shift is checked against max_shift before anything is allocated. On a
+ * resize the old table is released before the new one is mapped (its
+ * contents are discarded anyway), so a stream of resizes holds at most one
+ * table of at most 2^max_shift bytes, never old + new.
+ */
 static int new_table(htab_loader_t *l, mig_file_t *f, hm_error_t *err, int type, uint32_t hdr,
 		     int64_t off)
 {
+	if (hdr > l->max_shift && hdr <= HTAB_SHIFT_MAX && l->max_shift < HTAB_SHIFT_MAX) {
+		char want[32], cap[32];
+		return fail(f, err, HM_E_RANGE, off,
+			    "spapr/htab: %s record: htab_shift %" PRIu32
+			    " (a table of %s) exceeds this destination's cap of htab_shift %u "
+			    "(%s)%s%s",
+			    rec_name(type), hdr, table_size(hdr, want, sizeof(want)), l->max_shift,
+			    table_size(l->max_shift, cap, sizeof(cap)),
+			    l->max_shift_hint ? ": " : "",
+			    l->max_shift_hint ? l->max_shift_hint : "");
+	}
 	if (hdr < HTAB_SHIFT_MIN || hdr > l->max_shift)
 		return fail(f, err, HM_E_RANGE, off,
 			    "spapr/htab: %s record: header (htab_shift) %" PRIu32
-			    " (0x%08" PRIx32 ") out of range %u..%u%s",
-			    rec_name(type), hdr, hdr, HTAB_SHIFT_MIN, l->max_shift,
-			    l->max_shift < HTAB_SHIFT_MAX ? " (this destination's limit)" : "");
+			    " (0x%08" PRIx32 ") out of range %u..%u",
+			    rec_name(type), hdr, hdr, HTAB_SHIFT_MIN, l->max_shift);
 	hm_error_t e;
 	hm_error_clear(&e);
-	int rc;
+	int rc = 0;
 	if (l->table) {
-		rc = hpt_reset(l->table, hdr, &e);
+		/* Free the old table first (hpt_reset maps the new one before it
+		 * unmaps the old): drop to the smallest table, then grow. */
+		if (hpt_shift(l->table) > HTAB_SHIFT_MIN && hdr > HTAB_SHIFT_MIN)
+			rc = hpt_reset(l->table, HTAB_SHIFT_MIN, &e);
+		free(l->dirty);
+		l->dirty = NULL;
+		if (rc == 0)
+			rc = hpt_reset(l->table, hdr, &e);
 	} else {
 		rc = hpt_create(hdr, l->have_cfg ? &l->cfg : NULL, &l->table, &e);
 		if (rc == 0)

@@ -221,8 +221,34 @@ static void test_max_shift_and_external(void **state)
 	assert_int_equal(htab_loader_create(NULL, &o, &l), 0);
 	hm_store_be32(p, 21);
 	assert_int_equal(htab_loader_load_buffer(l, p, 4, HTAB_RECORD_START, &e), HM_E_RANGE);
-	assert_non_null(strstr(e.msg, "18..20"));
+	assert_non_null(strstr(e.msg, "htab_shift 21 (a table of 2 MiB) exceeds this destination's "
+				  "cap of htab_shift 20 (1 MiB)"));
 	htab_loader_destroy(l);
+
+	/* The cap holds for a resize header in PART and END records too, and
+	 * the message carries the caller's hint on how to raise it. */
+	o.max_shift_hint = "change it with --max-htab-shift N";
+	for (int type = HTAB_RECORD_PART; type <= HTAB_RECORD_END; type++) {
+		hm_error_clear(&e);
+		assert_int_equal(htab_loader_create(NULL, &o, &l), 0);
+		hm_store_be32(p, 19);
+		assert_int_equal(htab_loader_load_buffer(l, p, 4, HTAB_RECORD_START, &e), 0);
+		for (uint32_t s = 18; s <= 20; s++) { /* resizes within the cap */
+			hm_store_be32(p, s);
+			assert_int_equal(htab_loader_load_buffer(l, p, 4, type, &e), 0);
+			assert_int_equal(hpt_shift(htab_loader_table(l)), s);
+		}
+		hm_store_be32(p, 36);
+		assert_int_equal(htab_loader_load_buffer(l, p, 4, type, &e), HM_E_RANGE);
+		assert_non_null(strstr(e.msg, "htab_shift 36 (a table of 64 GiB) exceeds this "
+					      "destination's cap of htab_shift 20 (1 MiB): change it "
+					      "with --max-htab-shift N"));
+		assert_int_equal(e.offset, 0);
+		/* the table of the last good header is still the one held */
+		assert_int_equal(hpt_shift(htab_loader_table(l)), 20);
+		htab_loader_destroy(l);
+	}
+	o.max_shift_hint = NULL;
 	o.max_shift = 40;
 	assert_int_equal(htab_loader_create(NULL, &o, &l), HM_E_RANGE);
 
