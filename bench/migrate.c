@@ -47,6 +47,7 @@ static int one(machine_t *m, const char *uri, const mig_params_t *p, mig_report_
 	if (mig_uri_parse(uri, &u, e) != 0 || mig_listen(&u, &d.l, e) != 0)
 		return -1;
 	mig_dest_params_default(&d.p);
+	d.p.ram_bytes = machine_config(m)->ram_bytes; /* the destination's -m: its table cap */
 	d.p.accept_timeout_ms = 60000;
 	d.p.guest.vcpus = 1;
 	d.p.guest.rate = 1000;

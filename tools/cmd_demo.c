@@ -32,6 +32,7 @@ static void *dest_main(void *arg)
 static int demo_run(int argc, char **argv)
 {
 	struct mig_cli cli;
+	char cap_hint[256];
 	const char *pos[1];
 	int npos;
 	int rc = mig_cli_parse("demo", argc, argv, MIG_CLI_SOURCE | MIG_CLI_DEST, &cli, pos, 0,
@@ -91,6 +92,10 @@ static int demo_run(int argc, char **argv)
 	}
 	d.l = l;
 	mig_dest_params_default(&d.p);
+	/* The destination guest has the source guest's RAM (QEMU: the same -m). */
+	struct mig_cli dcli = cli;
+	dcli.guest.ram_bytes = gc->ram_bytes;
+	mig_cli_dest_limits("demo", &dcli, &d.p, cap_hint, sizeof(cap_hint));
 	d.p.accept_timeout_ms = 60000;
 	d.p.run_ns = cli.run_ns;
 	d.p.guest.vcpus = gc->vcpus;

@@ -46,6 +46,8 @@ static int incoming_run(int argc, char **argv)
 	}
 	mig_dest_params_t dp;
 	mig_dest_params_default(&dp);
+	char hint[256];
+	mig_cli_dest_limits("incoming", &cli, &dp, hint, sizeof(hint));
 	dp.accept_timeout_ms = cli.accept_timeout_ms;
 	dp.run_ns = cli.run_ns;
 	dp.guest.vcpus = cli.guest.vcpus;
@@ -74,10 +76,21 @@ static int incoming_run(int argc, char **argv)
 const struct hm_cmd hm_cmd_incoming = {
 	.name = "incoming",
 	.summary = "receive a migration on URI, verify it and resume the guest",
-	.usage = "usage: hptmig incoming URI [--json] [--run SECONDS] [guest options]\n"
+	.usage = "usage: hptmig incoming URI [--json] [--run SECONDS] [limits] [guest options]\n"
 		 "URI: tcp:HOST:PORT, unix:PATH (listen), exec:COMMAND, file:PATH, fd:N (read)\n"
 		 "  --run S              keep the resumed guest running S seconds\n"
-		 "  --accept-timeout S   give up when no source connects (default 600)\n"
+		 "limits (docs/limits.md):\n"
+		 "  --ram SIZE           this guest's RAM, as QEMU's -m (default 2G): caps the table\n"
+		 "                       at htab_shift hpt_shift_for_ram(SIZE) + 1 (2G: 25, 32 MiB)\n"
+		 "  --max-htab-shift N   cap the table at 2^N bytes instead (18..36)\n"
+		 "  --deadline S         the whole stream must arrive within S seconds of its first\n"
+		 "                       byte (default 3600; 0 = none)\n"
+		 "  --idle-timeout S     a source silent this long is gone (default 30)\n"
+		 "  --accept-timeout S   give up when no migration arrives (default 600; exec:, fd:\n"
+		 "                       wait this long for the first byte)\n"
+		 "  --probe-timeout S    tcp/unix: a connection must send QEVM + version 3 within S\n"
+		 "                       seconds or it is a stray, refused (default 5)\n"
+		 "  --max-strays N       give up after N stray connections (default 10)\n"
 		 "  --vcpus N, --workload W, --rate N, --seed N   the resumed guest's behaviour\n"
 		 "  --json               one JSON object on stdout at the end\n",
 	.run = incoming_run,

@@ -22,6 +22,7 @@ enum {
 	O_RAM = 1000, O_SHIFT, O_VCPUS, O_WORKLOAD, O_RATE, O_SEED, O_FROM,
 	O_BW, O_DOWNTIME, O_MAXITER, O_TIMEOUT, O_AUTOCONV, O_RETRIES, O_RETRY_DELAY,
 	O_PURE, O_SCAN, O_POLICY, O_JSON, O_RUN, O_WARMUP, O_ACCEPT_TIMEOUT, O_TRANSPORT, O_CONNECT_TIMEOUT,
+	O_MAX_SHIFT, O_DEADLINE, O_IDLE_TIMEOUT, O_PROBE_TIMEOUT, O_MAX_STRAYS,
 };
 
 static const struct option guest_opts[] = {
@@ -48,6 +49,11 @@ static const struct option guest_opts[] = {
 	{"accept-timeout", required_argument, NULL, O_ACCEPT_TIMEOUT},
 	{"transport", required_argument, NULL, O_TRANSPORT},
 	{"connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT},
+	{"max-htab-shift", required_argument, NULL, O_MAX_SHIFT},
+	{"deadline", required_argument, NULL, O_DEADLINE},
+	{"idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT},
+	{"probe-timeout", required_argument, NULL, O_PROBE_TIMEOUT},
+	{"max-strays", required_argument, NULL, O_MAX_STRAYS},
 	{NULL, 0, NULL, 0},
 };
 
@@ -72,8 +78,15 @@ static bool allowed(int opt, unsigned kinds)
 	case O_SEED:
 	case O_JSON:
 		return true;
+	case O_RAM:
+		return true; /* the source guest's, or the destination guest's (its cap) */
 	case O_RUN:
 	case O_ACCEPT_TIMEOUT:
+	case O_MAX_SHIFT:
+	case O_DEADLINE:
+	case O_IDLE_TIMEOUT:
+	case O_PROBE_TIMEOUT:
+	case O_MAX_STRAYS:
 		return kinds & MIG_CLI_DEST;
 	default:
 		return kinds & MIG_CLI_SOURCE;
@@ -91,6 +104,10 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
 	cli->guest.rate = 20000;
 	mig_params_default(&cli->params);
 	cli->accept_timeout_ms = 600000;
+	cli->deadline_ns = (uint64_t)MIG_DEADLINE_MS * 1000000u;
+	cli->idle_timeout_ms = MIG_IO_TIMEOUT_MS;
+	cli->probe_timeout_ms = MIG_PROBE_TIMEOUT_MS;
+	cli->max_strays = MIG_MAX_STRAYS;
 	cli->transport = "unix";
 	*npos_out = 0;
 	optind = 1;
@@ -206,6 +223,25 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
 			cli->params.connect_timeout_ms = (int)(ns / 1000000u);
 			break;
 		}
+		case O_MAX_SHIFT:
+			bad = hm_parse_u64(a, HPT_SHIFT_STREAM_MAX, &v) != 0 || v < HPT_SHIFT_MIN;
+			cli->max_htab_shift = (unsigned)v;
+			break;
+		case O_DEADLINE:
+			bad = parse_seconds(a, &cli->deadline_ns) != 0;
+			break;
+		case O_IDLE_TIMEOUT:
+		case O_PROBE_TIMEOUT: {
+			uint64_t ns = 0;
+			bad = parse_seconds(a, &ns) != 0 || ns < 1000000u || ns > UINT64_C(86400000000000);
+			*(c == O_IDLE_TIMEOUT ? &cli->idle_timeout_ms : &cli->probe_timeout_ms) =
+				(int)(ns / 1000000u);
+			break;
+		}
+		case O_MAX_STRAYS:
+			bad = hm_parse_u64(a, 1000000, &v) != 0 || v < 1;
+			cli->max_strays = (unsigned)v;
+			break;
 		case O_TRANSPORT:
 			bad = strcmp(a, "unix") != 0 && strcmp(a, "tcp") != 0;
 			cli->transport = a;
@@ -216,6 +252,7 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
 			return 2;
 		}
 	}
+	cli->ram_given = ram_given;
 	if (shift_given && !ram_given)
 		cli->guest.ram_bytes = 0; /* RAM from the table: shift + 7 */
 	if (shift_given && ram_given) {
@@ -232,6 +269,50 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
 		pos[(*npos_out)++] = argv[i];
 	}
 	return 0;
+}
+
+/* ------------------------------------------------- destination limits */
+
+static void print_stray(void *opaque, const char *line)
+{
+	fprintf(stderr, "hptmig %s: warning: %s\n", (const char *)opaque, line);
+	fflush(stderr);
+}
+
+static const char *human_size(uint64_t b, char *buf, size_t len);
+
+void mig_cli_dest_limits(const char *cmd, const struct mig_cli *cli, mig_dest_params_t *p,
+			 char *hint, size_t hint_len)
+{
+	char ram[32];
+	p->ram_bytes = cli->guest.ram_bytes ? cli->guest.ram_bytes : MIG_DEST_RAM_DEFAULT;
+	p->max_shift = cli->max_htab_shift;
+	if (cli->max_htab_shift)
+		snprintf(hint, hint_len, "change it with --max-htab-shift N");
+	else
+		snprintf(hint, hint_len,
+			 "a guest of --ram %s may have at most htab_shift %u (QEMU's rule); change "
+			 "it with --ram SIZE or --max-htab-shift N",
+			 human_size(p->ram_bytes, ram, sizeof(ram)), mig_dest_max_shift(p));
+	p->max_shift_hint = hint;
+	p->deadline_ns = cli->deadline_ns;
+	p->idle_timeout_ms = cli->idle_timeout_ms;
+	p->probe_timeout_ms = cli->probe_timeout_ms;
+	p->max_strays = cli->max_strays;
+	p->on_stray = print_stray;
+	p->stray_opaque = (void *)(uintptr_t)cmd;
+}
+
+/* "2 GiB", "512 MiB", "1.5 GiB": a RAM size as the user would write it. */
+static const char *human_size(uint64_t b, char *buf, size_t len)
+{
+	if (b >= (UINT64_C(1) << 30) && b % (UINT64_C(1) << 30) == 0)
+		snprintf(buf, len, "%llu GiB", (unsigned long long)(b >> 30));
+	else if (b >= (UINT64_C(1) << 30))
+		snprintf(buf, len, "%.2f GiB", (double)b / (1u << 30));
+	else
+		snprintf(buf, len, "%llu MiB", (unsigned long long)(b >> 20));
+	return buf;
 }
 
 /* ------------------------------------------------------------ the guest */
@@ -524,6 +605,8 @@ json_t *mig_dest_report_json(const mig_dest_report_t *r, const hm_error_t *err)
 	json_object_set_new(o, "bytes_total", json_integer((json_int_t)r->bytes_total));
 	json_object_set_new(o, "verified", json_boolean(r->verified));
 	json_object_set_new(o, "resumed", json_boolean(r->resumed));
+	json_object_set_new(o, "max_htab_shift", json_integer(r->max_shift));
+	json_object_set_new(o, "stray_connections", json_integer(r->strays));
 	json_t *h = json_object();
 	if (r->no_hpt)
 		json_object_set_new(h, "shift", json_string("no-hpt"));

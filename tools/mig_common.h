@@ -25,6 +25,13 @@ struct mig_cli {
 	uint64_t run_ns;           /* --run S (destination; demo: the destination) */
 	uint64_t warmup_ns;        /* --warmup S: run the guest before migrating */
 	int accept_timeout_ms;     /* --accept-timeout S */
+	/* Destination limits (docs/limits.md); the destination's RAM is guest.ram_bytes. */
+	bool ram_given;            /* --ram was given */
+	unsigned max_htab_shift;   /* --max-htab-shift N (0 = from the RAM) */
+	uint64_t deadline_ns;      /* --deadline S (0 = none) */
+	int idle_timeout_ms;       /* --idle-timeout S */
+	int probe_timeout_ms;      /* --probe-timeout S */
+	unsigned max_strays;       /* --max-strays N */
 	const char *transport;     /* demo: unix or tcp */
 	bool guest_given[8];
 };
@@ -40,6 +47,15 @@ enum mig_cli_kind {
  */
 int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct mig_cli *cli,
 		  const char **pos, int npos, int *npos_out);
+
+/*
+ * Fill the destination's limits in p from the options (RAM, cap, deadline,
+ * timeouts, strays; stray connections reported on stderr as they happen).
+ * hint receives the text telling the user how to raise the cap; it must
+ * outlive p's use.
+ */
+void mig_cli_dest_limits(const char *cmd, const struct mig_cli *cli, mig_dest_params_t *p,
+			 char *hint, size_t hint_len);
 
 /*
  * Build the source guest: from --from FILE (the table of a real QEMU

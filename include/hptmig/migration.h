@@ -71,6 +71,53 @@ int mig_listen(const mig_uri_t *u, mig_listener_t **out, hm_error_t *err);
 const mig_uri_t *mig_listener_uri(const mig_listener_t *l);
 /* Wait (timeout_ms, -1 = forever) for the source, or open/spawn the input. */
 int mig_accept(mig_listener_t *l, int timeout_ms, mig_conn_t **out, hm_error_t *err);
+
+/* Defaults of the destination's limits (docs/limits.md, "Destination"). */
+#define MIG_PROBE_TIMEOUT_MS 5000     /* a connection must send QEVM + version 3 within this */
+#define MIG_MAX_STRAYS 10u            /* stray connections refused before giving up */
+#define MIG_DEADLINE_MS 3600000       /* the whole stream read within this */
+
+/* How the destination waits for, screens and reads its input. */
+typedef struct mig_accept_opts {
+	/* tcp/unix: wait this long for the migration in all (strays included);
+	 * pipes (exec:, fd:): for the first byte. -1 = forever. */
+	int timeout_ms;
+	/* tcp/unix: a new connection must send the stream's first 8 bytes
+	 * (QEVM magic, version 3) within this, else it is a stray (0 = default). */
+	int probe_timeout_ms;
+	/* tcp/unix: give up (HM_E_PEER) after this many strays (0 = default). */
+	unsigned max_strays;
+	/* A read that waits this long for a byte fails (HM_E_TIMEOUT); 0 = none. */
+	int idle_timeout_ms;
+	/* Every read after the stream's first byte ends by then: a trickling
+	 * source is cut (HM_E_TIMEOUT); 0 = none. */
+	uint64_t deadline_ns;
+	/* Called with one line (no newline) for every stray connection refused. */
+	void (*on_stray)(void *opaque, const char *line);
+	void *opaque;
+} mig_accept_opts_t;
+
+void mig_accept_opts_default(mig_accept_opts_t *o);
+/*
+ * mig_accept with limits: on tcp/unix, connections that do not start with
+ * QEVM + version 3 within probe_timeout_ms are closed and reported through
+ * on_stray, and the listener keeps waiting (up to max_strays of them, within
+ * timeout_ms in all); the accepted connection's stream still starts at its
+ * first byte. Every input gets the idle timeout and the deadline. *strays
+ * (may be NULL) counts the connections refused.
+ */
+int mig_accept_ex(mig_listener_t *l, const mig_accept_opts_t *o, mig_conn_t **out,
+		  unsigned *strays, hm_error_t *err);
+
+enum mig_conn_timeout {
+	MIG_CONN_TIMEOUT_NONE = 0,
+	MIG_CONN_TIMEOUT_IDLE = 1,     /* a read waited idle_timeout_ms */
+	MIG_CONN_TIMEOUT_DEADLINE = 2, /* the deadline passed */
+};
+/* Which limit (if any) ended a read on a connection from mig_accept_ex. */
+enum mig_conn_timeout mig_conn_timed_out(const mig_conn_t *c);
+/* True once the connection's deadline has passed (false without one). */
+bool mig_conn_deadline_passed(const mig_conn_t *c);
 /* Close the listener; removes a unix socket file it created. */
 void mig_listener_close(mig_listener_t *l);
 
@@ -269,9 +316,28 @@ int mig_source_run(machine_t *m, const char *uri, const mig_params_t *p, mig_rep
 
 /* ------------------------------------------------------------ destination */
 
+/* The destination guest's RAM when the caller names none (as the CLI's guests). */
+#define MIG_DEST_RAM_DEFAULT (UINT64_C(2) << 30)
+
 typedef struct mig_dest_params {
 	int accept_timeout_ms;        /* wait for a source; -1 = forever (default 600000) */
-	unsigned max_shift;           /* largest table accepted (0 = 36) */
+	/*
+	 * The destination guest's RAM (QEMU's -m there; default
+	 * MIG_DEST_RAM_DEFAULT). It caps the table: at most
+	 * hpt_shift_for_ram(ram_bytes) + 1, what H_RESIZE_HPT_PREPARE would
+	 * let such a guest grow to. A larger table is refused before anything
+	 * is allocated, at START and at any resize.
+	 */
+	uint64_t ram_bytes;
+	unsigned max_shift;           /* override of that cap (0 = from ram_bytes), 18..36 */
+	const char *max_shift_hint;   /* appended to the refusal: how to raise the cap */
+	int probe_timeout_ms;         /* see mig_accept_opts_t (default MIG_PROBE_TIMEOUT_MS) */
+	unsigned max_strays;          /* see mig_accept_opts_t (default MIG_MAX_STRAYS) */
+	int idle_timeout_ms;          /* see mig_accept_opts_t (default MIG_IO_TIMEOUT_MS) */
+	uint64_t deadline_ns;         /* the stream loaded within this after its first byte
+				       * (default MIG_DEADLINE_MS; 0 = none) */
+	void (*on_stray)(void *opaque, const char *line); /* one line per stray connection */
+	void *stray_opaque;
 	uint64_t run_ns;              /* keep the resumed guest running this long */
 	machine_config_t guest;       /* vCPUs/workload/rate/seed of the resumed guest */
 	bool no_resume;               /* load and verify only (no vCPUs) */
@@ -279,6 +345,9 @@ typedef struct mig_dest_params {
 } mig_dest_params_t;
 
 void mig_dest_params_default(mig_dest_params_t *p);
+/* The largest htab_shift p lets the destination allocate (its max_shift, or
+ * hpt_shift_for_ram(ram_bytes) + 1, at most HPT_SHIFT_STREAM_MAX). */
+unsigned mig_dest_max_shift(const mig_dest_params_t *p);
 
 typedef struct mig_dest_report {
 	int status;
@@ -295,6 +364,8 @@ typedef struct mig_dest_report {
 	uint64_t htab_bytes;          /* payload bytes of the spapr/htab records */
 	machine_stats_t guest;        /* hypercalls issued after the resume */
 	uint64_t run_ns;
+	unsigned max_shift;           /* the cap that applied */
+	unsigned strays;              /* stray connections refused before the migration */
 } mig_dest_report_t;
 
 /*

@@ -9,6 +9,7 @@
  */
 #include "mig_int.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,9 +17,26 @@ void mig_dest_params_default(mig_dest_params_t *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->accept_timeout_ms = 600000;
+	p->ram_bytes = MIG_DEST_RAM_DEFAULT;
+	p->probe_timeout_ms = MIG_PROBE_TIMEOUT_MS;
+	p->max_strays = MIG_MAX_STRAYS;
+	p->idle_timeout_ms = MIG_IO_TIMEOUT_MS;
+	p->deadline_ns = (uint64_t)MIG_DEADLINE_MS * 1000000ull;
 	machine_config_default(&p->guest);
 	p->guest.ram_bytes = 0; /* from the loaded table */
 	p->guest.rate = 1000;
+}
+
+unsigned mig_dest_max_shift(const mig_dest_params_t *p)
+{
+	unsigned s = p->max_shift;
+	if (!s)
+		s = hpt_shift_for_ram(p->ram_bytes ? p->ram_bytes : MIG_DEST_RAM_DEFAULT) + 1;
+	if (s > HPT_SHIFT_STREAM_MAX)
+		s = HPT_SHIFT_STREAM_MAX;
+	if (s < HPT_SHIFT_MIN)
+		s = HPT_SHIFT_MIN;
+	return s;
 }
 
 struct dest {
@@ -54,7 +72,10 @@ static int dest_summary(struct dest *d)
 static int dest_on_record(void *o, const savevm_record_info_t *rec, hm_error_t *err)
 {
 	struct dest *d = o;
-	(void)err;
+	/* The deadline also bounds work between reads (a buffered burst of
+	 * resize records each mapping a table): checked at every record. */
+	if (mig_conn_deadline_passed(d->conn))
+		return hm_error_set(err, HM_E_TIMEOUT, (int64_t)rec->offset, "deadline passed");
 	bool htab = rec->idstr && strcmp(rec->idstr, HTAB_IDSTR) == 0;
 	if (rec->idstr && strcmp(rec->idstr, VERIFY_SECTION_IDSTR) == 0)
 		d->verify_offset = (int64_t)rec->offset;
@@ -87,6 +108,37 @@ static int dest_on_command(void *o, uint16_t cmd, const uint8_t *data, uint16_t 
 	return 0;
 }
 
+/*
+ * A read that ended on the idle timeout or the deadline latched a terse
+ * channel error ("read timed out", "Connection timed out"); say which limit
+ * it was, after how many bytes, and which option changes it.
+ */
+static void timeout_message(const mig_dest_params_t *p, mig_conn_t *c,
+			    const mig_dest_report_t *rep, hm_error_t *err)
+{
+	enum mig_conn_timeout t = mig_conn_timed_out(c);
+	if (t == MIG_CONN_TIMEOUT_NONE && err->code == HM_E_TIMEOUT && mig_conn_deadline_passed(c))
+		t = MIG_CONN_TIMEOUT_DEADLINE;
+	if (t == MIG_CONN_TIMEOUT_NONE)
+		return;
+	int64_t off = err->offset >= 0 ? err->offset : (int64_t)rep->bytes_total;
+	hm_error_clear(err);
+	if (t == MIG_CONN_TIMEOUT_DEADLINE)
+		hm_error_set(err, HM_E_TIMEOUT, off,
+			     "%s: the source did not complete the stream within the deadline of "
+			     "%.1f s (%" PRIu64 " bytes received; --deadline)",
+			     mig_conn_desc(c), (double)p->deadline_ns / 1e9, rep->bytes_total);
+	else if (rep->bytes_total == 0 && !mig_conn_has_return_path(c))
+		hm_error_set(err, HM_E_TIMEOUT, off,
+			     "%s: no data within %d ms (--accept-timeout)", mig_conn_desc(c),
+			     p->accept_timeout_ms);
+	else
+		hm_error_set(err, HM_E_TIMEOUT, off,
+			     "%s: the source sent nothing for %d ms (%" PRIu64
+			     " bytes received; --idle-timeout)",
+			     mig_conn_desc(c), p->idle_timeout_ms, rep->bytes_total);
+}
+
 static void refuse(mig_conn_t *c, const hm_error_t *e)
 {
 	if (c && mig_conn_has_return_path(c))
@@ -114,7 +166,15 @@ int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_
 	d.rep = rep;
 	uint64_t t0 = hm_now_ns();
 
-	rc = mig_accept(l, p->accept_timeout_ms, &conn, err);
+	rep->max_shift = mig_dest_max_shift(p);
+	mig_accept_opts_t ao = {.timeout_ms = p->accept_timeout_ms,
+				.probe_timeout_ms = p->probe_timeout_ms,
+				.max_strays = p->max_strays,
+				.idle_timeout_ms = p->idle_timeout_ms,
+				.deadline_ns = p->deadline_ns,
+				.on_stray = p->on_stray,
+				.opaque = p->stray_opaque};
+	rc = mig_accept_ex(l, &ao, &conn, &rep->strays, err);
 	if (rc)
 		goto out;
 	mig_cancel_attach(p->cancel, conn);
@@ -129,8 +189,8 @@ int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_
 	if (rc)
 		goto refused;
 	/* The table reaches a guest only after the load (machine_create_on). */
-	htab_loader_opts_t lo = {.max_shift = p->max_shift, .cfg = &hc, .unshared = true,
-				 .populate = true};
+	htab_loader_opts_t lo = {.max_shift = rep->max_shift, .cfg = &hc, .unshared = true,
+				 .populate = true, .max_shift_hint = p->max_shift_hint};
 	rc = htab_loader_create(table, &lo, &d.loader);
 	if (rc) {
 		hm_error_set(err, rc, -1, "out of memory");
@@ -231,6 +291,7 @@ int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_
 refused:
 	if (err->code == 0)
 		hm_error_set(err, rc, -1, "load failed");
+	timeout_message(p, conn, rep, err);
 	refuse(conn, err);
 out:
 	rep->status = rc;

@@ -7,6 +7,7 @@
  * and never leaves an exec child unreaped.
  */
 #include "hptmig/migration.h"
+#include "hptmig/savevm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,8 +15,11 @@
 #include <netinet/in.h>
 #include <linux/sockios.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,8 +145,30 @@ void mig_uri_format(const mig_uri_t *u, char *buf, size_t len)
 
 /* ------------------------------------------------------------ connections */
 
+/*
+ * The destination's reader (an ops backend of the stream channel, which
+ * owns it): the first bytes the probe already took, then the fd, every
+ * wait bounded by the idle timeout and the deadline. Only the loading
+ * thread reads; shutdown (any thread) sets stop and wakes a socket.
+ */
+struct rd {
+	int fd;
+	bool sock;            /* recv(MSG_DONTWAIT) first, poll only when empty */
+	bool poll_ok;         /* not a regular file (those never block) */
+	uint8_t pre[8];       /* bytes taken by the probe, handed out first */
+	size_t pre_len, pre_pos;
+	bool started;         /* a byte of the stream has arrived */
+	int idle_ms;          /* <= 0: none */
+	uint64_t deadline_ns; /* relative to the first byte; 0: none */
+	uint64_t deadline;    /* absolute once started, else UINT64_MAX */
+	uint64_t first_by;    /* absolute: the first byte must come by then */
+	atomic_bool stop;
+	atomic_int timed_out; /* enum mig_conn_timeout */
+};
+
 struct mig_conn {
 	mig_file_t *f;    /* the stream; owns its fd */
+	struct rd *rd;    /* destination reader (owned by f), or NULL */
 	int rp_fd;        /* return path: a dup of the socket, or -1 */
 	pid_t child;      /* exec: the child to reap, or -1 */
 	bool source;
@@ -213,6 +239,160 @@ static int conn_wrap(int fd, enum mig_file_mode mode, const mig_uri_t *u, bool s
 		return rc;
 	}
 	(*out)->child = child;
+	return 0;
+}
+
+static void rd_start(struct rd *r)
+{
+	r->started = true;
+	r->deadline = r->deadline_ns ? hm_now_ns() + r->deadline_ns : UINT64_MAX;
+}
+
+/* Poll slice: a shutdown of a pipe (which poll cannot see) is noticed this soon. */
+#define RD_SLICE_NS 250000000ull
+
+static ssize_t rd_read(void *o, void *buf, size_t len)
+{
+	struct rd *r = o;
+	if (r->pre_pos < r->pre_len) {
+		size_t n = r->pre_len - r->pre_pos < len ? r->pre_len - r->pre_pos : len;
+		memcpy(buf, r->pre + r->pre_pos, n);
+		r->pre_pos += n;
+		return (ssize_t)n;
+	}
+	uint64_t idle_end = r->idle_ms > 0 ? hm_now_ns() + (uint64_t)r->idle_ms * 1000000ull
+					   : UINT64_MAX;
+	for (;;) {
+		if (atomic_load(&r->stop))
+			return 0; /* the channel sees its cancel */
+		ssize_t n = -1;
+		if (r->sock) {
+			n = recv(r->fd, buf, len, MSG_DONTWAIT);
+		} else if (!r->poll_ok) {
+			n = read(r->fd, buf, len);
+		} else {
+			errno = EAGAIN;
+		}
+		if (n > 0 && !r->started)
+			rd_start(r);
+		if (n >= 0)
+			return n;
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			return -errno;
+		uint64_t now = hm_now_ns();
+		uint64_t end = r->started ? r->deadline : r->first_by;
+		if (now >= end) {
+			atomic_store(&r->timed_out, r->started ? MIG_CONN_TIMEOUT_DEADLINE
+							       : MIG_CONN_TIMEOUT_IDLE);
+			return r->started ? -ETIMEDOUT : -EAGAIN;
+		}
+		/* Sockets are idle-timed from the start; a pipe's first byte may
+		 * take until first_by (its producer may wait for a source). */
+		bool idle_on = r->started || r->sock;
+		if (idle_on && now >= idle_end) {
+			atomic_store(&r->timed_out, MIG_CONN_TIMEOUT_IDLE);
+			return -EAGAIN;
+		}
+		if (idle_on && idle_end < end)
+			end = idle_end;
+		if (end - now > RD_SLICE_NS)
+			end = now + RD_SLICE_NS;
+		struct pollfd p = {.fd = r->fd, .events = POLLIN};
+		int k = poll(&p, 1, (int)((end - now + 999999) / 1000000));
+		if (k < 0 && errno != EINTR)
+			return -errno;
+		if (k > 0 && !r->sock) {
+			n = read(r->fd, buf, len);
+			if (n > 0 && !r->started)
+				rd_start(r);
+			if (n >= 0)
+				return n;
+			if (errno != EAGAIN && errno != EINTR)
+				return -errno;
+		}
+	}
+}
+
+static void rd_shutdown(void *o)
+{
+	struct rd *r = o;
+	atomic_store(&r->stop, true);
+	if (r->sock)
+		shutdown(r->fd, SHUT_RDWR);
+}
+
+static int rd_close(void *o)
+{
+	struct rd *r = o;
+	int rc = close(r->fd) == 0 ? 0 : -errno;
+	free(r);
+	return rc;
+}
+
+static const mig_file_ops_t rd_ops = {
+	.read = rd_read, .shutdown = rd_shutdown, .close = rd_close,
+};
+
+/*
+ * A destination connection over fd: the stream through rd (pre: the bytes
+ * a probe took), a return path on sockets. Takes fd in all cases.
+ */
+static int conn_new_reader(int fd, const mig_uri_t *u, const char *desc, const uint8_t *pre,
+			   size_t pre_len, const mig_accept_opts_t *o, int first_ms, pid_t child,
+			   mig_conn_t **out, hm_error_t *err)
+{
+	struct rd *r = calloc(1, sizeof(*r));
+	mig_conn_t *c = calloc(1, sizeof(*c));
+	struct stat st;
+	if (!r || !c) {
+		free(r);
+		free(c);
+		close(fd);
+		if (child > 0) {
+			kill(child, SIGTERM);
+			waitpid(child, NULL, 0);
+		}
+		return hm_error_set(err, -ENOMEM, -1, "out of memory");
+	}
+	r->fd = fd;
+	r->sock = mig_uri_has_return_path(u);
+	r->poll_ok = !(fstat(fd, &st) == 0 && S_ISREG(st.st_mode));
+	memcpy(r->pre, pre, pre_len);
+	r->pre_len = pre_len;
+	r->idle_ms = o->idle_timeout_ms;
+	r->deadline_ns = o->deadline_ns;
+	r->deadline = UINT64_MAX;
+	r->first_by = first_ms < 0 ? UINT64_MAX : hm_now_ns() + (uint64_t)first_ms * 1000000ull;
+	atomic_init(&r->stop, false);
+	atomic_init(&r->timed_out, MIG_CONN_TIMEOUT_NONE);
+	if (pre_len)
+		rd_start(r);
+	c->rp_fd = -1;
+	c->child = child;
+	c->rd = r;
+	snprintf(c->desc, sizeof(c->desc), "%s", desc);
+	if (r->sock) {
+		c->rp_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (c->rp_fd < 0) {
+			int e = -errno;
+			rd_close(r);
+			free(c);
+			return hm_error_set(err, e, -1, "%s: dup: %s", desc, strerror(-e));
+		}
+	}
+	int rc = mig_file_open_ops(&rd_ops, r, MIG_FILE_READ, MIG_FILE_OWN_FD, &c->f);
+	if (rc != 0) {
+		rd_close(r);
+		if (c->rp_fd >= 0)
+			close(c->rp_fd);
+		if (child > 0) {
+			kill(child, SIGTERM);
+			waitpid(child, NULL, 0);
+		}
+		free(c);
+		return hm_error_set(err, rc, -1, "%s: cannot open channel", desc);
+	}
+	*out = c;
 	return 0;
 }
 
@@ -510,35 +690,176 @@ const mig_uri_t *mig_listener_uri(const mig_listener_t *l)
 	return &l->uri;
 }
 
-int mig_accept(mig_listener_t *l, int timeout_ms, mig_conn_t **out, hm_error_t *err)
+void mig_accept_opts_default(mig_accept_opts_t *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->timeout_ms = 600000;
+	o->probe_timeout_ms = MIG_PROBE_TIMEOUT_MS;
+	o->max_strays = MIG_MAX_STRAYS;
+	o->idle_timeout_ms = MIG_IO_TIMEOUT_MS;
+	o->deadline_ns = (uint64_t)MIG_DEADLINE_MS * 1000000ull;
+}
+
+/* "127.0.0.1:40312", "[::1]:40312" or "a unix peer". */
+static void peer_name(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN + 2] = "?";
+	snprintf(buf, len, "a unix peer");
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, ntohs(a->sin_port));
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, ntohs(a->sin6_port));
+	}
+}
+
+/*
+ * Take the first 8 bytes of a new connection within ms: QEVM and version 3
+ * make it the migration (0); anything else is a stray (1, why in `why`).
+ */
+static int probe(int fd, int ms, uint8_t hdr[8], char *why, size_t wl)
+{
+	size_t got = 0;
+	uint64_t end = hm_now_ns() + (uint64_t)(ms > 0 ? ms : 0) * 1000000ull;
+	while (got < 8) {
+		uint64_t now = hm_now_ns();
+		int left = now >= end ? 0 : (int)((end - now + 999999) / 1000000);
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int k = left ? poll(&p, 1, left) : 0;
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			if (got)
+				snprintf(why, wl, "sent %zu byte%s, then nothing within %d ms", got,
+					 got == 1 ? "" : "s", ms);
+			else
+				snprintf(why, wl, "sent nothing within %d ms", ms);
+			return 1;
+		}
+		ssize_t n = recv(fd, hdr + got, 8 - got, MSG_DONTWAIT);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+			continue;
+		if (n <= 0) {
+			if (n < 0)
+				snprintf(why, wl, "failed after %zu bytes: %s", got, strerror(errno));
+			else if (got)
+				snprintf(why, wl, "closed after %zu byte%s", got, got == 1 ? "" : "s");
+			else
+				snprintf(why, wl, "closed without sending anything");
+			return 1;
+		}
+		got += (size_t)n;
+	}
+	uint32_t magic = hm_load_be32(hdr), version = hm_load_be32(hdr + 4);
+	if (magic != SAVEVM_MAGIC) {
+		snprintf(why, wl,
+			 "starts with %02x %02x %02x %02x %02x %02x %02x %02x, not a QEMU migration "
+			 "stream (QEVM, version 3)",
+			 hdr[0], hdr[1], hdr[2], hdr[3], hdr[4], hdr[5], hdr[6], hdr[7]);
+		return 1;
+	}
+	if (version != SAVEVM_VERSION) {
+		snprintf(why, wl, "QEVM stream of version %" PRIu32 " (only version 3 is accepted)",
+			 version);
+		return 1;
+	}
+	return 0;
+}
+
+/* Wait for a connection on l until end (absolute ns, UINT64_MAX = forever). */
+static int accept_one(mig_listener_t *l, uint64_t end, int timeout_ms, const char *desc,
+		      unsigned strays, int *out, hm_error_t *err)
+{
+	uint64_t now = hm_now_ns();
+	int left = end == UINT64_MAX ? -1 : now >= end ? 0 : (int)((end - now + 999999) / 1000000);
+	int rc = wait_fd(l->fd, POLLIN, left);
+	if (rc == HM_E_TIMEOUT) {
+		if (strays)
+			return hm_error_set(err, HM_E_TIMEOUT, -1,
+					    "%s: no migration stream within %d ms (%u stray connection%s "
+					    "refused; --accept-timeout)",
+					    desc, timeout_ms, strays, strays == 1 ? "" : "s");
+		return hm_error_set(err, HM_E_TIMEOUT, -1, "%s: no source connected within %d ms",
+				    desc, timeout_ms);
+	}
+	if (rc != 0)
+		return hm_error_set(err, rc, -1, "%s: poll: %s", desc, strerror(-rc));
+	int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return hm_error_set(err, -errno, -1, "%s: accept: %s", desc, strerror(errno));
+	if (l->uri.kind == MIG_URI_TCP) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	*out = fd;
+	return 0;
+}
+
+static int accept_impl(mig_listener_t *l, const mig_accept_opts_t *o, bool screen,
+		       mig_conn_t **out, unsigned *strays_out, hm_error_t *err)
 {
 	const mig_uri_t *u = &l->uri;
 	char desc[256];
 	int fd = -1, rc;
 	pid_t child = -1;
+	uint8_t hdr[8];
+	size_t pre = 0;
+	unsigned strays = 0;
+	int first_ms = -1;
 	*out = NULL;
+	if (strays_out)
+		*strays_out = 0;
 	mig_uri_format(u, desc, sizeof(desc));
 	switch (u->kind) {
 	case MIG_URI_TCP:
-	case MIG_URI_UNIX:
-		rc = wait_fd(l->fd, POLLIN, timeout_ms);
-		if (rc == HM_E_TIMEOUT)
-			return hm_error_set(err, HM_E_TIMEOUT, -1,
-					    "%s: no source connected within %d ms", desc, timeout_ms);
-		if (rc != 0)
-			return hm_error_set(err, rc, -1, "%s: poll: %s", desc, strerror(-rc));
-		fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			return hm_error_set(err, -errno, -1, "%s: accept: %s", desc, strerror(errno));
-		if (u->kind == MIG_URI_TCP) {
-			int one = 1;
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	case MIG_URI_UNIX: {
+		uint64_t end = o->timeout_ms < 0 ? UINT64_MAX
+						 : hm_now_ns() + (uint64_t)o->timeout_ms * 1000000ull;
+		int pms = o->probe_timeout_ms > 0 ? o->probe_timeout_ms : MIG_PROBE_TIMEOUT_MS;
+		unsigned max = o->max_strays ? o->max_strays : MIG_MAX_STRAYS;
+		for (;;) {
+			rc = accept_one(l, end, o->timeout_ms, desc, strays, &fd, err);
+			if (rc != 0 || !screen)
+				break;
+			char why[160], peer[INET6_ADDRSTRLEN + 16], line[400];
+			peer_name(fd, peer, sizeof(peer));
+			if (probe(fd, pms, hdr, why, sizeof(why)) == 0) {
+				pre = 8;
+				break;
+			}
+			close(fd);
+			fd = -1;
+			strays++;
+			if (strays_out)
+				*strays_out = strays;
+			snprintf(line, sizeof(line), "%s: stray connection %u of at most %u from %s "
+				 "refused: it %s", desc, strays, max, peer, why);
+			if (o->on_stray)
+				o->on_stray(o->opaque, line);
+			if (strays >= max) {
+				rc = hm_error_set(err, HM_E_PEER, -1,
+						  "%s: gave up after %u stray connections (the last "
+						  "from %s: it %s; --max-strays)",
+						  desc, strays, peer, why);
+				break;
+			}
 		}
+		if (rc != 0)
+			return rc;
 		break;
+	}
 	case MIG_URI_EXEC:
 		rc = spawn(u->path, false, &fd, &child, err);
 		if (rc != 0)
 			return rc;
+		first_ms = screen ? o->timeout_ms : -1;
 		break;
 	case MIG_URI_FILE:
 		fd = open(u->path, O_RDONLY | O_CLOEXEC);
@@ -550,12 +871,42 @@ int mig_accept(mig_listener_t *l, int timeout_ms, mig_conn_t **out, hm_error_t *
 		fd = fcntl(u->fd, F_DUPFD_CLOEXEC, 3);
 		if (fd < 0)
 			return hm_error_set(err, -errno, -1, "%s: %s", desc, strerror(errno));
+		first_ms = screen ? o->timeout_ms : -1;
 		break;
 	}
-	/* A source that stops sending for this long is gone. */
+	/* Sends on the return path are bounded too (a peer that stops reading). */
 	if (mig_uri_has_return_path(u))
-		set_timeouts(fd, MIG_IO_TIMEOUT_MS);
-	return conn_wrap(fd, MIG_FILE_READ, u, false, desc, child, out, err);
+		set_timeouts(fd, o->idle_timeout_ms > 0 ? o->idle_timeout_ms : MIG_IO_TIMEOUT_MS);
+	return conn_new_reader(fd, u, desc, hdr, pre, o, first_ms, child, out, err);
+}
+
+int mig_accept_ex(mig_listener_t *l, const mig_accept_opts_t *o, mig_conn_t **out,
+		  unsigned *strays, hm_error_t *err)
+{
+	mig_accept_opts_t d;
+	if (!o) {
+		mig_accept_opts_default(&d);
+		o = &d;
+	}
+	return accept_impl(l, o, true, out, strays, err);
+}
+
+int mig_accept(mig_listener_t *l, int timeout_ms, mig_conn_t **out, hm_error_t *err)
+{
+	/* As before the limits existed: no screening, 30 s idle, no deadline. */
+	mig_accept_opts_t o = {.timeout_ms = timeout_ms, .idle_timeout_ms = MIG_IO_TIMEOUT_MS};
+	return accept_impl(l, &o, false, out, NULL, err);
+}
+
+enum mig_conn_timeout mig_conn_timed_out(const mig_conn_t *c)
+{
+	return c && c->rd ? (enum mig_conn_timeout)atomic_load(&c->rd->timed_out)
+			  : MIG_CONN_TIMEOUT_NONE;
+}
+
+bool mig_conn_deadline_passed(const mig_conn_t *c)
+{
+	return c && c->rd && c->rd->started && hm_now_ns() >= c->rd->deadline;
 }
 
 void mig_listener_close(mig_listener_t *l)
