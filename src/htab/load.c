@@ -170,9 +170,9 @@ static const char *table_size(unsigned shift, char *buf, size_t len)
 /*
  * A new zeroed table of the given shift (START or a non-zero header). The
  * shift is checked against max_shift before anything is allocated. On a
- * resize the old table is released before the new one is mapped (its
- * contents are discarded anyway), so a stream of resizes holds at most one
- * table of at most 2^max_shift bytes, never old + new.
+ * resize hpt_reset maps the new table (untouched zero pages) and unmaps the
+ * old one before hpt_populate touches the new one, so a stream of resizes
+ * holds at most one populated table of at most 2^max_shift bytes.
  */
 static int new_table(htab_loader_t *l, mig_file_t *f, hm_error_t *err, int type, uint32_t hdr,
 		     int64_t off)
@@ -195,16 +195,9 @@ static int new_table(htab_loader_t *l, mig_file_t *f, hm_error_t *err, int type,
 			    rec_name(type), hdr, hdr, HTAB_SHIFT_MIN, l->max_shift);
 	hm_error_t e;
 	hm_error_clear(&e);
-	int rc = 0;
+	int rc;
 	if (l->table) {
-		/* Free the old table first (hpt_reset maps the new one before it
-		 * unmaps the old): drop to the smallest table, then grow. */
-		if (hpt_shift(l->table) > HTAB_SHIFT_MIN && hdr > HTAB_SHIFT_MIN)
-			rc = hpt_reset(l->table, HTAB_SHIFT_MIN, &e);
-		free(l->dirty);
-		l->dirty = NULL;
-		if (rc == 0)
-			rc = hpt_reset(l->table, hdr, &e);
+		rc = hpt_reset(l->table, hdr, &e);
 	} else {
 		rc = hpt_create(hdr, l->have_cfg ? &l->cfg : NULL, &l->table, &e);
 		if (rc == 0)

@@ -766,7 +766,7 @@ static int probe(int fd, int ms, uint8_t hdr[8], char *why, size_t wl)
 		return 1;
 	}
 	if (version != SAVEVM_VERSION) {
-		snprintf(why, wl, "QEVM stream of version %" PRIu32 " (only version 3 is accepted)",
+		snprintf(why, wl, "sent a QEVM stream of version %" PRIu32 " (only version 3 is accepted)",
 			 version);
 		return 1;
 	}
