@@ -830,7 +830,14 @@ static int accept_impl(mig_listener_t *l, const mig_accept_opts_t *o, bool scree
 				break;
 			char why[160], peer[INET6_ADDRSTRLEN + 16], line[400];
 			peer_name(fd, peer, sizeof(peer));
-			if (probe(fd, pms, hdr, why, sizeof(why)) == 0) {
+			/* The probe counts against the accept timeout too. */
+			int wait = pms;
+			uint64_t now = hm_now_ns();
+			if (end != UINT64_MAX)
+				wait = now >= end ? 1 : (int)((end - now + 999999) / 1000000);
+			if (wait > pms)
+				wait = pms;
+			if (probe(fd, wait, hdr, why, sizeof(why)) == 0) {
 				pre = 8;
 				break;
 			}
