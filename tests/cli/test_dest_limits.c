@@ -441,6 +441,29 @@ static void test_trickle_cut_by_deadline(void **state)
 	assert_err_has(err, "sent nothing for 1000 ms");
 	assert_err_has(err, "--idle-timeout");
 	free(err);
+
+	/* The same limits on a pipe (exec:): a trickle is cut at the deadline,
+	 * a producer that never writes at the accept timeout. */
+	char hdr[600], cmd[2048];
+	snprintf(hdr, sizeof(hdr), "%s/trickle.hdr", tu_tmp);
+	assert_int_equal(tu_write_file(hdr, s.b, s.n), 0);
+	snprintf(cmd, sizeof(cmd),
+		 "'%s' incoming 'exec:cat %s; while sleep 0.2; do printf a; done' --deadline 1",
+		 tu_bin(), hdr);
+	char *out = NULL;
+	int rc = tu_run(cmd, &out, &err);
+	assert_int_equal(rc, 1);
+	assert_one_line(err);
+	assert_err_has(err, "within the deadline of 1.0 s");
+	free(out);
+	free(err);
+	snprintf(cmd, sizeof(cmd), "'%s' incoming 'exec:sleep 30' --accept-timeout 0.5", tu_bin());
+	rc = tu_run(cmd, &out, &err);
+	assert_int_equal(rc, 1);
+	assert_one_line(err);
+	assert_err_has(err, "no data within 500 ms (--accept-timeout)");
+	free(out);
+	free(err);
 }
 
 /*
