@@ -4,8 +4,9 @@
  * `spapr/htab` loader, `spapr`, `hptmig/verify`), compare the digest,
  * resume the guest on the loaded table and say so on the return path (or
  * say why not). It never resumes or reports success on a stream that ends
- * early, fails a check or does not match the source's digest, and never
- * prints.
+ * early, fails a check or does not match the source's digest, never
+ * allocates a table over its cap (from the destination guest's RAM) and
+ * never prints.
  */
 #include "mig_int.h"
 

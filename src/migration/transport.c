@@ -3,8 +3,10 @@
  * Transports: QEMU-spelled migration URIs (tcp:, unix:, exec:, file:, fd:)
  * turned into a mig_file_t for the stream plus, on sockets, a return path
  * (the same full-duplex socket read the other way). It never prints, never
- * exits, never waits forever for a peer (connect/accept/read have timeouts)
- * and never leaves an exec child unreaped.
+ * exits, never waits forever for a peer (connect/accept/read have timeouts;
+ * the destination's reads also an overall deadline), never lets a stray
+ * connection end a listener (up to a bounded number of them) and never
+ * leaves an exec child unreaped.
  */
 #include "hptmig/migration.h"
 #include "hptmig/savevm.h"
