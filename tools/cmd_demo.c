@@ -141,8 +141,7 @@ out:
 				       (double)cli.params.downtime_limit_ns / 1e6);
 		}
 		if (src_rc != 0) {
-			char line[768];
-			tool_fail("demo", "migration failed: %s", hm_error_line(&e, line, sizeof(line)));
+			mig_report_fail("demo", "migration failed: ", &rep, &e);
 		} else if (d.rc != 0) {
 			char line[768];
 			tool_fail("demo", "the destination refused: %s",

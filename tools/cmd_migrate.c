@@ -75,11 +75,8 @@ static int migrate_run(int argc, char **argv)
 		tool_print_json(mig_report_json(&rep, &cli.params, m, &e, pos[0]));
 	else if (rc == 0)
 		mig_report_print(&rep, &cli.params);
-	if (rc) {
-		char line[768];
-		tool_fail("migrate", "%s; the guest %s", hm_error_line(&e, line, sizeof(line)),
-			  rep.stopped ? "was resumed on the source" : "kept running on the source");
-	}
+	if (rc)
+		mig_report_fail("migrate", "", &rep, &e);
 	machine_destroy(m);
 	mig_signals_stop();
 	mig_cancel_free(cancel);
