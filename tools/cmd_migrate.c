@@ -28,6 +28,8 @@
 	"  --retries N          new attempts after a failure (guest keeps running)\n"        \
 	"  --retry-delay S      delay between attempts (default 1)\n"                        \
 	"  --connect-timeout S  wait for the destination to listen (default 10)\n"           \
+	"  --resume-timeout S   wait for the destination's answer after the stream\n"       \
+	"                       (default 30); then the guest stays paused\n"                 \
 	"  --qemu-pure          no project extension sections (QEMU can load it)\n"          \
 	"  --scan bitmap|linear how later passes find changes (default bitmap)\n"            \
 	"  --policy ours|seed   stop decision (seed: table pending counted as zero)\n"       \

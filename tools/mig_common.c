@@ -22,6 +22,7 @@ enum {
 	O_RAM = 1000, O_SHIFT, O_VCPUS, O_WORKLOAD, O_RATE, O_SEED, O_FROM,
 	O_BW, O_DOWNTIME, O_MAXITER, O_TIMEOUT, O_AUTOCONV, O_RETRIES, O_RETRY_DELAY,
 	O_PURE, O_SCAN, O_POLICY, O_JSON, O_RUN, O_WARMUP, O_ACCEPT_TIMEOUT, O_TRANSPORT, O_CONNECT_TIMEOUT,
+	O_RESUME_TIMEOUT,
 };
 
 static const struct option guest_opts[] = {
@@ -48,6 +49,7 @@ static const struct option guest_opts[] = {
 	{"accept-timeout", required_argument, NULL, O_ACCEPT_TIMEOUT},
 	{"transport", required_argument, NULL, O_TRANSPORT},
 	{"connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT},
+	{"resume-timeout", required_argument, NULL, O_RESUME_TIMEOUT},
 	{NULL, 0, NULL, 0},
 };
 
@@ -204,6 +206,13 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
 			uint64_t ns = 0;
 			bad = parse_seconds(a, &ns) != 0 || ns > UINT64_C(3600000000000);
 			cli->params.connect_timeout_ms = (int)(ns / 1000000u);
+			break;
+		}
+		case O_RESUME_TIMEOUT: {
+			uint64_t ns = 0;
+			bad = parse_seconds(a, &ns) != 0 || ns < UINT64_C(1000000) ||
+			      ns > UINT64_C(3600000000000);
+			cli->params.rp_timeout_ms = (int)(ns / 1000000u);
 			break;
 		}
 		case O_TRANSPORT:
