@@ -499,13 +499,18 @@ static int await_resumed(struct attempt *a, uint64_t t0, hm_error_t *err)
 		a->keep_paused = true;
 		rep->guest = MIG_GUEST_PAUSED_DESTINATION_UNKNOWN;
 		if (mig_cancel_requested(p->cancel)) {
-			hm_error_t c;
-			hm_error_clear(&c);
-			hm_error_set(&c, HM_E_CANCELLED, -1,
+			/* (the cancel shut the connection down: the transport's own
+			 * error says nothing more) */
+			hm_error_clear(err);
+			hm_error_set(err, HM_E_CANCELLED, -1,
 				     "cancelled while waiting for the destination's answer after "
-				     "the whole stream was sent (%s)",
-				     err->msg);
-			*err = c;
+				     "the whole stream was sent");
+		} else if (rc == HM_E_TIMEOUT) {
+			hm_error_clear(err);
+			hm_error_set(err, HM_E_TIMEOUT, -1,
+				     "after the whole stream was sent: no answer from the destination "
+				     "within %d ms",
+				     p->rp_timeout_ms);
 		} else {
 			hm_error_prefix(err, "after the whole stream was sent: ");
 		}

@@ -263,6 +263,7 @@ static void run_free(struct run *o)
 /* stderr: one line of printable ASCII. */
 static void assert_printable_line(const char *err)
 {
+	print_message("stderr: %s", err);
 	assert_one_line(err);
 	for (const char *p = err; p[1]; p++)
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
