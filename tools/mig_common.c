@@ -537,7 +537,8 @@ json_t *mig_dest_report_json(const mig_dest_report_t *r, const hm_error_t *err)
 	json_object_set_new(o, "status", json_string(r->status == 0 ? "ok" : "failed"));
 	if (r->status != 0)
 		mig_json_error(o, r->status, err);
-	json_object_set_new(o, "machine", tool_json_str(r->machine));
+	/* escaped by the library already (mig_dest_report_t.machine) */
+	json_object_set_new(o, "machine", json_string(r->machine));
 	json_object_set_new(o, "total_time_ms", json_real(ms(r->total_ns)));
 	json_object_set_new(o, "setup_time_ms", json_real(0));
 	json_object_set_new(o, "wait_time_ms", json_real(ms(r->wait_ns)));

@@ -335,7 +335,7 @@ typedef struct mig_dest_report {
 	bool verified;                /* hptmig/verify section present and equal */
 	bool resumed;
 	bool no_hpt;
-	char machine[256];
+	char machine[256];            /* the stream's machine type, hm_escape'd */
 	uint64_t total_ns, load_ns, wait_ns;
 	uint64_t bytes_total;
 	unsigned htab_shift;

@@ -331,7 +331,7 @@ char *an_report_text(const an_report_t *r, unsigned flags)
 	if ((flags & AN_OUT_STATE) && r->state_text)
 		sb_printf(&b, "state:\n%s", r->state_text);
 	if ((flags & AN_OUT_DESC) && r->vmdesc) {
-		char *s = json_dumps(r->vmdesc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		char *s = json_dumps(r->vmdesc, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
 		if (s) {
 			sb_printf(&b, "vmdesc:\n%s\n", s);
 			free(s);
