@@ -34,6 +34,8 @@ static void test_destination_killed(void **state)
 	json_t *o = json_of_file(src.out);
 	assert_string_equal(jstr(o, "status"), "failed");
 	assert_false(jbool(o, "stopped"));
+	assert_string_equal(jstr(o, "guest_state"), "running-on-source");
+	assert_string_equal(jstr(o, "downtime_measured_to"), "not-stopped");
 	/* the guest never noticed: still running, its table intact */
 	assert_true(jbool(o, "guest.running"));
 	assert_true(jnum(o, "htab.valid") >= 16384);
@@ -301,6 +303,11 @@ static void test_interrupt(void **state)
 	json_t *o = json_of_file(src.out);
 	assert_string_equal(jstr(o, "error_code"), "HM_E_CANCELLED");
 	assert_true(jbool(o, "guest.running"));
+	assert_string_equal(jstr(o, "guest_state"), "running-on-source");
+	assert_false(jbool(o, "source_resumed"));
+	assert_true(jnum(o, "downtime_ms") == 0);
+	/* 0.8 s at 150 KiB/s went out before the Ctrl-C: counted, not 0 */
+	assert_true(jnum(o, "bytes_total") >= 50000);
 	json_decref(o);
 	assert_int_equal(irc, 1);
 	free(err);
