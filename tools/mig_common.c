@@ -440,7 +440,8 @@ void mig_json_error(json_t *o, int status, const hm_error_t *err)
 	 * messages are printable ASCII by construction (hm_error_t). */
 	int code = err && err->code ? err->code : status;
 	const char *msg = err && err->code && err->msg[0] ? err->msg : hm_err_str(code);
-	json_object_set_new(o, "error", tool_json_str(msg));
+	json_t *js = json_string(msg); /* as on stderr */
+	json_object_set_new(o, "error", js ? js : tool_json_str(msg));
 	json_object_set_new(o, "error_code", json_string(hm_err_name(code)));
 	if (err && err->code && err->offset >= 0)
 		json_object_set_new(o, "error_offset", json_integer(err->offset));
