@@ -35,6 +35,7 @@ struct relay {
 	pthread_t t;
 	atomic_int stop;
 	atomic_int stream_in; /* the source half-closed: its whole stream is in */
+	bool refuse_first;    /* a first connection is refused after its stream */
 	uint64_t fwd;
 };
 
@@ -77,24 +78,26 @@ static int connect_unix(const char *path)
 /* Bytes no terminal or JSON parser should ever see raw. */
 static const char evil[] = "\x1b]0;pwned\x07\x9b" "2J\xff\xfe\xc3(\nsecond line\r\x1b[31m";
 
-static void *relay_main(void *arg)
+/* One connection: accept, connect to the destination (unless with_dest is
+ * false: then the relay is a sink that answers REFUSED), relay in mode. */
+static void relay_conn(struct relay *r, enum mode mode, bool with_dest)
 {
-	struct relay *r = arg;
 	struct pollfd lp = {.fd = r->lfd, .events = POLLIN};
-	if (poll(&lp, 1, 30000) != 1)
-		return NULL;
+	while (poll(&lp, 1, 100) != 1)
+		if (atomic_load(&r->stop))
+			return;
 	int a = accept(r->lfd, NULL, NULL);
-	int b = connect_unix(r->dst_path);
-	if (a < 0 || b < 0) {
+	int b = with_dest ? connect_unix(r->dst_path) : -1;
+	if (a < 0 || (with_dest && b < 0)) {
 		if (a >= 0)
 			close(a);
 		if (b >= 0)
 			close(b);
-		return NULL;
+		return;
 	}
 	uint8_t buf[65536], rp[4096];
 	size_t rpn = 0;
-	bool a_eof = false, b_eof = false, a_open = true, b_open = true;
+	bool a_eof = false, b_eof = false, a_open = true, b_open = b >= 0;
 	uint64_t last_pong = 0;
 	while (!atomic_load(&r->stop)) {
 		struct pollfd p[2] = {
@@ -102,7 +105,7 @@ static void *relay_main(void *arg)
 			{.fd = b_open && !b_eof ? b : -1, .events = POLLIN},
 		};
 		poll(p, 2, 50);
-		if (r->mode == M_PONG_FLOOD && a_eof && a_open && hm_now_ns() - last_pong > 50000000) {
+		if (mode == M_PONG_FLOOD && a_eof && a_open && hm_now_ns() - last_pong > 50000000) {
 			uint8_t pong[8] = {0, 3, 0, 4, 1, 2, 3, 4};
 			if (write_all_fd(a, pong, sizeof(pong)) != 0) {
 				close(a);
@@ -112,7 +115,7 @@ static void *relay_main(void *arg)
 		}
 		if (p[0].revents) {
 			ssize_t n = read(a, buf, sizeof(buf));
-			if (n > 0 && r->mode == M_RESET_MID && r->fwd + (uint64_t)n > 20000) {
+			if (n > 0 && mode == M_RESET_MID && r->fwd + (uint64_t)n > 20000) {
 				reset_close(a);
 				reset_close(b);
 				a_open = b_open = false;
@@ -127,11 +130,11 @@ static void *relay_main(void *arg)
 				atomic_store(&r->stream_in, 1);
 				if (b_open)
 					shutdown(b, SHUT_WR);
-				if (r->mode == M_RESET_AFTER) {
+				if (mode == M_RESET_AFTER) {
 					reset_close(a);
 					a_open = false;
 				}
-				if (r->mode == M_REFUSE_EVIL) {
+				if (mode == M_REFUSE_EVIL) {
 					uint8_t m[4 + 12 + sizeof(evil) - 1];
 					hm_store_be16(m, 2);
 					hm_store_be16(m + 2, (uint16_t)(12 + sizeof(evil) - 1));
@@ -139,6 +142,16 @@ static void *relay_main(void *arg)
 					hm_store_be64(m + 8, 1234);
 					memcpy(m + 16, evil, sizeof(evil) - 1);
 					write_all_fd(a, m, sizeof(m));
+					if (!with_dest) {
+						/* a sink: done once the source hangs up */
+						struct pollfd hp = {.fd = a, .events = POLLIN};
+						for (int i = 0; i < 100; i++)
+							if (poll(&hp, 1, 100) == 1 && (hp.revents & POLLHUP))
+								break;
+						close(a);
+						a_open = false;
+						break;
+					}
 				}
 			}
 		}
@@ -154,12 +167,12 @@ static void *relay_main(void *arg)
 				size_t ml = 4u + hm_load_be16(rp + 2);
 				uint16_t type = hm_load_be16(rp);
 				bool answer = a_eof; /* after the stream: the final answer */
-				if (type == 1 && r->mode == M_LIE)
+				if (type == 1 && mode == M_LIE)
 					rp[4] ^= 0x5a;
-				if (!a_open || (answer && (r->mode == M_SILENT || r->mode == M_PONG_FLOOD ||
-							   r->mode == M_REFUSE_EVIL))) {
+				if (!a_open || (answer && (mode == M_SILENT || mode == M_PONG_FLOOD ||
+							   mode == M_REFUSE_EVIL))) {
 					/* dropped */
-				} else if (type == 1 && r->mode == M_TRICKLE) {
+				} else if (type == 1 && mode == M_TRICKLE) {
 					for (size_t i = 0; i < ml && !atomic_load(&r->stop); i++) {
 						if (write_all_fd(a, rp + i, 1) != 0)
 							break;
@@ -167,13 +180,13 @@ static void *relay_main(void *arg)
 					}
 				} else {
 					write_all_fd(a, rp, ml);
-					if (type == 1 && r->mode == M_GARBAGE)
+					if (type == 1 && mode == M_GARBAGE)
 						write_all_fd(a, evil, sizeof(evil) - 1);
 				}
 				memmove(rp, rp + ml, rpn - ml);
 				rpn -= ml;
 			}
-			if (b_eof && a_open && r->mode != M_SILENT && r->mode != M_PONG_FLOOD)
+			if (b_eof && a_open && mode != M_SILENT && mode != M_PONG_FLOOD)
 				shutdown(a, SHUT_WR);
 		}
 	}
@@ -181,13 +194,22 @@ static void *relay_main(void *arg)
 		close(a);
 	if (b_open)
 		close(b);
+}
+
+static void *relay_main(void *arg)
+{
+	struct relay *r = arg;
+	if (r->refuse_first) /* attempt 1: refused after the whole stream */
+		relay_conn(r, M_REFUSE_EVIL, false);
+	relay_conn(r, r->mode, true);
 	return NULL;
 }
 
-static void relay_start(struct relay *r, enum mode mode, const char *name)
+static void relay_start_opts(struct relay *r, enum mode mode, const char *name, bool refuse_first)
 {
 	memset(r, 0, sizeof(*r));
 	r->mode = mode;
+	r->refuse_first = refuse_first;
 	r->trickle_ms = 100;
 	snprintf(r->src_path, sizeof(r->src_path), "%s/%s-src.sock", tu_tmp, name);
 	snprintf(r->dst_path, sizeof(r->dst_path), "%s/%s-dst.sock", tu_tmp, name);
@@ -198,6 +220,11 @@ static void relay_start(struct relay *r, enum mode mode, const char *name)
 	assert_int_equal(bind(r->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	assert_int_equal(listen(r->lfd, 1), 0);
 	assert_int_equal(pthread_create(&r->t, NULL, relay_main, r), 0);
+}
+
+static void relay_start(struct relay *r, enum mode mode, const char *name)
+{
+	relay_start_opts(r, mode, name, false);
 }
 
 static void relay_stop(struct relay *r)
@@ -501,6 +528,41 @@ static void test_sigint_while_waiting(void **state)
 	run_free(&o);
 }
 
+/* Attempt 1 refused after the stop (the guest resumed on the source),
+ * attempt 2 goes through: the report is attempt 2's, and the stopped time
+ * of both attempts adds up. */
+static void test_refused_then_retried(void **state)
+{
+	(void)state;
+	char cmd[4096];
+	struct relay r;
+	struct bg in, src;
+	relay_start_opts(&r, M_PASS, "retry", true);
+	snprintf(cmd, sizeof(cmd), "exec '%s' incoming unix:%s --json --run 0 --accept-timeout 30",
+		 tu_bin(), r.dst_path);
+	bg_start(&in, tu_tmp, "retry", cmd);
+	snprintf(cmd, sizeof(cmd),
+		 "exec '%s' migrate unix:%s --json --htab-shift 20 --retries 1 --retry-delay 0.2",
+		 tu_bin(), r.src_path);
+	bg_start(&src, tu_tmp, "retry-src", cmd);
+	int rc = bg_wait(&src, 60000);
+	relay_stop(&r);
+	bg_wait(&in, 30000);
+	char *err = slurp(src.err);
+	json_t *o = json_of_file(src.out);
+	if (rc != 0)
+		fail_msg("rc %d: %s", rc, err);
+	assert_int_equal((int64_t)jnum(o, "attempts"), 2);
+	assert_string_equal(jstr(o, "guest_state"), "resumed-on-destination");
+	assert_false(jbool(o, "source_resumed")); /* of the last attempt */
+	double dt = jnum(o, "downtime_ms"), total = jnum(o, "stopped_time_total_ms");
+	print_message("retry: downtime %.2f ms, stopped in all %.2f ms\n", dt, total);
+	assert_true(dt > 0);
+	assert_true(total > dt);
+	json_decref(o);
+	free(err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -515,6 +577,7 @@ int main(void)
 		cmocka_unit_test(test_garbage_after_resumed),
 		cmocka_unit_test(test_refused_with_control_bytes),
 		cmocka_unit_test(test_sigint_while_waiting),
+		cmocka_unit_test(test_refused_then_retried),
 	};
 	return cmocka_run_group_tests(tests, tu_setup_tmp, tu_teardown_tmp);
 }
