@@ -94,6 +94,7 @@ static void check_all(const char *path)
 	}
 	snprintf(args, sizeof(args), "rewrite '%s' '%s/out.mig'", path, dir);
 	free(check(args, false));
+	free(check(args, true));
 }
 
 static void test_section_name(void **state)
