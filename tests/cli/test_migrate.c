@@ -211,9 +211,16 @@ static void test_exec_source(void **state)
 	free(err);
 
 	/* a failing command is a failed migration, and says so */
-	snprintf(cmd, sizeof(cmd), "'%s' migrate 'exec:exit 3' --htab-shift 19", tu_bin());
+	snprintf(cmd, sizeof(cmd), "'%s' migrate 'exec:exit 3' --htab-shift 19 --json", tu_bin());
 	assert_int_equal(tu_run(cmd, &out, &err), 1);
 	assert_one_line(err);
+	/* whenever it failed, the guest runs on the source and the report says so */
+	json_t *o = json_of(out);
+	const char *gs = jstr(o, "guest_state");
+	assert_true(strcmp(gs, "running-on-source") == 0 || strcmp(gs, "resumed-on-source") == 0);
+	assert_true(jbool(o, "guest.running"));
+	assert_true(jbool(o, "source_resumed") == jbool(o, "stopped"));
+	json_decref(o);
 	free(out);
 	free(err);
 }
