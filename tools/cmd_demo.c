@@ -125,6 +125,16 @@ out:
 		if (cli.json) {
 			json_t *o = json_object();
 			json_object_set_new(o, "status", json_string(equal ? "ok" : "failed"));
+			if (!equal) {
+				/* what the stderr line says */
+				hm_error_t de;
+				hm_error_clear(&de);
+				if (src_rc == 0 && d.rc == 0)
+					hm_error_set(&de, HM_E_DIGEST, -1,
+						     "digests differ between source and destination");
+				mig_json_error(o, src_rc ? src_rc : d.rc ? d.rc : HM_E_DIGEST,
+					       src_rc ? &e : d.rc ? &d.err : &de);
+			}
 			json_object_set_new(o, "uri", json_string(uri));
 			json_object_set_new(o, "digests_equal", json_boolean(equal));
 			json_object_set_new(o, "downtime_within_limit",
@@ -146,8 +156,7 @@ out:
 				       (double)cli.params.downtime_limit_ns / 1e6);
 		}
 		if (src_rc != 0) {
-			char line[768];
-			tool_fail("demo", "migration failed: %s", hm_error_line(&e, line, sizeof(line)));
+			mig_report_fail("demo", "migration failed: ", &rep, &e);
 		} else if (d.rc != 0) {
 			char line[768];
 			tool_fail("demo", "the destination refused: %s",

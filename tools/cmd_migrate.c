@@ -28,6 +28,8 @@
 	"  --retries N          new attempts after a failure (guest keeps running)\n"        \
 	"  --retry-delay S      delay between attempts (default 1)\n"                        \
 	"  --connect-timeout S  wait for the destination to listen (default 10)\n"           \
+	"  --resume-timeout S   wait for the destination's answer after the stream\n"       \
+	"                       (default 30); then the guest stays paused\n"                 \
 	"  --qemu-pure          no project extension sections (QEMU can load it)\n"          \
 	"  --scan bitmap|linear how later passes find changes (default bitmap)\n"            \
 	"  --policy ours|seed   stop decision (seed: table pending counted as zero)\n"       \
@@ -75,11 +77,8 @@ static int migrate_run(int argc, char **argv)
 		tool_print_json(mig_report_json(&rep, &cli.params, m, &e, pos[0]));
 	else if (rc == 0)
 		mig_report_print(&rep, &cli.params);
-	if (rc) {
-		char line[768];
-		tool_fail("migrate", "%s; the guest %s", hm_error_line(&e, line, sizeof(line)),
-			  rep.stopped ? "was resumed on the source" : "kept running on the source");
-	}
+	if (rc)
+		mig_report_fail("migrate", "", &rep, &e);
 	machine_destroy(m);
 	mig_signals_stop();
 	mig_cancel_free(cancel);

@@ -44,6 +44,24 @@ static int write_file(const char *path, const uint8_t *data, size_t len, hm_erro
 	return 0;
 }
 
+/* With --json a failure prints an object too: status, error, error_code. */
+static void fail_json(bool json, const char *in_path, const char *out_path, const hm_error_t *e)
+{
+	if (!json)
+		return;
+	json_t *o = json_object();
+	json_object_set_new(o, "status", json_string("failed"));
+	json_object_set_new(o, "in", json_string(in_path));
+	json_object_set_new(o, "out", json_string(out_path));
+	const char *msg = e->code && e->msg[0] ? e->msg : hm_err_str(e->code);
+	json_t *js = json_string(msg); /* ASCII: hm_error_t messages are escaped */
+	json_object_set_new(o, "error", js ? js : tool_json_str(msg));
+	json_object_set_new(o, "error_code", json_string(hm_err_name(e->code)));
+	if (e->offset >= 0)
+		json_object_set_new(o, "error_offset", json_integer(e->offset));
+	tool_print_json(o);
+}
+
 static int run(int argc, char **argv)
 {
 	const char *in_path = NULL, *out_path = NULL;
@@ -72,6 +90,7 @@ static int run(int argc, char **argv)
 	an_input_t in;
 	if (an_input_open(in_path, &in, &err) < 0) {
 		tool_fail_error("rewrite", &err);
+		fail_json(json, in_path, out_path, &err);
 		return 1;
 	}
 	uint64_t t0 = hm_now_ns();
@@ -81,6 +100,7 @@ static int run(int argc, char **argv)
 	if (an_rewrite(in.data, in.len, &out, &out_len, &unchecked, &err) < 0) {
 		char line[768];
 		tool_fail("rewrite", "%s: %s", in_path, hm_error_line(&err, line, sizeof(line)));
+		fail_json(json, in_path, out_path, &err);
 		an_input_close(&in);
 		return 1;
 	}
@@ -95,6 +115,10 @@ static int run(int argc, char **argv)
 		char line[768];
 		tool_fail("rewrite", "internal check failed: the rewritten stream %s",
 			  rc < 0 ? hm_error_line(&err, line, sizeof(line)) : "has another HTAB digest");
+		if (rc >= 0)
+			hm_error_set(&err, HM_E_DIGEST, -1,
+				     "internal check failed: the rewritten stream has another HTAB digest");
+		fail_json(json, in_path, out_path, &err);
 		free(out);
 		an_report_free(a);
 		an_report_free(b);
@@ -103,6 +127,7 @@ static int run(int argc, char **argv)
 	}
 	if (write_file(out_path, out, out_len, &err) < 0) {
 		tool_fail_error("rewrite", &err);
+		fail_json(json, in_path, out_path, &err);
 		free(out);
 		an_report_free(a);
 		an_report_free(b);

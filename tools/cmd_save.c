@@ -58,7 +58,7 @@ static int save_run(int argc, char **argv)
 			       (double)rep.downtime_ns / 1e6, dg);
 		}
 		if (rc)
-			tool_fail_error("save", &e);
+			mig_report_fail("save", "", &rep, &e);
 		rc = rc ? 1 : 0;
 	}
 	machine_destroy(m);

@@ -23,6 +23,7 @@ enum {
 	O_BW, O_DOWNTIME, O_MAXITER, O_TIMEOUT, O_AUTOCONV, O_RETRIES, O_RETRY_DELAY,
 	O_PURE, O_SCAN, O_POLICY, O_JSON, O_RUN, O_WARMUP, O_ACCEPT_TIMEOUT, O_TRANSPORT, O_CONNECT_TIMEOUT,
 	O_MAX_SHIFT, O_DEADLINE, O_IDLE_TIMEOUT, O_PROBE_TIMEOUT, O_MAX_STRAYS,
+	O_RESUME_TIMEOUT,
 };
 
 static const struct option guest_opts[] = {
@@ -54,6 +55,7 @@ static const struct option guest_opts[] = {
 	{"idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT},
 	{"probe-timeout", required_argument, NULL, O_PROBE_TIMEOUT},
 	{"max-strays", required_argument, NULL, O_MAX_STRAYS},
+	{"resume-timeout", required_argument, NULL, O_RESUME_TIMEOUT},
 	{NULL, 0, NULL, 0},
 };
 
@@ -242,6 +244,13 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
 			bad = hm_parse_u64(a, 1000000, &v) != 0 || v < 1;
 			cli->max_strays = (unsigned)v;
 			break;
+		case O_RESUME_TIMEOUT: {
+			uint64_t ns = 0;
+			bad = parse_seconds(a, &ns) != 0 || ns < UINT64_C(1000000) ||
+			      ns > UINT64_C(3600000000000);
+			cli->params.rp_timeout_ms = (int)(ns / 1000000u);
+			break;
+		}
 		case O_TRANSPORT:
 			bad = strcmp(a, "unix") != 0 && strcmp(a, "tcp") != 0;
 			cli->transport = a;
@@ -506,6 +515,27 @@ static double ms(uint64_t ns)
 	return (double)ns / 1e6;
 }
 
+void mig_json_error(json_t *o, int status, const hm_error_t *err)
+{
+	/* Always there when the status is not ok, and always a valid string:
+	 * messages are printable ASCII by construction (hm_error_t). */
+	int code = err && err->code ? err->code : status;
+	const char *msg = err && err->code && err->msg[0] ? err->msg : hm_err_str(code);
+	json_t *js = json_string(msg); /* as on stderr */
+	json_object_set_new(o, "error", js ? js : tool_json_str(msg));
+	json_object_set_new(o, "error_code", json_string(hm_err_name(code)));
+	if (err && err->code && err->offset >= 0)
+		json_object_set_new(o, "error_offset", json_integer(err->offset));
+}
+
+void mig_report_fail(const char *cmd, const char *what, const mig_report_t *r,
+		     const hm_error_t *e)
+{
+	char line[768];
+	tool_fail(cmd, "%s%s; %s", what, hm_error_line(e, line, sizeof(line)),
+		  mig_guest_state_text(r->guest));
+}
+
 json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t *m,
 			const hm_error_t *err, const char *uri)
 {
@@ -514,12 +544,9 @@ json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t 
 	mig_hex(r->dest_digest, ddg);
 	json_t *o = json_object();
 	json_object_set_new(o, "status", json_string(r->status == 0 ? "ok" : "failed"));
-	if (r->status != 0 && err) {
-		json_object_set_new(o, "error", json_string(err->msg));
-		json_object_set_new(o, "error_code", json_string(hm_err_name(err->code)));
-		if (err->offset >= 0)
-			json_object_set_new(o, "error_offset", json_integer(err->offset));
-	}
+	if (r->status != 0)
+		mig_json_error(o, r->status, err);
+	json_object_set_new(o, "guest_state", json_string(mig_guest_state_name(r->guest)));
 	if (uri)
 		json_object_set_new(o, "uri", json_string(uri));
 	json_object_set_new(o, "attempts", json_integer(r->attempts));
@@ -531,7 +558,8 @@ json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t 
 	json_object_set_new(o, "fixed_downtime_ms", json_real(ms(r->fixed_downtime_ns)));
 	json_object_set_new(o, "rtt_ms", json_real(ms(r->rtt_ns)));
 	json_object_set_new(o, "downtime_measured_to",
-			    json_string(r->return_path ? "destination-resumed" : "last-byte-flushed"));
+			    json_string(mig_downtime_end_name(r->downtime_end)));
+	json_object_set_new(o, "stopped_time_total_ms", json_real(ms(r->stopped_total_ns)));
 	json_object_set_new(o, "pause_time_ms", json_real(ms(r->pause_ns)));
 	json_object_set_new(o, "complete_time_ms", json_real(ms(r->complete_ns)));
 	json_object_set_new(o, "iterations", json_integer(r->iterations));
@@ -552,7 +580,7 @@ json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t 
 	json_object_set_new(h, "valid", json_integer((json_int_t)r->htab_valid));
 	json_object_set_new(h, "bolted", json_integer((json_int_t)r->htab_bolted));
 	json_object_set_new(h, "digest", json_string(dg));
-	if (r->return_path && r->status == 0)
+	if (r->downtime_end == MIG_DOWNTIME_DEST_RESUMED)
 		json_object_set_new(h, "destination_digest", json_string(ddg));
 	json_object_set_new(h, "entries_sent",
 			    json_integer((json_int_t)(r->htab.valid_sent + r->htab.invalid_sent)));
@@ -589,12 +617,9 @@ json_t *mig_dest_report_json(const mig_dest_report_t *r, const hm_error_t *err)
 	mig_hex(r->digest, dg);
 	json_t *o = json_object();
 	json_object_set_new(o, "status", json_string(r->status == 0 ? "ok" : "failed"));
-	if (r->status != 0 && err) {
-		json_object_set_new(o, "error", json_string(err->msg));
-		json_object_set_new(o, "error_code", json_string(hm_err_name(err->code)));
-		if (err->offset >= 0)
-			json_object_set_new(o, "error_offset", json_integer(err->offset));
-	}
+	if (r->status != 0)
+		mig_json_error(o, r->status, err);
+	/* escaped by the library already (mig_dest_report_t.machine) */
 	json_object_set_new(o, "machine", json_string(r->machine));
 	json_object_set_new(o, "total_time_ms", json_real(ms(r->total_ns)));
 	json_object_set_new(o, "setup_time_ms", json_real(0));
@@ -658,8 +683,10 @@ void mig_report_print(const mig_report_t *r, const mig_params_t *p)
 	       human_bytes(r->bandwidth, b3, sizeof(b3)));
 	printf("source: downtime %.2f ms (limit %.0f ms, expected %.2f ms, measured to %s)%s\n",
 	       ms(r->downtime_ns), ms(p->downtime_limit_ns), ms(r->expected_downtime_ns),
-	       r->return_path ? "the destination's resumed message" : "the last byte flushed",
+	       r->downtime_end == MIG_DOWNTIME_DEST_RESUMED ? "the destination's resumed message"
+							    : "the last byte flushed",
 	       r->downtime_ns <= p->downtime_limit_ns ? "" : "  ** over the limit **");
+	printf("source: %s\n", mig_guest_state_text(r->guest));
 	if (r->throttle)
 		printf("source: auto-converge throttled the vCPUs to %u%%\n", r->throttle);
 	printf("source: digest %s\n", dg);

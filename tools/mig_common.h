@@ -82,6 +82,14 @@ bool mig_signals_caught(void);
 void mig_progress_print(void *opaque, const mig_progress_t *p);
 void mig_progress_done(void);
 
+/* The "error", "error_code" (and "error_offset") keys of a failed report:
+ * always present, always valid JSON strings. */
+void mig_json_error(json_t *o, int status, const hm_error_t *err);
+/* The one stderr line of a failed migration: what, the error, and where
+ * the guest is now (mig_guest_state_text). */
+void mig_report_fail(const char *cmd, const char *what, const mig_report_t *r,
+		     const hm_error_t *e);
+
 /* JSON reports (new references). */
 json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t *m,
 			const hm_error_t *err, const char *uri);

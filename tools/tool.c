@@ -1,23 +1,40 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Output helpers of the hptmig command: the only code that writes to the
- * user's terminal.
+ * user's terminal. What it writes is one line of printable ASCII per
+ * message, and every JSON string is valid (peer bytes escaped first).
  */
 #include "tool.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 void tool_fail(const char *cmd, const char *fmt, ...)
 {
+	char raw[1024], line[1024];
 	va_list ap;
-	fprintf(stderr, "hptmig: %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	/* A last guard: the line stays one line of printable ASCII whatever a
+	 * caller formatted in (error messages are escaped already, so quoting
+	 * is kept as it is). */
+	fprintf(stderr, "hptmig: %s: %s\n", cmd,
+		hm_escape(raw, strlen(raw), HM_ESC_KEEP_QUOTING, line, sizeof(line)));
+}
+
+json_t *tool_json_bytes(const void *bytes, size_t len)
+{
+	char buf[HM_ESC_LEN(256)];
+	return json_string(hm_escape(bytes, len, 0, buf, sizeof(buf)));
+}
+
+json_t *tool_json_str(const char *s)
+{
+	return s ? tool_json_bytes(s, strlen(s)) : json_null();
 }
 
 void tool_fail_error(const char *cmd, const hm_error_t *e)

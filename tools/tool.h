@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hptmig/base.h"
@@ -39,6 +40,11 @@ extern const struct hm_bench *const hm_benches[];
 void tool_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print an hm_error_t as one line on stderr, with context. */
 void tool_fail_error(const char *cmd, const hm_error_t *e);
+/* A JSON string of bytes from a peer or a file, escaped with hm_escape
+ * (cut at 256 bytes): always valid, never NULL. tool_json_str: of a C
+ * string (NULL gives JSON null). */
+json_t *tool_json_bytes(const void *bytes, size_t len);
+json_t *tool_json_str(const char *s);
 /* Print a JSON object on stdout, compact with a newline. Takes ownership. */
 void tool_print_json(json_t *obj);
 /* True when stdout is a terminal (progress lines only then). */

@@ -69,6 +69,23 @@ void hm_error_prefix(hm_error_t *e, const char *fmt, ...) __attribute__((format(
 /* One line for the user: "message (at byte offset N) [NAME]" into buf. */
 const char *hm_error_line(const hm_error_t *e, char *buf, size_t len);
 
+/* ---------------------------------------------------------------- escaping */
+
+/*
+ * Bytes from a peer or a file, made fit for a message: printable ASCII is
+ * kept, a backslash is doubled and '"' becomes \" (unless HM_ESC_KEEP_QUOTING), every
+ * other byte (controls, NUL, DEL, 0x80-0xff, so ESC, BEL, C1 and invalid
+ * UTF-8 too) becomes \xNN. The result is always one line of printable ASCII,
+ * valid UTF-8 and JSON-safe. Writes at most outlen bytes with the NUL; a
+ * value cut to fit ends in "...". Returns out, so it can be a printf
+ * argument. HM_ESC_LEN(n) is a size that always holds n bytes escaped.
+ * HM_ESC_KEEP_QUOTING is for text already escaped (a last guard before
+ * output: it cannot double an escape).
+ */
+#define HM_ESC_KEEP_QUOTING 1u
+#define HM_ESC_LEN(n) (4 * (size_t)(n) + 1)
+char *hm_escape(const void *bytes, size_t len, unsigned flags, char *out, size_t outlen);
+
 /* ------------------------------------------------------------------- clock */
 
 /* Monotonic time in nanoseconds (CLOCK_MONOTONIC). */

@@ -260,7 +260,8 @@ typedef struct mig_params {
 	enum htab_scan scan;          /* bitmap (ours) or linear (the seed's) */
 	uint64_t round_budget_ns;     /* time budget of one iterate call (default 20 ms) */
 	int connect_timeout_ms;       /* default 10000 */
-	int rp_timeout_ms;            /* wait for the destination's answer (default 30000) */
+	int rp_timeout_ms;            /* bound on the wait for the destination's answer
+				       * after the stream, whatever arrives (default 30000) */
 	uint64_t pause_timeout_ns;    /* bounded wait for vCPUs to stop (default 1 s) */
 	const char *machine_name;     /* CONFIGURATION record (default "pseries-10.0") */
 	mig_policy_fn policy;         /* NULL = mig_policy_default */
@@ -272,12 +273,58 @@ typedef struct mig_params {
 
 void mig_params_default(mig_params_t *p);
 
+/*
+ * Where the guest is when mig_source_run returns: one answer for every way
+ * an attempt can end (docs/migration.md, "What the source reports").
+ */
+enum mig_guest_state {
+	/* Never stopped: the migration failed or was cancelled before the stop. */
+	MIG_GUEST_RUNNING_ON_SOURCE = 0,
+	/* Stopped, then resumed on the source after a failure from which the
+	 * destination cannot have resumed (stream cut, REFUSED, exec failure). */
+	MIG_GUEST_RESUMED_ON_SOURCE,
+	/* Moved: the destination answered RESUMED with our digest. */
+	MIG_GUEST_RESUMED_ON_DESTINATION,
+	/* Stream complete, no return path (file:, exec:, fd:): paused on the
+	 * source, nobody confirms a resume. */
+	MIG_GUEST_PAUSED_ON_SOURCE,
+	/* The whole stream went out, then no clear answer (silence until the
+	 * bound, connection reset, garbage, cancel): the destination may be
+	 * running the guest, so the source stays paused. */
+	MIG_GUEST_PAUSED_DESTINATION_UNKNOWN,
+	/* The destination answered RESUMED with a digest that is not ours: it
+	 * runs a different table; the source stays paused (two guests must
+	 * never run). */
+	MIG_GUEST_PAUSED_DESTINATION_DIVERGED,
+};
+/* "running-on-source", "resumed-on-source", "resumed-on-destination",
+ * "paused-on-source", "paused-on-source-destination-unknown",
+ * "paused-on-source-destination-diverged". Never NULL. */
+const char *mig_guest_state_name(enum mig_guest_state s);
+/* One sentence for the user saying where the guest is. Never NULL. */
+const char *mig_guest_state_text(enum mig_guest_state s);
+
+/* Where downtime_ns ends. */
+enum mig_downtime_end {
+	MIG_DOWNTIME_NOT_STOPPED = 0,   /* the guest was never stopped: 0 */
+	MIG_DOWNTIME_DEST_RESUMED,      /* the destination's RESUMED arrived */
+	MIG_DOWNTIME_SOURCE_RESUMED,    /* the source resumed the guest */
+	MIG_DOWNTIME_LAST_BYTE,         /* no return path: the stream was complete */
+	MIG_DOWNTIME_STILL_PAUSED,      /* still paused: up to the report */
+};
+/* "not-stopped", "destination-resumed", "source-resumed",
+ * "last-byte-flushed", "still-paused". Never NULL. */
+const char *mig_downtime_end_name(enum mig_downtime_end d);
+
 /* Source statistics (product.md's JSON fields and more). */
 typedef struct mig_report {
 	int status;                   /* 0 or the error code */
 	unsigned attempts;
+	enum mig_guest_state guest;   /* where the guest is now */
+	enum mig_downtime_end downtime_end; /* where downtime_ns ends */
+	uint64_t stopped_total_ns;    /* the guest stopped, over all attempts */
 	bool stopped;                 /* the guest was stopped for the final pass */
-	bool source_resumed;          /* an error after stop resumed the source guest */
+	bool source_resumed;          /* true only if the source really resumed the guest */
 	bool return_path;             /* downtime ends at the destination's RESUMED */
 	bool verified;                /* destination's digest equals ours */
 	char stop_reason[32];         /* "converged", "max-iterations", "policy" */
@@ -306,10 +353,13 @@ typedef struct mig_report {
  * Migrate machine m to uri. m's vCPUs may be running (they keep running
  * during precopy). On success the guest is left paused (it now lives at the
  * destination) and 0 is returned. On failure before the stop the guest
- * never noticed; after the stop it is resumed. With retries, a failure that
- * left the guest running (or that the destination explicitly refused) is
- * followed, after retry_delay_ns, by a new attempt with a full pass.
- * rep is always filled. Returns 0 or a negative code (also in err).
+ * never noticed; after the stop it is resumed unless the destination may
+ * be running it (rep->guest says which: no clear answer after the whole
+ * stream, or RESUMED with another digest, leave it paused). With retries, a
+ * failure that left the guest running (or that the destination explicitly
+ * refused) is followed, after retry_delay_ns, by a new attempt with a full
+ * pass. rep is always filled, downtime_ns with the real time the guest was
+ * stopped. Returns 0 or a negative code (also in err).
  */
 int mig_source_run(machine_t *m, const char *uri, const mig_params_t *p, mig_report_t *rep,
 		   hm_error_t *err);
@@ -354,7 +404,7 @@ typedef struct mig_dest_report {
 	bool verified;                /* hptmig/verify section present and equal */
 	bool resumed;
 	bool no_hpt;
-	char machine[256];
+	char machine[256];            /* the stream's machine type, hm_escape'd */
 	uint64_t total_ns, load_ns, wait_ns;
 	uint64_t bytes_total;
 	unsigned htab_shift;

@@ -99,9 +99,16 @@ json_t *an_report_json(const an_report_t *r, unsigned flags)
 		json_object_set_new(o, "error", json_pack("{sisssssI}", "code", r->error.code, "name",
 							  hm_err_name(r->error.code), "message", r->error.msg, "offset",
 							  (json_int_t)r->error.offset));
-	if (!r->complete && !r->error.code && r->stop_offset >= 0)
+	if (!r->complete && !r->error.code && r->stop_offset >= 0) {
 		json_object_set_new(o, "stopped", json_pack("{sIss}", "offset", (json_int_t)r->stop_offset, "reason",
 							    r->stop_reason));
+		/* Not ok, so an "error" too (what the command's stderr line says). */
+		char msg[sizeof(r->stop_reason) + 32];
+		snprintf(msg, sizeof(msg), "walked only in part: %s", r->stop_reason);
+		json_object_set_new(o, "error", json_pack("{sisssssI}", "code", HM_E_UNSUPPORTED, "name",
+							  hm_err_name(HM_E_UNSUPPORTED), "message", msg, "offset",
+							  (json_int_t)r->stop_offset));
+	}
 	json_object_set_new(o, "bytes", json_integer((json_int_t)r->file_bytes));
 	json_object_set_new(o, "stream_version", json_integer(r->stream_version));
 	json_object_set_new(o, "machine", r->has_config ? json_string(r->machine) : json_null());
@@ -331,7 +338,7 @@ char *an_report_text(const an_report_t *r, unsigned flags)
 	if ((flags & AN_OUT_STATE) && r->state_text)
 		sb_printf(&b, "state:\n%s", r->state_text);
 	if ((flags & AN_OUT_DESC) && r->vmdesc) {
-		char *s = json_dumps(r->vmdesc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		char *s = json_dumps(r->vmdesc, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
 		if (s) {
 			sb_printf(&b, "vmdesc:\n%s\n", s);
 			free(s);

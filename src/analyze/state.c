@@ -194,11 +194,14 @@ static void tb_str(struct tbuf *b, const char *s, size_t n)
 		if (c == '"' || c == '\\') {
 			*o++ = '\\';
 			*o++ = (char)c;
-		} else if (c < 0x20) {
-			memcpy(o, "\\u00", 4);
-			o[4] = hx[c >> 4];
-			o[5] = hx[c & 15];
-			o += 6;
+		} else if (c < 0x20 || c > 0x7e) {
+			/* The value reads as hm_escape spells it (\xNN): the text
+			 * stays printable ASCII and valid JSON whatever the peer
+			 * sent (raw 0x80-0xff would be invalid UTF-8 or C1). */
+			memcpy(o, "\\\\x", 3);
+			o[3] = hx[c >> 4];
+			o[4] = hx[c & 15];
+			o += 5;
 		} else {
 			*o++ = (char)c;
 		}

@@ -108,7 +108,11 @@ static int vdesc_compile(json_t *o, struct an_vdesc *d, int depth, bool top, int
 		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: a device has no 'name'");
 	if (!top && !d->vmsd_name)
 		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: a struct or subsection has no 'vmsd_name'");
-	snprintf(where, sizeof(where), "device '%s'", d->name ? d->name : d->vmsd_name);
+	{
+		const char *dn = d->name ? d->name : d->vmsd_name;
+		char q[HM_ESC_LEN(120)];
+		snprintf(where, sizeof(where), "device '%s'", hm_escape(dn, strlen(dn), 0, q, sizeof(q)));
+	}
 	uint64_t u;
 	int rc;
 	if (top) {
@@ -144,7 +148,9 @@ static int vdesc_compile(json_t *o, struct an_vdesc *d, int depth, bool top, int
 		vf->name = json_string_value(json_object_get(f, "name"));
 		vf->type = json_string_value(json_object_get(f, "type"));
 		char fwhere[600];
-		snprintf(fwhere, sizeof(fwhere), "%s field '%s'", where, vf->name);
+		char qf[HM_ESC_LEN(100)];
+		snprintf(fwhere, sizeof(fwhere), "%s field '%s'", where,
+			 hm_escape(vf->name, strlen(vf->name), 0, qf, sizeof(qf)));
 		if ((rc = get_u64(f, "size", true, UINT32_MAX, &vf->size, fwhere, off, err)) < 0)
 			return rc;
 		if ((rc = get_u64(f, "array_len", false, UINT32_MAX, &vf->count, fwhere, off, err)) < 0)
@@ -260,9 +266,11 @@ int an_vmdesc_compile(json_t *root, struct an_vmdesc *vd, int64_t off, hm_error_
 	qsort(vd->order, n, sizeof(*vd->order), cmp_dev);
 	for (size_t i = 1; i < n; i++) {
 		const struct an_vdesc *a = &vd->devs[vd->order[i - 1]], *b = &vd->devs[vd->order[i]];
-		if (a->instance_id == b->instance_id && strcmp(a->name, b->name) == 0)
+		if (a->instance_id == b->instance_id && strcmp(a->name, b->name) == 0) {
+			char q[HM_ESC_LEN(120)];
 			return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: device '%s' instance %u described twice",
-					    a->name, a->instance_id);
+					    hm_escape(a->name, strlen(a->name), 0, q, sizeof(q)), a->instance_id);
+		}
 	}
 	json_t *cfg = json_object_get(root, "configuration");
 	if (cfg) {
@@ -539,9 +547,11 @@ int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, stru
 		if (!an_need(w, (uint64_t)nl + 4, "subsection name and version"))
 			return w->err->code;
 		size_t sl = strlen(s->vmsd_name);
-		if (nl != sl || memcmp(w->buf + w->pos, s->vmsd_name, sl) != 0)
-			return an_fail(w, HM_E_FORMAT, (int64_t)at, "subsection '%.*s' found where the vmdesc lists this one",
-				       (int)nl, (const char *)(w->buf + w->pos));
+		if (nl != sl || memcmp(w->buf + w->pos, s->vmsd_name, sl) != 0) {
+			char q[HM_ESC_LEN(255)];
+			return an_fail(w, HM_E_FORMAT, (int64_t)at, "subsection '%s' found where the vmdesc lists this one",
+				       hm_escape(w->buf + w->pos, nl, 0, q, sizeof(q)));
+		}
 		w->pos += nl;
 		uint32_t ver = an_be32(w);
 		if (s->version >= 0 && ver != (uint64_t)s->version)

@@ -91,8 +91,12 @@ int an_fail(struct an_walk *w, int code, int64_t off, const char *fmt, ...)
 	}
 	if (n >= sizeof(path))
 		n = sizeof(path) - 1;
-	if (path[0])
-		return hm_error_set(w->err, code, off, "%s: field '%s': %s", w->ctx, path, msg);
+	if (path[0]) {
+		/* field names come from the vmdesc: the peer's bytes */
+		char qpath[HM_ESC_LEN(120)];
+		return hm_error_set(w->err, code, off, "%s: field '%s': %s", w->ctx,
+				    hm_escape(path, n, 0, qpath, sizeof(qpath)), msg);
+	}
 	return hm_error_set(w->err, code, off, "%s: %s", w->ctx[0] ? w->ctx : "stream", msg);
 }
 
@@ -181,8 +185,11 @@ static void stop_walk(struct an_walk *w, int64_t off, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(w->r->stop_reason, sizeof(w->r->stop_reason), fmt, ap);
+	char raw[sizeof(w->r->stop_reason)];
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	/* shown like an error message: the same guard */
+	hm_escape(raw, strlen(raw), HM_ESC_KEEP_QUOTING, w->r->stop_reason, sizeof(w->r->stop_reason));
 	w->r->stop_offset = off;
 	w->r->complete = false;
 }
@@ -452,9 +459,12 @@ static int config_subsection(struct an_walk *w)
 	name[nl] = 0;
 	w->pos += nl;
 	uint32_t ver = an_be32(w);
+	/* The peer's name as it may be shown (reports, messages). */
+	char qname[HM_ESC_LEN(255)];
+	hm_escape(name, nl, 0, qname, sizeof(qname));
 	size_t used = strlen(r->config_subsections);
 	snprintf(r->config_subsections + used, sizeof(r->config_subsections) - used, "%s%s", used ? "," : "",
-		 name);
+		 qname);
 	if (strcmp(name, "configuration/target-page-bits") == 0) {
 		if (!an_need(w, 4, "target-page-bits"))
 			return w->err->code;
@@ -486,11 +496,12 @@ static int config_subsection(struct an_walk *w)
 			if (strcmp(cap, "x-ignore-shared") == 0 || strcmp(cap, "mapped-ram") == 0)
 				return an_fail(w, HM_E_UNSUPPORTED, (int64_t)w->pos - l - 1,
 					       "capability '%s' changes the RAM format: not supported", cap);
+			/* (only those two names get here: printable) */
 		}
 		return 0;
 	}
 	(void)ver;
-	return an_fail(w, HM_E_UNKNOWN, (int64_t)at, "unknown configuration subsection '%s'", name);
+	return an_fail(w, HM_E_UNKNOWN, (int64_t)at, "unknown configuration subsection '%s'", qname);
 }
 
 static int configuration(struct an_walk *w)

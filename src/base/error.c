@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The error object and code names. First error wins, so the message a user
- * sees is the root cause, not a later consequence. Never prints.
+ * sees is the root cause, not a later consequence. A message is always one
+ * line of printable ASCII (hm_escape guards it). Never prints.
  */
 #include "hptmig/base.h"
 
@@ -76,9 +77,13 @@ int hm_error_setv(hm_error_t *e, int code, int64_t offset, const char *fmt, va_l
 {
 	if (!e || e->code != 0)
 		return code;
+	char raw[sizeof(e->msg)];
 	e->code = code;
 	e->offset = offset;
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	/* A last guard: whatever a caller formatted in (a peer's bytes it
+	 * forgot to escape), the message stays one line of printable ASCII. */
+	hm_escape(raw, strlen(raw), HM_ESC_KEEP_QUOTING, e->msg, sizeof(e->msg));
 	return code;
 }
 
@@ -110,6 +115,8 @@ void hm_error_prefix(hm_error_t *e, const char *fmt, ...)
 		rest = sizeof(e->msg) - 1 - n;
 	memcpy(e->msg + n, old, rest);
 	e->msg[n + rest] = '\0';
+	memcpy(old, e->msg, sizeof(old));
+	hm_escape(old, strlen(old), HM_ESC_KEEP_QUOTING, e->msg, sizeof(e->msg));
 }
 
 const char *hm_error_line(const hm_error_t *e, char *buf, size_t len)

@@ -222,7 +222,8 @@ int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_
 		rc = hm_error_set(err, HM_E_CANCELLED, -1, "cancelled while loading");
 		goto refused;
 	}
-	snprintf(rep->machine, sizeof(rep->machine), "%s", info.machine);
+	/* the peer's bytes: kept as they may be shown */
+	hm_escape(info.machine, strlen(info.machine), 0, rep->machine, sizeof(rep->machine));
 	if (!rep->htab.started) {
 		rc = hm_error_set(err, HM_E_FORMAT, (int64_t)info.eof_offset,
 				  "the stream has no 'spapr/htab' section: not a pseries guest");

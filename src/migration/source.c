@@ -5,8 +5,10 @@
  * bandwidth and every section's pending bytes when the rest fits the
  * downtime limit, auto-converge, the stop-and-complete phase, the wait for
  * the destination's answer, retries. It never harms the guest: before the
- * stop a failure leaves it running untouched, after the stop it is resumed;
- * it never prints.
+ * stop a failure leaves it running untouched, after the stop it is resumed
+ * unless the destination may be running it (then it stays paused: two
+ * guests must never run); the report says which, and the real stopped
+ * time. It never prints.
  */
 #include "mig_int.h"
 
@@ -111,6 +113,66 @@ void mig_params_default(mig_params_t *p)
 	p->machine_name = MIG_MACHINE_NAME;
 }
 
+/* ----------------------------------------------------------- guest state */
+
+const char *mig_guest_state_name(enum mig_guest_state s)
+{
+	switch (s) {
+	case MIG_GUEST_RUNNING_ON_SOURCE:
+		return "running-on-source";
+	case MIG_GUEST_RESUMED_ON_SOURCE:
+		return "resumed-on-source";
+	case MIG_GUEST_RESUMED_ON_DESTINATION:
+		return "resumed-on-destination";
+	case MIG_GUEST_PAUSED_ON_SOURCE:
+		return "paused-on-source";
+	case MIG_GUEST_PAUSED_DESTINATION_UNKNOWN:
+		return "paused-on-source-destination-unknown";
+	case MIG_GUEST_PAUSED_DESTINATION_DIVERGED:
+		return "paused-on-source-destination-diverged";
+	}
+	return "unknown";
+}
+
+const char *mig_guest_state_text(enum mig_guest_state s)
+{
+	switch (s) {
+	case MIG_GUEST_RUNNING_ON_SOURCE:
+		return "the guest kept running on the source";
+	case MIG_GUEST_RESUMED_ON_SOURCE:
+		return "the guest was stopped, then resumed on the source";
+	case MIG_GUEST_RESUMED_ON_DESTINATION:
+		return "the guest was resumed on the destination";
+	case MIG_GUEST_PAUSED_ON_SOURCE:
+		return "the guest is paused on the source (no return path: nobody confirms a resume)";
+	case MIG_GUEST_PAUSED_DESTINATION_UNKNOWN:
+		return "the guest was left paused on the source and NOT resumed: the destination "
+		       "may be running it (no answer after the whole stream was sent); resume the "
+		       "source only if the destination did not";
+	case MIG_GUEST_PAUSED_DESTINATION_DIVERGED:
+		return "the guest was left paused on the source and NOT resumed: the destination "
+		       "is running a guest whose table differs from the source's";
+	}
+	return "the guest's state is unknown";
+}
+
+const char *mig_downtime_end_name(enum mig_downtime_end d)
+{
+	switch (d) {
+	case MIG_DOWNTIME_NOT_STOPPED:
+		return "not-stopped";
+	case MIG_DOWNTIME_DEST_RESUMED:
+		return "destination-resumed";
+	case MIG_DOWNTIME_SOURCE_RESUMED:
+		return "source-resumed";
+	case MIG_DOWNTIME_LAST_BYTE:
+		return "last-byte-flushed";
+	case MIG_DOWNTIME_STILL_PAUSED:
+		return "still-paused";
+	}
+	return "unknown";
+}
+
 /* ------------------------------------------------------------- the attempt */
 
 /* Fixed part of the expected downtime besides the digests (measured):
@@ -132,6 +194,9 @@ struct attempt {
 	uint64_t digest_ns;      /* its digest part: the least of the measurements */
 	unsigned digest_samples; /* measurements taken */
 	bool retryable;          /* the guest still runs and nothing ambiguous happened */
+	uint64_t t_stop;         /* when the stop was requested (valid once rep->stopped) */
+	bool keep_paused;        /* after a failure the destination may be running the guest:
+				  * the source must not resume it (rep->guest says why) */
 };
 
 static void progress(struct attempt *a, const char *phase, uint64_t pending, uint64_t bw,
@@ -384,14 +449,103 @@ static int measure_rtt(struct attempt *a, mig_file_t *f, hm_error_t *err)
 		hm_error_set(err, e.code, e.offset, "waiting for the answer to PING: %s", e.msg);
 		return rc;
 	}
-	if (msg.type == MIG_RP_REFUSED)
-		return hm_error_set(err, msg.code ? msg.code : HM_E_PEER, msg.offset,
-				    "the destination refused the stream: %s", msg.msg);
+	if (msg.type == MIG_RP_REFUSED) {
+		char why[HM_ESC_LEN(160)];
+		hm_escape(msg.msg, strlen(msg.msg), 0, why, sizeof(why));
+		return hm_error_set(err, msg.code < 0 ? msg.code : HM_E_PEER, msg.offset,
+				    "the destination refused the stream: \"%s\"", why);
+	}
 	if (msg.type != MIG_RP_PONG || msg.value != token)
 		return hm_error_set(err, HM_E_FORMAT, -1,
 				    "return path: expected PONG %u, got message type %u value %u",
 				    token, msg.type, msg.value);
 	a->rep->rtt_ns = hm_now_ns() - t0;
+	return 0;
+}
+
+/*
+ * The whole stream is out and the guest stopped: wait for the destination's
+ * answer, bounded by rp_timeout_ms in all (a peer trickling bytes or
+ * sending PONGs forever gets no more). REFUSED: the destination did not
+ * resume, so the caller resumes the source. RESUMED with our digest: the
+ * guest moved. Anything else (silence up to the bound, a reset, garbage, a
+ * cancel) leaves us unable to know whether the destination resumed, and
+ * RESUMED with another digest means it runs a different table: in both the
+ * source must stay paused, so two guests never run; the error says so.
+ */
+static int await_resumed(struct attempt *a, uint64_t t0, hm_error_t *err)
+{
+	const mig_params_t *p = a->p;
+	mig_report_t *rep = a->rep;
+	mig_rp_msg_t msg;
+	int rc;
+	uint64_t deadline = hm_now_ns() + (uint64_t)(p->rp_timeout_ms > 0 ? p->rp_timeout_ms : 0) *
+					       1000000ull;
+	mig_conn_finish_write(a->conn);
+	progress(a, "wait", 0, rep->bandwidth, 0, t0);
+	for (;;) {
+		uint64_t now = hm_now_ns();
+		int left = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+		rc = mig_rp_recv(a->conn, left, &msg, err);
+		if (rc || msg.type != MIG_RP_PONG)
+			break;
+		/* a PONG that came too late for measure_rtt: skip it */
+	}
+	uint64_t t_end = hm_now_ns();
+	if (rc) {
+		/* We cannot know whether the destination resumed: stay paused,
+		 * never retry. */
+		a->retryable = false;
+		a->keep_paused = true;
+		rep->guest = MIG_GUEST_PAUSED_DESTINATION_UNKNOWN;
+		if (mig_cancel_requested(p->cancel)) {
+			/* (the cancel shut the connection down: the transport's own
+			 * error says nothing more) */
+			hm_error_clear(err);
+			hm_error_set(err, HM_E_CANCELLED, -1,
+				     "cancelled while waiting for the destination's answer after "
+				     "the whole stream was sent");
+		} else if (rc == HM_E_TIMEOUT) {
+			hm_error_clear(err);
+			hm_error_set(err, HM_E_TIMEOUT, -1,
+				     "after the whole stream was sent: no answer from the destination "
+				     "within %d ms",
+				     p->rp_timeout_ms);
+		} else {
+			hm_error_prefix(err, "after the whole stream was sent: ");
+		}
+		return err->code;
+	}
+	if (msg.type == MIG_RP_REFUSED) {
+		char why[HM_ESC_LEN(160)];
+		hm_escape(msg.msg, strlen(msg.msg), 0, why, sizeof(why));
+		return hm_error_set(err, msg.code < 0 ? msg.code : HM_E_PEER, msg.offset,
+				    "the destination refused the stream: \"%s\"", why);
+	}
+	rep->downtime_ns = t_end - a->t_stop;
+	rep->downtime_end = MIG_DOWNTIME_DEST_RESUMED;
+	memcpy(rep->dest_digest, msg.digest, HM_SHA256_LEN);
+	if (p->qemu_pure) {
+		/* No digest went in the stream (it would cost downtime); the
+		 * table is stopped and unchanged, so compare now. */
+		hpt_summary(machine_hpt(a->m), HPT_READ_QUIESCENT, NULL, NULL, rep->digest);
+	}
+	rep->verified = memcmp(msg.digest, rep->digest, HM_SHA256_LEN) == 0;
+	if (!rep->verified) {
+		/* It resumed on a table that is not ours: a failure, and the
+		 * source must not resume as well (two guests). */
+		char a1[65], a2[65];
+		a->retryable = false;
+		a->keep_paused = true;
+		rep->guest = MIG_GUEST_PAUSED_DESTINATION_DIVERGED;
+		hm_hex(rep->digest, HM_SHA256_LEN, a1);
+		hm_hex(msg.digest, HM_SHA256_LEN, a2);
+		return hm_error_set(err, HM_E_DIGEST, -1,
+				    "the destination resumed a guest with table digest %s, the "
+				    "source's is %s",
+				    a2, a1);
+	}
+	rep->guest = MIG_GUEST_RESUMED_ON_DESTINATION;
 	return 0;
 }
 
@@ -465,6 +619,7 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 	rc = machine_pause(m, p->pause_timeout_ns, err);
 	if (rc)
 		return rc; /* pause withdrawn: the guest runs on */
+	a->t_stop = t_stop;
 	rep->stopped = true;
 	rep->pause_ns = hm_now_ns() - t_stop;
 	machine_spapr_t ms;
@@ -504,42 +659,15 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 	rep->bytes_total = mig_file_offset(f);
 
 	if (mig_conn_has_return_path(a->conn)) {
-		mig_rp_msg_t msg;
-		mig_conn_finish_write(a->conn);
-		progress(a, "wait", 0, rep->bandwidth, 0, t0);
-		do /* a PONG that came too late for measure_rtt */
-			rc = mig_rp_recv(a->conn, p->rp_timeout_ms, &msg, err);
-		while (rc == 0 && msg.type == MIG_RP_PONG);
-		uint64_t t_end = hm_now_ns();
-		if (rc) {
-			/* We cannot know whether the destination resumed; never retry. */
-			a->retryable = false;
-			hm_error_prefix(err, "after the guest was stopped: ");
+		rc = await_resumed(a, t0, err);
+		if (rc)
 			return rc;
-		}
-		if (msg.type == MIG_RP_REFUSED) {
-			return hm_error_set(err, msg.code ? msg.code : HM_E_PEER, msg.offset,
-					    "the destination refused the stream: %s", msg.msg);
-		}
-		rep->downtime_ns = t_end - t_stop;
-		memcpy(rep->dest_digest, msg.digest, HM_SHA256_LEN);
-		if (!p->qemu_pure) {
-			rep->verified = memcmp(msg.digest, rep->digest, HM_SHA256_LEN) == 0;
-			if (!rep->verified) {
-				/* It resumed on a table that is not ours: a failure, and the
-				 * source must not resume as well (two guests). */
-				a->retryable = false;
-				rep->source_resumed = true; /* do not resume below */
-				char a1[65], a2[65];
-				hm_hex(rep->digest, HM_SHA256_LEN, a1);
-				hm_hex(msg.digest, HM_SHA256_LEN, a2);
-				return hm_error_set(err, HM_E_DIGEST, -1,
-						    "destination resumed with digest %s, source has %s", a2,
-						    a1);
-			}
-		}
 	} else {
 		rep->downtime_ns = hm_now_ns() - t_stop;
+		rep->downtime_end = MIG_DOWNTIME_LAST_BYTE;
+		rep->guest = MIG_GUEST_PAUSED_ON_SOURCE;
+		if (p->qemu_pure) /* our own digest, for the report */
+			hpt_summary(h, HPT_READ_QUIESCENT, NULL, NULL, rep->digest);
 	}
 	rc = mig_conn_close(a->conn, err);
 	a->conn = NULL;
@@ -548,11 +676,6 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 		/* exec: the command failed; the stream may not have arrived. */
 		hm_error_prefix(err, "after the guest was stopped: ");
 		return rc;
-	}
-	if (p->qemu_pure || !rep->verified) {
-		/* Our own digest, for the report; the guest is stopped for good. */
-		if (p->qemu_pure)
-			hpt_digest(h, rep->digest);
 	}
 	return 0;
 }
@@ -570,6 +693,9 @@ static void attempt_cleanup(struct attempt *a)
 		a->hs = NULL;
 	}
 	if (a->conn) {
+		/* Failed or cancelled: the bytes that did go out, for the report. */
+		if (!a->rep->bytes_total)
+			a->rep->bytes_total = mig_file_offset(mig_conn_file(a->conn));
 		mig_conn_abort(a->conn);
 		mig_conn_close(a->conn, NULL);
 		a->conn = NULL;
@@ -593,6 +719,8 @@ int mig_source_run(machine_t *m, const char *uri_text, const mig_params_t *p, mi
 		rep->status = rc;
 		return rc;
 	}
+	uint64_t stopped_total = 0;
+	uint64_t paused_at = 0; /* stop of an attempt that ended paused, no answer */
 	for (;;) {
 		struct attempt a = {.m = m, .p = p, .rep = rep, .run_t0 = t0};
 		hm_error_t e;
@@ -602,11 +730,7 @@ int mig_source_run(machine_t *m, const char *uri_text, const mig_params_t *p, mi
 		rep->attempts = attempts;
 		rc = attempt_run(&a, &uri, &e);
 		attempt_cleanup(&a);
-		if (rc && rep->stopped && !rep->source_resumed) {
-			machine_resume(m);
-			rep->source_resumed = true;
-		}
-		if (rc && rc != HM_E_CANCELLED && mig_cancel_requested(p->cancel)) {
+		if (rc && rc != HM_E_CANCELLED && mig_cancel_requested(p->cancel) && !a.keep_paused) {
 			/* A cancel shuts the connection down, so the transfer usually
 			 * fails with the transport's error (EPIPE...) before the
 			 * controller sees the flag: report what really happened. */
@@ -615,6 +739,24 @@ int mig_source_run(machine_t *m, const char *uri_text, const mig_params_t *p, mi
 			hm_error_set(&c, HM_E_CANCELLED, -1, "migration cancelled (%s)", e.msg);
 			e = c;
 			rc = HM_E_CANCELLED;
+		}
+		if (rep->stopped) {
+			if (rc && !a.keep_paused) {
+				/* The destination cannot have resumed: resume here. */
+				machine_resume(m);
+				rep->source_resumed = true;
+				rep->guest = MIG_GUEST_RESUMED_ON_SOURCE;
+				rep->downtime_ns = hm_now_ns() - a.t_stop;
+				rep->downtime_end = MIG_DOWNTIME_SOURCE_RESUMED;
+				stopped_total += rep->downtime_ns;
+			} else if (rep->downtime_end == MIG_DOWNTIME_NOT_STOPPED) {
+				/* Paused with no answer: counted up to the report. */
+				paused_at = a.t_stop;
+			} else {
+				/* Moved, or a complete stream without a return path:
+				 * downtime_ns ends where the answer (or last byte) came. */
+				stopped_total += rep->downtime_ns;
+			}
 		}
 		if (rc == 0 || !a.retryable || rep->attempts > p->retries ||
 		    mig_cancel_requested(p->cancel)) {
@@ -633,14 +775,21 @@ int mig_source_run(machine_t *m, const char *uri_text, const mig_params_t *p, mi
 			break;
 		}
 	}
+	if (rep->stopped && rep->downtime_end == MIG_DOWNTIME_NOT_STOPPED) {
+		/* Still paused at the report, nobody resumed it (yet). */
+		uint64_t now = hm_now_ns();
+		rep->downtime_ns = now - paused_at;
+		rep->downtime_end = MIG_DOWNTIME_STILL_PAUSED;
+		stopped_total += rep->downtime_ns;
+	}
+	rep->stopped_total_ns = stopped_total;
 	hpt_t *h = machine_hpt(m);
 	rep->status = rc;
 	rep->total_ns = hm_now_ns() - t0;
 	rep->throttle = machine_throttle(m);
 	rep->htab_shift = hpt_shift(h);
-	if (rc != 0 || !rep->stopped) {
+	if ((rc != 0 && rep->guest != MIG_GUEST_PAUSED_DESTINATION_DIVERGED) || !rep->stopped)
 		hpt_digest(h, rep->digest);
-	}
 	hpt_count(h, &rep->htab_valid, &rep->htab_bolted);
 	return rc;
 }

@@ -607,10 +607,13 @@ static int load_section_start(struct load_ctx *c, int type, uint64_t rec_off)
 	if (mig_file_status(f))
 		return rtrunc(c, "%s record header at offset %llu", savevm_record_name(type),
 			      (unsigned long long)rec_off);
+	/* The peer's name, as it may appear in a message. */
+	char qid[HM_ESC_LEN(SAVEVM_IDSTR_MAX)];
+	hm_escape(idstr, len, 0, qid, sizeof(qid));
 	if (memchr(idstr, '\0', len))
 		return rfail(c, HM_E_FORMAT, rec_off + 6,
-			     "%s record at offset %llu: section name contains a NUL byte",
-			     savevm_record_name(type), (unsigned long long)rec_off);
+			     "%s record at offset %llu: section name '%s' contains a NUL byte",
+			     savevm_record_name(type), (unsigned long long)rec_off, qid);
 	savevm_section_t *s = find_section(c->r, idstr, len, instance);
 	if (!s && c->o->on_unknown_section) {
 		hm_error_t he;
@@ -619,7 +622,7 @@ static int load_section_start(struct load_ctx *c, int type, uint64_t rec_off)
 		if (rc < 0) {
 			if (!he.code)
 				hm_error_set(&he, rc, (int64_t)rec_off, "unknown section '%s' instance %u refused",
-					     idstr, instance);
+					     qid, instance);
 			if (he.offset < 0)
 				he.offset = (int64_t)rec_off;
 			mig_file_latch_error(f, &he);
@@ -630,30 +633,30 @@ static int load_section_start(struct load_ctx *c, int type, uint64_t rec_off)
 	if (!s)
 		return rfail(c, HM_E_UNKNOWN, rec_off,
 			     "unknown section '%s' instance %u (version %u, section id %u, %s record at offset %llu)",
-			     idstr, instance, version, id, savevm_record_name(type),
+			     qid, instance, version, id, savevm_record_name(type),
 			     (unsigned long long)rec_off);
 	if (s->introduced)
 		return rfail(c, HM_E_FORMAT, rec_off,
 			     "section '%s' instance %u introduced a second time (%s record at offset %llu)",
-			     idstr, instance, savevm_record_name(type), (unsigned long long)rec_off);
+			     qid, instance, savevm_record_name(type), (unsigned long long)rec_off);
 	savevm_section_t *other = find_wire(c->r, id);
 	if (other)
 		return rfail(c, HM_E_FORMAT, rec_off,
 			     "%s record at offset %llu: section id %u of '%s' is already used by '%s'",
-			     savevm_record_name(type), (unsigned long long)rec_off, id, idstr,
+			     savevm_record_name(type), (unsigned long long)rec_off, id, qid,
 			     other->idstr);
 	if (version > s->version)
 		return rfail(c, HM_E_VERSION, rec_off,
 			     "section '%s' instance %u: version %u is newer than the supported %u",
-			     idstr, instance, version, s->version);
+			     qid, instance, version, s->version);
 	if (version < s->min_version)
 		return rfail(c, HM_E_VERSION, rec_off,
 			     "section '%s' instance %u: version %u is older than the minimum %u",
-			     idstr, instance, version, s->min_version);
+			     qid, instance, version, s->min_version);
 	if (type == QEMU_VM_SECTION_START && !s->ops)
 		return rfail(c, HM_E_FORMAT, rec_off,
 			     "section '%s' is not a live section but came in a SECTION_START record at offset %llu",
-			     idstr, (unsigned long long)rec_off);
+			     qid, (unsigned long long)rec_off);
 	s->introduced = true;
 	s->started = type == QEMU_VM_SECTION_START;
 	s->wire_id = id;

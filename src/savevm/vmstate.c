@@ -593,9 +593,10 @@ int vmstate_load_subsections(mig_file_t *f, const vmstate_desc_t *d, void *opaqu
 		}
 		uint64_t start = mig_file_offset(f);
 		if (!sd) {
+			char q[HM_ESC_LEN(256)];
 			mig_file_set_error_at(f, HM_E_UNKNOWN, (int64_t)start,
-					      "unknown subsection '%.*s' of '%s'", (int)len, name,
-					      d->name);
+					      "unknown subsection '%s' of '%s'",
+					      hm_escape(name, len, 0, q, sizeof(q)), d->name);
 			return fail_field(f, err, path);
 		}
 		mig_file_skip(f, 2 + len);

@@ -88,10 +88,53 @@ static void test_be(void **state)
 	assert_true(hm_load_be16(b) == 0xbeef);
 }
 
+/* Every byte outside printable ASCII becomes \xNN, quoting is escaped, a
+ * cut value says so, and the error object guards what callers forget. */
+static void test_escape(void **state)
+{
+	(void)state;
+	char out[64], tiny[8];
+	const char in[] = "a\x1b]0;x\x07\x9b\xff\n\\\"b";
+	hm_escape(in, sizeof(in) - 1, 0, out, sizeof(out));
+	assert_string_equal(out, "a\\x1b]0;x\\x07\\x9b\\xff\\x0a\\\\\\\"b");
+	hm_escape(in, sizeof(in) - 1, HM_ESC_KEEP_QUOTING, out, sizeof(out));
+	assert_string_equal(out, "a\\x1b]0;x\\x07\\x9b\\xff\\x0a\\\"b");
+	hm_escape("\0z", 2, 0, out, sizeof(out));
+	assert_string_equal(out, "\\x00z");
+	hm_escape(NULL, 5, 0, out, sizeof(out));
+	assert_string_equal(out, "");
+	/* Cut at a whole escape, marked. */
+	hm_escape("abcdefghij", 10, 0, tiny, sizeof(tiny));
+	assert_string_equal(tiny, "abcd...");
+	hm_escape("\x01\x02\x03", 3, 0, tiny, sizeof(tiny));
+	assert_string_equal(tiny, "\\x01...");
+	hm_escape("abcdefg", 7, 0, tiny, sizeof(tiny));
+	assert_string_equal(tiny, "abcdefg");
+	hm_escape("abc", 3, 0, tiny, 2);
+	assert_string_equal(tiny, ".");
+	/* HM_ESC_LEN always holds the worst case, uncut. */
+	unsigned char all[256];
+	char big[HM_ESC_LEN(256)];
+	for (int i = 0; i < 256; i++)
+		all[i] = (unsigned char)i;
+	hm_escape(all, sizeof(all), 0, big, sizeof(big));
+	assert_int_equal(strlen(big), 95 + 2 + (256 - 95) * 4);
+	for (const char *p = big; *p; p++)
+		assert_true(*p >= 0x20 && *p <= 0x7e);
+
+	hm_error_t e;
+	hm_error_clear(&e);
+	hm_error_set(&e, HM_E_FORMAT, 3, "name '%s'", "\x1b[2J\nline two\x9b");
+	assert_string_equal(e.msg, "name '\\x1b[2J\\x0aline two\\x9b'");
+	hm_error_prefix(&e, "section '%s': ", "\a");
+	assert_string_equal(e.msg, "section '\\x07': name '\\x1b[2J\\x0aline two\\x9b'");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_first_error_wins), cmocka_unit_test(test_names),
+		cmocka_unit_test(test_first_error_wins), cmocka_unit_test(test_escape),
+		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_parse_size),       cmocka_unit_test(test_sha256),
 		cmocka_unit_test(test_be),
 	};

@@ -96,6 +96,11 @@ static void test_synthetic(void **state)
 	j = json_loads(out, 0, NULL);
 	assert_string_equal(json_string_value(json_object_get(j, "status")), "incomplete");
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "stopped"), "offset")), o.timer_rec);
+	/* not ok, so an error too */
+	json_t *je = json_object_get(j, "error");
+	assert_non_null(je);
+	assert_string_equal(json_string_value(json_object_get(je, "name")), "HM_E_UNSUPPORTED");
+	assert_non_null(strstr(json_string_value(json_object_get(je, "message")), "walked only in part"));
 	json_decref(j);
 	free(out);
 	free(err);

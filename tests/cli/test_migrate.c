@@ -30,8 +30,15 @@ static void check_pair(json_t *src, json_t *dst, bool pure)
 	assert_true(jbool(src, "stopped"));
 	assert_false(jbool(src, "source_resumed"));
 	assert_true(jbool(dst, "verified") == !pure);
-	/* the source knows only through a return path */
-	assert_true(jbool(src, "verified") == (!pure && jbool(src, "return_path")));
+	/* the source knows only through a return path (--qemu-pure too: it
+	 * compares the RESUMED digest with its stopped table's) */
+	assert_true(jbool(src, "verified") == jbool(src, "return_path"));
+	assert_string_equal(jstr(src, "guest_state"), jbool(src, "return_path")
+							      ? "resumed-on-destination"
+							      : "paused-on-source");
+	assert_string_equal(jstr(src, "downtime_measured_to"), jbool(src, "return_path")
+								       ? "destination-resumed"
+								       : "last-byte-flushed");
 	assert_int_equal((int64_t)jnum(src, "guest.unexpected"), 0);
 }
 
@@ -204,9 +211,16 @@ static void test_exec_source(void **state)
 	free(err);
 
 	/* a failing command is a failed migration, and says so */
-	snprintf(cmd, sizeof(cmd), "'%s' migrate 'exec:exit 3' --htab-shift 19", tu_bin());
+	snprintf(cmd, sizeof(cmd), "'%s' migrate 'exec:exit 3' --htab-shift 19 --json", tu_bin());
 	assert_int_equal(tu_run(cmd, &out, &err), 1);
 	assert_one_line(err);
+	/* whenever it failed, the guest runs on the source and the report says so */
+	json_t *o = json_of(out);
+	const char *gs = jstr(o, "guest_state");
+	assert_true(strcmp(gs, "running-on-source") == 0 || strcmp(gs, "resumed-on-source") == 0);
+	assert_true(jbool(o, "guest.running"));
+	assert_true(jbool(o, "source_resumed") == jbool(o, "stopped"));
+	json_decref(o);
 	free(out);
 	free(err);
 }

@@ -34,6 +34,8 @@ static void test_destination_killed(void **state)
 	json_t *o = json_of_file(src.out);
 	assert_string_equal(jstr(o, "status"), "failed");
 	assert_false(jbool(o, "stopped"));
+	assert_string_equal(jstr(o, "guest_state"), "running-on-source");
+	assert_string_equal(jstr(o, "downtime_measured_to"), "not-stopped");
 	/* the guest never noticed: still running, its table intact */
 	assert_true(jbool(o, "guest.running"));
 	assert_true(jnum(o, "htab.valid") >= 16384);
@@ -285,7 +287,7 @@ static void test_interrupt(void **state)
 	char cmd[4096], uri[600];
 	struct bg in, src;
 	snprintf(uri, sizeof(uri), "unix:%s/i.sock", tu_tmp);
-	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s", tu_bin(), uri);
+	snprintf(cmd, sizeof(cmd), "exec '%s' incoming %s --json", tu_bin(), uri);
 	bg_start(&in, tu_tmp, "iin", cmd);
 	snprintf(cmd, sizeof(cmd), "exec '%s' migrate %s --json --ram 1G --max-bandwidth 150K",
 		 tu_bin(), uri);
@@ -301,8 +303,18 @@ static void test_interrupt(void **state)
 	json_t *o = json_of_file(src.out);
 	assert_string_equal(jstr(o, "error_code"), "HM_E_CANCELLED");
 	assert_true(jbool(o, "guest.running"));
-	json_decref(o);
+	assert_string_equal(jstr(o, "guest_state"), "running-on-source");
+	assert_false(jbool(o, "source_resumed"));
+	assert_true(jnum(o, "downtime_ms") == 0);
 	assert_int_equal(irc, 1);
+	/* what went out before the Ctrl-C is counted, not 0: at least what
+	 * the destination read before it refused the cut stream */
+	json_t *d = json_of_file(in.out);
+	print_message("interrupt: source sent %.0f bytes, destination read %.0f\n",
+		      jnum(o, "bytes_total"), jnum(d, "bytes_total"));
+	assert_true(jnum(o, "bytes_total") >= jnum(d, "bytes_total"));
+	json_decref(d);
+	json_decref(o);
 	free(err);
 }
 

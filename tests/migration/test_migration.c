@@ -250,6 +250,10 @@ static void migrate_ok(machine_t *m, const char *uri, mig_params_t *p)
 	assert_true(rep.verified);
 	assert_true(d.rep.verified);
 	assert_memory_equal(rep.digest, d.rep.digest, 32);
+	assert_int_equal(rep.guest, MIG_GUEST_RESUMED_ON_DESTINATION);
+	assert_int_equal(rep.downtime_end, MIG_DOWNTIME_DEST_RESUMED);
+	assert_false(rep.source_resumed);
+	assert_true(rep.downtime_ns > 0 && rep.stopped_total_ns == rep.downtime_ns);
 	/* the round trip was measured (PING answered PONG) and is in the fixed cost */
 	assert_true(rep.rtt_ns > 0 && rep.rtt_ns < 2000000000ull);
 	assert_true(rep.fixed_downtime_ns >= rep.rtt_ns);
@@ -358,10 +362,18 @@ static void test_failure_leaves_guest_running(void **state)
 		if (kind == 0) {
 			/* hung up during precopy: the guest never stopped */
 			assert_false(rep.stopped);
+			assert_int_equal(rep.guest, MIG_GUEST_RUNNING_ON_SOURCE);
+			assert_int_equal(rep.downtime_end, MIG_DOWNTIME_NOT_STOPPED);
+			assert_true(rep.downtime_ns == 0);
 		} else {
 			/* refused after the stop: resumed, and the reason is shown */
 			assert_true(rep.stopped);
 			assert_true(rep.source_resumed);
+			assert_int_equal(rep.guest, MIG_GUEST_RESUMED_ON_SOURCE);
+			assert_int_equal(rep.downtime_end, MIG_DOWNTIME_SOURCE_RESUMED);
+			/* stopped from the pause to the resume: more than the pause */
+			assert_true(rep.downtime_ns > rep.pause_ns);
+			assert_true(rep.stopped_total_ns == rep.downtime_ns);
 			assert_int_equal(rc, HM_E_FORMAT);
 			assert_non_null(strstr(e.msg, "not today"));
 		}
