@@ -121,6 +121,27 @@ int an_rewrite(const uint8_t *buf, size_t len, uint8_t **out, size_t *out_len, b
 	memcpy(o + n, buf + tail, len - tail);
 	n += len - tail;
 	free(payload);
+	/* The walk's work cap grows with the records' length, and dropping
+	 * PART records shortens them: output whose vmdesc walk would exceed
+	 * its own cap would not walk again, so refuse it by name. */
+	size_t in_end = r->has_vmdesc ? (size_t)r->vmdesc_offset : len;
+	size_t out_end = n - (len - in_end);
+	if (r->priv->work > an_work_max(out_end)) {
+		uint64_t work = r->priv->work, cap_out = an_work_max(out_end);
+		int64_t where = (int64_t)r->records[0].offset;
+		for (size_t i = 0; i < r->nrecords; i++)
+			if (r->records[i].section != UINT32_MAX &&
+			    r->sections[r->records[i].section].kind == AN_SEC_VMSTATE) {
+				where = (int64_t)r->records[i].offset;
+				break;
+			}
+		free(o);
+		an_report_free(r);
+		return hm_error_set(err, HM_E_RANGE, where,
+				    "rewrite: the vmdesc walk of the input takes %llu field visits; the rewritten stream,"
+				    " %zu bytes shorter, allows %llu: it would not walk again, refusing",
+				    (unsigned long long)work, in_end - out_end, (unsigned long long)cap_out);
+	}
 	an_report_free(r);
 	*out = o;
 	*out_len = n;
