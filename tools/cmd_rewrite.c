@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "hptmig/analyze.h"
@@ -32,8 +34,9 @@ static const char usage[] =
 	"\n"
 	"OUT is a file (written to a temporary file beside it, read back, renamed\n"
 	"into place only on success, its mode kept; a symlink is followed and its\n"
-	"target replaced), or a pipe, character device or socket, or '-' for\n"
-	"stdout (written straight through; the summary then goes to stderr).\n"
+	"target replaced), or a pipe, character device, listening unix socket, or\n"
+	"'-' for stdout (written straight through; the summary then goes to\n"
+	"stderr).\n"
 	"\n"
 	"  --json    print a JSON summary on stdout\n";
 
@@ -184,9 +187,28 @@ static int write_out(const char *out_path, const uint8_t *data, size_t len, bool
 		return hm_error_set(err, -EINVAL, -1,
 				    "%s: not a regular file, pipe, character device or socket: not writing to it",
 				    out_path);
-	if (fstat(STDOUT_FILENO, &so) == 0 && so.st_dev == st.st_dev && so.st_ino == st.st_ino)
+	/* /dev/stdout, /proc/self/fd/1: our own stdout, whatever it is */
+	if (fstat(STDOUT_FILENO, &so) == 0 && so.st_dev == st.st_dev && so.st_ino == st.st_ino) {
 		*to_stdout = true;
-	int fd = open(out_path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+		return write_stream(STDOUT_FILENO, out_path, data, len, err);
+	}
+	int fd;
+	if (S_ISSOCK(st.st_mode)) {
+		/* a listening unix socket (e.g. QEMU's -incoming unix:PATH) */
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		if (strlen(out_path) >= sizeof(sa.sun_path))
+			return hm_error_set(err, -ENAMETOOLONG, -1, "%s: socket path too long", out_path);
+		strcpy(sa.sun_path, out_path);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			int e = errno;
+			close(fd);
+			fd = -1;
+			errno = e;
+		}
+	} else {
+		fd = open(out_path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+	}
 	if (fd < 0)
 		return hm_error_set(err, -errno, -1, "%s: %s", out_path, strerror(errno));
 	int rc = write_stream(fd, out_path, data, len, err);

@@ -3,8 +3,9 @@
  * CLI: where `hptmig rewrite` writes, on the built binary. A symlink planted
  * at the old predictable temporary name is not followed; a symlink OUT has
  * its target rewritten and stays a symlink; OUT's mode is kept (a new OUT
- * gets 0666 & ~umask); `-`, a pipe, /dev/null and a FIFO are written
- * straight through with a one-line note; a failure leaves nothing behind.
+ * gets 0666 & ~umask); `-`, a pipe, /dev/stdout, a unix socket, /dev/null
+ * and a FIFO are written straight through with a one-line note; a failure
+ * leaves nothing behind.
  */
 #include "testutil.h"
 
@@ -12,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "../analyze/streamgen.h"
@@ -235,6 +238,58 @@ static void test_stdout_pipe(void **state)
 	free(o);
 	free(e);
 	unlink(got);
+
+	/* /dev/stdout names the same pipe: written through it, never replaced */
+	snprintf(cmd, sizeof(cmd), "'%s' rewrite '%s' /dev/stdout | cat > '%s'", tu_bin(), f->in, got);
+	assert_int_equal(tu_run(cmd, &o, &e), 0);
+	assert_file_is(got, f->want, f->want_len);
+	assert_non_null(strstr(e, "rewrote"));
+	free(o);
+	free(e);
+	unlink(got);
+}
+
+/* A listening unix socket (as QEMU's -incoming unix:PATH): connected to,
+ * the whole stream sent; the socket file stays. */
+static void test_unix_socket(void **state)
+{
+	struct fx *f = *state;
+	char path[4200], args[16384], *o, *e;
+	snprintf(path, sizeof(path), "%s/sock", f->dir);
+	int l = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	assert_true(strlen(path) < sizeof(sa.sun_path));
+	strcpy(sa.sun_path, path);
+	assert_true(l >= 0);
+	assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(l, 1), 0);
+	/* the stream (a few KiB) fits the socket buffer: hptmig finishes
+	 * before we accept */
+	assert_true(f->want_len < 64 * 1024);
+	snprintf(args, sizeof(args), "rewrite '%s' '%s'", f->in, path);
+	assert_int_equal(run(args, &o, &e), 0);
+	assert_non_null(strstr(e, "not read back"));
+	free(o);
+	free(e);
+	int c = accept(l, NULL, NULL);
+	assert_true(c >= 0);
+	uint8_t *got = malloc(f->want_len + 1);
+	size_t n = 0;
+	for (;;) {
+		ssize_t k = read(c, got + n, f->want_len + 1 - n);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+	}
+	close(c);
+	close(l);
+	assert_int_equal(n, f->want_len);
+	assert_memory_equal(got, f->want, n);
+	free(got);
+	struct stat st;
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	unlink(path);
 }
 
 /*
@@ -364,6 +419,7 @@ int main(void)
 		cmocka_unit_test(test_symlink_out_writes_target),
 		cmocka_unit_test(test_mode_kept),
 		cmocka_unit_test(test_stdout_pipe),
+		cmocka_unit_test(test_unix_socket),
 		cmocka_unit_test(test_dev_null),
 		cmocka_unit_test(test_fifo),
 		cmocka_unit_test(test_refusals_leave_nothing),
