@@ -74,7 +74,7 @@ fuzz-long: asan-build
 		$$t -max_total_time=$(FUZZ_LONG_SECONDS) -print_final_stats=1 -timeout=25 \
 			-rss_limit_mb=2048 -artifact_prefix=build-asan/fuzz-findings/$$n/ \
 			build-asan/fuzz-new/$$n fuzz/corpus/$$n >build-asan/fuzz-new/$$n.log 2>&1; \
-		rc=$$?; grep -E '^stat::(number_of_executed_units|peak_rss_mb)|^#[0-9]+ *DONE' \
+		rc=$$?; grep -E '^stat::(number_of_executed_units|peak_rss_mb)|^#[0-9]+[[:space:]]+DONE' \
 			build-asan/fuzz-new/$$n.log | sed "s/^/  $$n: /"; \
 		if [ $$rc -ne 0 ]; then fail="$$fail $$n"; \
 			echo "fuzz-long: $$n FOUND SOMETHING (exit $$rc): build-asan/fuzz-findings/$$n/"; \
