@@ -120,12 +120,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p.accept_timeout_ms = 10000;
 	p.max_shift = FZ_MAX_SHIFT;
 	p.no_resume = true;
+	/* an input without QEVM + version 3 is a stray: refused unanswered */
+	p.max_strays = 1;
+	p.probe_timeout_ms = 2000;
 	mig_dest_report_t rep;
 	hm_error_t err;
 	int rc = mig_dest_run(listener, &p, &rep, &err);
 	pthread_join(th, NULL);
-	if (rc == HM_E_TIMEOUT && rep.bytes_total == 0)
+	if (rc == HM_E_TIMEOUT && rep.bytes_total == 0 && rep.strays == 0)
 		abort(); /* the accept timed out: the harness is broken */
+	if (rep.strays) {
+		/* screened out before the stream: no answer, no table */
+		if (rc == 0 || s->rp_len != 0)
+			abort();
+		free(rp);
+		free(s);
+		return 0;
+	}
 	if (s->rp_overflow)
 		abort();
 	/* Return-path messages: be16 type, be16 length, payload. */

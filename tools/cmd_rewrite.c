@@ -72,10 +72,10 @@ static void fail_json(bool json, const char *in_path, const char *out_path, cons
 		json_object_set_new(o, "error_offset", json_integer(e->offset));
 	/* OUT on stdout: stdout is the stream's, the summary goes to stderr */
 	if (strcmp(out_path, "-") == 0) {
-		char *js = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
-		if (js)
-			fprintf(stderr, "%s\n", js);
-		free(js);
+		char *text = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+		if (text)
+			fprintf(stderr, "%s\n", text);
+		free(text);
 		json_decref(o);
 		return;
 	}
