@@ -116,14 +116,34 @@ char *an_node_render(const struct an_node *root, size_t *len);
 
 /* ------------------------------------------------------------ table */
 
-#define AN_TAB_BLK_SHIFT 12u /* 4096 slots (64 KiB) per block, allocated on first write */
-#define AN_TAB_BLK_SLOTS (1u << AN_TAB_BLK_SHIFT)
+/*
+ * The replayed table keeps only what the stream wrote, so that its memory is
+ * bounded by the input's size whatever the slots (docs/limits.md):
+ * - a leaf per 32-slot group that was ever written: a header (group, bitmap
+ *   of its valid slots) and its valid entries only, packed in slot order, in
+ *   a capacity that is a power of two (1..32 entries);
+ * - an open-addressing hash from group to leaf (load at most 3/4);
+ * - a summary bitmap with one bit per group (set when the group has a valid
+ *   entry), so an invalid run costs what it invalidates and slot-order
+ *   iteration skips empty groups 64 at a time. 2^27 groups at shift 36: at
+ *   most 16 MiB, allocated zeroed (pages never written cost nothing).
+ * Worst case: a 24-byte chunk (header + one entry) in a group of its own
+ * costs a 24-byte leaf (32 with malloc's header) and at most 32 bytes of
+ * hash, 2.7 bytes per input byte; dense runs cost about 1 byte per byte.
+ */
+#define AN_TAB_GRP_SHIFT 5u
+#define AN_TAB_GRP_SLOTS (1u << AN_TAB_GRP_SHIFT)
+
+struct an_leaf;
 
 struct an_tab {
 	uint32_t shift;   /* 18..36 */
 	uint64_t slots;
-	uint64_t nblk;
-	uint64_t **blk;   /* nblk pointers; each block: AN_TAB_BLK_SLOTS × {V, R} */
+	uint64_t ngrp;    /* slots / 32 (rounded up) */
+	uint64_t *sum;    /* ceil(ngrp / 64) words: group has valid entries */
+	struct an_leaf **hash; /* hcap buckets, NULL when free */
+	size_t hcap, hn;
+	uint64_t valid;   /* valid entries now */
 };
 
 int an_tab_init(struct an_tab *t, uint32_t shift);
