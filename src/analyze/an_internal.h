@@ -58,6 +58,19 @@ struct an_vmdesc {
 	struct an_vdesc *config; /* "configuration", or NULL */
 };
 
+/*
+ * Caps on the vmdesc, checked before jansson sees it (docs/limits.md): its
+ * size, the JSON values it holds (objects, arrays, strings, numbers, ...)
+ * and their nesting. Real vmdescs: 7 KB, 500 values, depth 12 (pseries);
+ * a few hundred KB for the largest x86 machines.
+ */
+#define AN_VMDESC_MAX_BYTES ((size_t)4 << 20)
+#define AN_VMDESC_MAX_VALUES ((uint64_t)1 << 16)
+#define AN_VMDESC_MAX_JSON_DEPTH (4 * AN_VDESC_MAX_DEPTH + 8)
+/* Count the JSON values and nesting of s[0, n) (a scan of its bytes outside
+ * strings) and refuse one beyond the caps: HM_E_RANGE at base_off + the
+ * offending byte. Malformed JSON passes (jansson reports it). */
+int an_vmdesc_prescan(const char *s, size_t n, int64_t base_off, hm_error_t *err);
 /* Compile a parsed vmdesc (takes a reference to root). err offset = base_off. */
 int an_vmdesc_compile(json_t *root, struct an_vmdesc *vd, int64_t base_off, hm_error_t *err);
 void an_vmdesc_free(struct an_vmdesc *vd);

@@ -636,6 +636,11 @@ int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out,
 	size_t voff;
 	uint32_t vlen;
 	if (find_vmdesc(buf, len, &voff, &vlen)) {
+		rc = an_vmdesc_prescan((const char *)buf + voff + 5, vlen, (int64_t)voff + 5, &r->error);
+		if (rc < 0) {
+			hm_error_prefix(&r->error, "vmdesc at offset %zu: ", voff);
+			goto done;
+		}
 		json_error_t je;
 		json_t *root = json_loadb((const char *)buf + voff + 5, vlen, JSON_REJECT_DUPLICATES, &je);
 		if (!root) {
