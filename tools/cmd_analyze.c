@@ -5,6 +5,7 @@
  * only when the whole stream was walked without error; otherwise one clear
  * line on stderr (and whatever was learnt before the problem on stdout).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,7 @@
 #include "tool.h"
 
 static const char usage[] =
-	"usage: hptmig analyze FILE [--json] [--htab] [--state] [--desc]\n"
+	"usage: hptmig analyze FILE [--json] [--htab] [--state] [--desc] [--max-input SIZE]\n"
 	"\n"
 	"Walk a QEMU migration stream (any machine type; a .zst file is decompressed)\n"
 	"and report its machine, sections, RAM pages, the spapr/htab table and its\n"
@@ -24,15 +25,42 @@ static const char usage[] =
 	"  --htab    list the valid entries of the final table\n"
 	"  --state   decode every device section's fields by name and value\n"
 	"  --desc    print the vmdesc\n"
+	"  --max-input SIZE  refuse a stream larger than SIZE bytes (suffix K, M, G:\n"
+	"            binary units), plain or once decompressed; default 1G for a\n"
+	"            plain file, 112M for a .zst (docs/limits.md)\n"
 	"\n"
 	"Exit status: 0 when the whole stream was walked without error, 1 when it is\n"
 	"bad or could only be walked in part (the reason is on stderr), 2 on usage.\n";
+
+/* "123", "64K", "112M", "2G" (binary units); false when not a size in 1..limit. */
+static bool parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (*s < '0' || *s > '9')
+		return false;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno)
+		return false;
+	unsigned sh = 0;
+	if (*end == 'K' || *end == 'k')
+		sh = 10, end++;
+	else if (*end == 'M' || *end == 'm')
+		sh = 20, end++;
+	else if (*end == 'G' || *end == 'g')
+		sh = 30, end++;
+	if (*end || v == 0 || v > (AN_INPUT_MAX_LIMIT >> sh))
+		return false;
+	*out = (uint64_t)v << sh;
+	return true;
+}
 
 static int run(int argc, char **argv)
 {
 	const char *file = NULL;
 	bool json = false;
 	unsigned out = 0, opts = 0;
+	uint64_t max_input = 0; /* the defaults */
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			json = true;
@@ -44,6 +72,13 @@ static int run(int argc, char **argv)
 			opts |= AN_OPT_STATE;
 		} else if (strcmp(argv[i], "--desc") == 0) {
 			out |= AN_OUT_DESC;
+		} else if (strcmp(argv[i], "--max-input") == 0) {
+			if (i + 1 >= argc || !parse_size(argv[i + 1], &max_input)) {
+				tool_fail("analyze", "--max-input needs a size from 1 to 16G (e.g. 512M), got '%s'",
+					  i + 1 < argc ? argv[i + 1] : "");
+				return 2;
+			}
+			i++;
 		} else if (argv[i][0] == '-' && argv[i][1]) {
 			tool_fail("analyze", "unknown option '%s' (hptmig analyze --help)", argv[i]);
 			return 2;
@@ -61,7 +96,11 @@ static int run(int argc, char **argv)
 	hm_error_t err;
 	hm_error_clear(&err);
 	an_input_t in;
-	if (an_input_open(file, &in, &err) < 0) {
+	/* --json --state: the library parses the state itself, within its
+	 * --state budget (report.c would otherwise parse the text again). */
+	if (json && (opts & AN_OPT_STATE))
+		opts |= AN_OPT_STATE_JSON;
+	if (an_input_open_max(file, max_input, &in, &err) < 0) {
 		tool_fail_error("analyze", &err);
 		return 1;
 	}

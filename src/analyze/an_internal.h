@@ -101,6 +101,9 @@ uint64_t an_hash_str(const char *s, uint64_t seed);
 
 struct an_arena {
 	struct an_arena_chunk *head;
+	size_t total; /* bytes of all chunks */
+	size_t max;   /* allocation fails (and over is set) past this; 0: no cap */
+	bool over;
 };
 void *an_arena_alloc(struct an_arena *a, size_t n);
 void an_arena_free(struct an_arena *a);
@@ -124,8 +127,18 @@ struct an_node *an_node_new(struct an_arena *a, enum an_node_type t, const char 
  */
 int an_node_put(struct an_arena *a, struct an_node *obj, const char *key, struct an_node *v, bool arr,
 		struct an_node **slot);
-/* Indented JSON text of the tree (malloc'd), or NULL. */
-char *an_node_render(const struct an_node *root, size_t *len);
+/* Indented JSON text of the tree (malloc'd), or NULL: out of memory, or
+ * (*over set) the text would exceed max bytes (0: no cap). */
+char *an_node_render(const struct an_node *root, size_t max, size_t *len, bool *over);
+/*
+ * The --state budget (docs/limits.md): the tree's arena plus its text may
+ * take AN_STATE_BASE + AN_STATE_PER_BYTE bytes per input byte; with
+ * AN_OPT_STATE_JSON the text counts AN_STATE_JSON_WEIGHT times (jansson's
+ * values take at most about 5 bytes per byte of the indented text).
+ */
+#define AN_STATE_BASE ((size_t)16 << 20)
+#define AN_STATE_PER_BYTE 2u
+#define AN_STATE_JSON_WEIGHT 6u
 
 /* ------------------------------------------------------------ table */
 

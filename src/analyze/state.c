@@ -31,6 +31,10 @@ void *an_arena_alloc(struct an_arena *a, size_t n)
 			cap = ARENA_CHUNK;
 		if (cap < n)
 			cap = n;
+		if (a->max && (a->total > a->max || cap > a->max - a->total)) {
+			a->over = true;
+			return NULL;
+		}
 		c = malloc(sizeof(*c) + cap);
 		if (!c)
 			return NULL;
@@ -38,6 +42,7 @@ void *an_arena_alloc(struct an_arena *a, size_t n)
 		c->used = 0;
 		c->cap = cap;
 		a->head = c;
+		a->total += cap;
 	}
 	void *p = c->data + c->used;
 	c->used += n;
@@ -53,6 +58,7 @@ void an_arena_free(struct an_arena *a)
 		c = n;
 	}
 	a->head = NULL;
+	a->total = 0;
 }
 
 static char *arena_strndup(struct an_arena *a, const char *s, size_t n)
@@ -143,7 +149,8 @@ int an_node_put(struct an_arena *a, struct an_node *obj, const char *key, struct
 struct tbuf {
 	char *p;
 	size_t len, cap;
-	bool oom;
+	size_t max; /* 0: no cap */
+	bool oom, over;
 };
 
 static bool tb_reserve(struct tbuf *b, size_t n)
@@ -155,6 +162,13 @@ static bool tb_reserve(struct tbuf *b, size_t n)
 	size_t cap = b->cap ? b->cap : 1 << 16;
 	while (cap - b->len < n)
 		cap *= 2;
+	if (b->max && cap > b->max) {
+		if (b->max - b->len < n) {
+			b->oom = b->over = true;
+			return false;
+		}
+		cap = b->max;
+	}
 	char *np = realloc(b->p, cap);
 	if (!np) {
 		b->oom = true;
@@ -244,13 +258,15 @@ static void render(struct tbuf *b, const struct an_node *n, int level)
 	}
 }
 
-char *an_node_render(const struct an_node *root, size_t *len)
+char *an_node_render(const struct an_node *root, size_t max, size_t *len, bool *over)
 {
-	struct tbuf b = {0};
+	struct tbuf b = {.max = max};
 	render(&b, root, 0);
 	tb_put(&b, "\n", 1);
 	if (!tb_reserve(&b, 1) || b.oom) {
 		free(b.p);
+		if (over)
+			*over = b.over;
 		return NULL;
 	}
 	b.p[b.len] = 0;

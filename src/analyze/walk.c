@@ -65,6 +65,18 @@ const char *an_command_name(uint16_t cmd)
 	return cmd < N_COMMANDS ? commands[cmd].name : NULL;
 }
 
+#define HM_STR_(x) #x
+#define HM_STR(x) HM_STR_(x)
+
+static const char *state_cap_msg(size_t max)
+{
+	static _Thread_local char m[200];
+	snprintf(m, sizeof(m),
+		 "the decoded state (--state) needs more than its cap of %zu bytes (%zu MiB + %u bytes per input byte)",
+		 max, AN_STATE_BASE >> 20, AN_STATE_PER_BYTE);
+	return m;
+}
+
 int an_fail(struct an_walk *w, int code, int64_t off, const char *fmt, ...)
 {
 	if (w->err->code)
@@ -74,6 +86,11 @@ int an_fail(struct an_walk *w, int code, int64_t off, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (code == -ENOMEM && w->arena && w->arena->over) {
+		/* not the machine's memory but the --state budget */
+		code = HM_E_RANGE;
+		snprintf(msg, sizeof(msg), "%s", state_cap_msg(w->arena->max));
+	}
 	path[0] = 0;
 	size_t n = 0;
 	size_t nf = w->nframes < sizeof(w->frames) / sizeof(w->frames[0]) ? w->nframes
@@ -609,7 +626,11 @@ int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out,
 	hm_error_clear(&r->error);
 	int rc = 0;
 	w.arena = &p->arena;
+	size_t state_max = 0;
 	if (opts & AN_OPT_STATE) {
+		state_max = len > (SIZE_MAX - AN_STATE_BASE) / AN_STATE_PER_BYTE ? SIZE_MAX
+										 : AN_STATE_BASE + AN_STATE_PER_BYTE * len;
+		p->arena.max = state_max;
 		p->state = an_node_new(&p->arena, AN_NODE_OBJ, NULL, 0);
 		if (!p->state) {
 			rc = hm_error_set(&r->error, -ENOMEM, -1, "out of memory");
@@ -691,7 +712,19 @@ int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out,
 done:
 	if (p->state) {
 		/* what was decoded, also when the walk failed or stopped */
-		r->state_text = an_node_render(p->state, &r->state_len);
+		/* the text fits in what the tree left of the budget; parsed by
+		 * jansson it takes up to AN_STATE_JSON_WEIGHT times as much */
+		size_t text_max = state_max - (p->arena.total < state_max ? p->arena.total : state_max);
+		if ((opts & AN_OPT_STATE_JSON) && text_max > state_max / AN_STATE_JSON_WEIGHT)
+			text_max = state_max / AN_STATE_JSON_WEIGHT;
+		bool over = false;
+		r->state_text = an_node_render(p->state, text_max ? text_max : 1, &r->state_len, &over);
+		if (over) {
+			rc = hm_error_set(&r->error, HM_E_RANGE, -1, "%s%s", state_cap_msg(state_max),
+					  (opts & AN_OPT_STATE_JSON) ? " (its text counts " HM_STR(AN_STATE_JSON_WEIGHT)
+								       " times: it is also parsed as JSON)"
+								     : "");
+		}
 		an_arena_free(&p->arena);
 		p->state = NULL;
 		if (r->state_text && (opts & AN_OPT_STATE_JSON))
