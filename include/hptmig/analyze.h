@@ -222,9 +222,9 @@ typedef struct an_input {
 	const uint8_t *data;
 	size_t len;
 	bool compressed;
-	void *map_;   /* internal: the malloc'd buffer */
-	size_t maplen_; /* internal: unused, kept for layout */
-	bool mapped_;   /* internal: always false */
+	void *map_;     /* internal: the buffer (a private anonymous mapping) */
+	size_t maplen_; /* internal: its size */
+	bool mapped_;   /* internal: map_ is to be unmapped */
 } an_input_t;
 /* Default cap of a plain stream, and of a decompressed one (a compressed
  * file's size says nothing about what it expands to, so its default is

@@ -132,7 +132,8 @@ int an_node_put(struct an_arena *a, struct an_node *obj, const char *key, struct
 char *an_node_render(const struct an_node *root, size_t max, size_t *len, bool *over);
 /*
  * The --state budget (docs/limits.md): the tree's arena plus its text may
- * take AN_STATE_BASE + AN_STATE_PER_BYTE bytes per input byte; with
+ * take AN_STATE_BASE + AN_STATE_PER_BYTE bytes per input byte outside the
+ * spapr/htab records (those cost table memory instead); with
  * AN_OPT_STATE_JSON the text counts AN_STATE_JSON_WEIGHT times (jansson's
  * values take at most about 5 bytes per byte of the indented text).
  */
@@ -196,6 +197,7 @@ struct an_private {
 	size_t rec_cap; /* capacity of report->records */
 	int64_t verify_off; /* offset of the hptmig/verify record */
 	struct an_arena arena;  /* the state tree (AN_OPT_STATE) */
+	uint64_t htab_bytes;    /* bytes of the spapr/htab records walked */
 	struct an_index by_id;  /* section id -> section index */
 	struct an_index by_key; /* hash(idstr, instance) -> section index */
 	struct an_index blocks; /* hash(RAM block name) -> block index */
