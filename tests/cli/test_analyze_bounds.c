@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,18 @@ static char *slurp(const char *path)
  */
 static void run_child(const char *const *args, struct child *c, void (*mid)(void *), void *opaque)
 {
+	/* The child's ru_maxrss includes what it shared with us between fork
+	 * and exec: keep this process well under every limit checked (all are
+	 * 64 MiB or more), so that only the binary can exceed one. */
+	malloc_trim(0);
+	long pages = 0, resident = 0;
+	FILE *sf = fopen("/proc/self/statm", "r");
+	assert_non_null(sf);
+	assert_int_equal(fscanf(sf, "%ld %ld", &pages, &resident), 2);
+	fclose(sf);
+	if ((uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE) > 32 * MIB)
+		fail_msg("the test process has %ld KiB resident: its child's peak RSS would not be the binary's",
+			 resident * sysconf(_SC_PAGESIZE) / 1024);
 	char o[4200], e[4200];
 	snprintf(o, sizeof(o), "%s/child.out", tu_tmp);
 	snprintf(e, sizeof(e), "%s/child.err", tu_tmp);
@@ -137,19 +150,37 @@ static uint64_t plain_limit(uint64_t n)
 	return 64 * MIB + 4 * n;
 }
 
-static void write_sg(const char *path, const struct sg *s)
+/* Write the stream to path and free it (see run_child); its length. */
+static size_t write_sg(const char *path, struct sg *s)
 {
 	assert_int_equal(tu_write_file(path, s->p, s->len), 0);
+	size_t n = s->len;
+	free(s->p);
+	memset(s, 0, sizeof(*s));
+	return n;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(in >= 0 && out >= 0);
+	static char buf[1 << 16];
+	ssize_t k;
+	while ((k = read(in, buf, sizeof(buf))) > 0)
+		assert_int_equal(write(out, buf, (size_t)k), k);
+	assert_int_equal(k, 0);
+	close(in);
+	assert_int_equal(close(out), 0);
 }
 
 /* ------------------------------------------------------------- table */
 
 #define FAR_N 1000000u /* 24 MB of chunks, each in a group of its own */
 
-/* A stream whose spapr/htab (shift 36: 2^32 slots) gets FAR_N one-entry
- * chunks at slots spread over the whole table; invalidate_all then sends
- * invalid runs over every slot. Valid entries in slot order. */
-static void build_far(struct sg *s, bool invalidate_all)
+/* A stream whose spapr/htab (shift 36: 2^32 slots) gets n one-entry chunks
+ * at slots spread over the whole table; invalidate_all then sends invalid
+ * runs over every slot. Valid entries in slot order. */
+static void build_far_n(struct sg *s, uint32_t n, bool invalidate_all)
 {
 	sg_header(s);
 	sg_config(s, "pseries-test");
@@ -158,8 +189,8 @@ static void build_far(struct sg *s, bool invalidate_all)
 	sg_footer(s, 1);
 	sg_part(s, 0x03, 1);
 	sg_be32(s, 0);
-	uint64_t stride = (UINT64_C(1) << 32) / FAR_N;
-	for (uint32_t i = 0; i < FAR_N; i++) {
+	uint64_t stride = (UINT64_C(1) << 32) / n;
+	for (uint32_t i = 0; i < n; i++) {
 		sg_be32(s, (uint32_t)(i * stride));
 		sg_be16(s, 1);
 		sg_be16(s, 0);
@@ -167,15 +198,20 @@ static void build_far(struct sg *s, bool invalidate_all)
 	}
 	if (invalidate_all)
 		for (uint64_t at = 0; at < (UINT64_C(1) << 32); at += 65535) {
-			uint64_t n = (UINT64_C(1) << 32) - at < 65535 ? (UINT64_C(1) << 32) - at : 65535;
+			uint64_t run = (UINT64_C(1) << 32) - at < 65535 ? (UINT64_C(1) << 32) - at : 65535;
 			sg_be32(s, (uint32_t)at);
 			sg_be16(s, 0);
-			sg_be16(s, (uint16_t)n);
+			sg_be16(s, (uint16_t)run);
 		}
 	sg_be32(s, 0);
 	sg_be32(s, 0);
 	sg_footer(s, 1);
 	sg_u8(s, 0x00);
+}
+
+static void build_far(struct sg *s, bool invalidate_all)
+{
+	build_far_n(s, FAR_N, invalidate_all);
 }
 
 static void test_sparse_table_worst_case(void **state)
@@ -186,7 +222,7 @@ static void test_sparse_table_worst_case(void **state)
 		build_far(&s, inval);
 		char path[4200];
 		snprintf(path, sizeof(path), "%s/far.mig", tu_tmp);
-		write_sg(path, &s);
+		size_t len = write_sg(path, &s);
 		struct child c;
 		const char *args[] = {path, "--json", NULL};
 		run_child(args, &c, NULL, NULL);
@@ -198,10 +234,9 @@ static void test_sparse_table_worst_case(void **state)
 		assert_int_equal(json_integer_value(json_object_get(h, "valid_sent")), FAR_N);
 		assert_int_equal(json_integer_value(json_object_get(h, "valid")), inval ? 0 : FAR_N);
 		json_decref(j);
-		expect_rss(&c, plain_limit(s.len), inval ? "1M far-apart entries, then all invalidated"
-							 : "1M one-entry chunks at far-apart slots");
+		expect_rss(&c, plain_limit(len), inval ? "1M far-apart entries, then all invalidated"
+						       : "1M one-entry chunks at far-apart slots");
 		child_free(&c);
-		free(s.p);
 	}
 }
 
@@ -217,7 +252,6 @@ static void write_vmdesc_stream(const char *path, const char *json, size_t jlen)
 	sg_be32(&s, (uint32_t)jlen);
 	sg_bytes(&s, json, jlen);
 	write_sg(path, &s);
-	free(s.p);
 }
 
 static char *repeat_json(const char *head, const char *item, size_t n, const char *tail, size_t *len)
@@ -303,27 +337,26 @@ static void test_state_big_array(void **state)
 	sg_vmdesc(&s, vd);
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/big.mig", tu_tmp);
-	write_sg(path, &s);
+	size_t len = write_sg(path, &s);
 
 	struct child c;
 	const char *plain[] = {path, NULL};
 	run_child(plain, &c, NULL, NULL);
 	expect_exit(&c, 0, NULL); /* walking it is cheap */
-	expect_rss(&c, plain_limit(s.len), "10 MB array, no --state");
+	expect_rss(&c, plain_limit(len), "10 MB array, no --state");
 	child_free(&c);
 
 	const char *st[] = {path, "--state", NULL};
 	run_child(st, &c, NULL, NULL);
 	expect_exit(&c, 1, "decoded state (--state) needs more than its cap");
-	expect_rss(&c, plain_limit(s.len), "10 MB array, --state");
+	expect_rss(&c, plain_limit(len), "10 MB array, --state");
 	child_free(&c);
 
 	const char *sj[] = {path, "--state", "--json", NULL};
 	run_child(sj, &c, NULL, NULL);
 	expect_exit(&c, 1, "decoded state (--state) needs more than its cap");
-	expect_rss(&c, plain_limit(s.len), "10 MB array, --state --json");
+	expect_rss(&c, plain_limit(len), "10 MB array, --state --json");
 	child_free(&c);
-	free(s.p);
 }
 
 /* ------------------------------------------------------------- input */
@@ -478,9 +511,12 @@ static void test_truncated_while_read(void **state)
 	sg_be32(&s, 0);
 	sg_footer(&s, 1);
 	sg_u8(&s, 0x00);
+	char src[4200];
+	snprintf(src, sizeof(src), "%s/cut.src", tu_tmp);
+	write_sg(src, &s);
 	int by_status[2] = {0, 0};
 	for (int run = 0; run < 30; run++) {
-		write_sg(path, &s);
+		copy_file(src, path);
 		struct cut t = {path, (useconds_t)(tu_rand(&seed) % 150000)};
 		struct child c;
 		const char *args[] = {path, NULL};
@@ -502,7 +538,89 @@ static void test_truncated_while_read(void **state)
 	}
 	print_message("30 runs cut while read: no signal death (%d read whole, %d cut first)\n", by_status[0],
 		      by_status[1]);
+}
+
+/* The table's worst case again, compressed, decompressing to just under
+ * the default cap: the whole walk stays under 512 MiB. */
+static void test_zstd_worst_case(void **state)
+{
+	(void)state;
+	struct sg s = {0};
+	build_far_n(&s, (uint32_t)((112 * MIB - 4096) / 24), false);
+	assert_true(s.len <= 112 * MIB);
+	size_t zcap = ZSTD_compressBound(s.len);
+	uint8_t *z = malloc(zcap);
+	assert_non_null(z);
+	size_t zn = ZSTD_compress(z, zcap, s.p, s.len, 1);
+	assert_false(ZSTD_isError(zn));
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/far.mig.zst", tu_tmp);
+	assert_int_equal(tu_write_file(path, z, zn), 0);
+	free(z);
 	free(s.p);
+	struct child c;
+	const char *args[] = {path, "--json", NULL};
+	run_child(args, &c, NULL, NULL);
+	expect_exit(&c, 0, NULL);
+	json_t *j = json_loads(c.out, 0, NULL);
+	assert_non_null(j);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "htab"), "shift")), 36);
+	assert_true(json_is_true(json_object_get(j, "compressed")));
+	json_decref(j);
+	expect_rss(&c, 512 * MIB, "112 MiB of one-entry chunks at far-apart slots, compressed");
+	child_free(&c);
+}
+
+/* Many tiny records: COMMAND records are capped; RAM PART records of one
+ * EOS item (18 bytes each) cost their record entry only. */
+static void test_record_floods(void **state)
+{
+	(void)state;
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/flood.mig", tu_tmp);
+	struct child c;
+	const char *args[] = {path, NULL};
+
+	struct sg s = {0};
+	sg_header(&s);
+	sg_config(&s, "pseries-test");
+	for (int i = 0; i < 4000000; i++) { /* 20 MB of switchover-start */
+		sg_u8(&s, 0x08);
+		sg_be16(&s, 11);
+		sg_be16(&s, 0);
+	}
+	sg_u8(&s, 0x00);
+	size_t len = write_sg(path, &s);
+	run_child(args, &c, NULL, NULL);
+	expect_exit(&c, 1, "more than 4096 COMMAND records");
+	expect_rss(&c, plain_limit(len), "4M COMMAND records");
+	child_free(&c);
+
+	sg_header(&s);
+	sg_config(&s, "pseries-test");
+	sg_start(&s, 0x01, 1, "ram", 0, 4);
+	sg_be64(&s, (1u << 20) | 0x04); /* MEM_SIZE 1 MiB */
+	sg_str8(&s, "ram0");
+	sg_be64(&s, 1u << 20);
+	sg_be64(&s, 0x10); /* EOS */
+	sg_footer(&s, 1);
+	uint32_t parts = 2000000; /* 36 MB */
+	for (uint32_t i = 0; i < parts; i++) {
+		sg_part(&s, 0x02, 1);
+		sg_be64(&s, 0x10);
+		sg_footer(&s, 1);
+	}
+	sg_u8(&s, 0x00);
+	len = write_sg(path, &s);
+	const char *jargs[] = {path, "--json", NULL};
+	run_child(jargs, &c, NULL, NULL);
+	expect_exit(&c, 0, NULL);
+	json_t *j = json_loads(c.out, 0, NULL);
+	assert_non_null(j);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "ram"), "eos")), parts + 1);
+	json_decref(j);
+	expect_rss(&c, plain_limit(len), "2M RAM PART records of one EOS");
+	child_free(&c);
 }
 
 int main(void)
@@ -513,6 +631,8 @@ int main(void)
 		cmocka_unit_test(test_vmdesc_bombs),
 		cmocka_unit_test(test_state_big_array),
 		cmocka_unit_test(test_sparse_table_worst_case),
+		cmocka_unit_test(test_zstd_worst_case),
+		cmocka_unit_test(test_record_floods),
 		cmocka_unit_test(test_truncated_while_read),
 	};
 	return cmocka_run_group_tests(tests, tu_setup_tmp, tu_teardown_tmp);
