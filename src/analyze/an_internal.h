@@ -91,6 +91,10 @@ struct an_index {
 	size_t cap, n; /* cap: power of two, or 0 */
 };
 int an_index_put(struct an_index *ix, uint64_t key, uint32_t val);
+/* A per-process random seed, and a hash keyed by it: a hostile stream
+ * cannot choose keys that collide (linear probing would turn quadratic). */
+uint64_t an_hash_seed(void);
+uint64_t an_hash_mix(uint64_t key);
 /* Visit the values stored under key: fn returns true to stop. Returns the
  * value fn stopped at, or -1. */
 int64_t an_index_find(const struct an_index *ix, uint64_t key, bool (*fn)(void *, uint32_t), void *opaque);

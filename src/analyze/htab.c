@@ -71,7 +71,7 @@ void an_tab_fini(struct an_tab *t)
 
 static inline size_t grp_hash(uint64_t g, size_t cap)
 {
-	return (size_t)((g * UINT64_C(0x9e3779b97f4a7c15)) >> 32) & (cap - 1);
+	return (size_t)an_hash_mix(g) & (cap - 1);
 }
 
 static struct an_leaf *leaf_find(const struct an_tab *t, uint64_t g)

@@ -9,8 +9,10 @@
 #include "an_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define ARENA_CHUNK (1u << 20)
 
@@ -285,12 +287,37 @@ uint64_t an_hash_str(const char *s, uint64_t seed)
 	return h;
 }
 
-static size_t slot_of(uint64_t key, size_t cap)
+static uint64_t seed_value;
+static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
+
+static void seed_init(void)
 {
+	uint64_t v = 0;
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v))
+		v = hm_now_ns() ^ (uint64_t)(uintptr_t)&v; /* no entropy yet: still unknown outside */
+	seed_value = v | 1;
+}
+
+uint64_t an_hash_seed(void)
+{
+	pthread_once(&seed_once, seed_init);
+	return seed_value;
+}
+
+uint64_t an_hash_mix(uint64_t key)
+{
+	key ^= an_hash_seed();
 	key ^= key >> 33;
 	key *= 0xff51afd7ed558ccdull;
 	key ^= key >> 33;
-	return (size_t)key & (cap - 1);
+	key *= 0xc4ceb9fe1a85ec53ull;
+	key ^= key >> 33;
+	return key;
+}
+
+static size_t slot_of(uint64_t key, size_t cap)
+{
+	return (size_t)an_hash_mix(key) & (cap - 1);
 }
 
 int an_index_put(struct an_index *ix, uint64_t key, uint32_t val)
