@@ -468,6 +468,32 @@ static void test_zero_inputs(void **state)
 	expect_rss(&c, 64 * MIB, "4 GiB file with a QEVM header");
 	child_free(&c);
 	unlink(path);
+
+	/* --max-input on a plain stream: a small valid one passes at its size
+	 * and fails one byte below; bad sizes are usage errors */
+	struct sg s = {0};
+	struct sg_basic o;
+	sg_build_basic(&s, &o, SG_VMDESC_BASIC);
+	snprintf(path, sizeof(path), "%s/basic.mig", tu_tmp);
+	size_t len = write_sg(path, &s);
+	char exact[32], below[32];
+	snprintf(exact, sizeof(exact), "%zu", len);
+	snprintf(below, sizeof(below), "%zu", len - 1);
+	const char *ok[] = {path, "--max-input", exact, NULL};
+	run_child(ok, &c, NULL, NULL);
+	expect_exit(&c, 0, NULL);
+	child_free(&c);
+	const char *bad[] = {path, "--max-input", below, NULL};
+	run_child(bad, &c, NULL, NULL);
+	expect_exit(&c, 1, "the file has more than");
+	child_free(&c);
+	const char *usage[][4] = {{path, "--max-input", "0", NULL}, {path, "--max-input", "17G", NULL},
+				  {path, "--max-input", "12Q", NULL}, {path, "--max-input", NULL, NULL}};
+	for (size_t i = 0; i < sizeof(usage) / sizeof(usage[0]); i++) {
+		run_child(usage[i], &c, NULL, NULL);
+		expect_exit(&c, 2, "--max-input needs a size");
+		child_free(&c);
+	}
 }
 
 /* ------------------------------------------------------------- truncation */
