@@ -208,6 +208,15 @@ int an_htab_foreach(const an_report_t *r, int (*fn)(void *opaque, uint64_t slot,
 json_t *an_report_json(const an_report_t *r, unsigned out_flags);
 /* The report as human-readable text (malloc'd, NUL-terminated), or NULL. */
 char *an_report_text(const an_report_t *r, unsigned out_flags);
+/*
+ * The --htab listing without holding it: the JSON array an_report_json puts
+ * in htab.entries (json: compact, as tool output prints it) or the lines
+ * an_report_text prints after the digest, handed to write() piece by piece
+ * (a non-zero return stops and is returned). A table of millions of entries
+ * costs no memory this way (docs/limits.md).
+ */
+int an_htab_entries_write(const an_report_t *r, bool json, int (*write)(void *opaque, const char *s, size_t n),
+			  void *opaque);
 
 /*
  * Input files: a plain stream (file, pipe, device) or a zstd-compressed one

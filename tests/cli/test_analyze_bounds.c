@@ -240,6 +240,21 @@ static void test_sparse_table_worst_case(void **state)
 		expect_rss(&c, plain_limit(len), inval ? "1M far-apart entries, then all invalidated"
 						       : "1M one-entry chunks at far-apart slots");
 		child_free(&c);
+		if (inval)
+			continue;
+		/* --htab lists every entry, streamed: JSON and text */
+		for (int as_json = 0; as_json < 2; as_json++) {
+			const char *hargs[] = {path, "--htab", as_json ? "--json" : NULL, NULL};
+			run_child(hargs, &c, NULL, NULL);
+			expect_exit(&c, 0, NULL);
+			size_t count = 0;
+			const char *needle = as_json ? "{\"slot\":" : " V=4";
+			for (const char *q = strstr(c.out, needle); q; q = strstr(q + 1, needle))
+				count++;
+			assert_int_equal(count, FAR_N);
+			expect_rss(&c, plain_limit(len), as_json ? "the same, --htab --json" : "the same, --htab");
+			child_free(&c);
+		}
 	}
 }
 
