@@ -247,10 +247,12 @@ static void test_sparse_table_worst_case(void **state)
 			const char *hargs[] = {path, "--htab", as_json ? "--json" : NULL, NULL};
 			run_child(hargs, &c, NULL, NULL);
 			expect_exit(&c, 0, NULL);
-			size_t count = 0;
+			size_t count = 0, nl = as_json ? 8 : 4;
 			const char *needle = as_json ? "{\"slot\":" : " V=4";
-			for (const char *q = strstr(c.out, needle); q; q = strstr(q + 1, needle))
-				count++;
+			/* a plain loop: sanitizers' strstr is linear in what is left */
+			for (const char *q = c.out; *q; q++)
+				if (*q == needle[0] && strncmp(q, needle, nl) == 0)
+					count++;
 			assert_int_equal(count, FAR_N);
 			expect_rss(&c, plain_limit(len), as_json ? "the same, --htab --json" : "the same, --htab");
 			child_free(&c);
