@@ -158,9 +158,17 @@ typedef struct hpt_config {
 	 * passes its RAM).
 	 */
 	uint64_t ram_bytes;
+	/*
+	 * Entries of each vCPU thread's change log while tracking (a power of
+	 * two, 2..2^24; 0 means the default 65536, 256 KiB per thread that
+	 * changes the table). A full log sends marks to the bitmap directly
+	 * (correct, slower) until the migration thread drains it.
+	 */
+	unsigned track_ring_entries;
 } hpt_config_t;
 
-/* Fill cfg with the defaults: max_page_shift 16, ram_bytes 0. */
+/* Fill cfg with the defaults: max_page_shift 16, ram_bytes 0,
+ * track_ring_entries 65536. */
 void hpt_config_default(hpt_config_t *cfg);
 
 /*
@@ -440,8 +448,20 @@ int hpt_track_start(hpt_t *h, hm_error_t *err);
 /* Stop tracking and free the bitmap (waits for in-flight hcalls). */
 void hpt_track_stop(hpt_t *h);
 bool hpt_tracking(const hpt_t *h);
-/* O(1) count of changed slots not yet taken (0 when not tracking). */
+/*
+ * Count of changed slots not yet taken (0 when not tracking): O(1) in the
+ * table size; first moves the vCPUs' ring entries into the bitmap (their
+ * cost: one bit set per change since the last call). Exact when no thread
+ * changes the table meanwhile.
+ */
 uint64_t hpt_track_pending(hpt_t *h);
+/*
+ * Marks (ever, over every tracking session of this table) that went to the
+ * bitmap directly because the vCPU's change log was full or shared with
+ * another thread (docs/hpt.md, "Change tracking"): a benchmark's and a
+ * test's view of how often the fast path was missed.
+ */
+uint64_t hpt_track_overflows(hpt_t *h);
 /* Mark every slot (e.g. to force a full pass). No-op when not tracking. */
 void hpt_track_mark_all(hpt_t *h);
 /*

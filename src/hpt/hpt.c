@@ -155,6 +155,7 @@ void hpt_config_default(hpt_config_t *cfg)
 {
 	cfg->max_page_shift = 16;
 	cfg->ram_bytes = 0;
+	cfg->track_ring_entries = (unsigned)HPT_RING_DEFAULT;
 }
 
 unsigned hpt_shift_for_ram(uint64_t ram_bytes)
@@ -204,6 +205,13 @@ int hpt_create(unsigned shift, const hpt_config_t *cfg, hpt_t **out, hm_error_t 
 	if (c.max_page_shift < 12 || c.max_page_shift > 34)
 		return hm_error_set(err, HM_E_RANGE, -1,
 				    "hpt: config max_page_shift %u outside 12..34", c.max_page_shift);
+	if (c.track_ring_entries == 0)
+		c.track_ring_entries = HPT_RING_DEFAULT;
+	if (c.track_ring_entries < 2 || c.track_ring_entries > HPT_RING_MAX ||
+	    (c.track_ring_entries & (c.track_ring_entries - 1)))
+		return hm_error_set(err, HM_E_RANGE, -1,
+				    "hpt: config track_ring_entries %u is not a power of two in 2..%u",
+				    c.track_ring_entries, (unsigned)HPT_RING_MAX);
 	hpt_t *h = aligned_alloc(64, sizeof(*h));
 	if (!h)
 		return hm_error_set(err, -ENOMEM, -1, "hpt: out of memory for the table object");
@@ -299,7 +307,7 @@ static int new_full_bitmap(hpt_t *h, uint64_t slots, struct hpt_track **out)
 	*out = NULL;
 	if (!atomic_load(&h->track))
 		return 0;
-	return hpt_trk_create(slots, true, out);
+	return hpt_trk_new(slots, true, h->cfg.track_ring_entries, out);
 }
 
 int hpt_reset(hpt_t *h, unsigned shift, hm_error_t *err)
@@ -429,7 +437,7 @@ int hpt_track_start(hpt_t *h, hm_error_t *err)
 		return hm_error_set(err, HM_E_STATE, -1, "hpt: change tracking is already on");
 	}
 	/* ctl is held: no resize can change the slot count meanwhile. */
-	rc = hpt_trk_create(hpt_slots(h), false, &b);
+	rc = hpt_trk_new(hpt_slots(h), false, h->cfg.track_ring_entries, &b);
 	if (rc) {
 		pthread_mutex_unlock(&h->ctl);
 		return hm_error_set(err, rc, -1, "hpt: no memory for the tracking bitmap");
@@ -467,12 +475,23 @@ uint64_t hpt_track_pending(hpt_t *h)
 	struct hpt_track *b = atomic_load(&h->track);
 	uint64_t n = 0;
 	if (b) {
-		/* Exact when nothing runs; otherwise off by the marks in flight. */
-		int64_t c = (int64_t)(shard_marked_sum(h) - b->base + b->preset -
+		/* Exact when nothing runs; otherwise off by the marks in flight.
+		 * Rings first: their slots count once they are bits. */
+		hpt_trk_sync(b);
+		int64_t c = (int64_t)(shard_marked_sum(h) - b->base + b->preset +
+				      atomic_load_explicit(&b->harvested, memory_order_relaxed) -
 				      atomic_load_explicit(&b->taken, memory_order_relaxed));
 		n = c < 0 ? 0 : (uint64_t)c > b->nbits ? b->nbits : (uint64_t)c;
 	}
 	hpt_rd_unlock(s);
+	return n;
+}
+
+uint64_t hpt_track_overflows(hpt_t *h)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < HPT_NSHARDS; i++)
+		n += atomic_load_explicit(&h->shards[i].overflow, memory_order_relaxed);
 	return n;
 }
 
