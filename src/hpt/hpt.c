@@ -7,18 +7,9 @@
  * It must never hand out a torn entry, never lose a change while tracking,
  * and never print, exit or abort.
  *
- * Why no change is lost (tracking start vs the first pass, and every later
- * pass): a writer (hcall or hpt_write_entry) holds the entry lock (a seq_cst
- * CAS on V) while it stores the new words, loads h->track (seq_cst) and, if
- * set, ORs the slot's bit (seq_cst), then unlocks. The reader takes bits
- * (seq_cst exchange) or stores h->track (seq_cst, at start), and only then
- * reads the entry, either under the entry lock or, for an entry it finds
- * invalid and unlocked, with one seq_cst load of V. In the single total
- * order S of seq_cst operations, either the reader's access to V comes after
- * the writer's (then it sees the new words: the lock orders them), or before
- * the writer's CAS; then the writer's track load / bit OR come after the
- * reader's track store / bit exchange in S, so the writer sees the tracker
- * and its bit survives the exchange: the entry is sent again later.
+ * Why no change is lost (tracking start vs the first pass, every later
+ * pass, the rings and the bitmap): docs/hpt.md, "Change tracking"; the
+ * orderings it relies on are named where they are made.
  */
 #include "hpt_internal.h"
 

@@ -142,7 +142,7 @@ static inline void hpt_trk_sync(struct hpt_track *t)
 	}
 }
 
-/* Summary bit of data word w. The load is seq_cst: see track.c. */
+/* Summary bit of data word w. The load is seq_cst: docs/hpt.md, step 3. */
 static inline void hpt_trk_summary_mark(struct hpt_track *t, uint64_t w)
 {
 	uint64_t m = UINT64_C(1) << (w & 63);
@@ -168,12 +168,9 @@ static inline uint64_t hpt_trk_word(struct hpt_track *t, uint64_t w)
 }
 
 /*
- * Set one bit; true when it was clear before. An entry changed again before
- * the migration took its bit (the common case: a guest remaps a page) costs
- * a load, not a locked OR. Safe for the same reason as the summary check:
- * the caller holds the entry lock; if the seq_cst load sees the bit set, the
- * taker's exchange of this word comes later in the total order, so its
- * read of the entry (under the lock we still hold) sees this change.
+ * Set one bit; true when it was clear before. A bit already set costs a
+ * load, not a locked OR (why that is safe: docs/hpt.md, "Change
+ * tracking", step 3). Caller: a writer's bitmap fallback, entry lock held.
  */
 static inline bool hpt_trk_set(struct hpt_track *t, uint64_t bit)
 {

@@ -1,18 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The change-tracking bitmap of a table: one bit per slot plus one summary
- * bit per 64-slot word, so a pass finds changed slots without reading clean
- * regions. It has no counter of its own: the count of set bits lives in the
- * writers' own reader-lock shards (see hpt_internal.h), so two vCPUs marking
- * different slots never write the same cache line. It must never lose a bit.
- * Unit tests: tests/hpt/test_track.c.
- *
- * Invariant: writers OR the data word, then (if not yet
- * set) the summary bit, both seq_cst; the single taker clears a summary bit,
- * then exchanges the data word with zero. A bit set before a take either is
- * returned by it or stays set with its summary bit set for a later take:
- * if the writer's summary load saw the bit set, the taker's clearing of it
- * comes later in the total order and so does its exchange of the data word.
+ * Change tracking of a table: the vCPUs' change logs (rings, one per
+ * reader-lock shard, single producer) and the bitmap they are harvested
+ * into, one bit per slot plus one summary bit per 64-slot word, so a pass
+ * finds changed slots without reading clean regions. The count of set bits
+ * lives in the writers' shards (bitmap marks) and in the harvest counter,
+ * so two vCPUs never write the same cache line to mark. It must never lose
+ * a change: the argument, for the rings, the bitmap's summary/data words
+ * and the taker, is in docs/hpt.md, "Change tracking". Unit tests:
+ * tests/hpt/test_track.c; under threads: tests/hpt/test_stress.c.
  */
 #include "hpt_internal.h"
 
@@ -157,8 +153,16 @@ void hpt_trk_harvest(struct hpt_track *t)
 			uint64_t slot = r->e[tl & (t->ring_size - 1)];
 			/* A slot past the end cannot come from this bitmap's table
 			 * (the rings die with it); checked all the same. */
-			if (slot < t->nbits)
-				added += hpt_trk_set(t, slot);
+			if (slot >= t->nbits)
+				continue;
+			/* Always the locked OR (never hpt_trk_set's load-only
+			 * shortcut): the taker's exchange of the word then reads
+			 * from it or comes before it (docs/hpt.md, step 4). */
+			uint64_t w = slot >> 6, m = UINT64_C(1) << (slot & 63);
+			if (!(atomic_fetch_or(&t->words[w], m) & m)) {
+				hpt_trk_summary_mark(t, w);
+				added++;
+			}
 		}
 		/* Release: our reads of the entries happen before the owner
 		 * overwrites them, and our bit sets before a sync that sees
