@@ -12,6 +12,7 @@
  * the log (full or shared), are measured and reported.
  */
 #include <pthread.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,8 @@
 #define REAL_HCALL_NS 1000
 
 struct hc_ctx {
-	hpt_t *h[2]; /* [0] tracking off, [1] tracking on */
+	hpt_t *h[2];   /* the two tables */
+	hpt_t *cur[2]; /* this run: [0] tracking off, [1] tracking on */
 	_Atomic int go, stop;
 };
 
@@ -72,7 +74,7 @@ static void *hc_worker(void *arg)
 {
 	struct hc_thread *t = arg;
 	struct hc_ctx *c = t->c;
-	uint64_t rs[2] = {t->seed, t->seed ^ UINT64_C(0x5555)}, slots = hpt_slots(c->h[0]);
+	uint64_t rs[2] = {t->seed, t->seed ^ UINT64_C(0x5555)}, slots = hpt_slots(c->cur[0]);
 	uint64_t dummy = 0;
 	while (!atomic_load_explicit(&c->go, memory_order_acquire))
 		;
@@ -80,7 +82,7 @@ static void *hc_worker(void *arg)
 		for (int j = 0; j < 2; j++) {
 			int mode = (k & 1) ? 1 - j : j;
 			uint64_t t0 = hm_now_ns();
-			uint64_t o = hc_batch(c->h[mode], &rs[mode], slots, mode ? &t->pairs_on : &dummy);
+			uint64_t o = hc_batch(c->cur[mode], &rs[mode], slots, mode ? &t->pairs_on : &dummy);
 			uint64_t d = hm_now_ns() - t0;
 			t->ops[mode] += o;
 			t->ns[mode] += d;
@@ -109,7 +111,7 @@ static json_t *hc_config(struct hc_ctx *c, int nt, uint64_t run_ns, uint64_t dra
 	atomic_store(&c->stop, 0);
 	hm_error_t e;
 	hm_error_clear(&e);
-	if (hpt_track_start(c->h[1], &e))
+	if (hpt_track_start(c->cur[1], &e))
 		return NULL;
 	for (int i = 0; i < nt; i++) {
 		th[i].c = c;
@@ -126,28 +128,28 @@ static json_t *hc_config(struct hc_ctx *c, int nt, uint64_t run_ns, uint64_t dra
 			atomic_store(&c->go, 1);
 			for (int j = 0; j < i; j++)
 				pthread_join(th[j].th, NULL);
-			hpt_track_stop(c->h[1]);
+			hpt_track_stop(c->cur[1]);
 			return NULL;
 		}
 	}
 	/* The migration thread's part: every drain_ns take every changed slot
 	 * (a later pass without the reading and sending). */
-	uint64_t new_bits = 0, sweeps = 0, t_end, ov0 = hpt_track_overflows(c->h[1]);
+	uint64_t new_bits = 0, sweeps = 0, t_end, ov0 = hpt_track_overflows(c->cur[1]);
 	atomic_store_explicit(&c->go, 1, memory_order_release);
 	t_end = hm_now_ns() + run_ns;
 	while (hm_now_ns() < t_end) {
 		hm_sleep_ns(drain_ns);
 		uint64_t cur = 0, first, bits;
-		while (hpt_track_take(c->h[1], &cur, &first, &bits))
+		while (hpt_track_take(c->cur[1], &cur, &first, &bits))
 			new_bits += (uint64_t)__builtin_popcountll(bits);
 		sweeps++;
 	}
 	atomic_store(&c->stop, 1);
 	for (int i = 0; i < nt; i++)
 		pthread_join(th[i].th, NULL);
-	new_bits += hpt_track_pending(c->h[1]);
-	uint64_t overflows = hpt_track_overflows(c->h[1]) - ov0;
-	hpt_track_stop(c->h[1]);
+	new_bits += hpt_track_pending(c->cur[1]);
+	uint64_t overflows = hpt_track_overflows(c->cur[1]) - ov0;
+	hpt_track_stop(c->cur[1]);
 
 	uint64_t ops[2] = {0, 0}, ns[2] = {0, 0}, pairs = 0, nb = 0;
 	for (int i = 0; i < nt; i++) {
@@ -225,7 +227,7 @@ static int bench_hcall_run(int argc, char **argv, json_t **result)
 {
 	int max_threads = 2;
 	double seconds = 4.0;
-	uint64_t drain_us = 1000, real_ns = REAL_HCALL_NS;
+	uint64_t drain_us = 1000, real_ns = REAL_HCALL_NS, ring = 0;
 	for (int i = 1; i < argc; i++) {
 		uint64_t v;
 		if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
@@ -246,6 +248,11 @@ static int bench_hcall_run(int argc, char **argv, json_t **result)
 				tool_fail("bench hcall", "--drain-us: expected 1..1000000, got '%s'", argv[i]);
 				return 2;
 			}
+		} else if (strcmp(argv[i], "--ring") == 0 && i + 1 < argc) {
+			if (hm_parse_u64(argv[++i], UINT64_C(1) << 24, &ring)) {
+				tool_fail("bench hcall", "--ring: expected 0..16777216, got '%s'", argv[i]);
+				return 2;
+			}
 		} else if (strcmp(argv[i], "--hcall-ns") == 0 && i + 1 < argc) {
 			if (hm_parse_u64(argv[++i], 1000000, &real_ns)) {
 				tool_fail("bench hcall", "--hcall-ns: expected 0..1000000, got '%s'", argv[i]);
@@ -253,7 +260,7 @@ static int bench_hcall_run(int argc, char **argv, json_t **result)
 			}
 		} else {
 			tool_fail("bench hcall",
-				  "unknown option '%s' (--threads N, --seconds S, --drain-us N, --hcall-ns N)",
+				  "unknown option '%s' (--threads N, --seconds S, --drain-us N, --ring N, --hcall-ns N)",
 				  argv[i]);
 			return 2;
 		}
@@ -262,8 +269,12 @@ static int bench_hcall_run(int argc, char **argv, json_t **result)
 	memset(&c, 0, sizeof(c));
 	hm_error_t e;
 	hm_error_clear(&e);
+	hpt_config_t cfg;
+	hpt_config_default(&cfg);
+	if (ring)
+		cfg.track_ring_entries = (unsigned)ring;
 	for (int k = 0; k < 2; k++) {
-		if (hpt_create(BENCH_SHIFT, NULL, &c.h[k], &e)) {
+		if (hpt_create(BENCH_SHIFT, &cfg, &c.h[k], &e)) {
 			tool_fail_error("bench hcall", &e);
 			hpt_destroy(c.h[0]);
 			return 1;
@@ -278,8 +289,34 @@ static int bench_hcall_run(int argc, char **argv, json_t **result)
 	int nconf = max_threads > 1 ? 2 : 1;
 	json_t *arr = json_array();
 	for (int ci = 0; ci < nconf; ci++) {
-		json_t *r = hc_config(&c, configs[ci], (uint64_t)(seconds * 1e9 / nconf),
-				      drain_us * 1000, real_ns);
+		/* Each table is the tracked one for half the time: a difference
+		 * between the two tables themselves (page placement, huge pages)
+		 * cancels in the geometric mean of the two runs' ratios. */
+		json_t *half[2];
+		for (int sw = 0; sw < 2; sw++) {
+			c.cur[0] = c.h[sw];
+			c.cur[1] = c.h[1 - sw];
+			half[sw] = hc_config(&c, configs[ci], (uint64_t)(seconds * 1e9 / nconf / 2),
+					     drain_us * 1000, real_ns);
+		}
+		json_t *r = NULL;
+		if (half[0] && half[1]) {
+			double m0 = json_real_value(json_object_get(half[0], "median_batch_time_ratio_on_over_off"));
+			double m1 = json_real_value(json_object_get(half[1], "median_batch_time_ratio_on_over_off"));
+			double g = sqrt(m0 * m1);
+			double ns_off = 0.5 * (json_real_value(json_object_get(half[0], "off_ns_per_hcall")) +
+					       json_real_value(json_object_get(half[1], "off_ns_per_hcall")));
+			double extra = ns_off * (g - 1.0);
+			r = json_pack("{s:i,s:f,s:f,s:f,s:f,s:I,s:f,s:o,s:o}", "threads", configs[ci],
+				      "tracking_cost_pct", (g - 1.0) * 100.0, "off_ns_per_hcall", ns_off,
+				      "extra_ns_per_hcall", extra, "cost_vs_real_hcall_pct",
+				      100.0 * extra / ((double)real_ns + ns_off), "assumed_real_hcall_ns",
+				      (json_int_t)real_ns, "geo_mean_ratio_on_over_off", g,
+				      "tracked_table_1", half[0], "tracked_table_0", half[1]);
+		} else {
+			json_decref(half[0]);
+			json_decref(half[1]);
+		}
 		if (!r) {
 			tool_fail("bench hcall", "cannot start %d threads or tracking", configs[ci]);
 			json_decref(arr);
@@ -300,8 +337,9 @@ static int bench_hcall_run(int argc, char **argv, json_t **result)
 		"ring_miss_fraction = marks that bypassed the vCPU's change log / marks",
 		"drain_us", (json_int_t)drain_us,
 		"metric",
-		"each thread alternates 64-pair batches between the tables; headline = median of the "
-		"paired batch time ratios (on/off)",
+		"each thread alternates 64-pair batches between the tables; per run the median of the "
+		"paired batch time ratios (on/off); two runs, each table tracked in one; headline "
+		"tracking_cost_pct = geometric mean of the two medians - 1",
 		"results", arr);
 	return *result ? 0 : 1;
 }

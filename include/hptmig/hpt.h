@@ -457,9 +457,11 @@ bool hpt_tracking(const hpt_t *h);
 uint64_t hpt_track_pending(hpt_t *h);
 /*
  * Marks (ever, over every tracking session of this table) that went to the
- * bitmap directly because the vCPU's change log was full or shared with
- * another thread (docs/hpt.md, "Change tracking"): a benchmark's and a
- * test's view of how often the fast path was missed.
+ * bitmap directly because the vCPU's change log was full or its shard had
+ * another thread inside (docs/hpt.md, "Change tracking"): a benchmark's and
+ * a test's view of how often the fast path was missed. Exact for one
+ * thread per shard; threads sharing a shard may lose counts (a statistic,
+ * kept without a locked instruction).
  */
 uint64_t hpt_track_overflows(hpt_t *h);
 /* Mark every slot (e.g. to force a full pass). No-op when not tracking. */
@@ -469,7 +471,10 @@ void hpt_track_mark_all(hpt_t *h);
  * *cursor (a word cursor: start at 0). On success *first_slot is the slot of
  * bit 0 and *bits the changed slots (bit k = slot first_slot + k). Returns
  * false when nothing is left at or after the cursor, or when not tracking.
- * One taker at a time. Read the entries after taking their bits: a change
+ * A take at cursor 0 (a pass starts) first moves the vCPUs' change logs
+ * into the bitmap, so a pass sees the changes made before it started and
+ * later ones wait for the next pass: start every pass at 0. One taker at a
+ * time. Read the entries after taking their bits: a change
  * after the take is marked again. The taken word's entries are hinted into
  * the cache (a prefetch, under the reader lock), so a caller that takes a
  * batch of words before reading any overlaps their cache misses.

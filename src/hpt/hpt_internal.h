@@ -49,22 +49,26 @@ struct hpt_table {
 struct hpt_shard {
 	_Alignas(64) _Atomic uint64_t readers;
 	_Atomic uint64_t marked;
-	_Atomic uint64_t overflow; /* marks that bypassed the ring (ever) */
+	_Atomic uint64_t overflow; /* marks that bypassed the ring (ever; approximate) */
 	char pad[64 - 3 * sizeof(uint64_t)];
 };
 
 /*
  * A vCPU's log of changed slots (track.c; the design and the no-loss
  * argument are in docs/hpt.md, "Change tracking"). One per reader-lock
- * shard, single producer: the thread whose token is in owner (claimed once
- * per tracker with a CAS; a thread that finds its shard's ring owned by
- * another marks the bitmap instead). Consumed by whoever holds the
- * tracker's harvest lock, which moves the slots into the bitmap.
- *  head: entries appended, ever; stored by the owner with release after
- *    the entry, loaded by harvesters with acquire.
- *  owner, tail_seen: the owner's (tail_seen: a tail it loaded, <= tail).
+ * shard. Single producer: a thread appends only while it is alone in its
+ * shard's read side (readers == 1; normally a shard has one thread, and a
+ * thread that finds company marks the bitmap instead), so producers of
+ * one ring never overlap and each one's appends happen before the next
+ * one's (the shard's counter is a release/acquire RMW chain). Consumed by
+ * whoever holds the tracker's harvest lock, which moves the slots into
+ * the bitmap.
+ *  head: entries appended, ever; stored by the producer with release
+ *    after the entry, loaded by harvesters with acquire.
+ *  tail_seen, used: the producer's (tail_seen: a tail it loaded, <= tail;
+ *    used: the ring's bit in the tracker's claimed mask is set).
  *  tail: entries consumed, ever; stored with release under the harvest
- *    lock after the entries were read, loaded by the owner with acquire
+ *    lock after the entries were read, loaded by the producer with acquire
  *    when the ring looks full (the entries below it may be overwritten).
  *  e: ring_size slot numbers (struct hpt_track; a table has at most 2^32
  *    slots).
@@ -73,9 +77,12 @@ struct hpt_shard {
 #define HPT_RING_MAX (UINT64_C(1) << 24)
 struct hpt_ring {
 	_Alignas(64) _Atomic uint64_t head;
-	_Atomic uintptr_t owner;
+	uint64_t used;
 	uint64_t tail_seen;
 	uint32_t *e;
+	/* ring_size - 1, immutable: a copy on the owner's line, because the
+	 * tracker's own lines are written by the migration thread. */
+	uint64_t mask;
 	_Alignas(64) _Atomic uint64_t tail;
 };
 
@@ -85,7 +92,7 @@ struct hpt_ring {
  * bitmap was installed (computed while no thread can mark: tracking off, or
  * exclusive mode). preset: bits set at creation. taken: bits the taker took
  * (one taker). harvested: new bits the harvest set (harvest lock).
- * claimed: a bit per ring that has an owner (set once, after the owner).
+ * claimed: a bit per ring that was ever appended to (set before that).
  */
 struct hpt_track {
 	uint64_t nbits, nwords, nsummary;
@@ -113,15 +120,14 @@ static inline int hpt_trk_create(uint64_t nbits, bool all, struct hpt_track **ou
 void hpt_trk_destroy(struct hpt_track *t);
 /* Set bits [first, first + n); returns how many were newly set. */
 uint64_t hpt_trk_set_range(struct hpt_track *t, uint64_t first, uint64_t n);
-/* Harvests first (hpt_trk_sync), then takes the next word. */
+/* Take the next word; at *cursor == 0 (a pass starts) harvests first. */
 bool hpt_trk_take(struct hpt_track *t, uint64_t *cursor, uint64_t *word_index, uint64_t *bits);
 /* Move every ring's appended slots into the bitmap (takes the lock). */
 void hpt_trk_harvest(struct hpt_track *t);
-/* Slow path of a mark: claim ring i for the calling thread if it has no
- * owner, refresh tail_seen; true when the caller (its owner) may append,
- * false (ring full or another thread's) when it marks the bitmap instead. */
+/* Slow path of a mark by the thread alone in shard s (ring i): note the
+ * ring in the claimed mask, refresh tail_seen; true when the caller may
+ * append, false (ring full) when it marks the bitmap instead. */
 bool hpt_trk_ring_claim(struct hpt_track *t, unsigned i);
-extern _Thread_local char hpt_thread_token;
 
 /*
  * Make every slot appended to a ring before this call (happens-before)
@@ -322,16 +328,23 @@ static inline void hpt_track_mark(hpt_t *h, struct hpt_shard *s, uint64_t slot)
 		return;
 	unsigned i = (unsigned)(s - h->shards);
 	struct hpt_ring *r = &t->rings[i];
+	/* Alone in the shard: our own increment is the only one (a relaxed
+	 * load suffices: of two threads inside, the later increment's
+	 * thread reads at least 2; docs/hpt.md). The shard's line is in our
+	 * cache (hpt_rd_lock just wrote it). */
+	bool alone = atomic_load_explicit(&s->readers, memory_order_relaxed) == 1;
 	uint64_t hd = atomic_load_explicit(&r->head, memory_order_relaxed);
-	if (__builtin_expect(atomic_load_explicit(&r->owner, memory_order_relaxed) ==
-				     (uintptr_t)&hpt_thread_token &&
-			     hd - r->tail_seen < t->ring_size, 1) ||
-	    hpt_trk_ring_claim(t, i)) {
-		r->e[hd & (t->ring_size - 1)] = (uint32_t)slot;
+	if (alone && ((__builtin_expect(r->used && hd - r->tail_seen <= r->mask, 1)) ||
+		      hpt_trk_ring_claim(t, i))) {
+		r->e[hd & r->mask] = (uint32_t)slot;
 		atomic_store_explicit(&r->head, hd + 1, memory_order_release);
 		return;
 	}
-	atomic_fetch_add_explicit(&s->overflow, 1, memory_order_relaxed);
+	/* A statistic: a load and a store, not a locked add (threads sharing
+	 * a shard may lose a count; never a mark). */
+	atomic_store_explicit(&s->overflow,
+			      atomic_load_explicit(&s->overflow, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
 	if (hpt_trk_set(t, slot))
 		atomic_fetch_add_explicit(&s->marked, 1, memory_order_relaxed);
 }

@@ -45,8 +45,6 @@ static void trk_free(void *p, size_t bytes)
 		munmap(p, bytes);
 }
 
-_Thread_local char hpt_thread_token;
-
 /* The rings' entries: one mapping for all of them, zero pages until a
  * ring's owner writes (a vCPU touches only its own ring). */
 static size_t ring_mem_bytes(const struct hpt_track *t)
@@ -75,8 +73,8 @@ int hpt_trk_new(uint64_t nbits, bool all, uint64_t ring_entries, struct hpt_trac
 	for (unsigned i = 0; i < HPT_NSHARDS; i++) {
 		atomic_init(&t->rings[i].head, 0);
 		atomic_init(&t->rings[i].tail, 0);
-		atomic_init(&t->rings[i].owner, 0);
 		t->rings[i].e = t->ring_mem + (size_t)i * t->ring_size;
+		t->rings[i].mask = t->ring_size - 1;
 	}
 	atomic_init(&t->claimed, 0);
 	atomic_init(&t->harvested, 0);
@@ -124,19 +122,16 @@ void hpt_trk_destroy(struct hpt_track *t)
 bool hpt_trk_ring_claim(struct hpt_track *t, unsigned i)
 {
 	struct hpt_ring *r = &t->rings[i];
-	uintptr_t me = (uintptr_t)&hpt_thread_token;
-	uintptr_t o = atomic_load_explicit(&r->owner, memory_order_relaxed);
-	if (o != me) {
-		if (o != 0 || !atomic_compare_exchange_strong(&r->owner, &o, me))
-			return false; /* another thread's ring: the bitmap */
+	if (!r->used) {
 		/* Before the first append (program order), so a harvester that
 		 * must see an append sees this bit too (hpt_trk_sync). */
 		atomic_fetch_or(&t->claimed, UINT64_C(1) << i);
+		r->used = 1;
 	}
 	/* Acquire: the harvester read the entries below tail before storing
 	 * it, so overwriting them now cannot race with that read. */
 	r->tail_seen = atomic_load_explicit(&r->tail, memory_order_acquire);
-	return atomic_load_explicit(&r->head, memory_order_relaxed) - r->tail_seen < t->ring_size;
+	return atomic_load_explicit(&r->head, memory_order_relaxed) - r->tail_seen <= r->mask;
 }
 
 void hpt_trk_harvest(struct hpt_track *t)
@@ -150,7 +145,7 @@ void hpt_trk_harvest(struct hpt_track *t)
 		uint64_t hd = atomic_load_explicit(&r->head, memory_order_acquire);
 		uint64_t tl = atomic_load_explicit(&r->tail, memory_order_relaxed);
 		for (; tl != hd; tl++) {
-			uint64_t slot = r->e[tl & (t->ring_size - 1)];
+			uint64_t slot = r->e[tl & r->mask];
 			/* A slot past the end cannot come from this bitmap's table
 			 * (the rings die with it); checked all the same. */
 			if (slot >= t->nbits)
@@ -222,7 +217,13 @@ static void trk_prefetch(struct hpt_track *t, uint64_t si)
 bool hpt_trk_take(struct hpt_track *t, uint64_t *cursor, uint64_t *word_index, uint64_t *bits)
 {
 	uint64_t w = *cursor;
-	hpt_trk_sync(t);
+	/* The start of a pass moves the rings into the bitmap; not every
+	 * take: a sync reads the vCPUs' head lines, and pulling them once per
+	 * changed word would cost a vCPU a coherence miss per append. Appends
+	 * after this harvest wait for the next pass (docs/hpt.md, "Change
+	 * tracking", step 2). */
+	if (w == 0)
+		hpt_trk_sync(t);
 	while (w < t->nwords) {
 		uint64_t si = w >> 6;
 		uint64_t s = atomic_load(&t->summary[si]) & (~UINT64_C(0) << (w & 63));
