@@ -165,12 +165,18 @@ static inline void hpt_trk_summary_mark(struct hpt_track *t, uint64_t w)
  * synced first, so a mark made before an unlock the caller's V2 load read
  * from is in the bitmap even while it was still in a vCPU's ring.
  */
-static inline uint64_t hpt_trk_word(struct hpt_track *t, uint64_t w)
+static inline uint64_t hpt_trk_word_nosync(struct hpt_track *t, uint64_t w)
 {
-	hpt_trk_sync(t);
 	if (!((atomic_load(&t->summary[w >> 6]) >> (w & 63)) & 1))
 		return 0;
 	return atomic_load(&t->words[w]);
+}
+
+/* The same after a ring sync (a caller validating one read at a time). */
+static inline uint64_t hpt_trk_word(struct hpt_track *t, uint64_t w)
+{
+	hpt_trk_sync(t);
+	return hpt_trk_word_nosync(t, w);
 }
 
 /*
