@@ -577,11 +577,11 @@ static uint64_t read_run(struct hpt_table *t, uint64_t first, uint64_t n, uint8_
  *  - V2 != V1 or locked: fall back to the lock.
  *  - V2 == V1 but written by later writers (ABA): each of them marked the
  *    slot before its unlock, and V2 read from such an unlock with acquire:
- *    the bit load, after a ring sync that follows every V2 of the batch,
+ *    the bit load, after a ring sync that follows every V2 of the word,
  *    sees the mark. So a clear bit means no writer completed or started in
  *    between and (V1, R) is a real state; a set bit (also: changed since
  *    the last take) means reading it again under the lock. One sync per
- *    batch of QUIET_BATCH slots, not per slot: with vCPUs running, a sync
+ *    tracking word (64 slots), not per slot: with vCPUs running, a sync
  *    harvests and reads their ring heads.
  *  - Writers that did not see the tracker (before hpt_track_start) took
  *    their lock before the start in the seq_cst order; V1 is seq_cst and
@@ -589,9 +589,6 @@ static uint64_t read_run(struct hpt_table *t, uint64_t first, uint64_t n, uint8_
  * Requires tracking on for the whole call (held by the reader lock) and no
  * hpt_track_take running on another thread (the taker reads entries itself).
  */
-/* Slots per validation batch of read_run_tracked: one ring sync each. */
-#define QUIET_BATCH 4096
-
 /* Read one entry under its lock into the wire layout; true if valid. */
 static bool read_locked(struct hpt_table *t, uint64_t slot, uint8_t *out)
 {
@@ -610,23 +607,18 @@ static uint64_t read_run_tracked(struct hpt_track *trk, struct hpt_table *t, uin
 				 uint64_t n, uint8_t *buf)
 {
 	uint64_t nvalid = 0;
-	for (uint64_t b0 = 0; b0 < n; b0 += QUIET_BATCH) {
-		uint64_t m = n - b0 < QUIET_BATCH ? n - b0 : QUIET_BATCH;
-		uint64_t s0 = first + b0, w0 = s0 >> 6, nw = ((s0 + m - 1) >> 6) - w0 + 1;
-		/* Valid slots read without the lock, per tracking word w0 + j. */
-		uint64_t quiet[QUIET_BATCH / 64 + 1];
-		uint8_t *out = buf + b0 * HPTE64_SIZE;
+	/* One tracking word's slots (up to 64) at a time. */
+	for (uint64_t s0 = first, end = first + n; s0 < end;) {
+		uint64_t m = 64 - (s0 & 63);
+		if (m > end - s0)
+			m = end - s0;
+		uint8_t *out = buf + (s0 - first) * HPTE64_SIZE;
 		/* 1. V1, R, fence, V2 per slot; branch-free for the common cases
 		 * (valid and quiet, or invalid): on a table that is 1/3 full at
-		 * random, a branch per entry mispredicts a third of the time. The
-		 * quiet bits gather in a register, stored once per word. */
-		uint64_t qw = 0;
+		 * random, a branch per entry mispredicts a third of the time. */
+		uint64_t quiet = 0; /* valid slots read without the lock */
 		for (uint64_t k = 0; k < m; k++) {
 			uint64_t slot = s0 + k;
-			if ((slot & 63) == 0 && k) {
-				quiet[(slot >> 6) - 1 - w0] = qw;
-				qw = 0;
-			}
 			_Atomic uint64_t *vp = hpt_vp(t, slot);
 			uint64_t v1 = atomic_load(vp);
 			uint64_t r_raw = atomic_load_explicit(hpt_rp(t, slot), memory_order_relaxed);
@@ -641,25 +633,21 @@ static uint64_t read_run_tracked(struct hpt_track *trk, struct hpt_table *t, uin
 			uint64_t valid = (v1 & HPT_VALID_BE) != 0;
 			uint64_t mask = -valid;
 			uint64_t out_v = v1 & mask, out_r = r_raw & mask;
-			qw |= valid << (slot & 63);
+			quiet |= valid << (slot & 63);
 			nvalid += valid;
 			memcpy(out + k * HPTE64_SIZE, &out_v, 8);
 			memcpy(out + k * HPTE64_SIZE + 8, &out_r, 8);
 		}
-		quiet[nw - 1] = qw;
-		/* 2. After every V2: one ring sync, then per tracking word its
-		 * (summary-guarded) bits against the quiet slots; a slot in both
-		 * is read again under its lock. */
-		hpt_trk_sync(trk);
-		for (uint64_t j = 0; j < nw; j++) {
-			uint64_t q = quiet[j];
-			if (!q)
-				continue;
-			for (q &= hpt_trk_word_nosync(trk, w0 + j); q; q &= q - 1) {
-				uint64_t slot = ((w0 + j) << 6) + (uint64_t)__builtin_ctzll(q);
+		/* 2. After every V2 of the word: one ring sync, then its
+		 * (summary-guarded) bits; a quiet slot marked meanwhile is read
+		 * again under its lock. */
+		if (quiet) {
+			for (quiet &= hpt_trk_word(trk, s0 >> 6); quiet; quiet &= quiet - 1) {
+				uint64_t slot = (s0 & ~UINT64_C(63)) + (uint64_t)__builtin_ctzll(quiet);
 				nvalid -= !read_locked(t, slot, out + (slot - s0) * HPTE64_SIZE);
 			}
 		}
+		s0 += m;
 	}
 	return nvalid;
 }
