@@ -174,7 +174,7 @@ static int bench_migrate_run(int argc, char **argv, json_t **result)
 			mig_params_t ours = base, seed = base;
 			ours.policy = mig_policy_default;
 			ours.scan = HTAB_SCAN_BITMAP;
-			seed.policy = mig_policy_seed;
+			seed.policy = mig_policy_qemu_stop_rule;
 			seed.scan = HTAB_SCAN_LINEAR;
 			mig_report_t ro, rs;
 			mig_dest_report_t dro, drs;

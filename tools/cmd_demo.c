@@ -20,6 +20,7 @@ struct dest_thread {
 	mig_dest_report_t rep;
 	hm_error_t err;
 	int rc;
+	struct mig_cli_run run; /* --run: the destination guest keeps running */
 };
 
 static void *dest_main(void *arg)
@@ -97,7 +98,9 @@ static int demo_run(int argc, char **argv)
 	dcli.guest.ram_bytes = gc->ram_bytes;
 	mig_cli_dest_limits("demo", &dcli, &d.p, cap_hint, sizeof(cap_hint));
 	d.p.accept_timeout_ms = 60000;
-	d.p.run_ns = cli.run_ns;
+	d.run = (struct mig_cli_run){.run_ns = cli.run_ns, .cancel = cancel};
+	d.p.on_resumed = mig_cli_keep_running;
+	d.p.resumed_opaque = &d.run;
 	d.p.guest.vcpus = gc->vcpus;
 	d.p.guest.workload = gc->workload;
 	d.p.guest.rate = gc->rate;

@@ -49,7 +49,9 @@ static int incoming_run(int argc, char **argv)
 	char hint[256];
 	mig_cli_dest_limits("incoming", &cli, &dp, hint, sizeof(hint));
 	dp.accept_timeout_ms = cli.accept_timeout_ms;
-	dp.run_ns = cli.run_ns;
+	struct mig_cli_run run = {.run_ns = cli.run_ns, .cancel = cancel};
+	dp.on_resumed = mig_cli_keep_running;
+	dp.resumed_opaque = &run;
 	dp.guest.vcpus = cli.guest.vcpus;
 	dp.guest.workload = cli.guest.workload;
 	dp.guest.rate = cli.guest.rate;

@@ -32,7 +32,7 @@
 	"                       (default 30); then the guest stays paused\n"                 \
 	"  --qemu-pure          no project extension sections (QEMU can load it)\n"          \
 	"  --scan bitmap|linear how later passes find changes (default bitmap)\n"            \
-	"  --policy ours|seed   stop decision (seed: table pending counted as zero)\n"       \
+	"  --policy ours|qemu   stop decision (qemu: QEMU's rule, table pending counted as zero)\n"       \
 	"  --json               one JSON object on stdout at the end\n"
 
 static int migrate_run(int argc, char **argv)

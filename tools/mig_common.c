@@ -199,8 +199,8 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
 		case O_POLICY:
 			if (strcmp(a, "ours") == 0)
 				cli->params.policy = mig_policy_default;
-			else if (strcmp(a, "seed") == 0)
-				cli->params.policy = mig_policy_seed;
+			else if (strcmp(a, "qemu") == 0 || strcmp(a, "seed") == 0)
+				cli->params.policy = mig_policy_qemu_stop_rule; /* "seed": old name */
 			else
 				bad = 1;
 			break;
@@ -341,6 +341,14 @@ static int from_entry(void *opaque, uint64_t slot, uint64_t v, uint64_t r, bool 
 	return 0;
 }
 
+/* Wait ns, or less when c is cancelled (checked every 10 ms). */
+static void wait_unless_cancelled(uint64_t ns, mig_cancel_t *c)
+{
+	uint64_t until = hm_now_ns() + ns;
+	while (hm_now_ns() < until && !mig_cancel_requested(c))
+		hm_sleep_ns(10000000);
+}
+
 int mig_cli_run_source(const char *cmd, struct mig_cli *cli, machine_t *m, const char *uri,
 		       mig_cancel_t *cancel, mig_report_t *rep, hm_error_t *e, bool *started)
 {
@@ -350,9 +358,7 @@ int mig_cli_run_source(const char *cmd, struct mig_cli *cli, machine_t *m, const
 		return 1;
 	}
 	if (cli->warmup_ns) {
-		uint64_t until = hm_now_ns() + cli->warmup_ns;
-		while (hm_now_ns() < until && !mig_cancel_requested(cancel))
-			hm_sleep_ns(10000000);
+		wait_unless_cancelled(cli->warmup_ns, cancel);
 	}
 	cli->params.cancel = cancel;
 	if (!cli->json && tool_stdout_is_tty())
@@ -438,6 +444,13 @@ static void *sig_main(void *arg)
 		atomic_store(&sig_caught, sig);
 		mig_cancel_request(c);
 	}
+}
+
+void mig_cli_keep_running(void *opaque, machine_t *m)
+{
+	const struct mig_cli_run *r = opaque;
+	(void)m; /* it runs on its own vCPU threads; we only wait */
+	wait_unless_cancelled(r->run_ns, r->cancel);
 }
 
 int mig_signals_start(mig_cancel_t *c)

@@ -202,6 +202,14 @@ static void *dest_main(void *arg)
 	return NULL;
 }
 
+/* The resumed destination guest runs 20 ms before it stops. */
+static void dest_run_20ms(void *opaque, machine_t *m)
+{
+	(void)opaque;
+	(void)m;
+	hm_sleep_ns(20000000);
+}
+
 static void dest_start(struct dest_thread *d, const char *uri)
 {
 	mig_uri_t u;
@@ -211,7 +219,7 @@ static void dest_start(struct dest_thread *d, const char *uri)
 	mig_dest_params_default(&d->p);
 	d->p.accept_timeout_ms = 20000;
 	d->p.guest.vcpus = 1;
-	d->p.run_ns = 20000000;
+	d->p.on_resumed = dest_run_20ms;
 	assert_int_equal(pthread_create(&d->t, NULL, dest_main, d), 0);
 }
 
@@ -283,7 +291,7 @@ static void test_migrate_in_process(void **state)
 	/* the seed's policy and linear scan also produce a correct copy */
 	m = guest(20, 2, 20000);
 	mig_params_default(&p);
-	p.policy = mig_policy_seed;
+	p.policy = mig_policy_qemu_stop_rule;
 	p.scan = HTAB_SCAN_LINEAR;
 	migrate_ok(m, uri, &p);
 	machine_destroy(m);
