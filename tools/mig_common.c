@@ -310,6 +310,33 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
 	return 0;
 }
 
+int mig_cli_start(const char *cmd, int argc, char **argv, unsigned kinds, const char *what,
+		  struct mig_cli *cli, const char **arg, mig_uri_t *uri, mig_cancel_t **cancel)
+{
+	int npos;
+	int rc = mig_cli_parse(cmd, argc, argv, kinds, cli, arg, 1, &npos);
+	if (rc)
+		return rc;
+	if (npos != 1) {
+		tool_fail(cmd, "missing %s (hptmig %s --help)", what, cmd);
+		return 2;
+	}
+	hm_error_t e;
+	hm_error_clear(&e);
+	if (uri && mig_uri_parse(*arg, uri, &e) != 0) {
+		tool_fail_error(cmd, &e);
+		return 2;
+	}
+	*cancel = NULL;
+	if (mig_cancel_new(cancel) != 0 || mig_signals_start(*cancel) != 0) {
+		tool_fail(cmd, "out of resources");
+		mig_cancel_free(*cancel);
+		*cancel = NULL;
+		return 1;
+	}
+	return 0;
+}
+
 /* ------------------------------------------------- destination limits */
 
 static void print_stray(void *opaque, const char *line)

@@ -48,6 +48,16 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
 		  const char **pos, int npos, int *npos_out);
 
 /*
+ * The start the migration commands share: parse the options, take exactly
+ * one positional argument (*arg; what names it in the usage line), parse
+ * it into *uri unless uri is NULL, then a cancel and the Ctrl-C watcher
+ * (mig_signals_start). Returns 0; or 2 (usage) or 1 after one stderr line,
+ * with nothing left to free.
+ */
+int mig_cli_start(const char *cmd, int argc, char **argv, unsigned kinds, const char *what,
+		  struct mig_cli *cli, const char **arg, mig_uri_t *uri, mig_cancel_t **cancel);
+
+/*
  * Fill the destination's limits in p from the options (RAM, cap, deadline,
  * timeouts, strays; stray connections reported on stderr as they happen).
  * hint receives the text telling the user how to raise the cap; it must
