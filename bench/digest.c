@@ -23,28 +23,11 @@
 #include <time.h>
 
 #include "hptmig/hpt.h"
+#include "htab_bench.h"
 #include "tool.h"
 
-static uint64_t dg_rand(uint64_t *s)
-{
-	uint64_t z = (*s += UINT64_C(0x9E3779B97F4A7C15));
-	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-	return z ^ (z >> 31);
-}
 
-static uint64_t dg_cpu_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
-}
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
 
 /* The ideal: every V word of a plain-memory copy, records of the valid
  * ones in 4096-slot batches, SHA-256 fed per batch. */
@@ -80,36 +63,24 @@ static double ms(uint64_t ns)
 	return (double)ns / 1e6;
 }
 
-/* --shift, --valid, --reps. 0 or an exit code. */
+/* --shift, --valid, --reps. 0, -1 after --help, or an exit code. */
 static int digest_args(int argc, char **argv, unsigned *shift, uint64_t *want_valid, int *reps)
 {
-	for (int i = 1; i < argc; i++) {
-		uint64_t v;
-		if (strcmp(argv[i], "--shift") == 0 && i + 1 < argc) {
-			if (hm_parse_u64(argv[++i], HPT_SHIFT_STREAM_MAX, &v) || v < HPT_SHIFT_MIN) {
-				tool_fail("bench digest", "--shift: expected %u..%u, got '%s'",
-					  HPT_SHIFT_MIN, HPT_SHIFT_STREAM_MAX, argv[i]);
-				return 2;
-			}
-			*shift = (unsigned)v;
-		} else if (strcmp(argv[i], "--valid") == 0 && i + 1 < argc) {
-			if (hm_parse_u64(argv[++i], UINT64_MAX, &v)) {
-				tool_fail("bench digest", "--valid: expected a count, got '%s'", argv[i]);
-				return 2;
-			}
-			*want_valid = v;
-		} else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-			if (hm_parse_u64(argv[++i], 100, &v) || v == 0) {
-				tool_fail("bench digest", "--reps: expected 1..100, got '%s'", argv[i]);
-				return 2;
-			}
-			*reps = (int)v;
-		} else {
-			tool_fail("bench digest", "unknown option '%s' (--shift N, --valid N, --reps R)",
-				  argv[i]);
-			return 2;
-		}
+	uint64_t sh = *shift, rp = (uint64_t)*reps;
+	const struct hb_opt o[] = {{"--shift", &sh, HPT_SHIFT_STREAM_MAX},
+				   {"--valid", want_valid, UINT64_MAX},
+				   {"--reps", &rp, 100},
+				   {NULL, NULL, 0}};
+	int prc = hb_parse("bench digest", argc, argv, o, "--shift N, --valid N, --reps R");
+	if (prc)
+		return prc == 1 ? -1 : prc;
+	if (sh < HPT_SHIFT_MIN || rp == 0) {
+		tool_fail("bench digest", "--shift takes %u..%u and --reps 1..100", HPT_SHIFT_MIN,
+			  HPT_SHIFT_STREAM_MAX);
+		return 2;
 	}
+	*shift = (unsigned)sh;
+	*reps = (int)rp;
 	return 0;
 }
 
@@ -137,19 +108,14 @@ static void digest_fill(struct dg_ctx *c, uint64_t want_valid)
 	uint64_t rs = 4242, n = 0;
 	while (n < want_valid) {
 		while (n < want_valid)
-			c->pick[n++] = dg_rand(&rs) % c->slots;
-		qsort(c->pick, n, sizeof(uint64_t), cmp_u64);
-		uint64_t u = 0;
-		for (uint64_t i = 0; i < n; i++)
-			if (u == 0 || c->pick[i] != c->pick[u - 1])
-				c->pick[u++] = c->pick[i];
-		n = u;
+			c->pick[n++] = hb_rand(&rs) % c->slots;
+		n = hb_sort_unique(c->pick, n);
 	}
 	c->n = n;
 	c->all_len = 4;
 	hm_store_be32(c->all, c->shift);
 	for (uint64_t i = 0; i < n; i++) {
-		uint64_t s = c->pick[i], x = dg_rand(&rs);
+		uint64_t s = c->pick[i], x = hb_rand(&rs);
 		uint8_t ent[16];
 		hm_store_be64(ent, ((x >> 8) << 7 & HPTE64_V_AVPN) | HPTE64_V_BOLTED |
 					   HPTE64_V_LARGE | HPTE64_V_VALID);
@@ -181,17 +147,17 @@ static int digest_measure(struct dg_ctx *c, int reps, uint64_t *t[M_N])
 	hm_error_clear(&e);
 	int rc = hpt_track_start(c->h, &e) ? 1 : 0; /* for the tracked read; nobody marks */
 	for (int r = 0; r < reps && rc == 0; r++) {
-		uint64_t t0 = dg_cpu_ns();
+		uint64_t t0 = hb_cpu_ns();
 		rc |= hpt_summary(c->h, HPT_READ_QUIESCENT, &nv, &nb, d[M_OURS]) != 0;
-		uint64_t t1 = dg_cpu_ns();
+		uint64_t t1 = hb_cpu_ns();
 		rc |= hpt_summary(c->h, HPT_READ_LOCKED, NULL, NULL, d[M_LOCKED]) != 0;
-		uint64_t t2 = dg_cpu_ns();
+		uint64_t t2 = hb_cpu_ns();
 		rc |= hpt_summary(c->h, HPT_READ_TRACKED, NULL, NULL, d[M_TRACKED]) != 0;
-		uint64_t t3 = dg_cpu_ns();
+		uint64_t t3 = hb_cpu_ns();
 		rc |= walk_linear(c->mirror, c->shift, c->slots, c->rec, d[M_IDEAL]) != 0;
-		uint64_t t4 = dg_cpu_ns();
+		uint64_t t4 = hb_cpu_ns();
 		hm_sha256(c->all, c->all_len, d[M_SHA]);
-		uint64_t t5 = dg_cpu_ns();
+		uint64_t t5 = hb_cpu_ns();
 		t[M_OURS][r] = t1 - t0;
 		t[M_LOCKED][r] = t2 - t1;
 		t[M_TRACKED][r] = t3 - t2;
@@ -219,7 +185,7 @@ static json_t *digest_json(const struct dg_ctx *c, int reps, uint64_t *t[M_N])
 {
 	uint64_t best[M_N], med[M_N];
 	for (int k = 0; k < M_N; k++) {
-		qsort(t[k], (size_t)reps, 8, cmp_u64);
+		qsort(t[k], (size_t)reps, 8, hb_cmp_u64);
 		best[k] = t[k][0];
 		med[k] = t[k][reps / 2];
 	}
@@ -262,7 +228,7 @@ static int bench_digest_run(int argc, char **argv, json_t **result)
 	int reps = 5;
 	int rc = digest_args(argc, argv, &c.shift, &want_valid, &reps);
 	if (rc)
-		return rc;
+		return rc < 0 ? 0 : rc;
 	hm_error_t e;
 	hm_error_clear(&e);
 	if (hpt_create(c.shift, NULL, &c.h, &e)) {

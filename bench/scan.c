@@ -14,15 +14,8 @@
 #include <time.h>
 
 #include "hptmig/hpt.h"
+#include "htab_bench.h"
 #include "tool.h"
-
-static uint64_t sc_rand(uint64_t *s)
-{
-	uint64_t z = (*s += UINT64_C(0x9E3779B97F4A7C15));
-	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-	return z ^ (z >> 31);
-}
 
 /* Ours: drain the tracking bitmap into out[] (slot numbers, increasing). */
 static uint64_t scan_bitmap(hpt_t *h, uint64_t *out)
@@ -53,13 +46,6 @@ static uint64_t scan_linear(uint8_t *mirror, uint64_t slots, uint64_t *out)
 	return n;
 }
 
-/* Thread CPU time: on a shared machine, time spent preempted is not ours. */
-static uint64_t cpu_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
-}
 
 /* Change the listed slots: through the table (marking them) and in the
  * mirror (R's C bit toggled and QEMU's dirty flag set). */
@@ -75,11 +61,6 @@ static void change_slots(hpt_t *h, uint8_t *mirror, const uint64_t *changed, uin
 	}
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
 
 /* The table, its plain mirror (QEMU's layout) and the scratch lists. */
 struct scan_ctx {
@@ -92,29 +73,22 @@ struct scan_ctx {
 	uint64_t rs;  /* PRNG state */
 };
 
-/* --shift, --reps. 0 or an exit code. */
+/* --shift, --reps. 0, -1 after --help, or an exit code. */
 static int scan_args(int argc, char **argv, unsigned *shift, int *reps)
 {
-	for (int i = 1; i < argc; i++) {
-		uint64_t v;
-		if (strcmp(argv[i], "--shift") == 0 && i + 1 < argc) {
-			if (hm_parse_u64(argv[++i], HPT_SHIFT_STREAM_MAX, &v) || v < HPT_SHIFT_MIN) {
-				tool_fail("bench scan", "--shift: expected %u..%u, got '%s'", HPT_SHIFT_MIN,
-					  HPT_SHIFT_STREAM_MAX, argv[i]);
-				return 2;
-			}
-			*shift = (unsigned)v;
-		} else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-			if (hm_parse_u64(argv[++i], 100, &v) || v == 0) {
-				tool_fail("bench scan", "--reps: expected 1..100, got '%s'", argv[i]);
-				return 2;
-			}
-			*reps = (int)v;
-		} else {
-			tool_fail("bench scan", "unknown option '%s' (--shift N, --reps R)", argv[i]);
-			return 2;
-		}
+	uint64_t sh = *shift, rp = (uint64_t)*reps;
+	const struct hb_opt o[] = {{"--shift", &sh, HPT_SHIFT_STREAM_MAX}, {"--reps", &rp, 100},
+				   {NULL, NULL, 0}};
+	int prc = hb_parse("bench scan", argc, argv, o, "--shift N, --reps R");
+	if (prc)
+		return prc == 1 ? -1 : prc;
+	if (sh < HPT_SHIFT_MIN || rp == 0) {
+		tool_fail("bench scan", "--shift takes %u..%u and --reps 1..100", HPT_SHIFT_MIN,
+			  HPT_SHIFT_STREAM_MAX);
+		return 2;
 	}
+	*shift = (unsigned)sh;
+	*reps = (int)rp;
 	return 0;
 }
 
@@ -138,7 +112,7 @@ static uint64_t scan_fill(struct scan_ctx *c)
 		uint64_t n = c->slots - s0 < 4096 ? c->slots - s0 : 4096;
 		memset(c->buf, 0, n * 16);
 		for (uint64_t k = 0; k < n; k++) {
-			uint64_t x = sc_rand(&c->rs);
+			uint64_t x = hb_rand(&c->rs);
 			if (x % 3)
 				continue;
 			hm_store_be64(c->buf + 16 * k, ((x >> 8) << 7 & HPTE64_V_AVPN) | HPTE64_V_VALID);
@@ -166,13 +140,13 @@ static void scan_first_pass(struct scan_ctx *c, uint64_t *fp_ns, uint64_t *mc_ns
 	hm_error_clear(&e2);
 	(void)hpt_track_start(c->h, &e2);
 	for (int rep = 0; rep < 2; rep++) {
-		uint64_t t0 = cpu_now_ns(), nv = 0;
+		uint64_t t0 = hb_cpu_ns(), nv = 0;
 		for (uint64_t s0 = 0; s0 < c->slots; s0 += 4096)
 			nv += hpt_read_entries(c->h, s0, 4096, c->buf);
-		uint64_t t1 = cpu_now_ns();
+		uint64_t t1 = hb_cpu_ns();
 		for (uint64_t s0 = 0; s0 < c->slots; s0 += 4096)
 			memcpy(c->buf, c->mirror + 16 * s0, 4096 * 16);
-		uint64_t t2 = cpu_now_ns();
+		uint64_t t2 = hb_cpu_ns();
 		__asm__ volatile("" : : "r"(c->buf) : "memory"); /* keep the copies */
 		*fp_valid = nv;
 		if (t1 - t0 < *fp_ns)
@@ -186,13 +160,8 @@ static void scan_first_pass(struct scan_ctx *c, uint64_t *fp_ns, uint64_t *mc_ns
 static uint64_t scan_choose(struct scan_ctx *c, uint64_t nch)
 {
 	for (uint64_t i = 0; i < nch; i++)
-		c->changed[i] = sc_rand(&c->rs) % c->slots;
-	qsort(c->changed, nch, sizeof(uint64_t), cmp_u64);
-	uint64_t u = 0;
-	for (uint64_t i = 0; i < nch; i++)
-		if (u == 0 || c->changed[i] != c->changed[u - 1])
-			c->changed[u++] = c->changed[i];
-	return u;
+		c->changed[i] = hb_rand(&c->rs) % c->slots;
+	return hb_sort_unique(c->changed, nch);
 }
 
 /*
@@ -216,15 +185,15 @@ static int scan_level(struct scan_ctx *c, const char *name, uint64_t nch, int re
 		for (int k = 0; k < 5; k++) {
 			/* (k > 0: mark the same set again; the mirror stays consistent) */
 			change_slots(c->h, c->mirror, c->changed, nch);
-			uint64_t t0 = cpu_now_ns();
+			uint64_t t0 = hb_cpu_ns();
 			na = scan_bitmap(c->h, c->found_a);
-			uint64_t t1 = cpu_now_ns();
+			uint64_t t1 = hb_cpu_ns();
 			if (t1 - t0 < ta)
 				ta = t1 - t0;
 		}
-		uint64_t t1 = cpu_now_ns();
+		uint64_t t1 = hb_cpu_ns();
 		uint64_t nb = scan_linear(c->mirror, c->slots, c->found_b);
-		uint64_t t2 = cpu_now_ns();
+		uint64_t t2 = hb_cpu_ns();
 		if (na != nch || nb != nch || memcmp(c->found_a, c->found_b, nch * sizeof(uint64_t)) ||
 		    (nch && memcmp(c->found_a, c->changed, nch * sizeof(uint64_t)))) {
 			tool_fail("bench scan",
@@ -247,7 +216,7 @@ static int bench_scan_run(int argc, char **argv, json_t **result)
 	int reps = 3;
 	int rc = scan_args(argc, argv, &shift, &reps);
 	if (rc)
-		return rc;
+		return rc < 0 ? 0 : rc;
 	struct scan_ctx c = {.rs = 12345};
 	hm_error_t e;
 	hm_error_clear(&e);
