@@ -4,11 +4,11 @@
  * [--vcpus N] [--downtime-limit MS] [--max-bandwidth RATE] [--json]`:
  * live migrations of simulated `linux` guests over a unix socket on
  * loopback, our controller (bitmap scan, the table's pending counted in the
- * stop decision, measured fixed cost) side by side with the seed's
+ * stop decision, measured fixed cost) side by side with QEMU's
  * behaviour (linear scan, the table's pending counted as zero: it stops as
  * soon as the first pass is out), on the same guest in the same run.
  * Reports downtime (stop to the destination's "resumed" message), total
- * time, passes and final-pass entries, and the seed/ours ratios.
+ * time, passes and final-pass entries, and the seed/ours ratios ("seed", a JSON key kept: QEMU's side).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -238,6 +238,6 @@ static int bench_migrate_run(int argc, char **argv, json_t **result)
 
 const struct hm_bench hm_bench_migrate = {
 	.name = "migrate",
-	.summary = "live migration downtime/total: our controller vs the seed's, linux guests 4G..256G",
+	.summary = "live migration downtime/total: our controller vs QEMU's stop rule and scan, linux guests 4G..256G",
 	.run = bench_migrate_run,
 };

@@ -3,7 +3,7 @@
  * `hptmig bench scan`: finding the changed slots of a big table (default a
  * 2 GiB table, shift 31, ~1/3 valid) for a later migration pass, with 0 %,
  * 0.01 % and 1 % of slots changed. Ours: take words from the two-level
- * tracking bitmap. Baseline (the seed's and QEMU's method): walk every slot
+ * tracking bitmap. Baseline (QEMU's method): walk every slot
  * of a table in QEMU's layout reading its V word and testing the 0x40 dirty
  * flag (then clearing it). Both must find the same slots; it is checked.
  */

@@ -45,7 +45,7 @@ extern "C" {
 /*
  * How later passes find changed entries. BITMAP (default) takes words of the
  * summary-indexed change bitmap: cost proportional to what changed. LINEAR
- * reproduces the seed's (QEMU's) cost model: every pass visits and reads
+ * reproduces QEMU's cost model: every pass visits and reads
  * every slot of the table; it is kept as the baseline benchmarks compare to.
  */
 enum htab_scan {

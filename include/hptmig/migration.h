@@ -258,7 +258,7 @@ typedef struct mig_params {
 	bool qemu_pure;               /* no hptmig/verify section */
 	unsigned retries;             /* new attempts after a failure that left the guest running */
 	uint64_t retry_delay_ns;      /* between attempts (default 1 s) */
-	enum htab_scan scan;          /* bitmap (ours) or linear (the seed's) */
+	enum htab_scan scan;          /* bitmap (ours) or linear (QEMU's) */
 	uint64_t round_budget_ns;     /* time budget of one iterate call (default 20 ms) */
 	int connect_timeout_ms;       /* default 10000 */
 	int rp_timeout_ms;            /* bound on the wait for the destination's answer
