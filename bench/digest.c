@@ -120,7 +120,7 @@ static void digest_fill(struct dg_ctx *c, uint64_t want_valid)
 		hm_store_be64(ent, ((x >> 8) << 7 & HPTE64_V_AVPN) | HPTE64_V_BOLTED |
 					   HPTE64_V_LARGE | HPTE64_V_VALID);
 		hm_store_be64(ent + 8, ((x & 0xffffff) << 16) | 0x1000 | HPTE64_R_M | HPTE64_R_C);
-		hpt_write_entries_unshared(c->h, s, 1, ent);
+		hpt_write_entries_exclusive(c->h, s, 1, ent);
 		memcpy(c->mirror + 16 * s, ent, 16);
 		hm_store_be64(c->all + c->all_len, s);
 		memcpy(c->all + c->all_len + 8, ent, 16);

@@ -387,18 +387,18 @@ uint64_t hpt_write_entries(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *
  * runs near memcpy speed. Falls back to hpt_write_entries when tracking is
  * on. Using it while another thread touches the table is undefined.
  */
-uint64_t hpt_write_entries_unshared(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *buf);
+uint64_t hpt_write_entries_exclusive(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *buf);
 /*
  * The loader's bulk path: store the valid runs of len bytes of spapr/htab
  * chunks (be32 index, be16 n_valid, be16 n_invalid, n_valid x 16 bytes;
  * the layout hpt_read_chunks writes) whose headers the caller has checked
  * (whole chunks, ranges). Invalid runs are NOT applied: the caller clears
- * what may hold something. Same contract as hpt_write_entries_unshared
+ * what may hold something. Same contract as hpt_write_entries_exclusive
  * (with tracking on it takes the locked path); entries beyond the table
  * are clipped. Returns false when an entry of a valid run lacks the valid
  * bit (it has been stored all the same: the caller fails the load).
  */
-bool hpt_write_chunks_unshared(hpt_t *h, const uint8_t *chunks, size_t len);
+bool hpt_write_chunks_exclusive(hpt_t *h, const uint8_t *chunks, size_t len);
 uint64_t hpt_clear_entries(hpt_t *h, uint64_t first, uint64_t n);
 
 /* ------------------------------------------------------------- hashing */

@@ -181,7 +181,7 @@ static int dest_setup(struct dest *d, mig_listener_t *l, hm_error_t *err)
 	if (rc)
 		return rc;
 	/* The table reaches a guest only after the load (machine_create_on). */
-	htab_loader_opts_t lo = {.max_shift = rep->max_shift, .cfg = &hc, .unshared = true,
+	htab_loader_opts_t lo = {.max_shift = rep->max_shift, .cfg = &hc, .exclusive = true,
 				 .populate = true, .max_shift_hint = p->max_shift_hint};
 	rc = htab_loader_create(d->table, &lo, &d->loader);
 	if (rc)
