@@ -7,6 +7,7 @@
  * (QEMU's cost model, every slot read every pass), same changes, same run.
  * Both must send exactly the changed entries; it is checked.
  */
+#include "hpt/hpt_inspect.h"
 #include "htab_bench.h"
 
 static const char usage[] =

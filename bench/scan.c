@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "hptmig/hpt.h"
+#include "hpt/hpt_inspect.h"
 #include "htab_bench.h"
 #include "tool.h"
 

@@ -8,8 +8,8 @@
  *
  * Concurrency contract (details in src/hpt/hpt.c, where the data lives):
  *  - Any number of threads (vCPUs) may call the hpt_h_* hypercalls at once,
- *    concurrently with one migration thread calling hpt_read_entry(),
- *    hpt_read_entries(), hpt_track_take(), hpt_digest() and friends.
+ *    concurrently with one migration thread calling hpt_read_entries(),
+ *    hpt_read_chunks(), hpt_track_take(), hpt_digest() and friends.
  *  - Every entry has a lock bit (HPTE64_V_HVLOCK, 0x40 in V) taken with a
  *    compare-and-swap and released with release ordering. Every read through
  *    this API returns a consistent (V, R) pair, never a torn one, with 0x40
@@ -303,12 +303,6 @@ const char *hpt_ret_name(long ret);
 
 /* --------------------------------------------------- raw entry access */
 
-/*
- * A consistent, never torn snapshot of one entry (taken under its lock), V
- * with 0x40 cleared. Returns false (and 0, 0) when slot is out of range (the
- * table may have been resized: check hpt_generation()).
- */
-bool hpt_read_entry(hpt_t *h, uint64_t slot, uint64_t *v, uint64_t *r);
 
 /*
  * Bulk read for a migration pass: entries first .. first+n-1 into buf as
@@ -361,12 +355,6 @@ typedef struct hpt_chunks {
 uint64_t hpt_read_chunks(hpt_t *h, uint64_t first, uint64_t n, uint8_t *out, bool join,
 			 hpt_chunks_t *info);
 
-/*
- * First slot >= from (and < limit) whose entry is valid / invalid, or limit
- * if none (lock-free hint: a concurrent hcall may change it right after).
- */
-uint64_t hpt_find_valid(hpt_t *h, uint64_t from, uint64_t limit);
-uint64_t hpt_find_invalid(hpt_t *h, uint64_t from, uint64_t limit);
 
 /*
  * Store an entry (the loader on the destination): V with 0x40 cleared, R as
@@ -433,7 +421,8 @@ int hpt_page_decode(uint64_t v, uint64_t r, unsigned *base_shift, unsigned *actu
  * valid entry must have a known segment size and page size and sit in the
  * PTEG its AVPN and H bit hash to, in every index bit the AVPN determines
  * (those below 23 - p come from the EA offset and are not known). Invalid
- * entries always pass. Works without a table (the analyzer uses it).
+ * entries always pass. Works without a table (the tests check workloads and
+ * the hash helpers with it).
  */
 bool hpt_entry_check(unsigned shift, uint64_t slot, uint64_t v, uint64_t r);
 
@@ -464,8 +453,6 @@ uint64_t hpt_track_pending(hpt_t *h);
  * kept without a locked instruction).
  */
 uint64_t hpt_track_overflows(hpt_t *h);
-/* Mark every slot (e.g. to force a full pass). No-op when not tracking. */
-void hpt_track_mark_all(hpt_t *h);
 /*
  * Take (read and clear) the next word of 64 changed-slot bits at or after
  * *cursor (a word cursor: start at 0). On success *first_slot is the slot of

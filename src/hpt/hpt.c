@@ -12,6 +12,7 @@
  * orderings it relies on are named where they are made.
  */
 #include "hpt_internal.h"
+#include "hpt_inspect.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "hptmig/hpt.h"
+#include "hpt/hpt_inspect.h"
 
 static void test_create_limits(void **state)
 {

@@ -6,6 +6,7 @@
  * named HM_E_* code. Also: error offsets and messages, the max_shift cap,
  * loading into a caller's table, and a randomized encode/load property.
  */
+#include "hpt/hpt_inspect.h"
 #include "testutil.h"
 
 #include <stdio.h>

@@ -5,6 +5,7 @@
  * hypercall boundary (nothing changes while paused), resume, rate and
  * throttle, and the spapr timebase.
  */
+#include "hpt/hpt_inspect.h"
 #include "testutil.h"
 
 #include <stdio.h>
