@@ -945,14 +945,20 @@ bool hpt_write_entry(hpt_t *h, uint64_t slot, uint64_t v, uint64_t r)
 	return ok;
 }
 
+/* How many of the n slots from first lie inside t (0 when first is past
+ * its end): the bulk writers clip to the table rather than fail. */
+static inline uint64_t clip_to_table(const struct hpt_table *t, uint64_t first, uint64_t n)
+{
+	if (first >= t->slots)
+		return 0;
+	return n > t->slots - first ? t->slots - first : n;
+}
+
 uint64_t hpt_write_entries(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *buf)
 {
 	struct hpt_shard *s = hpt_rd_lock(h);
 	struct hpt_table *t = hpt_tab(h);
-	if (first >= t->slots)
-		n = 0;
-	else if (n > t->slots - first)
-		n = t->slots - first;
+	n = clip_to_table(t, first, n);
 	for (uint64_t i = 0; i < n; i++, buf += HPTE64_SIZE) {
 		uint64_t v = hm_load_be64(buf), r = hm_load_be64(buf + 8);
 		/* Zero over zero (invalid runs, fresh tables) costs two loads. */
@@ -1001,10 +1007,7 @@ uint64_t hpt_write_entries_exclusive(hpt_t *h, uint64_t first, uint64_t n, const
 	if (atomic_load(&h->track))
 		return hpt_write_entries(h, first, n, buf);
 	struct hpt_table *t = hpt_tab(h);
-	if (first >= t->slots)
-		n = 0;
-	else if (n > t->slots - first)
-		n = t->slots - first;
+	n = clip_to_table(t, first, n);
 	store_exclusive(t, first, n, buf);
 	return n;
 }
@@ -1038,10 +1041,7 @@ uint64_t hpt_clear_entries(hpt_t *h, uint64_t first, uint64_t n)
 {
 	struct hpt_shard *s = hpt_rd_lock(h);
 	struct hpt_table *t = hpt_tab(h);
-	if (first >= t->slots)
-		n = 0;
-	else if (n > t->slots - first)
-		n = t->slots - first;
+	n = clip_to_table(t, first, n);
 	for (uint64_t i = 0; i < n; i++) {
 		/* Already-zero entries (the common case) cost one load. */
 		if (atomic_load(hpt_vp(t, first + i)) == 0 &&
