@@ -23,28 +23,11 @@
 #include <time.h>
 
 #include "hptmig/hpt.h"
+#include "htab_bench.h"
 #include "tool.h"
 
-static uint64_t dg_rand(uint64_t *s)
-{
-	uint64_t z = (*s += UINT64_C(0x9E3779B97F4A7C15));
-	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-	return z ^ (z >> 31);
-}
 
-static uint64_t dg_cpu_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
-}
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
 
 /* The ideal: every V word of a plain-memory copy, records of the valid
  * ones in 4096-slot batches, SHA-256 fed per batch. */
@@ -80,127 +63,108 @@ static double ms(uint64_t ns)
 	return (double)ns / 1e6;
 }
 
-static int bench_digest_run(int argc, char **argv, json_t **result)
+/* --shift, --valid, --reps. 0, -1 after --help, or an exit code. */
+static int digest_args(int argc, char **argv, unsigned *shift, uint64_t *want_valid, int *reps)
 {
-	unsigned shift = 31;
-	uint64_t want_valid = UINT64_C(4194304);
-	int reps = 5;
-	for (int i = 1; i < argc; i++) {
-		uint64_t v;
-		if (strcmp(argv[i], "--shift") == 0 && i + 1 < argc) {
-			if (hm_parse_u64(argv[++i], HPT_SHIFT_STREAM_MAX, &v) || v < HPT_SHIFT_MIN) {
-				tool_fail("bench digest", "--shift: expected %u..%u, got '%s'",
-					  HPT_SHIFT_MIN, HPT_SHIFT_STREAM_MAX, argv[i]);
-				return 2;
-			}
-			shift = (unsigned)v;
-		} else if (strcmp(argv[i], "--valid") == 0 && i + 1 < argc) {
-			if (hm_parse_u64(argv[++i], UINT64_MAX, &v)) {
-				tool_fail("bench digest", "--valid: expected a count, got '%s'", argv[i]);
-				return 2;
-			}
-			want_valid = v;
-		} else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-			if (hm_parse_u64(argv[++i], 100, &v) || v == 0) {
-				tool_fail("bench digest", "--reps: expected 1..100, got '%s'", argv[i]);
-				return 2;
-			}
-			reps = (int)v;
-		} else {
-			tool_fail("bench digest", "unknown option '%s' (--shift N, --valid N, --reps R)",
-				  argv[i]);
-			return 2;
-		}
-	}
-	hpt_t *h;
-	hm_error_t e;
-	hm_error_clear(&e);
-	if (hpt_create(shift, NULL, &h, &e)) {
-		tool_fail_error("bench digest", &e);
-		return 1;
-	}
-	uint64_t slots = hpt_slots(h);
-	if (want_valid > slots / 2) {
-		tool_fail("bench digest", "--valid %llu: at most half of the %llu slots",
-			  (unsigned long long)want_valid, (unsigned long long)slots);
-		hpt_destroy(h);
+	uint64_t sh = *shift, rp = (uint64_t)*reps;
+	const struct hb_opt o[] = {{"--shift", &sh, HPT_SHIFT_STREAM_MAX},
+				   {"--valid", want_valid, UINT64_MAX},
+				   {"--reps", &rp, 100},
+				   {NULL, NULL, 0}};
+	int prc = hb_parse("bench digest", argc, argv, o, "--shift N, --valid N, --reps R");
+	if (prc)
+		return prc == 1 ? -1 : prc;
+	if (sh < HPT_SHIFT_MIN || rp == 0) {
+		tool_fail("bench digest", "--shift takes %u..%u and --reps 1..100", HPT_SHIFT_MIN,
+			  HPT_SHIFT_STREAM_MAX);
 		return 2;
 	}
-	size_t bytes = (size_t)1 << shift;
-	uint8_t *mirror = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mirror != MAP_FAILED)
-		(void)madvise(mirror, bytes, MADV_HUGEPAGE); /* as the table does */
-	uint64_t *pick = malloc(want_valid * sizeof(uint64_t) + 8);
-	uint8_t *rec = malloc(4096 * 24);
-	uint8_t *all = malloc(want_valid * 24 + 4);
-	int rc = 1;
-	json_t *o = NULL;
-	if (mirror == MAP_FAILED || !pick || !rec || !all) {
-		tool_fail("bench digest", "out of memory for a 2^%u-byte table and its copy", shift);
-		goto out;
-	}
-	/* Distinct random slots (draw, sort, drop repeats, top up). */
+	*shift = (unsigned)sh;
+	*reps = (int)rp;
+	return 0;
+}
+
+/* The table, its plain copy and the digest input written out. */
+struct dg_ctx {
+	hpt_t *h;
+	unsigned shift;
+	uint64_t slots;
+	size_t bytes;
+	uint8_t *mirror; /* the table's plain copy */
+	uint64_t *pick;  /* the valid slots */
+	uint64_t n;      /* how many */
+	uint8_t *rec;    /* 4096 records of scratch */
+	uint8_t *all;    /* the whole digest input */
+	size_t all_len;
+};
+
+/*
+ * want_valid distinct random slots (draw, sort, drop repeats, top up)
+ * get bolted 64K-page-like entries, the same in the table and the copy;
+ * the digest input is written out alongside.
+ */
+static void digest_fill(struct dg_ctx *c, uint64_t want_valid)
+{
 	uint64_t rs = 4242, n = 0;
 	while (n < want_valid) {
 		while (n < want_valid)
-			pick[n++] = dg_rand(&rs) % slots;
-		qsort(pick, n, sizeof(uint64_t), cmp_u64);
-		uint64_t u = 0;
-		for (uint64_t i = 0; i < n; i++)
-			if (u == 0 || pick[i] != pick[u - 1])
-				pick[u++] = pick[i];
-		n = u;
+			c->pick[n++] = hb_rand(&rs) % c->slots;
+		n = hb_sort_unique(c->pick, n);
 	}
-	/* Bolted 64K-page-like entries, the same in the table and the copy. */
-	size_t all_len = 4;
-	hm_store_be32(all, shift);
+	c->n = n;
+	c->all_len = 4;
+	hm_store_be32(c->all, c->shift);
 	for (uint64_t i = 0; i < n; i++) {
-		uint64_t s = pick[i], x = dg_rand(&rs);
+		uint64_t s = c->pick[i], x = hb_rand(&rs);
 		uint8_t ent[16];
 		hm_store_be64(ent, ((x >> 8) << 7 & HPTE64_V_AVPN) | HPTE64_V_BOLTED |
 					   HPTE64_V_LARGE | HPTE64_V_VALID);
 		hm_store_be64(ent + 8, ((x & 0xffffff) << 16) | 0x1000 | HPTE64_R_M | HPTE64_R_C);
-		hpt_write_entries_unshared(h, s, 1, ent);
-		memcpy(mirror + 16 * s, ent, 16);
-		hm_store_be64(all + all_len, s);
-		memcpy(all + all_len + 8, ent, 16);
-		all_len += 24;
+		hpt_write_entries_exclusive(c->h, s, 1, ent);
+		memcpy(c->mirror + 16 * s, ent, 16);
+		hm_store_be64(c->all + c->all_len, s);
+		memcpy(c->all + c->all_len + 8, ent, 16);
+		c->all_len += 24;
 	}
 	/* Touch the rest of the copy as the table's walk would find it: mapped
 	 * zero pages read as zeros, so fault them in once, outside the timing. */
-	for (size_t off = 0; off < bytes; off += 4096)
-		mirror[off] = mirror[off];
+	for (size_t off = 0; off < c->bytes; off += 4096)
+		c->mirror[off] = c->mirror[off];
+}
 
-	enum { M_OURS, M_LOCKED, M_TRACKED, M_IDEAL, M_SHA, M_N };
-	static const char *const mname[M_N] = {"ours", "locked", "tracked", "ideal", "sha256_only"};
-	uint64_t *t[M_N];
-	for (int k = 0; k < M_N; k++)
-		t[k] = calloc((size_t)reps, 8);
+enum { M_OURS, M_LOCKED, M_TRACKED, M_IDEAL, M_SHA, M_N };
+static const char *const mname[M_N] = {"ours", "locked", "tracked", "ideal", "sha256_only"};
+
+/*
+ * reps rounds of every method (t[k][r]: thread CPU ns); every digest must
+ * equal hpt_digest's and the counts the entries written. 0 or 1.
+ */
+static int digest_measure(struct dg_ctx *c, int reps, uint64_t *t[M_N])
+{
 	uint8_t d[M_N][32], d_ref[32];
 	uint64_t nv = 0, nb = 0;
-	rc = hpt_track_start(h, &e) ? 1 : 0; /* for the tracked read; nobody marks */
-	for (int k = 0; k < M_N && rc == 0; k++)
-		if (!t[k])
-			rc = 1;
+	hm_error_t e;
+	hm_error_clear(&e);
+	int rc = hpt_track_start(c->h, &e) ? 1 : 0; /* for the tracked read; nobody marks */
 	for (int r = 0; r < reps && rc == 0; r++) {
-		uint64_t t0 = dg_cpu_ns();
-		rc |= hpt_summary(h, HPT_READ_QUIESCENT, &nv, &nb, d[M_OURS]) != 0;
-		uint64_t t1 = dg_cpu_ns();
-		rc |= hpt_summary(h, HPT_READ_LOCKED, NULL, NULL, d[M_LOCKED]) != 0;
-		uint64_t t2 = dg_cpu_ns();
-		rc |= hpt_summary(h, HPT_READ_TRACKED, NULL, NULL, d[M_TRACKED]) != 0;
-		uint64_t t3 = dg_cpu_ns();
-		rc |= walk_linear(mirror, shift, slots, rec, d[M_IDEAL]) != 0;
-		uint64_t t4 = dg_cpu_ns();
-		hm_sha256(all, all_len, d[M_SHA]);
-		uint64_t t5 = dg_cpu_ns();
+		uint64_t t0 = hb_cpu_ns();
+		rc |= hpt_summary(c->h, HPT_READ_QUIESCENT, &nv, &nb, d[M_OURS]) != 0;
+		uint64_t t1 = hb_cpu_ns();
+		rc |= hpt_summary(c->h, HPT_READ_LOCKED, NULL, NULL, d[M_LOCKED]) != 0;
+		uint64_t t2 = hb_cpu_ns();
+		rc |= hpt_summary(c->h, HPT_READ_TRACKED, NULL, NULL, d[M_TRACKED]) != 0;
+		uint64_t t3 = hb_cpu_ns();
+		rc |= walk_linear(c->mirror, c->shift, c->slots, c->rec, d[M_IDEAL]) != 0;
+		uint64_t t4 = hb_cpu_ns();
+		hm_sha256(c->all, c->all_len, d[M_SHA]);
+		uint64_t t5 = hb_cpu_ns();
 		t[M_OURS][r] = t1 - t0;
 		t[M_LOCKED][r] = t2 - t1;
 		t[M_TRACKED][r] = t3 - t2;
 		t[M_IDEAL][r] = t4 - t3;
 		t[M_SHA][r] = t5 - t4;
 	}
-	if (rc == 0 && hpt_digest(h, d_ref))
+	if (rc == 0 && hpt_digest(c->h, d_ref))
 		rc = 1;
 	for (int k = 0; k < M_N && rc == 0; k++) {
 		if (memcmp(d[k], d_ref, 32) != 0) {
@@ -208,58 +172,109 @@ static int bench_digest_run(int argc, char **argv, json_t **result)
 			rc = 1;
 		}
 	}
-	if (rc == 0 && (nv != n || nb != n)) {
+	if (rc == 0 && (nv != c->n || nb != c->n)) {
 		tool_fail("bench digest", "counts %llu valid / %llu bolted, expected %llu",
-			  (unsigned long long)nv, (unsigned long long)nb, (unsigned long long)n);
+			  (unsigned long long)nv, (unsigned long long)nb, (unsigned long long)c->n);
 		rc = 1;
 	}
-	if (rc == 0) {
-		uint64_t best[M_N], med[M_N];
-		for (int k = 0; k < M_N; k++) {
-			qsort(t[k], (size_t)reps, 8, cmp_u64);
-			best[k] = t[k][0];
-			med[k] = t[k][reps / 2];
-		}
-		o = json_object();
-		json_object_set_new(o, "benchmark", json_string("digest"));
-		json_object_set_new(o, "htab_shift", json_integer(shift));
-		json_object_set_new(o, "slots", json_integer((json_int_t)slots));
-		json_object_set_new(o, "valid", json_integer((json_int_t)n));
-		json_object_set_new(o, "digest_input_bytes", json_integer((json_int_t)all_len));
-		json_object_set_new(o, "reps", json_integer(reps));
-		fprintf(stderr,
-			"digest of a 2^%u-byte table with %llu valid entries (%.1f MB of SHA-256 input), "
-			"thread CPU time, best / median of %d:\n",
-			shift, (unsigned long long)n, (double)all_len / 1e6, reps);
-		for (int k = 0; k < M_N; k++) {
-			char key[64];
-			snprintf(key, sizeof(key), "%s_best_ms", mname[k]);
-			json_object_set_new(o, key, json_real(ms(best[k])));
-			snprintf(key, sizeof(key), "%s_median_ms", mname[k]);
-			json_object_set_new(o, key, json_real(ms(med[k])));
-			fprintf(stderr, "  %-12s %8.1f / %8.1f ms   ours = %.2fx / %.2fx of it\n", mname[k],
-				ms(best[k]), ms(med[k]), (double)best[M_OURS] / (double)best[k],
-				(double)med[M_OURS] / (double)med[k]);
-		}
-		json_object_set_new(o, "locked_over_ours_median",
-				    json_real((double)med[M_LOCKED] / (double)med[M_OURS]));
-		json_object_set_new(o, "tracked_over_ours_median",
-				    json_real((double)med[M_TRACKED] / (double)med[M_OURS]));
-		json_object_set_new(o, "ours_over_ideal_median",
-				    json_real((double)med[M_OURS] / (double)med[M_IDEAL]));
-		json_object_set_new(o, "ours_over_sha256_only_median",
-				    json_real((double)med[M_OURS] / (double)med[M_SHA]));
-		*result = o;
+	return rc;
+}
+
+/* Best and median of each method, as JSON and on stderr (sorts t). */
+static json_t *digest_json(const struct dg_ctx *c, int reps, uint64_t *t[M_N])
+{
+	uint64_t best[M_N], med[M_N];
+	for (int k = 0; k < M_N; k++) {
+		qsort(t[k], (size_t)reps, 8, hb_cmp_u64);
+		best[k] = t[k][0];
+		med[k] = t[k][reps / 2];
 	}
+	json_t *o = json_object();
+	json_object_set_new(o, "benchmark", json_string("digest"));
+	json_object_set_new(o, "htab_shift", json_integer(c->shift));
+	json_object_set_new(o, "slots", json_integer((json_int_t)c->slots));
+	json_object_set_new(o, "valid", json_integer((json_int_t)c->n));
+	json_object_set_new(o, "digest_input_bytes", json_integer((json_int_t)c->all_len));
+	json_object_set_new(o, "reps", json_integer(reps));
+	fprintf(stderr,
+		"digest of a 2^%u-byte table with %llu valid entries (%.1f MB of SHA-256 input), "
+		"thread CPU time, best / median of %d:\n",
+		c->shift, (unsigned long long)c->n, (double)c->all_len / 1e6, reps);
+	for (int k = 0; k < M_N; k++) {
+		char key[64];
+		snprintf(key, sizeof(key), "%s_best_ms", mname[k]);
+		json_object_set_new(o, key, json_real(ms(best[k])));
+		snprintf(key, sizeof(key), "%s_median_ms", mname[k]);
+		json_object_set_new(o, key, json_real(ms(med[k])));
+		fprintf(stderr, "  %-12s %8.1f / %8.1f ms   ours = %.2fx / %.2fx of it\n", mname[k],
+			ms(best[k]), ms(med[k]), (double)best[M_OURS] / (double)best[k],
+			(double)med[M_OURS] / (double)med[k]);
+	}
+	json_object_set_new(o, "locked_over_ours_median",
+			    json_real((double)med[M_LOCKED] / (double)med[M_OURS]));
+	json_object_set_new(o, "tracked_over_ours_median",
+			    json_real((double)med[M_TRACKED] / (double)med[M_OURS]));
+	json_object_set_new(o, "ours_over_ideal_median",
+			    json_real((double)med[M_OURS] / (double)med[M_IDEAL]));
+	json_object_set_new(o, "ours_over_sha256_only_median",
+			    json_real((double)med[M_OURS] / (double)med[M_SHA]));
+	return o;
+}
+
+static int bench_digest_run(int argc, char **argv, json_t **result)
+{
+	struct dg_ctx c = {.shift = 31};
+	uint64_t want_valid = UINT64_C(4194304);
+	int reps = 5;
+	int rc = digest_args(argc, argv, &c.shift, &want_valid, &reps);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	hm_error_t e;
+	hm_error_clear(&e);
+	if (hpt_create(c.shift, NULL, &c.h, &e)) {
+		tool_fail_error("bench digest", &e);
+		return 1;
+	}
+	c.slots = hpt_slots(c.h);
+	if (want_valid > c.slots / 2) {
+		tool_fail("bench digest", "--valid %llu: at most half of the %llu slots",
+			  (unsigned long long)want_valid, (unsigned long long)c.slots);
+		hpt_destroy(c.h);
+		return 2;
+	}
+	c.bytes = (size_t)1 << c.shift;
+	c.mirror = mmap(NULL, c.bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (c.mirror != MAP_FAILED)
+		(void)madvise(c.mirror, c.bytes, MADV_HUGEPAGE); /* as the table does */
+	c.pick = malloc(want_valid * sizeof(uint64_t) + 8);
+	c.rec = malloc(4096 * 24);
+	c.all = malloc(want_valid * 24 + 4);
+	uint64_t *t[M_N] = {0};
+	rc = 1;
+	for (int k = 0; k < M_N; k++)
+		t[k] = calloc((size_t)reps, 8);
+	if (c.mirror == MAP_FAILED || !c.pick || !c.rec || !c.all) {
+		tool_fail("bench digest", "out of memory for a 2^%u-byte table and its copy", c.shift);
+		goto out;
+	}
+	digest_fill(&c, want_valid);
+	rc = 0;
+	for (int k = 0; k < M_N && rc == 0; k++)
+		if (!t[k])
+			rc = 1;
+	if (rc == 0)
+		rc = digest_measure(&c, reps, t);
+	if (rc == 0)
+		*result = digest_json(&c, reps, t);
+out:
 	for (int k = 0; k < M_N; k++)
 		free(t[k]);
-out:
-	if (mirror != MAP_FAILED)
-		munmap(mirror, bytes);
-	free(pick);
-	free(rec);
-	free(all);
-	hpt_destroy(h);
+	if (c.mirror != MAP_FAILED)
+		munmap(c.mirror, c.bytes);
+	free(c.pick);
+	free(c.rec);
+	free(c.all);
+	hpt_destroy(c.h);
 	return rc;
 }
 

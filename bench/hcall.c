@@ -113,6 +113,49 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/*
+ * Median and quartiles of the paired batch ratios (on/off time for the
+ * same amount of work), over all threads; returns how many pairs.
+ */
+static uint64_t hc_ratio_quartiles(const struct hc_thread *th, int nt, uint64_t nb, double *med,
+				   double *q1, double *q3)
+{
+	double *ratio = malloc((nb ? nb : 1) * sizeof(double));
+	uint64_t nr = 0;
+	for (int i = 0; i < nt && ratio; i++)
+		for (uint32_t k = 0; k < th[i].n; k++)
+			if (th[i].bns[0][k] && th[i].bns[1][k])
+				ratio[nr++] = (double)th[i].bns[1][k] / (double)th[i].bns[0][k];
+	*med = *q1 = *q3 = 0;
+	if (ratio && nr) {
+		qsort(ratio, nr, sizeof(double), cmp_double);
+		*med = ratio[nr / 2];
+		*q1 = ratio[nr / 4];
+		*q3 = ratio[(3 * nr) / 4];
+	}
+	free(ratio);
+	return nr;
+}
+
+/* Median batch time per mode: the speed of a thread that is not preempted
+ * (on a shared machine the totals include waiting for a CPU). */
+static void hc_batch_medians(const struct hc_thread *th, int nt, uint64_t nb, double mb[2])
+{
+	for (int m = 0; m < 2; m++) {
+		double *bt = malloc((nb ? nb : 1) * sizeof(double));
+		uint64_t n = 0;
+		mb[m] = 0;
+		for (int i = 0; i < nt && bt; i++)
+			for (uint32_t k = 0; k < th[i].n; k++)
+				bt[n++] = th[i].bns[m][k];
+		if (bt && n) {
+			qsort(bt, n, sizeof(double), cmp_double);
+			mb[m] = bt[n / 2];
+		}
+		free(bt);
+	}
+}
+
 /* Run nt threads for run_ns; fill a JSON result object. */
 static json_t *hc_config(struct hc_ctx *c, int nt, uint64_t run_ns, uint64_t drain_ns,
 			 uint64_t real_ns)
@@ -172,37 +215,9 @@ static json_t *hc_config(struct hc_ctx *c, int nt, uint64_t run_ns, uint64_t dra
 		pairs += th[i].pairs_on;
 		nb += th[i].n;
 	}
-	/* Median of paired batch ratios (on/off time for the same amount of
-	 * work), over all threads. */
-	double *ratio = malloc((nb ? nb : 1) * sizeof(double));
-	uint64_t nr = 0;
-	for (int i = 0; i < nt && ratio; i++)
-		for (uint32_t k = 0; k < th[i].n; k++)
-			if (th[i].bns[0][k] && th[i].bns[1][k])
-				ratio[nr++] = (double)th[i].bns[1][k] / (double)th[i].bns[0][k];
-	double med = 0, q1 = 0, q3 = 0;
-	if (ratio && nr) {
-		qsort(ratio, nr, sizeof(double), cmp_double);
-		med = ratio[nr / 2];
-		q1 = ratio[nr / 4];
-		q3 = ratio[(3 * nr) / 4];
-	}
-	free(ratio);
-	/* Median batch time per mode: the speed of a thread that is not
-	 * preempted (on a shared machine the totals include waiting for a CPU). */
-	double mb[2] = {0, 0};
-	for (int m = 0; m < 2; m++) {
-		double *bt = malloc((nb ? nb : 1) * sizeof(double));
-		uint64_t n = 0;
-		for (int i = 0; i < nt && bt; i++)
-			for (uint32_t k = 0; k < th[i].n; k++)
-				bt[n++] = th[i].bns[m][k];
-		if (bt && n) {
-			qsort(bt, n, sizeof(double), cmp_double);
-			mb[m] = bt[n / 2];
-		}
-		free(bt);
-	}
+	double med, q1, q3, mb[2];
+	uint64_t nr = hc_ratio_quartiles(th, nt, nb, &med, &q1, &q3);
+	hc_batch_medians(th, nt, nb, mb);
 	for (int i = 0; i < nt; i++) {
 		free(th[i].bns[0]);
 		free(th[i].bns[1]);
@@ -233,6 +248,40 @@ static json_t *hc_config(struct hc_ctx *c, int nt, uint64_t run_ns, uint64_t dra
 	json_object_set_new(o, "ring_miss_fraction",
 			    json_real(pairs ? (double)overflows / (2.0 * (double)pairs) : 0.0));
 	return o;
+}
+
+/*
+ * One thread count: each table is the tracked one for half the time (a
+ * difference between the two tables themselves, page placement or huge
+ * pages, cancels in the geometric mean of the two runs' ratios). NULL when
+ * the threads or tracking could not start.
+ */
+static json_t *hc_both_halves(struct hc_ctx *c, int nt, uint64_t half_ns, uint64_t drain_ns,
+			      uint64_t real_ns)
+{
+	json_t *half[2];
+	for (int sw = 0; sw < 2; sw++) {
+		c->cur[0] = c->h[sw];
+		c->cur[1] = c->h[1 - sw];
+		half[sw] = hc_config(c, nt, half_ns, drain_ns, real_ns);
+	}
+	if (!half[0] || !half[1]) {
+		json_decref(half[0]);
+		json_decref(half[1]);
+		return NULL;
+	}
+	double m0 = json_real_value(json_object_get(half[0], "median_batch_time_ratio_on_over_off"));
+	double m1 = json_real_value(json_object_get(half[1], "median_batch_time_ratio_on_over_off"));
+	double g = sqrt(m0 * m1);
+	double ns_off = 0.5 * (json_real_value(json_object_get(half[0], "off_ns_per_hcall")) +
+			       json_real_value(json_object_get(half[1], "off_ns_per_hcall")));
+	double extra = ns_off * (g - 1.0);
+	return json_pack("{s:i,s:f,s:f,s:f,s:f,s:I,s:f,s:o,s:o}", "threads", nt,
+			 "tracking_cost_pct", (g - 1.0) * 100.0, "off_ns_per_hcall", ns_off,
+			 "extra_ns_per_hcall", extra, "cost_vs_real_hcall_pct",
+			 100.0 * extra / ((double)real_ns + ns_off), "assumed_real_hcall_ns",
+			 (json_int_t)real_ns, "geo_mean_ratio_on_over_off", g,
+			 "tracked_table_1", half[0], "tracked_table_0", half[1]);
 }
 
 static int bench_hcall_run(int argc, char **argv, json_t **result)
@@ -301,34 +350,8 @@ static int bench_hcall_run(int argc, char **argv, json_t **result)
 	int nconf = max_threads > 1 ? 2 : 1;
 	json_t *arr = json_array();
 	for (int ci = 0; ci < nconf; ci++) {
-		/* Each table is the tracked one for half the time: a difference
-		 * between the two tables themselves (page placement, huge pages)
-		 * cancels in the geometric mean of the two runs' ratios. */
-		json_t *half[2];
-		for (int sw = 0; sw < 2; sw++) {
-			c.cur[0] = c.h[sw];
-			c.cur[1] = c.h[1 - sw];
-			half[sw] = hc_config(&c, configs[ci], (uint64_t)(seconds * 1e9 / nconf / 2),
-					     drain_us * 1000, real_ns);
-		}
-		json_t *r = NULL;
-		if (half[0] && half[1]) {
-			double m0 = json_real_value(json_object_get(half[0], "median_batch_time_ratio_on_over_off"));
-			double m1 = json_real_value(json_object_get(half[1], "median_batch_time_ratio_on_over_off"));
-			double g = sqrt(m0 * m1);
-			double ns_off = 0.5 * (json_real_value(json_object_get(half[0], "off_ns_per_hcall")) +
-					       json_real_value(json_object_get(half[1], "off_ns_per_hcall")));
-			double extra = ns_off * (g - 1.0);
-			r = json_pack("{s:i,s:f,s:f,s:f,s:f,s:I,s:f,s:o,s:o}", "threads", configs[ci],
-				      "tracking_cost_pct", (g - 1.0) * 100.0, "off_ns_per_hcall", ns_off,
-				      "extra_ns_per_hcall", extra, "cost_vs_real_hcall_pct",
-				      100.0 * extra / ((double)real_ns + ns_off), "assumed_real_hcall_ns",
-				      (json_int_t)real_ns, "geo_mean_ratio_on_over_off", g,
-				      "tracked_table_1", half[0], "tracked_table_0", half[1]);
-		} else {
-			json_decref(half[0]);
-			json_decref(half[1]);
-		}
+		json_t *r = hc_both_halves(&c, configs[ci], (uint64_t)(seconds * 1e9 / nconf / 2),
+					   drain_us * 1000, real_ns);
 		if (!r) {
 			tool_fail("bench hcall", "cannot start %d threads or tracking", configs[ci]);
 			json_decref(arr);

@@ -40,6 +40,17 @@ static inline int hb_cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Sort v[0..n) and drop repeats; returns how many are left. */
+static inline uint64_t hb_sort_unique(uint64_t *v, uint64_t n)
+{
+	qsort(v, n, sizeof(*v), hb_cmp_u64);
+	uint64_t u = 0;
+	for (uint64_t i = 0; i < n; i++)
+		if (u == 0 || v[i] != v[u - 1])
+			v[u++] = v[i];
+	return u;
+}
+
 static inline uint64_t hb_median(uint64_t *v, int n)
 {
 	qsort(v, (size_t)n, sizeof(*v), hb_cmp_u64);

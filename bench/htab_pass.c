@@ -3,10 +3,11 @@
  * `hptmig bench htab-pass`: one complete later pass of the spapr/htab
  * section (find the changed entries, read them, encode chunks, write them to
  * /dev/null) on a big table (default 2 GiB, shift 31, 1/3 valid) with 0.01 %
- * and 1 % of slots changed: the bitmap scan against the linear scan (the
- * seed's cost model, every slot read every pass), same changes, same run.
+ * and 1 % of slots changed: the bitmap scan against the linear scan
+ * (QEMU's cost model, every slot read every pass), same changes, same run.
  * Both must send exactly the changed entries; it is checked.
  */
+#include "hpt/hpt_inspect.h"
 #include "htab_bench.h"
 
 static const char usage[] =

@@ -20,6 +20,7 @@ struct dest_thread {
 	mig_dest_report_t rep;
 	hm_error_t err;
 	int rc;
+	struct mig_cli_run run; /* --run: the destination guest keeps running */
 };
 
 static void *dest_main(void *arg)
@@ -27,6 +28,81 @@ static void *dest_main(void *arg)
 	struct dest_thread *d = arg;
 	d->rc = mig_dest_run(d->l, &d->p, &d->rep, &d->err);
 	return NULL;
+}
+
+/*
+ * What the demo says at the end: JSON (both reports, the verdict) or the
+ * human lines, and the one stderr line of a failure. Returns the exit code.
+ */
+static int demo_report(const struct mig_cli *cli, int src_rc, const mig_report_t *rep,
+		       const hm_error_t *e, machine_t *m, const char *uri,
+		       const struct dest_thread *d)
+{
+	bool equal = src_rc == 0 && d->rc == 0 &&
+		     memcmp(rep->digest, d->rep.digest, HM_SHA256_LEN) == 0;
+	if (cli->json) {
+		json_t *o = json_object();
+		json_object_set_new(o, "status", json_string(equal ? "ok" : "failed"));
+		if (!equal) {
+			/* what the stderr line says */
+			hm_error_t de;
+			hm_error_clear(&de);
+			if (src_rc == 0 && d->rc == 0)
+				hm_error_set(&de, HM_E_DIGEST, -1,
+					     "digests differ between source and destination");
+			mig_json_error(o, src_rc ? src_rc : d->rc ? d->rc : HM_E_DIGEST,
+				       src_rc ? e : d->rc ? &d->err : &de);
+		}
+		json_object_set_new(o, "uri", json_string(uri));
+		json_object_set_new(o, "digests_equal", json_boolean(equal));
+		json_object_set_new(o, "downtime_within_limit",
+				    json_boolean(rep->downtime_ns <= cli->params.downtime_limit_ns));
+		json_object_set_new(o, "source", mig_report_json(rep, &cli->params, m, e, uri));
+		json_object_set_new(o, "destination", mig_dest_report_json(&d->rep, &d->err));
+		tool_print_json(o);
+	} else if (src_rc == 0) {
+		mig_report_print(rep, &cli->params);
+		if (d->rc == 0)
+			mig_dest_report_print(&d->rep);
+		if (equal)
+			printf("result: OK: the destination's table equals the source's (digests "
+			       "equal); downtime %.2f ms %s the %.0f ms limit\n",
+			       (double)rep->downtime_ns / 1e6,
+			       rep->downtime_ns <= cli->params.downtime_limit_ns ? "within" : "OVER",
+			       (double)cli->params.downtime_limit_ns / 1e6);
+	}
+	if (src_rc != 0) {
+		mig_report_fail("demo", "migration failed: ", rep, e);
+	} else if (d->rc != 0) {
+		char line[768];
+		tool_fail("demo", "the destination refused: %s",
+			  hm_error_line(&d->err, line, sizeof(line)));
+	} else if (!equal) {
+		tool_fail("demo", "digests differ between source and destination");
+	}
+	return equal ? 0 : 1;
+}
+
+/* The destination thread's parameters: the source guest's RAM (QEMU: the
+ * same -m) and behaviour, --run, the cancel. */
+static void demo_dest_params(struct dest_thread *d, const struct mig_cli *cli,
+			     const machine_config_t *gc, mig_cancel_t *cancel, char *cap_hint,
+			     size_t hint_len)
+{
+	struct mig_cli dcli = *cli;
+	mig_dest_params_default(&d->p);
+	dcli.guest.ram_bytes = gc->ram_bytes;
+	mig_cli_dest_limits("demo", &dcli, &d->p, cap_hint, hint_len);
+	d->p.accept_timeout_ms = 60000;
+	d->run = (struct mig_cli_run){.run_ns = cli->run_ns, .cancel = cancel};
+	d->p.on_resumed = mig_cli_keep_running;
+	d->p.resumed_opaque = &d->run;
+	d->p.guest.vcpus = gc->vcpus;
+	d->p.guest.workload = gc->workload;
+	d->p.guest.rate = gc->rate;
+	d->p.guest.seed = gc->seed + 1;
+	d->p.cancel = cancel;
+	hm_error_clear(&d->err);
 }
 
 static int demo_run(int argc, char **argv)
@@ -91,19 +167,7 @@ static int demo_run(int argc, char **argv)
 		fflush(stdout);
 	}
 	d.l = l;
-	mig_dest_params_default(&d.p);
-	/* The destination guest has the source guest's RAM (QEMU: the same -m). */
-	struct mig_cli dcli = cli;
-	dcli.guest.ram_bytes = gc->ram_bytes;
-	mig_cli_dest_limits("demo", &dcli, &d.p, cap_hint, sizeof(cap_hint));
-	d.p.accept_timeout_ms = 60000;
-	d.p.run_ns = cli.run_ns;
-	d.p.guest.vcpus = gc->vcpus;
-	d.p.guest.workload = gc->workload;
-	d.p.guest.rate = gc->rate;
-	d.p.guest.seed = gc->seed + 1;
-	d.p.cancel = cancel;
-	hm_error_clear(&d.err);
+	demo_dest_params(&d, &cli, gc, cancel, cap_hint, sizeof(cap_hint));
 	if (pthread_create(&dt, NULL, dest_main, &d) != 0) {
 		tool_fail("demo", "cannot start the destination thread");
 		goto out;
@@ -119,53 +183,8 @@ out:
 			mig_cancel_request(cancel); /* the destination must not wait for us */
 		pthread_join(dt, NULL);
 	}
-	if (src_rc == 0 || dest_started) {
-		bool equal = src_rc == 0 && d.rc == 0 &&
-			     memcmp(rep.digest, d.rep.digest, HM_SHA256_LEN) == 0;
-		if (cli.json) {
-			json_t *o = json_object();
-			json_object_set_new(o, "status", json_string(equal ? "ok" : "failed"));
-			if (!equal) {
-				/* what the stderr line says */
-				hm_error_t de;
-				hm_error_clear(&de);
-				if (src_rc == 0 && d.rc == 0)
-					hm_error_set(&de, HM_E_DIGEST, -1,
-						     "digests differ between source and destination");
-				mig_json_error(o, src_rc ? src_rc : d.rc ? d.rc : HM_E_DIGEST,
-					       src_rc ? &e : d.rc ? &d.err : &de);
-			}
-			json_object_set_new(o, "uri", json_string(uri));
-			json_object_set_new(o, "digests_equal", json_boolean(equal));
-			json_object_set_new(o, "downtime_within_limit",
-					    json_boolean(rep.downtime_ns <= cli.params.downtime_limit_ns));
-			json_object_set_new(o, "source",
-					    mig_report_json(&rep, &cli.params, m, &e, uri));
-			json_object_set_new(o, "destination", mig_dest_report_json(&d.rep, &d.err));
-			tool_print_json(o);
-		} else if (src_rc == 0) {
-			mig_report_print(&rep, &cli.params);
-			if (d.rc == 0)
-				mig_dest_report_print(&d.rep);
-			if (equal)
-				printf("result: OK: the destination's table equals the source's (digests "
-				       "equal); downtime %.2f ms %s the %.0f ms limit\n",
-				       (double)rep.downtime_ns / 1e6,
-				       rep.downtime_ns <= cli.params.downtime_limit_ns ? "within"
-										 : "OVER",
-				       (double)cli.params.downtime_limit_ns / 1e6);
-		}
-		if (src_rc != 0) {
-			mig_report_fail("demo", "migration failed: ", &rep, &e);
-		} else if (d.rc != 0) {
-			char line[768];
-			tool_fail("demo", "the destination refused: %s",
-				  hm_error_line(&d.err, line, sizeof(line)));
-		} else if (!equal) {
-			tool_fail("demo", "digests differ between source and destination");
-		}
-		rc = equal ? 0 : 1;
-	}
+	if (src_rc == 0 || dest_started)
+		rc = demo_report(&cli, src_rc, &rep, &e, m, uri, &d);
 	machine_destroy(m);
 	mig_listener_close(l);
 	if (have_dir)

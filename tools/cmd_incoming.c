@@ -15,27 +15,13 @@ static int incoming_run(int argc, char **argv)
 {
 	struct mig_cli cli;
 	const char *pos[1];
-	int npos;
-	int rc = mig_cli_parse("incoming", argc, argv, MIG_CLI_DEST, &cli, pos, 1, &npos);
+	mig_uri_t u;
+	mig_cancel_t *cancel;
+	int rc = mig_cli_start("incoming", argc, argv, MIG_CLI_DEST, "URI", &cli, pos, &u, &cancel);
 	if (rc)
 		return rc;
-	if (npos != 1) {
-		tool_fail("incoming", "missing URI (hptmig incoming --help)");
-		return 2;
-	}
-	mig_uri_t u;
 	hm_error_t e;
 	hm_error_clear(&e);
-	if (mig_uri_parse(pos[0], &u, &e) != 0) {
-		tool_fail_error("incoming", &e);
-		return 2;
-	}
-	mig_cancel_t *cancel = NULL;
-	if (mig_cancel_new(&cancel) != 0 || mig_signals_start(cancel) != 0) {
-		tool_fail("incoming", "out of resources");
-		mig_cancel_free(cancel);
-		return 1;
-	}
 	mig_listener_t *l = NULL;
 	rc = mig_listen(&u, &l, &e);
 	if (rc) {
@@ -49,7 +35,9 @@ static int incoming_run(int argc, char **argv)
 	char hint[256];
 	mig_cli_dest_limits("incoming", &cli, &dp, hint, sizeof(hint));
 	dp.accept_timeout_ms = cli.accept_timeout_ms;
-	dp.run_ns = cli.run_ns;
+	struct mig_cli_run run = {.run_ns = cli.run_ns, .cancel = cancel};
+	dp.on_resumed = mig_cli_keep_running;
+	dp.resumed_opaque = &run;
 	dp.guest.vcpus = cli.guest.vcpus;
 	dp.guest.workload = cli.guest.workload;
 	dp.guest.rate = cli.guest.rate;

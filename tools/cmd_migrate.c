@@ -32,34 +32,20 @@
 	"                       (default 30); then the guest stays paused\n"                 \
 	"  --qemu-pure          no project extension sections (QEMU can load it)\n"          \
 	"  --scan bitmap|linear how later passes find changes (default bitmap)\n"            \
-	"  --policy ours|seed   stop decision (seed: table pending counted as zero)\n"       \
+	"  --policy ours|qemu   stop decision (qemu: QEMU's rule, table pending counted as zero)\n"       \
 	"  --json               one JSON object on stdout at the end\n"
 
 static int migrate_run(int argc, char **argv)
 {
 	struct mig_cli cli;
 	const char *pos[1];
-	int npos;
-	int rc = mig_cli_parse("migrate", argc, argv, MIG_CLI_SOURCE, &cli, pos, 1, &npos);
+	mig_uri_t u;
+	mig_cancel_t *cancel;
+	int rc = mig_cli_start("migrate", argc, argv, MIG_CLI_SOURCE, "URI", &cli, pos, &u, &cancel);
 	if (rc)
 		return rc;
-	if (npos != 1) {
-		tool_fail("migrate", "missing URI (hptmig migrate --help)");
-		return 2;
-	}
-	mig_uri_t u;
 	hm_error_t e;
 	hm_error_clear(&e);
-	if (mig_uri_parse(pos[0], &u, &e) != 0) {
-		tool_fail_error("migrate", &e);
-		return 2;
-	}
-	mig_cancel_t *cancel = NULL;
-	if (mig_cancel_new(&cancel) != 0 || mig_signals_start(cancel) != 0) {
-		tool_fail("migrate", "out of resources");
-		mig_cancel_free(cancel);
-		return 1;
-	}
 	machine_t *m = NULL;
 	if (mig_cli_make_guest("migrate", &cli, &m) != 0) {
 		mig_signals_stop();

@@ -247,6 +247,37 @@ static int write_out(const char *out_path, const uint8_t *data, size_t len, bool
 	return rc;
 }
 
+/* The summary of a rewrite: one JSON object or one line, on sum. */
+static void print_summary(FILE *sum, bool json, const char *in_path, const char *out_path,
+			  size_t in_len, size_t out_len, const an_report_t *a, const an_report_t *b,
+			  bool unchecked, bool checked, uint64_t rewrite_ns)
+{
+	char dig[65];
+	hm_hex(b->htab.digest, HM_SHA256_LEN, dig);
+	if (json) {
+		json_t *o = json_pack("{sssososIsIsIsIsIsssbsbsf}", "status", "ok", "in", tool_json_str(in_path), "out",
+				      tool_json_str(out_path),
+				      "bytes_in", (json_int_t)in_len, "bytes_out", (json_int_t)out_len,
+				      "htab_records_in", (json_int_t)a->htab.records, "htab_records_out",
+				      (json_int_t)b->htab.records, "valid", (json_int_t)b->htab.valid, "digest", dig,
+				      "unchecked_tail", unchecked, "read_back", checked, "rewrite_ms",
+				      (double)rewrite_ns / 1e6);
+		char *js = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+		if (js)
+			fprintf(sum, "%s\n", js);
+		free(js);
+		json_decref(o);
+	} else {
+		fprintf(sum,
+			"rewrote %s -> %s: %zu -> %zu bytes; spapr/htab %llu records -> %llu, %llu valid entries,"
+			" digest %s%s\n",
+			in_path, out_path, in_len, out_len, (unsigned long long)a->htab.records,
+			(unsigned long long)b->htab.records, (unsigned long long)b->htab.valid, dig,
+			unchecked ? " (records after the table copied unchecked: no vmdesc)" : "");
+	}
+	fflush(sum);
+}
+
 static int run(int argc, char **argv)
 {
 	const char *in_path = NULL, *out_path = NULL;
@@ -324,56 +355,29 @@ static int run(int argc, char **argv)
 			hm_error_set(&err, HM_E_DIGEST, -1, "the rewritten stream %s",
 				     arc < 0 ? "no longer walks" : "has another HTAB digest");
 		fail_json(json, in_path, out_path, &err);
-		free(out);
-		an_report_free(a);
-		an_report_free(b);
-		an_input_close(&in);
-		return 1;
+		rc = 1;
+		goto out;
 	}
 	bool checked = false, to_stdout = false;
 	if (write_out(out_path, out, out_len, &checked, &to_stdout, &err) < 0) {
 		tool_fail_error("rewrite", &err);
 		fail_json(json, in_path, out_path, &err);
-		free(out);
-		an_report_free(a);
-		an_report_free(b);
-		an_input_close(&in);
-		return 1;
+		rc = 1;
+		goto out;
 	}
 	if (!checked)
 		tool_fail("rewrite", "note: %s is not a regular file: written straight through, not read back to"
 			  " check it", strcmp(out_path, "-") == 0 ? "stdout" : out_path);
 	/* When the stream went to our stdout, the summary goes to stderr. */
-	FILE *sum = to_stdout ? stderr : stdout;
-	char dig[65];
-	hm_hex(b->htab.digest, HM_SHA256_LEN, dig);
-	if (json) {
-		json_t *o = json_pack("{sssososIsIsIsIsIsssbsbsf}", "status", "ok", "in", tool_json_str(in_path), "out",
-				      tool_json_str(out_path),
-				      "bytes_in", (json_int_t)in.len, "bytes_out", (json_int_t)out_len,
-				      "htab_records_in", (json_int_t)a->htab.records, "htab_records_out",
-				      (json_int_t)b->htab.records, "valid", (json_int_t)b->htab.valid, "digest", dig,
-				      "unchecked_tail", unchecked, "read_back", checked, "rewrite_ms",
-				      (double)(t1 - t0) / 1e6);
-		char *js = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-		if (js)
-			fprintf(sum, "%s\n", js);
-		free(js);
-		json_decref(o);
-	} else {
-		fprintf(sum,
-			"rewrote %s -> %s: %zu -> %zu bytes; spapr/htab %llu records -> %llu, %llu valid entries,"
-			" digest %s%s\n",
-			in_path, out_path, in.len, out_len, (unsigned long long)a->htab.records,
-			(unsigned long long)b->htab.records, (unsigned long long)b->htab.valid, dig,
-			unchecked ? " (records after the table copied unchecked: no vmdesc)" : "");
-	}
-	fflush(sum);
+	print_summary(to_stdout ? stderr : stdout, json, in_path, out_path, in.len, out_len, a, b,
+		      unchecked, checked, t1 - t0);
+	rc = 0;
+out:
 	free(out);
 	an_report_free(a);
 	an_report_free(b);
 	an_input_close(&in);
-	return 0;
+	return rc;
 }
 
 const struct hm_cmd hm_cmd_rewrite = {

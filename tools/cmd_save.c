@@ -15,22 +15,12 @@ static int save_run(int argc, char **argv)
 {
 	struct mig_cli cli;
 	const char *pos[1];
-	int npos;
-	int rc = mig_cli_parse("save", argc, argv, MIG_CLI_SOURCE, &cli, pos, 1, &npos);
+	mig_cancel_t *cancel;
+	int rc = mig_cli_start("save", argc, argv, MIG_CLI_SOURCE, "FILE", &cli, pos, NULL, &cancel);
 	if (rc)
 		return rc;
-	if (npos != 1) {
-		tool_fail("save", "missing FILE (hptmig save --help)");
-		return 2;
-	}
 	char uri[4200];
 	snprintf(uri, sizeof(uri), "%s%s", strncmp(pos[0], "file:", 5) == 0 ? "" : "file:", pos[0]);
-	mig_cancel_t *cancel = NULL;
-	if (mig_cancel_new(&cancel) != 0 || mig_signals_start(cancel) != 0) {
-		tool_fail("save", "out of resources");
-		mig_cancel_free(cancel);
-		return 1;
-	}
 	machine_t *m = NULL;
 	hm_error_t e;
 	hm_error_clear(&e);

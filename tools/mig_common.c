@@ -95,11 +95,155 @@ static bool allowed(int opt, unsigned kinds)
 	}
 }
 
-int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct mig_cli *cli,
-		  const char **pos, int npos, int *npos_out)
+/* Seconds into whole ms, within [min_ns, max_ns]. */
+static int parse_ms(const char *s, uint64_t min_ns, uint64_t max_ns, int *ms)
 {
-	uint64_t v;
+	uint64_t ns = 0;
+	int bad = parse_seconds(s, &ns) != 0 || ns < min_ns || ns > max_ns;
+	*ms = (int)(ns / 1000000u);
+	return bad;
+}
+
+/* The guest's options (either end). Returns nonzero on a bad value. */
+static int parse_guest_opt(int c, const char *a, struct mig_cli *cli, bool *shift_given)
+{
+	uint64_t v = 0;
 	hm_error_t e;
+	int bad = 0;
+	switch (c) {
+	case O_RAM:
+		bad = hm_parse_size(a, &v) != 0 || v < (UINT64_C(1) << 25);
+		cli->guest.ram_bytes = v;
+		cli->ram_given = true;
+		break;
+	case O_SHIFT:
+		bad = hm_parse_u64(a, 46, &v) != 0 || v < 18;
+		cli->guest.htab_shift = (unsigned)v;
+		*shift_given = true;
+		break;
+	case O_VCPUS:
+		bad = hm_parse_u64(a, MACHINE_VCPUS_MAX, &v) != 0 || v < 1;
+		cli->guest.vcpus = (unsigned)v;
+		break;
+	case O_WORKLOAD:
+		bad = machine_workload_parse(a, &cli->guest.workload, &e) != 0;
+		break;
+	case O_RATE:
+		bad = hm_parse_size(a, &v) != 0 || v > UINT64_C(1000000000);
+		cli->guest.rate = v;
+		break;
+	case O_SEED:
+		bad = hm_parse_u64(a, UINT64_MAX, &v) != 0;
+		cli->guest.seed = v;
+		break;
+	case O_FROM:
+		cli->from = a;
+		break;
+	case O_JSON:
+		cli->json = true;
+		break;
+	}
+	return bad;
+}
+
+/* The source's (migration) options. Returns nonzero on a bad value. */
+static int parse_source_opt(int c, const char *a, struct mig_cli *cli)
+{
+	mig_params_t *p = &cli->params;
+	uint64_t v = 0;
+	int bad = 0;
+	switch (c) {
+	case O_BW:
+		bad = hm_parse_size(a, &v) != 0;
+		p->max_bandwidth = v;
+		break;
+	case O_DOWNTIME:
+		bad = hm_parse_u64(a, UINT64_C(3600000), &v) != 0;
+		p->downtime_limit_ns = v * 1000000u;
+		break;
+	case O_MAXITER:
+		bad = hm_parse_u64(a, 1000000, &v) != 0;
+		p->max_iterations = (unsigned)v;
+		break;
+	case O_TIMEOUT:
+		bad = parse_seconds(a, &p->timeout_ns) != 0;
+		break;
+	case O_AUTOCONV:
+		p->auto_converge = true;
+		break;
+	case O_RETRIES:
+		bad = hm_parse_u64(a, 1000, &v) != 0;
+		p->retries = (unsigned)v;
+		break;
+	case O_RETRY_DELAY:
+		bad = parse_seconds(a, &p->retry_delay_ns) != 0;
+		break;
+	case O_PURE:
+		p->qemu_pure = true;
+		break;
+	case O_SCAN:
+		bad = htab_scan_parse(a, &p->scan) != 0;
+		break;
+	case O_POLICY:
+		if (strcmp(a, "ours") == 0)
+			p->policy = mig_policy_default;
+		else if (strcmp(a, "qemu") == 0 || strcmp(a, "seed") == 0)
+			p->policy = mig_policy_qemu_stop_rule; /* "seed": its old name */
+		else
+			bad = 1;
+		break;
+	case O_WARMUP:
+		bad = parse_seconds(a, &cli->warmup_ns) != 0;
+		break;
+	case O_CONNECT_TIMEOUT:
+		bad = parse_ms(a, 0, UINT64_C(3600000000000), &p->connect_timeout_ms);
+		break;
+	case O_RESUME_TIMEOUT:
+		bad = parse_ms(a, UINT64_C(1000000), UINT64_C(3600000000000), &p->rp_timeout_ms);
+		break;
+	case O_TRANSPORT:
+		bad = strcmp(a, "unix") != 0 && strcmp(a, "tcp") != 0;
+		cli->transport = a;
+		break;
+	}
+	return bad;
+}
+
+/* The destination's options (docs/limits.md). Returns nonzero on a bad value. */
+static int parse_dest_opt(int c, const char *a, struct mig_cli *cli)
+{
+	uint64_t v = 0;
+	int bad = 0;
+	switch (c) {
+	case O_RUN:
+		bad = parse_seconds(a, &cli->run_ns) != 0;
+		break;
+	case O_ACCEPT_TIMEOUT:
+		bad = parse_ms(a, 0, UINT64_MAX, &cli->accept_timeout_ms);
+		break;
+	case O_MAX_SHIFT:
+		bad = hm_parse_u64(a, HPT_SHIFT_STREAM_MAX, &v) != 0 || v < HPT_SHIFT_MIN;
+		cli->max_htab_shift = (unsigned)v;
+		break;
+	case O_DEADLINE:
+		bad = parse_seconds(a, &cli->deadline_ns) != 0;
+		break;
+	case O_IDLE_TIMEOUT:
+		bad = parse_ms(a, 1000000u, UINT64_C(86400000000000), &cli->idle_timeout_ms);
+		break;
+	case O_PROBE_TIMEOUT:
+		bad = parse_ms(a, 1000000u, UINT64_C(86400000000000), &cli->probe_timeout_ms);
+		break;
+	case O_MAX_STRAYS:
+		bad = hm_parse_u64(a, 1000000, &v) != 0 || v < 1;
+		cli->max_strays = (unsigned)v;
+		break;
+	}
+	return bad;
+}
+
+static void cli_defaults(struct mig_cli *cli)
+{
 	memset(cli, 0, sizeof(*cli));
 	machine_config_default(&cli->guest);
 	cli->guest.ram_bytes = UINT64_C(2) << 30;
@@ -111,10 +255,16 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
 	cli->probe_timeout_ms = MIG_PROBE_TIMEOUT_MS;
 	cli->max_strays = MIG_MAX_STRAYS;
 	cli->transport = "unix";
+}
+
+int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct mig_cli *cli,
+		  const char **pos, int npos, int *npos_out)
+{
+	cli_defaults(cli);
 	*npos_out = 0;
 	optind = 1;
 	opterr = 0;
-	bool shift_given = false, ram_given = false;
+	bool shift_given = false;
 	for (;;) {
 		int idx = 0;
 		int c = getopt_long(argc, argv, "", guest_opts, &idx);
@@ -135,136 +285,16 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
 		for (const struct option *o = guest_opts; o->name; o++)
 			if (o->val == c)
 				name = o->name;
-		int bad = 0;
-		switch (c) {
-		case O_RAM:
-			bad = hm_parse_size(a, &v) != 0 || v < (UINT64_C(1) << 25);
-			cli->guest.ram_bytes = v;
-			ram_given = true;
-			break;
-		case O_SHIFT:
-			bad = hm_parse_u64(a, 46, &v) != 0 || v < 18;
-			cli->guest.htab_shift = (unsigned)v;
-			shift_given = true;
-			break;
-		case O_VCPUS:
-			bad = hm_parse_u64(a, MACHINE_VCPUS_MAX, &v) != 0 || v < 1;
-			cli->guest.vcpus = (unsigned)v;
-			break;
-		case O_WORKLOAD:
-			bad = machine_workload_parse(a, &cli->guest.workload, &e) != 0;
-			break;
-		case O_RATE:
-			bad = hm_parse_size(a, &v) != 0 || v > UINT64_C(1000000000);
-			cli->guest.rate = v;
-			break;
-		case O_SEED:
-			bad = hm_parse_u64(a, UINT64_MAX, &v) != 0;
-			cli->guest.seed = v;
-			break;
-		case O_FROM:
-			cli->from = a;
-			break;
-		case O_BW:
-			bad = hm_parse_size(a, &v) != 0;
-			cli->params.max_bandwidth = v;
-			break;
-		case O_DOWNTIME:
-			bad = hm_parse_u64(a, UINT64_C(3600000), &v) != 0;
-			cli->params.downtime_limit_ns = v * 1000000u;
-			break;
-		case O_MAXITER:
-			bad = hm_parse_u64(a, 1000000, &v) != 0;
-			cli->params.max_iterations = (unsigned)v;
-			break;
-		case O_TIMEOUT:
-			bad = parse_seconds(a, &cli->params.timeout_ns) != 0;
-			break;
-		case O_AUTOCONV:
-			cli->params.auto_converge = true;
-			break;
-		case O_RETRIES:
-			bad = hm_parse_u64(a, 1000, &v) != 0;
-			cli->params.retries = (unsigned)v;
-			break;
-		case O_RETRY_DELAY:
-			bad = parse_seconds(a, &cli->params.retry_delay_ns) != 0;
-			break;
-		case O_PURE:
-			cli->params.qemu_pure = true;
-			break;
-		case O_SCAN:
-			bad = htab_scan_parse(a, &cli->params.scan) != 0;
-			break;
-		case O_POLICY:
-			if (strcmp(a, "ours") == 0)
-				cli->params.policy = mig_policy_default;
-			else if (strcmp(a, "seed") == 0)
-				cli->params.policy = mig_policy_seed;
-			else
-				bad = 1;
-			break;
-		case O_JSON:
-			cli->json = true;
-			break;
-		case O_RUN:
-			bad = parse_seconds(a, &cli->run_ns) != 0;
-			break;
-		case O_WARMUP:
-			bad = parse_seconds(a, &cli->warmup_ns) != 0;
-			break;
-		case O_ACCEPT_TIMEOUT: {
-			uint64_t ns = 0;
-			bad = parse_seconds(a, &ns) != 0;
-			cli->accept_timeout_ms = (int)(ns / 1000000u);
-			break;
-		}
-		case O_CONNECT_TIMEOUT: {
-			uint64_t ns = 0;
-			bad = parse_seconds(a, &ns) != 0 || ns > UINT64_C(3600000000000);
-			cli->params.connect_timeout_ms = (int)(ns / 1000000u);
-			break;
-		}
-		case O_MAX_SHIFT:
-			bad = hm_parse_u64(a, HPT_SHIFT_STREAM_MAX, &v) != 0 || v < HPT_SHIFT_MIN;
-			cli->max_htab_shift = (unsigned)v;
-			break;
-		case O_DEADLINE:
-			bad = parse_seconds(a, &cli->deadline_ns) != 0;
-			break;
-		case O_IDLE_TIMEOUT:
-		case O_PROBE_TIMEOUT: {
-			uint64_t ns = 0;
-			bad = parse_seconds(a, &ns) != 0 || ns < 1000000u || ns > UINT64_C(86400000000000);
-			*(c == O_IDLE_TIMEOUT ? &cli->idle_timeout_ms : &cli->probe_timeout_ms) =
-				(int)(ns / 1000000u);
-			break;
-		}
-		case O_MAX_STRAYS:
-			bad = hm_parse_u64(a, 1000000, &v) != 0 || v < 1;
-			cli->max_strays = (unsigned)v;
-			break;
-		case O_RESUME_TIMEOUT: {
-			uint64_t ns = 0;
-			bad = parse_seconds(a, &ns) != 0 || ns < UINT64_C(1000000) ||
-			      ns > UINT64_C(3600000000000);
-			cli->params.rp_timeout_ms = (int)(ns / 1000000u);
-			break;
-		}
-		case O_TRANSPORT:
-			bad = strcmp(a, "unix") != 0 && strcmp(a, "tcp") != 0;
-			cli->transport = a;
-			break;
-		}
+		int bad = parse_guest_opt(c, a, cli, &shift_given) ||
+			  parse_source_opt(c, a, cli) || parse_dest_opt(c, a, cli);
 		if (bad) {
 			tool_fail(cmd, "--%s: bad value '%s'", name ? name : "?", a ? a : "");
 			return 2;
 		}
 	}
-	cli->ram_given = ram_given;
-	if (shift_given && !ram_given)
+	if (shift_given && !cli->ram_given)
 		cli->guest.ram_bytes = 0; /* RAM from the table: shift + 7 */
-	if (shift_given && ram_given) {
+	if (shift_given && cli->ram_given) {
 		tool_fail(cmd, "--ram and --htab-shift are exclusive");
 		return 2;
 	}
@@ -276,6 +306,33 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
 			return 2;
 		}
 		pos[(*npos_out)++] = argv[i];
+	}
+	return 0;
+}
+
+int mig_cli_start(const char *cmd, int argc, char **argv, unsigned kinds, const char *what,
+		  struct mig_cli *cli, const char **arg, mig_uri_t *uri, mig_cancel_t **cancel)
+{
+	int npos;
+	int rc = mig_cli_parse(cmd, argc, argv, kinds, cli, arg, 1, &npos);
+	if (rc)
+		return rc;
+	if (npos != 1) {
+		tool_fail(cmd, "missing %s (hptmig %s --help)", what, cmd);
+		return 2;
+	}
+	hm_error_t e;
+	hm_error_clear(&e);
+	if (uri && mig_uri_parse(*arg, uri, &e) != 0) {
+		tool_fail_error(cmd, &e);
+		return 2;
+	}
+	*cancel = NULL;
+	if (mig_cancel_new(cancel) != 0 || mig_signals_start(*cancel) != 0) {
+		tool_fail(cmd, "out of resources");
+		mig_cancel_free(*cancel);
+		*cancel = NULL;
+		return 1;
 	}
 	return 0;
 }
@@ -341,6 +398,14 @@ static int from_entry(void *opaque, uint64_t slot, uint64_t v, uint64_t r, bool 
 	return 0;
 }
 
+/* Wait ns, or less when c is cancelled (checked every 10 ms). */
+static void wait_unless_cancelled(uint64_t ns, mig_cancel_t *c)
+{
+	uint64_t until = hm_now_ns() + ns;
+	while (hm_now_ns() < until && !mig_cancel_requested(c))
+		hm_sleep_ns(10000000);
+}
+
 int mig_cli_run_source(const char *cmd, struct mig_cli *cli, machine_t *m, const char *uri,
 		       mig_cancel_t *cancel, mig_report_t *rep, hm_error_t *e, bool *started)
 {
@@ -350,9 +415,7 @@ int mig_cli_run_source(const char *cmd, struct mig_cli *cli, machine_t *m, const
 		return 1;
 	}
 	if (cli->warmup_ns) {
-		uint64_t until = hm_now_ns() + cli->warmup_ns;
-		while (hm_now_ns() < until && !mig_cancel_requested(cancel))
-			hm_sleep_ns(10000000);
+		wait_unless_cancelled(cli->warmup_ns, cancel);
 	}
 	cli->params.cancel = cancel;
 	if (!cli->json && tool_stdout_is_tty())
@@ -438,6 +501,13 @@ static void *sig_main(void *arg)
 		atomic_store(&sig_caught, sig);
 		mig_cancel_request(c);
 	}
+}
+
+void mig_cli_keep_running(void *opaque, machine_t *m)
+{
+	const struct mig_cli_run *r = opaque;
+	(void)m; /* it runs on its own vCPU threads; we only wait */
+	wait_unless_cancelled(r->run_ns, r->cancel);
 }
 
 int mig_signals_start(mig_cancel_t *c)

@@ -2,9 +2,9 @@
 /*
  * What `hptmig demo`, `migrate`, `incoming` and `save` share: guest and
  * migration option parsing, the guest built from options (including
- * --from FILE), the Ctrl-C watcher, the progress line and the JSON reports.
- * mig_common.c is compiled as part of cmd_migrate.c (tools/CMakeLists.txt
- * picks up only cmd_*.c files); the other commands use this header.
+ * --from FILE), the Ctrl-C watcher, the --run loop of a resumed
+ * destination guest, the progress line and the JSON reports. It talks to
+ * the user (stderr, stdout); the library never does.
  */
 #ifndef HPTMIG_TOOLS_MIG_COMMON_H
 #define HPTMIG_TOOLS_MIG_COMMON_H
@@ -33,7 +33,6 @@ struct mig_cli {
 	int probe_timeout_ms;      /* --probe-timeout S */
 	unsigned max_strays;       /* --max-strays N */
 	const char *transport;     /* demo: unix or tcp */
-	bool guest_given[8];
 };
 
 enum mig_cli_kind {
@@ -47,6 +46,16 @@ enum mig_cli_kind {
  */
 int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct mig_cli *cli,
 		  const char **pos, int npos, int *npos_out);
+
+/*
+ * The start the migration commands share: parse the options, take exactly
+ * one positional argument (*arg; what names it in the usage line), parse
+ * it into *uri unless uri is NULL, then a cancel and the Ctrl-C watcher
+ * (mig_signals_start). Returns 0; or 2 (usage) or 1 after one stderr line,
+ * with nothing left to free.
+ */
+int mig_cli_start(const char *cmd, int argc, char **argv, unsigned kinds, const char *what,
+		  struct mig_cli *cli, const char **arg, mig_uri_t *uri, mig_cancel_t **cancel);
 
 /*
  * Fill the destination's limits in p from the options (RAM, cap, deadline,
@@ -72,6 +81,17 @@ int mig_cli_make_guest(const char *cmd, const struct mig_cli *cli, machine_t **o
  */
 int mig_cli_run_source(const char *cmd, struct mig_cli *cli, machine_t *m, const char *uri,
 		       mig_cancel_t *cancel, mig_report_t *rep, hm_error_t *e, bool *started);
+
+/*
+ * The destination's --run: keep the resumed guest running run_ns, or until
+ * cancel (Ctrl-C). Set as mig_dest_params_t.on_resumed with a struct
+ * mig_cli_run as its opaque, which must outlive mig_dest_run.
+ */
+struct mig_cli_run {
+	uint64_t run_ns;
+	mig_cancel_t *cancel;
+};
+void mig_cli_keep_running(void *opaque, machine_t *m);
 
 /* Ctrl-C / SIGTERM watcher thread: cancels c. Stop it with mig_signals_stop. */
 int mig_signals_start(mig_cancel_t *c);

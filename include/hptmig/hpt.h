@@ -8,8 +8,8 @@
  *
  * Concurrency contract (details in src/hpt/hpt.c, where the data lives):
  *  - Any number of threads (vCPUs) may call the hpt_h_* hypercalls at once,
- *    concurrently with one migration thread calling hpt_read_entry(),
- *    hpt_read_entries(), hpt_track_take(), hpt_digest() and friends.
+ *    concurrently with one migration thread calling hpt_read_entries(),
+ *    hpt_read_chunks(), hpt_track_take(), hpt_digest() and friends.
  *  - Every entry has a lock bit (HPTE64_V_HVLOCK, 0x40 in V) taken with a
  *    compare-and-swap and released with release ordering. Every read through
  *    this API returns a consistent (V, R) pair, never a torn one, with 0x40
@@ -303,12 +303,6 @@ const char *hpt_ret_name(long ret);
 
 /* --------------------------------------------------- raw entry access */
 
-/*
- * A consistent, never torn snapshot of one entry (taken under its lock), V
- * with 0x40 cleared. Returns false (and 0, 0) when slot is out of range (the
- * table may have been resized: check hpt_generation()).
- */
-bool hpt_read_entry(hpt_t *h, uint64_t slot, uint64_t *v, uint64_t *r);
 
 /*
  * Bulk read for a migration pass: entries first .. first+n-1 into buf as
@@ -361,12 +355,6 @@ typedef struct hpt_chunks {
 uint64_t hpt_read_chunks(hpt_t *h, uint64_t first, uint64_t n, uint8_t *out, bool join,
 			 hpt_chunks_t *info);
 
-/*
- * First slot >= from (and < limit) whose entry is valid / invalid, or limit
- * if none (lock-free hint: a concurrent hcall may change it right after).
- */
-uint64_t hpt_find_valid(hpt_t *h, uint64_t from, uint64_t limit);
-uint64_t hpt_find_invalid(hpt_t *h, uint64_t from, uint64_t limit);
 
 /*
  * Store an entry (the loader on the destination): V with 0x40 cleared, R as
@@ -387,18 +375,18 @@ uint64_t hpt_write_entries(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *
  * runs near memcpy speed. Falls back to hpt_write_entries when tracking is
  * on. Using it while another thread touches the table is undefined.
  */
-uint64_t hpt_write_entries_unshared(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *buf);
+uint64_t hpt_write_entries_exclusive(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *buf);
 /*
  * The loader's bulk path: store the valid runs of len bytes of spapr/htab
  * chunks (be32 index, be16 n_valid, be16 n_invalid, n_valid x 16 bytes;
  * the layout hpt_read_chunks writes) whose headers the caller has checked
  * (whole chunks, ranges). Invalid runs are NOT applied: the caller clears
- * what may hold something. Same contract as hpt_write_entries_unshared
+ * what may hold something. Same contract as hpt_write_entries_exclusive
  * (with tracking on it takes the locked path); entries beyond the table
  * are clipped. Returns false when an entry of a valid run lacks the valid
  * bit (it has been stored all the same: the caller fails the load).
  */
-bool hpt_write_chunks_unshared(hpt_t *h, const uint8_t *chunks, size_t len);
+bool hpt_write_chunks_exclusive(hpt_t *h, const uint8_t *chunks, size_t len);
 uint64_t hpt_clear_entries(hpt_t *h, uint64_t first, uint64_t n);
 
 /* ------------------------------------------------------------- hashing */
@@ -433,7 +421,8 @@ int hpt_page_decode(uint64_t v, uint64_t r, unsigned *base_shift, unsigned *actu
  * valid entry must have a known segment size and page size and sit in the
  * PTEG its AVPN and H bit hash to, in every index bit the AVPN determines
  * (those below 23 - p come from the EA offset and are not known). Invalid
- * entries always pass. Works without a table (the analyzer uses it).
+ * entries always pass. Works without a table (the tests check workloads and
+ * the hash helpers with it).
  */
 bool hpt_entry_check(unsigned shift, uint64_t slot, uint64_t v, uint64_t r);
 
@@ -464,8 +453,6 @@ uint64_t hpt_track_pending(hpt_t *h);
  * kept without a locked instruction).
  */
 uint64_t hpt_track_overflows(hpt_t *h);
-/* Mark every slot (e.g. to force a full pass). No-op when not tracking. */
-void hpt_track_mark_all(hpt_t *h);
 /*
  * Take (read and clear) the next word of 64 changed-slot bits at or after
  * *cursor (a word cursor: start at 0). On success *first_slot is the slot of

@@ -45,7 +45,7 @@ extern "C" {
 /*
  * How later passes find changed entries. BITMAP (default) takes words of the
  * summary-indexed change bitmap: cost proportional to what changed. LINEAR
- * reproduces the seed's (QEMU's) cost model: every pass visits and reads
+ * reproduces QEMU's cost model: every pass visits and reads
  * every slot of the table; it is kept as the baseline benchmarks compare to.
  */
 enum htab_scan {
@@ -144,10 +144,10 @@ typedef struct htab_loader_opts {
 	/*
 	 * No other thread touches the caller's table while the loader writes it
 	 * (a destination before its guest resumes): valid runs are stored
-	 * without entry locks (hpt_write_entries_unshared). Tables the loader
+	 * without entry locks (hpt_write_entries_exclusive). Tables the loader
 	 * creates itself are always written so, until taken.
 	 */
-	bool unshared;
+	bool exclusive;
 	/*
 	 * Back each new table with memory as soon as START (or a resize
 	 * header) names it (hpt_populate): a destination pays the first touch

@@ -47,7 +47,7 @@ void machine_config_default(machine_config_t *cfg);
 /* The `spapr` vmstate values (wire-format.md §3). */
 typedef struct machine_spapr {
 	uint64_t guest_timebase;    /* guest timebase ticks (512 MHz) at the snapshot */
-	int64_t time_of_day_ns;     /* host wall clock (ns since epoch) at the snapshot */
+	int64_t time_of_the_day_ns; /* host wall clock (ns since epoch) at the snapshot */
 } machine_spapr_t;
 
 /* Counters summed over vCPUs (relaxed reads while running). */

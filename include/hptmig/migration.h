@@ -229,10 +229,11 @@ typedef enum mig_policy_answer (*mig_policy_fn)(void *opaque, const mig_policy_s
  */
 enum mig_policy_answer mig_policy_default(void *opaque, const mig_policy_stats_t *st);
 /*
- * The seed's (QEMU's) decision: the table's pending work counted as zero,
- * so it stops as soon as the first pass is complete. Benchmark baseline.
+ * QEMU's stop rule: spapr's htab section reports its pending work as zero,
+ * so QEMU stops as soon as the first pass is complete. The baseline the
+ * benchmarks compare ours with (`--policy qemu`).
  */
-enum mig_policy_answer mig_policy_seed(void *opaque, const mig_policy_stats_t *st);
+enum mig_policy_answer mig_policy_qemu_stop_rule(void *opaque, const mig_policy_stats_t *st);
 
 /* A progress snapshot for a display (called at most every ~200 ms). */
 typedef struct mig_progress {
@@ -257,7 +258,7 @@ typedef struct mig_params {
 	bool qemu_pure;               /* no hptmig/verify section */
 	unsigned retries;             /* new attempts after a failure that left the guest running */
 	uint64_t retry_delay_ns;      /* between attempts (default 1 s) */
-	enum htab_scan scan;          /* bitmap (ours) or linear (the seed's) */
+	enum htab_scan scan;          /* bitmap (ours) or linear (QEMU's) */
 	uint64_t round_budget_ns;     /* time budget of one iterate call (default 20 ms) */
 	int connect_timeout_ms;       /* default 10000 */
 	int rp_timeout_ms;            /* bound on the wait for the destination's answer
@@ -388,7 +389,14 @@ typedef struct mig_dest_params {
 				       * (default MIG_DEADLINE_MS; 0 = none) */
 	void (*on_stray)(void *opaque, const char *line); /* one line per stray connection */
 	void *stray_opaque;
-	uint64_t run_ns;              /* keep the resumed guest running this long */
+	/*
+	 * Called on the destination's thread after RESUMED was sent, with the
+	 * running guest; the guest stops when it returns (NULL: at once). The
+	 * CLI's --run keeps it running here. It must return, and should watch
+	 * the cancel.
+	 */
+	void (*on_resumed)(void *opaque, machine_t *m);
+	void *resumed_opaque;
 	machine_config_t guest;       /* vCPUs/workload/rate/seed of the resumed guest */
 	bool no_resume;               /* load and verify only (no vCPUs) */
 	mig_cancel_t *cancel;
@@ -413,14 +421,14 @@ typedef struct mig_dest_report {
 	htab_load_stats_t htab;
 	uint64_t htab_bytes;          /* payload bytes of the spapr/htab records */
 	machine_stats_t guest;        /* hypercalls issued after the resume */
-	uint64_t run_ns;
+	uint64_t run_ns;              /* the resumed guest ran: on_resumed + stop */
 	unsigned max_shift;           /* the cap that applied */
 	unsigned strays;              /* stray connections refused before the migration */
 } mig_dest_report_t;
 
 /*
  * Accept one migration on l, load it, verify it, resume the guest on the
- * loaded table, answer on the return path, keep it running p->run_ns, stop.
+ * loaded table, answer on the return path, call p->on_resumed, stop the guest.
  * Refuses (answers REFUSED, returns an error, never resumes) a stream that
  * ends early, fails any check or does not match the source's digest.
  */

@@ -26,7 +26,7 @@
 /*
  * One live entry's stored words, read as mode says; raw is V as first
  * loaded (valid or locked). Returns false when it is not valid after all.
- * The tracked read is hpt_read_quiet; any doubt falls back to the lock.
+ * The tracked read is hpt_read_optimistic; any doubt falls back to the lock.
  */
 static bool read_valid(hpt_read_mode_t mode, struct hpt_track *trk, struct hpt_table *t,
 		       uint64_t slot, uint64_t raw, uint64_t *v_raw, uint64_t *r_raw)
@@ -37,7 +37,7 @@ static bool read_valid(hpt_read_mode_t mode, struct hpt_track *trk, struct hpt_t
 		*r_raw = atomic_load_explicit(hpt_rp(t, slot), memory_order_relaxed);
 		return (raw & HPT_VALID_BE) != 0;
 	}
-	if (trk && hpt_read_quiet(trk, t, slot, v_raw, r_raw))
+	if (trk && hpt_read_optimistic(trk, t, slot, v_raw, r_raw))
 		return (*v_raw & HPT_VALID_BE) != 0;
 	uint64_t v = hpt_entry_lock(vp);
 	*r_raw = atomic_load_explicit(hpt_rp(t, slot), memory_order_relaxed);

@@ -12,6 +12,7 @@
  * orderings it relies on are named where they are made.
  */
 #include "hpt_internal.h"
+#include "hpt_inspect.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -567,28 +568,6 @@ static uint64_t read_run(struct hpt_table *t, uint64_t first, uint64_t n, uint8_
 	return nvalid;
 }
 
-/*
- * The same, without taking the lock of a valid entry when tracking proves
- * that no hypercall changed it while we read (a seqlock whose "sequence" is
- * the tracking bit, so ABA cannot fool it):
- *  - V1 = V (seq_cst), R, acquire fence, V2 = V (acquire). Writers issue a
- *    release fence after taking the lock, so if R came from a writer's
- *    store, V2 sees that writer's lock or a later store of V.
- *  - V2 != V1 or locked: fall back to the lock.
- *  - V2 == V1 but written by later writers (ABA): each of them marked the
- *    slot before its unlock, and V2 read from such an unlock with acquire:
- *    the bit load, after a ring sync that follows every V2 of the word,
- *    sees the mark. So a clear bit means no writer completed or started in
- *    between and (V1, R) is a real state; a set bit (also: changed since
- *    the last take) means reading it again under the lock. One sync per
- *    tracking word (64 slots), not per slot: with vCPUs running, a sync
- *    harvests and reads their ring heads.
- *  - Writers that did not see the tracker (before hpt_track_start) took
- *    their lock before the start in the seq_cst order; V1 is seq_cst and
- *    after the start, so it sees them locked or done.
- * Requires tracking on for the whole call (held by the reader lock) and no
- * hpt_track_take running on another thread (the taker reads entries itself).
- */
 /* Read one entry under its lock into the wire layout; true if valid. */
 static bool read_locked(struct hpt_table *t, uint64_t slot, uint8_t *out)
 {
@@ -603,6 +582,14 @@ static bool read_locked(struct hpt_table *t, uint64_t slot, uint8_t *out)
 	return out_v != 0;
 }
 
+/*
+ * read_run without the lock of a quiet valid entry: V1, R, acquire fence,
+ * V2, then (one ring sync per tracking word) the slot's tracking bit; a
+ * changed, locked or marked entry is read again under its lock. Why that
+ * is a real state of the entry: docs/hpt.md, "The first pass without
+ * locks". Requires tracking on for the whole call (held by the reader
+ * lock) and no hpt_track_take on another thread.
+ */
 static uint64_t read_run_tracked(struct hpt_track *trk, struct hpt_table *t, uint64_t first,
 				 uint64_t n, uint8_t *buf)
 {
@@ -670,46 +657,10 @@ uint64_t hpt_read_entries(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf)
 /*
  * hpt_read_chunks, one group at a time: a group is the slots of one
  * tracking word (64 slots, aligned), or fewer at either end of the range.
- *
- * Fast group (tracking on), per slot exactly read_run_tracked's sequence,
- * only interleaved with the other slots of the group:
- *  1. V1 of every slot (seq_cst, so after the caller's take of these bits
- *     in the total order: the no-loss argument at the top of this file);
- *     only the low bytes (valid, lock) are kept: the valid mask, and
- *     whether any slot is locked.
- *  2. For each valid slot: V again (Vb, seq_cst: it is the value sent and
- *     checked; coherence makes it no older than V1), R (relaxed), both
- *     stored straight at the entry's place in out (after room for a header
- *     where a run starts), acquire fence, V2 (acquire), compared with Vb.
- *  3. The group's tracking word (seq_cst), once, after every V2.
- *  4. The group is kept only if no slot was locked at V1, every Vb is valid
- *     and unlocked, every V2 equals its Vb, and no valid slot's bit is set;
- *     then the run headers are written. Otherwise out is rewound and the
- *     group is read again by the locked path.
- * read_run_tracked's argument is per slot: it needs V1 (here Vb, read
- * after V1), R, fence, V2 and the bit load of the same slot in that order,
- * all kept (program order); the loads of other slots in between change
- * nothing. So a valid entry kept in step 4 is a state the entry really had.
- * An invalid, unlocked V1 is sent as nothing, like read_run's one-load
- * case: a change after the take is marked and sent again later. A slot
- * locked at V1 is never skipped: its writer may have marked the slot
- * before our take and not unlocked yet, so the locked path waits for it.
- * Entries kept have 0x40 clear (Vb unlocked: 0x40 is the lock).
- *
- * Locked group (no tracking, or a failed fast group): every slot's V is
- * loaded again; live ones (valid or locked) are read under their lock.
- *
- * Tracking bits: step 3 needs the bit of each valid slot only when it may
- * have been set by a writer whose unlock (or a later one) V2 read from
- * (acquire): that writer's mark, made before its unlock, happens before
- * our load. A mark sets the word's bit, then its summary bit when the bit
- * was new (hpt_trk_set; a writer finding the bit set relies on the writer
- * that set it, whose marks happened before it unlocked and so before this
- * one locked), so such a set bit always comes with a visible summary bit.
- * Only the taker clears summary bits, and the taker is this thread (the
- * contract), so a clear summary bit proves the word holds no bit we need,
- * and the data word (on a fresh bitmap: a page never touched, a page fault
- * per 512 groups) is loaded only under a set summary bit.
+ * Fast group (tracking on): runs_group_fast; locked group (no tracking, or
+ * a fast group given up): runs_group_locked. Why a kept fast group holds
+ * real states, and why the tracking bit is read only under a set summary
+ * bit: docs/hpt.md, "The first pass without locks".
  *
  * Headers: be32 first slot, be16 length, be16 0, written once a run's
  * start is known; a run reaching a group's end is lengthened when the next
@@ -731,151 +682,190 @@ static inline void put_chunk_hdr(uint8_t *p, uint64_t slot, uint64_t n)
 	hm_store_be16(p + 6, 0);
 }
 
+/* What read_runs has written so far: the output position and the run
+ * being built (its header, first slot and length), counts. */
+struct runs_out {
+	uint8_t *p;     /* next byte of out */
+	uint8_t *lh;    /* header of the last run started, NULL: none yet */
+	uint64_t ls, ln; /* that run's first slot and length */
+	uint64_t nruns;  /* headers written */
+	uint64_t joined; /* leading entries that continue the caller's run */
+};
+
+/*
+ * The fast group: the m slots at w (slot s0 first) read without entry
+ * locks while tracking is on (docs/hpt.md, "The first pass without
+ * locks"). Copies the valid entries to o->p behind room for their runs'
+ * headers and sets *vm (bit k: slot s0 + k valid). Returns false when the
+ * group must be read again locked (a lock seen, a V word that changed
+ * between its two loads, a tracking bit set on a valid slot); o is then
+ * unchanged (what was copied past o->p is overwritten). The steps and why
+ * they suffice: docs/hpt.md, "The first pass without locks". Inline: this
+ * is the first pass's hot loop.
+ */
+static inline bool runs_group_fast(struct hpt_track *trk, _Atomic uint64_t *w, uint64_t s0,
+				   unsigned m, uint64_t carry, struct runs_out *o, uint64_t *vm)
+{
+	const size_t gap = HPT_CHUNK_HDR_SIZE;
+	uint8_t *at[64];
+	uint8_t *p = o->p;
+	/* Hint: the table's 16 lines of a group RUNS_PREFETCH_GROUPS ahead
+	 * (the hardware prefetcher alone leaves the scan waiting on memory).
+	 * Correctness never depends on it. */
+#pragma GCC unroll 16
+	for (unsigned l = 0; l < 16; l++)
+		__builtin_prefetch((const void *)(uintptr_t)(w + 2 * 64 * RUNS_PREFETCH_GROUPS + 8 * l), 0, 3);
+	/* 1. V1: low bytes of eight V words packed into one word, their valid
+	 * bits gathered with one multiply. */
+	uint64_t flags = 0; /* OR of the low bytes: any lock? */
+	uint64_t v1 = 0;
+	if (m == 64) {
+		for (unsigned q = 0; q < 64; q += 8) {
+			uint64_t lo = 0;
+#pragma GCC unroll 8
+			for (unsigned j = 0; j < 8; j++)
+				lo |= HPT_V_LOWBYTE(atomic_load(&w[2 * (q + j)])) << (8 * j);
+			flags |= lo;
+			v1 |= (((lo & UINT64_C(0x0101010101010101)) * UINT64_C(0x0102040810204080)) >> 56)
+			      << q;
+		}
+	} else {
+		for (unsigned k = 0; k < m; k++) {
+			uint64_t lo = HPT_V_LOWBYTE(atomic_load(&w[2 * k]));
+			flags |= lo;
+			v1 |= (lo & HPTE64_V_VALID) << k;
+		}
+	}
+	/* 2. Vb, R to out, fence, V2. Run starts: valid slots whose
+	 * predecessor is not; a header's room is left before them. */
+	uint64_t starts = v1 & ~((v1 << 1) | carry);
+	uint64_t v_and = ~UINT64_C(0), v_or = 0, diff = 0;
+	for (uint64_t b = v1; b; b &= b - 1) {
+		unsigned k = (unsigned)__builtin_ctzll(b);
+		at[k] = p; /* where a run starting at k has its header */
+		p += gap & (0 - (size_t)((starts >> k) & 1));
+		uint64_t raw = atomic_load(&w[2 * k]);
+		uint64_t rr = atomic_load_explicit(&w[2 * k + 1], memory_order_relaxed);
+		atomic_thread_fence(memory_order_acquire);
+		diff |= atomic_load_explicit(&w[2 * k], memory_order_acquire) ^ raw;
+		v_and &= raw;
+		v_or |= raw;
+		memcpy(p, &raw, 8);
+		memcpy(p + 8, &rr, 8);
+		p += HPTE64_SIZE;
+	}
+	/* 3. The tracking bits, after every V2: the summary word first, the
+	 * data word only where the summary says it holds a bit (a first pass
+	 * then never touches the bitmap's untouched, unmapped pages). */
+	uint64_t bits = hpt_trk_word(trk, s0 >> 6) >> (s0 & 63);
+	/* 4. Keep the group, or read it again locked. */
+	if ((flags & UINT64_C(0x4040404040404040)) != 0 || (v_and & HPT_VALID_BE) == 0 ||
+	    (v_or & HPT_LOCK_BE) != 0 || diff != 0 || (bits & v1) != 0)
+		return false;
+	if (carry) {
+		/* The run through the previous group's end goes on through this
+		 * group's leading valid slots. */
+		uint64_t lead = v1 == ~UINT64_C(0) ? 64 : (uint64_t)__builtin_ctzll(~v1);
+		if (o->lh) {
+			o->ln += lead;
+			hm_store_be16(o->lh + 4, (uint16_t)o->ln);
+		} else {
+			o->joined += lead;
+		}
+	}
+	for (uint64_t b = starts; b; b &= b - 1) {
+		unsigned k = (unsigned)__builtin_ctzll(b);
+		uint64_t rest = ~(v1 >> k); /* 0 only if k == 0 and all valid */
+		o->lh = at[k];
+		o->ls = s0 + k;
+		o->ln = rest ? (uint64_t)__builtin_ctzll(rest) : 64;
+		put_chunk_hdr(o->lh, o->ls, o->ln);
+		o->nruns++;
+	}
+	o->p = p;
+	*vm = v1;
+	return true;
+}
+
+/*
+ * The locked group: the m slots at w (slot s0 first), each valid or locked
+ * one read under its entry lock, appended to o as runs. Returns the valid
+ * mask. Without tracking every group goes here; with it, only those the
+ * fast path gave up.
+ */
+static inline uint64_t runs_group_locked(_Atomic uint64_t *w, uint64_t s0, unsigned m,
+					 uint64_t carry, struct runs_out *o)
+{
+	uint64_t v[64], r[64];
+	uint64_t vm = 0;
+	for (unsigned k = 0; k < m; k++) {
+		_Atomic uint64_t *vp = &w[2 * k];
+		if (!(atomic_load(vp) & (HPT_VALID_BE | HPT_LOCK_BE)))
+			continue;
+		uint64_t hv = hpt_entry_lock(vp);
+		uint64_t rr = atomic_load_explicit(&w[2 * k + 1], memory_order_relaxed);
+		hpt_entry_unlock(vp, hv);
+		if (hv & HPTE64_V_VALID) {
+			v[k] = HPT_BE(hv); /* 0x40 clear: hpt_entry_lock's contract */
+			r[k] = rr;
+			vm |= UINT64_C(1) << k;
+		}
+	}
+	uint64_t starts = vm & ~((vm << 1) | carry);
+	for (uint64_t b = vm; b; b &= b - 1) {
+		unsigned k = (unsigned)__builtin_ctzll(b);
+		if ((starts >> k) & 1) {
+			o->lh = o->p;
+			o->ls = s0 + k;
+			o->ln = 1;
+			put_chunk_hdr(o->lh, o->ls, o->ln);
+			o->nruns++;
+			o->p += HPT_CHUNK_HDR_SIZE;
+		} else if (o->lh) {
+			hm_store_be16(o->lh + 4, (uint16_t)++o->ln);
+		} else {
+			o->joined++; /* continues the caller's run */
+		}
+		memcpy(o->p, &v[k], 8);
+		memcpy(o->p + 8, &r[k], 8);
+		o->p += HPTE64_SIZE;
+	}
+	return vm;
+}
+
+/*
+ * The valid entries of slots [first, first + n) as runs, each behind a
+ * chunk header (hpt_read_chunks' contract), 64-slot group by group: the
+ * fast group when tracking is on, the locked group otherwise or when the
+ * fast one gives up.
+ */
 static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t first, uint64_t n,
 			  uint8_t *out, bool join, hpt_chunks_t *info)
 {
-	const size_t gap = HPT_CHUNK_HDR_SIZE;
-	uint8_t *p = out;
-	uint8_t *lh = NULL;   /* header of the last run started, NULL: none yet */
-	uint64_t ls = 0, ln = 0, nruns = 0, joined = 0;
+	struct runs_out o = {.p = out};
 	uint64_t carry = join ? 1 : 0; /* 1: the slot before this group is valid */
-	uint64_t v[64], r[64];
-	uint8_t *at[64];
 	for (uint64_t s0 = first, end = first + n; s0 < end;) {
 		unsigned m = 64u - (unsigned)(s0 & 63);
 		if (m > end - s0)
 			m = (unsigned)(end - s0);
 		/* The group's words: V of slot s0 + k at w[2k], R at w[2k + 1]. */
 		_Atomic uint64_t *w = t->w + 2 * s0;
-		uint8_t *p0 = p;
 		uint64_t vm = 0;
-		bool redo = true;
-		if (trk) {
-			/* Hint: the table's 16 lines of a group RUNS_PREFETCH_GROUPS
-			 * ahead (the hardware prefetcher alone leaves the scan
-			 * waiting on memory). Correctness never depends on it. */
-#pragma GCC unroll 16
-			for (unsigned l = 0; l < 16; l++)
-				__builtin_prefetch((const void *)(uintptr_t)(w + 2 * 64 * RUNS_PREFETCH_GROUPS + 8 * l), 0, 3);
-			/* 1. V1: low bytes of eight V words packed into one word, their
-			 * valid bits gathered with one multiply. */
-			uint64_t flags = 0; /* OR of the low bytes: any lock? */
-			if (m == 64) {
-				for (unsigned q = 0; q < 64; q += 8) {
-					uint64_t lo = 0;
-#pragma GCC unroll 8
-					for (unsigned j = 0; j < 8; j++)
-						lo |= HPT_V_LOWBYTE(atomic_load(&w[2 * (q + j)])) << (8 * j);
-					flags |= lo;
-					vm |= (((lo & UINT64_C(0x0101010101010101)) *
-						UINT64_C(0x0102040810204080)) >> 56) << q;
-				}
-			} else {
-				for (unsigned k = 0; k < m; k++) {
-					uint64_t lo = HPT_V_LOWBYTE(atomic_load(&w[2 * k]));
-					flags |= lo;
-					vm |= (lo & HPTE64_V_VALID) << k;
-				}
-			}
-			/* 2. Vb, R to out, fence, V2. Run starts: valid slots whose
-			 * predecessor is not; a header's room is left before them. */
-			uint64_t starts = vm & ~((vm << 1) | carry);
-			uint64_t v_and = ~UINT64_C(0), v_or = 0, diff = 0;
-			for (uint64_t b = vm; b; b &= b - 1) {
-				unsigned k = (unsigned)__builtin_ctzll(b);
-				at[k] = p; /* where a run starting at k has its header */
-				p += gap & (0 - (size_t)((starts >> k) & 1));
-				uint64_t raw = atomic_load(&w[2 * k]);
-				uint64_t rr = atomic_load_explicit(&w[2 * k + 1], memory_order_relaxed);
-				atomic_thread_fence(memory_order_acquire);
-				diff |= atomic_load_explicit(&w[2 * k], memory_order_acquire) ^ raw;
-				v_and &= raw;
-				v_or |= raw;
-				memcpy(p, &raw, 8);
-				memcpy(p + 8, &rr, 8);
-				p += HPTE64_SIZE;
-			}
-			/* 3. The tracking bits, after every V2: the summary word
-			 * first, the data word only where the summary says it holds
-			 * a bit (see "Tracking bits" above: a first pass then never
-			 * touches the bitmap's untouched, unmapped pages). */
-			uint64_t bits = hpt_trk_word(trk, s0 >> 6) >> (s0 & 63);
-			/* 4. Keep the group, or read it again locked. */
-			redo = (flags & UINT64_C(0x4040404040404040)) != 0 ||
-			       (v_and & HPT_VALID_BE) == 0 || (v_or & HPT_LOCK_BE) != 0 || diff != 0 ||
-			       (bits & vm) != 0;
-			if (!redo) {
-				if (carry) {
-					/* The run through the previous group's end goes on
-					 * through this group's leading valid slots. */
-					uint64_t lead = vm == ~UINT64_C(0) ? 64 : (uint64_t)__builtin_ctzll(~vm);
-					if (lh) {
-						ln += lead;
-						hm_store_be16(lh + 4, (uint16_t)ln);
-					} else {
-						joined += lead;
-					}
-				}
-				for (uint64_t b = starts; b; b &= b - 1) {
-					unsigned k = (unsigned)__builtin_ctzll(b);
-					uint64_t rest = ~(vm >> k); /* 0 only if k == 0 and all valid */
-					lh = at[k];
-					ls = s0 + k;
-					ln = rest ? (uint64_t)__builtin_ctzll(rest) : 64;
-					put_chunk_hdr(lh, ls, ln);
-					nruns++;
-				}
-			}
-		}
-		if (redo) {
-			p = p0;
-			vm = 0;
-			for (unsigned k = 0; k < m; k++) {
-				_Atomic uint64_t *vp = &w[2 * k];
-				if (!(atomic_load(vp) & (HPT_VALID_BE | HPT_LOCK_BE)))
-					continue;
-				uint64_t hv = hpt_entry_lock(vp);
-				uint64_t rr = atomic_load_explicit(&w[2 * k + 1], memory_order_relaxed);
-				hpt_entry_unlock(vp, hv);
-				if (hv & HPTE64_V_VALID) {
-					v[k] = HPT_BE(hv); /* 0x40 clear: hpt_entry_lock's contract */
-					r[k] = rr;
-					vm |= UINT64_C(1) << k;
-				}
-			}
-			uint64_t starts = vm & ~((vm << 1) | carry);
-			for (uint64_t b = vm; b; b &= b - 1) {
-				unsigned k = (unsigned)__builtin_ctzll(b);
-				if ((starts >> k) & 1) {
-					lh = p;
-					ls = s0 + k;
-					ln = 1;
-					put_chunk_hdr(lh, ls, ln);
-					nruns++;
-					p += gap;
-				} else if (lh) {
-					hm_store_be16(lh + 4, (uint16_t)++ln);
-				} else {
-					joined++; /* continues the caller's run */
-				}
-				memcpy(p, &v[k], 8);
-				memcpy(p + 8, &r[k], 8);
-				p += HPTE64_SIZE;
-			}
-		}
+		if (!trk || !runs_group_fast(trk, w, s0, m, carry, &o, &vm))
+			vm = runs_group_locked(w, s0, m, carry, &o);
 		carry = (vm >> (m - 1)) & 1;
 		s0 += m;
 	}
-	info->len = (size_t)(p - out);
-	info->nruns = nruns;
-	info->joined = joined;
-	info->last_slot = ls;
-	info->last_n = ln;
-	info->last_pos = lh ? (size_t)(lh - out) : 0;
+	info->len = (size_t)(o.p - out);
+	info->nruns = o.nruns;
+	info->joined = o.joined;
+	info->last_slot = o.ls;
+	info->last_n = o.ln;
+	info->last_pos = o.lh ? (size_t)(o.lh - out) : 0;
 	/* Every entry is 16 bytes, every run but a joined one has a header
 	 * (counting this way avoids a popcount per group: no popcnt in the
 	 * baseline x86-64 instruction set). */
-	info->nvalid = (info->len - nruns * gap) / HPTE64_SIZE;
+	info->nvalid = (info->len - o.nruns * HPT_CHUNK_HDR_SIZE) / HPTE64_SIZE;
 	return info->nvalid;
 }
 
@@ -955,14 +945,20 @@ bool hpt_write_entry(hpt_t *h, uint64_t slot, uint64_t v, uint64_t r)
 	return ok;
 }
 
+/* How many of the n slots from first lie inside t (0 when first is past
+ * its end): the bulk writers clip to the table rather than fail. */
+static inline uint64_t clip_to_table(const struct hpt_table *t, uint64_t first, uint64_t n)
+{
+	if (first >= t->slots)
+		return 0;
+	return n > t->slots - first ? t->slots - first : n;
+}
+
 uint64_t hpt_write_entries(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *buf)
 {
 	struct hpt_shard *s = hpt_rd_lock(h);
 	struct hpt_table *t = hpt_tab(h);
-	if (first >= t->slots)
-		n = 0;
-	else if (n > t->slots - first)
-		n = t->slots - first;
+	n = clip_to_table(t, first, n);
 	for (uint64_t i = 0; i < n; i++, buf += HPTE64_SIZE) {
 		uint64_t v = hm_load_be64(buf), r = hm_load_be64(buf + 8);
 		/* Zero over zero (invalid runs, fresh tables) costs two loads. */
@@ -977,7 +973,7 @@ uint64_t hpt_write_entries(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *
 
 /* Store n entries of the wire layout at first..: no locks, no marks (the
  * caller is the only user of table t). Returns the AND of their V words. */
-static inline uint64_t store_unshared(struct hpt_table *t, uint64_t first, uint64_t n,
+static inline uint64_t store_exclusive(struct hpt_table *t, uint64_t first, uint64_t n,
 				      const uint8_t *buf)
 {
 	_Atomic uint64_t *w = t->w + 2 * first;
@@ -1006,20 +1002,17 @@ static uint64_t and_v(const uint8_t *buf, uint64_t n)
 	return all;
 }
 
-uint64_t hpt_write_entries_unshared(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *buf)
+uint64_t hpt_write_entries_exclusive(hpt_t *h, uint64_t first, uint64_t n, const uint8_t *buf)
 {
 	if (atomic_load(&h->track))
 		return hpt_write_entries(h, first, n, buf);
 	struct hpt_table *t = hpt_tab(h);
-	if (first >= t->slots)
-		n = 0;
-	else if (n > t->slots - first)
-		n = t->slots - first;
-	store_unshared(t, first, n, buf);
+	n = clip_to_table(t, first, n);
+	store_exclusive(t, first, n, buf);
 	return n;
 }
 
-bool hpt_write_chunks_unshared(hpt_t *h, const uint8_t *chunks, size_t len)
+bool hpt_write_chunks_exclusive(hpt_t *h, const uint8_t *chunks, size_t len)
 {
 	bool locked = atomic_load(&h->track) != NULL;
 	struct hpt_table *t = hpt_tab(h);
@@ -1037,7 +1030,7 @@ bool hpt_write_chunks_unshared(hpt_t *h, const uint8_t *chunks, size_t len)
 			/* Store and check in one loop over the run (a separate
 			 * check loop costs a mispredicted exit per short run). */
 			m = n < t->slots - first ? n : t->slots - first;
-			all &= store_unshared(t, first, m, src);
+			all &= store_exclusive(t, first, m, src);
 		}
 		all &= and_v(src + m * HPTE64_SIZE, n - m); /* not stored: checked all the same */
 	}
@@ -1048,10 +1041,7 @@ uint64_t hpt_clear_entries(hpt_t *h, uint64_t first, uint64_t n)
 {
 	struct hpt_shard *s = hpt_rd_lock(h);
 	struct hpt_table *t = hpt_tab(h);
-	if (first >= t->slots)
-		n = 0;
-	else if (n > t->slots - first)
-		n = t->slots - first;
+	n = clip_to_table(t, first, n);
 	for (uint64_t i = 0; i < n; i++) {
 		/* Already-zero entries (the common case) cost one load. */
 		if (atomic_load(hpt_vp(t, first + i)) == 0 &&

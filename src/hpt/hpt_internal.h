@@ -356,14 +356,14 @@ static inline void hpt_track_mark(hpt_t *h, struct hpt_shard *s, uint64_t slot)
 }
 
 /*
- * The lock-free read of one entry, validated by tracking (the argument is
- * at read_run_tracked in hpt.c): V (seq_cst), R, acquire fence, V again,
- * then the slot's tracking bit. *v and *r get the stored words; true when
+ * The optimistic read of one entry, without its lock, validated by
+ * tracking (why: docs/hpt.md, "The first pass without locks"): V
+ * (seq_cst), R, acquire fence, V again, then the slot's tracking bit. *v and *r get the stored words; true when
  * they are a real state of the entry (V unchanged, unlocked, no change
  * marked), false when the caller must read it again under the lock.
  */
-static inline bool hpt_read_quiet(struct hpt_track *trk, struct hpt_table *t, uint64_t slot,
-				  uint64_t *v, uint64_t *r)
+static inline bool hpt_read_optimistic(struct hpt_track *trk, struct hpt_table *t,
+				       uint64_t slot, uint64_t *v, uint64_t *r)
 {
 	_Atomic uint64_t *vp = hpt_vp(t, slot);
 	uint64_t v1 = atomic_load(vp);

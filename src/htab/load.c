@@ -24,11 +24,11 @@ struct htab_loader {
 	hpt_t *table;     /* NULL before START or for no HPT */
 	bool own;         /* table was created by the loader */
 	bool external;    /* the caller gave us the table */
-	bool unshared;    /* opts.unshared: nobody else touches the caller's table */
+	bool exclusive;    /* opts.exclusive: nobody else touches the caller's table */
 	bool populate;    /* opts.populate: back new tables with memory at once */
 	/*
 	 * One bit per 64-slot block that may hold a non-zero entry, kept only
-	 * while nobody else writes the table (own or unshared; NULL otherwise):
+	 * while nobody else writes the table (own or exclusive; NULL otherwise):
 	 * the table is zeroed at START and at a resize header, and only this
 	 * loader writes it. An invalid run then costs the blocks it names that
 	 * hold something, not 16 bytes read per slot: without it an 8-byte
@@ -72,7 +72,7 @@ int htab_loader_create(hpt_t *table, const htab_loader_opts_t *opts, htab_loader
 		l->max_shift = opts->max_shift;
 	}
 	l->max_shift_hint = opts ? opts->max_shift_hint : NULL;
-	l->unshared = opts && opts->unshared;
+	l->exclusive = opts && opts->exclusive;
 	l->populate = opts && opts->populate;
 	if (opts && opts->cfg) {
 		l->cfg = *opts->cfg;
@@ -219,7 +219,7 @@ static int new_table(htab_loader_t *l, mig_file_t *f, hm_error_t *err, int type,
 	l->st.tables++;
 	free(l->dirty);
 	l->dirty = NULL;
-	if (l->own || l->unshared) {
+	if (l->own || l->exclusive) {
 		/* slots / 64 blocks, 64 per word (8 MiB at the stream's limit,
 		 * zero pages until touched). Without it, clears stay correct. */
 		uint64_t words = ((hpt_slots(l->table) >> 6) + 63) >> 6;
@@ -335,14 +335,14 @@ static uint64_t load_buffered(htab_loader_t *l, mig_file_t *f, uint64_t slots, u
 		*ninvalid += ni;
 		bool clear = ni && may_hold(l, (uint64_t)index + nv, ni);
 		if (clear || used - seg >= HTAB_LOAD_SEGMENT) {
-			if (!hpt_write_chunks_unshared(l->table, b + seg, used - seg))
+			if (!hpt_write_chunks_exclusive(l->table, b + seg, used - seg))
 				goto bad;
 			seg = used;
 			if (clear)
 				clear_slots(l, (uint64_t)index + nv, ni);
 		}
 	}
-	if (used > seg && !hpt_write_chunks_unshared(l->table, b + seg, used - seg))
+	if (used > seg && !hpt_write_chunks_exclusive(l->table, b + seg, used - seg))
 		goto bad;
 	goto done;
 bad:
@@ -372,7 +372,7 @@ done:
 static int load_chunks(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *err)
 {
 	uint64_t slots = hpt_slots(l->table);
-	bool raw = l->own || l->unshared;
+	bool raw = l->own || l->exclusive;
 	uint64_t chunks = 0, nvalid = 0, ninvalid = 0;
 	int rc = 0;
 	for (uint64_t n = 0;; n++) {
@@ -434,7 +434,7 @@ static int load_chunks(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *er
 			}
 			/* Bit 0x40 is cleared by hpt_write_entries (hpt.h contract). */
 			if (raw)
-				hpt_write_entries_unshared(l->table, (uint64_t)index + done, k, p);
+				hpt_write_entries_exclusive(l->table, (uint64_t)index + done, k, p);
 			else
 				hpt_write_entries(l->table, (uint64_t)index + done, k, p);
 			mark_blocks(l, (uint64_t)index + done, k);
@@ -531,7 +531,7 @@ int htab_loader_summary(htab_loader_t *l, htab_summary_t *out, hm_error_t *err)
 	}
 	out->shift = hpt_shift(l->table);
 	/* One walk; plain loads when nobody else writes the table. */
-	int rc = hpt_summary(l->table, l->own || l->unshared ? HPT_READ_QUIESCENT : HPT_READ_LOCKED,
+	int rc = hpt_summary(l->table, l->own || l->exclusive ? HPT_READ_QUIESCENT : HPT_READ_LOCKED,
 			     &out->valid, &out->bolted, out->digest);
 	if (rc)
 		return hm_error_set(err, rc, -1, "spapr/htab: digest failed");

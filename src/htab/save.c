@@ -327,7 +327,7 @@ static bool later_bitmap(htab_save_t *s, mig_file_t *f, uint64_t deadline, bool 
 }
 
 /*
- * Linear later pass (the seed's cost model): every block of the table is
+ * Linear later pass (QEMU's cost model): every block of the table is
  * read, whether anything in it changed or not; the changed slots among them
  * (bits taken before the read) are sent. Sweeps from the slot cursor to
  * limit; returns true when it got there (at the table's end the cursor wraps).

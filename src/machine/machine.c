@@ -420,7 +420,7 @@ void machine_spapr_get(const machine_t *m, machine_spapr_t *out)
 	out->guest_timebase = m->tb_is_frozen ? m->tb_frozen : tb_now() + m->tb_offset;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	out->time_of_day_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	out->time_of_the_day_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 void machine_spapr_set(machine_t *m, const machine_spapr_t *in)

@@ -45,6 +45,12 @@ struct dest {
 	mig_conn_t *conn;
 	mig_dest_report_t *rep;
 	htab_loader_t *loader;
+	savevm_registry_t *reg;
+	hpt_t *table;          /* ours until the machine takes it */
+	machine_t *m;          /* the resumed guest */
+	spapr_state_t spapr;
+	savevm_verify_t verify;
+	uint64_t t0, t_conn;   /* start, and when the connection was accepted */
 	bool summary_done;
 	int64_t verify_offset; /* of the hptmig/verify record, for errors */
 	htab_summary_t sum;
@@ -146,17 +152,136 @@ static void refuse(mig_conn_t *c, const hm_error_t *e)
 		mig_rp_send_refused(c, e);
 }
 
+/*
+ * Setup phase: accept (screening strays, with the idle timeout and the
+ * deadline), a fresh table and a loader over it capped at rep->max_shift,
+ * the guest's sections.
+ */
+static int dest_setup(struct dest *d, mig_listener_t *l, hm_error_t *err)
+{
+	const mig_dest_params_t *p = d->p;
+	mig_dest_report_t *rep = d->rep;
+	mig_accept_opts_t ao = {.timeout_ms = p->accept_timeout_ms,
+				.probe_timeout_ms = p->probe_timeout_ms,
+				.max_strays = p->max_strays,
+				.idle_timeout_ms = p->idle_timeout_ms,
+				.deadline_ns = p->deadline_ns,
+				.on_stray = p->on_stray,
+				.opaque = p->stray_opaque};
+	int rc = mig_accept_ex(l, &ao, &d->conn, &rep->strays, err);
+	if (rc)
+		return rc;
+	mig_cancel_attach(p->cancel, d->conn);
+	d->t_conn = hm_now_ns();
+	rep->wait_ns = d->t_conn - d->t0;
+
+	hpt_config_t hc;
+	hpt_config_default(&hc);
+	rc = hpt_create(HPT_SHIFT_MIN, &hc, &d->table, err);
+	if (rc)
+		return rc;
+	/* The table reaches a guest only after the load (machine_create_on). */
+	htab_loader_opts_t lo = {.max_shift = rep->max_shift, .cfg = &hc, .exclusive = true,
+				 .populate = true, .max_shift_hint = p->max_shift_hint};
+	rc = htab_loader_create(d->table, &lo, &d->loader);
+	if (rc)
+		return hm_error_set(err, rc, -1, "out of memory");
+	return mig_register_guest(&d->reg, NULL, d->loader, &d->spapr, &d->verify, err);
+}
+
+/*
+ * Load phase: every record, then the checks: a `spapr/htab` section was
+ * there, the loaded table's digest (already taken after its END record,
+ * overlapping the source's) equals the verify record's.
+ */
+static int dest_load(struct dest *d, hm_error_t *err)
+{
+	mig_dest_report_t *rep = d->rep;
+	mig_file_t *f = mig_conn_file(d->conn);
+	savevm_load_opts_t opts = {.opaque = d, .on_record = dest_on_record,
+				   .on_command = dest_on_command};
+	savevm_load_info_t info;
+	int rc = savevm_load_stream_ex(f, d->reg, &opts, &info, err);
+	rep->bytes_total = mig_file_offset(f);
+	htab_loader_get_stats(d->loader, &rep->htab);
+	if (rc)
+		return rc;
+	if (mig_cancel_requested(d->p->cancel))
+		return hm_error_set(err, HM_E_CANCELLED, -1, "cancelled while loading");
+	/* the peer's bytes: kept as they may be shown */
+	hm_escape(info.machine, strlen(info.machine), 0, rep->machine, sizeof(rep->machine));
+	if (!rep->htab.started)
+		return hm_error_set(err, HM_E_FORMAT, (int64_t)info.eof_offset,
+				    "the stream has no 'spapr/htab' section: not a pseries guest");
+	if (!d->summary_done && (rc = dest_summary(d)) != 0)
+		return hm_error_set(err, rc, -1, "digest of the loaded table: %s", hm_err_str(rc));
+	rep->no_hpt = d->sum.no_hpt;
+	rep->htab_shift = d->sum.no_hpt ? HPT_NO_HPT : d->sum.shift;
+	rep->htab_valid = d->sum.valid;
+	rep->htab_bolted = d->sum.bolted;
+	memcpy(rep->digest, d->sum.digest, HM_SHA256_LEN);
+	if (d->verify.loaded) {
+		rc = savevm_verify_check(&d->verify, d->sum.no_hpt ? VERIFY_NO_HPT : d->sum.shift,
+					 d->sum.valid, d->sum.digest, err);
+		if (rc) {
+			if (err->offset < 0)
+				err->offset = d->verify_offset; /* the record that disagreed */
+			return rc;
+		}
+		rep->verified = true;
+	}
+	rep->load_ns = hm_now_ns() - d->t_conn;
+	return 0;
+}
+
+/*
+ * Resume phase: a guest on the loaded table with the stream's timebase,
+ * RESUMED on the return path, then p->on_resumed (the caller keeps it
+ * running as long as it likes), then the guest stops.
+ */
+static int dest_resume(struct dest *d, hm_error_t *err)
+{
+	const mig_dest_params_t *p = d->p;
+	mig_dest_report_t *rep = d->rep;
+	int rc;
+	if (!d->sum.no_hpt && !p->no_resume) {
+		hpt_t *t = htab_loader_take_table(d->loader);
+		if (t == d->table)
+			d->table = NULL; /* the machine owns it now */
+		machine_config_t gc = p->guest;
+		gc.htab_shift = 0;
+		rc = machine_create_on(&gc, t, &d->m, err);
+		if (!rc) {
+			machine_spapr_t ms = {.guest_timebase = d->spapr.guest_timebase,
+					      .time_of_the_day_ns = d->spapr.time_of_the_day_ns};
+			machine_spapr_set(d->m, &ms);
+			rc = machine_start(d->m, err);
+		}
+		if (rc)
+			return rc;
+		rep->resumed = true;
+	}
+	mig_rp_msg_t msg = {.type = MIG_RP_RESUMED, .valid = d->sum.valid,
+			    .bytes = rep->bytes_total, .load_ns = rep->load_ns};
+	memcpy(msg.digest, d->sum.digest, HM_SHA256_LEN);
+	mig_rp_send_resumed(d->conn, &msg); /* a source gone now changes nothing here */
+
+	if (d->m) {
+		uint64_t r0 = hm_now_ns();
+		if (p->on_resumed)
+			p->on_resumed(p->resumed_opaque, d->m);
+		machine_stop(d->m);
+		machine_get_stats(d->m, &rep->guest);
+		rep->run_ns = hm_now_ns() - r0;
+	}
+	return 0;
+}
+
 int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_t *rep,
 		 hm_error_t *err)
 {
 	mig_dest_params_t defaults;
 	struct dest d = {.verify_offset = -1};
-	mig_conn_t *conn = NULL;
-	savevm_registry_t *reg = NULL;
-	machine_t *m = NULL;
-	spapr_state_t spapr = {0};
-	savevm_verify_t verify = {0};
-	hpt_t *table = NULL;
 	int rc;
 	if (!p) {
 		mig_dest_params_default(&defaults);
@@ -165,148 +290,34 @@ int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_
 	memset(rep, 0, sizeof(*rep));
 	d.p = p;
 	d.rep = rep;
-	uint64_t t0 = hm_now_ns();
-
+	d.t0 = hm_now_ns();
 	rep->max_shift = mig_dest_max_shift(p);
-	mig_accept_opts_t ao = {.timeout_ms = p->accept_timeout_ms,
-				.probe_timeout_ms = p->probe_timeout_ms,
-				.max_strays = p->max_strays,
-				.idle_timeout_ms = p->idle_timeout_ms,
-				.deadline_ns = p->deadline_ns,
-				.on_stray = p->on_stray,
-				.opaque = p->stray_opaque};
-	rc = mig_accept_ex(l, &ao, &conn, &rep->strays, err);
-	if (rc)
-		goto out;
-	mig_cancel_attach(p->cancel, conn);
-	d.conn = conn;
-	uint64_t t_conn = hm_now_ns();
-	rep->wait_ns = t_conn - t0;
-	mig_file_t *f = mig_conn_file(conn);
 
-	hpt_config_t hc;
-	hpt_config_default(&hc);
-	rc = hpt_create(HPT_SHIFT_MIN, &hc, &table, err);
-	if (rc)
-		goto refused;
-	/* The table reaches a guest only after the load (machine_create_on). */
-	htab_loader_opts_t lo = {.max_shift = rep->max_shift, .cfg = &hc, .unshared = true,
-				 .populate = true, .max_shift_hint = p->max_shift_hint};
-	rc = htab_loader_create(table, &lo, &d.loader);
-	if (rc) {
-		hm_error_set(err, rc, -1, "out of memory");
-		goto refused;
-	}
-	rc = savevm_registry_new(&reg);
-	if (rc) {
-		hm_error_set(err, rc, -1, "out of memory");
-		goto refused;
-	}
-	rc = htab_register_load(reg, d.loader, err);
+	rc = dest_setup(&d, l, err);
+	if (rc && !d.conn)
+		goto out; /* nobody to refuse */
 	if (!rc)
-		rc = savevm_register_spapr(reg, &spapr, err);
+		rc = dest_load(&d, err);
 	if (!rc)
-		rc = savevm_register_verify(reg, &verify, err);
-	if (rc)
-		goto refused;
-
-	savevm_load_opts_t opts = {.opaque = &d, .on_record = dest_on_record,
-				   .on_command = dest_on_command};
-	savevm_load_info_t info;
-	rc = savevm_load_stream_ex(f, reg, &opts, &info, err);
-	rep->bytes_total = mig_file_offset(f);
-	htab_loader_get_stats(d.loader, &rep->htab);
-	if (rc)
-		goto refused;
-	if (mig_cancel_requested(p->cancel)) {
-		rc = hm_error_set(err, HM_E_CANCELLED, -1, "cancelled while loading");
-		goto refused;
+		rc = dest_resume(&d, err);
+	if (rc) {
+		if (err->code == 0)
+			hm_error_set(err, rc, -1, "load failed");
+		timeout_message(p, d.conn, rep, err);
+		refuse(d.conn, err);
 	}
-	/* the peer's bytes: kept as they may be shown */
-	hm_escape(info.machine, strlen(info.machine), 0, rep->machine, sizeof(rep->machine));
-	if (!rep->htab.started) {
-		rc = hm_error_set(err, HM_E_FORMAT, (int64_t)info.eof_offset,
-				  "the stream has no 'spapr/htab' section: not a pseries guest");
-		goto refused;
-	}
-	if (!d.summary_done) {
-		rc = dest_summary(&d);
-		if (rc) {
-			hm_error_set(err, rc, -1, "digest of the loaded table: %s", hm_err_str(rc));
-			goto refused;
-		}
-	}
-	rep->no_hpt = d.sum.no_hpt;
-	rep->htab_shift = d.sum.no_hpt ? HPT_NO_HPT : d.sum.shift;
-	rep->htab_valid = d.sum.valid;
-	rep->htab_bolted = d.sum.bolted;
-	memcpy(rep->digest, d.sum.digest, HM_SHA256_LEN);
-	if (verify.loaded) {
-		rc = savevm_verify_check(&verify, d.sum.no_hpt ? VERIFY_NO_HPT : d.sum.shift,
-					 d.sum.valid, d.sum.digest, err);
-		if (rc) {
-			if (err->offset < 0)
-				err->offset = d.verify_offset; /* the record that disagreed */
-			goto refused;
-		}
-		rep->verified = true;
-	}
-	rep->load_ns = hm_now_ns() - t_conn;
-
-	/* Resume the guest on the loaded table. */
-	if (!d.sum.no_hpt && !p->no_resume) {
-		hpt_t *t = htab_loader_take_table(d.loader);
-		if (t == table)
-			table = NULL; /* the machine owns it now */
-		machine_config_t gc = p->guest;
-		gc.htab_shift = 0;
-		rc = machine_create_on(&gc, t, &m, err);
-		if (!rc) {
-			machine_spapr_t ms = {.guest_timebase = spapr.guest_timebase,
-					      .time_of_day_ns = spapr.time_of_the_day_ns};
-			machine_spapr_set(m, &ms);
-			rc = machine_start(m, err);
-		}
-		if (rc)
-			goto refused;
-		rep->resumed = true;
-	}
-	mig_rp_msg_t msg = {.type = MIG_RP_RESUMED, .valid = d.sum.valid,
-			    .bytes = rep->bytes_total, .load_ns = rep->load_ns};
-	memcpy(msg.digest, d.sum.digest, HM_SHA256_LEN);
-	mig_rp_send_resumed(conn, &msg); /* a source gone now changes nothing here */
-
-	if (m && p->run_ns) {
-		uint64_t until = hm_now_ns() + p->run_ns;
-		while (hm_now_ns() < until && !mig_cancel_requested(p->cancel))
-			hm_sleep_ns(10000000);
-	}
-	if (m) {
-		uint64_t r0 = hm_now_ns();
-		machine_stop(m);
-		machine_get_stats(m, &rep->guest);
-		rep->run_ns = p->run_ns ? hm_now_ns() - r0 + p->run_ns : 0;
-	}
-	rc = 0;
-	goto out;
-
-refused:
-	if (err->code == 0)
-		hm_error_set(err, rc, -1, "load failed");
-	timeout_message(p, conn, rep, err);
-	refuse(conn, err);
 out:
 	rep->status = rc;
-	rep->total_ns = hm_now_ns() - t0;
+	rep->total_ns = hm_now_ns() - d.t0;
 	mig_cancel_attach(p->cancel, NULL);
-	if (conn) {
+	if (d.conn) {
 		if (rc)
-			mig_conn_abort(conn);
-		mig_conn_close(conn, NULL);
+			mig_conn_abort(d.conn);
+		mig_conn_close(d.conn, NULL);
 	}
-	machine_destroy(m);
-	savevm_registry_free(reg);
+	machine_destroy(d.m);
+	savevm_registry_free(d.reg);
 	htab_loader_destroy(d.loader); /* borrowed the table: does not free it */
-	hpt_destroy(table);
+	hpt_destroy(d.table);
 	return rc;
 }

@@ -88,7 +88,7 @@ enum mig_policy_answer mig_policy_default(void *opaque, const mig_policy_stats_t
 	return MIG_POLICY_CONTINUE;
 }
 
-enum mig_policy_answer mig_policy_seed(void *opaque, const mig_policy_stats_t *st)
+enum mig_policy_answer mig_policy_qemu_stop_rule(void *opaque, const mig_policy_stats_t *st)
 {
 	(void)opaque;
 	/* QEMU counts the table's pending work as zero: with nothing else to
@@ -242,150 +242,221 @@ static void measure_fixed(struct attempt *a)
 	a->rep->fixed_downtime_ns = a->fixed_ns;
 }
 
-static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_error_t *err)
+/*
+ * Bandwidth sampling: bytes the peer acknowledged (written minus still in
+ * the socket's queue) per second, measured only while the link is busy: a
+ * round that had more work than it sent, or a backlog in the socket. Idle
+ * stretches say nothing about the link. An EWMA of >= 100 ms windows.
+ */
+struct bw_sampler {
+	uint64_t win_ns;    /* window start time, 0 = no window open */
+	uint64_t win_bytes; /* delivered at window start */
+	uint64_t bw;        /* EWMA of the windows, 0 = none yet */
+};
+
+/* Sample after a round that ended at now; returns the bandwidth the policy
+ * sees. *unsent_out: bytes still in the socket's send queue. */
+static uint64_t bw_sample(struct attempt *a, struct bw_sampler *s, bool more_work, uint64_t now,
+			  uint64_t t0, uint64_t *unsent_out)
+{
+	mig_file_t *f = mig_conn_file(a->conn);
+	uint64_t sent = mig_file_offset(f);
+	uint64_t unsent = mig_conn_unsent_bytes(a->conn);
+	uint64_t delivered = sent - (unsent < sent ? unsent : 0);
+	bool busy = more_work || unsent >= 65536;
+	*unsent_out = unsent;
+	if (busy && s->win_ns == 0) {
+		s->win_ns = now;
+		s->win_bytes = delivered;
+	} else if (busy && now - s->win_ns >= 100000000ull) {
+		uint64_t nb = (uint64_t)((double)(delivered - s->win_bytes) * 1e9 /
+					 (double)(now - s->win_ns));
+		if (nb > 0)
+			s->bw = s->bw ? (s->bw + nb) / 2 : nb;
+		s->win_ns = now;
+		s->win_bytes = delivered;
+	} else if (!busy) {
+		s->win_ns = 0;
+	}
+	uint64_t bw_eff = s->bw;
+	if (bw_eff == 0 && now > t0 && delivered > 0)
+		/* No saturated window yet: what the peer acknowledged so far over
+		 * the time so far is a lower bound of the link's rate. (Bytes
+		 * merely queued in the socket are not: a fast first round fills
+		 * the send buffer at memory speed.) */
+		bw_eff = (uint64_t)((double)delivered * 1e9 / (double)(now - t0));
+	if (a->p->max_bandwidth && (bw_eff == 0 || bw_eff > a->p->max_bandwidth))
+		bw_eff = a->p->max_bandwidth;
+	return bw_eff;
+}
+
+/* Auto-converge state across passes. */
+struct converge {
+	uint64_t pass_start_bytes; /* stream offset where this pass began */
+	uint64_t prev_pass_dirty;  /* pending after the previous pass (UINT64_MAX: none) */
+	unsigned not_converging;   /* passes in a row that did not converge */
+};
+
+/*
+ * After a complete pass. Auto-converge as QEMU: when the bytes dirtied
+ * during a pass are more than half of what the pass sent (or did not
+ * shrink), twice in a row, raise the throttle (20 %, then +10 % steps, at
+ * most 99 %).
+ */
+static void auto_converge_step(struct attempt *a, struct converge *c)
+{
+	mig_file_t *f = mig_conn_file(a->conn);
+	uint64_t pass_bytes = mig_file_offset(f) - c->pass_start_bytes;
+	uint64_t dirty = savevm_live_pending_total(a->reg);
+	if (a->p->auto_converge && a->rep->iterations > 1) {
+		if (dirty * 2 > pass_bytes || dirty >= c->prev_pass_dirty)
+			c->not_converging++;
+		else
+			c->not_converging = 0;
+		if (c->not_converging >= 2) {
+			unsigned t = machine_throttle(a->m);
+			machine_set_throttle(a->m, t == 0 ? 20 : (t + 10 > 99 ? 99 : t + 10));
+			c->not_converging = 0;
+		}
+	}
+	c->prev_pass_dirty = dirty;
+	c->pass_start_bytes = mig_file_offset(f);
+}
+
+/*
+ * The policy's statistics after a round. Bytes still in the socket's send
+ * queue (or a shaper) cross the link after the stop too: they are pending.
+ */
+static mig_policy_stats_t policy_stats(struct attempt *a, bool pass_complete, uint64_t elapsed,
+				       uint64_t bw, uint64_t unsent)
+{
+	const mig_params_t *p = a->p;
+	uint64_t pending = savevm_live_pending_total(a->reg) + unsent;
+	uint64_t expected = bw ? (uint64_t)((double)pending * 1e9 / (double)bw) + a->fixed_ns
+			       : UINT64_MAX;
+	return (mig_policy_stats_t){
+		.rounds = a->rep->rounds,
+		.iterations = a->rep->iterations,
+		.pass_complete = pass_complete,
+		.elapsed_ns = elapsed,
+		.bytes_sent = mig_file_offset(mig_conn_file(a->conn)),
+		.bandwidth = bw,
+		.pending_bytes = pending,
+		.expected_downtime_ns = expected,
+		.fixed_downtime_ns = a->fixed_ns,
+		.downtime_limit_ns = p->downtime_limit_ns,
+		.max_iterations = p->max_iterations,
+		.throttle = machine_throttle(a->m),
+	};
+}
+
+/* The policy said STOP: note what it saw and why, for the report. */
+static void note_stop(struct attempt *a, const mig_policy_stats_t *st)
 {
 	const mig_params_t *p = a->p;
 	mig_report_t *rep = a->rep;
+	uint64_t expected = st->expected_downtime_ns;
+	rep->pending_at_stop = st->pending_bytes;
+	rep->expected_downtime_ns = expected == UINT64_MAX ? 0 : expected;
+	snprintf(rep->stop_reason, sizeof(rep->stop_reason), "%s",
+		 expected <= p->downtime_limit_ns ? "converged"
+		 : a->fixed_ns >= p->downtime_limit_ns ? "fixed-cost-over-limit"
+		 : (p->max_iterations && rep->iterations >= p->max_iterations) ? "max-iterations"
+									      : "policy");
+}
+
+/* Before each round: a cancel or the overall timeout ends the precopy (the
+ * guest never noticed). */
+static int precopy_check_limits(struct attempt *a, uint64_t run_t0, hm_error_t *err)
+{
+	const mig_params_t *p = a->p;
+	if (mig_cancel_requested(p->cancel))
+		return hm_error_set(err, HM_E_CANCELLED, -1,
+				    "migration cancelled before the guest was stopped");
+	if (p->timeout_ns && hm_now_ns() - run_t0 >= p->timeout_ns) {
+		a->retryable = false;
+		return hm_error_set(err, HM_E_TIMEOUT, -1,
+				    "timeout: not converged after %llu s (%u passes, %llu bytes pending)",
+				    (unsigned long long)(p->timeout_ns / 1000000000ull),
+				    a->rep->iterations,
+				    (unsigned long long)savevm_live_pending_total(a->reg));
+	}
+	return 0;
+}
+
+/* One round: iterate within the budget, flush, wait out the rate limit.
+ * Returns savevm_live_iterate's answer (1: all current work sent). */
+static int precopy_round(struct attempt *a, uint64_t *r1, hm_error_t *err)
+{
 	mig_file_t *f = mig_conn_file(a->conn);
+	int rc = savevm_live_iterate(a->reg, f, a->p->round_budget_ns, err);
+	if (rc < 0)
+		return rc;
+	if (mig_flush_err(f, err) != 0)
+		return err->code;
+	bool limited = mig_file_rate_limit_exceeded(f);
+	*r1 = hm_now_ns();
+	a->rep->rounds++;
+	if (limited) {
+		int rc2 = mig_file_rate_wait(f);
+		if (rc2 != 0) {
+			*err = *mig_file_error(f);
+			return rc2;
+		}
+	}
+	return rc;
+}
+
+/*
+ * Precopy: rounds until the policy says STOP (returns 0) or ABORT, a
+ * cancel, the timeout or an error (negative; the guest still runs).
+ */
+static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_error_t *err)
+{
+	const mig_params_t *p = a->p;
 	mig_policy_fn policy = p->policy ? p->policy : mig_policy_default;
-	uint64_t win_bytes = 0, win_ns = 0, bw = 0;
+	struct bw_sampler bws = {0};
+	struct converge conv = {.pass_start_bytes = mig_file_offset(mig_conn_file(a->conn)),
+				.prev_pass_dirty = UINT64_MAX};
 	uint64_t last_progress = 0;
-	uint64_t pass_start_bytes = mig_file_offset(f);
-	uint64_t prev_pass_dirty = UINT64_MAX;
-	unsigned not_converging = 0;
-	int rc, rc2;
 
 	for (;;) {
-		if (mig_cancel_requested(p->cancel))
-			return hm_error_set(err, HM_E_CANCELLED, -1,
-					    "migration cancelled before the guest was stopped");
-		uint64_t now = hm_now_ns();
-		if (p->timeout_ns && now - run_t0 >= p->timeout_ns) {
-			a->retryable = false;
-			return hm_error_set(err, HM_E_TIMEOUT, -1,
-					    "timeout: not converged after %llu s (%u passes, %llu bytes pending)",
-					    (unsigned long long)(p->timeout_ns / 1000000000ull),
-					    rep->iterations,
-					    (unsigned long long)savevm_live_pending_total(a->reg));
-		}
-		rc = savevm_live_iterate(a->reg, f, p->round_budget_ns, err);
+		uint64_t r1 = 0, unsent;
+		int rc = precopy_check_limits(a, run_t0, err);
+		if (!rc)
+			rc = precopy_round(a, &r1, err);
 		if (rc < 0)
 			return rc;
-		if (mig_flush_err(f, err) != 0)
-			return err->code;
-		bool limited = mig_file_rate_limit_exceeded(f);
-		uint64_t r1 = hm_now_ns();
-		rep->rounds++;
-		if (limited) {
-			rc2 = mig_file_rate_wait(f);
-			if (rc2 != 0) {
-				*err = *mig_file_error(f);
-				return rc2;
-			}
-		}
-		uint64_t r2 = hm_now_ns();
-		/*
-		 * Bandwidth = bytes the peer acknowledged (written minus still in
-		 * the socket's queue) per second, measured only while the link is
-		 * busy: a round that had more work than it sent, or a backlog in
-		 * the socket. Idle stretches say nothing about the link.
-		 */
-		uint64_t unsent = mig_conn_unsent_bytes(a->conn);
-		uint64_t delivered = mig_file_offset(f) - (unsent < mig_file_offset(f) ? unsent : 0);
-		bool busy = rc == 0 || unsent >= 65536;
-		if (busy && win_ns == 0) {
-			win_ns = r2;          /* window start time */
-			win_bytes = delivered; /* delivered at window start */
-		} else if (busy && r2 - win_ns >= 100000000ull) {
-			uint64_t nb = (uint64_t)((double)(delivered - win_bytes) * 1e9 /
-						 (double)(r2 - win_ns));
-			if (nb > 0)
-				bw = bw ? (bw + nb) / 2 : nb;
-			win_ns = r2;
-			win_bytes = delivered;
-		} else if (!busy) {
-			win_ns = 0;
-		}
-		uint64_t bw_eff = bw;
-		if (bw_eff == 0 && r2 > t0 && delivered > 0)
-			/* No saturated window yet: what the peer acknowledged so far
-			 * over the time so far is a lower bound of the link's rate.
-			 * (Bytes merely queued in the socket are not: a fast first
-			 * round fills the send buffer at memory speed.) */
-			bw_eff = (uint64_t)((double)delivered * 1e9 / (double)(r2 - t0));
-		if (p->max_bandwidth && (bw_eff == 0 || bw_eff > p->max_bandwidth))
-			bw_eff = p->max_bandwidth;
+		uint64_t bw = bw_sample(a, &bws, rc == 0, hm_now_ns(), t0, &unsent);
 		if (rc == 1) {
-			rep->iterations++;
-			/* Auto-converge as QEMU: when the bytes dirtied during a pass
-			 * are more than half of what the pass sent, twice in a row,
-			 * raise the throttle (20%, then +10% steps, at most 99%). */
-			uint64_t pass_bytes = mig_file_offset(f) - pass_start_bytes;
-			uint64_t dirty = savevm_live_pending_total(a->reg);
-			if (p->auto_converge && rep->iterations > 1) {
-				if (dirty * 2 > pass_bytes || dirty >= prev_pass_dirty)
-					not_converging++;
-				else
-					not_converging = 0;
-				if (not_converging >= 2) {
-					unsigned t = machine_throttle(a->m);
-					machine_set_throttle(a->m, t == 0 ? 20 : (t + 10 > 99 ? 99 : t + 10));
-					not_converging = 0;
-				}
-			}
-			prev_pass_dirty = dirty;
-			pass_start_bytes = mig_file_offset(f);
+			a->rep->iterations++;
+			auto_converge_step(a, &conv);
+			/* About to find the limit out of reach because of the
+			 * fixed cost alone: make sure of that cost with another
+			 * sample first. */
+			if (a->fixed_ns >= p->downtime_limit_ns &&
+			    a->digest_samples < MIG_FIXED_SAMPLES)
+				measure_fixed(a);
 		}
-		/* Bytes still in the socket's send queue (or a shaper) cross the
-		 * link after the stop too. */
-		/* About to find the limit out of reach because of the fixed cost
-		 * alone: make sure of that cost with another sample first. */
-		if (rc == 1 && a->fixed_ns >= p->downtime_limit_ns &&
-		    a->digest_samples < MIG_FIXED_SAMPLES)
-			measure_fixed(a);
-		uint64_t pending = savevm_live_pending_total(a->reg) + unsent;
-		uint64_t expected = bw_eff ? (uint64_t)((double)pending * 1e9 / (double)bw_eff) +
-						     a->fixed_ns
-					   : UINT64_MAX;
-		mig_policy_stats_t st = {
-			.rounds = rep->rounds,
-			.iterations = rep->iterations,
-			.pass_complete = rc == 1,
-			.elapsed_ns = r1 - t0,
-			.bytes_sent = mig_file_offset(f),
-			.bandwidth = bw_eff,
-			.pending_bytes = pending,
-			.expected_downtime_ns = expected,
-			.fixed_downtime_ns = a->fixed_ns,
-			.downtime_limit_ns = p->downtime_limit_ns,
-			.max_iterations = p->max_iterations,
-			.throttle = machine_throttle(a->m),
-		};
-		rep->bandwidth = bw_eff;
+		mig_policy_stats_t st = policy_stats(a, rc == 1, r1 - t0, bw, unsent);
+		a->rep->bandwidth = bw;
 		enum mig_policy_answer ans = policy(p->policy_opaque, &st);
 		if (r1 - last_progress >= 200000000ull) {
-			progress(a, "iterate", pending, bw_eff, expected, t0);
+			progress(a, "iterate", st.pending_bytes, bw, st.expected_downtime_ns, t0);
 			last_progress = r1;
 		}
 		if (ans == MIG_POLICY_ABORT)
 			return hm_error_set(err, HM_E_CANCELLED, -1,
 					    "the precopy policy aborted the migration after %u passes",
-					    rep->iterations);
+					    a->rep->iterations);
 		if (ans == MIG_POLICY_STOP) {
-			rep->pending_at_stop = pending;
-			rep->expected_downtime_ns = expected == UINT64_MAX ? 0 : expected;
-			snprintf(rep->stop_reason, sizeof(rep->stop_reason), "%s",
-				 expected <= p->downtime_limit_ns ? "converged"
-				 : a->fixed_ns >= p->downtime_limit_ns ? "fixed-cost-over-limit"
-				 : (p->max_iterations && rep->iterations >= p->max_iterations)
-					 ? "max-iterations"
-					 : "policy");
+			note_stop(a, &st);
 			return 0;
 		}
 		if (rc == 1) {
 			/* All current work is out: give the guest time to change
-			 * something (and the link time to drain) rather than spinning
-			 * over a table that hardly changed. */
+			 * something (and the link time to drain) rather than
+			 * spinning over a table that hardly changed. */
 			hm_sleep_ns(5000000);
 		}
 	}
@@ -549,15 +620,16 @@ static int await_resumed(struct attempt *a, uint64_t t0, hm_error_t *err)
 	return 0;
 }
 
-static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
+/*
+ * Setup phase: connect, register the guest's sections, header, the round
+ * trip, START records, then back the table with memory and measure the
+ * fixed cost of a stop. Any failure leaves the guest running untouched.
+ */
+static int attempt_setup(struct attempt *a, mig_uri_t *uri, uint64_t t0, hm_error_t *err)
 {
 	const mig_params_t *p = a->p;
-	mig_report_t *rep = a->rep;
-	machine_t *m = a->m;
-	hpt_t *h = machine_hpt(m);
-	uint64_t t0 = hm_now_ns();
+	hpt_t *h = machine_hpt(a->m);
 	int rc;
-	a->retryable = true;
 
 	progress(a, "setup", 0, 0, 0, t0);
 	rc = mig_connect(uri, p->connect_timeout_ms, &a->conn, err);
@@ -566,27 +638,18 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 	mig_cancel_attach(p->cancel, a->conn);
 	mig_file_t *f = mig_conn_file(a->conn);
 	mig_file_set_rate_limit(f, p->max_bandwidth);
-	rep->return_path = mig_conn_has_return_path(a->conn);
+	a->rep->return_path = mig_conn_has_return_path(a->conn);
 
 	htab_save_opts_t ho;
 	htab_save_opts_default(&ho);
 	ho.scan = p->scan;
 	rc = htab_save_create(h, &ho, &a->hs, err);
-	if (rc)
-		return rc;
-	rc = savevm_registry_new(&a->reg);
-	if (rc)
-		return hm_error_set(err, rc, -1, "out of memory");
-	rc = htab_register_save(a->reg, a->hs, err);
 	if (!rc)
-		rc = savevm_register_spapr(a->reg, &a->spapr, err);
-	if (!rc && !p->qemu_pure)
-		rc = savevm_register_verify(a->reg, &a->verify, err);
-	if (rc)
-		return rc;
-
-	rc = savevm_write_header(a->reg, f, p->machine_name ? p->machine_name : MIG_MACHINE_NAME,
-				 err);
+		rc = mig_register_guest(&a->reg, a->hs, NULL, &a->spapr,
+					p->qemu_pure ? NULL : &a->verify, err);
+	if (!rc)
+		rc = savevm_write_header(a->reg, f,
+					 p->machine_name ? p->machine_name : MIG_MACHINE_NAME, err);
 	if (!rc)
 		rc = measure_rtt(a, f, err);
 	if (!rc) {
@@ -597,7 +660,7 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 		rc = mig_flush_err(f, err);
 	if (rc)
 		return rc;
-	rep->setup_ns = hm_now_ns() - t0;
+	a->rep->setup_ns = hm_now_ns() - t0;
 
 	/* Back the whole table with memory first (a lazily mapped table's
 	 * untouched parts would be faulted in by the first full walk: seconds
@@ -605,28 +668,38 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 	 * below nor the digest in the downtime pay for it. */
 	if ((rc = hpt_populate(h, err)) != 0)
 		return rc;
-
 	measure_fixed(a);
+	return 0;
+}
 
-	rc = attempt_precopy(a, t0, a->run_t0, err);
-	if (rc)
-		return rc;
+/*
+ * Stop-and-copy phase: pause the guest, the timebase into `spapr`, a
+ * resize caught at the stop, END records, the digest into `hptmig/verify`
+ * (while the destination loads the final pass), FULL records, EOF, vmdesc.
+ * A failed pause returns with the guest running; from a successful pause on
+ * rep->stopped is set and any failure resumes the guest (the caller does).
+ */
+static int attempt_stop_and_copy(struct attempt *a, uint64_t t0, hm_error_t *err)
+{
+	const mig_params_t *p = a->p;
+	mig_report_t *rep = a->rep;
+	hpt_t *h = machine_hpt(a->m);
+	mig_file_t *f = mig_conn_file(a->conn);
+	int rc;
 
-	/* ---- stop and copy: from here on the guest is stopped; any failure
-	 * resumes it on the source. */
 	progress(a, "stop", rep->pending_at_stop, rep->bandwidth, rep->expected_downtime_ns, t0);
 	uint64_t t_stop = hm_now_ns();
-	rc = machine_pause(m, p->pause_timeout_ns, err);
+	rc = machine_pause(a->m, p->pause_timeout_ns, err);
 	if (rc)
 		return rc; /* pause withdrawn: the guest runs on */
 	a->t_stop = t_stop;
 	rep->stopped = true;
 	rep->pause_ns = hm_now_ns() - t_stop;
 	machine_spapr_t ms;
-	machine_spapr_get(m, &ms);
+	machine_spapr_get(a->m, &ms);
 	a->spapr.guest_timebase = ms.guest_timebase;
-	a->spapr.time_of_the_day_ns = ms.time_of_day_ns;
-	htab_save_stats_t before;
+	a->spapr.time_of_the_day_ns = ms.time_of_the_day_ns;
+	htab_save_stats_t before, after;
 	htab_save_get_stats(a->hs, &before);
 	rc = resized_at_stop(a, f, err);
 	if (!rc)
@@ -647,7 +720,6 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 		rc = savevm_write_eof_and_vmdesc(a->reg, f, err);
 	if (!rc)
 		rc = mig_flush_err(f, err);
-	htab_save_stats_t after;
 	htab_save_get_stats(a->hs, &after);
 	rep->final_entries = after.valid_sent + after.invalid_sent - before.valid_sent -
 			     before.invalid_sent;
@@ -657,27 +729,55 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 		return rc;
 	}
 	rep->bytes_total = mig_file_offset(f);
+	return 0;
+}
 
+/*
+ * The whole stream is out, the guest stopped. With a return path, await
+ * the destination's answer (await_resumed); without, the downtime ends at
+ * the last byte and the guest stays paused. Then close (an exec: command
+ * that failed means the stream may not have arrived).
+ */
+static int attempt_finish(struct attempt *a, uint64_t t0, hm_error_t *err)
+{
+	const mig_params_t *p = a->p;
+	mig_report_t *rep = a->rep;
+	int rc;
 	if (mig_conn_has_return_path(a->conn)) {
 		rc = await_resumed(a, t0, err);
 		if (rc)
 			return rc;
 	} else {
-		rep->downtime_ns = hm_now_ns() - t_stop;
+		rep->downtime_ns = hm_now_ns() - a->t_stop;
 		rep->downtime_end = MIG_DOWNTIME_LAST_BYTE;
 		rep->guest = MIG_GUEST_PAUSED_ON_SOURCE;
 		if (p->qemu_pure) /* our own digest, for the report */
-			hpt_summary(h, HPT_READ_QUIESCENT, NULL, NULL, rep->digest);
+			hpt_summary(machine_hpt(a->m), HPT_READ_QUIESCENT, NULL, NULL, rep->digest);
 	}
 	rc = mig_conn_close(a->conn, err);
 	a->conn = NULL;
 	mig_cancel_attach(p->cancel, NULL);
 	if (rc) {
-		/* exec: the command failed; the stream may not have arrived. */
 		hm_error_prefix(err, "after the guest was stopped: ");
 		return rc;
 	}
 	return 0;
+}
+
+/* One attempt: setup, precopy, stop-and-copy, the destination's answer. */
+static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
+{
+	uint64_t t0 = hm_now_ns();
+	int rc;
+	a->retryable = true;
+	rc = attempt_setup(a, uri, t0, err);
+	if (!rc)
+		rc = attempt_precopy(a, t0, a->run_t0, err);
+	if (!rc)
+		rc = attempt_stop_and_copy(a, t0, err);
+	if (!rc)
+		rc = attempt_finish(a, t0, err);
+	return rc;
 }
 
 static void attempt_cleanup(struct attempt *a)

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "hptmig/hpt.h"
+#include "hpt/hpt_inspect.h"
 
 struct htab_end {
 	const uint8_t *p; /* first chunk */

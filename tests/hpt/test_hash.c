@@ -8,6 +8,7 @@
 #include "testutil.h"
 
 #include "hptmig/hpt.h"
+#include "hpt/hpt_inspect.h"
 
 static void test_hash_known(void **state)
 {

@@ -10,6 +10,7 @@
 #include "testutil.h"
 
 #include "hptmig/hpt.h"
+#include "hpt/hpt_inspect.h"
 
 #define SHIFT 18
 #define SLOTS (UINT64_C(1) << (SHIFT - 4))

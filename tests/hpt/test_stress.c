@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "hptmig/hpt.h"
+#include "hpt/hpt_inspect.h"
 
 #define MAX_SHIFT 19
 #define MAX_SLOTS (UINT64_C(1) << (MAX_SHIFT - 4))

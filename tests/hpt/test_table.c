@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "hptmig/hpt.h"
+#include "hpt/hpt_inspect.h"
 
 static void test_create_limits(void **state)
 {
@@ -301,10 +302,10 @@ static void test_digest_random(void **state)
 	hpt_destroy(h);
 }
 
-/* The unshared bulk write stores what the locked one stores (0x40 cleared,
+/* The exclusive bulk write stores what the locked one stores (0x40 cleared,
  * invalid entries included), and hpt_summary agrees with hpt_digest and
  * hpt_count on the result. */
-static void test_write_unshared_and_summary(void **state)
+static void test_write_exclusive_and_summary(void **state)
 {
 	(void)state;
 	uint64_t seed = tu_seed("unshared write");
@@ -325,7 +326,7 @@ static void test_write_unshared_and_summary(void **state)
 		hm_store_be64(buf + i * HPTE64_SIZE + 8, r);
 	}
 	assert_int_equal(hpt_write_entries(a, 100, n, buf), n);
-	assert_int_equal(hpt_write_entries_unshared(b, 100, n, buf), n);
+	assert_int_equal(hpt_write_entries_exclusive(b, 100, n, buf), n);
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t va, ra, vb, rb;
 		hpt_read_entry(a, 100 + i, &va, &ra);
@@ -334,7 +335,7 @@ static void test_write_unshared_and_summary(void **state)
 		assert_true((vb & HPTE64_V_HVLOCK) == 0);
 	}
 	/* clipped at the table's end, as hpt_write_entries */
-	assert_int_equal(hpt_write_entries_unshared(b, hpt_slots(b) - 10, n, buf), 10);
+	assert_int_equal(hpt_write_entries_exclusive(b, hpt_slots(b) - 10, n, buf), 10);
 	assert_int_equal(hpt_write_entries(a, hpt_slots(a) - 10, n, buf), 10);
 	uint8_t d1[32], d2[32];
 	uint64_t v1, b1, v2, b2;
@@ -354,7 +355,7 @@ static void test_write_unshared_and_summary(void **state)
 
 /*
  * The digest and the counts in every read mode follow every way an entry
- * changes (single and bulk writes, locked and unshared, clears, H_REMOVE,
+ * changes (single and bulk writes, locked and exclusive, clears, H_REMOVE,
  * H_BULK_REMOVE, tracking on and off, reset): after each round of random
  * operations they equal a walk over every slot, entry by entry.
  */
@@ -392,7 +393,7 @@ static void test_summary_random(void **state)
 				if (tu_rand(&rs) & 1)
 					hpt_write_entries(h, s, n, buf);
 				else
-					hpt_write_entries_unshared(h, s, n, buf);
+					hpt_write_entries_exclusive(h, s, n, buf);
 				break;
 			case 3:
 				hpt_clear_entries(h, s, n);
@@ -670,9 +671,9 @@ static uint8_t *put_chunk(uint8_t *p, uint32_t first, uint16_t n, uint64_t *rs, 
 }
 
 /*
- * hpt_write_chunks_unshared stores what hpt_write_entries stores for each
+ * hpt_write_chunks_exclusive stores what hpt_write_entries stores for each
  * chunk's valid run (0x40 cleared, invalid runs untouched, clipped at the
- * table's end), on the unshared and the tracked path, and says false for
+ * table's end), on the exclusive and the tracked path, and says false for
  * an entry without the valid bit (stored or clipped) and for a cut chunk.
  */
 static void test_write_chunks(void **state)
@@ -699,7 +700,7 @@ static void test_write_chunks(void **state)
 		uint8_t *q = p;
 		p = put_chunk(p, (uint32_t)(slots - 2), 5, &rs, -1);
 		hpt_write_entries(a, slots - 2, 5, q + 8);
-		assert_true(hpt_write_chunks_unshared(b, buf, (size_t)(p - buf)));
+		assert_true(hpt_write_chunks_exclusive(b, buf, (size_t)(p - buf)));
 		uint8_t da[32], db[32];
 		assert_int_equal(hpt_digest(a, da), 0);
 		assert_int_equal(hpt_digest(b, db), 0);
@@ -710,16 +711,16 @@ static void test_write_chunks(void **state)
 		}
 		/* an entry without the valid bit: stored, and false */
 		p = put_chunk(buf, 300, 4, &rs, 2);
-		assert_false(hpt_write_chunks_unshared(b, buf, (size_t)(p - buf)));
+		assert_false(hpt_write_chunks_exclusive(b, buf, (size_t)(p - buf)));
 		uint64_t v, r;
 		assert_true(hpt_read_entry(b, 302, &v, &r));
 		assert_false(v & HPTE64_V_VALID);
 		/* ... also when it lies beyond the table's end (not stored) */
 		p = put_chunk(buf, (uint32_t)(slots - 1), 3, &rs, 2);
-		assert_false(hpt_write_chunks_unshared(b, buf, (size_t)(p - buf)));
+		assert_false(hpt_write_chunks_exclusive(b, buf, (size_t)(p - buf)));
 		/* a cut chunk */
 		p = put_chunk(buf, 10, 4, &rs, -1);
-		assert_false(hpt_write_chunks_unshared(b, buf, (size_t)(p - buf) - 1));
+		assert_false(hpt_write_chunks_exclusive(b, buf, (size_t)(p - buf) - 1));
 		free(buf);
 		hpt_destroy(a);
 		hpt_destroy(b);
@@ -735,7 +736,7 @@ int main(void)
 		cmocka_unit_test(test_tracking),
 		cmocka_unit_test(test_digest_kat),
 		cmocka_unit_test(test_digest_random),
-		cmocka_unit_test(test_write_unshared_and_summary),
+		cmocka_unit_test(test_write_exclusive_and_summary),
 		cmocka_unit_test(test_summary_random),
 		cmocka_unit_test(test_populate),
 		cmocka_unit_test(test_write_chunks),

@@ -8,6 +8,7 @@
 #ifndef HPTMIG_TEST_HTAB_TEST_H
 #define HPTMIG_TEST_HTAB_TEST_H
 
+#include "hpt/hpt_inspect.h"
 #include "testutil.h"
 
 #include <stdlib.h>

@@ -6,6 +6,7 @@
  * named HM_E_* code. Also: error offsets and messages, the max_shift cap,
  * loading into a caller's table, and a randomized encode/load property.
  */
+#include "hpt/hpt_inspect.h"
 #include "testutil.h"
 
 #include <stdio.h>
@@ -384,7 +385,7 @@ static void test_random_property(void **state)
 /*
  * Invalid runs against a model: random valid and invalid runs (partial and
  * whole 64-slot blocks, runs over clean regions, repeated clears) loaded by
- * a loader on its own table (block bookkeeping on), on a caller's unshared
+ * a loader on its own table (block bookkeeping on), on a caller's exclusive
  * table (on) and on a caller's shared table (off): each slot must match.
  */
 static void put_be(uint8_t **q, uint64_t v, int bytes)
@@ -408,7 +409,7 @@ static void test_invalid_runs_model(void **state)
 		memset(mr, 0, slots * sizeof(uint64_t));
 		hpt_t *ext = NULL;
 		htab_loader_t *l;
-		htab_loader_opts_t o = {.unshared = mode == 1};
+		htab_loader_opts_t o = {.exclusive = mode == 1};
 		if (mode > 0)
 			assert_int_equal(hpt_create(18, NULL, &ext, NULL), 0);
 		assert_int_equal(htab_loader_create(ext, &o, &l), 0);

@@ -8,6 +8,7 @@
  * shift, then a new first pass), complete after a resize refused, run
  * lengths capped at 65535, pending estimates, and the savevm glue.
  */
+#include "hpt/hpt_inspect.h"
 #include "htab_test.h"
 
 #include "hptmig/savevm.h"

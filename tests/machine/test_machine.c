@@ -5,6 +5,7 @@
  * hypercall boundary (nothing changes while paused), resume, rate and
  * throttle, and the spapr timebase.
  */
+#include "hpt/hpt_inspect.h"
 #include "testutil.h"
 
 #include <stdio.h>
@@ -270,7 +271,7 @@ static void test_create_on_and_spapr(void **state)
 	hpt_count(h, &valid, NULL);
 	assert_int_equal(valid, 0);
 	assert_int_equal(machine_config(m)->ram_bytes, UINT64_C(1) << 26);
-	machine_spapr_t in = {.guest_timebase = UINT64_C(123456789000), .time_of_day_ns = 5};
+	machine_spapr_t in = {.guest_timebase = UINT64_C(123456789000), .time_of_the_day_ns = 5};
 	machine_spapr_set(m, &in);
 	machine_spapr_t out;
 	machine_spapr_get(m, &out);

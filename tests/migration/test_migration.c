@@ -202,7 +202,16 @@ static void *dest_main(void *arg)
 	return NULL;
 }
 
-static void dest_start(struct dest_thread *d, const char *uri)
+/* The resumed destination guest runs 20 ms before it stops. */
+static void dest_run_20ms(void *opaque, machine_t *m)
+{
+	(void)opaque;
+	(void)m;
+	hm_sleep_ns(20000000);
+}
+
+static void dest_start_hook(struct dest_thread *d, const char *uri,
+			    void (*hook)(void *, machine_t *), void *opaque)
 {
 	mig_uri_t u;
 	memset(d, 0, sizeof(*d));
@@ -211,8 +220,14 @@ static void dest_start(struct dest_thread *d, const char *uri)
 	mig_dest_params_default(&d->p);
 	d->p.accept_timeout_ms = 20000;
 	d->p.guest.vcpus = 1;
-	d->p.run_ns = 20000000;
+	d->p.on_resumed = hook;
+	d->p.resumed_opaque = opaque;
 	assert_int_equal(pthread_create(&d->t, NULL, dest_main, d), 0);
+}
+
+static void dest_start(struct dest_thread *d, const char *uri)
+{
+	dest_start_hook(d, uri, dest_run_20ms, NULL);
 }
 
 static void dest_join(struct dest_thread *d)
@@ -268,6 +283,62 @@ static void migrate_ok(machine_t *m, const char *uri, mig_params_t *p)
 	assert_int_equal(d.rep.guest.unexpected, 0);
 }
 
+/* What the destination handed its on_resumed hook. */
+struct resumed_seen {
+	unsigned calls;
+	bool running;     /* the guest's vCPUs were running when it was called */
+	uint64_t hcalls;  /* hypercalls the guest made while the hook waited */
+};
+
+static void dest_record_resumed(void *opaque, machine_t *m)
+{
+	struct resumed_seen *r = opaque;
+	machine_stats_t a, b;
+	r->calls++;
+	r->running = !machine_paused(m);
+	machine_get_stats(m, &a);
+	/* at least 30 ms, and until the guest made a hypercall (bounded: a
+	 * loaded machine may not schedule its vCPU at once) */
+	uint64_t t0 = hm_now_ns();
+	do {
+		hm_sleep_ns(10000000);
+		machine_get_stats(m, &b);
+	} while (hm_now_ns() - t0 < 30000000ull ||
+		 (b.hcalls == a.hcalls && hm_now_ns() - t0 < 5000000000ull));
+	r->hcalls = b.hcalls - a.hcalls;
+}
+
+/*
+ * The destination calls on_resumed once, after the resume, with the
+ * running guest, and stops it only when the hook returns (the CLI's --run
+ * lives in tools/ on this hook); run_ns covers the hook's time.
+ */
+static void test_dest_on_resumed(void **state)
+{
+	(void)state;
+	char uri[600];
+	struct dest_thread d;
+	struct resumed_seen seen = {0};
+	mig_report_t rep;
+	mig_params_t p;
+	hm_error_t e;
+	hm_error_clear(&e);
+	mig_params_default(&p);
+	machine_t *m = guest(20, 1, 0);
+	snprintf(uri, sizeof(uri), "unix:%s/resumed.sock", tu_tmp);
+	dest_start_hook(&d, uri, dest_record_resumed, &seen);
+	int rc = mig_source_run(m, uri, &p, &rep, &e);
+	dest_join(&d);
+	if (rc || d.rc)
+		fail_msg("source: %s / destination: %s", e.msg, d.err.msg);
+	assert_true(d.rep.resumed);
+	assert_int_equal(seen.calls, 1);
+	assert_true(seen.running);
+	assert_true(seen.hcalls > 0);
+	assert_true(d.rep.run_ns >= 30000000ull);
+	machine_destroy(m);
+}
+
 static void test_migrate_in_process(void **state)
 {
 	(void)state;
@@ -283,7 +354,7 @@ static void test_migrate_in_process(void **state)
 	/* the seed's policy and linear scan also produce a correct copy */
 	m = guest(20, 2, 20000);
 	mig_params_default(&p);
-	p.policy = mig_policy_seed;
+	p.policy = mig_policy_qemu_stop_rule;
 	p.scan = HTAB_SCAN_LINEAR;
 	migrate_ok(m, uri, &p);
 	machine_destroy(m);
@@ -589,6 +660,7 @@ int main(void)
 		cmocka_unit_test(test_return_path),
 		cmocka_unit_test(test_return_path_bad_bytes),
 		cmocka_unit_test(test_migrate_in_process),
+		cmocka_unit_test(test_dest_on_resumed),
 		cmocka_unit_test(test_failure_leaves_guest_running),
 		cmocka_unit_test(test_policy_abort_and_cancel),
 		cmocka_unit_test(test_resize_before_stop),
