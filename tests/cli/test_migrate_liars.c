@@ -166,7 +166,10 @@ static void relay_conn(struct relay *r, enum mode mode, bool with_dest)
 			while (rpn >= 4 && rpn >= 4u + hm_load_be16(rp + 2)) {
 				size_t ml = 4u + hm_load_be16(rp + 2);
 				uint16_t type = hm_load_be16(rp);
-				bool answer = a_eof; /* after the stream: the final answer */
+				/* RESUMED (1) or REFUSED (2) is the final answer; the
+				 * destination may send it before this relay has seen the
+				 * source's half-close, so go by the type, not by a_eof */
+				bool answer = type == 1 || type == 2;
 				if (type == 1 && mode == M_LIE)
 					rp[4] ^= 0x5a;
 				if (!a_open || (answer && (mode == M_SILENT || mode == M_PONG_FLOOD ||
