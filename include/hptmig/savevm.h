@@ -14,45 +14,22 @@
 #include <stdint.h>
 
 #include "hptmig/base.h"
+#include "hptmig/qemu_wire.h"
 #include "hptmig/stream.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* ------------------------------------------------------- wire constants */
+/* --------------------------------------------------------------- limits */
 
-/* wire-format.md §1. All integers big-endian. */
-#define SAVEVM_MAGIC 0x5145564du        /* "QEVM" */
-#define SAVEVM_VERSION 3u               /* 2 is obsolete and rejected */
-#define SAVEVM_VERSION_OBSOLETE 2u
-
-enum savevm_record_type {
-	QEMU_VM_EOF = 0x00,
-	QEMU_VM_SECTION_START = 0x01,
-	QEMU_VM_SECTION_PART = 0x02,
-	QEMU_VM_SECTION_END = 0x03,
-	QEMU_VM_SECTION_FULL = 0x04,
-	QEMU_VM_SUBSECTION = 0x05,
-	QEMU_VM_VMDESCRIPTION = 0x06,
-	QEMU_VM_CONFIGURATION = 0x07,
-	QEMU_VM_COMMAND = 0x08,
-	QEMU_VM_SECTION_FOOTER = 0x7e,
-};
-
-/* COMMAND numbers (QEMU's enum qemu_vm_cmd); only SWITCHOVER_START is accepted by default. */
-#define MIG_CMD_PING 2u /* be32 value: the destination answers PONG on its return path */
-#define MIG_CMD_SWITCHOVER_START 11u
-
+/* Record types, magic, version and COMMAND numbers: hptmig/qemu_wire.h. */
 /* Longest idstr / subsection name on the wire (u8 length). */
 #define SAVEVM_IDSTR_MAX 255u
 /* Largest vmdesc JSON the reader accepts (bytes). */
 #define SAVEVM_VMDESC_MAX (64u << 20)
 /* Largest machine name in the configuration record (bytes). */
 #define SAVEVM_MACHINE_MAX 255u
-
-/* Human name of a record type byte ("SECTION_START", ... or "unknown"). */
-const char *savevm_record_name(int type);
 
 /* ------------------------------------------------------ vmstate engine */
 
@@ -342,7 +319,7 @@ int savevm_save_all(savevm_registry_t *r, mig_file_t *f, const char *machine_nam
 
 /* What the reader saw of one record, given to savevm_load_opts_t.on_record. */
 typedef struct savevm_record_info {
-	int type;                 /* enum savevm_record_type */
+	int type;                 /* enum qemu_vm_record */
 	uint64_t offset;          /* offset of the type byte */
 	uint64_t payload_offset;  /* first payload byte */
 	uint64_t end_offset;      /* just past the record (after its footer) */
@@ -487,7 +464,6 @@ typedef struct savevm_verify {
 
 #define VERIFY_SECTION_IDSTR "hptmig/verify"
 #define VERIFY_SECTION_VERSION 1u
-#define VERIFY_NO_HPT 0xffffffffu
 extern const vmstate_desc_t savevm_verify_vmsd;
 int savevm_register_verify(savevm_registry_t *r, savevm_verify_t *v, hm_error_t *err);
 /*

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "htab_wire.h"
+#include "hptmig/qemu_wire.h"
 
 /* Entries validated and stored per piece (fd readers serve up to 64 KiB). */
 #define HTAB_LOAD_PIECE 2048u
@@ -46,11 +46,11 @@ struct htab_loader {
 static const char *rec_name(int t)
 {
 	switch (t) {
-	case HTAB_RECORD_START:
+	case QEMU_VM_SECTION_START:
 		return "START";
-	case HTAB_RECORD_PART:
+	case QEMU_VM_SECTION_PART:
 		return "PART";
-	case HTAB_RECORD_END:
+	case QEMU_VM_SECTION_END:
 		return "END";
 	default:
 		return "?";
@@ -63,9 +63,9 @@ int htab_loader_create(hpt_t *table, const htab_loader_opts_t *opts, htab_loader
 	*out = NULL;
 	if (!l)
 		return -ENOMEM;
-	l->max_shift = HTAB_SHIFT_MAX;
+	l->max_shift = HTAB_ALLOC_SHIFT_MAX;
 	if (opts && opts->max_shift) {
-		if (opts->max_shift < HTAB_SHIFT_MIN || opts->max_shift > HTAB_SHIFT_MAX) {
+		if (opts->max_shift < HTAB_STREAM_SHIFT_MIN || opts->max_shift > HTAB_ALLOC_SHIFT_MAX) {
 			free(l);
 			return HM_E_RANGE;
 		}
@@ -177,7 +177,7 @@ static const char *table_size(unsigned shift, char *buf, size_t len)
 static int new_table(htab_loader_t *l, mig_file_t *f, hm_error_t *err, int type, uint32_t hdr,
 		     int64_t off)
 {
-	if (hdr > l->max_shift && hdr <= HTAB_SHIFT_MAX && l->max_shift < HTAB_SHIFT_MAX) {
+	if (hdr > l->max_shift && hdr <= HTAB_ALLOC_SHIFT_MAX && l->max_shift < HTAB_ALLOC_SHIFT_MAX) {
 		char want[32], cap[32];
 		return fail(f, err, HM_E_RANGE, off,
 			    "spapr/htab: %s record: htab_shift %" PRIu32
@@ -188,11 +188,11 @@ static int new_table(htab_loader_t *l, mig_file_t *f, hm_error_t *err, int type,
 			    l->max_shift_hint ? ": " : "",
 			    l->max_shift_hint ? l->max_shift_hint : "");
 	}
-	if (hdr < HTAB_SHIFT_MIN || hdr > l->max_shift)
+	if (hdr < HTAB_STREAM_SHIFT_MIN || hdr > l->max_shift)
 		return fail(f, err, HM_E_RANGE, off,
 			    "spapr/htab: %s record: header (htab_shift) %" PRIu32
 			    " (0x%08" PRIx32 ") out of range %u..%u",
-			    rec_name(type), hdr, hdr, HTAB_SHIFT_MIN, l->max_shift);
+			    rec_name(type), hdr, hdr, HTAB_STREAM_SHIFT_MIN, l->max_shift);
 	hm_error_t e;
 	hm_error_clear(&e);
 	int rc;
@@ -320,9 +320,9 @@ static uint64_t load_buffered(htab_loader_t *l, mig_file_t *f, uint64_t slots, u
 	const uint8_t *b = mig_file_buffered(f, &avail);
 	uint64_t applied = 0;
 	while (avail - used >= HTAB_CHUNK_HDR_SIZE) {
-		const uint8_t *h = b + used;
-		uint32_t index = hm_load_be32(h);
-		uint16_t nv = hm_load_be16(h + 4), ni = hm_load_be16(h + 6);
+		struct htab_chunk_hdr ch = htab_chunk_hdr_get(b + used);
+		uint32_t index = ch.index;
+		uint16_t nv = ch.n_valid, ni = ch.n_invalid;
 		if ((index | nv | ni) == 0 || (uint64_t)index + nv + ni > slots)
 			break;
 		size_t need = HTAB_CHUNK_HDR_SIZE + (size_t)nv * HTAB_HPTE_SIZE;
@@ -349,8 +349,8 @@ bad:
 	/* An entry of this segment lacks the valid bit: leave the segment
 	 * unconsumed for the careful path, which stops at that entry. */
 	for (size_t o = seg; o < used;) {
-		const uint8_t *h = b + o;
-		uint16_t nv = hm_load_be16(h + 4), ni = hm_load_be16(h + 6);
+		struct htab_chunk_hdr ch = htab_chunk_hdr_get(b + o);
+		uint16_t nv = ch.n_valid, ni = ch.n_invalid;
 		o += HTAB_CHUNK_HDR_SIZE + (size_t)nv * HTAB_HPTE_SIZE;
 		applied--;
 		*nvalid -= nv;
@@ -389,9 +389,9 @@ static int load_chunks(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *er
 					 rec_name(type), n);
 			break;
 		}
-		uint32_t index = hm_load_be32(h);
-		uint16_t nv = hm_load_be16(h + 4);
-		uint16_t ni = hm_load_be16(h + 6);
+		struct htab_chunk_hdr ch = htab_chunk_hdr_get(h);
+		uint32_t index = ch.index;
+		uint16_t nv = ch.n_valid, ni = ch.n_invalid;
 		if ((index | nv | ni) == 0)
 			break;
 		/* 64-bit: an index near 2^32 must not wrap. */
@@ -458,14 +458,14 @@ int htab_loader_load(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *err)
 	int64_t off = (int64_t)mig_file_offset(f);
 	if (mig_file_status(f))
 		return fail_stream(f, err, "spapr/htab: channel already failed");
-	if (type != HTAB_RECORD_START && type != HTAB_RECORD_PART && type != HTAB_RECORD_END)
+	if (type != QEMU_VM_SECTION_START && type != QEMU_VM_SECTION_PART && type != QEMU_VM_SECTION_END)
 		return fail(f, err, HM_E_FORMAT, off,
 			    "spapr/htab: record type %d: the section has only START, PART and "
 			    "END records", type);
 	uint32_t hdr = mig_file_get_be32(f);
 	if (mig_file_status(f))
 		return fail_stream(f, err, "spapr/htab: %s record: header truncated", rec_name(type));
-	if (type == HTAB_RECORD_START) {
+	if (type == QEMU_VM_SECTION_START) {
 		if (l->st.started)
 			return fail(f, err, HM_E_FORMAT, off,
 				    "spapr/htab: second START record (header 0x%08" PRIx32 ")", hdr);
@@ -473,7 +473,7 @@ int htab_loader_load(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *err)
 			return fail(f, err, HM_E_FORMAT, off,
 				    "spapr/htab: START record: header 0 (expected htab_shift %u..%u "
 				    "or 0xffffffff for no HPT)",
-				    HTAB_SHIFT_MIN, l->max_shift);
+				    HTAB_STREAM_SHIFT_MIN, l->max_shift);
 	} else if (!l->st.started) {
 		return fail(f, err, HM_E_FORMAT, off,
 			    "spapr/htab: %s record (header 0x%08" PRIx32 ") before START",

@@ -242,7 +242,7 @@ int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_
 	rep->htab_bolted = d.sum.bolted;
 	memcpy(rep->digest, d.sum.digest, HM_SHA256_LEN);
 	if (verify.loaded) {
-		rc = savevm_verify_check(&verify, d.sum.no_hpt ? VERIFY_NO_HPT : d.sum.shift,
+		rc = savevm_verify_check(&verify, d.sum.no_hpt ? HTAB_HDR_NO_HPT : d.sum.shift,
 					 d.sum.valid, d.sum.digest, err);
 		if (rc) {
 			if (err->offset < 0)

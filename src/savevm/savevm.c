@@ -42,23 +42,6 @@ struct savevm_registry {
 	bool has_machine;
 };
 
-const char *savevm_record_name(int type)
-{
-	switch (type) {
-	case QEMU_VM_EOF: return "EOF";
-	case QEMU_VM_SECTION_START: return "SECTION_START";
-	case QEMU_VM_SECTION_PART: return "SECTION_PART";
-	case QEMU_VM_SECTION_END: return "SECTION_END";
-	case QEMU_VM_SECTION_FULL: return "SECTION_FULL";
-	case QEMU_VM_SUBSECTION: return "SUBSECTION";
-	case QEMU_VM_VMDESCRIPTION: return "VMDESCRIPTION";
-	case QEMU_VM_CONFIGURATION: return "CONFIGURATION";
-	case QEMU_VM_COMMAND: return "COMMAND";
-	case QEMU_VM_SECTION_FOOTER: return "SECTION_FOOTER";
-	default: return "unknown";
-	}
-}
-
 /* --------------------------------------------------------------- registry */
 
 int savevm_registry_new(savevm_registry_t **out)
@@ -239,8 +222,8 @@ static void put_footer(mig_file_t *f, const savevm_section_t *s)
 int savevm_write_header(savevm_registry_t *r, mig_file_t *f, const char *machine_name,
 			hm_error_t *err)
 {
-	mig_file_put_be32(f, SAVEVM_MAGIC);
-	mig_file_put_be32(f, SAVEVM_VERSION);
+	mig_file_put_be32(f, QEMU_VM_FILE_MAGIC);
+	mig_file_put_be32(f, QEMU_VM_FILE_VERSION);
 	r->has_machine = false;
 	if (machine_name) {
 		size_t len = strlen(machine_name);
@@ -519,12 +502,12 @@ static int read_footer(struct load_ctx *c, const savevm_section_t *s, int type, 
 	if (t < 0) {
 		mig_file_get_u8(c->f); /* latch the truncation */
 		return rtrunc(c, "section '%s' %s record at offset %llu: footer", s->idstr,
-			      savevm_record_name(type), (unsigned long long)rec_off);
+			      qemu_vm_record_name(type), (unsigned long long)rec_off);
 	}
 	if (t != QEMU_VM_SECTION_FOOTER)
 		return rfail(c, HM_E_FOOTER, off,
 			     "section '%s' %s record at offset %llu: expected footer 0x7e at offset %llu, found 0x%02x (payload length mismatch)",
-			     s->idstr, savevm_record_name(type), (unsigned long long)rec_off,
+			     s->idstr, qemu_vm_record_name(type), (unsigned long long)rec_off,
 			     (unsigned long long)off, t);
 	mig_file_get_u8(c->f);
 	uint32_t id = mig_file_get_be32(c->f);
@@ -533,7 +516,7 @@ static int read_footer(struct load_ctx *c, const savevm_section_t *s, int type, 
 	if (id != s->wire_id)
 		return rfail(c, HM_E_FOOTER, off,
 			     "section '%s' %s record at offset %llu: footer names section id %u, expected %u",
-			     s->idstr, savevm_record_name(type), (unsigned long long)rec_off, id,
+			     s->idstr, qemu_vm_record_name(type), (unsigned long long)rec_off, id,
 			     s->wire_id);
 	return 0;
 }
@@ -566,7 +549,7 @@ static int load_payload(struct load_ctx *c, savevm_section_t *s, int type, uint3
 			e.offset = (int64_t)mig_file_offset(c->f);
 		mig_file_latch_error(c->f, &e);
 		hm_error_prefix(&e, "section '%s' instance %u version %u (%s at offset %llu): ",
-				s->idstr, s->instance, version, savevm_record_name(type),
+				s->idstr, s->instance, version, qemu_vm_record_name(type),
 				(unsigned long long)rec_off);
 		if (c->err && c->err->code == 0)
 			*c->err = e;
@@ -587,7 +570,7 @@ static int record_done(struct load_ctx *c, savevm_record_info_t *ri)
 	if (rc < 0) {
 		if (!he.code)
 			hm_error_set(&he, rc, (int64_t)ri->offset, "record callback refused %s at offset %llu",
-				     savevm_record_name(ri->type), (unsigned long long)ri->offset);
+				     qemu_vm_record_name(ri->type), (unsigned long long)ri->offset);
 		mig_file_latch_error(c->f, &he);
 		return chan_fail(c->f, c->err);
 	}
@@ -605,7 +588,7 @@ static int load_section_start(struct load_ctx *c, int type, uint64_t rec_off)
 	uint32_t instance = mig_file_get_be32(f);
 	uint32_t version = mig_file_get_be32(f);
 	if (mig_file_status(f))
-		return rtrunc(c, "%s record header at offset %llu", savevm_record_name(type),
+		return rtrunc(c, "%s record header at offset %llu", qemu_vm_record_name(type),
 			      (unsigned long long)rec_off);
 	/* The peer's name, as it may appear in a message. */
 	char qid[HM_ESC_LEN(SAVEVM_IDSTR_MAX)];
@@ -613,7 +596,7 @@ static int load_section_start(struct load_ctx *c, int type, uint64_t rec_off)
 	if (memchr(idstr, '\0', len))
 		return rfail(c, HM_E_FORMAT, rec_off + 6,
 			     "%s record at offset %llu: section name '%s' contains a NUL byte",
-			     savevm_record_name(type), (unsigned long long)rec_off, qid);
+			     qemu_vm_record_name(type), (unsigned long long)rec_off, qid);
 	savevm_section_t *s = find_section(c->r, idstr, len, instance);
 	if (!s && c->o->on_unknown_section) {
 		hm_error_t he;
@@ -633,17 +616,17 @@ static int load_section_start(struct load_ctx *c, int type, uint64_t rec_off)
 	if (!s)
 		return rfail(c, HM_E_UNKNOWN, rec_off,
 			     "unknown section '%s' instance %u (version %u, section id %u, %s record at offset %llu)",
-			     qid, instance, version, id, savevm_record_name(type),
+			     qid, instance, version, id, qemu_vm_record_name(type),
 			     (unsigned long long)rec_off);
 	if (s->introduced)
 		return rfail(c, HM_E_FORMAT, rec_off,
 			     "section '%s' instance %u introduced a second time (%s record at offset %llu)",
-			     qid, instance, savevm_record_name(type), (unsigned long long)rec_off);
+			     qid, instance, qemu_vm_record_name(type), (unsigned long long)rec_off);
 	savevm_section_t *other = find_wire(c->r, id);
 	if (other)
 		return rfail(c, HM_E_FORMAT, rec_off,
 			     "%s record at offset %llu: section id %u of '%s' is already used by '%s'",
-			     savevm_record_name(type), (unsigned long long)rec_off, id, qid,
+			     qemu_vm_record_name(type), (unsigned long long)rec_off, id, qid,
 			     other->idstr);
 	if (version > s->version)
 		return rfail(c, HM_E_VERSION, rec_off,
@@ -679,21 +662,21 @@ static int load_section_part(struct load_ctx *c, int type, uint64_t rec_off)
 	mig_file_t *f = c->f;
 	uint32_t id = mig_file_get_be32(f);
 	if (mig_file_status(f))
-		return rtrunc(c, "%s record header at offset %llu", savevm_record_name(type),
+		return rtrunc(c, "%s record header at offset %llu", qemu_vm_record_name(type),
 			      (unsigned long long)rec_off);
 	savevm_section_t *s = find_wire(c->r, id);
 	if (!s)
 		return rfail(c, HM_E_FORMAT, rec_off,
 			     "%s record at offset %llu names section id %u, which no SECTION_START introduced",
-			     savevm_record_name(type), (unsigned long long)rec_off, id);
+			     qemu_vm_record_name(type), (unsigned long long)rec_off, id);
 	if (!s->started)
 		return rfail(c, HM_E_FORMAT, rec_off,
 			     "%s record at offset %llu for section '%s', which was sent as SECTION_FULL",
-			     savevm_record_name(type), (unsigned long long)rec_off, s->idstr);
+			     qemu_vm_record_name(type), (unsigned long long)rec_off, s->idstr);
 	if (s->ended)
 		return rfail(c, HM_E_FORMAT, rec_off,
 			     "%s record at offset %llu for section '%s' after its SECTION_END",
-			     savevm_record_name(type), (unsigned long long)rec_off, s->idstr);
+			     qemu_vm_record_name(type), (unsigned long long)rec_off, s->idstr);
 	if (type == QEMU_VM_SECTION_END)
 		s->ended = true;
 	savevm_record_info_t ri = {
@@ -878,10 +861,10 @@ int savevm_load_stream_ex(mig_file_t *f, savevm_registry_t *r, const savevm_load
 		rc = rtrunc(&c, "stream header");
 		goto out;
 	}
-	if (magic != SAVEVM_MAGIC) {
+	if (magic != QEMU_VM_FILE_MAGIC) {
 		rc = rfail(&c, HM_E_MAGIC, 0,
 			   "bad magic 0x%08x: not a QEMU migration stream (expected 0x%08x \"QEVM\")",
-			   magic, SAVEVM_MAGIC);
+			   magic, QEMU_VM_FILE_MAGIC);
 		goto out;
 	}
 	uint32_t version = mig_file_get_be32(f);
@@ -889,12 +872,12 @@ int savevm_load_stream_ex(mig_file_t *f, savevm_registry_t *r, const savevm_load
 		rc = rtrunc(&c, "stream header");
 		goto out;
 	}
-	if (version == SAVEVM_VERSION_OBSOLETE) {
+	if (version == QEMU_VM_FILE_VERSION_COMPAT) {
 		rc = rfail(&c, HM_E_VERSION, 4,
 			   "stream version 2 is obsolete (QEMU before 0.13); only version 3 is supported");
 		goto out;
 	}
-	if (version != SAVEVM_VERSION) {
+	if (version != QEMU_VM_FILE_VERSION) {
 		rc = rfail(&c, HM_E_VERSION, 4, "stream version %u is not supported (expected 3)",
 			   version);
 		goto out;
@@ -938,7 +921,7 @@ int savevm_load_stream_ex(mig_file_t *f, savevm_registry_t *r, const savevm_load
 		case QEMU_VM_SUBSECTION:
 		case QEMU_VM_VMDESCRIPTION:
 			rc = rfail(&c, HM_E_FORMAT, off, "%s record at offset %llu is not allowed here",
-				   savevm_record_name(t), (unsigned long long)off);
+				   qemu_vm_record_name(t), (unsigned long long)off);
 			break;
 		default:
 			rc = rfail(&c, HM_E_UNKNOWN, off, "unknown record type 0x%02x at offset %llu", t,

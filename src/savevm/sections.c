@@ -199,17 +199,18 @@ static int verify_post_load(void *opaque, uint32_t version_id, hm_error_t *err)
 {
 	savevm_verify_t *v = opaque;
 	(void)version_id;
-	if (v->htab_shift != VERIFY_NO_HPT && (v->htab_shift < 18 || v->htab_shift > 46))
+	if (v->htab_shift != HTAB_HDR_NO_HPT &&
+	    (v->htab_shift < HTAB_STREAM_SHIFT_MIN || v->htab_shift > HTAB_STREAM_SHIFT_MAX))
 		return hm_error_set(err, HM_E_RANGE, -1,
 				    "field 'hptmig/verify.htab_shift': value %u not in 18..46 nor 0xffffffff",
 				    v->htab_shift);
-	if (v->htab_shift != VERIFY_NO_HPT &&
+	if (v->htab_shift != HTAB_HDR_NO_HPT &&
 	    v->valid > (UINT64_C(1) << (v->htab_shift - 4)))
 		return hm_error_set(err, HM_E_RANGE, -1,
 				    "field 'hptmig/verify.valid': %llu entries exceed the %llu slots of shift %u",
 				    (unsigned long long)v->valid,
 				    (unsigned long long)(UINT64_C(1) << (v->htab_shift - 4)), v->htab_shift);
-	if (v->htab_shift == VERIFY_NO_HPT && v->valid != 0)
+	if (v->htab_shift == HTAB_HDR_NO_HPT && v->valid != 0)
 		return hm_error_set(err, HM_E_RANGE, -1,
 				    "field 'hptmig/verify.valid': %llu entries with no HPT",
 				    (unsigned long long)v->valid);

@@ -79,8 +79,8 @@ static void check_fixture(const struct fact *x)
 	const uint8_t *p = mig_file_mem_data(w, &elen);
 	htab_loader_t *l2;
 	assert_int_equal(htab_loader_create(NULL, NULL, &l2), 0);
-	assert_int_equal(htab_loader_load_buffer(l2, p, slen, HTAB_RECORD_START, &e), 0);
-	assert_int_equal(htab_loader_load_buffer(l2, p + slen, elen - slen, HTAB_RECORD_END, &e), 0);
+	assert_int_equal(htab_loader_load_buffer(l2, p, slen, QEMU_VM_SECTION_START, &e), 0);
+	assert_int_equal(htab_loader_load_buffer(l2, p + slen, elen - slen, QEMU_VM_SECTION_END, &e), 0);
 	htab_summary_t s2;
 	assert_int_equal(htab_loader_summary(l2, &s2, &e), 0);
 	assert_memory_equal(s2.digest, sum.digest, 32);
