@@ -192,12 +192,14 @@ void htab_loader_destroy(htab_loader_t *l);
  * Load one record payload from f (positioned at the payload; exactly the
  * payload is consumed). record_type: QEMU_VM_SECTION_START/PART/END. Returns 0
  * or a negative code; the error (naming the record, chunk, values, offset)
- * is latched in f and copied to err (may be NULL). After an error the
- * loader's table is partly written and must not be used for a guest.
+ * is latched in f only (mig_file_error; the caller adds context and copies
+ * it out). After an error the loader's table is partly written and must
+ * not be used for a guest.
  */
-int htab_loader_load(htab_loader_t *l, mig_file_t *f, int record_type, hm_error_t *err);
+int htab_loader_load(htab_loader_t *l, mig_file_t *f, int record_type);
 
-/* Same, over a payload in memory: the whole buffer must be consumed. */
+/* Same, over a payload in memory: the whole buffer must be consumed; the
+ * error is copied to err (may be NULL). */
 int htab_loader_load_buffer(htab_loader_t *l, const void *buf, size_t len, int record_type,
 			    hm_error_t *err);
 

@@ -208,8 +208,11 @@ int vmstate_load(mig_file_t *f, const vmstate_desc_t *vmsd, void *opaque, uint32
  * The framing writer writes each record's header (type byte, section id, and
  * for START: idstr, instance, version), calls the handler for the payload,
  * then writes the footer. Handlers write/read only their payload. A handler
- * may latch errors in the channel (mig_file_set_error) or fill err; either
- * way it returns a negative code. Calls for one section never overlap.
+ * records an error only in the channel (mig_file_set_error*, or a failed
+ * get/put latches one) and returns a negative code; the framing code adds
+ * the section's name in front (mig_file_error_prefix) and the public entry
+ * point copies the channel's error into its hm_error_t once. Calls for one
+ * section never overlap.
  *
  * setup:    write the START payload; start change tracking. Called once.
  * iterate:  write one PART payload, sending work until budget_ns has passed
@@ -227,12 +230,11 @@ int vmstate_load(mig_file_t *f, const vmstate_desc_t *vmsd, void *opaque, uint32
  * registry needs only load); calling a missing save handler is HM_E_STATE.
  */
 typedef struct savevm_live_ops {
-	int (*setup)(void *opaque, mig_file_t *f, hm_error_t *err);
-	int (*iterate)(void *opaque, mig_file_t *f, uint64_t budget_ns, hm_error_t *err);
+	int (*setup)(void *opaque, mig_file_t *f);
+	int (*iterate)(void *opaque, mig_file_t *f, uint64_t budget_ns);
 	uint64_t (*pending)(void *opaque);
-	int (*complete)(void *opaque, mig_file_t *f, hm_error_t *err);
-	int (*load)(void *opaque, mig_file_t *f, uint32_t version_id, int record_type,
-		    hm_error_t *err);
+	int (*complete)(void *opaque, mig_file_t *f);
+	int (*load)(void *opaque, mig_file_t *f, uint32_t version_id, int record_type);
 	void (*cleanup)(void *opaque);
 } savevm_live_ops_t;
 

@@ -165,39 +165,39 @@ int savevm_section_set_enabled(savevm_registry_t *r, const char *idstr, uint32_t
 
 /* ----------------------------------------------------------------- writer */
 
-/* Copy the channel's error (if any) into err; return the code. */
-static int chan_fail(mig_file_t *f, hm_error_t *err)
+/*
+ * Errors take one route: everything below a public entry point records its
+ * error in the channel (first error wins), context is added in front of it
+ * there (mig_file_error_prefix), and the entry point copies it into its
+ * hm_error_t once (mig_file_error_copy) on the way out.
+ */
+
+/*
+ * Code that reports in an hm_error_t (the vmstate engine, a callback) failed
+ * with rc: make sure the channel holds an error, he's when it has one
+ * (offset: here, unless set), else a generic one naming what failed.
+ * Returns the channel's code.
+ */
+static int ensure_latched(mig_file_t *f, int rc, const hm_error_t *he, const char *what)
 {
-	const hm_error_t *ce = mig_file_error(f);
-	if (!ce)
-		return 0;
-	if (err && err->code == 0)
-		hm_error_set(err, ce->code, ce->offset, "%s", ce->msg);
-	return ce->code;
+	if (mig_file_status(f))
+		return mig_file_status(f);
+	if (he && he->code) {
+		hm_error_t e = *he;
+		if (e.offset < 0)
+			e.offset = (int64_t)mig_file_offset(f);
+		return mig_file_latch_error(f, &e);
+	}
+	return mig_file_set_error(f, rc < 0 ? rc : HM_E_STATE, "%s failed: %s", what,
+				  hm_err_str(rc));
 }
 
-/* A handler returned rc with its own error he: latch it, prefix context. */
-static int handler_fail(mig_file_t *f, hm_error_t *he, int rc, const savevm_section_t *s,
-			const char *what, hm_error_t *err)
+/* A writer-side handler of s failed: name the section in the channel's error. */
+static int section_failed(mig_file_t *f, int rc, const hm_error_t *he,
+			  const savevm_section_t *s, const char *what)
 {
-	hm_error_t e;
-	hm_error_clear(&e);
-	const hm_error_t *ce = mig_file_error(f);
-	/* The handler's own message is the richer one when it has one. */
-	if (he->code)
-		e = *he;
-	else if (ce)
-		e = *ce;
-	else
-		hm_error_set(&e, rc < 0 ? rc : HM_E_STATE, -1, "%s handler failed: %s", what,
-			     hm_err_str(rc));
-	if (e.offset < 0)
-		e.offset = (int64_t)mig_file_offset(f);
-	mig_file_latch_error(f, &e);
-	hm_error_prefix(&e, "section '%s' instance %u: ", s->idstr, s->instance);
-	if (err && err->code == 0)
-		*err = e;
-	return e.code;
+	ensure_latched(f, rc, he, what);
+	return mig_file_error_prefix(f, "section '%s' instance %u: ", s->idstr, s->instance);
 }
 
 static void put_section_header(mig_file_t *f, int type, const savevm_section_t *s)
@@ -237,7 +237,7 @@ int savevm_write_header(savevm_registry_t *r, mig_file_t *f, const char *machine
 		memcpy(r->machine, machine_name, len + 1);
 		r->has_machine = true;
 	}
-	return chan_fail(f, err);
+	return mig_file_error_copy(f, err);
 }
 
 int savevm_live_setup_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
@@ -246,19 +246,20 @@ int savevm_live_setup_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
 		savevm_section_t *s = r->secs[i];
 		if (!s->ops || !s->enabled)
 			continue;
-		if (!s->ops->setup)
-			return hm_error_set(err, HM_E_STATE, (int64_t)mig_file_offset(f),
-					    "section '%s': no setup handler", s->idstr);
+		if (!s->ops->setup) {
+			mig_file_set_error(f, HM_E_STATE, "section '%s': no setup handler", s->idstr);
+			break;
+		}
 		put_section_header(f, QEMU_VM_SECTION_START, s);
-		hm_error_t he;
-		hm_error_clear(&he);
 		s->setup_done = true;
-		int rc = s->ops->setup(s->opaque, f, &he);
-		if (rc < 0 || mig_file_status(f))
-			return handler_fail(f, &he, rc, s, "setup", err);
+		int rc = s->ops->setup(s->opaque, f);
+		if (rc < 0 || mig_file_status(f)) {
+			section_failed(f, rc, NULL, s, "setup handler");
+			break;
+		}
 		put_footer(f, s);
 	}
-	return chan_fail(f, err);
+	return mig_file_error_copy(f, err);
 }
 
 int savevm_live_iterate(savevm_registry_t *r, mig_file_t *f, uint64_t budget_ns, hm_error_t *err)
@@ -271,28 +272,28 @@ int savevm_live_iterate(savevm_registry_t *r, mig_file_t *f, uint64_t budget_ns,
 		savevm_section_t *s = r->secs[i];
 		if (!s->ops || !s->enabled || !s->setup_done)
 			continue;
-		if (!s->ops->iterate)
-			return hm_error_set(err, HM_E_STATE, (int64_t)mig_file_offset(f),
-					    "section '%s': no iterate handler", s->idstr);
+		if (!s->ops->iterate) {
+			mig_file_set_error(f, HM_E_STATE, "section '%s': no iterate handler", s->idstr);
+			break;
+		}
 		/* As QEMU: a section that would exceed the rate limit waits for a later round. */
 		if (mig_file_rate_limit_exceeded(f)) {
-			if (mig_file_status(f))
-				return chan_fail(f, err);
-			return 0;
+			all_done = 0;
+			break;
 		}
 		uint64_t now = hm_now_ns();
 		put_section_header(f, QEMU_VM_SECTION_PART, s);
-		hm_error_t he;
-		hm_error_clear(&he);
-		int rc = s->ops->iterate(s->opaque, f, deadline > now ? deadline - now : 0, &he);
-		if (rc < 0 || mig_file_status(f))
-			return handler_fail(f, &he, rc, s, "iterate", err);
+		int rc = s->ops->iterate(s->opaque, f, deadline > now ? deadline - now : 0);
+		if (rc < 0 || mig_file_status(f)) {
+			section_failed(f, rc, NULL, s, "iterate handler");
+			break;
+		}
 		if (rc == 0)
 			all_done = 0;
 		put_footer(f, s);
 	}
 	if (mig_file_status(f))
-		return chan_fail(f, err);
+		return mig_file_error_copy(f, err);
 	return all_done;
 }
 
@@ -314,7 +315,7 @@ int savevm_write_command_switchover(mig_file_t *f, hm_error_t *err)
 	mig_file_put_u8(f, QEMU_VM_COMMAND);
 	mig_file_put_be16(f, MIG_CMD_SWITCHOVER_START);
 	mig_file_put_be16(f, 0);
-	return chan_fail(f, err);
+	return mig_file_error_copy(f, err);
 }
 
 int savevm_write_command_ping(mig_file_t *f, uint32_t value, hm_error_t *err)
@@ -323,7 +324,7 @@ int savevm_write_command_ping(mig_file_t *f, uint32_t value, hm_error_t *err)
 	mig_file_put_be16(f, MIG_CMD_PING);
 	mig_file_put_be16(f, 4);
 	mig_file_put_be32(f, value);
-	return chan_fail(f, err);
+	return mig_file_error_copy(f, err);
 }
 
 int savevm_live_complete_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
@@ -332,18 +333,19 @@ int savevm_live_complete_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *er
 		savevm_section_t *s = r->secs[i];
 		if (!s->ops || !s->enabled || !s->setup_done)
 			continue;
-		if (!s->ops->complete)
-			return hm_error_set(err, HM_E_STATE, (int64_t)mig_file_offset(f),
-					    "section '%s': no complete handler", s->idstr);
+		if (!s->ops->complete) {
+			mig_file_set_error(f, HM_E_STATE, "section '%s': no complete handler", s->idstr);
+			break;
+		}
 		put_section_header(f, QEMU_VM_SECTION_END, s);
-		hm_error_t he;
-		hm_error_clear(&he);
-		int rc = s->ops->complete(s->opaque, f, &he);
-		if (rc < 0 || mig_file_status(f))
-			return handler_fail(f, &he, rc, s, "complete", err);
+		int rc = s->ops->complete(s->opaque, f);
+		if (rc < 0 || mig_file_status(f)) {
+			section_failed(f, rc, NULL, s, "complete handler");
+			break;
+		}
 		put_footer(f, s);
 	}
-	return chan_fail(f, err);
+	return mig_file_error_copy(f, err);
 }
 
 int savevm_write_full_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
@@ -368,11 +370,13 @@ int savevm_write_full_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
 		hm_error_t he;
 		hm_error_clear(&he);
 		int rc = vmstate_save_json(f, s->vmsd, s->opaque, s->version, dev, &he);
-		if (rc < 0 || mig_file_status(f))
-			return handler_fail(f, &he, rc, s, "save", err);
+		if (rc < 0 || mig_file_status(f)) {
+			section_failed(f, rc, &he, s, "save");
+			break;
+		}
 		put_footer(f, s);
 	}
-	return chan_fail(f, err);
+	return mig_file_error_copy(f, err);
 }
 
 int savevm_write_eof_and_vmdesc(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
@@ -404,7 +408,7 @@ int savevm_write_eof_and_vmdesc(savevm_registry_t *r, mig_file_t *f, hm_error_t 
 	mig_file_put_buffer(f, js, len);
 	free(js);
 	mig_file_flush(f);
-	return chan_fail(f, err);
+	return mig_file_error_copy(f, err);
 }
 
 void savevm_live_cleanup_all(savevm_registry_t *r)
@@ -452,10 +456,9 @@ struct load_ctx {
 	savevm_registry_t *r;
 	const savevm_load_opts_t *o;
 	savevm_load_info_t *info;
-	hm_error_t *err;
 };
 
-/* Latch a reader error at off in the channel, copy it to err. */
+/* Latch a reader error at off in the channel; returns the channel's code. */
 static int rfail(struct load_ctx *c, int code, uint64_t off, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 static int rfail(struct load_ctx *c, int code, uint64_t off, const char *fmt, ...)
@@ -465,11 +468,10 @@ static int rfail(struct load_ctx *c, int code, uint64_t off, const char *fmt, ..
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	mig_file_set_error_at(c->f, code, (int64_t)off, "%s", msg);
-	return chan_fail(c->f, c->err);
+	return mig_file_set_error_at(c->f, code, (int64_t)off, "%s", msg);
 }
 
-/* A channel error while reading what: copy with context. */
+/* A channel error while reading what: put what in front of it. */
 static int rtrunc(struct load_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int rtrunc(struct load_ctx *c, const char *fmt, ...)
 {
@@ -478,13 +480,32 @@ static int rtrunc(struct load_ctx *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(pre, sizeof(pre), fmt, ap);
 	va_end(ap);
-	hm_error_t e;
-	hm_error_clear(&e);
-	chan_fail(c->f, &e);
-	hm_error_prefix(&e, "%s: ", pre);
-	if (c->err && c->err->code == 0)
-		*c->err = e;
-	return e.code;
+	return mig_file_error_prefix(c->f, "%s: ", pre);
+}
+
+/*
+ * Finish a call of a reader callback (on_record, on_unknown_section,
+ * on_command, on_vmdesc) that returned rc with its error in *he: when it
+ * refused (rc < 0), its error (or, when it gave none, the message fmt) goes
+ * into the channel at off unless it names its own offset. Returns 0 or the
+ * channel's code.
+ */
+static int run_hook(struct load_ctx *c, int rc, hm_error_t *he, uint64_t off, const char *fmt,
+		    ...) __attribute__((format(printf, 5, 6)));
+static int run_hook(struct load_ctx *c, int rc, hm_error_t *he, uint64_t off, const char *fmt,
+		    ...)
+{
+	if (rc >= 0)
+		return 0;
+	if (!he->code) {
+		va_list ap;
+		va_start(ap, fmt);
+		hm_error_setv(he, rc, (int64_t)off, fmt, ap);
+		va_end(ap);
+	}
+	if (he->offset < 0)
+		he->offset = (int64_t)off;
+	return mig_file_latch_error(c->f, he);
 }
 
 static savevm_section_t *find_wire(const savevm_registry_t *r, uint32_t id)
@@ -530,30 +551,16 @@ static int load_payload(struct load_ctx *c, savevm_section_t *s, int type, uint3
 	if (s->ops) {
 		if (!s->ops->load)
 			return rfail(c, HM_E_STATE, rec_off, "section '%s': no load handler", s->idstr);
-		rc = s->ops->load(s->opaque, c->f, version, type, &he);
+		rc = s->ops->load(s->opaque, c->f, version, type);
 	} else {
 		rc = vmstate_load(c->f, s->vmsd, s->opaque, version, &he);
 	}
 	if (rc < 0 || mig_file_status(c->f)) {
-		hm_error_t e;
-		hm_error_clear(&e);
-		const hm_error_t *ce = mig_file_error(c->f);
-		/* The handler's message is the richer one when it has one. */
-		if (he.code)
-			e = he;
-		else if (ce)
-			e = *ce;
-		else
-			hm_error_set(&e, rc, -1, "load handler failed: %s", hm_err_str(rc));
-		if (e.offset < 0)
-			e.offset = (int64_t)mig_file_offset(c->f);
-		mig_file_latch_error(c->f, &e);
-		hm_error_prefix(&e, "section '%s' instance %u version %u (%s at offset %llu): ",
-				s->idstr, s->instance, version, qemu_vm_record_name(type),
-				(unsigned long long)rec_off);
-		if (c->err && c->err->code == 0)
-			*c->err = e;
-		return e.code;
+		ensure_latched(c->f, rc, &he, "load handler");
+		return mig_file_error_prefix(c->f,
+					     "section '%s' instance %u version %u (%s at offset %llu): ",
+					     s->idstr, s->instance, version, qemu_vm_record_name(type),
+					     (unsigned long long)rec_off);
 	}
 	return 0;
 }
@@ -567,14 +574,8 @@ static int record_done(struct load_ctx *c, savevm_record_info_t *ri)
 	hm_error_t he;
 	hm_error_clear(&he);
 	int rc = c->o->on_record(c->o->opaque, ri, &he);
-	if (rc < 0) {
-		if (!he.code)
-			hm_error_set(&he, rc, (int64_t)ri->offset, "record callback refused %s at offset %llu",
-				     qemu_vm_record_name(ri->type), (unsigned long long)ri->offset);
-		mig_file_latch_error(c->f, &he);
-		return chan_fail(c->f, c->err);
-	}
-	return 0;
+	return run_hook(c, rc, &he, ri->offset, "record callback refused %s at offset %llu",
+			qemu_vm_record_name(ri->type), (unsigned long long)ri->offset);
 }
 
 static int load_section_start(struct load_ctx *c, int type, uint64_t rec_off)
@@ -602,15 +603,9 @@ static int load_section_start(struct load_ctx *c, int type, uint64_t rec_off)
 		hm_error_t he;
 		hm_error_clear(&he);
 		int rc = c->o->on_unknown_section(c->o->opaque, c->r, idstr, instance, version, &he);
-		if (rc < 0) {
-			if (!he.code)
-				hm_error_set(&he, rc, (int64_t)rec_off, "unknown section '%s' instance %u refused",
-					     qid, instance);
-			if (he.offset < 0)
-				he.offset = (int64_t)rec_off;
-			mig_file_latch_error(f, &he);
-			return chan_fail(f, c->err);
-		}
+		if (rc < 0)
+			return run_hook(c, rc, &he, rec_off, "unknown section '%s' instance %u refused",
+					qid, instance);
 		s = find_section(c->r, idstr, len, instance);
 	}
 	if (!s)
@@ -710,15 +705,9 @@ static int load_command(struct load_ctx *c, uint64_t rec_off)
 		hm_error_t he;
 		hm_error_clear(&he);
 		int rc = c->o->on_command(c->o->opaque, cmd, data, len, &he);
-		if (rc < 0) {
-			if (!he.code)
-				hm_error_set(&he, rc, (int64_t)rec_off, "COMMAND %u at offset %llu refused",
-					     cmd, (unsigned long long)rec_off);
-			if (he.offset < 0)
-				he.offset = (int64_t)rec_off;
-			mig_file_latch_error(f, &he);
-			return chan_fail(f, c->err);
-		}
+		if (rc < 0)
+			return run_hook(c, rc, &he, rec_off, "COMMAND %u at offset %llu refused", cmd,
+					(unsigned long long)rec_off);
 	} else {
 		return rfail(c, HM_E_UNKNOWN, rec_off,
 			     "unknown COMMAND %u (length %u) at offset %llu", cmd, len,
@@ -749,12 +738,11 @@ static int load_configuration(struct load_ctx *c, uint64_t rec_off)
 			     "CONFIGURATION record: machine name contains a NUL byte");
 	hm_error_t he;
 	hm_error_clear(&he);
-	if (vmstate_load_subsections(f, &config_vmsd, NULL, "configuration", &he) != 0) {
-		hm_error_prefix(&he, "CONFIGURATION record at offset %llu: ",
-				(unsigned long long)rec_off);
-		if (c->err && c->err->code == 0)
-			*c->err = he;
-		return he.code;
+	int rc = vmstate_load_subsections(f, &config_vmsd, NULL, "configuration", &he);
+	if (rc != 0) {
+		ensure_latched(f, rc, &he, "configuration");
+		return mig_file_error_prefix(f, "CONFIGURATION record at offset %llu: ",
+					     (unsigned long long)rec_off);
 	}
 	c->info->has_configuration = true;
 	savevm_record_info_t ri = { .type = QEMU_VM_CONFIGURATION, .offset = rec_off,
@@ -831,13 +819,8 @@ static int load_vmdesc(struct load_ctx *c)
 	if (c->o->on_vmdesc) {
 		hm_error_t he;
 		hm_error_clear(&he);
-		rc = c->o->on_vmdesc(c->o->opaque, js, len, &he);
-		if (rc < 0) {
-			if (!he.code)
-				hm_error_set(&he, rc, (int64_t)off, "vmdesc callback failed");
-			mig_file_latch_error(f, &he);
-			rc = chan_fail(f, c->err);
-		}
+		rc = run_hook(c, c->o->on_vmdesc(c->o->opaque, js, len, &he), &he, off,
+			      "vmdesc callback failed");
 	}
 	free(js);
 	return rc;
@@ -851,7 +834,7 @@ int savevm_load_stream_ex(mig_file_t *f, savevm_registry_t *r, const savevm_load
 	if (!info)
 		info = &local_info;
 	memset(info, 0, sizeof(*info));
-	struct load_ctx c = { .f = f, .r = r, .o = opts ? opts : &no_opts, .info = info, .err = err };
+	struct load_ctx c = { .f = f, .r = r, .o = opts ? opts : &no_opts, .info = info };
 	for (size_t i = 0; i < r->n; i++) {
 		r->secs[i]->introduced = r->secs[i]->started = r->secs[i]->ended = false;
 	}
@@ -960,8 +943,8 @@ eof:
 	}
 out:
 	info->end_offset = mig_file_offset(f);
-	if (!rc && mig_file_status(f))
-		rc = chan_fail(f, err);
+	if (rc || mig_file_status(f))
+		rc = mig_file_error_copy(f, err);
 	return rc;
 }
 

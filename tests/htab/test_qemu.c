@@ -25,11 +25,10 @@ struct fact {
 
 static int on_htab(void *opaque, int type, mig_file_t *f)
 {
-	hm_error_t e;
-	hm_error_clear(&e);
-	int rc = htab_loader_load(opaque, f, type, &e);
-	if (rc)
-		print_error("load: %s (offset %lld)\n", e.msg, (long long)e.offset);
+	int rc = htab_loader_load(opaque, f, type);
+	const hm_error_t *e = mig_file_error(f);
+	if (rc && e)
+		print_error("load: %s (offset %lld)\n", e->msg, (long long)e->offset);
 	return rc;
 }
 
