@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hptmig/machine.h"
 #include "hptmig/savevm.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

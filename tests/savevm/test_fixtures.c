@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "testutil.h"
+#include "hptmig/machine.h"
 #include "hptmig/savevm.h"
 
 struct fixture {
