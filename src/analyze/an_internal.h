@@ -178,6 +178,11 @@ struct an_walk {
 	bool stop_sub;
 };
 
+/* The most vmstate field visits a walk of records ending at walk_end may
+ * make (report->priv->work counts them); rewrite checks its shorter output
+ * against it. */
+uint64_t an_work_max(size_t walk_end);
+
 int an_fail(struct an_walk *w, int code, int64_t off, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 

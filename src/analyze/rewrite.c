@@ -41,14 +41,34 @@ int an_rewrite(const uint8_t *buf, size_t len, uint8_t **out, size_t *out_len, b
 	if (!h->n_end) {
 		bool complete = r->complete;
 		int64_t where = complete ? (int64_t)r->eof_offset : r->stop_offset;
+		if (complete)
+			rc = hm_error_set(err, HM_E_FORMAT, where, "rewrite: spapr/htab has no END record");
+		else
+			rc = hm_error_set(err, HM_E_UNSUPPORTED, where,
+					  "rewrite: spapr/htab has no END record before the walk had to stop: %s",
+					  r->stop_reason);
 		an_report_free(r);
-		return hm_error_set(err, complete ? HM_E_FORMAT : HM_E_UNSUPPORTED, where,
-				    "rewrite: spapr/htab has no END record%s",
-				    complete ? "" : " before the walk had to stop (unknown section, no vmdesc)");
+		return rc;
 	}
-	/* The tail we copy unchanged: EOF + vmdesc, or whatever follows the
-	 * record the walk stopped at. */
-	size_t tail = r->complete ? (size_t)r->eof_offset : (size_t)r->stop_offset;
+	/*
+	 * The walked records tile [8, tail); everything from tail on is copied
+	 * unchanged: the EOF byte and the vmdesc, or, when the walk stopped,
+	 * the record it stopped in from its first byte (the walk may stop in
+	 * the middle of a record, e.g. at a subsection the built-in layout
+	 * does not describe; stop_offset is then inside that record).
+	 */
+	size_t tail = 8, ntiled = 0;
+	while (ntiled < r->nrecords && r->records[ntiled].offset == tail &&
+	       r->records[ntiled].length <= len - tail)
+		tail += (size_t)r->records[ntiled++].length;
+	size_t want = r->complete ? (size_t)r->eof_offset : (size_t)r->stop_offset;
+	if (ntiled != r->nrecords || tail > want || (r->complete && tail != want)) {
+		an_report_free(r);
+		return hm_error_set(err, HM_E_STATE, (int64_t)tail,
+				    "rewrite: the walked records end at offset %zu, not where the walk ended (%zu):"
+				    " refusing to rewrite",
+				    tail, want);
+	}
 	if (!r->complete && unchecked_tail)
 		*unchecked_tail = true;
 
@@ -68,9 +88,8 @@ int an_rewrite(const uint8_t *buf, size_t len, uint8_t **out, size_t *out_len, b
 		return hm_error_set(err, -ENOMEM, -1, "rewrite: out of memory (%zu bytes)", cap);
 	}
 	size_t n = 0;
-	size_t first = r->nrecords ? (size_t)r->records[0].offset : tail;
-	memcpy(o, buf, first);
-	n = first;
+	memcpy(o, buf, 8);
+	n = 8;
 	for (size_t i = 0; i < r->nrecords; i++) {
 		const an_record_t *rec = &r->records[i];
 		bool is_htab = rec->section == (uint32_t)hsec;
@@ -102,6 +121,27 @@ int an_rewrite(const uint8_t *buf, size_t len, uint8_t **out, size_t *out_len, b
 	memcpy(o + n, buf + tail, len - tail);
 	n += len - tail;
 	free(payload);
+	/* The walk's work cap grows with the records' length, and dropping
+	 * PART records shortens them: output whose vmdesc walk would exceed
+	 * its own cap would not walk again, so refuse it by name. */
+	size_t in_end = r->has_vmdesc ? (size_t)r->vmdesc_offset : len;
+	size_t out_end = n - (len - in_end);
+	if (r->priv->work > an_work_max(out_end)) {
+		uint64_t work = r->priv->work, cap_out = an_work_max(out_end);
+		int64_t where = (int64_t)r->records[0].offset;
+		for (size_t i = 0; i < r->nrecords; i++)
+			if (r->records[i].section != UINT32_MAX &&
+			    r->sections[r->records[i].section].kind == AN_SEC_VMSTATE) {
+				where = (int64_t)r->records[i].offset;
+				break;
+			}
+		free(o);
+		an_report_free(r);
+		return hm_error_set(err, HM_E_RANGE, where,
+				    "rewrite: the vmdesc walk of the input takes %llu field visits; the rewritten stream,"
+				    " %zu bytes shorter, allows %llu: it would not walk again, refusing",
+				    (unsigned long long)work, in_end - out_end, (unsigned long long)cap_out);
+	}
 	an_report_free(r);
 	*out = o;
 	*out_len = n;

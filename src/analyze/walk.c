@@ -596,6 +596,14 @@ static int walk_records(struct an_walk *w)
 	}
 }
 
+/* Bound on vmstate work. A real stream needs at most two visits per byte (a
+ * 1-byte struct of one field: the element and its field); the rest is room
+ * for empty fields. */
+uint64_t an_work_max(size_t walk_end)
+{
+	return 2 * (uint64_t)walk_end + (UINT64_C(1) << 20);
+}
+
 int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out, hm_error_t *err)
 {
 	hm_error_t local;
@@ -670,10 +678,7 @@ int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out,
 			w.page_size = p->vd.page_size;
 	}
 	w.pos = 8;
-	/* Bound on vmstate work. A real stream needs at most two visits per
-	 * byte (a 1-byte struct of one field: the element and its field); the
-	 * rest is room for empty fields. */
-	p->work_max = 2 * (uint64_t)w.end + (UINT64_C(1) << 20);
+	p->work_max = an_work_max(w.end);
 	rc = walk_records(&w);
 	if (rc < 0)
 		goto done;
