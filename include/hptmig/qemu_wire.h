@@ -141,6 +141,9 @@ enum mig_rp_type {
 	MIG_RP_PONG = 3,    /* answer to a COMMAND PING: its be32 value */
 };
 
+/* Longest payload a reader accepts (a REFUSED with its message fits). */
+#define MIG_RP_PAYLOAD_MAX 1024u
+
 struct mig_rp_wire_hdr {
 	uint8_t type[2];
 	uint8_t len[2];

@@ -1038,56 +1038,51 @@ static int read_all(int fd, void *buf, size_t len, uint64_t deadline)
 	return 0;
 }
 
-int mig_rp_send_resumed(mig_conn_t *c, const mig_rp_msg_t *m)
+/* Send one message, header and payload in one write; nothing without a return path. */
+static int rp_send(mig_conn_t *c, uint16_t type, const void *payload, size_t len)
 {
 	struct {
 		struct mig_rp_wire_hdr h;
-		struct mig_rp_wire_resumed p;
+		uint8_t p[MIG_RP_PAYLOAD_MAX];
 	} w;
-	_Static_assert(sizeof(w) == sizeof(w.h) + sizeof(w.p), "no padding");
 	if (c->rp_fd < 0)
 		return 0;
-	hm_store_be16(w.h.type, MIG_RP_RESUMED);
-	hm_store_be16(w.h.len, sizeof(w.p));
-	memcpy(w.p.digest, m->digest, sizeof(w.p.digest));
-	hm_store_be64(w.p.valid, m->valid);
-	hm_store_be64(w.p.bytes, m->bytes);
-	hm_store_be64(w.p.load_ns, m->load_ns);
-	return write_all(c->rp_fd, &w, sizeof(w));
+	hm_store_be16(w.h.type, type);
+	hm_store_be16(w.h.len, (uint16_t)len);
+	memcpy(w.p, payload, len);
+	return write_all(c->rp_fd, &w, sizeof(w.h) + len);
+}
+
+int mig_rp_send_resumed(mig_conn_t *c, const mig_rp_msg_t *m)
+{
+	struct mig_rp_wire_resumed p;
+	memcpy(p.digest, m->digest, sizeof(p.digest));
+	hm_store_be64(p.valid, m->valid);
+	hm_store_be64(p.bytes, m->bytes);
+	hm_store_be64(p.load_ns, m->load_ns);
+	return rp_send(c, MIG_RP_RESUMED, &p, sizeof(p));
 }
 
 int mig_rp_send_refused(mig_conn_t *c, const hm_error_t *e)
 {
 	struct {
-		struct mig_rp_wire_hdr h;
 		struct mig_rp_wire_refused p;
 		char msg[sizeof(e->msg)];
 	} w;
-	_Static_assert(sizeof(w) == sizeof(w.h) + sizeof(w.p) + sizeof(w.msg), "no padding");
-	if (c->rp_fd < 0)
-		return 0;
+	_Static_assert(sizeof(w) == sizeof(w.p) + sizeof(w.msg), "no padding");
+	_Static_assert(sizeof(w) <= MIG_RP_PAYLOAD_MAX, "a REFUSED fits a message");
 	size_t n = strnlen(e->msg, sizeof(e->msg) - 1);
-	hm_store_be16(w.h.type, MIG_RP_REFUSED);
-	hm_store_be16(w.h.len, (uint16_t)(sizeof(w.p) + n));
 	hm_store_be32(w.p.code, (uint32_t)e->code);
 	hm_store_be64(w.p.offset, (uint64_t)e->offset);
 	memcpy(w.msg, e->msg, n);
-	return write_all(c->rp_fd, &w, sizeof(w.h) + sizeof(w.p) + n);
+	return rp_send(c, MIG_RP_REFUSED, &w, sizeof(w.p) + n);
 }
 
 int mig_rp_send_pong(mig_conn_t *c, uint32_t value)
 {
-	struct {
-		struct mig_rp_wire_hdr h;
-		struct mig_rp_wire_pong p;
-	} w;
-	_Static_assert(sizeof(w) == sizeof(w.h) + sizeof(w.p), "no padding");
-	if (c->rp_fd < 0)
-		return 0;
-	hm_store_be16(w.h.type, MIG_RP_PONG);
-	hm_store_be16(w.h.len, sizeof(w.p));
-	hm_store_be32(w.p.value, value);
-	return write_all(c->rp_fd, &w, sizeof(w));
+	struct mig_rp_wire_pong p;
+	hm_store_be32(p.value, value);
+	return rp_send(c, MIG_RP_PONG, &p, sizeof(p));
 }
 
 /* Decode one payload of len bytes; 0, or HM_E_FORMAT for an unknown type or length. */
@@ -1125,7 +1120,7 @@ static int rp_decode(uint16_t type, const uint8_t *body, uint16_t len, mig_rp_ms
 int mig_rp_recv(mig_conn_t *c, int timeout_ms, mig_rp_msg_t *m, hm_error_t *err)
 {
 	struct mig_rp_wire_hdr h;
-	uint8_t body[1024];
+	uint8_t body[MIG_RP_PAYLOAD_MAX];
 	memset(m, 0, sizeof(*m));
 	if (c->rp_fd < 0)
 		return hm_error_set(err, HM_E_STATE, -1, "%s: no return path", c->desc);
