@@ -826,6 +826,87 @@ static int load_vmdesc(struct load_ctx *c)
 	return rc;
 }
 
+/* Magic and version (wire-format.md §1). */
+static int load_file_header(struct load_ctx *c)
+{
+	mig_file_t *f = c->f;
+	uint32_t magic = mig_file_get_be32(f);
+	if (mig_file_status(f))
+		return rtrunc(c, "stream header");
+	if (magic != QEMU_VM_FILE_MAGIC)
+		return rfail(c, HM_E_MAGIC, 0,
+			     "bad magic 0x%08x: not a QEMU migration stream (expected 0x%08x \"QEVM\")",
+			     magic, QEMU_VM_FILE_MAGIC);
+	uint32_t version = mig_file_get_be32(f);
+	if (mig_file_status(f))
+		return rtrunc(c, "stream header");
+	if (version == QEMU_VM_FILE_VERSION_COMPAT)
+		return rfail(c, HM_E_VERSION, 4,
+			     "stream version 2 is obsolete (QEMU before 0.13); only version 3 is supported");
+	if (version != QEMU_VM_FILE_VERSION)
+		return rfail(c, HM_E_VERSION, 4, "stream version %u is not supported (expected 3)",
+			     version);
+	return 0;
+}
+
+/* One record of type t at off (its type byte already read). */
+static int load_record(struct load_ctx *c, uint8_t t, uint64_t off, bool first)
+{
+	switch (t) {
+	case QEMU_VM_CONFIGURATION:
+		if (!first)
+			return rfail(c, HM_E_FORMAT, off,
+				     "CONFIGURATION record at offset %llu after other records",
+				     (unsigned long long)off);
+		return load_configuration(c, off);
+	case QEMU_VM_SECTION_START:
+	case QEMU_VM_SECTION_FULL:
+		return load_section_start(c, t, off);
+	case QEMU_VM_SECTION_PART:
+	case QEMU_VM_SECTION_END:
+		return load_section_part(c, t, off);
+	case QEMU_VM_COMMAND:
+		return load_command(c, off);
+	case QEMU_VM_SECTION_FOOTER:
+		return rfail(c, HM_E_FOOTER, off, "section footer at offset %llu outside a section record",
+			     (unsigned long long)off);
+	case QEMU_VM_SUBSECTION:
+	case QEMU_VM_VMDESCRIPTION:
+		return rfail(c, HM_E_FORMAT, off, "%s record at offset %llu is not allowed here",
+			     qemu_vm_record_name(t), (unsigned long long)off);
+	default:
+		return rfail(c, HM_E_UNKNOWN, off, "unknown record type 0x%02x at offset %llu", t,
+			     (unsigned long long)off);
+	}
+}
+
+/* After EOF: every live section ended, then the vmdesc and the end of input. */
+static int load_after_eof(struct load_ctx *c)
+{
+	const savevm_registry_t *r = c->r;
+	uint64_t eof = c->info->eof_offset;
+	if (!c->o->allow_incomplete) {
+		for (size_t i = 0; i < r->n; i++) {
+			const savevm_section_t *s = r->secs[i];
+			if (s->started && !s->ended)
+				return rfail(c, HM_E_FORMAT, eof,
+					     "EOF at offset %llu but live section '%s' (id %u) got no SECTION_END",
+					     (unsigned long long)eof, s->idstr, s->wire_id);
+		}
+	}
+	if (c->o->stop_at_eof)
+		return 0;
+	int rc = load_vmdesc(c);
+	if (rc || !c->o->require_end)
+		return rc;
+	int t = mig_file_peek_u8(c->f);
+	if (t >= 0)
+		return rfail(c, HM_E_FORMAT, mig_file_offset(c->f),
+			     "unexpected byte 0x%02x at offset %llu after the end of the stream", t,
+			     (unsigned long long)mig_file_offset(c->f));
+	return 0;
+}
+
 int savevm_load_stream_ex(mig_file_t *f, savevm_registry_t *r, const savevm_load_opts_t *opts,
 			  savevm_load_info_t *info, hm_error_t *err)
 {
@@ -838,110 +919,21 @@ int savevm_load_stream_ex(mig_file_t *f, savevm_registry_t *r, const savevm_load
 	for (size_t i = 0; i < r->n; i++) {
 		r->secs[i]->introduced = r->secs[i]->started = r->secs[i]->ended = false;
 	}
-	int rc = 0;
-	uint32_t magic = mig_file_get_be32(f);
-	if (mig_file_status(f)) {
-		rc = rtrunc(&c, "stream header");
-		goto out;
-	}
-	if (magic != QEMU_VM_FILE_MAGIC) {
-		rc = rfail(&c, HM_E_MAGIC, 0,
-			   "bad magic 0x%08x: not a QEMU migration stream (expected 0x%08x \"QEVM\")",
-			   magic, QEMU_VM_FILE_MAGIC);
-		goto out;
-	}
-	uint32_t version = mig_file_get_be32(f);
-	if (mig_file_status(f)) {
-		rc = rtrunc(&c, "stream header");
-		goto out;
-	}
-	if (version == QEMU_VM_FILE_VERSION_COMPAT) {
-		rc = rfail(&c, HM_E_VERSION, 4,
-			   "stream version 2 is obsolete (QEMU before 0.13); only version 3 is supported");
-		goto out;
-	}
-	if (version != QEMU_VM_FILE_VERSION) {
-		rc = rfail(&c, HM_E_VERSION, 4, "stream version %u is not supported (expected 3)",
-			   version);
-		goto out;
-	}
-	bool first = true;
-	for (;;) {
+	int rc = load_file_header(&c);
+	for (bool first = true; rc == 0; first = false) {
 		uint64_t off = mig_file_offset(f);
 		uint8_t t = mig_file_get_u8(f);
 		if (mig_file_status(f)) {
 			rc = rtrunc(&c, "record type at offset %llu (stream ended before EOF)",
 				    (unsigned long long)off);
-			goto out;
-		}
-		switch (t) {
-		case QEMU_VM_EOF:
+		} else if (t == QEMU_VM_EOF) {
 			info->eof_offset = off;
-			goto eof;
-		case QEMU_VM_CONFIGURATION:
-			if (!first) {
-				rc = rfail(&c, HM_E_FORMAT, off,
-					   "CONFIGURATION record at offset %llu after other records", (unsigned long long)off);
-				goto out;
-			}
-			rc = load_configuration(&c, off);
+			rc = load_after_eof(&c);
 			break;
-		case QEMU_VM_SECTION_START:
-		case QEMU_VM_SECTION_FULL:
-			rc = load_section_start(&c, t, off);
-			break;
-		case QEMU_VM_SECTION_PART:
-		case QEMU_VM_SECTION_END:
-			rc = load_section_part(&c, t, off);
-			break;
-		case QEMU_VM_COMMAND:
-			rc = load_command(&c, off);
-			break;
-		case QEMU_VM_SECTION_FOOTER:
-			rc = rfail(&c, HM_E_FOOTER, off, "section footer at offset %llu outside a section record",
-				   (unsigned long long)off);
-			break;
-		case QEMU_VM_SUBSECTION:
-		case QEMU_VM_VMDESCRIPTION:
-			rc = rfail(&c, HM_E_FORMAT, off, "%s record at offset %llu is not allowed here",
-				   qemu_vm_record_name(t), (unsigned long long)off);
-			break;
-		default:
-			rc = rfail(&c, HM_E_UNKNOWN, off, "unknown record type 0x%02x at offset %llu", t,
-				   (unsigned long long)off);
-			break;
-		}
-		if (rc)
-			goto out;
-		first = false;
-	}
-eof:
-	if (!c.o->allow_incomplete) {
-		for (size_t i = 0; i < r->n; i++) {
-			savevm_section_t *s = r->secs[i];
-			if (s->started && !s->ended) {
-				rc = rfail(&c, HM_E_FORMAT, info->eof_offset,
-					   "EOF at offset %llu but live section '%s' (id %u) got no SECTION_END",
-					   (unsigned long long)info->eof_offset, s->idstr, s->wire_id);
-				goto out;
-			}
+		} else {
+			rc = load_record(&c, t, off, first);
 		}
 	}
-	if (!c.o->stop_at_eof) {
-		rc = load_vmdesc(&c);
-		if (rc)
-			goto out;
-		if (c.o->require_end) {
-			int t = mig_file_peek_u8(f);
-			if (t >= 0) {
-				rc = rfail(&c, HM_E_FORMAT, mig_file_offset(f),
-					   "unexpected byte 0x%02x at offset %llu after the end of the stream",
-					   t, (unsigned long long)mig_file_offset(f));
-				goto out;
-			}
-		}
-	}
-out:
 	info->end_offset = mig_file_offset(f);
 	if (rc || mig_file_status(f))
 		rc = mig_file_error_copy(f, err);
