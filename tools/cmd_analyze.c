@@ -5,15 +5,17 @@
  * only when the whole stream was walked without error; otherwise one clear
  * line on stderr (and whatever was learnt before the problem on stdout).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "hptmig/analyze.h"
 #include "tool.h"
 
 static const char usage[] =
-	"usage: hptmig analyze FILE [--json] [--htab] [--state] [--desc]\n"
+	"usage: hptmig analyze FILE [--json] [--htab] [--state] [--desc] [--max-input SIZE]\n"
 	"\n"
 	"Walk a QEMU migration stream (any machine type; a .zst file is decompressed)\n"
 	"and report its machine, sections, RAM pages, the spapr/htab table and its\n"
@@ -24,15 +26,101 @@ static const char usage[] =
 	"  --htab    list the valid entries of the final table\n"
 	"  --state   decode every device section's fields by name and value\n"
 	"  --desc    print the vmdesc\n"
+	"  --max-input SIZE  refuse a stream larger than SIZE bytes (suffix K, M, G:\n"
+	"            binary units), plain or once decompressed; default 1G for a\n"
+	"            plain file, 112M for a .zst (docs/limits.md)\n"
 	"\n"
 	"Exit status: 0 when the whole stream was walked without error, 1 when it is\n"
 	"bad or could only be walked in part (the reason is on stderr), 2 on usage.\n";
+
+static int write_stdout(void *opaque, const char *p, size_t n)
+{
+	(void)opaque;
+	return fwrite(p, 1, n, stdout) == n ? 0 : -EIO;
+}
+
+/*
+ * --json --htab: the report's JSON with htab.entries streamed in place of a
+ * marker (an unguessable string: peer bytes in the report cannot forge it),
+ * so millions of entries never sit in memory as jansson values.
+ */
+static void print_json_streaming(json_t *o, const an_report_t *r)
+{
+	json_t *h = json_object_get(o, "htab");
+	if (!json_is_object(h)) {
+		tool_print_json(o);
+		return;
+	}
+	uint8_t nonce[16];
+	char hex[33], marker[64];
+	if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
+		memset(nonce, 0x5a, sizeof(nonce));
+	hm_hex(nonce, sizeof(nonce), hex);
+	snprintf(marker, sizeof(marker), "\"hptmig-entries-%s\"", hex);
+	char bare[64];
+	snprintf(bare, sizeof(bare), "hptmig-entries-%s", hex);
+	json_object_set_new(h, "entries", json_string(bare));
+	char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(o);
+	char *at = s ? strstr(s, marker) : NULL;
+	if (at) {
+		fwrite(s, 1, (size_t)(at - s), stdout);
+		an_htab_entries_write(r, true, write_stdout, NULL);
+		fputs(at + strlen(marker), stdout);
+		fputc('\n', stdout);
+	}
+	free(s);
+	fflush(stdout);
+}
+
+/* The text report with the --htab lines streamed after the digest line. */
+static void print_text_streaming(const char *text, const an_report_t *r)
+{
+	const an_htab_stats_t *h = &r->htab;
+	char dig[65], line[100];
+	hm_hex(h->digest, HM_SHA256_LEN, dig);
+	snprintf(line, sizeof(line), "\n      digest: %s\n", dig);
+	const char *at = h->present && !h->no_hpt ? strstr(text, line) : NULL;
+	if (!at) {
+		fputs(text, stdout);
+		return;
+	}
+	at += strlen(line);
+	fwrite(text, 1, (size_t)(at - text), stdout);
+	fputs("htab entries (slot pteg/i V R page-size segment flags):\n", stdout);
+	an_htab_entries_write(r, false, write_stdout, NULL);
+	fputs(at, stdout);
+}
+
+/* "123", "64K", "112M", "2G" (binary units); false when not a size in 1..limit. */
+static bool parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (*s < '0' || *s > '9')
+		return false;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno)
+		return false;
+	unsigned sh = 0;
+	if (*end == 'K' || *end == 'k')
+		sh = 10, end++;
+	else if (*end == 'M' || *end == 'm')
+		sh = 20, end++;
+	else if (*end == 'G' || *end == 'g')
+		sh = 30, end++;
+	if (*end || v == 0 || v > (AN_INPUT_MAX_LIMIT >> sh))
+		return false;
+	*out = (uint64_t)v << sh;
+	return true;
+}
 
 static int run(int argc, char **argv)
 {
 	const char *file = NULL;
 	bool json = false;
 	unsigned out = 0, opts = 0;
+	uint64_t max_input = 0; /* the defaults */
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			json = true;
@@ -44,6 +132,13 @@ static int run(int argc, char **argv)
 			opts |= AN_OPT_STATE;
 		} else if (strcmp(argv[i], "--desc") == 0) {
 			out |= AN_OUT_DESC;
+		} else if (strcmp(argv[i], "--max-input") == 0) {
+			if (i + 1 >= argc || !parse_size(argv[i + 1], &max_input)) {
+				tool_fail("analyze", "--max-input needs a size from 1 to 16G (e.g. 512M), got '%s'",
+					  i + 1 < argc ? argv[i + 1] : "");
+				return 2;
+			}
+			i++;
 		} else if (argv[i][0] == '-' && argv[i][1]) {
 			tool_fail("analyze", "unknown option '%s' (hptmig analyze --help)", argv[i]);
 			return 2;
@@ -61,7 +156,11 @@ static int run(int argc, char **argv)
 	hm_error_t err;
 	hm_error_clear(&err);
 	an_input_t in;
-	if (an_input_open(file, &in, &err) < 0) {
+	/* --json --state: the library parses the state itself, within its
+	 * --state budget (report.c would otherwise parse the text again). */
+	if (json && (opts & AN_OPT_STATE))
+		opts |= AN_OPT_STATE_JSON;
+	if (an_input_open_max(file, max_input, &in, &err) < 0) {
 		tool_fail_error("analyze", &err);
 		return 1;
 	}
@@ -72,15 +171,25 @@ static int run(int argc, char **argv)
 		tool_fail_error("analyze", &err);
 		return 1;
 	}
+	/* --htab lists the entries as they are formatted, not from a string
+	 * or a JSON tree of all of them (docs/limits.md). */
+	unsigned held = out & ~AN_OUT_HTAB;
 	if (json) {
-		json_t *o = an_report_json(r, out);
+		json_t *o = an_report_json(r, held);
 		json_object_set_new(o, "file", json_string(file));
 		json_object_set_new(o, "compressed", json_boolean(in.compressed));
-		tool_print_json(o);
+		if (out & AN_OUT_HTAB)
+			print_json_streaming(o, r);
+		else
+			tool_print_json(o);
 	} else {
-		char *text = an_report_text(r, out);
+		char *text = an_report_text(r, held);
 		if (text) {
-			printf("file: %s%s\n%s", file, in.compressed ? " (zstd)" : "", text);
+			printf("file: %s%s\n", file, in.compressed ? " (zstd)" : "");
+			if (out & AN_OUT_HTAB)
+				print_text_streaming(text, r);
+			else
+				fputs(text, stdout);
 			free(text);
 		}
 		fflush(stdout);

@@ -208,19 +208,47 @@ int an_htab_foreach(const an_report_t *r, int (*fn)(void *opaque, uint64_t slot,
 json_t *an_report_json(const an_report_t *r, unsigned out_flags);
 /* The report as human-readable text (malloc'd, NUL-terminated), or NULL. */
 char *an_report_text(const an_report_t *r, unsigned out_flags);
+/*
+ * The --htab listing without holding it: the JSON array an_report_json puts
+ * in htab.entries (json: compact, as tool output prints it) or the lines
+ * an_report_text prints after the digest, handed to write() piece by piece
+ * (a non-zero return stops and is returned). A table of millions of entries
+ * costs no memory this way (docs/limits.md).
+ */
+int an_htab_entries_write(const an_report_t *r, bool json, int (*write)(void *opaque, const char *s, size_t n),
+			  void *opaque);
 
 /*
- * Input files: a plain stream or a zstd-compressed one (detected by its
- * magic, decompressed with libzstd). Plain files are mapped read-only.
+ * Input files: a plain stream (file, pipe, device) or a zstd-compressed one
+ * (detected by its magic, decompressed with libzstd), read into a private
+ * buffer (never mapped: a file truncated meanwhile cannot raise SIGBUS). The
+ * first bytes must be QEVM or the zstd magic (HM_E_MAGIC at offset 0 before
+ * anything else is read); the stream may have at most `max` bytes (plain
+ * size, or decompressed size), else HM_E_RANGE. max 0: the defaults below.
+ * See docs/limits.md ("analyze").
  */
 typedef struct an_input {
 	const uint8_t *data;
 	size_t len;
 	bool compressed;
-	void *map_;   /* internal: mmap base or malloc'd buffer */
-	size_t maplen_;
-	bool mapped_;
+	void *map_;     /* internal: the buffer (a private anonymous mapping) */
+	size_t maplen_; /* internal: its size */
+	bool mapped_;   /* internal: map_ is to be unmapped */
 } an_input_t;
+/* Default cap of a plain stream, and of a decompressed one (a compressed
+ * file's size says nothing about what it expands to, so its default is
+ * lower: the worst case memory of a walk stays under 512 MiB). */
+#define AN_INPUT_MAX_DEFAULT ((uint64_t)1 << 30)
+#define AN_INPUT_ZSTD_MAX_DEFAULT ((uint64_t)112 << 20)
+/* The largest cap one may ask for (stream offsets fit in 32 bits in the
+ * sparse table's bookkeeping and records stay addressable). */
+#define AN_INPUT_MAX_LIMIT ((uint64_t)16 << 30)
+/* zstd decoder window limit (ZSTD_d_windowLogMax): 2^27 = 128 MiB, what
+ * zstd itself accepts without --memory; libzstd allocates at most
+ * min(window, frame content). */
+#define AN_INPUT_ZSTD_WINDOW_LOG_MAX 27
+int an_input_open_max(const char *path, uint64_t max, an_input_t *in, hm_error_t *err);
+/* an_input_open_max(path, 0, ...): the default caps. */
 int an_input_open(const char *path, an_input_t *in, hm_error_t *err);
 void an_input_close(an_input_t *in);
 

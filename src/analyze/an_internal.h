@@ -58,6 +58,19 @@ struct an_vmdesc {
 	struct an_vdesc *config; /* "configuration", or NULL */
 };
 
+/*
+ * Caps on the vmdesc, checked before jansson sees it (docs/limits.md): its
+ * size, the JSON values it holds (objects, arrays, strings, numbers, ...)
+ * and their nesting. Real vmdescs: 7 KB, 500 values, depth 12 (pseries);
+ * a few hundred KB for the largest x86 machines.
+ */
+#define AN_VMDESC_MAX_BYTES ((size_t)4 << 20)
+#define AN_VMDESC_MAX_VALUES ((uint64_t)1 << 16)
+#define AN_VMDESC_MAX_JSON_DEPTH (4 * AN_VDESC_MAX_DEPTH + 8)
+/* Count the JSON values and nesting of s[0, n) (a scan of its bytes outside
+ * strings) and refuse one beyond the caps: HM_E_RANGE at base_off + the
+ * offending byte. Malformed JSON passes (jansson reports it). */
+int an_vmdesc_prescan(const char *s, size_t n, int64_t base_off, hm_error_t *err);
 /* Compile a parsed vmdesc (takes a reference to root). err offset = base_off. */
 int an_vmdesc_compile(json_t *root, struct an_vmdesc *vd, int64_t base_off, hm_error_t *err);
 void an_vmdesc_free(struct an_vmdesc *vd);
@@ -78,6 +91,10 @@ struct an_index {
 	size_t cap, n; /* cap: power of two, or 0 */
 };
 int an_index_put(struct an_index *ix, uint64_t key, uint32_t val);
+/* A per-process random seed, and a hash keyed by it: a hostile stream
+ * cannot choose keys that collide (linear probing would turn quadratic). */
+uint64_t an_hash_seed(void);
+uint64_t an_hash_mix(uint64_t key);
 /* Visit the values stored under key: fn returns true to stop. Returns the
  * value fn stopped at, or -1. */
 int64_t an_index_find(const struct an_index *ix, uint64_t key, bool (*fn)(void *, uint32_t), void *opaque);
@@ -88,6 +105,9 @@ uint64_t an_hash_str(const char *s, uint64_t seed);
 
 struct an_arena {
 	struct an_arena_chunk *head;
+	size_t total; /* bytes of all chunks */
+	size_t max;   /* allocation fails (and over is set) past this; 0: no cap */
+	bool over;
 };
 void *an_arena_alloc(struct an_arena *a, size_t n);
 void an_arena_free(struct an_arena *a);
@@ -111,19 +131,50 @@ struct an_node *an_node_new(struct an_arena *a, enum an_node_type t, const char 
  */
 int an_node_put(struct an_arena *a, struct an_node *obj, const char *key, struct an_node *v, bool arr,
 		struct an_node **slot);
-/* Indented JSON text of the tree (malloc'd), or NULL. */
-char *an_node_render(const struct an_node *root, size_t *len);
+/* Indented JSON text of the tree (malloc'd), or NULL: out of memory, or
+ * (*over set) the text would exceed max bytes (0: no cap). */
+char *an_node_render(const struct an_node *root, size_t max, size_t *len, bool *over);
+/*
+ * The --state budget (docs/limits.md): the tree's arena plus its text may
+ * take AN_STATE_BASE + AN_STATE_PER_BYTE bytes per input byte outside the
+ * spapr/htab records (those cost table memory instead); with
+ * AN_OPT_STATE_JSON the text counts AN_STATE_JSON_WEIGHT times (jansson's
+ * values take at most about 5 bytes per byte of the indented text).
+ */
+#define AN_STATE_BASE ((size_t)16 << 20)
+#define AN_STATE_PER_BYTE 2u
+#define AN_STATE_JSON_WEIGHT 6u
 
 /* ------------------------------------------------------------ table */
 
-#define AN_TAB_BLK_SHIFT 12u /* 4096 slots (64 KiB) per block, allocated on first write */
-#define AN_TAB_BLK_SLOTS (1u << AN_TAB_BLK_SHIFT)
+/*
+ * The replayed table keeps only what the stream wrote, so that its memory is
+ * bounded by the input's size whatever the slots (docs/limits.md):
+ * - a leaf per 32-slot group that was ever written: a header (group, bitmap
+ *   of its valid slots) and its valid entries only, packed in slot order, in
+ *   a capacity that is a power of two (1..32 entries);
+ * - an open-addressing hash from group to leaf (load at most 3/4);
+ * - a summary bitmap with one bit per group (set when the group has a valid
+ *   entry), so an invalid run costs what it invalidates and slot-order
+ *   iteration skips empty groups 64 at a time. 2^27 groups at shift 36: at
+ *   most 16 MiB, allocated zeroed (pages never written cost nothing).
+ * Worst case: a 24-byte chunk (header + one entry) in a group of its own
+ * costs a 24-byte leaf (32 with malloc's header) and at most 32 bytes of
+ * hash, 2.7 bytes per input byte; dense runs cost about 1 byte per byte.
+ */
+#define AN_TAB_GRP_SHIFT 5u
+#define AN_TAB_GRP_SLOTS (1u << AN_TAB_GRP_SHIFT)
+
+struct an_leaf;
 
 struct an_tab {
 	uint32_t shift;   /* 18..36 */
 	uint64_t slots;
-	uint64_t nblk;
-	uint64_t **blk;   /* nblk pointers; each block: AN_TAB_BLK_SLOTS × {V, R} */
+	uint64_t ngrp;    /* slots / 32 (rounded up) */
+	uint64_t *sum;    /* ceil(ngrp / 64) words: group has valid entries */
+	struct an_leaf **hash; /* hcap buckets, NULL when free */
+	size_t hcap, hn;
+	uint64_t valid;   /* valid entries now */
 };
 
 int an_tab_init(struct an_tab *t, uint32_t shift);
@@ -150,6 +201,7 @@ struct an_private {
 	size_t rec_cap; /* capacity of report->records */
 	int64_t verify_off; /* offset of the hptmig/verify record */
 	struct an_arena arena;  /* the state tree (AN_OPT_STATE) */
+	uint64_t htab_bytes;    /* bytes of the spapr/htab records walked */
 	struct an_index by_id;  /* section id -> section index */
 	struct an_index by_key; /* hash(idstr, instance) -> section index */
 	struct an_index blocks; /* hash(RAM block name) -> block index */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * `spapr/htab` for the analyser: replays every chunk of every record into a
- * sparse copy of the table (64 KiB blocks allocated on first write, so a
- * hostile 2^32-slot header costs 8 MiB of pointers, not 64 GiB), then counts
+ * sparse copy of the table that holds only the valid entries written (see
+ * struct an_tab: its memory is bounded by the input, not by the 2^32 slots a
+ * header may claim, nor by how the writes are scattered), then counts
  * what the final table holds, checks every valid entry's structure and
  * computes the HTAB digest (wire-format.md §5). It applies every check of a
  * loader (version, shift range, 64-bit chunk bounds, no chunks without a
@@ -27,93 +28,213 @@
 
 /* --------------------------------------------------------------- table */
 
+/*
+ * A leaf: group number (low 27 bits) and log2 of its capacity (high bits),
+ * the bitmap of its valid slots, then popcount(bits) (V, R) pairs in slot
+ * order; room for 1 << cap_log2 pairs.
+ */
+struct an_leaf {
+	uint32_t grp_cap;
+	uint32_t bits;
+	uint64_t e[];
+};
+#define LEAF_GRP_MASK ((UINT32_C(1) << 27) - 1)
+#define LEAF_CAP_LOG2(l) ((l)->grp_cap >> 27)
+_Static_assert(sizeof(struct an_leaf) == 8, "leaf header is 8 bytes");
+
 int an_tab_init(struct an_tab *t, uint32_t shift)
 {
 	memset(t, 0, sizeof(*t));
 	t->shift = shift;
 	t->slots = UINT64_C(1) << (shift - 4);
-	t->nblk = (t->slots + AN_TAB_BLK_SLOTS - 1) >> AN_TAB_BLK_SHIFT;
-	t->blk = calloc((size_t)t->nblk, sizeof(*t->blk));
-	return t->blk ? 0 : -ENOMEM;
+	t->ngrp = (t->slots + AN_TAB_GRP_SLOTS - 1) >> AN_TAB_GRP_SHIFT;
+	t->sum = calloc((size_t)((t->ngrp + 63) / 64), sizeof(*t->sum));
+	t->hcap = 64;
+	t->hash = calloc(t->hcap, sizeof(*t->hash));
+	if (!t->sum || !t->hash) {
+		an_tab_fini(t);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void an_tab_fini(struct an_tab *t)
 {
-	if (!t || !t->blk)
+	if (!t)
 		return;
-	for (uint64_t i = 0; i < t->nblk; i++)
-		free(t->blk[i]);
-	free(t->blk);
+	for (size_t i = 0; t->hash && i < t->hcap; i++)
+		free(t->hash[i]);
+	free(t->hash);
+	free(t->sum);
 	memset(t, 0, sizeof(*t));
 }
 
-/*
- * A block: BLK_HDR words (a bitmap of its valid entries and their count),
- * then its entries as (V, R) pairs. The bitmap makes an invalid run cost
- * what it invalidates, not its length: a 8-byte chunk header may name 65535
- * slots, and a hostile stream must not turn that into a long walk.
- */
-#define BLK_BITMAP_WORDS (AN_TAB_BLK_SLOTS / 64)
-#define BLK_COUNT BLK_BITMAP_WORDS
-#define BLK_HDR (BLK_BITMAP_WORDS + 1)
-
-static inline uint64_t *blk_entry(uint64_t *b, uint64_t slot)
+static inline size_t grp_hash(uint64_t g, size_t cap)
 {
-	return b + BLK_HDR + (slot & (AN_TAB_BLK_SLOTS - 1)) * 2;
+	return (size_t)an_hash_mix(g) & (cap - 1);
 }
 
-static uint64_t *tab_block(struct an_tab *t, uint64_t slot)
+static struct an_leaf *leaf_find(const struct an_tab *t, uint64_t g)
 {
-	uint64_t **b = &t->blk[slot >> AN_TAB_BLK_SHIFT];
-	if (!*b)
-		*b = calloc(BLK_HDR + (size_t)AN_TAB_BLK_SLOTS * 2, sizeof(uint64_t));
-	return *b;
-}
-
-/* Store one entry, keeping the block's bitmap and count. */
-static inline void tab_store(uint64_t *b, uint64_t slot, uint64_t v, uint64_t r)
-{
-	uint64_t *e = blk_entry(b, slot);
-	unsigned i = (unsigned)(slot & (AN_TAB_BLK_SLOTS - 1));
-	uint64_t bit = UINT64_C(1) << (i & 63);
-	bool was = (e[0] & 1) != 0, now = (v & 1) != 0;
-	if (was != now) {
-		b[i >> 6] ^= bit;
-		b[BLK_COUNT] += now ? 1 : (uint64_t)-1;
+	for (size_t j = grp_hash(g, t->hcap);; j = (j + 1) & (t->hcap - 1)) {
+		struct an_leaf *l = t->hash[j];
+		if (!l || (l->grp_cap & LEAF_GRP_MASK) == g)
+			return l;
 	}
-	e[0] = v;
-	e[1] = r;
 }
 
-/* Invalidate slots [first, first + n): only entries that are valid change. */
+static void hash_insert(struct an_leaf **h, size_t cap, struct an_leaf *l)
+{
+	size_t j = grp_hash(l->grp_cap & LEAF_GRP_MASK, cap);
+	while (h[j])
+		j = (j + 1) & (cap - 1);
+	h[j] = l;
+}
+
+/* A new, empty leaf for group g (never removed before an_tab_fini). */
+static struct an_leaf *leaf_new(struct an_tab *t, uint64_t g)
+{
+	if ((t->hn + 1) * 4 > t->hcap * 3) {
+		size_t nc = t->hcap * 2;
+		struct an_leaf **nh = calloc(nc, sizeof(*nh));
+		if (!nh)
+			return NULL;
+		for (size_t i = 0; i < t->hcap; i++)
+			if (t->hash[i])
+				hash_insert(nh, nc, t->hash[i]);
+		free(t->hash);
+		t->hash = nh;
+		t->hcap = nc;
+	}
+	struct an_leaf *l = malloc(sizeof(*l) + 2 * sizeof(uint64_t));
+	if (!l)
+		return NULL;
+	l->grp_cap = (uint32_t)g; /* capacity 1 << 0 */
+	l->bits = 0;
+	hash_insert(t->hash, t->hcap, l);
+	t->hn++;
+	return l;
+}
+
+static inline unsigned rank(uint32_t bits, unsigned i)
+{
+	return (unsigned)__builtin_popcount(bits & ((UINT32_C(1) << i) - 1));
+}
+
+static inline void sum_update(struct an_tab *t, uint64_t g, uint32_t bits)
+{
+	if (bits)
+		t->sum[g >> 6] |= UINT64_C(1) << (g & 63);
+	else
+		t->sum[g >> 6] &= ~(UINT64_C(1) << (g & 63));
+}
+
+/* Remove the valid entries of leaf l (group g) whose bit is in mask. */
+static void leaf_remove(struct an_tab *t, struct an_leaf *l, uint64_t g, uint32_t mask)
+{
+	uint32_t keep = l->bits & ~mask;
+	if (keep == l->bits)
+		return;
+	unsigned n = (unsigned)__builtin_popcount(l->bits), o = 0, k = 0;
+	for (uint32_t m = l->bits; m; m &= m - 1, k++) {
+		unsigned i = (unsigned)__builtin_ctz(m);
+		if (keep >> i & 1) {
+			l->e[2 * o] = l->e[2 * k];
+			l->e[2 * o + 1] = l->e[2 * k + 1];
+			o++;
+		}
+	}
+	t->valid -= n - o;
+	l->bits = keep;
+	sum_update(t, g, keep);
+}
+
+/* Store one entry written by the stream; an entry without the valid bit
+ * makes its slot invalid (nobody reads an invalid slot's words). */
+static int tab_store(struct an_tab *t, uint64_t slot, uint64_t v, uint64_t r)
+{
+	uint64_t g = slot >> AN_TAB_GRP_SHIFT;
+	unsigned i = (unsigned)(slot & (AN_TAB_GRP_SLOTS - 1));
+	struct an_leaf *l = leaf_find(t, g);
+	if (!(v & HPTE_V_VALID)) {
+		if (l)
+			leaf_remove(t, l, g, UINT32_C(1) << i);
+		return 0;
+	}
+	if (!l && !(l = leaf_new(t, g)))
+		return -ENOMEM;
+	unsigned k = rank(l->bits, i);
+	if (!(l->bits >> i & 1)) {
+		unsigned n = (unsigned)__builtin_popcount(l->bits);
+		unsigned cl = LEAF_CAP_LOG2(l);
+		if (n + 1 > (1u << cl)) {
+			/* grow in place: the hash bucket must follow the move */
+			size_t j = grp_hash(g, t->hcap);
+			while (t->hash[j] != l)
+				j = (j + 1) & (t->hcap - 1);
+			struct an_leaf *nl = realloc(l, sizeof(*l) + (size_t)2 * sizeof(uint64_t) * (2u << cl));
+			if (!nl)
+				return -ENOMEM;
+			l = t->hash[j] = nl;
+			l->grp_cap = (uint32_t)g | (cl + 1) << 27;
+		}
+		memmove(&l->e[2 * (k + 1)], &l->e[2 * k], (size_t)(n - k) * 2 * sizeof(uint64_t));
+		if (!l->bits)
+			sum_update(t, g, 1);
+		l->bits |= UINT32_C(1) << i;
+		t->valid++;
+	}
+	l->e[2 * k] = v;
+	l->e[2 * k + 1] = r;
+	return 0;
+}
+
+/* Invalidate slots [first, first + n): only groups holding valid entries
+ * are visited (64 groups per summary word), so the cost is what changes
+ * plus one word per 2048 slots of the run. */
 static void tab_invalidate(struct an_tab *t, uint64_t first, uint64_t n)
 {
-	uint64_t end = first + n;
-	while (first < end) {
-		uint64_t blk_end = (first | (AN_TAB_BLK_SLOTS - 1)) + 1;
-		uint64_t stop = end < blk_end ? end : blk_end;
-		uint64_t *b = t->blk[first >> AN_TAB_BLK_SHIFT];
-		if (b && b[BLK_COUNT]) {
-			unsigned lo = (unsigned)(first & (AN_TAB_BLK_SLOTS - 1));
-			unsigned hi = (unsigned)((stop - 1) & (AN_TAB_BLK_SLOTS - 1));
-			for (unsigned wd = lo >> 6; wd <= hi >> 6; wd++) {
-				uint64_t m = b[wd];
-				if (wd == lo >> 6)
-					m &= ~UINT64_C(0) << (lo & 63);
-				if (wd == hi >> 6 && (hi & 63) != 63)
-					m &= (UINT64_C(1) << ((hi & 63) + 1)) - 1;
-				while (m) {
-					unsigned bitn = (unsigned)__builtin_ctzll(m);
-					m &= m - 1;
-					uint64_t *e = b + BLK_HDR + ((uint64_t)wd * 64 + bitn) * 2;
-					e[0] = e[1] = 0;
-					b[wd] &= ~(UINT64_C(1) << bitn);
-					b[BLK_COUNT]--;
-				}
+	if (!n || !t->valid)
+		return;
+	uint64_t last = first + n - 1;
+	uint64_t g0 = first >> AN_TAB_GRP_SHIFT, g1 = last >> AN_TAB_GRP_SHIFT;
+	for (uint64_t wd = g0 >> 6; wd <= g1 >> 6; wd++) {
+		uint64_t m = t->sum[wd];
+		if (wd == g0 >> 6)
+			m &= ~UINT64_C(0) << (g0 & 63);
+		if (wd == g1 >> 6 && (g1 & 63) != 63)
+			m &= (UINT64_C(1) << ((g1 & 63) + 1)) - 1;
+		while (m) {
+			uint64_t g = wd * 64 + (unsigned)__builtin_ctzll(m);
+			m &= m - 1;
+			uint32_t mask = ~UINT32_C(0);
+			if (g == g0)
+				mask &= ~UINT32_C(0) << (first & (AN_TAB_GRP_SLOTS - 1));
+			if (g == g1 && (last & (AN_TAB_GRP_SLOTS - 1)) != AN_TAB_GRP_SLOTS - 1)
+				mask &= (UINT32_C(1) << ((last & (AN_TAB_GRP_SLOTS - 1)) + 1)) - 1;
+			leaf_remove(t, leaf_find(t, g), g, mask);
+		}
+	}
+}
+
+/* Every valid entry in slot order; fn returns non-zero to stop (returned). */
+static int tab_foreach(const struct an_tab *t, int (*fn)(void *, uint64_t, uint64_t, uint64_t), void *opaque)
+{
+	uint64_t nw = (t->ngrp + 63) / 64;
+	for (uint64_t wd = 0; wd < nw; wd++) {
+		for (uint64_t m = t->sum[wd]; m; m &= m - 1) {
+			uint64_t g = wd * 64 + (unsigned)__builtin_ctzll(m);
+			const struct an_leaf *l = leaf_find(t, g);
+			unsigned k = 0;
+			for (uint32_t b = l->bits; b; b &= b - 1, k++) {
+				uint64_t slot = (g << AN_TAB_GRP_SHIFT) + (unsigned)__builtin_ctz(b);
+				int rc = fn(opaque, slot, l->e[2 * k], l->e[2 * k + 1]);
+				if (rc)
+					return rc;
 			}
 		}
-		first = stop;
 	}
+	return 0;
 }
 
 /* ------------------------------------------------------------- entries */
@@ -271,13 +392,10 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 		if (!an_need(w, (uint64_t)nv * 16, "chunk HPTEs"))
 			return w->err->code;
 		const uint8_t *src = w->buf + w->pos;
-		for (uint32_t i = 0; i < nv; i++) {
-			uint64_t slot = (uint64_t)index + i;
-			uint64_t *b = tab_block(t, slot);
-			if (!b)
+		for (uint32_t i = 0; i < nv; i++)
+			if (tab_store(t, (uint64_t)index + i, hm_load_be64(src + i * 16) & ~HPTE_V_HVLOCK,
+				      hm_load_be64(src + i * 16 + 8)) < 0)
 				return an_fail(w, -ENOMEM, (int64_t)c_at, "out of memory");
-			tab_store(b, slot, hm_load_be64(src + i * 16) & ~HPTE_V_HVLOCK, hm_load_be64(src + i * 16 + 8));
-		}
 		w->pos += (size_t)nv * 16;
 		tab_invalidate(t, (uint64_t)index + nv, ni);
 		h->valid_sent += nv;
@@ -290,6 +408,60 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 }
 
 /* --------------------------------------------------------------- finish */
+
+struct finish_ctx {
+	an_htab_stats_t *h;
+	uint32_t shift;
+	hm_sha256_t *sha;
+	uint64_t pteg;     /* PTEG of the entries counted in occ */
+	unsigned occ;
+	uint64_t busy;     /* PTEGs with at least one valid entry */
+	size_t n;
+	uint8_t buf[24 * 256];
+};
+
+static void finish_pteg(struct finish_ctx *c)
+{
+	if (c->occ) {
+		c->h->pteg_occupancy[c->occ]++;
+		c->busy++;
+	}
+	c->occ = 0;
+}
+
+static int finish_entry(void *opaque, uint64_t slot, uint64_t v, uint64_t rr)
+{
+	struct finish_ctx *c = opaque;
+	an_htab_stats_t *h = c->h;
+	if (slot >> 3 != c->pteg) {
+		finish_pteg(c);
+		c->pteg = slot >> 3;
+	}
+	c->occ++;
+	h->valid++;
+	h->bolted += (v & HPTE_V_BOLTED) != 0;
+	h->secondary += (v & HPTE_V_SECONDARY) != 0;
+	uint64_t bseg = v >> 62;
+	if (bseg == 0)
+		h->seg_256m++;
+	else if (bseg == 1)
+		h->seg_1t++;
+	else
+		h->seg_reserved++;
+	int pg;
+	if (!an_hpte_check(c->shift, slot, v, rr, &pg))
+		h->check_failures++;
+	h->page_sizes[pg]++;
+	hm_store_be64(c->buf + c->n, slot);
+	hm_store_be64(c->buf + c->n + 8, v);
+	hm_store_be64(c->buf + c->n + 16, rr);
+	c->n += 24;
+	if (c->n == sizeof(c->buf)) {
+		hm_sha256_update(c->sha, c->buf, c->n);
+		c->n = 0;
+	}
+	return 0;
+}
 
 int an_htab_finish(an_report_t *r, hm_error_t *err)
 {
@@ -305,66 +477,46 @@ int an_htab_finish(an_report_t *r, hm_error_t *err)
 	int rc = hm_sha256_new(&sha);
 	if (rc < 0)
 		return hm_error_set(err, rc, -1, "spapr/htab: cannot start SHA-256");
-	uint8_t buf[24 * 256];
-	size_t n = 0;
+	uint8_t hdr[4];
 	if (!p->have_tab) {
-		hm_store_be32(buf, AN_HTAB_NO_HPT);
-		hm_sha256_update(sha, buf, 4);
+		hm_store_be32(hdr, AN_HTAB_NO_HPT);
+		hm_sha256_update(sha, hdr, 4);
 		h->slots = 0;
 	} else {
 		struct an_tab *t = &p->tab;
 		h->slots = t->slots;
-		hm_store_be32(buf, t->shift);
-		hm_sha256_update(sha, buf, 4);
-		uint64_t per_blk = t->slots < AN_TAB_BLK_SLOTS ? t->slots : AN_TAB_BLK_SLOTS;
-		for (uint64_t b = 0; b < t->nblk; b++) {
-			const uint64_t *blk = t->blk[b];
-			if (!blk || !blk[BLK_COUNT]) {
-				h->pteg_occupancy[0] += per_blk / 8;
-				continue;
-			}
-			blk += BLK_HDR;
-			for (uint64_t g = 0; g < per_blk / 8; g++) {
-				unsigned occ = 0;
-				for (unsigned k = 0; k < 8; k++) {
-					uint64_t i = g * 8 + k;
-					uint64_t v = blk[i * 2], rr = blk[i * 2 + 1];
-					if (!(v & HPTE_V_VALID))
-						continue;
-					uint64_t slot = (b << AN_TAB_BLK_SHIFT) + i;
-					occ++;
-					h->valid++;
-					h->bolted += (v & HPTE_V_BOLTED) != 0;
-					h->secondary += (v & HPTE_V_SECONDARY) != 0;
-					uint64_t bseg = v >> 62;
-					if (bseg == 0)
-						h->seg_256m++;
-					else if (bseg == 1)
-						h->seg_1t++;
-					else
-						h->seg_reserved++;
-					int pg;
-					if (!an_hpte_check(t->shift, slot, v, rr, &pg))
-						h->check_failures++;
-					h->page_sizes[pg]++;
-					hm_store_be64(buf + n, slot);
-					hm_store_be64(buf + n + 8, v);
-					hm_store_be64(buf + n + 16, rr);
-					n += 24;
-					if (n == sizeof(buf)) {
-						hm_sha256_update(sha, buf, n);
-						n = 0;
-					}
-				}
-				h->pteg_occupancy[occ]++;
-			}
+		hm_store_be32(hdr, t->shift);
+		hm_sha256_update(sha, hdr, 4);
+		struct finish_ctx *c = calloc(1, sizeof(*c));
+		if (!c) {
+			hm_sha256_free(sha);
+			return hm_error_set(err, -ENOMEM, -1, "spapr/htab: out of memory");
 		}
-		if (n)
-			hm_sha256_update(sha, buf, n);
+		c->h = h;
+		c->shift = t->shift;
+		c->sha = sha;
+		tab_foreach(t, finish_entry, c);
+		finish_pteg(c);
+		if (c->n)
+			hm_sha256_update(sha, c->buf, c->n);
+		h->pteg_occupancy[0] = t->slots / 8 - c->busy;
+		free(c);
 	}
 	hm_sha256_final(sha, h->digest);
 	hm_sha256_free(sha);
 	return 0;
+}
+
+struct foreach_ctx {
+	int (*fn)(void *, uint64_t, uint64_t, uint64_t, bool);
+	void *opaque;
+	uint32_t shift;
+};
+
+static int foreach_entry(void *opaque, uint64_t slot, uint64_t v, uint64_t rr)
+{
+	struct foreach_ctx *c = opaque;
+	return c->fn(c->opaque, slot, v, rr, an_hpte_check(c->shift, slot, v, rr, NULL));
 }
 
 int an_htab_foreach(const an_report_t *r, int (*fn)(void *, uint64_t, uint64_t, uint64_t, bool),
@@ -372,24 +524,8 @@ int an_htab_foreach(const an_report_t *r, int (*fn)(void *, uint64_t, uint64_t, 
 {
 	if (!r || !r->priv || !r->priv->have_tab)
 		return 0;
-	const struct an_tab *t = &r->priv->tab;
-	uint64_t per_blk = t->slots < AN_TAB_BLK_SLOTS ? t->slots : AN_TAB_BLK_SLOTS;
-	for (uint64_t b = 0; b < t->nblk; b++) {
-		const uint64_t *blk = t->blk[b];
-		if (!blk || !blk[BLK_COUNT])
-			continue;
-		blk += BLK_HDR;
-		for (uint64_t i = 0; i < per_blk; i++) {
-			uint64_t v = blk[i * 2], rr = blk[i * 2 + 1];
-			if (!(v & HPTE_V_VALID))
-				continue;
-			uint64_t slot = (b << AN_TAB_BLK_SHIFT) + i;
-			int rc = fn(opaque, slot, v, rr, an_hpte_check(t->shift, slot, v, rr, NULL));
-			if (rc)
-				return rc;
-		}
-	}
-	return 0;
+	struct foreach_ctx c = {fn, opaque, r->priv->tab.shift};
+	return tab_foreach(&r->priv->tab, foreach_entry, &c);
 }
 
 /* --------------------------------------------------------------- encode */
@@ -414,99 +550,106 @@ static int ob_reserve(struct obuf *o, size_t n)
 	return 0;
 }
 
-/* An entry source: false when the slot's whole block is unwritten (invalid). */
-typedef bool (*get_entry_fn)(const void *src, uint64_t slot, uint64_t *v, uint64_t *r);
+/*
+ * The canonical END payload: be32 0, one chunk per run of valid entries in
+ * slot order (at most 65535 each), the end mark. Entries arrive in slot
+ * order through enc_entry; a run goes on while slots follow each other.
+ */
+struct enc {
+	struct obuf o;
+	size_t hdr;      /* offset of the open chunk's header */
+	uint64_t first, next, n;
+	bool open;
+};
 
-/* be32 0, one chunk per run of valid entries (at most 65535 each), end mark. */
-static int encode(const void *src, uint64_t slots, get_entry_fn get, struct obuf *o)
+static void enc_close(struct enc *e)
 {
-	if (ob_reserve(o, 4) < 0)
-		return -ENOMEM;
-	hm_store_be32(o->p + o->len, 0);
-	o->len += 4;
-	uint64_t s = 0;
-	while (s < slots) {
-		uint64_t v, r;
-		if (!get(src, s, &v, &r)) {
-			/* an unwritten block of the sparse table: all invalid */
-			s = (s + AN_TAB_BLK_SLOTS) & ~(uint64_t)(AN_TAB_BLK_SLOTS - 1);
-			continue;
-		}
-		if (!(v & HPTE_V_VALID)) {
-			s++;
-			continue;
-		}
-		uint64_t first = s, n = 0;
-		size_t hdr = o->len;
-		if (ob_reserve(o, 8) < 0)
+	if (!e->open)
+		return;
+	hm_store_be32(e->o.p + e->hdr, (uint32_t)e->first);
+	hm_store_be16(e->o.p + e->hdr + 4, (uint16_t)e->n);
+	hm_store_be16(e->o.p + e->hdr + 6, 0);
+	e->open = false;
+}
+
+static int enc_entry(void *opaque, uint64_t slot, uint64_t v, uint64_t r)
+{
+	struct enc *e = opaque;
+	if (!e->open || slot != e->next || e->n == HTAB_RUN_MAX) {
+		enc_close(e);
+		if (ob_reserve(&e->o, 8) < 0)
 			return -ENOMEM;
-		o->len += 8;
-		while (s < slots && n < HTAB_RUN_MAX && get(src, s, &v, &r) && (v & HPTE_V_VALID)) {
-			if (ob_reserve(o, 16) < 0)
-				return -ENOMEM;
-			hm_store_be64(o->p + o->len, v & ~HPTE_V_HVLOCK);
-			hm_store_be64(o->p + o->len + 8, r);
-			o->len += 16;
-			n++;
-			s++;
-		}
-		hm_store_be32(o->p + hdr, (uint32_t)first);
-		hm_store_be16(o->p + hdr + 4, (uint16_t)n);
-		hm_store_be16(o->p + hdr + 6, 0);
+		e->hdr = e->o.len;
+		e->o.len += 8;
+		e->first = slot;
+		e->n = 0;
+		e->open = true;
 	}
-	if (ob_reserve(o, 8) < 0)
+	if (ob_reserve(&e->o, 16) < 0)
 		return -ENOMEM;
-	memset(o->p + o->len, 0, 8);
-	o->len += 8;
+	hm_store_be64(e->o.p + e->o.len, v & ~HPTE_V_HVLOCK);
+	hm_store_be64(e->o.p + e->o.len + 8, r);
+	e->o.len += 16;
+	e->n++;
+	e->next = slot + 1;
 	return 0;
 }
 
-static bool get_tab(const void *src, uint64_t slot, uint64_t *v, uint64_t *r)
+static int enc_begin(struct enc *e)
 {
-	const struct an_tab *t = src;
-	const uint64_t *b = t->blk[slot >> AN_TAB_BLK_SHIFT];
-	if (!b || !b[BLK_COUNT])
-		return false;
-	const uint64_t *e = b + BLK_HDR + (slot & (AN_TAB_BLK_SLOTS - 1)) * 2;
-	*v = e[0];
-	*r = e[1];
-	return true;
+	memset(e, 0, sizeof(*e));
+	if (ob_reserve(&e->o, 4) < 0)
+		return -ENOMEM;
+	hm_store_be32(e->o.p, 0);
+	e->o.len = 4;
+	return 0;
 }
 
-static bool get_flat(const void *src, uint64_t slot, uint64_t *v, uint64_t *r)
+static int enc_end(struct enc *e, uint8_t **out, size_t *out_len)
 {
-	const uint64_t *e = (const uint64_t *)src + slot * 2;
-	*v = e[0];
-	*r = e[1];
-	return true;
+	enc_close(e);
+	if (ob_reserve(&e->o, 8) < 0) {
+		free(e->o.p);
+		return -ENOMEM;
+	}
+	memset(e->o.p + e->o.len, 0, 8);
+	e->o.len += 8;
+	*out = e->o.p;
+	*out_len = e->o.len;
+	return 0;
 }
 
 int an_htab_encode_table(const uint64_t *entries, uint64_t slots, uint8_t **out, size_t *out_len)
 {
-	struct obuf o = {0};
-	if (slots > (UINT64_C(1) << 32) || encode(entries, slots, get_flat, &o) < 0) {
-		free(o.p);
-		return slots > (UINT64_C(1) << 32) ? HM_E_RANGE : -ENOMEM;
-	}
-	*out = o.p;
-	*out_len = o.len;
-	return 0;
+	if (slots > (UINT64_C(1) << 32))
+		return HM_E_RANGE;
+	struct enc e;
+	if (enc_begin(&e) < 0)
+		return -ENOMEM;
+	for (uint64_t s = 0; s < slots; s++)
+		if ((entries[2 * s] & HPTE_V_VALID) && enc_entry(&e, s, entries[2 * s], entries[2 * s + 1]) < 0) {
+			free(e.o.p);
+			return -ENOMEM;
+		}
+	return enc_end(&e, out, out_len);
 }
 
 int an_htab_encode_final(const an_report_t *r, uint8_t **out, size_t *out_len)
 {
-	struct obuf o = {0};
 	const struct an_private *p = r->priv;
 	if (!p->have_tab) {
-		if (ob_reserve(&o, 4) < 0)
+		uint8_t *b = malloc(4);
+		if (!b)
 			return -ENOMEM;
-		hm_store_be32(o.p, AN_HTAB_NO_HPT);
-		o.len = 4;
-	} else if (encode(&p->tab, p->tab.slots, get_tab, &o) < 0) {
-		free(o.p);
+		hm_store_be32(b, AN_HTAB_NO_HPT);
+		*out = b;
+		*out_len = 4;
+		return 0;
+	}
+	struct enc e;
+	if (enc_begin(&e) < 0 || tab_foreach(&p->tab, enc_entry, &e) < 0) {
+		free(e.o.p);
 		return -ENOMEM;
 	}
-	*out = o.p;
-	*out_len = o.len;
-	return 0;
+	return enc_end(&e, out, out_len);
 }

@@ -1,125 +1,259 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Input files for the analyser: a plain stream is mapped read-only (read
- * once by the walk, no copy); a zstd file (detected by its magic) is
- * decompressed into memory with libzstd; a pipe is read whole. Never prints;
- * errors name the file and the system error.
+ * Input files for the analyser: a plain stream (file, pipe or device) is read
+ * into a private buffer, a zstd file (detected by its magic) is decompressed
+ * into one with libzstd. The first bytes are checked before anything else is
+ * read, and memory is bounded by a cap on the stream's size (never by what a
+ * file or a frame header claims); the file is never mapped, so another
+ * process truncating it cannot kill us with SIGBUS. Never prints.
  */
 #include "hptmig/analyze.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #define ZSTD_MAGIC_LE 0xFD2FB528u
-/* A decompressed stream above this is refused (a decompression bomb must
- * fail cleanly, not exhaust memory). */
-#define AN_INPUT_MAX ((size_t)1 << 36)
+#define QEVM_MAGIC 0x5145564du
+/* Compressed bytes are read in pieces of this size (zstd's own input size). */
+#define READ_PIECE ((size_t)128 << 10)
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
-static int read_all(int fd, uint8_t **out, size_t *len, const char *path, hm_error_t *err)
+static int read_some(int fd, uint8_t *b, size_t want, size_t *got, const char *path, hm_error_t *err)
 {
-	size_t cap = 1 << 20, n = 0;
-	uint8_t *b = malloc(cap);
-	if (!b)
-		return hm_error_set(err, -ENOMEM, -1, "%s: out of memory", path);
-	for (;;) {
-		if (n == cap) {
-			if (cap >= AN_INPUT_MAX) {
-				free(b);
-				return hm_error_set(err, HM_E_RANGE, -1, "%s: larger than %zu bytes", path, AN_INPUT_MAX);
-			}
-			uint8_t *nb = realloc(b, cap * 2);
-			if (!nb) {
-				free(b);
-				return hm_error_set(err, -ENOMEM, -1, "%s: out of memory", path);
-			}
-			b = nb;
-			cap *= 2;
-		}
-		ssize_t k = read(fd, b + n, cap - n);
+	*got = 0;
+	while (*got < want) {
+		ssize_t k = read(fd, b + *got, want - *got);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0) {
 			int e = errno;
-			free(b);
-			return hm_error_set(err, -e, -1, "%s: read: %s", path, strerror(e));
+			return hm_error_set(err, -e, (int64_t)*got, "%s: read: %s", path, strerror(e));
 		}
 		if (k == 0)
 			break;
-		n += (size_t)k;
+		*got += (size_t)k;
 	}
-	*out = b;
-	*len = n;
 	return 0;
 }
 
-static int unzstd(const uint8_t *src, size_t slen, uint8_t **out, size_t *olen, const char *path,
-		  hm_error_t *err)
+static int check_qevm(const uint8_t *b, size_t n, const char *path, const char *what, hm_error_t *err)
 {
-	ZSTD_DStream *ds = ZSTD_createDStream();
-	if (!ds)
-		return hm_error_set(err, -ENOMEM, -1, "%s: out of memory", path);
-	unsigned long long hint = ZSTD_getFrameContentSize(src, slen);
-	size_t cap = (hint != ZSTD_CONTENTSIZE_UNKNOWN && hint != ZSTD_CONTENTSIZE_ERROR && hint < AN_INPUT_MAX)
-			     ? (size_t)hint + 1
-			     : slen * 4 + 4096;
-	uint8_t *b = malloc(cap);
-	if (!b) {
-		ZSTD_freeDStream(ds);
-		return hm_error_set(err, -ENOMEM, -1, "%s: out of memory", path);
+	if (n < 4 || hm_load_be32(b) == QEVM_MAGIC)
+		return 0; /* too short: the walk reports the truncated header */
+	return hm_error_set(err, HM_E_MAGIC, 0,
+			    "%s: stream header: magic 0x%08x at offset 0%s is not QEVM (0x%08x)%s", path,
+			    hm_load_be32(b), what, QEVM_MAGIC, *what ? "" : " nor zstd (0xfd2fb528 LE)");
+}
+
+static int too_big(hm_error_t *err, const char *path, const char *what, uint64_t max)
+{
+	return hm_error_set(err, HM_E_RANGE, (int64_t)max, "%s: %s more than %" PRIu64 " bytes (the input cap;"
+			    " --max-input SIZE changes it)", path, what, max);
+}
+
+/*
+ * Grow *b (a private anonymous mapping, cap bytes) to hold at least need
+ * bytes: doubling, in whole 2 MiB steps, at most max + 1 bytes plus that
+ * rounding (one byte more than allowed tells "too big" from "exactly
+ * max"). Pages not yet written cost no memory; transparent huge pages are
+ * asked for, as the walk strides through the buffer page by page (RAM page
+ * headers) and 4 KiB pages made it twice as slow as the page cache's.
+ */
+#define BUF_STEP ((size_t)2 << 20)
+
+static int grow(uint8_t **b, size_t *cap, size_t need, uint64_t max, const char *path, hm_error_t *err)
+{
+	if (need <= *cap)
+		return 0;
+	size_t nc = *cap ? *cap : BUF_STEP;
+	while (nc < need)
+		nc *= 2;
+	if (nc > max + 1)
+		nc = (size_t)max + 1;
+	nc = (nc + BUF_STEP - 1) & ~(BUF_STEP - 1);
+	void *nb = *b ? mremap(*b, *cap, nc, MREMAP_MAYMOVE)
+		      : mmap(NULL, nc, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (nb == MAP_FAILED)
+		return hm_error_set(err, -ENOMEM, -1, "%s: out of memory for %zu bytes", path, nc);
+	(void)madvise(nb, nc, MADV_HUGEPAGE); /* a hint: fine if refused */
+	*b = nb;
+	*cap = nc;
+	return 0;
+}
+
+static void buf_free(uint8_t *b, size_t cap)
+{
+	if (b)
+		munmap(b, cap);
+}
+
+/* Plain input: head[0, hn) already read; the rest up to EOF, at most max bytes. */
+static int read_plain(int fd, const struct stat *st, const uint8_t *head, size_t hn, uint64_t max,
+		      const char *path, an_input_t *in, hm_error_t *err)
+{
+	if (S_ISREG(st->st_mode) && (uint64_t)st->st_size > max)
+		return too_big(err, path, "the file has", max);
+	size_t cap = 0, n = hn;
+	uint8_t *b = NULL;
+	/* A regular file's size is a hint only: it may shrink or grow meanwhile. */
+	size_t first = S_ISREG(st->st_mode) && st->st_size > 0 ? (size_t)st->st_size + 1 : (size_t)1 << 16;
+	int rc = grow(&b, &cap, first > hn ? first : hn + 1, max, path, err);
+	if (rc < 0)
+		return rc;
+	memcpy(b, head, hn);
+	for (;;) {
+		if (n == cap) {
+			if (n > max) {
+				buf_free(b, cap);
+				return too_big(err, path, "the input has", max);
+			}
+			rc = grow(&b, &cap, cap + 1, max, path, err);
+			if (rc < 0) {
+				buf_free(b, cap);
+				return rc;
+			}
+		}
+		size_t got;
+		rc = read_some(fd, b + n, cap - n, &got, path, err);
+		if (rc < 0) {
+			buf_free(b, cap);
+			return rc;
+		}
+		n += got;
+		if (n > max) {
+			buf_free(b, cap);
+			return too_big(err, path, "the input has", max);
+		}
+		if (got == 0 || n < cap)
+			break; /* end of file (read_some stops short only there) */
 	}
-	ZSTD_initDStream(ds);
-	ZSTD_inBuffer in = {src, slen, 0};
-	ZSTD_outBuffer ob = {b, cap, 0};
+	in->data = b;
+	in->len = n;
+	in->map_ = b;
+	in->maplen_ = cap;
+	in->mapped_ = true;
+	return 0;
+}
+
+/*
+ * Compressed input: read piece by piece and decompress into a buffer that
+ * never exceeds max + 1 bytes; the decoder's window is limited to
+ * 2^AN_INPUT_ZSTD_WINDOW_LOG_MAX (and libzstd allocates no more than the
+ * frame's content, so its memory is at most min(window, output)).
+ */
+static int read_zstd(int fd, const uint8_t *head, size_t hn, uint64_t max, const char *path,
+		     an_input_t *in, hm_error_t *err)
+{
+	ZSTD_DCtx *dc = ZSTD_createDCtx();
+	uint8_t *src = malloc(READ_PIECE), *b = NULL;
+	size_t cap = 0, total_in = 0;
+	int rc = 0;
+	if (!dc || !src) {
+		rc = hm_error_set(err, -ENOMEM, -1, "%s: out of memory", path);
+		goto out;
+	}
+	size_t z = ZSTD_DCtx_setParameter(dc, ZSTD_d_windowLogMax, AN_INPUT_ZSTD_WINDOW_LOG_MAX);
+	if (ZSTD_isError(z)) {
+		rc = hm_error_set(err, -EINVAL, -1, "%s: zstd: %s", path, ZSTD_getErrorName(z));
+		goto out;
+	}
+	memcpy(src, head, hn);
+	ZSTD_inBuffer ib = {src, hn, 0};
+	ZSTD_outBuffer ob = {NULL, 0, 0};
+	bool eof = false, checked = false;
 	size_t ret = 1;
-	while (in.pos < in.size || ret != 0) {
+	for (;;) {
+		if (ib.pos == ib.size && !eof) {
+			size_t got;
+			total_in += ib.size;
+			rc = read_some(fd, src, READ_PIECE, &got, path, err);
+			if (rc < 0)
+				goto out;
+			ib.size = got;
+			ib.pos = 0;
+			eof = got == 0;
+		}
+		if (ib.pos == ib.size && eof) {
+			if (ret != 0) {
+				rc = hm_error_set(err, HM_E_TRUNCATED, (int64_t)total_in,
+						  "%s: zstd: the compressed file ends inside a frame (%zu bytes"
+						  " decompressed)", path, ob.pos);
+				goto out;
+			}
+			break;
+		}
 		if (ob.pos == ob.size) {
-			if (cap >= AN_INPUT_MAX) {
-				free(b);
-				ZSTD_freeDStream(ds);
-				return hm_error_set(err, HM_E_RANGE, -1, "%s: decompresses to more than %zu bytes", path,
-						    AN_INPUT_MAX);
+			if (ob.pos > max) {
+				rc = too_big(err, path, "decompresses to", max);
+				goto out;
 			}
-			uint8_t *nb = realloc(b, cap * 2);
-			if (!nb) {
-				free(b);
-				ZSTD_freeDStream(ds);
-				return hm_error_set(err, -ENOMEM, -1, "%s: out of memory", path);
-			}
-			b = nb;
-			cap *= 2;
+			rc = grow(&b, &cap, cap + 1, max, path, err);
+			if (rc < 0)
+				goto out;
 			ob.dst = b;
 			ob.size = cap;
 		}
-		size_t before_in = in.pos, before_out = ob.pos;
-		ret = ZSTD_decompressStream(ds, &ob, &in);
+		size_t in_before = ib.pos, out_before = ob.pos;
+		ret = ZSTD_decompressStream(dc, &ob, &ib);
 		if (ZSTD_isError(ret)) {
-			free(b);
-			ZSTD_freeDStream(ds);
-			return hm_error_set(err, HM_E_FORMAT, (int64_t)in.pos, "%s: zstd: %s", path,
-					    ZSTD_getErrorName(ret));
+			rc = hm_error_set(err, HM_E_FORMAT, (int64_t)(total_in + ib.pos), "%s: zstd: %s%s", path,
+					  ZSTD_getErrorName(ret),
+					  ZSTD_getErrorCode(ret) == ZSTD_error_frameParameter_windowTooLarge
+						  ? " (the decoder's window is limited to 2^"
+						    STR(AN_INPUT_ZSTD_WINDOW_LOG_MAX) " bytes)"
+						  : "");
+			goto out;
 		}
-		if (in.pos == in.size && ret != 0 && ob.pos < ob.size && before_in == in.pos &&
-		    before_out == ob.pos) {
-			free(b);
-			ZSTD_freeDStream(ds);
-			return hm_error_set(err, HM_E_TRUNCATED, (int64_t)in.pos, "%s: zstd: truncated frame", path);
+		if (!checked && ob.pos >= 4) {
+			/* No point decompressing gigabytes of something else. */
+			rc = check_qevm(b, ob.pos, path, " of the decompressed stream", err);
+			if (rc < 0)
+				goto out;
+			checked = true;
+		}
+		if (ob.pos > max) {
+			rc = too_big(err, path, "decompresses to", max);
+			goto out;
+		}
+		if (in_before == ib.pos && out_before == ob.pos && ob.pos < ob.size && ib.pos < ib.size) {
+			rc = hm_error_set(err, HM_E_FORMAT, (int64_t)(total_in + ib.pos), "%s: zstd: no progress",
+					  path);
+			goto out;
 		}
 	}
-	ZSTD_freeDStream(ds);
-	*out = b;
-	*olen = ob.pos;
-	return 0;
+	if (!checked)
+		rc = check_qevm(b, ob.pos, path, " of the decompressed stream", err);
+	if (rc < 0)
+		goto out;
+	in->data = b ? b : (const uint8_t *)"";
+	in->len = ob.pos;
+	in->map_ = b;
+	in->maplen_ = cap;
+	in->mapped_ = b != NULL;
+	in->compressed = true;
+	b = NULL;
+out:
+	buf_free(b, cap);
+	free(src);
+	ZSTD_freeDCtx(dc);
+	return rc;
 }
 
-int an_input_open(const char *path, an_input_t *in, hm_error_t *err)
+int an_input_open_max(const char *path, uint64_t max, an_input_t *in, hm_error_t *err)
 {
 	memset(in, 0, sizeof(*in));
+	if (max > AN_INPUT_MAX_LIMIT)
+		return hm_error_set(err, HM_E_RANGE, -1, "%s: input cap %" PRIu64 " is above %" PRIu64, path, max,
+				    (uint64_t)AN_INPUT_MAX_LIMIT);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
@@ -131,53 +265,32 @@ int an_input_open(const char *path, an_input_t *in, hm_error_t *err)
 		close(fd);
 		return hm_error_set(err, -e, -1, "%s: %s", path, strerror(e));
 	}
-	const uint8_t *data = NULL;
-	size_t len = 0;
-	uint8_t *owned = NULL;
-	void *map = NULL;
-	if (S_ISREG(st.st_mode) && st.st_size > 0) {
-		map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-		if (map == MAP_FAILED) {
-			int e = errno;
-			close(fd);
-			return hm_error_set(err, -e, -1, "%s: mmap: %s", path, strerror(e));
+	uint8_t head[8];
+	size_t hn;
+	int rc = read_some(fd, head, sizeof(head), &hn, path, err);
+	if (rc == 0) {
+		uint32_t m = hn >= 4 ? (uint32_t)head[0] | (uint32_t)head[1] << 8 | (uint32_t)head[2] << 16 |
+						 (uint32_t)head[3] << 24
+				     : 0;
+		if (m == ZSTD_MAGIC_LE) {
+			rc = read_zstd(fd, head, hn, max ? max : AN_INPUT_ZSTD_MAX_DEFAULT, path, in, err);
+		} else {
+			rc = check_qevm(head, hn, path, "", err);
+			if (rc == 0)
+				rc = read_plain(fd, &st, head, hn, max ? max : AN_INPUT_MAX_DEFAULT, path, in, err);
 		}
-		data = map;
-		len = (size_t)st.st_size;
-	} else if (!S_ISREG(st.st_mode)) {
-		int rc = read_all(fd, &owned, &len, path, err);
-		if (rc < 0) {
-			close(fd);
-			return rc;
-		}
-		data = owned;
 	}
 	close(fd);
-	if (len >= 4 && (uint32_t)(data[0] | data[1] << 8 | data[2] << 16 | (uint32_t)data[3] << 24) == ZSTD_MAGIC_LE) {
-		uint8_t *plain = NULL;
-		size_t plen = 0;
-		int rc = unzstd(data, len, &plain, &plen, path, err);
-		if (map)
-			munmap(map, len);
-		free(owned);
-		if (rc < 0)
-			return rc;
-		in->data = plain;
-		in->len = plen;
-		in->map_ = plain;
-		in->compressed = true;
-		return 0;
-	}
-	in->data = data ? data : (const uint8_t *)"";
-	in->len = len;
-	if (map) {
-		in->map_ = map;
-		in->maplen_ = len;
-		in->mapped_ = true;
-	} else {
-		in->map_ = owned;
-	}
-	return 0;
+	if (rc < 0)
+		memset(in, 0, sizeof(*in));
+	else if (!in->data)
+		in->data = (const uint8_t *)"";
+	return rc;
+}
+
+int an_input_open(const char *path, an_input_t *in, hm_error_t *err)
+{
+	return an_input_open_max(path, 0, in, err);
 }
 
 void an_input_close(an_input_t *in)
@@ -185,8 +298,6 @@ void an_input_close(an_input_t *in)
 	if (!in)
 		return;
 	if (in->mapped_)
-		munmap(in->map_, in->maplen_);
-	else
-		free(in->map_);
+		buf_free(in->map_, in->maplen_);
 	memset(in, 0, sizeof(*in));
 }

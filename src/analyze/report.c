@@ -6,6 +6,7 @@
  */
 #include "an_internal.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,15 +28,19 @@ struct list_ctx {
 	json_t *arr;
 };
 
-static int list_entry(void *opaque, uint64_t slot, uint64_t v, uint64_t r, bool ok)
+static json_t *entry_json(uint64_t slot, uint64_t v, uint64_t r, bool ok)
 {
-	struct list_ctx *c = opaque;
 	char vs[24], rs[24];
 	snprintf(vs, sizeof(vs), "0x%016" PRIx64, v);
 	snprintf(rs, sizeof(rs), "0x%016" PRIx64, r);
-	json_array_append_new(c->arr, json_pack("{sIsssssssbsb}", "slot", (json_int_t)slot, "v", vs, "r", rs,
-						"page_size", an_pgsz_name(an_hpte_pgsz(v, r, NULL)), "bolted",
-						(v & 0x10) != 0, "check_ok", ok));
+	return json_pack("{sIsssssssbsb}", "slot", (json_int_t)slot, "v", vs, "r", rs, "page_size",
+			 an_pgsz_name(an_hpte_pgsz(v, r, NULL)), "bolted", (v & 0x10) != 0, "check_ok", ok);
+}
+
+static int list_entry(void *opaque, uint64_t slot, uint64_t v, uint64_t r, bool ok)
+{
+	struct list_ctx *c = opaque;
+	json_array_append_new(c->arr, entry_json(slot, v, r, ok));
 	return 0;
 }
 
@@ -227,14 +232,60 @@ static void size_str(uint64_t v, char *out, size_t n)
 	snprintf(out, n, i ? "%.1f %s" : "%.0f %s", d, u[i]);
 }
 
+static int entry_text(char *buf, size_t n, uint64_t slot, uint64_t v, uint64_t r, bool ok)
+{
+	return snprintf(buf, n, "  %10" PRIu64 " %08" PRIx64 "/%" PRIu64 " V=%016" PRIx64 " R=%016" PRIx64 " %-7s %s%s%s%s\n",
+			slot, slot >> 3, slot & 7, v, r, an_pgsz_name(an_hpte_pgsz(v, r, NULL)),
+			(v >> 62) == 1 ? "1T" : (v >> 62) == 0 ? "256M" : "B?", (v & 0x10) ? " bolted" : "",
+			(v & 0x2) ? " secondary" : "", ok ? "" : " CHECK-FAILED");
+}
+
 static int text_entry(void *opaque, uint64_t slot, uint64_t v, uint64_t r, bool ok)
 {
 	struct sb *b = opaque;
-	sb_printf(b, "  %10" PRIu64 " %08" PRIx64 "/%" PRIu64 " V=%016" PRIx64 " R=%016" PRIx64 " %-7s %s%s%s%s\n",
-		  slot, slot >> 3, slot & 7, v, r, an_pgsz_name(an_hpte_pgsz(v, r, NULL)),
-		  (v >> 62) == 1 ? "1T" : (v >> 62) == 0 ? "256M" : "B?", (v & 0x10) ? " bolted" : "",
-		  (v & 0x2) ? " secondary" : "", ok ? "" : " CHECK-FAILED");
+	char line[160];
+	entry_text(line, sizeof(line), slot, v, r, ok);
+	sb_printf(b, "%s", line);
 	return 0;
+}
+
+struct stream_ctx {
+	bool json, first;
+	int (*write)(void *, const char *, size_t);
+	void *opaque;
+};
+
+static int stream_entry(void *opaque, uint64_t slot, uint64_t v, uint64_t r, bool ok)
+{
+	struct stream_ctx *c = opaque;
+	if (!c->json) {
+		char line[160];
+		int n = entry_text(line, sizeof(line), slot, v, r, ok);
+		return c->write(c->opaque, line, (size_t)n);
+	}
+	json_t *e = entry_json(slot, v, r, ok);
+	char *s = e ? json_dumps(e, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	json_decref(e);
+	if (!s)
+		return -ENOMEM;
+	int rc = c->first ? 0 : c->write(c->opaque, ",", 1);
+	if (rc == 0)
+		rc = c->write(c->opaque, s, strlen(s));
+	c->first = false;
+	free(s);
+	return rc;
+}
+
+int an_htab_entries_write(const an_report_t *r, bool json, int (*write)(void *opaque, const char *s, size_t n),
+			  void *opaque)
+{
+	struct stream_ctx c = {json, true, write, opaque};
+	int rc = json ? write(opaque, "[", 1) : 0;
+	if (rc == 0)
+		rc = an_htab_foreach(r, stream_entry, &c);
+	if (rc == 0 && json)
+		rc = write(opaque, "]", 1);
+	return rc;
 }
 
 char *an_report_text(const an_report_t *r, unsigned flags)

@@ -9,8 +9,10 @@
 #include "an_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define ARENA_CHUNK (1u << 20)
 
@@ -31,6 +33,10 @@ void *an_arena_alloc(struct an_arena *a, size_t n)
 			cap = ARENA_CHUNK;
 		if (cap < n)
 			cap = n;
+		if (a->max && (a->total > a->max || cap > a->max - a->total)) {
+			a->over = true;
+			return NULL;
+		}
 		c = malloc(sizeof(*c) + cap);
 		if (!c)
 			return NULL;
@@ -38,6 +44,7 @@ void *an_arena_alloc(struct an_arena *a, size_t n)
 		c->used = 0;
 		c->cap = cap;
 		a->head = c;
+		a->total += cap;
 	}
 	void *p = c->data + c->used;
 	c->used += n;
@@ -53,6 +60,7 @@ void an_arena_free(struct an_arena *a)
 		c = n;
 	}
 	a->head = NULL;
+	a->total = 0;
 }
 
 static char *arena_strndup(struct an_arena *a, const char *s, size_t n)
@@ -143,7 +151,8 @@ int an_node_put(struct an_arena *a, struct an_node *obj, const char *key, struct
 struct tbuf {
 	char *p;
 	size_t len, cap;
-	bool oom;
+	size_t max; /* 0: no cap */
+	bool oom, over;
 };
 
 static bool tb_reserve(struct tbuf *b, size_t n)
@@ -155,6 +164,13 @@ static bool tb_reserve(struct tbuf *b, size_t n)
 	size_t cap = b->cap ? b->cap : 1 << 16;
 	while (cap - b->len < n)
 		cap *= 2;
+	if (b->max && cap > b->max) {
+		if (b->max - b->len < n) {
+			b->oom = b->over = true;
+			return false;
+		}
+		cap = b->max;
+	}
 	char *np = realloc(b->p, cap);
 	if (!np) {
 		b->oom = true;
@@ -247,13 +263,15 @@ static void render(struct tbuf *b, const struct an_node *n, int level)
 	}
 }
 
-char *an_node_render(const struct an_node *root, size_t *len)
+char *an_node_render(const struct an_node *root, size_t max, size_t *len, bool *over)
 {
-	struct tbuf b = {0};
+	struct tbuf b = {.max = max};
 	render(&b, root, 0);
 	tb_put(&b, "\n", 1);
 	if (!tb_reserve(&b, 1) || b.oom) {
 		free(b.p);
+		if (over)
+			*over = b.over;
 		return NULL;
 	}
 	b.p[b.len] = 0;
@@ -272,12 +290,37 @@ uint64_t an_hash_str(const char *s, uint64_t seed)
 	return h;
 }
 
-static size_t slot_of(uint64_t key, size_t cap)
+static uint64_t seed_value;
+static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
+
+static void seed_init(void)
 {
+	uint64_t v = 0;
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v))
+		v = hm_now_ns() ^ (uint64_t)(uintptr_t)&v; /* no entropy yet: still unknown outside */
+	seed_value = v | 1;
+}
+
+uint64_t an_hash_seed(void)
+{
+	pthread_once(&seed_once, seed_init);
+	return seed_value;
+}
+
+uint64_t an_hash_mix(uint64_t key)
+{
+	key ^= an_hash_seed();
 	key ^= key >> 33;
 	key *= 0xff51afd7ed558ccdull;
 	key ^= key >> 33;
-	return (size_t)key & (cap - 1);
+	key *= 0xc4ceb9fe1a85ec53ull;
+	key ^= key >> 33;
+	return key;
+}
+
+static size_t slot_of(uint64_t key, size_t cap)
+{
+	return (size_t)an_hash_mix(key) & (cap - 1);
 }
 
 int an_index_put(struct an_index *ix, uint64_t key, uint32_t val)

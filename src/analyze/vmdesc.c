@@ -16,6 +16,61 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* -------------------------------------------------------------- prescan */
+
+int an_vmdesc_prescan(const char *s, size_t n, int64_t base_off, hm_error_t *err)
+{
+	if (n > AN_VMDESC_MAX_BYTES)
+		return hm_error_set(err, HM_E_RANGE, base_off,
+				    "%zu bytes of JSON, more than the cap of %zu bytes", n, AN_VMDESC_MAX_BYTES);
+	/*
+	 * Every value starts either at the top, after '[' or ',' in an array,
+	 * or after ':' in an object: counting '[', ':' and ',' (outside
+	 * strings) plus one bounds the values jansson would build.
+	 */
+	uint64_t values = 1;
+	unsigned depth = 0;
+	bool in_str = false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (in_str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_str = false;
+			continue;
+		}
+		switch (c) {
+		case '"':
+			in_str = true;
+			break;
+		case '{':
+		case '[':
+			if (++depth > AN_VMDESC_MAX_JSON_DEPTH)
+				return hm_error_set(err, HM_E_RANGE, base_off + (int64_t)i,
+						    "JSON nested deeper than the cap of %d levels at byte %zu",
+						    AN_VMDESC_MAX_JSON_DEPTH, i);
+			values += c == '[';
+			break;
+		case '}':
+		case ']':
+			depth -= depth > 0;
+			break;
+		case ':':
+		case ',':
+			values++;
+			break;
+		default:
+			break;
+		}
+		if (values > AN_VMDESC_MAX_VALUES)
+			return hm_error_set(err, HM_E_RANGE, base_off + (int64_t)i,
+					    "more than the cap of %" PRIu64 " JSON values (at byte %zu)",
+					    AN_VMDESC_MAX_VALUES, i);
+	}
+	return 0;
+}
+
 /* -------------------------------------------------------------- compile */
 
 static void vdesc_fini(struct an_vdesc *d)

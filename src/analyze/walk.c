@@ -19,6 +19,9 @@
 #define QEMU_VM_FILE_VERSION 3u
 #define QEMU_VM_FILE_VERSION_COMPAT 2u
 #define VMDESC_MAX_LEN (64u << 20) /* QEMU's analyser looks at the last 10 MB */
+/* COMMAND records: each costs a record and a command entry (48 bytes) for
+ * 5 bytes of input, so their number is capped (docs/limits.md). */
+#define AN_MAX_COMMANDS 4096u
 
 _Static_assert(sizeof(uint32_t) == 4, "be32 fields");
 
@@ -65,6 +68,29 @@ const char *an_command_name(uint16_t cmd)
 	return cmd < N_COMMANDS ? commands[cmd].name : NULL;
 }
 
+#define HM_STR_(x) #x
+#define HM_STR(x) HM_STR_(x)
+
+/* The --state budget for a stream of len bytes of which htab are spapr/htab
+ * records (their bytes cost table memory instead, docs/limits.md). */
+static size_t state_budget(uint64_t len, uint64_t htab)
+{
+	uint64_t dev = len > htab ? len - htab : 0;
+	if (dev > (SIZE_MAX - AN_STATE_BASE) / AN_STATE_PER_BYTE)
+		return SIZE_MAX;
+	return AN_STATE_BASE + AN_STATE_PER_BYTE * (size_t)dev;
+}
+
+static const char *state_cap_msg(size_t max)
+{
+	static _Thread_local char m[200];
+	snprintf(m, sizeof(m),
+		 "the decoded state (--state) needs more than its cap of %zu bytes (%zu MiB + %u bytes per input byte"
+		 " outside spapr/htab)",
+		 max, AN_STATE_BASE >> 20, AN_STATE_PER_BYTE);
+	return m;
+}
+
 int an_fail(struct an_walk *w, int code, int64_t off, const char *fmt, ...)
 {
 	if (w->err->code)
@@ -74,6 +100,11 @@ int an_fail(struct an_walk *w, int code, int64_t off, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (code == -ENOMEM && w->arena && w->arena->over) {
+		/* not the machine's memory but the --state budget */
+		code = HM_E_RANGE;
+		snprintf(msg, sizeof(msg), "%s", state_cap_msg(w->arena->max));
+	}
 	path[0] = 0;
 	size_t n = 0;
 	size_t nf = w->nframes < sizeof(w->frames) / sizeof(w->frames[0]) ? w->nframes
@@ -342,10 +373,14 @@ static int start_or_full(struct an_walk *w, uint8_t type, bool *stopped)
 	if (dup >= 0)
 		return an_fail(w, HM_E_FORMAT, w->rec_off, "section '%s' instance %u sent twice (ids %u and %u)", idstr,
 			       inst, r->sections[dup].id, id);
-	an_section_t *ns = realloc(r->sections, (r->nsections + 1) * sizeof(*ns));
-	if (!ns)
-		return an_fail(w, -ENOMEM, w->rec_off, "out of memory");
-	r->sections = ns;
+	an_section_t *ns = r->sections;
+	if ((r->nsections & (r->nsections - 1)) == 0) {
+		/* capacity: the next power of two (a doubling, not one realloc each) */
+		ns = realloc(r->sections, (r->nsections ? r->nsections * 2 : 1) * sizeof(*ns));
+		if (!ns)
+			return an_fail(w, -ENOMEM, w->rec_off, "out of memory");
+		r->sections = ns;
+	}
 	an_section_t *s = &ns[r->nsections];
 	memset(s, 0, sizeof(*s));
 	s->id = id;
@@ -430,6 +465,9 @@ static int command(struct an_walk *w)
 	if (!an_need(w, len, "command data"))
 		return w->err->code;
 	w->pos += len;
+	if (r->ncommands >= AN_MAX_COMMANDS)
+		return an_fail(w, HM_E_RANGE, w->rec_off,
+			       "more than %u COMMAND records (the cap; QEMU sends a handful)", AN_MAX_COMMANDS);
 	an_command_t *nc = realloc(r->commands, (r->ncommands + 1) * sizeof(*nc));
 	if (!nc)
 		return an_fail(w, -ENOMEM, w->rec_off, "out of memory");
@@ -591,8 +629,14 @@ static int walk_records(struct an_walk *w)
 			return 0;
 		}
 		rec->length = (uint64_t)w->pos - rec->offset;
-		if (rec->section != UINT32_MAX)
+		if (rec->section != UINT32_MAX) {
 			r->sections[rec->section].bytes += rec->length;
+			if (r->sections[rec->section].kind == AN_SEC_HTAB) {
+				/* what spapr/htab took so far no longer counts for --state */
+				r->priv->htab_bytes += rec->length;
+				r->priv->arena.max = state_budget(r->file_bytes, r->priv->htab_bytes);
+			}
+		}
 	}
 }
 
@@ -628,7 +672,9 @@ int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out,
 	hm_error_clear(&r->error);
 	int rc = 0;
 	w.arena = &p->arena;
+	size_t state_max = 0;
 	if (opts & AN_OPT_STATE) {
+		p->arena.max = state_budget(len, 0);
 		p->state = an_node_new(&p->arena, AN_NODE_OBJ, NULL, 0);
 		if (!p->state) {
 			rc = hm_error_set(&r->error, -ENOMEM, -1, "out of memory");
@@ -655,6 +701,11 @@ int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out,
 	size_t voff;
 	uint32_t vlen;
 	if (find_vmdesc(buf, len, &voff, &vlen)) {
+		rc = an_vmdesc_prescan((const char *)buf + voff + 5, vlen, (int64_t)voff + 5, &r->error);
+		if (rc < 0) {
+			hm_error_prefix(&r->error, "vmdesc at offset %zu: ", voff);
+			goto done;
+		}
 		json_error_t je;
 		json_t *root = json_loadb((const char *)buf + voff + 5, vlen, JSON_REJECT_DUPLICATES, &je);
 		if (!root) {
@@ -702,7 +753,20 @@ int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out,
 done:
 	if (p->state) {
 		/* what was decoded, also when the walk failed or stopped */
-		r->state_text = an_node_render(p->state, &r->state_len);
+		state_max = state_budget(len, p->htab_bytes);
+		/* the text fits in what the tree left of the budget; parsed by
+		 * jansson it takes up to AN_STATE_JSON_WEIGHT times as much */
+		size_t text_max = state_max - (p->arena.total < state_max ? p->arena.total : state_max);
+		if ((opts & AN_OPT_STATE_JSON) && text_max > state_max / AN_STATE_JSON_WEIGHT)
+			text_max = state_max / AN_STATE_JSON_WEIGHT;
+		bool over = false;
+		r->state_text = an_node_render(p->state, text_max ? text_max : 1, &r->state_len, &over);
+		if (over) {
+			rc = hm_error_set(&r->error, HM_E_RANGE, -1, "%s%s", state_cap_msg(state_max),
+					  (opts & AN_OPT_STATE_JSON) ? " (its text counts " HM_STR(AN_STATE_JSON_WEIGHT)
+								       " times: it is also parsed as JSON)"
+								     : "");
+		}
 		an_arena_free(&p->arena);
 		p->state = NULL;
 		if (r->state_text && (opts & AN_OPT_STATE_JSON))

@@ -234,6 +234,98 @@ static void test_vmdesc_lies(void **state)
 	}
 }
 
+/* The basic vmdesc with `"x":<extra>,` put first; walked with --state. */
+static int walk_with_extra(const char *extra, size_t xlen, hm_error_t *err, int64_t *json_off, size_t *json_len)
+{
+	const char *b = SG_VMDESC_BASIC;
+	size_t bl = strlen(b);
+	char *json = malloc(bl + xlen + 8);
+	assert_non_null(json);
+	int k = sprintf(json, "{\"x\":");
+	memcpy(json + k, extra, xlen);
+	json[k + (int)xlen] = ',';
+	memcpy(json + k + xlen + 1, b + 1, bl); /* with its NUL */
+	struct sg s = {0};
+	struct sg_basic o;
+	sg_build_basic(&s, &o, json);
+	*json_off = (int64_t)o.vmdesc + 5;
+	*json_len = strlen(json);
+	int rc;
+	an_report_t *r = walk(&s, AN_OPT_STATE, &rc, err);
+	an_report_free(r);
+	free(s.p);
+	free(json);
+	return rc;
+}
+
+static char *repeat(const char *head, const char *item, size_t n, const char *tail, size_t *len)
+{
+	size_t hl = strlen(head), il = strlen(item), tl = strlen(tail);
+	char *j = malloc(hl + n * il + tl + 1);
+	assert_non_null(j);
+	memcpy(j, head, hl);
+	for (size_t i = 0; i < n; i++)
+		memcpy(j + hl + i * il, item, il);
+	memcpy(j + hl + n * il, tail, tl + 1);
+	*len = hl + n * il + tl;
+	return j;
+}
+
+/* The vmdesc's caps (docs/limits.md): size, JSON values, nesting, checked
+ * by a scan before jansson; what is inside strings does not count. */
+static void test_vmdesc_caps(void **state)
+{
+	(void)state;
+	hm_error_t err;
+	int64_t off;
+	size_t jl, xl;
+	/* 70,000 commas, brackets and escaped quotes inside a string: fine */
+	char *x = repeat("\"", ",[{:\\\"", 70000, "\"", &xl);
+	int rc = walk_with_extra(x, xl, &err, &off, &jl);
+	if (rc)
+		print_error("%s\n", err.msg);
+	assert_int_equal(rc, 0);
+	free(x);
+
+	/* 70,000 values */
+	x = repeat("[", "0,", 70000, "0]", &xl);
+	assert_int_equal(walk_with_extra(x, xl, &err, &off, &jl), HM_E_RANGE);
+	assert_non_null(strstr(err.msg, "more than the cap of 65536 JSON values"));
+	assert_true(err.offset > off && err.offset < off + (int64_t)jl);
+	free(x);
+	/* 65,000 values (and the basic vmdesc's): under the cap */
+	x = repeat("[", "0,", 65000, "0]", &xl);
+	rc = walk_with_extra(x, xl, &err, &off, &jl);
+	if (rc)
+		print_error("%s\n", err.msg);
+	assert_int_equal(rc, 0);
+	free(x);
+
+	/* nesting: 200 levels; the 137th bracket is the one refused */
+	x = repeat("", "[", 200, "", &xl);
+	char *y = repeat(x, "]", 200, "", &xl);
+	assert_int_equal(walk_with_extra(y, xl, &err, &off, &jl), HM_E_RANGE);
+	assert_non_null(strstr(err.msg, "nested deeper than the cap of 136 levels"));
+	assert_int_equal(err.offset, off + 5 + 135); /* '{', "x": then 136 brackets fit */
+	free(x);
+	free(y);
+
+	/* 4 MiB + 1 of JSON: refused at its first byte, before parsing */
+	size_t big = ((size_t)4 << 20) - strlen(SG_VMDESC_BASIC) - 6; /* {"x":"..",+ the rest */
+	x = repeat("\"", "a", big, "\"", &xl);
+	assert_int_equal(walk_with_extra(x, xl, &err, &off, &jl), HM_E_RANGE);
+	assert_int_equal(jl, ((size_t)4 << 20) + 1);
+	assert_non_null(strstr(err.msg, "4194305 bytes of JSON, more than the cap of 4194304 bytes"));
+	assert_int_equal(err.offset, off);
+	free(x);
+	x = repeat("\"", "a", big - 1, "\"", &xl);
+	rc = walk_with_extra(x, xl, &err, &off, &jl);
+	if (rc)
+		print_error("%s\n", err.msg);
+	assert_int_equal(rc, 0);
+	free(x);
+}
+
 static void test_no_vmdesc(void **state)
 {
 	(void)state;
@@ -756,6 +848,7 @@ int main(void)
 		cmocka_unit_test(test_basic_golden),
 		cmocka_unit_test(test_error_vectors),
 		cmocka_unit_test(test_vmdesc_lies),
+		cmocka_unit_test(test_vmdesc_caps),
 		cmocka_unit_test(test_no_vmdesc),
 		cmocka_unit_test(test_truncated_everywhere),
 		cmocka_unit_test(test_replay_and_rewrite_property),
