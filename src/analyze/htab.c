@@ -22,9 +22,6 @@
 #define HPTE_V_BOLTED 0x10ull
 #define HPTE_V_HVLOCK 0x40ull
 #define HPTE_V_AVPN_MASK 0x3fffffffffffff80ull
-#define HTAB_SHIFT_MIN 18u
-#define HTAB_SHIFT_MAX 46u
-#define HTAB_RUN_MAX 65535u
 
 /* --------------------------------------------------------------- table */
 
@@ -307,13 +304,13 @@ bool an_hpte_check(uint32_t shift, uint64_t slot, uint64_t v, uint64_t r, int *p
 static int new_table(struct an_walk *w, uint32_t hdr, size_t at)
 {
 	struct an_private *p = w->r->priv;
-	if (hdr < HTAB_SHIFT_MIN || hdr > HTAB_SHIFT_MAX)
+	if (hdr < HTAB_STREAM_SHIFT_MIN || hdr > HTAB_STREAM_SHIFT_MAX)
 		return an_fail(w, HM_E_RANGE, (int64_t)at, "header: htab_shift %u outside %u..%u", hdr,
-			       HTAB_SHIFT_MIN, HTAB_SHIFT_MAX);
-	if (hdr > AN_HTAB_SHIFT_MAX_STREAM)
+			       HTAB_STREAM_SHIFT_MIN, HTAB_STREAM_SHIFT_MAX);
+	if (hdr > HTAB_ALLOC_SHIFT_MAX)
 		return an_fail(w, HM_E_UNSUPPORTED, (int64_t)at,
 			       "header: htab_shift %u: tables above 2^%u bytes cannot be addressed by the stream's"
-			       " be32 slot index", hdr, AN_HTAB_SHIFT_MAX_STREAM);
+			       " be32 slot index", hdr, HTAB_ALLOC_SHIFT_MAX);
 	if (p->have_tab)
 		an_tab_fini(&p->tab);
 	p->have_tab = false;
@@ -329,12 +326,12 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 {
 	an_htab_stats_t *h = &w->r->htab;
 	struct an_private *p = w->r->priv;
-	if (type == AN_REC_START) {
+	if (type == QEMU_VM_SECTION_START) {
 		if (version != 1)
 			return an_fail(w, HM_E_VERSION, w->rec_off, "version %u (only 1 exists)", version);
 		h->present = true;
 		h->n_start++;
-	} else if (type == AN_REC_PART) {
+	} else if (type == QEMU_VM_SECTION_PART) {
 		h->n_part++;
 	} else {
 		h->n_end++;
@@ -344,15 +341,15 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 	if (!an_need(w, 4, "header"))
 		return w->err->code;
 	uint32_t hdr = an_be32(w);
-	if (type == AN_REC_START) {
+	if (type == QEMU_VM_SECTION_START) {
 		h->start_shift = hdr;
-		if (hdr == AN_HTAB_NO_HPT) {
+		if (hdr == HTAB_HDR_NO_HPT) {
 			h->no_hpt = true;
 			return 0;
 		}
 		return new_table(w, hdr, at);
 	}
-	if (hdr == AN_HTAB_NO_HPT) {
+	if (hdr == HTAB_HDR_NO_HPT) {
 		/* QEMU frees its table on this header: the machine has no HPT now. */
 		if (p->have_tab) {
 			an_tab_fini(&p->tab);
@@ -479,7 +476,7 @@ int an_htab_finish(an_report_t *r, hm_error_t *err)
 		return hm_error_set(err, rc, -1, "spapr/htab: cannot start SHA-256");
 	uint8_t hdr[4];
 	if (!p->have_tab) {
-		hm_store_be32(hdr, AN_HTAB_NO_HPT);
+		hm_store_be32(hdr, HTAB_HDR_NO_HPT);
 		hm_sha256_update(sha, hdr, 4);
 		h->slots = 0;
 	} else {
@@ -641,7 +638,7 @@ int an_htab_encode_final(const an_report_t *r, uint8_t **out, size_t *out_len)
 		uint8_t *b = malloc(4);
 		if (!b)
 			return -ENOMEM;
-		hm_store_be32(b, AN_HTAB_NO_HPT);
+		hm_store_be32(b, HTAB_HDR_NO_HPT);
 		*out = b;
 		*out_len = 4;
 		return 0;
