@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hptmig/stream.h"
+#include "htab/chunk.h"
+
 #define HPTE_V_VALID 0x1ull
 #define HPTE_V_SECONDARY 0x2ull
 #define HPTE_V_LARGE 0x4ull
@@ -527,93 +530,55 @@ int an_htab_foreach(const an_report_t *r, int (*fn)(void *, uint64_t, uint64_t, 
 
 /* --------------------------------------------------------------- encode */
 
-struct obuf {
-	uint8_t *p;
-	size_t len, cap;
-};
-
-static int ob_reserve(struct obuf *o, size_t n)
-{
-	if (o->cap - o->len >= n)
-		return 0;
-	size_t cap = o->cap ? o->cap : 4096;
-	while (cap - o->len < n)
-		cap *= 2;
-	uint8_t *np = realloc(o->p, cap);
-	if (!np)
-		return -ENOMEM;
-	o->p = np;
-	o->cap = cap;
-	return 0;
-}
-
 /*
  * The canonical END payload: be32 0, one chunk per run of valid entries in
- * slot order (at most 65535 each), the end mark. Entries arrive in slot
- * order through enc_entry; a run goes on while slots follow each other.
+ * slot order (at most 65535 each), the end mark. The chunks come from the
+ * htab layer's chunker (src/htab/chunk.c), the project's one chunk encoder:
+ * entries arrive in slot order through enc_entry and a run goes on while
+ * slots follow each other. Memory: the chunker's staging buffer and the
+ * output.
  */
 struct enc {
-	struct obuf o;
-	size_t hdr;      /* offset of the open chunk's header */
-	uint64_t first, next, n;
-	bool open;
+	mig_file_t *f;
+	htab_chunker_t ck;
 };
-
-static void enc_close(struct enc *e)
-{
-	if (!e->open)
-		return;
-	hm_store_be32(e->o.p + e->hdr, (uint32_t)e->first);
-	hm_store_be16(e->o.p + e->hdr + 4, (uint16_t)e->n);
-	hm_store_be16(e->o.p + e->hdr + 6, 0);
-	e->open = false;
-}
 
 static int enc_entry(void *opaque, uint64_t slot, uint64_t v, uint64_t r)
 {
 	struct enc *e = opaque;
-	if (!e->open || slot != e->next || e->n == HTAB_RUN_MAX) {
-		enc_close(e);
-		if (ob_reserve(&e->o, 8) < 0)
-			return -ENOMEM;
-		e->hdr = e->o.len;
-		e->o.len += 8;
-		e->first = slot;
-		e->n = 0;
-		e->open = true;
-	}
-	if (ob_reserve(&e->o, 16) < 0)
-		return -ENOMEM;
-	hm_store_be64(e->o.p + e->o.len, v & ~HPTE_V_HVLOCK);
-	hm_store_be64(e->o.p + e->o.len + 8, r);
-	e->o.len += 16;
-	e->n++;
-	e->next = slot + 1;
-	return 0;
+	uint8_t b[HTAB_HPTE_SIZE];
+	hm_store_be64(b, v);
+	hm_store_be64(b + 8, r);
+	htab_chunker_add(&e->ck, e->f, slot, 1, b, false);
+	return mig_file_status(e->f);
 }
 
 static int enc_begin(struct enc *e)
 {
 	memset(e, 0, sizeof(*e));
-	if (ob_reserve(&e->o, 4) < 0)
+	if (mig_file_open_mem_writer(0, &e->f) < 0)
 		return -ENOMEM;
-	hm_store_be32(e->o.p, 0);
-	e->o.len = 4;
+	if (htab_chunker_init(&e->ck) < 0) {
+		mig_file_close(e->f, NULL);
+		return -ENOMEM;
+	}
+	mig_file_put_be32(e->f, HTAB_HDR_CHUNKS);
 	return 0;
 }
 
-static int enc_end(struct enc *e, uint8_t **out, size_t *out_len)
+/* Finish (rc == 0) or abandon the payload; returns 0 or a negative code. */
+static int enc_end(struct enc *e, int rc, uint8_t **out, size_t *out_len)
 {
-	enc_close(e);
-	if (ob_reserve(&e->o, 8) < 0) {
-		free(e->o.p);
-		return -ENOMEM;
+	if (rc == 0) {
+		uint8_t endmark[HTAB_ENDMARK_SIZE];
+		htab_chunk_hdr_put(endmark, (struct htab_chunk_hdr){ 0 });
+		htab_chunker_flush(&e->ck, e->f);
+		mig_file_put_buffer(e->f, endmark, sizeof(endmark));
+		rc = mig_file_mem_take(e->f, out, out_len);
 	}
-	memset(e->o.p + e->o.len, 0, 8);
-	e->o.len += 8;
-	*out = e->o.p;
-	*out_len = e->o.len;
-	return 0;
+	htab_chunker_free(&e->ck);
+	mig_file_close(e->f, NULL);
+	return rc < 0 ? rc : 0;
 }
 
 int an_htab_encode_table(const uint64_t *entries, uint64_t slots, uint8_t **out, size_t *out_len)
@@ -623,30 +588,27 @@ int an_htab_encode_table(const uint64_t *entries, uint64_t slots, uint8_t **out,
 	struct enc e;
 	if (enc_begin(&e) < 0)
 		return -ENOMEM;
-	for (uint64_t s = 0; s < slots; s++)
-		if ((entries[2 * s] & HPTE_V_VALID) && enc_entry(&e, s, entries[2 * s], entries[2 * s + 1]) < 0) {
-			free(e.o.p);
-			return -ENOMEM;
-		}
-	return enc_end(&e, out, out_len);
+	int rc = 0;
+	for (uint64_t s = 0; s < slots && rc == 0; s++)
+		if (entries[2 * s] & HPTE_V_VALID)
+			rc = enc_entry(&e, s, entries[2 * s], entries[2 * s + 1]);
+	return enc_end(&e, rc, out, out_len);
 }
 
 int an_htab_encode_final(const an_report_t *r, uint8_t **out, size_t *out_len)
 {
 	const struct an_private *p = r->priv;
 	if (!p->have_tab) {
-		uint8_t *b = malloc(4);
+		uint8_t *b = malloc(HTAB_HDR_SIZE);
 		if (!b)
 			return -ENOMEM;
 		hm_store_be32(b, HTAB_HDR_NO_HPT);
 		*out = b;
-		*out_len = 4;
+		*out_len = HTAB_HDR_SIZE;
 		return 0;
 	}
 	struct enc e;
-	if (enc_begin(&e) < 0 || tab_foreach(&p->tab, enc_entry, &e) < 0) {
-		free(e.o.p);
+	if (enc_begin(&e) < 0)
 		return -ENOMEM;
-	}
-	return enc_end(&e, out, out_len);
+	return enc_end(&e, tab_foreach(&p->tab, enc_entry, &e), out, out_len);
 }
