@@ -115,6 +115,29 @@ static inline void htab_chunk_hdr_put(uint8_t *p, struct htab_chunk_hdr h)
 	hm_store_be16(p + 6, h.n_invalid);
 }
 
+/* What htab_chunk_parse found. */
+enum htab_chunk_kind {
+	HTAB_CHUNK_RANGE = -1, /* index + n_valid + n_invalid exceeds the table */
+	HTAB_CHUNK_ENDMARK = 0,
+	HTAB_CHUNK_RUNS = 1,   /* a chunk within the table (n_valid = n_invalid = 0 included) */
+};
+
+/*
+ * The one chunk-header parser (the loader's and the analyser's): decode the
+ * HTAB_CHUNK_HDR_SIZE bytes at p into *h and check them, in 64-bit
+ * arithmetic, against a table of slots entries.
+ */
+static inline enum htab_chunk_kind htab_chunk_parse(const uint8_t *p, uint64_t slots,
+						    struct htab_chunk_hdr *h)
+{
+	*h = htab_chunk_hdr_get(p);
+	if ((h->index | h->n_valid | h->n_invalid) == 0)
+		return HTAB_CHUNK_ENDMARK;
+	if ((uint64_t)h->index + h->n_valid + h->n_invalid > slots)
+		return HTAB_CHUNK_RANGE;
+	return HTAB_CHUNK_RUNS;
+}
+
 /* Is the HPTE in wire bytes p valid? (bit 0x1 of the last byte of V) */
 static inline int htab_wire_valid(const uint8_t *hpte)
 {

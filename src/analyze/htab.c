@@ -376,20 +376,22 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 	uint64_t nchunks = 0;
 	for (;;) {
 		size_t c_at = w->pos;
-		if (!an_need(w, 8, "chunk header"))
+		if (!an_need(w, HTAB_CHUNK_HDR_SIZE, "chunk header"))
 			return w->err->code;
-		uint32_t index = an_be32(w);
-		uint16_t nv = an_be16(w);
-		uint16_t ni = an_be16(w);
-		if (index == 0 && nv == 0 && ni == 0)
+		struct htab_chunk_hdr ch;
+		enum htab_chunk_kind kind = htab_chunk_parse(w->buf + w->pos, t->slots, &ch);
+		w->pos += HTAB_CHUNK_HDR_SIZE;
+		if (kind == HTAB_CHUNK_ENDMARK)
 			break;
+		uint32_t index = ch.index;
+		uint16_t nv = ch.n_valid, ni = ch.n_invalid;
 		nchunks++;
-		if ((uint64_t)index + nv + ni > t->slots)
+		if (kind == HTAB_CHUNK_RANGE)
 			return an_fail(w, HM_E_RANGE, (int64_t)c_at,
 				       "chunk %" PRIu64 ": index %u + n_valid %u + n_invalid %u = %" PRIu64
 				       " exceeds the table's %" PRIu64 " slots (shift %u)",
 				       nchunks, index, nv, ni, (uint64_t)index + nv + ni, t->slots, t->shift);
-		if (!an_need(w, (uint64_t)nv * 16, "chunk HPTEs"))
+		if (!an_need(w, (uint64_t)nv * HTAB_HPTE_SIZE, "chunk HPTEs"))
 			return w->err->code;
 		const uint8_t *src = w->buf + w->pos;
 		for (uint32_t i = 0; i < nv; i++)

@@ -45,16 +45,9 @@ struct htab_loader {
 
 static const char *rec_name(int t)
 {
-	switch (t) {
-	case QEMU_VM_SECTION_START:
-		return "START";
-	case QEMU_VM_SECTION_PART:
-		return "PART";
-	case QEMU_VM_SECTION_END:
-		return "END";
-	default:
-		return "?";
-	}
+	/* "START", "PART", "END": QEMU's record name without "SECTION_". */
+	const char *n = qemu_vm_record_name(t);
+	return strncmp(n, "SECTION_", 8) == 0 ? n + 8 : n;
 }
 
 int htab_loader_create(hpt_t *table, const htab_loader_opts_t *opts, htab_loader_t **out)
@@ -296,11 +289,11 @@ static uint64_t load_buffered(htab_loader_t *l, mig_file_t *f, uint64_t slots, u
 	const uint8_t *b = mig_file_buffered(f, &avail);
 	uint64_t applied = 0;
 	while (avail - used >= HTAB_CHUNK_HDR_SIZE) {
-		struct htab_chunk_hdr ch = htab_chunk_hdr_get(b + used);
+		struct htab_chunk_hdr ch;
+		if (htab_chunk_parse(b + used, slots, &ch) != HTAB_CHUNK_RUNS)
+			break;
 		uint32_t index = ch.index;
 		uint16_t nv = ch.n_valid, ni = ch.n_invalid;
-		if ((index | nv | ni) == 0 || (uint64_t)index + nv + ni > slots)
-			break;
 		size_t need = HTAB_CHUNK_HDR_SIZE + (size_t)nv * HTAB_HPTE_SIZE;
 		if (avail - used < need)
 			break;
@@ -364,14 +357,14 @@ static int load_chunks(htab_loader_t *l, mig_file_t *f, int type)
 					 rec_name(type), n);
 			break;
 		}
-		struct htab_chunk_hdr ch = htab_chunk_hdr_get(h);
+		struct htab_chunk_hdr ch;
+		enum htab_chunk_kind kind = htab_chunk_parse(h, slots, &ch);
+		if (kind == HTAB_CHUNK_ENDMARK)
+			break;
 		uint32_t index = ch.index;
 		uint16_t nv = ch.n_valid, ni = ch.n_invalid;
-		if ((index | nv | ni) == 0)
-			break;
-		/* 64-bit: an index near 2^32 must not wrap. */
-		uint64_t end = (uint64_t)index + nv + ni;
-		if (end > slots) {
+		if (kind == HTAB_CHUNK_RANGE) {
+			uint64_t end = (uint64_t)index + nv + ni;
 			int64_t at = (int64_t)mig_file_offset(f) - HTAB_CHUNK_HDR_SIZE;
 			rc = mig_file_set_error_at(f, HM_E_RANGE, at,
 						   "spapr/htab: %s record: chunk %" PRIu64 " (index %" PRIu32
