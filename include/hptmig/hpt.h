@@ -145,18 +145,30 @@ typedef struct hpt_config {
 	/*
 	 * Largest page (actual page shift) a guest may map: H_ENTER refuses a
 	 * larger one with H_PARAMETER. QEMU's default cap-hpt-max-page-size is
-	 * 64K (16), which refuses 16M pages; 24 allows them. 0 means 16.
+	 * 64K (16), which refuses 16M pages; 24 allows them, 34 also 16G
+	 * pages. 0 means 16.
 	 */
 	unsigned max_page_shift;
 	/*
 	 * Guest RAM size in bytes, for H_ENTER's WIMG check: a real address below
 	 * it is RAM (needs WIMG == M), at or above it is I/O (needs W|I|M of I or
-	 * I|M). 0 means "every address is RAM".
+	 * I|M). Also H_RESIZE_HPT_PREPARE's limit (QEMU's): a shift above
+	 * hpt_shift_for_ram(ram_bytes) + 1 is H_RESOURCE. 0 means "every
+	 * address is RAM" and no RAM-based resize limit (the machine always
+	 * passes its RAM).
 	 */
 	uint64_t ram_bytes;
+	/*
+	 * Entries of each vCPU thread's change log while tracking (a power of
+	 * two, 2..2^24; 0 means the default 65536, 256 KiB per thread that
+	 * changes the table). A full log sends marks to the bitmap directly
+	 * (correct, slower) until the migration thread drains it.
+	 */
+	unsigned track_ring_entries;
 } hpt_config_t;
 
-/* Fill cfg with the defaults: max_page_shift 16, ram_bytes 0. */
+/* Fill cfg with the defaults: max_page_shift 16, ram_bytes 0,
+ * track_ring_entries 65536. */
 void hpt_config_default(hpt_config_t *cfg);
 
 /*
@@ -214,7 +226,8 @@ int hpt_reset(hpt_t *h, unsigned shift, hm_error_t *err);
 
 /*
  * H_ENTER. Checks the segment size (B = 2, 3 reserved), the page-size
- * encoding and the cap, WIMG (RAM vs I/O by cfg.ram_bytes), strips 0x60 from
+ * encoding, the cap and QEMU's filter (an actual page size other than the
+ * base one only when it is 16M: 4K base / 64K actual is H_PARAMETER), WIMG (RAM vs I/O by cfg.ram_bytes), strips 0x60 from
  * pteh and bit 62 from ptel and sets the valid bit. Without H_EXACT takes the
  * first invalid slot of PTEG ptex & ~7, with H_EXACT slot ptex must be
  * invalid; otherwise H_PTEG_FULL. *slot (may be NULL) gets the slot used.
@@ -259,8 +272,9 @@ long hpt_h_clear_mod(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t *old_r);
 
 /*
  * H_RESIZE_HPT_PREPARE. flags must be 0 (H_PARAMETER). shift 0 cancels a
- * pending resize (H_SUCCESS). shift outside 18..46 is H_PARAMETER; 37..46 is
- * H_RESOURCE (this implementation cannot migrate such a table). Allocation
+ * pending resize (H_SUCCESS). shift outside 18..46 is H_PARAMETER; above
+ * hpt_shift_for_ram(cfg.ram_bytes) + 1 (QEMU's limit, when ram_bytes is set)
+ * or 37..46 (this implementation cannot migrate such a table) is H_RESOURCE. Allocation
  * failure is H_NO_MEM. Builds the (empty) new table synchronously and returns
  * H_SUCCESS; a new prepare replaces a pending one of another shift.
  */
@@ -404,8 +418,9 @@ uint64_t hpt_pteg_index(unsigned shift, unsigned ssize, uint64_t vsid, uint64_t 
 uint64_t hpt_mapping_v(unsigned ssize, uint64_t vsid, uint64_t ea, bool large, bool secondary);
 
 /*
- * Page-size encoding (papr-hpt.md's table). Encode: base/actual shift pair
- * (12/12, 16/16, 24/24, 12/16, 12/24, 16/24) to the L bit and the R bits to
+ * Page-size encoding (papr-hpt.md's table plus QEMU's 16G row). Encode:
+ * base/actual shift pair (12/12, 16/16, 24/24, 12/16, 12/24, 16/24, 34/34;
+ * H_ENTER refuses 12/16, see there) to the L bit and the R bits to
  * OR into an RPN aligned to the actual page size; returns 0 or -EINVAL.
  * Decode: from V and R to base and actual shift; returns 0 or -EINVAL for an
  * encoding that matches no row. Neither needs a table.
@@ -433,8 +448,22 @@ int hpt_track_start(hpt_t *h, hm_error_t *err);
 /* Stop tracking and free the bitmap (waits for in-flight hcalls). */
 void hpt_track_stop(hpt_t *h);
 bool hpt_tracking(const hpt_t *h);
-/* O(1) count of changed slots not yet taken (0 when not tracking). */
+/*
+ * Count of changed slots not yet taken (0 when not tracking): O(1) in the
+ * table size; first moves the vCPUs' ring entries into the bitmap (their
+ * cost: one bit set per change since the last call). Exact when no thread
+ * changes the table meanwhile.
+ */
 uint64_t hpt_track_pending(hpt_t *h);
+/*
+ * Marks (ever, over every tracking session of this table) that went to the
+ * bitmap directly because the vCPU's change log was full or its shard had
+ * another thread inside (docs/hpt.md, "Change tracking"): a benchmark's and
+ * a test's view of how often the fast path was missed. Exact for one
+ * thread per shard; threads sharing a shard may lose counts (a statistic,
+ * kept without a locked instruction).
+ */
+uint64_t hpt_track_overflows(hpt_t *h);
 /* Mark every slot (e.g. to force a full pass). No-op when not tracking. */
 void hpt_track_mark_all(hpt_t *h);
 /*
@@ -442,7 +471,10 @@ void hpt_track_mark_all(hpt_t *h);
  * *cursor (a word cursor: start at 0). On success *first_slot is the slot of
  * bit 0 and *bits the changed slots (bit k = slot first_slot + k). Returns
  * false when nothing is left at or after the cursor, or when not tracking.
- * One taker at a time. Read the entries after taking their bits: a change
+ * A take at cursor 0 (a pass starts) first moves the vCPUs' change logs
+ * into the bitmap, so a pass sees the changes made before it started and
+ * later ones wait for the next pass: start every pass at 0. One taker at a
+ * time. Read the entries after taking their bits: a change
  * after the take is marked again. The taken word's entries are hinted into
  * the cache (a prefetch, under the reader lock), so a caller that takes a
  * batch of words before reading any overlaps their cache misses.

@@ -40,7 +40,12 @@ uint64_t hpt_mapping_v(unsigned ssize, uint64_t vsid, uint64_t ea, bool large, b
 	       (large ? HPTE64_V_LARGE : 0) | (secondary ? HPTE64_V_SECONDARY : 0) | HPTE64_V_VALID;
 }
 
-/* The rows of papr-hpt.md's page-size table for L = 1. */
+/*
+ * The rows of papr-hpt.md's page-size table for L = 1, plus QEMU's 16G row
+ * (POWER7-9 `sps` tables: base and actual 2^34, pte_enc 0x3 in the RPN bits
+ * below 2^34). The encodings exclude each other, so the order does not
+ * matter. Which rows a guest may use is H_ENTER's business (hcall.c).
+ */
 static const struct {
 	unsigned base, actual;
 	uint64_t mask, enc;
@@ -50,6 +55,7 @@ static const struct {
 	{24, 24, UINT64_C(0xFFF000), UINT64_C(0)},
 	{12, 24, UINT64_C(0xFFF000), UINT64_C(0x38000)},
 	{16, 24, UINT64_C(0xFFF000), UINT64_C(0x8000)},
+	{34, 34, UINT64_C(0x3FFFFF000), UINT64_C(0x3000)},
 };
 
 int hpt_page_encode(unsigned base_shift, unsigned actual_shift, bool *large, uint64_t *r_bits)

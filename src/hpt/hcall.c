@@ -22,6 +22,11 @@ long hpt_h_enter(hpt_t *h, uint64_t flags, uint64_t ptex, uint64_t pteh, uint64_
 		return H_PARAMETER; /* segment sizes 2 and 3 are reserved */
 	if (hpt_page_decode(pteh, ptel, &base, &actual) || actual > h->cfg.max_page_shift)
 		return H_PARAMETER;
+	/* QEMU's page-size filter (spapr_pagesize_cb, applied to the CPU's
+	 * table): a page larger than its segment's base page exists only when
+	 * it is 16M, as KVM allows, so 4K base / 64K actual is refused. */
+	if (actual != base && actual != 24)
+		return H_PARAMETER;
 	uint64_t raddr = (ptel & HPTE64_R_RPN) & ~((UINT64_C(1) << actual) - 1);
 	if (is_ram(h, raddr)) {
 		if ((ptel & HPTE64_R_WIMG) != HPTE64_R_M)
@@ -246,6 +251,11 @@ long hpt_h_resize_prepare(hpt_t *h, uint64_t flags, uint64_t shift)
 		return H_PARAMETER;
 	if (shift != 0 && (shift < HPT_SHIFT_MIN || shift > HPT_SHIFT_MAX))
 		return H_PARAMETER;
+	/* QEMU's limit: one order above the table it would give this much RAM,
+	 * so a small guest cannot make its host allocate (and then migrate) a
+	 * huge table. No limit when the RAM size is not known (ram_bytes 0). */
+	if (h->cfg.ram_bytes && shift > hpt_shift_for_ram(h->cfg.ram_bytes) + 1)
+		return H_RESOURCE;
 	if (shift > HPT_SHIFT_STREAM_MAX)
 		return H_RESOURCE;
 	pthread_mutex_lock(&h->ctl);

@@ -7,18 +7,9 @@
  * It must never hand out a torn entry, never lose a change while tracking,
  * and never print, exit or abort.
  *
- * Why no change is lost (tracking start vs the first pass, and every later
- * pass): a writer (hcall or hpt_write_entry) holds the entry lock (a seq_cst
- * CAS on V) while it stores the new words, loads h->track (seq_cst) and, if
- * set, ORs the slot's bit (seq_cst), then unlocks. The reader takes bits
- * (seq_cst exchange) or stores h->track (seq_cst, at start), and only then
- * reads the entry, either under the entry lock or, for an entry it finds
- * invalid and unlocked, with one seq_cst load of V. In the single total
- * order S of seq_cst operations, either the reader's access to V comes after
- * the writer's (then it sees the new words: the lock orders them), or before
- * the writer's CAS; then the writer's track load / bit OR come after the
- * reader's track store / bit exchange in S, so the writer sees the tracker
- * and its bit survives the exchange: the entry is sent again later.
+ * Why no change is lost (tracking start vs the first pass, every later
+ * pass, the rings and the bitmap): docs/hpt.md, "Change tracking"; the
+ * orderings it relies on are named where they are made.
  */
 #include "hpt_internal.h"
 
@@ -155,6 +146,7 @@ void hpt_config_default(hpt_config_t *cfg)
 {
 	cfg->max_page_shift = 16;
 	cfg->ram_bytes = 0;
+	cfg->track_ring_entries = (unsigned)HPT_RING_DEFAULT;
 }
 
 unsigned hpt_shift_for_ram(uint64_t ram_bytes)
@@ -204,6 +196,13 @@ int hpt_create(unsigned shift, const hpt_config_t *cfg, hpt_t **out, hm_error_t 
 	if (c.max_page_shift < 12 || c.max_page_shift > 34)
 		return hm_error_set(err, HM_E_RANGE, -1,
 				    "hpt: config max_page_shift %u outside 12..34", c.max_page_shift);
+	if (c.track_ring_entries == 0)
+		c.track_ring_entries = HPT_RING_DEFAULT;
+	if (c.track_ring_entries < 2 || c.track_ring_entries > HPT_RING_MAX ||
+	    (c.track_ring_entries & (c.track_ring_entries - 1)))
+		return hm_error_set(err, HM_E_RANGE, -1,
+				    "hpt: config track_ring_entries %u is not a power of two in 2..%u",
+				    c.track_ring_entries, (unsigned)HPT_RING_MAX);
 	hpt_t *h = aligned_alloc(64, sizeof(*h));
 	if (!h)
 		return hm_error_set(err, -ENOMEM, -1, "hpt: out of memory for the table object");
@@ -299,7 +298,7 @@ static int new_full_bitmap(hpt_t *h, uint64_t slots, struct hpt_track **out)
 	*out = NULL;
 	if (!atomic_load(&h->track))
 		return 0;
-	return hpt_trk_create(slots, true, out);
+	return hpt_trk_new(slots, true, h->cfg.track_ring_entries, out);
 }
 
 int hpt_reset(hpt_t *h, unsigned shift, hm_error_t *err)
@@ -429,7 +428,7 @@ int hpt_track_start(hpt_t *h, hm_error_t *err)
 		return hm_error_set(err, HM_E_STATE, -1, "hpt: change tracking is already on");
 	}
 	/* ctl is held: no resize can change the slot count meanwhile. */
-	rc = hpt_trk_create(hpt_slots(h), false, &b);
+	rc = hpt_trk_new(hpt_slots(h), false, h->cfg.track_ring_entries, &b);
 	if (rc) {
 		pthread_mutex_unlock(&h->ctl);
 		return hm_error_set(err, rc, -1, "hpt: no memory for the tracking bitmap");
@@ -467,12 +466,23 @@ uint64_t hpt_track_pending(hpt_t *h)
 	struct hpt_track *b = atomic_load(&h->track);
 	uint64_t n = 0;
 	if (b) {
-		/* Exact when nothing runs; otherwise off by the marks in flight. */
-		int64_t c = (int64_t)(shard_marked_sum(h) - b->base + b->preset -
+		/* Exact when nothing runs; otherwise off by the marks in flight.
+		 * Rings first: their slots count once they are bits. */
+		hpt_trk_sync(b);
+		int64_t c = (int64_t)(shard_marked_sum(h) - b->base + b->preset +
+				      atomic_load_explicit(&b->harvested, memory_order_relaxed) -
 				      atomic_load_explicit(&b->taken, memory_order_relaxed));
 		n = c < 0 ? 0 : (uint64_t)c > b->nbits ? b->nbits : (uint64_t)c;
 	}
 	hpt_rd_unlock(s);
+	return n;
+}
+
+uint64_t hpt_track_overflows(hpt_t *h)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < HPT_NSHARDS; i++)
+		n += atomic_load_explicit(&h->shards[i].overflow, memory_order_relaxed);
 	return n;
 }
 
@@ -567,44 +577,77 @@ static uint64_t read_run(struct hpt_table *t, uint64_t first, uint64_t n, uint8_
  *  - V2 != V1 or locked: fall back to the lock.
  *  - V2 == V1 but written by later writers (ABA): each of them marked the
  *    slot before its unlock, and V2 read from such an unlock with acquire:
- *    the bit load below sees the mark. So a clear bit means no writer
- *    completed or started in between and (V1, R) is a real state; a set bit
- *    (also: changed since the last take) means the lock path.
+ *    the bit load, after a ring sync that follows every V2 of the word,
+ *    sees the mark. So a clear bit means no writer completed or started in
+ *    between and (V1, R) is a real state; a set bit (also: changed since
+ *    the last take) means reading it again under the lock. One sync per
+ *    tracking word (64 slots), not per slot: with vCPUs running, a sync
+ *    harvests and reads their ring heads.
  *  - Writers that did not see the tracker (before hpt_track_start) took
  *    their lock before the start in the seq_cst order; V1 is seq_cst and
  *    after the start, so it sees them locked or done.
  * Requires tracking on for the whole call (held by the reader lock) and no
  * hpt_track_take running on another thread (the taker reads entries itself).
  */
+/* Read one entry under its lock into the wire layout; true if valid. */
+static bool read_locked(struct hpt_table *t, uint64_t slot, uint8_t *out)
+{
+	_Atomic uint64_t *vp = hpt_vp(t, slot);
+	uint64_t v = hpt_entry_lock(vp);
+	uint64_t r_raw = atomic_load_explicit(hpt_rp(t, slot), memory_order_relaxed);
+	hpt_entry_unlock(vp, v);
+	uint64_t mask = -(uint64_t)((v & HPTE64_V_VALID) != 0);
+	uint64_t out_v = HPT_BE(v) & mask, out_r = r_raw & mask;
+	memcpy(out, &out_v, 8);
+	memcpy(out + 8, &out_r, 8);
+	return out_v != 0;
+}
+
 static uint64_t read_run_tracked(struct hpt_track *trk, struct hpt_table *t, uint64_t first,
 				 uint64_t n, uint8_t *buf)
 {
 	uint64_t nvalid = 0;
-	for (uint64_t i = 0; i < n; i++, buf += HPTE64_SIZE) {
-		uint64_t slot = first + i;
-		_Atomic uint64_t *vp = hpt_vp(t, slot);
-		/* Branch-free for the common cases (valid and quiet, or invalid):
-		 * on a table that is 1/3 full at random, a branch per entry
-		 * mispredicts a third of the time. */
-		uint64_t raw, r_raw;
-		uint64_t ok = hpt_read_quiet(trk, t, slot, &raw, &r_raw);
-		uint64_t live = (raw & (HPT_VALID_BE | HPT_LOCK_BE)) != 0;
-		uint64_t out_v, out_r;
-		if (__builtin_expect(live & !ok, 0)) {
-			uint64_t v = hpt_entry_lock(vp);
-			r_raw = atomic_load_explicit(hpt_rp(t, slot), memory_order_relaxed);
-			hpt_entry_unlock(vp, v);
-			uint64_t mask = -(uint64_t)((v & HPTE64_V_VALID) != 0);
-			out_v = HPT_BE(v) & mask;
-			out_r = r_raw & mask;
-		} else {
-			uint64_t mask = -(uint64_t)((raw & HPT_VALID_BE) != 0);
-			out_v = raw & mask;
-			out_r = r_raw & mask;
+	/* One tracking word's slots (up to 64) at a time. */
+	for (uint64_t s0 = first, end = first + n; s0 < end;) {
+		uint64_t m = 64 - (s0 & 63);
+		if (m > end - s0)
+			m = end - s0;
+		uint8_t *out = buf + (s0 - first) * HPTE64_SIZE;
+		/* 1. V1, R, fence, V2 per slot; branch-free for the common cases
+		 * (valid and quiet, or invalid): on a table that is 1/3 full at
+		 * random, a branch per entry mispredicts a third of the time. */
+		uint64_t quiet = 0; /* valid slots read without the lock */
+		for (uint64_t k = 0; k < m; k++) {
+			uint64_t slot = s0 + k;
+			_Atomic uint64_t *vp = hpt_vp(t, slot);
+			uint64_t v1 = atomic_load(vp);
+			uint64_t r_raw = atomic_load_explicit(hpt_rp(t, slot), memory_order_relaxed);
+			atomic_thread_fence(memory_order_acquire);
+			uint64_t v2 = atomic_load_explicit(vp, memory_order_acquire);
+			uint64_t ok = (v2 == v1) & ((v1 & HPT_LOCK_BE) == 0);
+			uint64_t live = (v1 & (HPT_VALID_BE | HPT_LOCK_BE)) != 0;
+			if (__builtin_expect(live & !ok, 0)) {
+				nvalid += read_locked(t, slot, out + k * HPTE64_SIZE);
+				continue;
+			}
+			uint64_t valid = (v1 & HPT_VALID_BE) != 0;
+			uint64_t mask = -valid;
+			uint64_t out_v = v1 & mask, out_r = r_raw & mask;
+			quiet |= valid << (slot & 63);
+			nvalid += valid;
+			memcpy(out + k * HPTE64_SIZE, &out_v, 8);
+			memcpy(out + k * HPTE64_SIZE + 8, &out_r, 8);
 		}
-		nvalid += out_v != 0;
-		memcpy(buf, &out_v, 8);
-		memcpy(buf + 8, &out_r, 8);
+		/* 2. After every V2 of the word: one ring sync, then its
+		 * (summary-guarded) bits; a quiet slot marked meanwhile is read
+		 * again under its lock. */
+		if (quiet) {
+			for (quiet &= hpt_trk_word(trk, s0 >> 6); quiet; quiet &= quiet - 1) {
+				uint64_t slot = (s0 & ~UINT64_C(63)) + (uint64_t)__builtin_ctzll(quiet);
+				nvalid -= !read_locked(t, slot, out + (slot - s0) * HPTE64_SIZE);
+			}
+		}
+		s0 += m;
 	}
 	return nvalid;
 }

@@ -49,14 +49,50 @@ struct hpt_table {
 struct hpt_shard {
 	_Alignas(64) _Atomic uint64_t readers;
 	_Atomic uint64_t marked;
-	char pad[64 - 2 * sizeof(uint64_t)];
+	_Atomic uint64_t overflow; /* marks that bypassed the ring (ever; approximate) */
+	char pad[64 - 3 * sizeof(uint64_t)];
 };
 
 /*
- * The tracking bitmap (track.c). words/summary: see the invariant there.
- * base: sum of the shards' marked counters when this bitmap was installed
- * (computed while no thread can mark: tracking off, or exclusive mode).
- * preset: bits set at creation. taken: bits the taker took (one taker).
+ * A vCPU's log of changed slots (track.c; the design and the no-loss
+ * argument are in docs/hpt.md, "Change tracking"). One per reader-lock
+ * shard. Single producer: a thread appends only while it is alone in its
+ * shard's read side (readers == 1; normally a shard has one thread, and a
+ * thread that finds company marks the bitmap instead), so producers of
+ * one ring never overlap and each one's appends happen before the next
+ * one's (the shard's counter is a release/acquire RMW chain). Consumed by
+ * whoever holds the tracker's harvest lock, which moves the slots into
+ * the bitmap.
+ *  head: entries appended, ever; stored by the producer with release
+ *    after the entry, loaded by harvesters with acquire.
+ *  tail_seen, used: the producer's (tail_seen: a tail it loaded, <= tail;
+ *    used: the ring's bit in the tracker's claimed mask is set).
+ *  tail: entries consumed, ever; stored with release under the harvest
+ *    lock after the entries were read, loaded by the producer with acquire
+ *    when the ring looks full (the entries below it may be overwritten).
+ *  e: ring_size slot numbers (struct hpt_track; a table has at most 2^32
+ *    slots).
+ */
+#define HPT_RING_DEFAULT (UINT64_C(1) << 16)
+#define HPT_RING_MAX (UINT64_C(1) << 24)
+struct hpt_ring {
+	_Alignas(64) _Atomic uint64_t head;
+	uint64_t used;
+	uint64_t tail_seen;
+	uint32_t *e;
+	/* ring_size - 1, immutable: a copy on the owner's line, because the
+	 * tracker's own lines are written by the migration thread. */
+	uint64_t mask;
+	_Alignas(64) _Atomic uint64_t tail;
+};
+
+/*
+ * The tracking bitmap and the rings (track.c). words/summary: see the
+ * invariant there. base: sum of the shards' marked counters when this
+ * bitmap was installed (computed while no thread can mark: tracking off, or
+ * exclusive mode). preset: bits set at creation. taken: bits the taker took
+ * (one taker). harvested: new bits the harvest set (harvest lock).
+ * claimed: a bit per ring that was ever appended to (set before that).
  */
 struct hpt_track {
 	uint64_t nbits, nwords, nsummary;
@@ -67,15 +103,52 @@ struct hpt_track {
 	/* Taker only (one taker at a time): next summary word whose data
 	 * words get prefetched, so a sparse pass overlaps its cache misses. */
 	uint64_t pf_next;
+	uint64_t ring_size; /* entries per ring, a power of two; immutable */
+	_Atomic uint64_t claimed;
+	_Atomic uint64_t harvested;
+	pthread_mutex_t harvest_lock;
+	uint32_t *ring_mem;
+	struct hpt_ring rings[HPT_NSHARDS];
 };
 
-int hpt_trk_create(uint64_t nbits, bool all, struct hpt_track **out);
+/* ring_entries: per ring, a power of two in 2..HPT_RING_MAX (0: default). */
+int hpt_trk_new(uint64_t nbits, bool all, uint64_t ring_entries, struct hpt_track **out);
+static inline int hpt_trk_create(uint64_t nbits, bool all, struct hpt_track **out)
+{
+	return hpt_trk_new(nbits, all, 0, out);
+}
 void hpt_trk_destroy(struct hpt_track *t);
 /* Set bits [first, first + n); returns how many were newly set. */
 uint64_t hpt_trk_set_range(struct hpt_track *t, uint64_t first, uint64_t n);
+/* Take the next word; at *cursor == 0 (a pass starts) harvests first. */
 bool hpt_trk_take(struct hpt_track *t, uint64_t *cursor, uint64_t *word_index, uint64_t *bits);
+/* Move every ring's appended slots into the bitmap (takes the lock). */
+void hpt_trk_harvest(struct hpt_track *t);
+/* Slow path of a mark by the thread alone in shard s (ring i): note the
+ * ring in the claimed mask, refresh tail_seen; true when the caller may
+ * append, false (ring full) when it marks the bitmap instead. */
+bool hpt_trk_ring_claim(struct hpt_track *t, unsigned i);
 
-/* Summary bit of data word w. The load is seq_cst: see track.c. */
+/*
+ * Make every slot appended to a ring before this call (happens-before)
+ * visible in the bitmap: nothing to do when every claimed ring's tail has
+ * reached its head (a tail load with acquire orders the harvester's bit
+ * sets before what follows), else harvest. With no vCPU marking, a few
+ * loads of lines nobody writes.
+ */
+static inline void hpt_trk_sync(struct hpt_track *t)
+{
+	for (uint64_t c = atomic_load_explicit(&t->claimed, memory_order_acquire); c; c &= c - 1) {
+		struct hpt_ring *r = &t->rings[__builtin_ctzll(c)];
+		if (atomic_load_explicit(&r->head, memory_order_acquire) !=
+		    atomic_load_explicit(&r->tail, memory_order_acquire)) {
+			hpt_trk_harvest(t);
+			return;
+		}
+	}
+}
+
+/* Summary bit of data word w. The load is seq_cst: docs/hpt.md, step 3. */
 static inline void hpt_trk_summary_mark(struct hpt_track *t, uint64_t w)
 {
 	uint64_t m = UINT64_C(1) << (w & 63);
@@ -88,22 +161,28 @@ static inline void hpt_trk_summary_mark(struct hpt_track *t, uint64_t w)
  * Data word w of the bitmap for a reader, read only under its summary bit
  * (0 when that is clear): a set bit the reader must see comes with a
  * visible summary bit (track.c), and a fresh bitmap's untouched pages are
- * never faulted in (see "Tracking bits" at read_runs in hpt.c).
+ * never faulted in (see "Tracking bits" at read_runs in hpt.c). Rings are
+ * synced first, so a mark made before an unlock the caller's V2 load read
+ * from is in the bitmap even while it was still in a vCPU's ring.
  */
-static inline uint64_t hpt_trk_word(struct hpt_track *t, uint64_t w)
+static inline uint64_t hpt_trk_word_nosync(struct hpt_track *t, uint64_t w)
 {
 	if (!((atomic_load(&t->summary[w >> 6]) >> (w & 63)) & 1))
 		return 0;
 	return atomic_load(&t->words[w]);
 }
 
+/* The same after a ring sync (a caller validating one read at a time). */
+static inline uint64_t hpt_trk_word(struct hpt_track *t, uint64_t w)
+{
+	hpt_trk_sync(t);
+	return hpt_trk_word_nosync(t, w);
+}
+
 /*
- * Set one bit; true when it was clear before. An entry changed again before
- * the migration took its bit (the common case: a guest remaps a page) costs
- * a load, not a locked OR. Safe for the same reason as the summary check:
- * the caller holds the entry lock; if the seq_cst load sees the bit set, the
- * taker's exchange of this word comes later in the total order, so its
- * read of the entry (under the lock we still hold) sees this change.
+ * Set one bit; true when it was clear before. A bit already set costs a
+ * load, not a locked OR (why that is safe: docs/hpt.md, "Change
+ * tracking", step 3). Caller: a writer's bitmap fallback, entry lock held.
  */
 static inline bool hpt_trk_set(struct hpt_track *t, uint64_t bit)
 {
@@ -241,13 +320,38 @@ static inline void hpt_r_store(_Atomic uint64_t *rp, uint64_t r)
  * Mark a slot changed. Call with the entry lock held, after the new words
  * are stored and before unlocking, inside the reader lock (s is the shard
  * hpt_rd_lock returned). One seq_cst load and a branch when tracking is
- * off; one atomic OR (plus rarely a summary OR) and an add on our own shard
- * line when on.
+ * off. On: the slot goes to the thread's ring with a plain store and a
+ * release store of head (no locked instruction, no shared line written;
+ * the migration thread moves it into the bitmap); a ring that is full or
+ * owned by another thread sharing the shard means the bitmap directly (an
+ * atomic OR and an add on our own shard line). The no-loss argument:
+ * docs/hpt.md, "Change tracking".
  */
 static inline void hpt_track_mark(hpt_t *h, struct hpt_shard *s, uint64_t slot)
 {
 	struct hpt_track *t = atomic_load(&h->track);
-	if (t && hpt_trk_set(t, slot))
+	if (!t)
+		return;
+	unsigned i = (unsigned)(s - h->shards);
+	struct hpt_ring *r = &t->rings[i];
+	/* Alone in the shard: our own increment is the only one (a relaxed
+	 * load suffices: of two threads inside, the later increment's
+	 * thread reads at least 2; docs/hpt.md). The shard's line is in our
+	 * cache (hpt_rd_lock just wrote it). */
+	bool alone = atomic_load_explicit(&s->readers, memory_order_relaxed) == 1;
+	uint64_t hd = atomic_load_explicit(&r->head, memory_order_relaxed);
+	if (alone && ((__builtin_expect(r->used && hd - r->tail_seen <= r->mask, 1)) ||
+		      hpt_trk_ring_claim(t, i))) {
+		r->e[hd & r->mask] = (uint32_t)slot;
+		atomic_store_explicit(&r->head, hd + 1, memory_order_release);
+		return;
+	}
+	/* A statistic: a load and a store, not a locked add (threads sharing
+	 * a shard may lose a count; never a mark). */
+	atomic_store_explicit(&s->overflow,
+			      atomic_load_explicit(&s->overflow, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	if (hpt_trk_set(t, slot))
 		atomic_fetch_add_explicit(&s->marked, 1, memory_order_relaxed);
 }
 

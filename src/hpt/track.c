@@ -1,23 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The change-tracking bitmap of a table: one bit per slot plus one summary
- * bit per 64-slot word, so a pass finds changed slots without reading clean
- * regions. It has no counter of its own: the count of set bits lives in the
- * writers' own reader-lock shards (see hpt_internal.h), so two vCPUs marking
- * different slots never write the same cache line. It must never lose a bit.
- * Unit tests: tests/hpt/test_track.c.
- *
- * Invariant: writers OR the data word, then (if not yet
- * set) the summary bit, both seq_cst; the single taker clears a summary bit,
- * then exchanges the data word with zero. A bit set before a take either is
- * returned by it or stays set with its summary bit set for a later take:
- * if the writer's summary load saw the bit set, the taker's clearing of it
- * comes later in the total order and so does its exchange of the data word.
+ * Change tracking of a table: the vCPUs' change logs (rings, one per
+ * reader-lock shard, single producer) and the bitmap they are harvested
+ * into, one bit per slot plus one summary bit per 64-slot word, so a pass
+ * finds changed slots without reading clean regions. The count of set bits
+ * lives in the writers' shards (bitmap marks) and in the harvest counter,
+ * so two vCPUs never write the same cache line to mark. It must never lose
+ * a change: the argument, for the rings, the bitmap's summary/data words
+ * and the taker, is in docs/hpt.md, "Change tracking". Unit tests:
+ * tests/hpt/test_track.c; under threads: tests/hpt/test_stress.c.
  */
 #include "hpt_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 /*
@@ -48,11 +45,40 @@ static void trk_free(void *p, size_t bytes)
 		munmap(p, bytes);
 }
 
-int hpt_trk_create(uint64_t nbits, bool all, struct hpt_track **out)
+/* The rings' entries: one mapping for all of them, zero pages until a
+ * ring's owner writes (a vCPU touches only its own ring). */
+static size_t ring_mem_bytes(const struct hpt_track *t)
 {
-	struct hpt_track *t = calloc(1, sizeof(*t));
+	return (size_t)HPT_NSHARDS * t->ring_size * sizeof(uint32_t);
+}
+
+int hpt_trk_new(uint64_t nbits, bool all, uint64_t ring_entries, struct hpt_track **out)
+{
+	if (ring_entries == 0)
+		ring_entries = HPT_RING_DEFAULT;
+	if (ring_entries < 2 || ring_entries > HPT_RING_MAX || (ring_entries & (ring_entries - 1)))
+		return -EINVAL;
+	struct hpt_track *t = aligned_alloc(64, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
+	memset(t, 0, sizeof(*t));
+	t->ring_size = ring_entries;
+	void *rm = mmap(NULL, ring_mem_bytes(t), PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (rm == MAP_FAILED) {
+		free(t);
+		return -ENOMEM;
+	}
+	t->ring_mem = rm;
+	for (unsigned i = 0; i < HPT_NSHARDS; i++) {
+		atomic_init(&t->rings[i].head, 0);
+		atomic_init(&t->rings[i].tail, 0);
+		t->rings[i].e = t->ring_mem + (size_t)i * t->ring_size;
+		t->rings[i].mask = t->ring_size - 1;
+	}
+	atomic_init(&t->claimed, 0);
+	atomic_init(&t->harvested, 0);
+	pthread_mutex_init(&t->harvest_lock, NULL);
 	t->nbits = nbits;
 	t->nwords = (nbits + 63) / 64;
 	t->nsummary = (t->nwords + 63) / 64;
@@ -86,7 +112,60 @@ void hpt_trk_destroy(struct hpt_track *t)
 		return;
 	trk_free((void *)(uintptr_t)t->words, t->nwords * sizeof(uint64_t));
 	trk_free((void *)(uintptr_t)t->summary, t->nsummary * sizeof(uint64_t));
+	if (t->ring_mem) {
+		munmap(t->ring_mem, ring_mem_bytes(t));
+		pthread_mutex_destroy(&t->harvest_lock);
+	}
 	free(t);
+}
+
+bool hpt_trk_ring_claim(struct hpt_track *t, unsigned i)
+{
+	struct hpt_ring *r = &t->rings[i];
+	if (!r->used) {
+		/* Before the first append (program order), so a harvester that
+		 * must see an append sees this bit too (hpt_trk_sync). */
+		atomic_fetch_or(&t->claimed, UINT64_C(1) << i);
+		r->used = 1;
+	}
+	/* Acquire: the harvester read the entries below tail before storing
+	 * it, so overwriting them now cannot race with that read. */
+	r->tail_seen = atomic_load_explicit(&r->tail, memory_order_acquire);
+	return atomic_load_explicit(&r->head, memory_order_relaxed) - r->tail_seen <= r->mask;
+}
+
+void hpt_trk_harvest(struct hpt_track *t)
+{
+	uint64_t added = 0;
+	pthread_mutex_lock(&t->harvest_lock);
+	for (uint64_t c = atomic_load_explicit(&t->claimed, memory_order_acquire); c; c &= c - 1) {
+		struct hpt_ring *r = &t->rings[__builtin_ctzll(c)];
+		/* Acquire: the entries below head, and the table stores the
+		 * writer made before appending, are visible from here on. */
+		uint64_t hd = atomic_load_explicit(&r->head, memory_order_acquire);
+		uint64_t tl = atomic_load_explicit(&r->tail, memory_order_relaxed);
+		for (; tl != hd; tl++) {
+			uint64_t slot = r->e[tl & r->mask];
+			/* A slot past the end cannot come from this bitmap's table
+			 * (the rings die with it); checked all the same. */
+			if (slot >= t->nbits)
+				continue;
+			/* Always the locked OR (never hpt_trk_set's load-only
+			 * shortcut): the taker's exchange of the word then reads
+			 * from it or comes before it (docs/hpt.md, step 4). */
+			uint64_t w = slot >> 6, m = UINT64_C(1) << (slot & 63);
+			if (!(atomic_fetch_or(&t->words[w], m) & m)) {
+				hpt_trk_summary_mark(t, w);
+				added++;
+			}
+		}
+		/* Release: our reads of the entries happen before the owner
+		 * overwrites them, and our bit sets before a sync that sees
+		 * this tail. */
+		atomic_store_explicit(&r->tail, hd, memory_order_release);
+	}
+	atomic_fetch_add_explicit(&t->harvested, added, memory_order_relaxed);
+	pthread_mutex_unlock(&t->harvest_lock);
 }
 
 uint64_t hpt_trk_set_range(struct hpt_track *t, uint64_t first, uint64_t n)
@@ -138,6 +217,13 @@ static void trk_prefetch(struct hpt_track *t, uint64_t si)
 bool hpt_trk_take(struct hpt_track *t, uint64_t *cursor, uint64_t *word_index, uint64_t *bits)
 {
 	uint64_t w = *cursor;
+	/* The start of a pass moves the rings into the bitmap; not every
+	 * take: a sync reads the vCPUs' head lines, and pulling them once per
+	 * changed word would cost a vCPU a coherence miss per append. Appends
+	 * after this harvest wait for the next pass (docs/hpt.md, "Change
+	 * tracking", step 2). */
+	if (w == 0)
+		hpt_trk_sync(t);
 	while (w < t->nwords) {
 		uint64_t si = w >> 6;
 		uint64_t s = atomic_load(&t->summary[si]) & (~UINT64_C(0) << (w & 63));

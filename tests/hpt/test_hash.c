@@ -55,7 +55,7 @@ static void test_page_sizes(void **state)
 		unsigned b, a;
 		uint64_t enc;
 	} rows[] = {{12, 12, 0}, {16, 16, 0x1000}, {24, 24, 0}, {12, 16, 0x7000},
-		    {12, 24, 0x38000}, {16, 24, 0x8000}};
+		    {12, 24, 0x38000}, {16, 24, 0x8000}, {34, 34, 0x3000}};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		bool large;
 		uint64_t bits;
@@ -71,7 +71,9 @@ static void test_page_sizes(void **state)
 	}
 	unsigned b, a;
 	assert_int_equal(hpt_page_encode(16, 12, &(bool){0}, &(uint64_t){0}), -22);
-	assert_int_equal(hpt_page_encode(34, 34, &(bool){0}, &(uint64_t){0}), -22);
+	assert_int_equal(hpt_page_encode(34, 24, &(bool){0}, &(uint64_t){0}), -22);
+	/* 16G: the encoding 0x3000 needs the RPN bits 16..33 clear. */
+	assert_int_equal(hpt_page_decode(HPTE64_V_LARGE, 0x13000, &b, &a), -22);
 	/* L = 1 with LP bits matching no row. */
 	assert_int_equal(hpt_page_decode(HPTE64_V_LARGE, 0x2000, &b, &a), -22);
 	assert_int_equal(hpt_page_decode(HPTE64_V_LARGE, 0x9000, &b, &a), -22);

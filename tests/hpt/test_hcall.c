@@ -136,8 +136,10 @@ static void test_enter_page_sizes(void **state)
 	(void)state;
 	static const struct {
 		unsigned b, a;
-	} rows[] = {{12, 12}, {16, 16}, {24, 24}, {12, 16}, {12, 24}, {16, 24}};
-	for (unsigned cap = 12; cap <= 24; cap += 4) {
+	} rows[] = {{12, 12}, {16, 16}, {24, 24}, {12, 16}, {12, 24}, {16, 24}, {34, 34}};
+	static const unsigned caps[] = {12, 16, 20, 24, 34};
+	for (size_t ci = 0; ci < sizeof(caps) / sizeof(caps[0]); ci++) {
+		unsigned cap = caps[ci];
 		hpt_t *h = mk(SHIFT, cap, 0);
 		for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 			bool large;
@@ -145,7 +147,10 @@ static void test_enter_page_sizes(void **state)
 			assert_int_equal(hpt_page_encode(rows[i].b, rows[i].a, &large, &lp), 0);
 			uint64_t v = mkv(i + 1) | (large ? HPTE64_V_LARGE : 0);
 			uint64_t r = (UINT64_C(3) << rows[i].a) | lp | HPTE64_R_M;
-			long want = rows[i].a <= cap ? H_SUCCESS : H_PARAMETER;
+			/* QEMU's filter: 4K base / 64K actual never (only 16M may
+			 * differ from the base size); 16G with the cap at 34. */
+			bool allowed = rows[i].a == rows[i].b || rows[i].a == 24;
+			long want = allowed && rows[i].a <= cap ? H_SUCCESS : H_PARAMETER;
 			long got = hpt_h_enter(h, 0, i * 8, v, r, &slot);
 			if (got != want)
 				fail_msg("cap %u row %u/%u: got %s want %s", cap, rows[i].b, rows[i].a,
@@ -155,10 +160,17 @@ static void test_enter_page_sizes(void **state)
 			else
 				expect_unmarked(h);
 		}
+		/* The differential test's case: pteh 0x1005, ptel 0x7010 (4K base,
+		 * 64K actual) with the cap at 16 is H_PARAMETER, as in QEMU. */
+		if (cap == 16)
+			assert_int_equal(hpt_h_enter(h, 0, 0, 0x1005, 0x7010, NULL), H_PARAMETER);
 		/* Undefined LP encodings with L = 1. */
 		assert_int_equal(hpt_h_enter(h, 0, 0, mkv(1) | HPTE64_V_LARGE, 0x2000 | HPTE64_R_M, NULL),
 				 H_PARAMETER);
-		assert_int_equal(hpt_h_enter(h, 0, 0, mkv(1) | HPTE64_V_LARGE, 0x3000 | HPTE64_R_M, NULL),
+		assert_int_equal(hpt_h_enter(h, 0, 0, mkv(1) | HPTE64_V_LARGE, 0x4000 | HPTE64_R_M, NULL),
+				 H_PARAMETER);
+		/* 0x3000 is 16G only with RPN bits 16..33 clear. */
+		assert_int_equal(hpt_h_enter(h, 0, 0, mkv(1) | HPTE64_V_LARGE, 0x13000 | HPTE64_R_M, NULL),
 				 H_PARAMETER);
 		/* Reserved segment sizes 2 and 3. */
 		assert_int_equal(hpt_h_enter(h, 0, 0, mkv(1) | (UINT64_C(2) << 62), mkr(1), NULL),
@@ -413,6 +425,8 @@ static void test_resize(void **state)
 	assert_int_equal(hpt_h_resize_prepare(h, 0, 17), H_PARAMETER);
 	assert_int_equal(hpt_h_resize_prepare(h, 0, 47), H_PARAMETER);
 	assert_int_equal(hpt_h_resize_prepare(h, 0, 40), H_RESOURCE);
+	assert_int_equal(hpt_h_resize_prepare(h, 0, 36), H_SUCCESS); /* RAM unknown: no limit */
+	assert_int_equal(hpt_h_resize_prepare(h, 0, 0), H_SUCCESS);
 	assert_int_equal(hpt_h_resize_commit(h, 0, 19), H_CLOSED);
 	assert_int_equal(hpt_h_resize_commit(h, 1, 19), H_PARAMETER);
 	/* Prepare, cancel (shift 0), commit finds nothing. */
@@ -512,6 +526,43 @@ static void test_resize(void **state)
 }
 
 /* Random bolted mappings survive random resize chains where they fit. */
+/*
+ * QEMU's RAM-based limit (h_resize_hpt_prepare): a shift above
+ * spapr_hpt_shift_for_ramsize(ram) + 1 is H_RESOURCE, checked after the
+ * parameter checks; shift 0 (cancel) always passes.
+ */
+static void test_resize_ram_limit(void **state)
+{
+	(void)state;
+	static const struct {
+		uint64_t ram;
+		unsigned max; /* largest shift a prepare may ask for */
+	} cases[] = {
+		{UINT64_C(32) << 20, 19},  /* 32 MiB: table 2^18, one order above */
+		{UINT64_C(768) << 20, 24}, /* rounded up to 1 GiB: 2^23 + 1 */
+		{UINT64_C(1) << 30, 24},
+		{(UINT64_C(1) << 30) + 1, 25},
+		{UINT64_C(1) << 40, 34},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		hpt_t *h = mk(SHIFT, 16, cases[i].ram);
+		unsigned max = cases[i].max;
+		assert_int_equal(hpt_h_resize_prepare(h, 0, max + 1), H_RESOURCE);
+		assert_int_equal(hpt_h_resize_prepare(h, 0, 17), H_PARAMETER);
+		assert_int_equal(hpt_h_resize_prepare(h, 0, 47), H_PARAMETER);
+		uint64_t args[8] = {0, max + 1};
+		assert_int_equal(hpt_hcall(h, H_RESIZE_HPT_PREPARE, args), H_RESOURCE);
+		assert_int_equal(hpt_h_resize_prepare(h, 0, 0), H_SUCCESS);
+		if (max <= 24) {
+			/* Allocated lazily: a 2^24-byte table costs nothing here. */
+			assert_int_equal(hpt_h_resize_prepare(h, 0, max), H_SUCCESS);
+			assert_int_equal(hpt_h_resize_commit(h, 0, max), H_SUCCESS);
+			assert_int_equal(hpt_shift(h), max);
+		}
+		hpt_destroy(h);
+	}
+}
+
 static void test_resize_random(void **state)
 {
 	(void)state;
@@ -606,6 +657,7 @@ int main(void)
 		cmocka_unit_test(test_bulk_remove),
 		cmocka_unit_test(test_clear_ref_mod),
 		cmocka_unit_test(test_resize),
+		cmocka_unit_test(test_resize_ram_limit),
 		cmocka_unit_test(test_resize_random),
 		cmocka_unit_test(test_dispatch),
 	};

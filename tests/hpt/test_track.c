@@ -4,8 +4,9 @@
  * private interface): single-threaded semantics against a reference, and a
  * concurrency test where writers set bits while the taker takes them; after
  * the writers stop and a final drain, the taker has seen the last change of
- * every bit (none lost). The table-level tracking tests are in test_table.c
- * and test_stress.c.
+ * every bit (none lost); the vCPUs' change logs (rings) through the table
+ * API, filling, falling back to the bitmap and wrapping. The table-level
+ * tracking tests are in test_table.c and test_stress.c.
  */
 #include "testutil.h"
 
@@ -190,12 +191,95 @@ static void test_concurrent_no_loss(void **state)
 	free(c);
 }
 
+/* Take everything; returns the number of bits, *got[] = 1 for each slot. */
+static uint64_t take_all(hpt_t *h, uint8_t *got, uint64_t n)
+{
+	uint64_t cur = 0, first, bits, k = 0;
+	memset(got, 0, n);
+	while (hpt_track_take(h, &cur, &first, &bits))
+		for (; bits; bits &= bits - 1, k++) {
+			uint64_t s = first + (uint64_t)__builtin_ctzll(bits);
+			assert_true(s < n);
+			got[s] = 1;
+		}
+	return k;
+}
+
+/*
+ * The vCPU change logs through the table API, one thread: a 4-entry ring
+ * fills and the rest goes to the bitmap (counted), nothing is lost either
+ * way; drained every round, the ring wraps many times without one
+ * fallback; a slot changed twice counts once; a change after the take is
+ * taken again; bad ring sizes are refused.
+ */
+static void test_rings(void **state)
+{
+	(void)state;
+	enum { N = 1024 };
+	hpt_t *h;
+	hpt_config_t cfg;
+	hm_error_t e;
+	uint8_t got[N];
+	hm_error_clear(&e);
+	hpt_config_default(&cfg);
+	cfg.track_ring_entries = 3;
+	assert_int_equal(hpt_create(18, &cfg, &h, &e), HM_E_RANGE);
+	assert_non_null(strstr(e.msg, "track_ring_entries 3"));
+	cfg.track_ring_entries = 1u << 25;
+	assert_int_equal(hpt_create(18, &cfg, &h, &e), HM_E_RANGE);
+	cfg.track_ring_entries = 4;
+	assert_int_equal(hpt_create(18, &cfg, &h, &e), 0);
+	assert_int_equal(hpt_track_start(h, &e), 0);
+	uint64_t ov0 = hpt_track_overflows(h);
+
+	/* 10 changes, no drain: 4 in the ring, 6 past it. */
+	for (uint64_t s = 0; s < 10; s++)
+		assert_true(hpt_write_entry(h, s * 7, HPTE64_V_VALID | (s << 7), s));
+	assert_true(hpt_track_overflows(h) - ov0 == 6);
+	assert_true(hpt_track_pending(h) == 10);
+	assert_true(take_all(h, got, N) == 10);
+	for (uint64_t s = 0; s < 10; s++)
+		assert_int_equal(got[s * 7], 1);
+	assert_true(hpt_track_pending(h) == 0);
+
+	/* Rounds of 3 changes (one slot twice) and a take: the ring wraps. */
+	uint64_t rs = tu_seed("rings"), ov1 = hpt_track_overflows(h);
+	for (int round = 0; round < 300; round++) {
+		uint64_t a = tu_rand(&rs) % N, b = (a + 1 + tu_rand(&rs) % (N - 1)) % N;
+		assert_true(hpt_write_entry(h, a, HPTE64_V_VALID | ((uint64_t)round << 7), 1));
+		assert_true(hpt_write_entry(h, b, HPTE64_V_VALID | ((uint64_t)round << 7), 2));
+		assert_true(hpt_write_entry(h, a, HPTE64_V_VALID | ((uint64_t)round << 7), 3));
+		assert_true(hpt_track_pending(h) == 2);
+		assert_true(take_all(h, got, N) == 2);
+		assert_true(got[a] && got[b]);
+		/* Changed after its take: marked again. */
+		assert_true(hpt_write_entry(h, a, 0, 0));
+		assert_true(take_all(h, got, N) == 1);
+		assert_true(got[a]);
+	}
+	assert_true(hpt_track_overflows(h) == ov1);
+	/* A lock-free reader's bit lookup sees a mark still in the ring: the
+	 * validation of hpt_read_entries / hpt_read_chunks depends on it. */
+	assert_true(hpt_write_entry(h, 70, HPTE64_V_VALID, 70));
+	struct hpt_track *t = atomic_load(&h->track);
+	assert_int_equal((hpt_trk_word(t, 70 >> 6) >> (70 & 63)) & 1, 1);
+	assert_true(take_all(h, got, N) == 1 && got[70]);
+	/* A fresh tracker has fresh rings. */
+	hpt_track_stop(h);
+	assert_int_equal(hpt_track_start(h, &e), 0);
+	assert_true(hpt_write_entry(h, 5, HPTE64_V_VALID, 9));
+	assert_true(take_all(h, got, N) == 1 && got[5]);
+	hpt_track_stop(h);
+	hpt_destroy(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_basic),
 		cmocka_unit_test(test_random_vs_reference),
 		cmocka_unit_test(test_concurrent_no_loss),
+		cmocka_unit_test(test_rings),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
