@@ -414,6 +414,16 @@ uint64_t hpt_clear_entries(hpt_t *h, uint64_t first, uint64_t n);
 uint64_t hpt_hash(unsigned ssize, uint64_t vsid, uint64_t ea, unsigned page_shift);
 uint64_t hpt_pteg_index(unsigned shift, unsigned ssize, uint64_t vsid, uint64_t ea,
 			unsigned page_shift, bool secondary);
+/*
+ * The one AVPN-to-hash-input step: from a V word and its base page shift,
+ * the segment size (HPT_SEG_*), the VSID and the segment offset the AVPN
+ * carries (EA bits from 23 up; bits inside the base page dropped; bits
+ * base..22 are not in the AVPN and are zero). hpt_hash(ssize, vsid,
+ * offset, base_shift) is then the entry's hash in every bit the AVPN
+ * determines. Returns false for a reserved segment size.
+ */
+bool hpt_avpn_split(uint64_t v, unsigned base_shift, unsigned *ssize, uint64_t *vsid,
+		    uint64_t *offset);
 /* V word for the mapping: (B << 62) | ((va >> 23) << 7) | L | H | valid. */
 uint64_t hpt_mapping_v(unsigned ssize, uint64_t vsid, uint64_t ea, bool large, bool secondary);
 

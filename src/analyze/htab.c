@@ -17,14 +17,9 @@
 #include <string.h>
 
 #include "hptmig/stream.h"
+#include "hptmig/hpt.h"
 #include "htab/chunk.h"
 
-#define HPTE_V_VALID 0x1ull
-#define HPTE_V_SECONDARY 0x2ull
-#define HPTE_V_LARGE 0x4ull
-#define HPTE_V_BOLTED 0x10ull
-#define HPTE_V_HVLOCK 0x40ull
-#define HPTE_V_AVPN_MASK 0x3fffffffffffff80ull
 
 /* --------------------------------------------------------------- table */
 
@@ -156,7 +151,7 @@ static int tab_store(struct an_tab *t, uint64_t slot, uint64_t v, uint64_t r)
 	uint64_t g = slot >> AN_TAB_GRP_SHIFT;
 	unsigned i = (unsigned)(slot & (AN_TAB_GRP_SLOTS - 1));
 	struct an_leaf *l = leaf_find(t, g);
-	if (!(v & HPTE_V_VALID)) {
+	if (!(v & HPTE64_V_VALID)) {
 		if (l)
 			leaf_remove(t, l, g, UINT32_C(1) << i);
 		return 0;
@@ -250,7 +245,7 @@ int an_hpte_pgsz(uint64_t v, uint64_t r, unsigned *base_shift)
 {
 	unsigned bs = 12;
 	int pg;
-	if (!(v & HPTE_V_LARGE))
+	if (!(v & HPTE64_V_LARGE))
 		pg = AN_PG_4K;
 	else if ((r & 0xfff000) == 0)
 		pg = AN_PG_16M, bs = 24;
@@ -281,23 +276,14 @@ bool an_hpte_check(uint32_t shift, uint64_t slot, uint64_t v, uint64_t r, int *p
 	int pg = an_hpte_pgsz(v, r, &p);
 	if (pgsz)
 		*pgsz = pg;
-	uint64_t b = v >> 62;
-	if (pg == AN_PG_BAD || b > 1)
+	unsigned ssize;
+	uint64_t vsid, offset;
+	if (pg == AN_PG_BAD || !hpt_avpn_split(v, p, &ssize, &vsid, &offset))
 		return false;
-	uint64_t avpn = (v & HPTE_V_AVPN_MASK) >> 7;
-	uint64_t hash;
-	if (b == 0) {
-		uint64_t vsid = avpn >> 5;
-		uint64_t ea = (avpn & 0x1f) << 23;
-		hash = vsid ^ (ea >> p);
-	} else {
-		uint64_t vsid = avpn >> 17;
-		uint64_t ea = (avpn & 0x1ffff) << 23;
-		hash = vsid ^ (vsid << 25) ^ (ea >> p);
-	}
+	uint64_t hash = hpt_hash(ssize, vsid, offset, p);
 	uint64_t known = p < 23 ? ~((UINT64_C(1) << (23 - p)) - 1) : ~UINT64_C(0);
 	uint64_t npteg_mask = (UINT64_C(1) << (shift - 7)) - 1;
-	uint64_t want = (v & HPTE_V_SECONDARY) ? ~hash : hash;
+	uint64_t want = (v & HPTE64_V_SECONDARY) ? ~hash : hash;
 	uint64_t pteg = slot >> 3;
 	return ((want ^ pteg) & known & npteg_mask) == 0;
 }
@@ -395,7 +381,7 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 			return w->err->code;
 		const uint8_t *src = w->buf + w->pos;
 		for (uint32_t i = 0; i < nv; i++)
-			if (tab_store(t, (uint64_t)index + i, hm_load_be64(src + i * 16) & ~HPTE_V_HVLOCK,
+			if (tab_store(t, (uint64_t)index + i, hm_load_be64(src + i * 16) & ~HPTE64_V_HVLOCK,
 				      hm_load_be64(src + i * 16 + 8)) < 0)
 				return an_fail(w, -ENOMEM, (int64_t)c_at, "out of memory");
 		w->pos += (size_t)nv * 16;
@@ -441,8 +427,8 @@ static int finish_entry(void *opaque, uint64_t slot, uint64_t v, uint64_t rr)
 	}
 	c->occ++;
 	h->valid++;
-	h->bolted += (v & HPTE_V_BOLTED) != 0;
-	h->secondary += (v & HPTE_V_SECONDARY) != 0;
+	h->bolted += (v & HPTE64_V_BOLTED) != 0;
+	h->secondary += (v & HPTE64_V_SECONDARY) != 0;
 	uint64_t bseg = v >> 62;
 	if (bseg == 0)
 		h->seg_256m++;
@@ -592,7 +578,7 @@ int an_htab_encode_table(const uint64_t *entries, uint64_t slots, uint8_t **out,
 		return -ENOMEM;
 	int rc = 0;
 	for (uint64_t s = 0; s < slots && rc == 0; s++)
-		if (entries[2 * s] & HPTE_V_VALID)
+		if (entries[2 * s] & HPTE64_V_VALID)
 			rc = enc_entry(&e, s, entries[2 * s], entries[2 * s + 1]);
 	return enc_end(&e, rc, out, out_len);
 }
