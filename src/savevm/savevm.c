@@ -83,9 +83,10 @@ static savevm_section_t *find_section(const savevm_registry_t *r, const char *id
 	return NULL;
 }
 
+/* Add a live (ops) or vmstate (vmsd) section over opaque. */
 static int add_section(savevm_registry_t *r, const char *idstr, uint32_t instance,
-		       uint32_t version, uint32_t min_version, hm_error_t *err,
-		       savevm_section_t **out)
+		       uint32_t version, uint32_t min_version, const savevm_live_ops_t *ops,
+		       const vmstate_desc_t *vmsd, void *opaque, hm_error_t *err)
 {
 	if (!r || !idstr)
 		return hm_error_set(err, -EINVAL, -1, "register: no registry or idstr");
@@ -117,8 +118,10 @@ static int add_section(savevm_registry_t *r, const char *idstr, uint32_t instanc
 	s->min_version = min_version;
 	s->section_id = r->next_id++;
 	s->enabled = true;
+	s->ops = ops;
+	s->vmsd = vmsd;
+	s->opaque = opaque;
 	r->secs[r->n++] = s;
-	*out = s;
 	return 0;
 }
 
@@ -129,13 +132,7 @@ int savevm_register_live(savevm_registry_t *r, const char *idstr, uint32_t insta
 	if (!ops)
 		return hm_error_set(err, -EINVAL, -1, "register '%s': no handler table",
 				    idstr ? idstr : "(null)");
-	savevm_section_t *s;
-	int rc = add_section(r, idstr, instance, version, min_version, err, &s);
-	if (rc)
-		return rc;
-	s->ops = ops;
-	s->opaque = opaque;
-	return 0;
+	return add_section(r, idstr, instance, version, min_version, ops, NULL, opaque, err);
 }
 
 int savevm_register_vmstate(savevm_registry_t *r, const char *idstr, uint32_t instance,
@@ -144,13 +141,8 @@ int savevm_register_vmstate(savevm_registry_t *r, const char *idstr, uint32_t in
 	int rc = vmstate_check(vmsd, err);
 	if (rc)
 		return rc;
-	savevm_section_t *s;
-	rc = add_section(r, idstr, instance, vmsd->version_id, vmsd->minimum_version_id, err, &s);
-	if (rc)
-		return rc;
-	s->vmsd = vmsd;
-	s->opaque = opaque;
-	return 0;
+	return add_section(r, idstr, instance, vmsd->version_id, vmsd->minimum_version_id, NULL,
+			   vmsd, opaque, err);
 }
 
 int savevm_section_set_enabled(savevm_registry_t *r, const char *idstr, uint32_t instance,
