@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "hptmig/base.h"
+#include "hptmig/qemu_wire.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,11 +38,12 @@ extern "C" {
 
 /* --------------------------------------------------------------- geometry */
 
-#define HPT_SHIFT_MIN 18u        /* smallest architected table: 256 KiB */
-#define HPT_SHIFT_MAX 46u        /* largest architected table: 64 TiB */
-#define HPT_SHIFT_STREAM_MAX 36u /* largest table whose slots fit a be32 index */
-#define HPT_NO_HPT 0xffffffffu   /* htab_shift value of a "no HPT" (radix) guest */
-#define HPTE64_SIZE 16u          /* bytes per entry: be64 V, be64 R */
+/* The values are the wire's (hptmig/qemu_wire.h), defined once there. */
+#define HPT_SHIFT_MIN HTAB_STREAM_SHIFT_MIN       /* smallest architected table: 256 KiB */
+#define HPT_SHIFT_MAX HTAB_STREAM_SHIFT_MAX       /* largest architected table: 64 TiB */
+#define HPT_SHIFT_STREAM_MAX HTAB_ALLOC_SHIFT_MAX /* largest table whose slots fit a be32 index */
+#define HPT_NO_HPT HTAB_HDR_NO_HPT                /* htab_shift of a "no HPT" (radix) guest */
+#define HPTE64_SIZE HTAB_HPTE_SIZE                /* bytes per entry: be64 V, be64 R */
 #define HPTES_PER_GROUP 8u       /* entries per PTEG */
 #define HPTEG_SIZE 128u          /* bytes per PTEG */
 
@@ -337,8 +339,8 @@ typedef struct hpt_chunks {
 	size_t last_pos;    /*   of its header */
 } hpt_chunks_t;
 
-/* Bytes of the header hpt_read_chunks() writes before each run. */
-#define HPT_CHUNK_HDR_SIZE 8u
+/* Bytes of the header hpt_read_chunks() writes before each run (the wire's). */
+#define HPT_CHUNK_HDR_SIZE HTAB_CHUNK_HDR_SIZE
 
 /*
  * The first-pass form of hpt_read_entries, in the migration stream's own

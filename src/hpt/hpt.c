@@ -719,9 +719,8 @@ uint64_t hpt_read_entries(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf)
 
 static inline void put_chunk_hdr(uint8_t *p, uint64_t slot, uint64_t n)
 {
-	hm_store_be32(p, (uint32_t)slot);
-	hm_store_be16(p + 4, (uint16_t)n);
-	hm_store_be16(p + 6, 0);
+	htab_chunk_hdr_put(p, (struct htab_chunk_hdr){ .index = (uint32_t)slot,
+						       .n_valid = (uint16_t)n });
 }
 
 static uint64_t read_runs(struct hpt_track *trk, struct hpt_table *t, uint64_t first, uint64_t n,
@@ -1019,7 +1018,8 @@ bool hpt_write_chunks_unshared(hpt_t *h, const uint8_t *chunks, size_t len)
 	uint64_t all = ~UINT64_C(0);
 	for (size_t off = 0; off + HPT_CHUNK_HDR_SIZE <= len;) {
 		const uint8_t *c = chunks + off;
-		uint64_t first = hm_load_be32(c), n = hm_load_be16(c + 4), m = 0;
+		struct htab_chunk_hdr ch = htab_chunk_hdr_get(c);
+		uint64_t first = ch.index, n = ch.n_valid, m = 0;
 		const uint8_t *src = c + HPT_CHUNK_HDR_SIZE;
 		off += HPT_CHUNK_HDR_SIZE + n * HPTE64_SIZE;
 		if (off > len)

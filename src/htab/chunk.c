@@ -31,7 +31,6 @@
 
 _Static_assert(HTAB_BLOCK_SLOTS <= HTAB_RUN_MAX, "a run inside one block never needs a cut");
 _Static_assert(HTAB_BLOCK_SLOTS % 64 == 0, "blocks cover whole bitmap words");
-_Static_assert(HPT_CHUNK_HDR_SIZE == HTAB_CHUNK_HDR_SIZE, "hpt_read_chunks writes our chunk headers");
 
 int htab_chunker_init(htab_chunker_t *c)
 {

@@ -15,12 +15,7 @@
 #include "hptmig/qemu_wire.h"
 #include "hptmig/stream.h"
 
-/* The table's constants and the wire's must agree (hpt.h, qemu_wire.h). */
-_Static_assert(HTAB_HPTE_SIZE == HPTE64_SIZE, "wire HPTE equals table HPTE");
-_Static_assert(HTAB_HDR_NO_HPT == HPT_NO_HPT, "one no-HPT value");
-_Static_assert(HTAB_STREAM_SHIFT_MIN == HPT_SHIFT_MIN, "smallest table");
-_Static_assert(HTAB_STREAM_SHIFT_MAX == HPT_SHIFT_MAX, "largest architected table");
-_Static_assert(HTAB_ALLOC_SHIFT_MAX == HPT_SHIFT_STREAM_MAX, "largest allocated table");
+/* The chunker copies V bytes and clears the lock bit in place. */
 _Static_assert((HPTE64_V_HVLOCK & ~UINT64_C(0xff)) == 0, "the lock bit is in V's last wire byte");
 
 /* Slots per first-pass read (one unit of work): 64 KiB of table. */
