@@ -566,6 +566,39 @@ static void test_buffered_path(void **state)
 	free(buf);
 }
 
+/*
+ * qemu_wire.h's chunk header: golden bytes both ways, and the one parser's
+ * answers (endmark, in range, out of range in 64-bit: an index near 2^32
+ * plus its runs must not wrap, a zero-length chunk with an index is no
+ * endmark).
+ */
+static void test_chunk_hdr_wire(void **state)
+{
+	(void)state;
+	uint8_t b[HTAB_CHUNK_HDR_SIZE];
+	htab_chunk_hdr_put(b, (struct htab_chunk_hdr){ .index = 0x01020304, .n_valid = 0x0506,
+						       .n_invalid = 0x0708 });
+	static const uint8_t want[] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	assert_memory_equal(b, want, sizeof(want));
+	struct htab_chunk_hdr h;
+	assert_int_equal(htab_chunk_parse(b, UINT64_C(0x01020304) + 0x0506 + 0x0708, &h),
+			 HTAB_CHUNK_RUNS);
+	assert_int_equal(h.index, 0x01020304);
+	assert_int_equal(h.n_valid, 0x0506);
+	assert_int_equal(h.n_invalid, 0x0708);
+	assert_int_equal(htab_chunk_parse(b, UINT64_C(0x01020304) + 0x0506 + 0x0707, &h),
+			 HTAB_CHUNK_RANGE);
+	static const uint8_t wrap[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x01 };
+	assert_int_equal(htab_chunk_parse(wrap, UINT64_C(1) << 32, &h), HTAB_CHUNK_RANGE);
+	static const uint8_t zero[HTAB_CHUNK_HDR_SIZE] = { 0 };
+	assert_int_equal(htab_chunk_parse(zero, 0, &h), HTAB_CHUNK_ENDMARK);
+	static const uint8_t empty_at[] = { 0, 0, 0, 9, 0, 0, 0, 0 };
+	assert_int_equal(htab_chunk_parse(empty_at, 16, &h), HTAB_CHUNK_RUNS);
+	assert_int_equal(htab_chunk_parse(empty_at, 8, &h), HTAB_CHUNK_RANGE);
+	assert_string_equal(qemu_vm_record_name(QEMU_VM_SECTION_PART), "SECTION_PART");
+	assert_string_equal(qemu_vm_record_name(0x42), "unknown");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -575,6 +608,7 @@ int main(void)
 		cmocka_unit_test(test_random_property),
 		cmocka_unit_test(test_invalid_runs_model),
 		cmocka_unit_test(test_buffered_path),
+		cmocka_unit_test(test_chunk_hdr_wire),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
