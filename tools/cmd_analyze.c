@@ -92,29 +92,6 @@ static void print_text_streaming(const char *text, const an_report_t *r)
 	fputs(at, stdout);
 }
 
-/* "123", "64K", "112M", "2G" (binary units); false when not a size in 1..limit. */
-static bool parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	if (*s < '0' || *s > '9')
-		return false;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno)
-		return false;
-	unsigned sh = 0;
-	if (*end == 'K' || *end == 'k')
-		sh = 10, end++;
-	else if (*end == 'M' || *end == 'm')
-		sh = 20, end++;
-	else if (*end == 'G' || *end == 'g')
-		sh = 30, end++;
-	if (*end || v == 0 || v > (AN_INPUT_MAX_LIMIT >> sh))
-		return false;
-	*out = (uint64_t)v << sh;
-	return true;
-}
-
 static int run(int argc, char **argv)
 {
 	const char *file = NULL;
@@ -133,7 +110,7 @@ static int run(int argc, char **argv)
 		} else if (strcmp(argv[i], "--desc") == 0) {
 			out |= AN_OUT_DESC;
 		} else if (strcmp(argv[i], "--max-input") == 0) {
-			if (i + 1 >= argc || !parse_size(argv[i + 1], &max_input)) {
+			if (i + 1 >= argc || !tool_parse_max_input(argv[i + 1], &max_input)) {
 				tool_fail("analyze", "--max-input needs a size from 1 to 16G (e.g. 512M), got '%s'",
 					  i + 1 < argc ? argv[i + 1] : "");
 				return 2;

@@ -25,7 +25,7 @@
 #include "tool.h"
 
 static const char usage[] =
-	"usage: hptmig rewrite IN OUT [--json]\n"
+	"usage: hptmig rewrite IN OUT [--json] [--max-input SIZE]\n"
 	"\n"
 	"Copy every record of the QEMU migration stream IN (plain or .zst) to OUT\n"
 	"unchanged, except spapr/htab: its table is loaded with every check and sent\n"
@@ -38,7 +38,10 @@ static const char usage[] =
 	"'-' for stdout (written straight through; the summary then goes to\n"
 	"stderr).\n"
 	"\n"
-	"  --json    print a JSON summary on stdout\n";
+	"  --json    print a JSON summary on stdout\n"
+	"  --max-input SIZE  refuse an IN larger than SIZE bytes (suffix K, M, G:\n"
+	"            binary units), plain or once decompressed; default 1G for a\n"
+	"            plain file, 112M for a .zst (docs/limits.md)\n";
 
 static int write_all(int fd, const uint8_t *p, size_t len)
 {
@@ -248,9 +251,17 @@ static int run(int argc, char **argv)
 {
 	const char *in_path = NULL, *out_path = NULL;
 	bool json = false;
+	uint64_t max_input = 0; /* the defaults */
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			json = true;
+		} else if (strcmp(argv[i], "--max-input") == 0) {
+			if (i + 1 >= argc || !tool_parse_max_input(argv[i + 1], &max_input)) {
+				tool_fail("rewrite", "--max-input needs a size from 1 to 16G (e.g. 512M), got '%s'",
+					  i + 1 < argc ? argv[i + 1] : "");
+				return 2;
+			}
+			i++;
 		} else if (argv[i][0] == '-' && argv[i][1]) {
 			tool_fail("rewrite", "unknown option '%s' (hptmig rewrite --help)", argv[i]);
 			return 2;
@@ -270,7 +281,7 @@ static int run(int argc, char **argv)
 	hm_error_t err;
 	hm_error_clear(&err);
 	an_input_t in;
-	if (an_input_open(in_path, &in, &err) < 0) {
+	if (an_input_open_max(in_path, max_input, &in, &err) < 0) {
 		tool_fail_error("rewrite", &err);
 		fail_json(json, in_path, out_path, &err);
 		return 1;
@@ -281,7 +292,11 @@ static int run(int argc, char **argv)
 	bool unchecked = false;
 	if (an_rewrite(in.data, in.len, &out, &out_len, &unchecked, &err) < 0) {
 		char line[768];
-		tool_fail("rewrite", "%s: %s", in_path, hm_error_line(&err, line, sizeof(line)));
+		/* the library's message starts with "rewrite: " already */
+		const char *msg = hm_error_line(&err, line, sizeof(line));
+		if (strncmp(msg, "rewrite: ", 9) == 0)
+			msg += 9;
+		tool_fail("rewrite", "%s: %s", in_path, msg);
 		fail_json(json, in_path, out_path, &err);
 		an_input_close(&in);
 		return 1;

@@ -6,6 +6,8 @@
  */
 #include "tool.h"
 
+#include "hptmig/analyze.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,4 +60,13 @@ void tool_print_json(json_t *obj)
 bool tool_stdout_is_tty(void)
 {
 	return isatty(STDOUT_FILENO) == 1;
+}
+
+bool tool_parse_max_input(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (!s || hm_parse_size(s, &v) != 0 || v == 0 || v > AN_INPUT_MAX_LIMIT)
+		return false;
+	*out = v;
+	return true;
 }

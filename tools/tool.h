@@ -50,4 +50,8 @@ void tool_print_json(json_t *obj);
 /* True when stdout is a terminal (progress lines only then). */
 bool tool_stdout_is_tty(void);
 
+/* --max-input SIZE of analyze and rewrite: a size (hm_parse_size: K M G T
+ * suffixes, powers of 1024) from 1 to AN_INPUT_MAX_LIMIT; false otherwise. */
+bool tool_parse_max_input(const char *s, uint64_t *out);
+
 #endif

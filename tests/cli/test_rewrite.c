@@ -381,6 +381,33 @@ static void test_refusals_leave_nothing(void **state)
 	unlink(bad);
 }
 
+/* --max-input: an IN over the cap is refused in one line naming the cap
+ * and the option, before anything is written; a bad size is a usage error;
+ * a cap the stream fits rewrites it. */
+static void test_max_input(void **state)
+{
+	struct fx *f = *state;
+	char out[4200], args[16384], *o, *e;
+	snprintf(out, sizeof(out), "%s/out.mig", f->dir);
+	snprintf(args, sizeof(args), "rewrite --max-input 1K '%s' '%s'", f->in, out);
+	assert_int_equal(run(args, &o, &e), 1);
+	assert_true(one_line(e));
+	assert_non_null(strstr(e, "--max-input"));
+	assert_null(strstr(e, "rewrite: rewrite:"));
+	assert_int_not_equal(access(out, F_OK), 0);
+	free(o);
+	free(e);
+	snprintf(args, sizeof(args), "rewrite --max-input 0 '%s' '%s'", f->in, out);
+	assert_int_equal(run(args, &o, &e), 2);
+	assert_true(one_line(e));
+	free(o);
+	free(e);
+	snprintf(args, sizeof(args), "rewrite --max-input 16M '%s' '%s'", f->in, out);
+	assert_int_equal(run_ok(args), 0);
+	assert_file_is(out, f->want, f->want_len);
+	unlink(out);
+}
+
 /* A walk that stops inside a record: rewritten (exit 0, the tail noted as
  * unchecked), or refused in one line naming the section; never "internal
  * check failed". The streams are seeds of fuzz/corpus/analyze. */
@@ -424,6 +451,7 @@ int main(void)
 		cmocka_unit_test(test_fifo),
 		cmocka_unit_test(test_refusals_leave_nothing),
 		cmocka_unit_test(test_walk_stops_inside_record),
+		cmocka_unit_test(test_max_input),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
