@@ -192,6 +192,22 @@ static int section_failed(mig_file_t *f, int rc, const hm_error_t *he,
 	return mig_file_error_prefix(f, "section '%s' instance %u: ", s->idstr, s->instance);
 }
 
+static void put_footer(mig_file_t *f, const savevm_section_t *s);
+
+/*
+ * A handler of s wrote its payload and returned rc: the record's footer, or
+ * (rc < 0 or the channel failed) the failure, named after the section.
+ * Returns 0 to go on, or the channel's code.
+ */
+static int end_record(mig_file_t *f, const savevm_section_t *s, int rc, const hm_error_t *he,
+		      const char *what)
+{
+	if (rc < 0 || mig_file_status(f))
+		return section_failed(f, rc, he, s, what);
+	put_footer(f, s);
+	return 0;
+}
+
 static void put_section_header(mig_file_t *f, int type, const savevm_section_t *s)
 {
 	mig_file_put_u8(f, (uint8_t)type);
@@ -244,12 +260,8 @@ int savevm_live_setup_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
 		}
 		put_section_header(f, QEMU_VM_SECTION_START, s);
 		s->setup_done = true;
-		int rc = s->ops->setup(s->opaque, f);
-		if (rc < 0 || mig_file_status(f)) {
-			section_failed(f, rc, NULL, s, "setup handler");
+		if (end_record(f, s, s->ops->setup(s->opaque, f), NULL, "setup handler"))
 			break;
-		}
-		put_footer(f, s);
 	}
 	return mig_file_error_copy(f, err);
 }
@@ -276,13 +288,10 @@ int savevm_live_iterate(savevm_registry_t *r, mig_file_t *f, uint64_t budget_ns,
 		uint64_t now = hm_now_ns();
 		put_section_header(f, QEMU_VM_SECTION_PART, s);
 		int rc = s->ops->iterate(s->opaque, f, deadline > now ? deadline - now : 0);
-		if (rc < 0 || mig_file_status(f)) {
-			section_failed(f, rc, NULL, s, "iterate handler");
+		if (end_record(f, s, rc, NULL, "iterate handler"))
 			break;
-		}
 		if (rc == 0)
 			all_done = 0;
-		put_footer(f, s);
 	}
 	if (mig_file_status(f))
 		return mig_file_error_copy(f, err);
@@ -330,12 +339,8 @@ int savevm_live_complete_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *er
 			break;
 		}
 		put_section_header(f, QEMU_VM_SECTION_END, s);
-		int rc = s->ops->complete(s->opaque, f);
-		if (rc < 0 || mig_file_status(f)) {
-			section_failed(f, rc, NULL, s, "complete handler");
+		if (end_record(f, s, s->ops->complete(s->opaque, f), NULL, "complete handler"))
 			break;
-		}
-		put_footer(f, s);
 	}
 	return mig_file_error_copy(f, err);
 }
@@ -362,11 +367,8 @@ int savevm_write_full_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
 		hm_error_t he;
 		hm_error_clear(&he);
 		int rc = vmstate_save_json(f, s->vmsd, s->opaque, s->version, dev, &he);
-		if (rc < 0 || mig_file_status(f)) {
-			section_failed(f, rc, &he, s, "save");
+		if (end_record(f, s, rc, &he, "save"))
 			break;
-		}
-		put_footer(f, s);
 	}
 	return mig_file_error_copy(f, err);
 }
