@@ -181,11 +181,11 @@ static int load_unpopulated(const struct membuf *mb, size_t start_len, uint64_t 
 	htab_loader_t *l;
 	if (htab_loader_create(NULL, NULL, &l) != 0)
 		return -1;
-	int lrc = htab_loader_load_buffer(l, mb->p, start_len, HTAB_RECORD_START, e);
+	int lrc = htab_loader_load_buffer(l, mb->p, start_len, QEMU_VM_SECTION_START, e);
 	if (lrc == 0) {
 		uint64_t t0 = hb_cpu_ns();
 		lrc = htab_loader_load_buffer(l, mb->p + start_len, mb->len - start_len,
-					      HTAB_RECORD_END, e);
+					      QEMU_VM_SECTION_END, e);
 		*ns = hb_cpu_ns() - t0;
 	}
 	htab_loader_destroy(l);
@@ -268,18 +268,18 @@ static int run(int argc, char **argv, json_t **result)
 		htab_loader_opts_t lo = {.populate = true};
 		t0 = hb_cpu_ns();
 		if (crc != 0 || htab_loader_create(NULL, &lo, &l) != 0 ||
-		    htab_loader_load_buffer(l, mb.p, start_len, HTAB_RECORD_START, &e) != 0) {
+		    htab_loader_load_buffer(l, mb.p, start_len, QEMU_VM_SECTION_START, &e) != 0) {
 			rc = 1;
 			break;
 		}
 		tp[r] = hb_cpu_ns() - t0;
 		t0 = hb_cpu_ns();
 		int lrc = htab_loader_load_buffer(l, mb.p + start_len, mb.len - start_len,
-						  HTAB_RECORD_END, &e);
+						  QEMU_VM_SECTION_END, &e);
 		tl[r] = hb_cpu_ns() - t0;
 		t0 = hb_cpu_ns();
 		lrc = lrc ? lrc : htab_loader_load_buffer(l, mb.p + start_len, mb.len - start_len,
-							  HTAB_RECORD_END, &e);
+							  QEMU_VM_SECTION_END, &e);
 		tw[r] = hb_cpu_ns() - t0;
 		if (lrc != 0 || htab_loader_summary(l, &sum, &e) != 0 || memcmp(sum.digest, digest, 32) != 0) {
 			tool_fail("htab-first", "loaded table differs from the source: %s", e.msg);

@@ -36,8 +36,8 @@ static void roundtrip(htab_loader_t *l, const htab_summary_t *sum)
 		hm_error_t e;
 		hm_error_clear(&e);
 		htab_summary_t s2;
-		if (htab_loader_load_buffer(l2, p, start_len, HTAB_RECORD_START, &e) != 0 ||
-		    htab_loader_load_buffer(l2, p + start_len, len - start_len, HTAB_RECORD_END, &e) != 0 ||
+		if (htab_loader_load_buffer(l2, p, start_len, QEMU_VM_SECTION_START, &e) != 0 ||
+		    htab_loader_load_buffer(l2, p + start_len, len - start_len, QEMU_VM_SECTION_END, &e) != 0 ||
 		    htab_loader_summary(l2, &s2, &e) != 0 ||
 		    memcmp(s2.digest, sum->digest, sizeof(s2.digest)) != 0 || s2.valid != sum->valid)
 			abort(); /* the canonical encoding of a loaded table must load back equal */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hptmig/machine.h"
 #include "hptmig/savevm.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -100,12 +101,11 @@ static const vmstate_desc_t dev_vmsd = {
 };
 
 /* A load-only live section: START/PART/END payload = u8 n, n bytes. */
-static int live_load(void *opaque, mig_file_t *f, uint32_t v, int type, hm_error_t *err)
+static int live_load(void *opaque, mig_file_t *f, uint32_t v, int type)
 {
 	(void)opaque;
 	(void)v;
 	(void)type;
-	(void)err;
 	uint8_t n = mig_file_get_u8(f);
 	return mig_file_skip(f, n);
 }

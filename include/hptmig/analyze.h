@@ -18,29 +18,13 @@
 #include <stdint.h>
 
 #include "hptmig/base.h"
+#include "hptmig/qemu_wire.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Record type bytes of the QEMU stream (wire-format.md §1). */
-enum an_rec_type {
-	AN_REC_EOF = 0x00,
-	AN_REC_START = 0x01,
-	AN_REC_PART = 0x02,
-	AN_REC_END = 0x03,
-	AN_REC_FULL = 0x04,
-	AN_REC_SUBSECTION = 0x05,
-	AN_REC_VMDESC = 0x06,
-	AN_REC_CONFIG = 0x07,
-	AN_REC_COMMAND = 0x08,
-	AN_REC_FOOTER = 0x7e,
-};
-
-/* spapr/htab header value meaning "no HPT" (a radix guest). */
-#define AN_HTAB_NO_HPT 0xffffffffu
-/* Largest table a stream can address (be32 slot index): 2^32 slots. */
-#define AN_HTAB_SHIFT_MAX_STREAM 36u
+/* Record types, no-HPT and shift bounds: hptmig/qemu_wire.h. */
 
 /* How a section's payload was understood. */
 enum an_section_kind {
@@ -60,7 +44,7 @@ typedef struct an_record {
 			   * before offset + length, at the footer) */
 	uint32_t section; /* index in an_report_t.sections, or UINT32_MAX */
 	uint16_t cmd;     /* COMMAND only */
-	uint8_t type;     /* enum an_rec_type */
+	uint8_t type;     /* enum qemu_vm_record */
 } an_record_t;
 
 typedef struct an_section {

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "hptmig/base.h"
+#include "hptmig/qemu_wire.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,11 +38,12 @@ extern "C" {
 
 /* --------------------------------------------------------------- geometry */
 
-#define HPT_SHIFT_MIN 18u        /* smallest architected table: 256 KiB */
-#define HPT_SHIFT_MAX 46u        /* largest architected table: 64 TiB */
-#define HPT_SHIFT_STREAM_MAX 36u /* largest table whose slots fit a be32 index */
-#define HPT_NO_HPT 0xffffffffu   /* htab_shift value of a "no HPT" (radix) guest */
-#define HPTE64_SIZE 16u          /* bytes per entry: be64 V, be64 R */
+/* The values are the wire's (hptmig/qemu_wire.h), defined once there. */
+#define HPT_SHIFT_MIN HTAB_STREAM_SHIFT_MIN       /* smallest architected table: 256 KiB */
+#define HPT_SHIFT_MAX HTAB_STREAM_SHIFT_MAX       /* largest architected table: 64 TiB */
+#define HPT_SHIFT_STREAM_MAX HTAB_ALLOC_SHIFT_MAX /* largest table whose slots fit a be32 index */
+#define HPT_NO_HPT HTAB_HDR_NO_HPT                /* htab_shift of a "no HPT" (radix) guest */
+#define HPTE64_SIZE HTAB_HPTE_SIZE                /* bytes per entry: be64 V, be64 R */
 #define HPTES_PER_GROUP 8u       /* entries per PTEG */
 #define HPTEG_SIZE 128u          /* bytes per PTEG */
 
@@ -331,8 +333,8 @@ typedef struct hpt_chunks {
 	size_t last_pos;    /*   of its header */
 } hpt_chunks_t;
 
-/* Bytes of the header hpt_read_chunks() writes before each run. */
-#define HPT_CHUNK_HDR_SIZE 8u
+/* Bytes of the header hpt_read_chunks() writes before each run (the wire's). */
+#define HPT_CHUNK_HDR_SIZE HTAB_CHUNK_HDR_SIZE
 
 /*
  * The first-pass form of hpt_read_entries, in the migration stream's own
@@ -402,6 +404,16 @@ uint64_t hpt_clear_entries(hpt_t *h, uint64_t first, uint64_t n);
 uint64_t hpt_hash(unsigned ssize, uint64_t vsid, uint64_t ea, unsigned page_shift);
 uint64_t hpt_pteg_index(unsigned shift, unsigned ssize, uint64_t vsid, uint64_t ea,
 			unsigned page_shift, bool secondary);
+/*
+ * The one AVPN-to-hash-input step: from a V word and its base page shift,
+ * the segment size (HPT_SEG_*), the VSID and the segment offset the AVPN
+ * carries (EA bits from 23 up; bits inside the base page dropped; bits
+ * base..22 are not in the AVPN and are zero). hpt_hash(ssize, vsid,
+ * offset, base_shift) is then the entry's hash in every bit the AVPN
+ * determines. Returns false for a reserved segment size.
+ */
+bool hpt_avpn_split(uint64_t v, unsigned base_shift, unsigned *ssize, uint64_t *vsid,
+		    uint64_t *offset);
 /* V word for the mapping: (B << 62) | ((va >> 23) << 7) | L | H | valid. */
 uint64_t hpt_mapping_v(unsigned ssize, uint64_t vsid, uint64_t ea, bool large, bool secondary);
 

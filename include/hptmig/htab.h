@@ -28,15 +28,10 @@ extern "C" {
 #define HTAB_INSTANCE_ID 0u
 #define HTAB_VERSION_ID 1u
 
-/* Record types a payload belongs to (the framing's type bytes). */
-#define HTAB_RECORD_START 1
-#define HTAB_RECORD_PART 2
-#define HTAB_RECORD_END 3
-
-/* Header value of a "no HPT" (radix) guest. */
-#define HTAB_HDR_NO_HPT 0xffffffffu
-/* Longest valid or invalid run in one chunk (a be16 count). */
-#define HTAB_RUN_MAX 65535u
+/*
+ * A payload belongs to a START, PART or END record (QEMU_VM_SECTION_*).
+ * The payload layout, no-HPT value and run limit: hptmig/qemu_wire.h.
+ */
 /* Default time budget of one iterate call. */
 #define HTAB_BUDGET_DEFAULT_NS UINT64_C(5000000)
 
@@ -195,14 +190,16 @@ void htab_loader_destroy(htab_loader_t *l);
 
 /*
  * Load one record payload from f (positioned at the payload; exactly the
- * payload is consumed). record_type: HTAB_RECORD_START/PART/END. Returns 0
+ * payload is consumed). record_type: QEMU_VM_SECTION_START/PART/END. Returns 0
  * or a negative code; the error (naming the record, chunk, values, offset)
- * is latched in f and copied to err (may be NULL). After an error the
- * loader's table is partly written and must not be used for a guest.
+ * is latched in f only (mig_file_error; the caller adds context and copies
+ * it out). After an error the loader's table is partly written and must
+ * not be used for a guest.
  */
-int htab_loader_load(htab_loader_t *l, mig_file_t *f, int record_type, hm_error_t *err);
+int htab_loader_load(htab_loader_t *l, mig_file_t *f, int record_type);
 
-/* Same, over a payload in memory: the whole buffer must be consumed. */
+/* Same, over a payload in memory: the whole buffer must be consumed; the
+ * error is copied to err (may be NULL). */
 int htab_loader_load_buffer(htab_loader_t *l, const void *buf, size_t len, int record_type,
 			    hm_error_t *err);
 

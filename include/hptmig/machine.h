@@ -15,10 +15,74 @@
 
 #include "hptmig/base.h"
 #include "hptmig/hpt.h"
+#include "hptmig/savevm.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* ------------------------------------------------------- spapr vmstate */
+
+/*
+ * The `spapr` machine section (instance 0, version 3, minimum 1), as QEMU
+ * sends it (wire-format.md §3):
+ *   v1: be32 next_irq, be64 rtc_offset
+ *   v2: v1 + timebase (be64 guest_timebase, be64 time_of_the_day_ns)
+ *   v3: timebase only (vmdesc: field "tb", struct "timebase")
+ * Loading an older version leaves the fields it lacks unchanged.
+ */
+typedef struct spapr_state {
+	uint64_t rtc_offset;
+	uint32_t next_irq;
+	uint64_t guest_timebase;
+	int64_t time_of_the_day_ns;
+} spapr_state_t;
+
+#define SPAPR_SECTION_IDSTR "spapr"
+#define SPAPR_SECTION_VERSION 3u
+#define SPAPR_SECTION_MIN_VERSION 1u
+extern const vmstate_desc_t savevm_spapr_vmsd;
+/* Register `spapr` instance 0 over *s. */
+int savevm_register_spapr(savevm_registry_t *r, spapr_state_t *s, hm_error_t *err);
+
+/*
+ * `spapr` with QEMU's optional subsections, for reading (and re-writing
+ * byte for byte) the section of a real QEMU stream. savevm_register_spapr
+ * refuses them as unknown; this variant knows the ones QEMU 7.2 to 10 send
+ * on pseries: spapr_option_vector_ov5_cas, spapr_patb_entry, every
+ * spapr/cap/<name> ("mig.caps[0x0N]"), spapr_dtb, spapr_fwnmi. It still
+ * refuses spapr_pending_events and spapr_irq_map (HM_E_UNKNOWN).
+ * A subsection is sent when its bit is set in `present`; loading sets the
+ * bit of each one received. `fdt_blob` is allocated by the loader (at most
+ * SPAPR_QEMU_FDT_MAX bytes): free it with spapr_qemu_state_release().
+ */
+#define SPAPR_QEMU_OV5_CAS 0x1u
+#define SPAPR_QEMU_PATB 0x2u
+#define SPAPR_QEMU_DTB 0x4u
+#define SPAPR_QEMU_FWNMI 0x8u
+#define SPAPR_QEMU_NCAPS 14
+#define SPAPR_QEMU_CAP(n) (1u << (8 + (n))) /* n: QEMU's SPAPR_CAP_* number, 0..13 */
+#define SPAPR_QEMU_FDT_MAX (1u << 20)        /* QEMU's FDT_MAX_SIZE */
+
+typedef struct spapr_qemu_state {
+	spapr_state_t base;              /* must stay first: shares spapr's fields */
+	uint32_t present;                /* SPAPR_QEMU_* bits */
+	uint64_t ov5_cas[32];            /* 2048-bit option vector 5 bitmap */
+	uint64_t patb_entry;
+	uint8_t caps[16];                /* mig.caps[n] */
+	uint32_t fdt_initial_size;
+	uint32_t fdt_size;
+	uint8_t *fdt_blob;
+	uint64_t fwnmi_system_reset_addr;
+	uint64_t fwnmi_machine_check_addr;
+	int32_t fwnmi_machine_check_interlock;
+} spapr_qemu_state_t;
+
+extern const vmstate_desc_t savevm_spapr_qemu_vmsd;
+/* Register `spapr` instance 0 over *s with QEMU's subsections. */
+int savevm_register_spapr_qemu(savevm_registry_t *r, spapr_qemu_state_t *s, hm_error_t *err);
+/* Free what a load allocated (fdt_blob); s stays valid (empty dtb). */
+void spapr_qemu_state_release(spapr_qemu_state_t *s);
 
 enum machine_workload {
 	MACHINE_WL_IDLE = 0,    /* boots (bolted linear map), then no hypercalls */

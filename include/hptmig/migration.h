@@ -145,12 +145,8 @@ void mig_conn_abort(mig_conn_t *c);
  */
 int mig_conn_close(mig_conn_t *c, hm_error_t *err);
 
-/* Return-path messages (destination to source). */
-enum mig_rp_type {
-	MIG_RP_RESUMED = 1, /* loaded, verified, guest resumed */
-	MIG_RP_REFUSED = 2, /* the destination refused the stream: code, offset, message */
-	MIG_RP_PONG = 3,    /* answer to a COMMAND PING: its be32 value */
-};
+/* Return-path messages (destination to source): types and byte layouts
+ * in hptmig/qemu_wire.h (enum mig_rp_type, struct mig_rp_wire_*). */
 
 typedef struct mig_rp_msg {
 	uint16_t type;

@@ -2,9 +2,10 @@
 /*
  * savevm: QEMU's migration stream above the channel: the section registry
  * and live handler table, the declarative vmstate engine (save, load, vmdesc
- * JSON), the framing writer and reader, and the `spapr` and `hptmig/verify`
- * sections. The reader must never trust a byte: every check failure is an
- * error naming the section, field, value and byte offset, never a crash.
+ * JSON), the framing writer and reader, and the `hptmig/verify` section
+ * (QEMU's `spapr` is the machine's: hptmig/machine.h). The reader must
+ * never trust a byte: every check failure is an error naming the section,
+ * field, value and byte offset, never a crash.
  */
 #ifndef HPTMIG_SAVEVM_H
 #define HPTMIG_SAVEVM_H
@@ -14,45 +15,22 @@
 #include <stdint.h>
 
 #include "hptmig/base.h"
+#include "hptmig/qemu_wire.h"
 #include "hptmig/stream.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* ------------------------------------------------------- wire constants */
+/* --------------------------------------------------------------- limits */
 
-/* wire-format.md §1. All integers big-endian. */
-#define SAVEVM_MAGIC 0x5145564du        /* "QEVM" */
-#define SAVEVM_VERSION 3u               /* 2 is obsolete and rejected */
-#define SAVEVM_VERSION_OBSOLETE 2u
-
-enum savevm_record_type {
-	QEMU_VM_EOF = 0x00,
-	QEMU_VM_SECTION_START = 0x01,
-	QEMU_VM_SECTION_PART = 0x02,
-	QEMU_VM_SECTION_END = 0x03,
-	QEMU_VM_SECTION_FULL = 0x04,
-	QEMU_VM_SUBSECTION = 0x05,
-	QEMU_VM_VMDESCRIPTION = 0x06,
-	QEMU_VM_CONFIGURATION = 0x07,
-	QEMU_VM_COMMAND = 0x08,
-	QEMU_VM_SECTION_FOOTER = 0x7e,
-};
-
-/* COMMAND numbers (QEMU's enum qemu_vm_cmd); only SWITCHOVER_START is accepted by default. */
-#define MIG_CMD_PING 2u /* be32 value: the destination answers PONG on its return path */
-#define MIG_CMD_SWITCHOVER_START 11u
-
+/* Record types, magic, version and COMMAND numbers: hptmig/qemu_wire.h. */
 /* Longest idstr / subsection name on the wire (u8 length). */
 #define SAVEVM_IDSTR_MAX 255u
 /* Largest vmdesc JSON the reader accepts (bytes). */
 #define SAVEVM_VMDESC_MAX (64u << 20)
 /* Largest machine name in the configuration record (bytes). */
 #define SAVEVM_MACHINE_MAX 255u
-
-/* Human name of a record type byte ("SECTION_START", ... or "unknown"). */
-const char *savevm_record_name(int type);
 
 /* ------------------------------------------------------ vmstate engine */
 
@@ -231,8 +209,11 @@ int vmstate_load(mig_file_t *f, const vmstate_desc_t *vmsd, void *opaque, uint32
  * The framing writer writes each record's header (type byte, section id, and
  * for START: idstr, instance, version), calls the handler for the payload,
  * then writes the footer. Handlers write/read only their payload. A handler
- * may latch errors in the channel (mig_file_set_error) or fill err; either
- * way it returns a negative code. Calls for one section never overlap.
+ * records an error only in the channel (mig_file_set_error*, or a failed
+ * get/put latches one) and returns a negative code; the framing code adds
+ * the section's name in front (mig_file_error_prefix) and the public entry
+ * point copies the channel's error into its hm_error_t once. Calls for one
+ * section never overlap.
  *
  * setup:    write the START payload; start change tracking. Called once.
  * iterate:  write one PART payload, sending work until budget_ns has passed
@@ -250,12 +231,11 @@ int vmstate_load(mig_file_t *f, const vmstate_desc_t *vmsd, void *opaque, uint32
  * registry needs only load); calling a missing save handler is HM_E_STATE.
  */
 typedef struct savevm_live_ops {
-	int (*setup)(void *opaque, mig_file_t *f, hm_error_t *err);
-	int (*iterate)(void *opaque, mig_file_t *f, uint64_t budget_ns, hm_error_t *err);
+	int (*setup)(void *opaque, mig_file_t *f);
+	int (*iterate)(void *opaque, mig_file_t *f, uint64_t budget_ns);
 	uint64_t (*pending)(void *opaque);
-	int (*complete)(void *opaque, mig_file_t *f, hm_error_t *err);
-	int (*load)(void *opaque, mig_file_t *f, uint32_t version_id, int record_type,
-		    hm_error_t *err);
+	int (*complete)(void *opaque, mig_file_t *f);
+	int (*load)(void *opaque, mig_file_t *f, uint32_t version_id, int record_type);
 	void (*cleanup)(void *opaque);
 } savevm_live_ops_t;
 
@@ -342,7 +322,7 @@ int savevm_save_all(savevm_registry_t *r, mig_file_t *f, const char *machine_nam
 
 /* What the reader saw of one record, given to savevm_load_opts_t.on_record. */
 typedef struct savevm_record_info {
-	int type;                 /* enum savevm_record_type */
+	int type;                 /* enum qemu_vm_record */
 	uint64_t offset;          /* offset of the type byte */
 	uint64_t payload_offset;  /* first payload byte */
 	uint64_t end_offset;      /* just past the record (after its footer) */
@@ -405,69 +385,6 @@ int savevm_load_stream(mig_file_t *f, savevm_registry_t *r, hm_error_t *err);
 int savevm_load_stream_ex(mig_file_t *f, savevm_registry_t *r, const savevm_load_opts_t *opts,
 			  savevm_load_info_t *info, hm_error_t *err);
 
-/* -------------------------------------------------------- spapr section */
-
-/*
- * The `spapr` machine section (instance 0, version 3, minimum 1), as QEMU
- * sends it (wire-format.md §3):
- *   v1: be32 next_irq, be64 rtc_offset
- *   v2: v1 + timebase (be64 guest_timebase, be64 time_of_the_day_ns)
- *   v3: timebase only (vmdesc: field "tb", struct "timebase")
- * Loading an older version leaves the fields it lacks unchanged.
- */
-typedef struct spapr_state {
-	uint64_t rtc_offset;
-	uint32_t next_irq;
-	uint64_t guest_timebase;
-	int64_t time_of_the_day_ns;
-} spapr_state_t;
-
-#define SPAPR_SECTION_IDSTR "spapr"
-#define SPAPR_SECTION_VERSION 3u
-#define SPAPR_SECTION_MIN_VERSION 1u
-extern const vmstate_desc_t savevm_spapr_vmsd;
-/* Register `spapr` instance 0 over *s. */
-int savevm_register_spapr(savevm_registry_t *r, spapr_state_t *s, hm_error_t *err);
-
-/*
- * `spapr` with QEMU's optional subsections, for reading (and re-writing
- * byte for byte) the section of a real QEMU stream. savevm_register_spapr
- * refuses them as unknown; this variant knows the ones QEMU 7.2 to 10 send
- * on pseries: spapr_option_vector_ov5_cas, spapr_patb_entry, every
- * spapr/cap/<name> ("mig.caps[0x0N]"), spapr_dtb, spapr_fwnmi. It still
- * refuses spapr_pending_events and spapr_irq_map (HM_E_UNKNOWN).
- * A subsection is sent when its bit is set in `present`; loading sets the
- * bit of each one received. `fdt_blob` is allocated by the loader (at most
- * SPAPR_QEMU_FDT_MAX bytes): free it with spapr_qemu_state_release().
- */
-#define SPAPR_QEMU_OV5_CAS 0x1u
-#define SPAPR_QEMU_PATB 0x2u
-#define SPAPR_QEMU_DTB 0x4u
-#define SPAPR_QEMU_FWNMI 0x8u
-#define SPAPR_QEMU_NCAPS 14
-#define SPAPR_QEMU_CAP(n) (1u << (8 + (n))) /* n: QEMU's SPAPR_CAP_* number, 0..13 */
-#define SPAPR_QEMU_FDT_MAX (1u << 20)        /* QEMU's FDT_MAX_SIZE */
-
-typedef struct spapr_qemu_state {
-	spapr_state_t base;              /* must stay first: shares spapr's fields */
-	uint32_t present;                /* SPAPR_QEMU_* bits */
-	uint64_t ov5_cas[32];            /* 2048-bit option vector 5 bitmap */
-	uint64_t patb_entry;
-	uint8_t caps[16];                /* mig.caps[n] */
-	uint32_t fdt_initial_size;
-	uint32_t fdt_size;
-	uint8_t *fdt_blob;
-	uint64_t fwnmi_system_reset_addr;
-	uint64_t fwnmi_machine_check_addr;
-	int32_t fwnmi_machine_check_interlock;
-} spapr_qemu_state_t;
-
-extern const vmstate_desc_t savevm_spapr_qemu_vmsd;
-/* Register `spapr` instance 0 over *s with QEMU's subsections. */
-int savevm_register_spapr_qemu(savevm_registry_t *r, spapr_qemu_state_t *s, hm_error_t *err);
-/* Free what a load allocated (fdt_blob); s stays valid (empty dtb). */
-void spapr_qemu_state_release(spapr_qemu_state_t *s);
-
 /* ------------------------------------------------- hptmig/verify section */
 
 /*
@@ -487,7 +404,6 @@ typedef struct savevm_verify {
 
 #define VERIFY_SECTION_IDSTR "hptmig/verify"
 #define VERIFY_SECTION_VERSION 1u
-#define VERIFY_NO_HPT 0xffffffffu
 extern const vmstate_desc_t savevm_verify_vmsd;
 int savevm_register_verify(savevm_registry_t *r, savevm_verify_t *v, hm_error_t *err);
 /*

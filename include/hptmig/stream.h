@@ -154,6 +154,19 @@ int mig_file_set_error_at(mig_file_t *f, int code, int64_t offset, const char *f
 /* Latch a copy of e (when e->code != 0). Returns the latched code. */
 int mig_file_latch_error(mig_file_t *f, const hm_error_t *e);
 /*
+ * Add context in front of the latched error's message ("section 'x': ...")
+ * as the error travels up through the layers of stream code; a no-op when
+ * no error is latched. Returns the latched code (0 when none).
+ */
+int mig_file_error_prefix(mig_file_t *f, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/*
+ * Copy the latched error into err (when err is not NULL and still clear):
+ * what a public entry point does once, on its way out. Returns the latched
+ * code (0 when none).
+ */
+int mig_file_error_copy(const mig_file_t *f, hm_error_t *err);
+/*
  * Cancel: any thread may call this. The channel latches HM_E_CANCELLED,
  * and a read or write blocked in the backend is woken (shutdown(2) on a
  * socket, ops->shutdown for ops backends). Files and pipes cannot be woken

@@ -16,15 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HPTE_V_VALID 0x1ull
-#define HPTE_V_SECONDARY 0x2ull
-#define HPTE_V_LARGE 0x4ull
-#define HPTE_V_BOLTED 0x10ull
-#define HPTE_V_HVLOCK 0x40ull
-#define HPTE_V_AVPN_MASK 0x3fffffffffffff80ull
-#define HTAB_SHIFT_MIN 18u
-#define HTAB_SHIFT_MAX 46u
-#define HTAB_RUN_MAX 65535u
+#include "hptmig/stream.h"
+#include "hptmig/hpt.h"
+#include "htab/chunk.h"
+
 
 /* --------------------------------------------------------------- table */
 
@@ -156,7 +151,7 @@ static int tab_store(struct an_tab *t, uint64_t slot, uint64_t v, uint64_t r)
 	uint64_t g = slot >> AN_TAB_GRP_SHIFT;
 	unsigned i = (unsigned)(slot & (AN_TAB_GRP_SLOTS - 1));
 	struct an_leaf *l = leaf_find(t, g);
-	if (!(v & HPTE_V_VALID)) {
+	if (!(v & HPTE64_V_VALID)) {
 		if (l)
 			leaf_remove(t, l, g, UINT32_C(1) << i);
 		return 0;
@@ -246,60 +241,44 @@ const char *an_pgsz_name(int pg)
 	return pg >= 0 && pg < AN_PG_COUNT ? n[pg] : "?";
 }
 
+/*
+ * The category of hpt_page_decode's (base, actual) pair. QEMU's 16G row
+ * (34/34) has no category of its own in the report, so it stays AN_PG_BAD
+ * here, as it was before the analyser used the hpt layer's decoder: the
+ * analyser's answers are unchanged, and a 16G entry counts as a check
+ * failure.
+ */
 int an_hpte_pgsz(uint64_t v, uint64_t r, unsigned *base_shift)
 {
-	unsigned bs = 12;
-	int pg;
-	if (!(v & HPTE_V_LARGE))
-		pg = AN_PG_4K;
-	else if ((r & 0xfff000) == 0)
-		pg = AN_PG_16M, bs = 24;
-	else if ((r & 0xfff000) == 0x8000)
-		pg = AN_PG_64K_16M, bs = 16;
-	else if ((r & 0xfff000) == 0x38000)
-		pg = AN_PG_4K_16M, bs = 12;
-	else if ((r & 0xf000) == 0x1000)
-		pg = AN_PG_64K, bs = 16;
-	else if ((r & 0xf000) == 0x7000)
-		pg = AN_PG_4K_64K, bs = 12;
-	else
-		pg = AN_PG_BAD;
+	static const struct {
+		unsigned base, actual;
+		int pg;
+	} cat[] = {
+		{12, 12, AN_PG_4K},    {16, 16, AN_PG_64K},    {24, 24, AN_PG_16M},
+		{12, 16, AN_PG_4K_64K}, {12, 24, AN_PG_4K_16M}, {16, 24, AN_PG_64K_16M},
+	};
+	unsigned b = 12, a = 12;
+	int pg = AN_PG_BAD;
+	if (hpt_page_decode(v, r, &b, &a) == 0)
+		for (size_t i = 0; i < sizeof(cat) / sizeof(cat[0]); i++)
+			if (cat[i].base == b && cat[i].actual == a)
+				pg = cat[i].pg;
 	if (base_shift)
-		*base_shift = bs;
+		*base_shift = pg == AN_PG_BAD ? 12 : b;
 	return pg;
 }
 
 /*
- * The AVPN holds va >> 23, so it gives the VSID and the effective address
- * bits from 23 up; the hash bits below (23 - base page shift) come from page
- * offset bits the AVPN drops, and are not checked. The PTEG index must
- * match the (primary or secondary) hash on every other bit.
+ * hpt_entry_check (the PTEG the AVPN and H bit hash to, on the hash bits
+ * the AVPN determines), on entries whose page size the report knows. The
+ * valid bit is forced: the analyser asks about entries it stored as valid.
  */
 bool an_hpte_check(uint32_t shift, uint64_t slot, uint64_t v, uint64_t r, int *pgsz)
 {
-	unsigned p;
-	int pg = an_hpte_pgsz(v, r, &p);
+	int pg = an_hpte_pgsz(v, r, NULL);
 	if (pgsz)
 		*pgsz = pg;
-	uint64_t b = v >> 62;
-	if (pg == AN_PG_BAD || b > 1)
-		return false;
-	uint64_t avpn = (v & HPTE_V_AVPN_MASK) >> 7;
-	uint64_t hash;
-	if (b == 0) {
-		uint64_t vsid = avpn >> 5;
-		uint64_t ea = (avpn & 0x1f) << 23;
-		hash = vsid ^ (ea >> p);
-	} else {
-		uint64_t vsid = avpn >> 17;
-		uint64_t ea = (avpn & 0x1ffff) << 23;
-		hash = vsid ^ (vsid << 25) ^ (ea >> p);
-	}
-	uint64_t known = p < 23 ? ~((UINT64_C(1) << (23 - p)) - 1) : ~UINT64_C(0);
-	uint64_t npteg_mask = (UINT64_C(1) << (shift - 7)) - 1;
-	uint64_t want = (v & HPTE_V_SECONDARY) ? ~hash : hash;
-	uint64_t pteg = slot >> 3;
-	return ((want ^ pteg) & known & npteg_mask) == 0;
+	return pg != AN_PG_BAD && hpt_entry_check(shift, slot, v | HPTE64_V_VALID, r);
 }
 
 /* ---------------------------------------------------------------- walk */
@@ -307,13 +286,13 @@ bool an_hpte_check(uint32_t shift, uint64_t slot, uint64_t v, uint64_t r, int *p
 static int new_table(struct an_walk *w, uint32_t hdr, size_t at)
 {
 	struct an_private *p = w->r->priv;
-	if (hdr < HTAB_SHIFT_MIN || hdr > HTAB_SHIFT_MAX)
+	if (hdr < HTAB_STREAM_SHIFT_MIN || hdr > HTAB_STREAM_SHIFT_MAX)
 		return an_fail(w, HM_E_RANGE, (int64_t)at, "header: htab_shift %u outside %u..%u", hdr,
-			       HTAB_SHIFT_MIN, HTAB_SHIFT_MAX);
-	if (hdr > AN_HTAB_SHIFT_MAX_STREAM)
+			       HTAB_STREAM_SHIFT_MIN, HTAB_STREAM_SHIFT_MAX);
+	if (hdr > HTAB_ALLOC_SHIFT_MAX)
 		return an_fail(w, HM_E_UNSUPPORTED, (int64_t)at,
 			       "header: htab_shift %u: tables above 2^%u bytes cannot be addressed by the stream's"
-			       " be32 slot index", hdr, AN_HTAB_SHIFT_MAX_STREAM);
+			       " be32 slot index", hdr, HTAB_ALLOC_SHIFT_MAX);
 	if (p->have_tab)
 		an_tab_fini(&p->tab);
 	p->have_tab = false;
@@ -329,12 +308,12 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 {
 	an_htab_stats_t *h = &w->r->htab;
 	struct an_private *p = w->r->priv;
-	if (type == AN_REC_START) {
+	if (type == QEMU_VM_SECTION_START) {
 		if (version != 1)
 			return an_fail(w, HM_E_VERSION, w->rec_off, "version %u (only 1 exists)", version);
 		h->present = true;
 		h->n_start++;
-	} else if (type == AN_REC_PART) {
+	} else if (type == QEMU_VM_SECTION_PART) {
 		h->n_part++;
 	} else {
 		h->n_end++;
@@ -344,15 +323,15 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 	if (!an_need(w, 4, "header"))
 		return w->err->code;
 	uint32_t hdr = an_be32(w);
-	if (type == AN_REC_START) {
+	if (type == QEMU_VM_SECTION_START) {
 		h->start_shift = hdr;
-		if (hdr == AN_HTAB_NO_HPT) {
+		if (hdr == HTAB_HDR_NO_HPT) {
 			h->no_hpt = true;
 			return 0;
 		}
 		return new_table(w, hdr, at);
 	}
-	if (hdr == AN_HTAB_NO_HPT) {
+	if (hdr == HTAB_HDR_NO_HPT) {
 		/* QEMU frees its table on this header: the machine has no HPT now. */
 		if (p->have_tab) {
 			an_tab_fini(&p->tab);
@@ -376,24 +355,26 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 	uint64_t nchunks = 0;
 	for (;;) {
 		size_t c_at = w->pos;
-		if (!an_need(w, 8, "chunk header"))
+		if (!an_need(w, HTAB_CHUNK_HDR_SIZE, "chunk header"))
 			return w->err->code;
-		uint32_t index = an_be32(w);
-		uint16_t nv = an_be16(w);
-		uint16_t ni = an_be16(w);
-		if (index == 0 && nv == 0 && ni == 0)
+		struct htab_chunk_hdr ch;
+		enum htab_chunk_kind kind = htab_chunk_parse(w->buf + w->pos, t->slots, &ch);
+		w->pos += HTAB_CHUNK_HDR_SIZE;
+		if (kind == HTAB_CHUNK_ENDMARK)
 			break;
+		uint32_t index = ch.index;
+		uint16_t nv = ch.n_valid, ni = ch.n_invalid;
 		nchunks++;
-		if ((uint64_t)index + nv + ni > t->slots)
+		if (kind == HTAB_CHUNK_RANGE)
 			return an_fail(w, HM_E_RANGE, (int64_t)c_at,
 				       "chunk %" PRIu64 ": index %u + n_valid %u + n_invalid %u = %" PRIu64
 				       " exceeds the table's %" PRIu64 " slots (shift %u)",
 				       nchunks, index, nv, ni, (uint64_t)index + nv + ni, t->slots, t->shift);
-		if (!an_need(w, (uint64_t)nv * 16, "chunk HPTEs"))
+		if (!an_need(w, (uint64_t)nv * HTAB_HPTE_SIZE, "chunk HPTEs"))
 			return w->err->code;
 		const uint8_t *src = w->buf + w->pos;
 		for (uint32_t i = 0; i < nv; i++)
-			if (tab_store(t, (uint64_t)index + i, hm_load_be64(src + i * 16) & ~HPTE_V_HVLOCK,
+			if (tab_store(t, (uint64_t)index + i, hm_load_be64(src + i * 16) & ~HPTE64_V_HVLOCK,
 				      hm_load_be64(src + i * 16 + 8)) < 0)
 				return an_fail(w, -ENOMEM, (int64_t)c_at, "out of memory");
 		w->pos += (size_t)nv * 16;
@@ -439,8 +420,8 @@ static int finish_entry(void *opaque, uint64_t slot, uint64_t v, uint64_t rr)
 	}
 	c->occ++;
 	h->valid++;
-	h->bolted += (v & HPTE_V_BOLTED) != 0;
-	h->secondary += (v & HPTE_V_SECONDARY) != 0;
+	h->bolted += (v & HPTE64_V_BOLTED) != 0;
+	h->secondary += (v & HPTE64_V_SECONDARY) != 0;
 	uint64_t bseg = v >> 62;
 	if (bseg == 0)
 		h->seg_256m++;
@@ -479,7 +460,7 @@ int an_htab_finish(an_report_t *r, hm_error_t *err)
 		return hm_error_set(err, rc, -1, "spapr/htab: cannot start SHA-256");
 	uint8_t hdr[4];
 	if (!p->have_tab) {
-		hm_store_be32(hdr, AN_HTAB_NO_HPT);
+		hm_store_be32(hdr, HTAB_HDR_NO_HPT);
 		hm_sha256_update(sha, hdr, 4);
 		h->slots = 0;
 	} else {
@@ -530,93 +511,55 @@ int an_htab_foreach(const an_report_t *r, int (*fn)(void *, uint64_t, uint64_t, 
 
 /* --------------------------------------------------------------- encode */
 
-struct obuf {
-	uint8_t *p;
-	size_t len, cap;
-};
-
-static int ob_reserve(struct obuf *o, size_t n)
-{
-	if (o->cap - o->len >= n)
-		return 0;
-	size_t cap = o->cap ? o->cap : 4096;
-	while (cap - o->len < n)
-		cap *= 2;
-	uint8_t *np = realloc(o->p, cap);
-	if (!np)
-		return -ENOMEM;
-	o->p = np;
-	o->cap = cap;
-	return 0;
-}
-
 /*
  * The canonical END payload: be32 0, one chunk per run of valid entries in
- * slot order (at most 65535 each), the end mark. Entries arrive in slot
- * order through enc_entry; a run goes on while slots follow each other.
+ * slot order (at most 65535 each), the end mark. The chunks come from the
+ * htab layer's chunker (src/htab/chunk.c), the project's one chunk encoder:
+ * entries arrive in slot order through enc_entry and a run goes on while
+ * slots follow each other. Memory: the chunker's staging buffer and the
+ * output.
  */
 struct enc {
-	struct obuf o;
-	size_t hdr;      /* offset of the open chunk's header */
-	uint64_t first, next, n;
-	bool open;
+	mig_file_t *f;
+	htab_chunker_t ck;
 };
-
-static void enc_close(struct enc *e)
-{
-	if (!e->open)
-		return;
-	hm_store_be32(e->o.p + e->hdr, (uint32_t)e->first);
-	hm_store_be16(e->o.p + e->hdr + 4, (uint16_t)e->n);
-	hm_store_be16(e->o.p + e->hdr + 6, 0);
-	e->open = false;
-}
 
 static int enc_entry(void *opaque, uint64_t slot, uint64_t v, uint64_t r)
 {
 	struct enc *e = opaque;
-	if (!e->open || slot != e->next || e->n == HTAB_RUN_MAX) {
-		enc_close(e);
-		if (ob_reserve(&e->o, 8) < 0)
-			return -ENOMEM;
-		e->hdr = e->o.len;
-		e->o.len += 8;
-		e->first = slot;
-		e->n = 0;
-		e->open = true;
-	}
-	if (ob_reserve(&e->o, 16) < 0)
-		return -ENOMEM;
-	hm_store_be64(e->o.p + e->o.len, v & ~HPTE_V_HVLOCK);
-	hm_store_be64(e->o.p + e->o.len + 8, r);
-	e->o.len += 16;
-	e->n++;
-	e->next = slot + 1;
-	return 0;
+	uint8_t b[HTAB_HPTE_SIZE];
+	hm_store_be64(b, v);
+	hm_store_be64(b + 8, r);
+	htab_chunker_add(&e->ck, e->f, slot, 1, b, false);
+	return mig_file_status(e->f);
 }
 
 static int enc_begin(struct enc *e)
 {
 	memset(e, 0, sizeof(*e));
-	if (ob_reserve(&e->o, 4) < 0)
+	if (mig_file_open_mem_writer(0, &e->f) < 0)
 		return -ENOMEM;
-	hm_store_be32(e->o.p, 0);
-	e->o.len = 4;
+	if (htab_chunker_init(&e->ck) < 0) {
+		mig_file_close(e->f, NULL);
+		return -ENOMEM;
+	}
+	mig_file_put_be32(e->f, HTAB_HDR_CHUNKS);
 	return 0;
 }
 
-static int enc_end(struct enc *e, uint8_t **out, size_t *out_len)
+/* Finish (rc == 0) or abandon the payload; returns 0 or a negative code. */
+static int enc_end(struct enc *e, int rc, uint8_t **out, size_t *out_len)
 {
-	enc_close(e);
-	if (ob_reserve(&e->o, 8) < 0) {
-		free(e->o.p);
-		return -ENOMEM;
+	if (rc == 0) {
+		uint8_t endmark[HTAB_ENDMARK_SIZE];
+		htab_chunk_hdr_put(endmark, (struct htab_chunk_hdr){ 0 });
+		htab_chunker_flush(&e->ck, e->f);
+		mig_file_put_buffer(e->f, endmark, sizeof(endmark));
+		rc = mig_file_mem_take(e->f, out, out_len);
 	}
-	memset(e->o.p + e->o.len, 0, 8);
-	e->o.len += 8;
-	*out = e->o.p;
-	*out_len = e->o.len;
-	return 0;
+	htab_chunker_free(&e->ck);
+	mig_file_close(e->f, NULL);
+	return rc < 0 ? rc : 0;
 }
 
 int an_htab_encode_table(const uint64_t *entries, uint64_t slots, uint8_t **out, size_t *out_len)
@@ -626,30 +569,27 @@ int an_htab_encode_table(const uint64_t *entries, uint64_t slots, uint8_t **out,
 	struct enc e;
 	if (enc_begin(&e) < 0)
 		return -ENOMEM;
-	for (uint64_t s = 0; s < slots; s++)
-		if ((entries[2 * s] & HPTE_V_VALID) && enc_entry(&e, s, entries[2 * s], entries[2 * s + 1]) < 0) {
-			free(e.o.p);
-			return -ENOMEM;
-		}
-	return enc_end(&e, out, out_len);
+	int rc = 0;
+	for (uint64_t s = 0; s < slots && rc == 0; s++)
+		if (entries[2 * s] & HPTE64_V_VALID)
+			rc = enc_entry(&e, s, entries[2 * s], entries[2 * s + 1]);
+	return enc_end(&e, rc, out, out_len);
 }
 
 int an_htab_encode_final(const an_report_t *r, uint8_t **out, size_t *out_len)
 {
 	const struct an_private *p = r->priv;
 	if (!p->have_tab) {
-		uint8_t *b = malloc(4);
+		uint8_t *b = malloc(HTAB_HDR_SIZE);
 		if (!b)
 			return -ENOMEM;
-		hm_store_be32(b, AN_HTAB_NO_HPT);
+		hm_store_be32(b, HTAB_HDR_NO_HPT);
 		*out = b;
-		*out_len = 4;
+		*out_len = HTAB_HDR_SIZE;
 		return 0;
 	}
 	struct enc e;
-	if (enc_begin(&e) < 0 || tab_foreach(&p->tab, enc_entry, &e) < 0) {
-		free(e.o.p);
+	if (enc_begin(&e) < 0)
 		return -ENOMEM;
-	}
-	return enc_end(&e, out, out_len);
+	return enc_end(&e, tab_foreach(&p->tab, enc_entry, &e), out, out_len);
 }

@@ -117,7 +117,7 @@ int an_ram_walk(struct an_walk *w, uint8_t type)
 			ram->eos++;
 			return 0;
 		case RAM_FLAG_MEM_SIZE: {
-			if (type != AN_REC_START || (flags & RAM_FLAG_CONTINUE))
+			if (type != QEMU_VM_SECTION_START || (flags & RAM_FLAG_CONTINUE))
 				return an_fail(w, HM_E_FORMAT, (int64_t)at, "RAM flags 0x%x: MEM_SIZE outside the START record",
 					       flags);
 			int rc = mem_size(w, addr, at);

@@ -56,7 +56,7 @@ static json_t *htab_json(const an_report_t *r, unsigned flags)
 		json_object_set_new(o, "shift", json_string("no-hpt"));
 	else
 		json_object_set_new(o, "shift", json_integer(h->shift));
-	if (h->start_shift == AN_HTAB_NO_HPT)
+	if (h->start_shift == HTAB_HDR_NO_HPT)
 		json_object_set_new(o, "start_shift", json_string("no-hpt"));
 	else
 		json_object_set_new(o, "start_shift", json_integer(h->start_shift));

@@ -93,28 +93,28 @@ int an_rewrite(const uint8_t *buf, size_t len, uint8_t **out, size_t *out_len, b
 	for (size_t i = 0; i < r->nrecords; i++) {
 		const an_record_t *rec = &r->records[i];
 		bool is_htab = rec->section == (uint32_t)hsec;
-		if (!is_htab || rec->type == AN_REC_START) {
+		if (!is_htab || rec->type == QEMU_VM_SECTION_START) {
 			memcpy(o + n, buf + rec->offset, (size_t)rec->length);
 			n += (size_t)rec->length;
 			continue;
 		}
-		if (rec->type == AN_REC_PART)
+		if (rec->type == QEMU_VM_SECTION_PART)
 			continue;
 		/* END: [resize PART], END with the whole table. */
 		if (resized) {
-			o[n++] = AN_REC_PART;
+			o[n++] = QEMU_VM_SECTION_PART;
 			hm_store_be32(o + n, sid);
 			hm_store_be32(o + n + 4, h->shift);
-			o[n + 8] = AN_REC_FOOTER;
+			o[n + 8] = QEMU_VM_SECTION_FOOTER;
 			hm_store_be32(o + n + 9, sid);
 			n += 13;
 		}
-		o[n++] = AN_REC_END;
+		o[n++] = QEMU_VM_SECTION_END;
 		hm_store_be32(o + n, sid);
 		n += 4;
 		memcpy(o + n, payload, plen);
 		n += plen;
-		o[n++] = AN_REC_FOOTER;
+		o[n++] = QEMU_VM_SECTION_FOOTER;
 		hm_store_be32(o + n, sid);
 		n += 4;
 	}

@@ -595,7 +595,7 @@ int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, stru
 		if (!an_need(w, 2, "subsection header"))
 			return w->err->code;
 		uint8_t t = an_u8(w);
-		if (t != AN_REC_SUBSECTION)
+		if (t != QEMU_VM_SUBSECTION)
 			return an_fail(w, HM_E_FORMAT, (int64_t)at,
 				       "subsection listed in the vmdesc is missing: expected byte 0x05, found 0x%02x", t);
 		uint8_t nl = an_u8(w);
@@ -622,7 +622,7 @@ int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, stru
 			return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
 		w->nframes--;
 	}
-	if (builtin && depth == 0 && w->pos < w->end && w->buf[w->pos] == AN_REC_SUBSECTION) {
+	if (builtin && depth == 0 && w->pos < w->end && w->buf[w->pos] == QEMU_VM_SUBSECTION) {
 		/* A subsection our built-in layout does not describe: stop cleanly. */
 		w->stop_sub = true;
 	}

@@ -15,32 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define QEMU_VM_FILE_MAGIC 0x5145564du
-#define QEMU_VM_FILE_VERSION 3u
-#define QEMU_VM_FILE_VERSION_COMPAT 2u
 #define VMDESC_MAX_LEN (64u << 20) /* QEMU's analyser looks at the last 10 MB */
 /* COMMAND records: each costs a record and a command entry (48 bytes) for
  * 5 bytes of input, so their number is capped (docs/limits.md). */
 #define AN_MAX_COMMANDS 4096u
 
 _Static_assert(sizeof(uint32_t) == 4, "be32 fields");
-
-static const char *rec_name(uint8_t t)
-{
-	switch (t) {
-	case AN_REC_EOF: return "EOF";
-	case AN_REC_START: return "SECTION_START";
-	case AN_REC_PART: return "SECTION_PART";
-	case AN_REC_END: return "SECTION_END";
-	case AN_REC_FULL: return "SECTION_FULL";
-	case AN_REC_SUBSECTION: return "SUBSECTION";
-	case AN_REC_VMDESC: return "VMDESCRIPTION";
-	case AN_REC_CONFIG: return "CONFIGURATION";
-	case AN_REC_COMMAND: return "COMMAND";
-	case AN_REC_FOOTER: return "SECTION_FOOTER";
-	default: return "unknown";
-	}
-}
 
 /* Commands of QEMU's migration/savevm.c (MigrationCommand) and their fixed
  * lengths (-1: variable). */
@@ -145,11 +125,11 @@ static bool find_vmdesc(const uint8_t *buf, size_t len, size_t *off, uint32_t *j
 	size_t lo = len > (size_t)VMDESC_MAX_LEN + 13 ? len - VMDESC_MAX_LEN - 5 : 9;
 	size_t hi = len - 5 - 2; /* JSON is at least "{}" */
 	while (hi >= lo) {
-		const uint8_t *q = memrchr(buf + lo, AN_REC_VMDESC, hi - lo + 1);
+		const uint8_t *q = memrchr(buf + lo, QEMU_VM_VMDESCRIPTION, hi - lo + 1);
 		if (!q)
 			return false;
 		size_t p = (size_t)(q - buf);
-		if (hm_load_be32(buf + p + 1) == len - p - 5 && buf[p + 5] == '{' && buf[p - 1] == AN_REC_EOF) {
+		if (hm_load_be32(buf + p + 1) == len - p - 5 && buf[p + 5] == '{' && buf[p - 1] == QEMU_VM_EOF) {
 			*off = p;
 			*jlen = (uint32_t)(len - p - 5);
 			return true;
@@ -204,10 +184,10 @@ static void set_ctx(struct an_walk *w, uint8_t type, const an_section_t *s)
 {
 	if (s)
 		snprintf(w->ctx, sizeof(w->ctx), "record #%zu %s at offset %" PRId64 ", section '%s' (id %u, instance %u)",
-			 w->r->nrecords, rec_name(type), w->rec_off, s->idstr, s->id, s->instance_id);
+			 w->r->nrecords, qemu_vm_record_name(type), w->rec_off, s->idstr, s->id, s->instance_id);
 	else
 		snprintf(w->ctx, sizeof(w->ctx), "record #%zu %s at offset %" PRId64, w->r->nrecords,
-			 rec_name(type), w->rec_off);
+			 qemu_vm_record_name(type), w->rec_off);
 }
 
 static void stop_walk(struct an_walk *w, int64_t off, const char *fmt, ...)
@@ -312,11 +292,11 @@ static int section_payload(struct an_walk *w, an_section_t *s, uint8_t type, boo
 static enum an_section_kind classify(struct an_walk *w, const char *idstr, uint32_t inst,
 				     uint32_t ver, uint8_t type)
 {
-	if (strcmp(idstr, "ram") == 0 && inst == 0 && type == AN_REC_START)
+	if (strcmp(idstr, "ram") == 0 && inst == 0 && type == QEMU_VM_SECTION_START)
 		return AN_SEC_RAM;
-	if (strcmp(idstr, "spapr/htab") == 0 && inst == 0 && type == AN_REC_START)
+	if (strcmp(idstr, "spapr/htab") == 0 && inst == 0 && type == QEMU_VM_SECTION_START)
 		return AN_SEC_HTAB;
-	if (type == AN_REC_FULL) {
+	if (type == QEMU_VM_SECTION_FULL) {
 		if (an_vmdesc_find(w->vd, idstr, inst))
 			return AN_SEC_VMSTATE;
 		if (an_builtin_find(idstr, inst, ver))
@@ -332,7 +312,7 @@ static int footer(struct an_walk *w, const an_section_t *s)
 		return w->err->code;
 	uint8_t t = an_u8(w);
 	uint32_t id = an_be32(w);
-	if (t != AN_REC_FOOTER)
+	if (t != QEMU_VM_SECTION_FOOTER)
 		return an_fail(w, HM_E_FOOTER, (int64_t)at,
 			       "footer expected (0x7e), found byte 0x%02x: the payload did not end where it should",
 			       t);
@@ -389,7 +369,7 @@ static int start_or_full(struct an_walk *w, uint8_t type, bool *stopped)
 	memcpy(s->idstr, idstr, (size_t)nl + 1);
 	s->first_offset = (uint64_t)w->rec_off;
 	s->kind = classify(w, idstr, inst, ver, type);
-	if (type == AN_REC_START)
+	if (type == QEMU_VM_SECTION_START)
 		s->n_start = 1;
 	else
 		s->n_full = 1;
@@ -421,10 +401,10 @@ static int part_or_end(struct an_walk *w, uint8_t type, bool *stopped)
 	r->records[r->nrecords - 1].payload = w->pos;
 	set_ctx(w, type, s);
 	if (s->n_start == 0)
-		return an_fail(w, HM_E_FORMAT, w->rec_off, "%s for a section sent as FULL", rec_name(type));
+		return an_fail(w, HM_E_FORMAT, w->rec_off, "%s for a section sent as FULL", qemu_vm_record_name(type));
 	if (s->n_end)
-		return an_fail(w, HM_E_FORMAT, w->rec_off, "%s after the section's END record", rec_name(type));
-	if (type == AN_REC_PART)
+		return an_fail(w, HM_E_FORMAT, w->rec_off, "%s after the section's END record", qemu_vm_record_name(type));
+	if (type == QEMU_VM_SECTION_PART)
 		s->n_part++;
 	else
 		s->n_end++;
@@ -565,7 +545,7 @@ static int configuration(struct an_walk *w)
 				       (uint8_t)r->machine[i]);
 	w->pos += len;
 	r->has_config = true;
-	while (w->pos < w->end && w->buf[w->pos] == AN_REC_SUBSECTION) {
+	while (w->pos < w->end && w->buf[w->pos] == QEMU_VM_SUBSECTION) {
 		int rc = config_subsection(w);
 		if (rc < 0)
 			return rc;
@@ -588,7 +568,7 @@ static int walk_records(struct an_walk *w)
 					    r->nrecords);
 		w->rec_off = (int64_t)w->pos;
 		uint8_t type = an_u8(w);
-		if (type == AN_REC_EOF) {
+		if (type == QEMU_VM_EOF) {
 			if (w->pos != w->end)
 				return hm_error_set(w->err, HM_E_FORMAT, (int64_t)w->pos,
 						    "%zu bytes after the EOF record at offset %" PRId64 " are not a vmdesc",
@@ -603,23 +583,23 @@ static int walk_records(struct an_walk *w)
 		bool stopped = false;
 		int rc;
 		switch (type) {
-		case AN_REC_START:
-		case AN_REC_FULL:
+		case QEMU_VM_SECTION_START:
+		case QEMU_VM_SECTION_FULL:
 			rc = start_or_full(w, type, &stopped);
 			break;
-		case AN_REC_PART:
-		case AN_REC_END:
+		case QEMU_VM_SECTION_PART:
+		case QEMU_VM_SECTION_END:
 			rc = part_or_end(w, type, &stopped);
 			break;
-		case AN_REC_COMMAND:
+		case QEMU_VM_COMMAND:
 			rc = command(w);
 			break;
-		case AN_REC_CONFIG:
+		case QEMU_VM_CONFIGURATION:
 			rc = configuration(w);
 			break;
 		default:
 			rc = an_fail(w, HM_E_UNKNOWN, w->rec_off, "record type byte 0x%02x (%s) is not valid here",
-				     type, rec_name(type));
+				     type, qemu_vm_record_name(type));
 		}
 		if (rc < 0)
 			return rc;
@@ -737,7 +717,7 @@ int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out,
 	if (rc == 0 && r->has_verify) {
 		/* Our own streams carry the sender's digest: check it. */
 		const an_htab_stats_t *h = &r->htab;
-		uint32_t shift = h->present && !h->no_hpt ? h->shift : AN_HTAB_NO_HPT;
+		uint32_t shift = h->present && !h->no_hpt ? h->shift : HTAB_HDR_NO_HPT;
 		if (memcmp(r->verify_digest, h->digest, HM_SHA256_LEN) != 0 || r->verify_shift != shift ||
 		    r->verify_valid != h->valid) {
 			char a[65], b[65];

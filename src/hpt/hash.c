@@ -95,27 +95,41 @@ int hpt_page_decode(uint64_t v, uint64_t r, unsigned *base_shift, unsigned *actu
 	return 0;
 }
 
+bool hpt_avpn_split(uint64_t v, unsigned base_shift, unsigned *ssize, uint64_t *vsid,
+		    uint64_t *offset)
+{
+	if (base_shift > 63)
+		return false;
+	/* AVPN = va >> 23; bits of it inside the base page carry nothing. */
+	uint64_t avpn = ((v & HPTE64_V_AVPN) >> HPTE64_V_AVPN_SHIFT) &
+			~(((UINT64_C(1) << base_shift) - 1) >> 23);
+	if ((v & HPTE64_V_SSIZE) == HPTE64_V_SSIZE_256M) {
+		*ssize = HPT_SEG_256M;
+		*vsid = avpn >> 5;
+		*offset = (avpn & 0x1f) << 23;
+	} else if ((v & HPTE64_V_SSIZE) == HPTE64_V_SSIZE_1T) {
+		*ssize = HPT_SEG_1T;
+		*vsid = avpn >> 17;
+		*offset = (avpn & 0x1ffff) << 23;
+	} else {
+		return false; /* reserved segment size */
+	}
+	return true;
+}
+
 bool hpt_entry_check(unsigned shift, uint64_t slot, uint64_t v, uint64_t r)
 {
-	unsigned p;
+	unsigned p, ssize;
+	uint64_t vsid, offset;
 	if (!(v & HPTE64_V_VALID))
 		return true;
 	if (shift < HPT_SHIFT_MIN || shift > HPT_SHIFT_MAX || slot >= (UINT64_C(1) << (shift - 4)))
 		return false;
 	if (hpt_page_decode(v, r, &p, NULL))
 		return false;
-	/* AVPN = va >> 23; bits of it inside the base page carry nothing. */
-	uint64_t avpn = ((v & HPTE64_V_AVPN) >> HPTE64_V_AVPN_SHIFT) & ~(((UINT64_C(1) << p) - 1) >> 23);
-	uint64_t hash;
-	if ((v & HPTE64_V_SSIZE) == HPTE64_V_SSIZE_256M) {
-		uint64_t vsid = avpn >> 5, offset = (avpn & 0x1f) << 23;
-		hash = vsid ^ (offset >> p);
-	} else if ((v & HPTE64_V_SSIZE) == HPTE64_V_SSIZE_1T) {
-		uint64_t vsid = avpn >> 17, offset = (avpn & 0x1ffff) << 23;
-		hash = vsid ^ (vsid << 25) ^ (offset >> p);
-	} else {
-		return false; /* reserved segment size */
-	}
+	if (!hpt_avpn_split(v, p, &ssize, &vsid, &offset))
+		return false;
+	uint64_t hash = hpt_hash(ssize, vsid, offset, p);
 	if (v & HPTE64_V_SECONDARY)
 		hash = ~hash;
 	/* EA bits p..22 are not in the AVPN: they feed the low 23 - p hash bits. */

@@ -353,24 +353,17 @@ static long rehash_entry(struct hpt_table *ot, struct hpt_table *nt, uint64_t sl
 	if (hpt_page_decode(v, r, &base, &actual))
 		return H_HARDWARE; /* H_ENTER never stores a bad encoding */
 	uint64_t old_mask = (ot->slots >> 3) - 1, new_mask = (nt->slots >> 3) - 1;
-	uint64_t pteg = slot >> 3, hash;
-	uint64_t avpn = ((v & HPTE64_V_AVPN) >> HPTE64_V_AVPN_SHIFT) &
-			~(((UINT64_C(1) << base) - 1) >> 23);
+	uint64_t pteg = slot >> 3, vsid, offset;
+	unsigned ssize;
+	if (!hpt_avpn_split(v, base, &ssize, &vsid, &offset))
+		return H_HARDWARE;
 	if (v & HPTE64_V_SECONDARY)
 		pteg = ~pteg;
-	if ((v & HPTE64_V_SSIZE) == HPTE64_V_SSIZE_256M) {
-		uint64_t offset = (avpn & 0x1f) << 23, vsid = avpn >> 5;
-		if (base < 23)
-			offset |= ((vsid ^ pteg) & old_mask) << base;
-		hash = vsid ^ (offset >> base);
-	} else if ((v & HPTE64_V_SSIZE) == HPTE64_V_SSIZE_1T) {
-		uint64_t offset = (avpn & 0x1ffff) << 23, vsid = avpn >> 17;
-		if (base < 23)
-			offset |= ((vsid ^ (vsid << 25) ^ pteg) & old_mask) << base;
-		hash = vsid ^ (vsid << 25) ^ (offset >> base);
-	} else {
-		return H_HARDWARE;
-	}
+	/* As QEMU's rehash_hpte: no segment mask on the recovered offset. */
+	uint64_t seg_hash = ssize == HPT_SEG_1T ? vsid ^ (vsid << 25) : vsid;
+	if (base < 23)
+		offset |= ((seg_hash ^ pteg) & old_mask) << base;
+	uint64_t hash = seg_hash ^ (offset >> base);
 	uint64_t npteg = (v & HPTE64_V_SECONDARY) ? (~hash & new_mask) : (hash & new_mask);
 	uint64_t ns = (npteg << 3) | (slot & 7);
 	uint64_t cur = HPT_BE(atomic_load_explicit(hpt_vp(nt, ns), memory_order_relaxed));
@@ -677,9 +670,8 @@ uint64_t hpt_read_entries(hpt_t *h, uint64_t first, uint64_t n, uint8_t *buf)
 
 static inline void put_chunk_hdr(uint8_t *p, uint64_t slot, uint64_t n)
 {
-	hm_store_be32(p, (uint32_t)slot);
-	hm_store_be16(p + 4, (uint16_t)n);
-	hm_store_be16(p + 6, 0);
+	htab_chunk_hdr_put(p, (struct htab_chunk_hdr){ .index = (uint32_t)slot,
+						       .n_valid = (uint16_t)n });
 }
 
 /* What read_runs has written so far: the output position and the run
@@ -1019,7 +1011,8 @@ bool hpt_write_chunks_exclusive(hpt_t *h, const uint8_t *chunks, size_t len)
 	uint64_t all = ~UINT64_C(0);
 	for (size_t off = 0; off + HPT_CHUNK_HDR_SIZE <= len;) {
 		const uint8_t *c = chunks + off;
-		uint64_t first = hm_load_be32(c), n = hm_load_be16(c + 4), m = 0;
+		struct htab_chunk_hdr ch = htab_chunk_hdr_get(c);
+		uint64_t first = ch.index, n = ch.n_valid, m = 0;
 		const uint8_t *src = c + HPT_CHUNK_HDR_SIZE;
 		off += HPT_CHUNK_HDR_SIZE + n * HPTE64_SIZE;
 		if (off > len)

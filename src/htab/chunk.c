@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "htab_wire.h"
+#include "hptmig/qemu_wire.h"
 
 /* Worst-case bytes one read_block stages: every other slot valid (one
  * header per entry), plus one header inserted where a joined run is cut
@@ -31,7 +31,6 @@
 
 _Static_assert(HTAB_BLOCK_SLOTS <= HTAB_RUN_MAX, "a run inside one block never needs a cut");
 _Static_assert(HTAB_BLOCK_SLOTS % 64 == 0, "blocks cover whole bitmap words");
-_Static_assert(HPT_CHUNK_HDR_SIZE == HTAB_CHUNK_HDR_SIZE, "hpt_read_chunks writes our chunk headers");
 
 int htab_chunker_init(htab_chunker_t *c)
 {
@@ -57,20 +56,16 @@ void htab_chunker_reset(htab_chunker_t *c)
 	c->undo = c->st;
 }
 
-static void put_hdr(uint8_t *p, uint64_t index, uint32_t nv, uint32_t ni)
-{
-	hm_store_be32(p, (uint32_t)index);
-	hm_store_be16(p + 4, (uint16_t)nv);
-	hm_store_be16(p + 6, (uint16_t)ni);
-}
-
 /* Write the open chunk's header into its room: it is complete. */
 static void close_chunk(htab_chunker_t *c)
 {
 	htab_chunk_state_t *s = &c->st;
 	if (!s->open)
 		return;
-	put_hdr(c->buf + s->hdr, s->index, s->n_valid, s->n_invalid);
+	htab_chunk_hdr_put(c->buf + s->hdr,
+			   (struct htab_chunk_hdr){ .index = (uint32_t)s->index,
+						    .n_valid = (uint16_t)s->n_valid,
+						    .n_invalid = (uint16_t)s->n_invalid });
 	s->chunks++;
 	s->valid_sent += s->n_valid;
 	s->invalid_sent += s->n_invalid;
@@ -109,7 +104,7 @@ void htab_chunker_push(htab_chunker_t *c, mig_file_t *f)
 static inline void copy_hpte(uint8_t *dst, const uint8_t *src)
 {
 	memcpy(dst, src, HTAB_HPTE_SIZE);
-	dst[7] &= (uint8_t)~HTAB_V_HV_BIT;
+	dst[7] &= (uint8_t)~HPTE64_V_HVLOCK;
 }
 
 void htab_chunker_add(htab_chunker_t *c, mig_file_t *f, uint64_t first, uint64_t n,

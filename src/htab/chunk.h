@@ -12,7 +12,11 @@
 #include <stdint.h>
 
 #include "hptmig/hpt.h"
+#include "hptmig/qemu_wire.h"
 #include "hptmig/stream.h"
+
+/* The chunker copies V bytes and clears the lock bit in place. */
+_Static_assert((HPTE64_V_HVLOCK & ~UINT64_C(0xff)) == 0, "the lock bit is in V's last wire byte");
 
 /* Slots per first-pass read (one unit of work): 64 KiB of table. */
 #define HTAB_BLOCK_SLOTS 4096u

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "htab_wire.h"
+#include "hptmig/qemu_wire.h"
 
 /* Entries validated and stored per piece (fd readers serve up to 64 KiB). */
 #define HTAB_LOAD_PIECE 2048u
@@ -45,16 +45,9 @@ struct htab_loader {
 
 static const char *rec_name(int t)
 {
-	switch (t) {
-	case HTAB_RECORD_START:
-		return "START";
-	case HTAB_RECORD_PART:
-		return "PART";
-	case HTAB_RECORD_END:
-		return "END";
-	default:
-		return "?";
-	}
+	/* "START", "PART", "END": QEMU's record name without "SECTION_". */
+	const char *n = qemu_vm_record_name(t);
+	return strncmp(n, "SECTION_", 8) == 0 ? n + 8 : n;
 }
 
 int htab_loader_create(hpt_t *table, const htab_loader_opts_t *opts, htab_loader_t **out)
@@ -63,9 +56,9 @@ int htab_loader_create(hpt_t *table, const htab_loader_opts_t *opts, htab_loader
 	*out = NULL;
 	if (!l)
 		return -ENOMEM;
-	l->max_shift = HTAB_SHIFT_MAX;
+	l->max_shift = HTAB_ALLOC_SHIFT_MAX;
 	if (opts && opts->max_shift) {
-		if (opts->max_shift < HTAB_SHIFT_MIN || opts->max_shift > HTAB_SHIFT_MAX) {
+		if (opts->max_shift < HTAB_STREAM_SHIFT_MIN || opts->max_shift > HTAB_ALLOC_SHIFT_MAX) {
 			free(l);
 			return HM_E_RANGE;
 		}
@@ -117,45 +110,23 @@ hpt_t *htab_loader_take_table(htab_loader_t *l)
 	return t;
 }
 
-/* Latch err in f and copy it out, then return its code. */
-static int fail(mig_file_t *f, hm_error_t *err, int code, int64_t off, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-static int fail(mig_file_t *f, hm_error_t *err, int code, int64_t off, const char *fmt, ...)
-{
-	hm_error_t e;
-	va_list ap;
-	hm_error_clear(&e);
-	va_start(ap, fmt);
-	hm_error_setv(&e, code, off, fmt, ap);
-	va_end(ap);
-	mig_file_latch_error(f, &e);
-	/* The channel's first error wins; report that one. */
-	const hm_error_t *first = mig_file_error(f);
-	if (err && first && err->code == 0)
-		*err = *first;
-	return first ? first->code : code;
-}
-
 /*
- * A get failed (the channel latched e.g. HM_E_TRUNCATED): report it with our
- * context in err (the channel keeps its own message).
+ * Errors go only into the channel (the savevm layer adds the section's name,
+ * the public entry point copies it out). A get failed (the channel latched
+ * e.g. HM_E_TRUNCATED): put our context in front of its message.
  */
-static int fail_stream(mig_file_t *f, hm_error_t *err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail_stream(mig_file_t *f, hm_error_t *err, const char *fmt, ...)
+static int fail_stream(mig_file_t *f, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int fail_stream(mig_file_t *f, const char *fmt, ...)
 {
-	const hm_error_t *first = mig_file_error(f);
-	int code = first ? first->code : HM_E_TRUNCATED;
-	if (err && err->code == 0) {
-		char ctx[256];
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(ctx, sizeof(ctx), fmt, ap);
-		va_end(ap);
-		hm_error_set(err, code, first ? first->offset : (int64_t)mig_file_offset(f), "%s: %s",
-			     ctx, first ? first->msg : "input ended");
-	}
-	return code;
+	char ctx[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ctx, sizeof(ctx), fmt, ap);
+	va_end(ap);
+	if (!mig_file_status(f))
+		return mig_file_set_error(f, HM_E_TRUNCATED, "%s: input ended", ctx);
+	return mig_file_error_prefix(f, "%s: ", ctx);
 }
 
 /* "32 MiB", "1 GiB", "64 TiB": the size of a table of 2^shift bytes. */
@@ -174,25 +145,25 @@ static const char *table_size(unsigned shift, char *buf, size_t len)
  * old one before hpt_populate touches the new one, so a stream of resizes
  * holds at most one populated table of at most 2^max_shift bytes.
  */
-static int new_table(htab_loader_t *l, mig_file_t *f, hm_error_t *err, int type, uint32_t hdr,
+static int new_table(htab_loader_t *l, mig_file_t *f, int type, uint32_t hdr,
 		     int64_t off)
 {
-	if (hdr > l->max_shift && hdr <= HTAB_SHIFT_MAX && l->max_shift < HTAB_SHIFT_MAX) {
+	if (hdr > l->max_shift && hdr <= HTAB_ALLOC_SHIFT_MAX && l->max_shift < HTAB_ALLOC_SHIFT_MAX) {
 		char want[32], cap[32];
-		return fail(f, err, HM_E_RANGE, off,
-			    "spapr/htab: %s record: htab_shift %" PRIu32
-			    " (a table of %s) exceeds this destination's cap of htab_shift %u "
-			    "(%s)%s%s",
-			    rec_name(type), hdr, table_size(hdr, want, sizeof(want)), l->max_shift,
-			    table_size(l->max_shift, cap, sizeof(cap)),
-			    l->max_shift_hint ? ": " : "",
-			    l->max_shift_hint ? l->max_shift_hint : "");
+		return mig_file_set_error_at(f, HM_E_RANGE, off,
+					     "spapr/htab: %s record: htab_shift %" PRIu32
+					     " (a table of %s) exceeds this destination's cap of htab_shift %u "
+					     "(%s)%s%s",
+					     rec_name(type), hdr, table_size(hdr, want, sizeof(want)), l->max_shift,
+					     table_size(l->max_shift, cap, sizeof(cap)),
+					     l->max_shift_hint ? ": " : "",
+					     l->max_shift_hint ? l->max_shift_hint : "");
 	}
-	if (hdr < HTAB_SHIFT_MIN || hdr > l->max_shift)
-		return fail(f, err, HM_E_RANGE, off,
-			    "spapr/htab: %s record: header (htab_shift) %" PRIu32
-			    " (0x%08" PRIx32 ") out of range %u..%u",
-			    rec_name(type), hdr, hdr, HTAB_SHIFT_MIN, l->max_shift);
+	if (hdr < HTAB_STREAM_SHIFT_MIN || hdr > l->max_shift)
+		return mig_file_set_error_at(f, HM_E_RANGE, off,
+					     "spapr/htab: %s record: header (htab_shift) %" PRIu32
+					     " (0x%08" PRIx32 ") out of range %u..%u",
+					     rec_name(type), hdr, hdr, HTAB_STREAM_SHIFT_MIN, l->max_shift);
 	hm_error_t e;
 	hm_error_clear(&e);
 	int rc;
@@ -210,8 +181,6 @@ static int new_table(htab_loader_t *l, mig_file_t *f, hm_error_t *err, int type,
 				rec_name(type), hdr);
 		e.offset = off;
 		mig_file_latch_error(f, &e);
-		if (err && err->code == 0)
-			*err = e;
 		return rc;
 	}
 	l->st.shift = hdr;
@@ -320,11 +289,11 @@ static uint64_t load_buffered(htab_loader_t *l, mig_file_t *f, uint64_t slots, u
 	const uint8_t *b = mig_file_buffered(f, &avail);
 	uint64_t applied = 0;
 	while (avail - used >= HTAB_CHUNK_HDR_SIZE) {
-		const uint8_t *h = b + used;
-		uint32_t index = hm_load_be32(h);
-		uint16_t nv = hm_load_be16(h + 4), ni = hm_load_be16(h + 6);
-		if ((index | nv | ni) == 0 || (uint64_t)index + nv + ni > slots)
+		struct htab_chunk_hdr ch;
+		if (htab_chunk_parse(b + used, slots, &ch) != HTAB_CHUNK_RUNS)
 			break;
+		uint32_t index = ch.index;
+		uint16_t nv = ch.n_valid, ni = ch.n_invalid;
 		size_t need = HTAB_CHUNK_HDR_SIZE + (size_t)nv * HTAB_HPTE_SIZE;
 		if (avail - used < need)
 			break;
@@ -349,8 +318,8 @@ bad:
 	/* An entry of this segment lacks the valid bit: leave the segment
 	 * unconsumed for the careful path, which stops at that entry. */
 	for (size_t o = seg; o < used;) {
-		const uint8_t *h = b + o;
-		uint16_t nv = hm_load_be16(h + 4), ni = hm_load_be16(h + 6);
+		struct htab_chunk_hdr ch = htab_chunk_hdr_get(b + o);
+		uint16_t nv = ch.n_valid, ni = ch.n_invalid;
 		o += HTAB_CHUNK_HDR_SIZE + (size_t)nv * HTAB_HPTE_SIZE;
 		applied--;
 		*nvalid -= nv;
@@ -369,7 +338,7 @@ done:
  * entries, a branch-free check of their valid bits and the store; byte
  * offsets for messages are recomputed only on an error.
  */
-static int load_chunks(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *err)
+static int load_chunks(htab_loader_t *l, mig_file_t *f, int type)
 {
 	uint64_t slots = hpt_slots(l->table);
 	bool raw = l->own || l->exclusive;
@@ -383,25 +352,25 @@ static int load_chunks(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *er
 		}
 		const uint8_t *h = mig_file_get_ptr(f, HTAB_CHUNK_HDR_SIZE);
 		if (!h) {
-			rc = fail_stream(f, err,
-					 "spapr/htab: %s record: chunk %" PRIu64
+			rc = fail_stream(f, "spapr/htab: %s record: chunk %" PRIu64
 					 " header (or endmark) truncated",
 					 rec_name(type), n);
 			break;
 		}
-		uint32_t index = hm_load_be32(h);
-		uint16_t nv = hm_load_be16(h + 4);
-		uint16_t ni = hm_load_be16(h + 6);
-		if ((index | nv | ni) == 0)
+		struct htab_chunk_hdr ch;
+		enum htab_chunk_kind kind = htab_chunk_parse(h, slots, &ch);
+		if (kind == HTAB_CHUNK_ENDMARK)
 			break;
-		/* 64-bit: an index near 2^32 must not wrap. */
-		uint64_t end = (uint64_t)index + nv + ni;
-		if (end > slots) {
-			rc = fail(f, err, HM_E_RANGE, (int64_t)mig_file_offset(f) - HTAB_CHUNK_HDR_SIZE,
-				  "spapr/htab: %s record: chunk %" PRIu64 " (index %" PRIu32
-				  ", n_valid %u, n_invalid %u): index + n_valid + n_invalid = %" PRIu64
-				  " exceeds the table's %" PRIu64 " slots (htab_shift %u)",
-				  rec_name(type), n, index, nv, ni, end, slots, l->st.shift);
+		uint32_t index = ch.index;
+		uint16_t nv = ch.n_valid, ni = ch.n_invalid;
+		if (kind == HTAB_CHUNK_RANGE) {
+			uint64_t end = (uint64_t)index + nv + ni;
+			int64_t at = (int64_t)mig_file_offset(f) - HTAB_CHUNK_HDR_SIZE;
+			rc = mig_file_set_error_at(f, HM_E_RANGE, at,
+						   "spapr/htab: %s record: chunk %" PRIu64 " (index %" PRIu32
+						   ", n_valid %u, n_invalid %u): index + n_valid + n_invalid = %" PRIu64
+						   " exceeds the table's %" PRIu64 " slots (htab_shift %u)",
+						   rec_name(type), n, index, nv, ni, end, slots, l->st.shift);
 			break;
 		}
 		/* n_valid = n_invalid = 0 with a non-zero index is no endmark: QEMU's
@@ -411,8 +380,7 @@ static int load_chunks(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *er
 			size_t bytes = (size_t)k * HTAB_HPTE_SIZE;
 			const uint8_t *p = mig_file_get_ptr(f, bytes);
 			if (!p) {
-				rc = fail_stream(f, err,
-						 "spapr/htab: %s record: chunk %" PRIu64
+				rc = fail_stream(f, "spapr/htab: %s record: chunk %" PRIu64
 						 " (index %" PRIu32 ", n_valid %u): entries %u..%u truncated",
 						 rec_name(type), n, index, nv, done, done + k - 1);
 				goto out;
@@ -423,13 +391,14 @@ static int load_chunks(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *er
 			if (!all) {
 				uint32_t i = first_invalid(p, k);
 				const uint8_t *e = p + (size_t)i * HTAB_HPTE_SIZE;
-				rc = fail(f, err, HM_E_FORMAT,
-					  (int64_t)(mig_file_offset(f) - bytes) + (int64_t)i * HTAB_HPTE_SIZE,
-					  "spapr/htab: %s record: chunk %" PRIu64 " (index %" PRIu32
-					  ", n_valid %u): entry %u (slot %" PRIu64
-					  ") V=0x%016" PRIx64 " lacks the valid bit in a valid run",
-					  rec_name(type), n, index, nv, done + i,
-					  (uint64_t)index + done + i, hm_load_be64(e));
+				int64_t at = (int64_t)(mig_file_offset(f) - bytes) +
+					     (int64_t)i * HTAB_HPTE_SIZE;
+				rc = mig_file_set_error_at(f, HM_E_FORMAT, at,
+							   "spapr/htab: %s record: chunk %" PRIu64 " (index %" PRIu32
+							   ", n_valid %u): entry %u (slot %" PRIu64
+							   ") V=0x%016" PRIx64 " lacks the valid bit in a valid run",
+							   rec_name(type), n, index, nv, done + i,
+							   (uint64_t)index + done + i, hm_load_be64(e));
 				goto out;
 			}
 			/* Bit 0x40 is cleared by hpt_write_entries (hpt.h contract). */
@@ -453,31 +422,32 @@ out:
 	return rc;
 }
 
-int htab_loader_load(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *err)
+int htab_loader_load(htab_loader_t *l, mig_file_t *f, int type)
 {
 	int64_t off = (int64_t)mig_file_offset(f);
 	if (mig_file_status(f))
-		return fail_stream(f, err, "spapr/htab: channel already failed");
-	if (type != HTAB_RECORD_START && type != HTAB_RECORD_PART && type != HTAB_RECORD_END)
-		return fail(f, err, HM_E_FORMAT, off,
-			    "spapr/htab: record type %d: the section has only START, PART and "
-			    "END records", type);
+		return fail_stream(f, "spapr/htab: channel already failed");
+	if (type != QEMU_VM_SECTION_START && type != QEMU_VM_SECTION_PART &&
+	    type != QEMU_VM_SECTION_END)
+		return mig_file_set_error_at(f, HM_E_FORMAT, off,
+					     "spapr/htab: record type %d: the section has only START, PART and "
+					     "END records", type);
 	uint32_t hdr = mig_file_get_be32(f);
 	if (mig_file_status(f))
-		return fail_stream(f, err, "spapr/htab: %s record: header truncated", rec_name(type));
-	if (type == HTAB_RECORD_START) {
+		return fail_stream(f, "spapr/htab: %s record: header truncated", rec_name(type));
+	if (type == QEMU_VM_SECTION_START) {
 		if (l->st.started)
-			return fail(f, err, HM_E_FORMAT, off,
-				    "spapr/htab: second START record (header 0x%08" PRIx32 ")", hdr);
+			return mig_file_set_error_at(f, HM_E_FORMAT, off,
+						     "spapr/htab: second START record (header 0x%08" PRIx32 ")", hdr);
 		if (hdr == HTAB_HDR_CHUNKS)
-			return fail(f, err, HM_E_FORMAT, off,
-				    "spapr/htab: START record: header 0 (expected htab_shift %u..%u "
-				    "or 0xffffffff for no HPT)",
-				    HTAB_SHIFT_MIN, l->max_shift);
+			return mig_file_set_error_at(f, HM_E_FORMAT, off,
+						     "spapr/htab: START record: header 0 (expected htab_shift %u..%u "
+						     "or 0xffffffff for no HPT)",
+						     HTAB_STREAM_SHIFT_MIN, l->max_shift);
 	} else if (!l->st.started) {
-		return fail(f, err, HM_E_FORMAT, off,
-			    "spapr/htab: %s record (header 0x%08" PRIx32 ") before START",
-			    rec_name(type), hdr);
+		return mig_file_set_error_at(f, HM_E_FORMAT, off,
+					     "spapr/htab: %s record (header 0x%08" PRIx32 ") before START",
+					     rec_name(type), hdr);
 	}
 	l->st.records++;
 	if (hdr == HTAB_HDR_NO_HPT) {
@@ -488,17 +458,17 @@ int htab_loader_load(htab_loader_t *l, mig_file_t *f, int type, hm_error_t *err)
 	}
 	if (hdr != HTAB_HDR_CHUNKS) {
 		/* A new zeroed table of that shift (START, or a resize); nothing follows. */
-		int rc = new_table(l, f, err, type, hdr, off);
+		int rc = new_table(l, f, type, hdr, off);
 		if (rc == 0)
 			l->st.started = true;
 		return rc;
 	}
 	if (l->st.no_hpt || !l->table)
-		return fail(f, err, HM_E_FORMAT, off,
-			    "spapr/htab: %s record: header 0 (chunks follow) but the source "
-			    "announced no HPT (0xffffffff)",
-			    rec_name(type));
-	return load_chunks(l, f, type, err);
+		return mig_file_set_error_at(f, HM_E_FORMAT, off,
+					     "spapr/htab: %s record: header 0 (chunks follow) but the source "
+					     "announced no HPT (0xffffffff)",
+					     rec_name(type));
+	return load_chunks(l, f, type);
 }
 
 int htab_loader_load_buffer(htab_loader_t *l, const void *buf, size_t len, int type,
@@ -508,14 +478,16 @@ int htab_loader_load_buffer(htab_loader_t *l, const void *buf, size_t len, int t
 	int rc = mig_file_open_mem_reader(buf, len, &f);
 	if (rc)
 		return hm_error_set(err, rc, -1, "spapr/htab: cannot open a memory reader");
-	rc = htab_loader_load(l, f, type, err);
+	rc = htab_loader_load(l, f, type);
 	if (rc == 0 && mig_file_offset(f) != len)
-		rc = fail(f, err, HM_E_FORMAT, (int64_t)mig_file_offset(f),
-			  "spapr/htab: %s record: %zu bytes left after the payload (endmark at "
-			  "offset %" PRIu64 ")",
-			  rec_name(type), len - (size_t)mig_file_offset(f), mig_file_offset(f));
-	mig_file_close(f, NULL);
-	return rc;
+		rc = mig_file_set_error_at(f, HM_E_FORMAT, (int64_t)mig_file_offset(f),
+					   "spapr/htab: %s record: %zu bytes left after the payload "
+					   "(endmark at offset %" PRIu64 ")",
+					   rec_name(type), len - (size_t)mig_file_offset(f),
+					   mig_file_offset(f));
+	/* The one place the channel's error is copied out. */
+	int crc = mig_file_close(f, err);
+	return rc ? rc : crc;
 }
 
 int htab_loader_summary(htab_loader_t *l, htab_summary_t *out, hm_error_t *err)

@@ -7,27 +7,15 @@
  */
 #include "hptmig/htab.h"
 
-static void copy_err(mig_file_t *f, hm_error_t *err)
+/* Errors travel in the channel: the savevm layer names the section. */
+static int op_setup(void *opaque, mig_file_t *f)
 {
-	const hm_error_t *e = mig_file_error(f);
-	if (err && e && err->code == 0)
-		*err = *e;
+	return htab_save_setup(opaque, f);
 }
 
-static int op_setup(void *opaque, mig_file_t *f, hm_error_t *err)
+static int op_iterate(void *opaque, mig_file_t *f, uint64_t budget_ns)
 {
-	int rc = htab_save_setup(opaque, f);
-	if (rc < 0)
-		copy_err(f, err);
-	return rc;
-}
-
-static int op_iterate(void *opaque, mig_file_t *f, uint64_t budget_ns, hm_error_t *err)
-{
-	int rc = htab_save_iterate(opaque, f, budget_ns);
-	if (rc < 0)
-		copy_err(f, err);
-	return rc;
+	return htab_save_iterate(opaque, f, budget_ns);
 }
 
 static uint64_t op_pending(void *opaque)
@@ -35,12 +23,9 @@ static uint64_t op_pending(void *opaque)
 	return htab_save_pending(opaque);
 }
 
-static int op_complete(void *opaque, mig_file_t *f, hm_error_t *err)
+static int op_complete(void *opaque, mig_file_t *f)
 {
-	int rc = htab_save_complete(opaque, f);
-	if (rc < 0)
-		copy_err(f, err);
-	return rc;
+	return htab_save_complete(opaque, f);
 }
 
 static void op_cleanup(void *opaque)
@@ -48,14 +33,12 @@ static void op_cleanup(void *opaque)
 	htab_save_cleanup(opaque);
 }
 
-static int op_load(void *opaque, mig_file_t *f, uint32_t version_id, int record_type,
-		   hm_error_t *err)
+static int op_load(void *opaque, mig_file_t *f, uint32_t version_id, int record_type)
 {
 	if (version_id != HTAB_VERSION_ID)
-		return hm_error_set(err, HM_E_VERSION, (int64_t)mig_file_offset(f),
-				    "spapr/htab: version %u (only %u exists)", version_id,
-				    HTAB_VERSION_ID);
-	return htab_loader_load(opaque, f, record_type, err);
+		return mig_file_set_error(f, HM_E_VERSION, "spapr/htab: version %u (only %u exists)",
+					  version_id, HTAB_VERSION_ID);
+	return htab_loader_load(opaque, f, record_type);
 }
 
 const savevm_live_ops_t htab_save_ops = {

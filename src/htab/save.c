@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "chunk.h"
-#include "htab_wire.h"
+#include "hptmig/qemu_wire.h"
 
 /* Slots read per unit of work (first pass, linear sweep): HTAB_BLOCK_SLOTS
  * (chunk.h), 64 KiB of table. */
@@ -102,11 +102,11 @@ int htab_save_create(hpt_t *hpt, const htab_save_opts_t *opts, htab_save_t **out
 	if (opts->scan != HTAB_SCAN_BITMAP && opts->scan != HTAB_SCAN_LINEAR)
 		return hm_error_set(err, HM_E_RANGE, -1, "spapr/htab: scan method %d unknown",
 				    (int)opts->scan);
-	if (hpt && hpt_shift(hpt) > HTAB_SHIFT_MAX)
+	if (hpt && hpt_shift(hpt) > HTAB_ALLOC_SHIFT_MAX)
 		return hm_error_set(err, HM_E_RANGE, -1,
 				    "spapr/htab: htab_shift %u cannot be migrated (the stream's "
 				    "be32 index names at most 2^32 slots: htab_shift %u..%u)",
-				    hpt_shift(hpt), HTAB_SHIFT_MIN, HTAB_SHIFT_MAX);
+				    hpt_shift(hpt), HTAB_STREAM_SHIFT_MIN, HTAB_ALLOC_SHIFT_MAX);
 	htab_save_t *s = calloc(1, sizeof(*s));
 	if (!s)
 		return hm_error_set(err, -ENOMEM, -1, "spapr/htab: out of memory");
@@ -374,9 +374,9 @@ stop:
 
 static void put_endmark(mig_file_t *f)
 {
-	mig_file_put_be32(f, 0);
-	mig_file_put_be16(f, 0);
-	mig_file_put_be16(f, 0);
+	uint8_t b[HTAB_ENDMARK_SIZE];
+	htab_chunk_hdr_put(b, (struct htab_chunk_hdr){ 0 });
+	mig_file_put_buffer(f, b, sizeof(b));
 }
 
 int htab_save_setup(htab_save_t *s, mig_file_t *f)
@@ -397,11 +397,11 @@ int htab_save_setup(htab_save_t *s, mig_file_t *f)
 	}
 	s->tracking = true;
 	read_geometry(s, &s->gen, &s->shift, &s->slots);
-	if (s->shift > HTAB_SHIFT_MAX) {
+	if (s->shift > HTAB_ALLOC_SHIFT_MAX) {
 		htab_save_cleanup(s);
 		return mig_file_set_error(f, HM_E_RANGE,
 					  "spapr/htab: htab_shift %u cannot be migrated (max %u)",
-					  s->shift, HTAB_SHIFT_MAX);
+					  s->shift, HTAB_ALLOC_SHIFT_MAX);
 	}
 	first_pass_start(s);
 	s->set_up = true;
@@ -442,10 +442,10 @@ int htab_save_iterate(htab_save_t *s, mig_file_t *f, uint64_t budget_ns)
 	read_geometry(s, &gen, &shift, &slots);
 	if (gen != s->gen) {
 		/* Resized: this PART is the new shift alone; a new first pass starts. */
-		if (shift > HTAB_SHIFT_MAX) {
+		if (shift > HTAB_ALLOC_SHIFT_MAX) {
 			mig_file_set_error(f, HM_E_RANGE,
 					   "spapr/htab: table resized to htab_shift %u, above the "
-					   "stream's limit %u", shift, HTAB_SHIFT_MAX);
+					   "stream's limit %u", shift, HTAB_ALLOC_SHIFT_MAX);
 			goto out;
 		}
 		s->gen = gen;

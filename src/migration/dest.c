@@ -221,7 +221,7 @@ static int dest_load(struct dest *d, hm_error_t *err)
 	rep->htab_bolted = d->sum.bolted;
 	memcpy(rep->digest, d->sum.digest, HM_SHA256_LEN);
 	if (d->verify.loaded) {
-		rc = savevm_verify_check(&d->verify, d->sum.no_hpt ? VERIFY_NO_HPT : d->sum.shift,
+		rc = savevm_verify_check(&d->verify, d->sum.no_hpt ? HTAB_HDR_NO_HPT : d->sum.shift,
 					 d->sum.valid, d->sum.digest, err);
 		if (rc) {
 			if (err->offset < 0)

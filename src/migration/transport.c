@@ -760,14 +760,14 @@ static int probe(int fd, int ms, uint8_t hdr[8], char *why, size_t wl)
 		got += (size_t)n;
 	}
 	uint32_t magic = hm_load_be32(hdr), version = hm_load_be32(hdr + 4);
-	if (magic != SAVEVM_MAGIC) {
+	if (magic != QEMU_VM_FILE_MAGIC) {
 		snprintf(why, wl,
 			 "starts with %02x %02x %02x %02x %02x %02x %02x %02x, not a QEMU migration "
 			 "stream (QEVM, version 3)",
 			 hdr[0], hdr[1], hdr[2], hdr[3], hdr[4], hdr[5], hdr[6], hdr[7]);
 		return 1;
 	}
-	if (version != SAVEVM_VERSION) {
+	if (version != QEMU_VM_FILE_VERSION) {
 		snprintf(why, wl, "sent a QEVM stream of version %" PRIu32 " (only version 3 is accepted)",
 			 version);
 		return 1;
@@ -993,17 +993,11 @@ int mig_conn_close(mig_conn_t *c, hm_error_t *err)
 /* ------------------------------------------------------------ return path */
 
 /*
- * Return-path message: be16 type, be16 length, payload[length].
- *   RESUMED: 32-byte digest, be64 valid entries, be64 bytes received,
- *            be64 load time ns.
- *   REFUSED: be32 code (two's complement), be64 offset, message bytes.
- *   PONG:    be32 value of the COMMAND PING it answers.
- * The source reads one PONG after its PING (setup, to measure the round
- * trip) and one RESUMED or REFUSED after the stream's last byte; a REFUSED
- * may come instead of the PONG.
+ * Return-path messages (layouts in hptmig/qemu_wire.h). The source reads
+ * one PONG after its PING (setup, to measure the round trip) and one
+ * RESUMED or REFUSED after the stream's last byte; a REFUSED may come
+ * instead of the PONG.
  */
-#define RP_HDR 4
-
 static int write_all(int fd, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
@@ -1044,88 +1038,103 @@ static int read_all(int fd, void *buf, size_t len, uint64_t deadline)
 	return 0;
 }
 
-int mig_rp_send_resumed(mig_conn_t *c, const mig_rp_msg_t *m)
+/* Send one message, header and payload in one write; nothing without a return path. */
+static int rp_send(mig_conn_t *c, uint16_t type, const void *payload, size_t len)
 {
-	uint8_t b[RP_HDR + 32 + 24];
+	struct {
+		struct mig_rp_wire_hdr h;
+		uint8_t p[MIG_RP_PAYLOAD_MAX];
+	} w;
 	if (c->rp_fd < 0)
 		return 0;
-	hm_store_be16(b, MIG_RP_RESUMED);
-	hm_store_be16(b + 2, 32 + 24);
-	memcpy(b + 4, m->digest, 32);
-	hm_store_be64(b + 36, m->valid);
-	hm_store_be64(b + 44, m->bytes);
-	hm_store_be64(b + 52, m->load_ns);
-	return write_all(c->rp_fd, b, sizeof(b));
+	hm_store_be16(w.h.type, type);
+	hm_store_be16(w.h.len, (uint16_t)len);
+	memcpy(w.p, payload, len);
+	return write_all(c->rp_fd, &w, sizeof(w.h) + len);
+}
+
+int mig_rp_send_resumed(mig_conn_t *c, const mig_rp_msg_t *m)
+{
+	struct mig_rp_wire_resumed p;
+	memcpy(p.digest, m->digest, sizeof(p.digest));
+	hm_store_be64(p.valid, m->valid);
+	hm_store_be64(p.bytes, m->bytes);
+	hm_store_be64(p.load_ns, m->load_ns);
+	return rp_send(c, MIG_RP_RESUMED, &p, sizeof(p));
 }
 
 int mig_rp_send_refused(mig_conn_t *c, const hm_error_t *e)
 {
-	uint8_t b[RP_HDR + 12 + sizeof(e->msg)];
-	size_t n;
-	if (c->rp_fd < 0)
-		return 0;
-	n = strnlen(e->msg, sizeof(e->msg) - 1);
-	hm_store_be16(b, MIG_RP_REFUSED);
-	hm_store_be16(b + 2, (uint16_t)(12 + n));
-	hm_store_be32(b + 4, (uint32_t)e->code);
-	hm_store_be64(b + 8, (uint64_t)e->offset);
-	memcpy(b + 16, e->msg, n);
-	return write_all(c->rp_fd, b, RP_HDR + 12 + n);
+	struct {
+		struct mig_rp_wire_refused p;
+		char msg[sizeof(e->msg)];
+	} w;
+	_Static_assert(sizeof(w) == sizeof(w.p) + sizeof(w.msg), "no padding");
+	_Static_assert(sizeof(w) <= MIG_RP_PAYLOAD_MAX, "a REFUSED fits a message");
+	size_t n = strnlen(e->msg, sizeof(e->msg) - 1);
+	hm_store_be32(w.p.code, (uint32_t)e->code);
+	hm_store_be64(w.p.offset, (uint64_t)e->offset);
+	memcpy(w.msg, e->msg, n);
+	return rp_send(c, MIG_RP_REFUSED, &w, sizeof(w.p) + n);
 }
 
 int mig_rp_send_pong(mig_conn_t *c, uint32_t value)
 {
-	uint8_t b[RP_HDR + 4];
-	if (c->rp_fd < 0)
+	struct mig_rp_wire_pong p;
+	hm_store_be32(p.value, value);
+	return rp_send(c, MIG_RP_PONG, &p, sizeof(p));
+}
+
+/* Decode one payload of len bytes; 0, or HM_E_FORMAT for an unknown type or length. */
+static int rp_decode(uint16_t type, const uint8_t *body, uint16_t len, mig_rp_msg_t *m,
+		     hm_error_t *err)
+{
+	m->type = type;
+	if (type == MIG_RP_RESUMED && len == sizeof(struct mig_rp_wire_resumed)) {
+		const struct mig_rp_wire_resumed *p = (const void *)body;
+		memcpy(m->digest, p->digest, sizeof(m->digest));
+		m->valid = hm_load_be64(p->valid);
+		m->bytes = hm_load_be64(p->bytes);
+		m->load_ns = hm_load_be64(p->load_ns);
 		return 0;
-	hm_store_be16(b, MIG_RP_PONG);
-	hm_store_be16(b + 2, 4);
-	hm_store_be32(b + 4, value);
-	return write_all(c->rp_fd, b, sizeof(b));
+	}
+	if (type == MIG_RP_PONG && len == sizeof(struct mig_rp_wire_pong)) {
+		m->value = hm_load_be32(((const struct mig_rp_wire_pong *)(const void *)body)->value);
+		return 0;
+	}
+	if (type == MIG_RP_REFUSED && len >= sizeof(struct mig_rp_wire_refused)) {
+		const struct mig_rp_wire_refused *p = (const void *)body;
+		m->code = (int32_t)hm_load_be32(p->code);
+		m->offset = (int64_t)hm_load_be64(p->offset);
+		size_t n = len - sizeof(*p);
+		if (n >= sizeof(m->msg))
+			n = sizeof(m->msg) - 1;
+		memcpy(m->msg, body + sizeof(*p), n);
+		m->msg[n] = 0;
+		return 0;
+	}
+	return hm_error_set(err, HM_E_FORMAT, -1,
+			    "return path: message type %u with length %u is unknown", type, len);
 }
 
 int mig_rp_recv(mig_conn_t *c, int timeout_ms, mig_rp_msg_t *m, hm_error_t *err)
 {
-	uint8_t h[RP_HDR], body[1024];
+	struct mig_rp_wire_hdr h;
+	uint8_t body[MIG_RP_PAYLOAD_MAX];
 	memset(m, 0, sizeof(*m));
 	if (c->rp_fd < 0)
 		return hm_error_set(err, HM_E_STATE, -1, "%s: no return path", c->desc);
 	uint64_t deadline = hm_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	int rc = read_all(c->rp_fd, h, RP_HDR, deadline);
+	int rc = read_all(c->rp_fd, &h, sizeof(h), deadline);
 	if (rc == 0) {
-		uint16_t len = hm_load_be16(h + 2);
+		uint16_t len = hm_load_be16(h.len);
 		if (len > sizeof(body))
 			return hm_error_set(err, HM_E_FORMAT, -1,
 					    "return path: message length %u exceeds max %zu", len,
 					    sizeof(body));
 		rc = read_all(c->rp_fd, body, len, deadline);
-		if (rc == 0) {
-			m->type = hm_load_be16(h);
-			if (m->type == MIG_RP_RESUMED && len == 56) {
-				memcpy(m->digest, body, 32);
-				m->valid = hm_load_be64(body + 32);
-				m->bytes = hm_load_be64(body + 40);
-				m->load_ns = hm_load_be64(body + 48);
-				return 0;
-			}
-			if (m->type == MIG_RP_PONG && len == 4) {
-				m->value = hm_load_be32(body);
-				return 0;
-			}
-			if (m->type == MIG_RP_REFUSED && len >= 12) {
-				m->code = (int32_t)hm_load_be32(body);
-				m->offset = (int64_t)hm_load_be64(body + 4);
-				size_t n = len - 12u;
-				if (n >= sizeof(m->msg))
-					n = sizeof(m->msg) - 1;
-				memcpy(m->msg, body + 12, n);
-				m->msg[n] = 0;
-				return 0;
-			}
-			return hm_error_set(err, HM_E_FORMAT, -1,
-					    "return path: message type %u with length %u is unknown",
-					    m->type, len);
-		}
+		if (rc == 0)
+			return rp_decode(hm_load_be16(h.type), body, len, m, err);
 	}
 	if (rc == HM_E_TIMEOUT)
 		return hm_error_set(err, HM_E_TIMEOUT, -1,

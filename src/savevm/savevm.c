@@ -42,23 +42,6 @@ struct savevm_registry {
 	bool has_machine;
 };
 
-const char *savevm_record_name(int type)
-{
-	switch (type) {
-	case QEMU_VM_EOF: return "EOF";
-	case QEMU_VM_SECTION_START: return "SECTION_START";
-	case QEMU_VM_SECTION_PART: return "SECTION_PART";
-	case QEMU_VM_SECTION_END: return "SECTION_END";
-	case QEMU_VM_SECTION_FULL: return "SECTION_FULL";
-	case QEMU_VM_SUBSECTION: return "SUBSECTION";
-	case QEMU_VM_VMDESCRIPTION: return "VMDESCRIPTION";
-	case QEMU_VM_CONFIGURATION: return "CONFIGURATION";
-	case QEMU_VM_COMMAND: return "COMMAND";
-	case QEMU_VM_SECTION_FOOTER: return "SECTION_FOOTER";
-	default: return "unknown";
-	}
-}
-
 /* --------------------------------------------------------------- registry */
 
 int savevm_registry_new(savevm_registry_t **out)
@@ -100,9 +83,10 @@ static savevm_section_t *find_section(const savevm_registry_t *r, const char *id
 	return NULL;
 }
 
+/* Add a live (ops) or vmstate (vmsd) section over opaque. */
 static int add_section(savevm_registry_t *r, const char *idstr, uint32_t instance,
-		       uint32_t version, uint32_t min_version, hm_error_t *err,
-		       savevm_section_t **out)
+		       uint32_t version, uint32_t min_version, const savevm_live_ops_t *ops,
+		       const vmstate_desc_t *vmsd, void *opaque, hm_error_t *err)
 {
 	if (!r || !idstr)
 		return hm_error_set(err, -EINVAL, -1, "register: no registry or idstr");
@@ -134,8 +118,10 @@ static int add_section(savevm_registry_t *r, const char *idstr, uint32_t instanc
 	s->min_version = min_version;
 	s->section_id = r->next_id++;
 	s->enabled = true;
+	s->ops = ops;
+	s->vmsd = vmsd;
+	s->opaque = opaque;
 	r->secs[r->n++] = s;
-	*out = s;
 	return 0;
 }
 
@@ -146,13 +132,7 @@ int savevm_register_live(savevm_registry_t *r, const char *idstr, uint32_t insta
 	if (!ops)
 		return hm_error_set(err, -EINVAL, -1, "register '%s': no handler table",
 				    idstr ? idstr : "(null)");
-	savevm_section_t *s;
-	int rc = add_section(r, idstr, instance, version, min_version, err, &s);
-	if (rc)
-		return rc;
-	s->ops = ops;
-	s->opaque = opaque;
-	return 0;
+	return add_section(r, idstr, instance, version, min_version, ops, NULL, opaque, err);
 }
 
 int savevm_register_vmstate(savevm_registry_t *r, const char *idstr, uint32_t instance,
@@ -161,13 +141,8 @@ int savevm_register_vmstate(savevm_registry_t *r, const char *idstr, uint32_t in
 	int rc = vmstate_check(vmsd, err);
 	if (rc)
 		return rc;
-	savevm_section_t *s;
-	rc = add_section(r, idstr, instance, vmsd->version_id, vmsd->minimum_version_id, err, &s);
-	if (rc)
-		return rc;
-	s->vmsd = vmsd;
-	s->opaque = opaque;
-	return 0;
+	return add_section(r, idstr, instance, vmsd->version_id, vmsd->minimum_version_id, NULL,
+			   vmsd, opaque, err);
 }
 
 int savevm_section_set_enabled(savevm_registry_t *r, const char *idstr, uint32_t instance,
@@ -182,39 +157,55 @@ int savevm_section_set_enabled(savevm_registry_t *r, const char *idstr, uint32_t
 
 /* ----------------------------------------------------------------- writer */
 
-/* Copy the channel's error (if any) into err; return the code. */
-static int chan_fail(mig_file_t *f, hm_error_t *err)
+/*
+ * Errors take one route: everything below a public entry point records its
+ * error in the channel (first error wins), context is added in front of it
+ * there (mig_file_error_prefix), and the entry point copies it into its
+ * hm_error_t once (mig_file_error_copy) on the way out.
+ */
+
+/*
+ * Code that reports in an hm_error_t (the vmstate engine, a callback) failed
+ * with rc: make sure the channel holds an error, he's when it has one
+ * (offset: here, unless set), else a generic one naming what failed.
+ * Returns the channel's code.
+ */
+static int ensure_latched(mig_file_t *f, int rc, const hm_error_t *he, const char *what)
 {
-	const hm_error_t *ce = mig_file_error(f);
-	if (!ce)
-		return 0;
-	if (err && err->code == 0)
-		hm_error_set(err, ce->code, ce->offset, "%s", ce->msg);
-	return ce->code;
+	if (mig_file_status(f))
+		return mig_file_status(f);
+	if (he && he->code) {
+		hm_error_t e = *he;
+		if (e.offset < 0)
+			e.offset = (int64_t)mig_file_offset(f);
+		return mig_file_latch_error(f, &e);
+	}
+	return mig_file_set_error(f, rc < 0 ? rc : HM_E_STATE, "%s failed: %s", what,
+				  hm_err_str(rc));
 }
 
-/* A handler returned rc with its own error he: latch it, prefix context. */
-static int handler_fail(mig_file_t *f, hm_error_t *he, int rc, const savevm_section_t *s,
-			const char *what, hm_error_t *err)
+/* A writer-side handler of s failed: name the section in the channel's error. */
+static int section_failed(mig_file_t *f, int rc, const hm_error_t *he,
+			  const savevm_section_t *s, const char *what)
 {
-	hm_error_t e;
-	hm_error_clear(&e);
-	const hm_error_t *ce = mig_file_error(f);
-	/* The handler's own message is the richer one when it has one. */
-	if (he->code)
-		e = *he;
-	else if (ce)
-		e = *ce;
-	else
-		hm_error_set(&e, rc < 0 ? rc : HM_E_STATE, -1, "%s handler failed: %s", what,
-			     hm_err_str(rc));
-	if (e.offset < 0)
-		e.offset = (int64_t)mig_file_offset(f);
-	mig_file_latch_error(f, &e);
-	hm_error_prefix(&e, "section '%s' instance %u: ", s->idstr, s->instance);
-	if (err && err->code == 0)
-		*err = e;
-	return e.code;
+	ensure_latched(f, rc, he, what);
+	return mig_file_error_prefix(f, "section '%s' instance %u: ", s->idstr, s->instance);
+}
+
+static void put_footer(mig_file_t *f, const savevm_section_t *s);
+
+/*
+ * A handler of s wrote its payload and returned rc: the record's footer, or
+ * (rc < 0 or the channel failed) the failure, named after the section.
+ * Returns 0 to go on, or the channel's code.
+ */
+static int end_record(mig_file_t *f, const savevm_section_t *s, int rc, const hm_error_t *he,
+		      const char *what)
+{
+	if (rc < 0 || mig_file_status(f))
+		return section_failed(f, rc, he, s, what);
+	put_footer(f, s);
+	return 0;
 }
 
 static void put_section_header(mig_file_t *f, int type, const savevm_section_t *s)
@@ -239,8 +230,8 @@ static void put_footer(mig_file_t *f, const savevm_section_t *s)
 int savevm_write_header(savevm_registry_t *r, mig_file_t *f, const char *machine_name,
 			hm_error_t *err)
 {
-	mig_file_put_be32(f, SAVEVM_MAGIC);
-	mig_file_put_be32(f, SAVEVM_VERSION);
+	mig_file_put_be32(f, QEMU_VM_FILE_MAGIC);
+	mig_file_put_be32(f, QEMU_VM_FILE_VERSION);
 	r->has_machine = false;
 	if (machine_name) {
 		size_t len = strlen(machine_name);
@@ -254,7 +245,7 @@ int savevm_write_header(savevm_registry_t *r, mig_file_t *f, const char *machine
 		memcpy(r->machine, machine_name, len + 1);
 		r->has_machine = true;
 	}
-	return chan_fail(f, err);
+	return mig_file_error_copy(f, err);
 }
 
 int savevm_live_setup_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
@@ -263,19 +254,16 @@ int savevm_live_setup_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
 		savevm_section_t *s = r->secs[i];
 		if (!s->ops || !s->enabled)
 			continue;
-		if (!s->ops->setup)
-			return hm_error_set(err, HM_E_STATE, (int64_t)mig_file_offset(f),
-					    "section '%s': no setup handler", s->idstr);
+		if (!s->ops->setup) {
+			mig_file_set_error(f, HM_E_STATE, "section '%s': no setup handler", s->idstr);
+			break;
+		}
 		put_section_header(f, QEMU_VM_SECTION_START, s);
-		hm_error_t he;
-		hm_error_clear(&he);
 		s->setup_done = true;
-		int rc = s->ops->setup(s->opaque, f, &he);
-		if (rc < 0 || mig_file_status(f))
-			return handler_fail(f, &he, rc, s, "setup", err);
-		put_footer(f, s);
+		if (end_record(f, s, s->ops->setup(s->opaque, f), NULL, "setup handler"))
+			break;
 	}
-	return chan_fail(f, err);
+	return mig_file_error_copy(f, err);
 }
 
 int savevm_live_iterate(savevm_registry_t *r, mig_file_t *f, uint64_t budget_ns, hm_error_t *err)
@@ -288,28 +276,25 @@ int savevm_live_iterate(savevm_registry_t *r, mig_file_t *f, uint64_t budget_ns,
 		savevm_section_t *s = r->secs[i];
 		if (!s->ops || !s->enabled || !s->setup_done)
 			continue;
-		if (!s->ops->iterate)
-			return hm_error_set(err, HM_E_STATE, (int64_t)mig_file_offset(f),
-					    "section '%s': no iterate handler", s->idstr);
+		if (!s->ops->iterate) {
+			mig_file_set_error(f, HM_E_STATE, "section '%s': no iterate handler", s->idstr);
+			break;
+		}
 		/* As QEMU: a section that would exceed the rate limit waits for a later round. */
 		if (mig_file_rate_limit_exceeded(f)) {
-			if (mig_file_status(f))
-				return chan_fail(f, err);
-			return 0;
+			all_done = 0;
+			break;
 		}
 		uint64_t now = hm_now_ns();
 		put_section_header(f, QEMU_VM_SECTION_PART, s);
-		hm_error_t he;
-		hm_error_clear(&he);
-		int rc = s->ops->iterate(s->opaque, f, deadline > now ? deadline - now : 0, &he);
-		if (rc < 0 || mig_file_status(f))
-			return handler_fail(f, &he, rc, s, "iterate", err);
+		int rc = s->ops->iterate(s->opaque, f, deadline > now ? deadline - now : 0);
+		if (end_record(f, s, rc, NULL, "iterate handler"))
+			break;
 		if (rc == 0)
 			all_done = 0;
-		put_footer(f, s);
 	}
 	if (mig_file_status(f))
-		return chan_fail(f, err);
+		return mig_file_error_copy(f, err);
 	return all_done;
 }
 
@@ -331,7 +316,7 @@ int savevm_write_command_switchover(mig_file_t *f, hm_error_t *err)
 	mig_file_put_u8(f, QEMU_VM_COMMAND);
 	mig_file_put_be16(f, MIG_CMD_SWITCHOVER_START);
 	mig_file_put_be16(f, 0);
-	return chan_fail(f, err);
+	return mig_file_error_copy(f, err);
 }
 
 int savevm_write_command_ping(mig_file_t *f, uint32_t value, hm_error_t *err)
@@ -340,7 +325,7 @@ int savevm_write_command_ping(mig_file_t *f, uint32_t value, hm_error_t *err)
 	mig_file_put_be16(f, MIG_CMD_PING);
 	mig_file_put_be16(f, 4);
 	mig_file_put_be32(f, value);
-	return chan_fail(f, err);
+	return mig_file_error_copy(f, err);
 }
 
 int savevm_live_complete_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
@@ -349,18 +334,15 @@ int savevm_live_complete_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *er
 		savevm_section_t *s = r->secs[i];
 		if (!s->ops || !s->enabled || !s->setup_done)
 			continue;
-		if (!s->ops->complete)
-			return hm_error_set(err, HM_E_STATE, (int64_t)mig_file_offset(f),
-					    "section '%s': no complete handler", s->idstr);
+		if (!s->ops->complete) {
+			mig_file_set_error(f, HM_E_STATE, "section '%s': no complete handler", s->idstr);
+			break;
+		}
 		put_section_header(f, QEMU_VM_SECTION_END, s);
-		hm_error_t he;
-		hm_error_clear(&he);
-		int rc = s->ops->complete(s->opaque, f, &he);
-		if (rc < 0 || mig_file_status(f))
-			return handler_fail(f, &he, rc, s, "complete", err);
-		put_footer(f, s);
+		if (end_record(f, s, s->ops->complete(s->opaque, f), NULL, "complete handler"))
+			break;
 	}
-	return chan_fail(f, err);
+	return mig_file_error_copy(f, err);
 }
 
 int savevm_write_full_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
@@ -385,11 +367,10 @@ int savevm_write_full_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
 		hm_error_t he;
 		hm_error_clear(&he);
 		int rc = vmstate_save_json(f, s->vmsd, s->opaque, s->version, dev, &he);
-		if (rc < 0 || mig_file_status(f))
-			return handler_fail(f, &he, rc, s, "save", err);
-		put_footer(f, s);
+		if (end_record(f, s, rc, &he, "save"))
+			break;
 	}
-	return chan_fail(f, err);
+	return mig_file_error_copy(f, err);
 }
 
 int savevm_write_eof_and_vmdesc(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
@@ -421,7 +402,7 @@ int savevm_write_eof_and_vmdesc(savevm_registry_t *r, mig_file_t *f, hm_error_t 
 	mig_file_put_buffer(f, js, len);
 	free(js);
 	mig_file_flush(f);
-	return chan_fail(f, err);
+	return mig_file_error_copy(f, err);
 }
 
 void savevm_live_cleanup_all(savevm_registry_t *r)
@@ -469,10 +450,9 @@ struct load_ctx {
 	savevm_registry_t *r;
 	const savevm_load_opts_t *o;
 	savevm_load_info_t *info;
-	hm_error_t *err;
 };
 
-/* Latch a reader error at off in the channel, copy it to err. */
+/* Latch a reader error at off in the channel; returns the channel's code. */
 static int rfail(struct load_ctx *c, int code, uint64_t off, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 static int rfail(struct load_ctx *c, int code, uint64_t off, const char *fmt, ...)
@@ -482,11 +462,10 @@ static int rfail(struct load_ctx *c, int code, uint64_t off, const char *fmt, ..
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	mig_file_set_error_at(c->f, code, (int64_t)off, "%s", msg);
-	return chan_fail(c->f, c->err);
+	return mig_file_set_error_at(c->f, code, (int64_t)off, "%s", msg);
 }
 
-/* A channel error while reading what: copy with context. */
+/* A channel error while reading what: put what in front of it. */
 static int rtrunc(struct load_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int rtrunc(struct load_ctx *c, const char *fmt, ...)
 {
@@ -495,13 +474,32 @@ static int rtrunc(struct load_ctx *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(pre, sizeof(pre), fmt, ap);
 	va_end(ap);
-	hm_error_t e;
-	hm_error_clear(&e);
-	chan_fail(c->f, &e);
-	hm_error_prefix(&e, "%s: ", pre);
-	if (c->err && c->err->code == 0)
-		*c->err = e;
-	return e.code;
+	return mig_file_error_prefix(c->f, "%s: ", pre);
+}
+
+/*
+ * Finish a call of a reader callback (on_record, on_unknown_section,
+ * on_command, on_vmdesc) that returned rc with its error in *he: when it
+ * refused (rc < 0), its error (or, when it gave none, the message fmt) goes
+ * into the channel at off unless it names its own offset. Returns 0 or the
+ * channel's code.
+ */
+static int run_hook(struct load_ctx *c, int rc, hm_error_t *he, uint64_t off, const char *fmt,
+		    ...) __attribute__((format(printf, 5, 6)));
+static int run_hook(struct load_ctx *c, int rc, hm_error_t *he, uint64_t off, const char *fmt,
+		    ...)
+{
+	if (rc >= 0)
+		return 0;
+	if (!he->code) {
+		va_list ap;
+		va_start(ap, fmt);
+		hm_error_setv(he, rc, (int64_t)off, fmt, ap);
+		va_end(ap);
+	}
+	if (he->offset < 0)
+		he->offset = (int64_t)off;
+	return mig_file_latch_error(c->f, he);
 }
 
 static savevm_section_t *find_wire(const savevm_registry_t *r, uint32_t id)
@@ -519,12 +517,12 @@ static int read_footer(struct load_ctx *c, const savevm_section_t *s, int type, 
 	if (t < 0) {
 		mig_file_get_u8(c->f); /* latch the truncation */
 		return rtrunc(c, "section '%s' %s record at offset %llu: footer", s->idstr,
-			      savevm_record_name(type), (unsigned long long)rec_off);
+			      qemu_vm_record_name(type), (unsigned long long)rec_off);
 	}
 	if (t != QEMU_VM_SECTION_FOOTER)
 		return rfail(c, HM_E_FOOTER, off,
 			     "section '%s' %s record at offset %llu: expected footer 0x7e at offset %llu, found 0x%02x (payload length mismatch)",
-			     s->idstr, savevm_record_name(type), (unsigned long long)rec_off,
+			     s->idstr, qemu_vm_record_name(type), (unsigned long long)rec_off,
 			     (unsigned long long)off, t);
 	mig_file_get_u8(c->f);
 	uint32_t id = mig_file_get_be32(c->f);
@@ -533,7 +531,7 @@ static int read_footer(struct load_ctx *c, const savevm_section_t *s, int type, 
 	if (id != s->wire_id)
 		return rfail(c, HM_E_FOOTER, off,
 			     "section '%s' %s record at offset %llu: footer names section id %u, expected %u",
-			     s->idstr, savevm_record_name(type), (unsigned long long)rec_off, id,
+			     s->idstr, qemu_vm_record_name(type), (unsigned long long)rec_off, id,
 			     s->wire_id);
 	return 0;
 }
@@ -547,30 +545,16 @@ static int load_payload(struct load_ctx *c, savevm_section_t *s, int type, uint3
 	if (s->ops) {
 		if (!s->ops->load)
 			return rfail(c, HM_E_STATE, rec_off, "section '%s': no load handler", s->idstr);
-		rc = s->ops->load(s->opaque, c->f, version, type, &he);
+		rc = s->ops->load(s->opaque, c->f, version, type);
 	} else {
 		rc = vmstate_load(c->f, s->vmsd, s->opaque, version, &he);
 	}
 	if (rc < 0 || mig_file_status(c->f)) {
-		hm_error_t e;
-		hm_error_clear(&e);
-		const hm_error_t *ce = mig_file_error(c->f);
-		/* The handler's message is the richer one when it has one. */
-		if (he.code)
-			e = he;
-		else if (ce)
-			e = *ce;
-		else
-			hm_error_set(&e, rc, -1, "load handler failed: %s", hm_err_str(rc));
-		if (e.offset < 0)
-			e.offset = (int64_t)mig_file_offset(c->f);
-		mig_file_latch_error(c->f, &e);
-		hm_error_prefix(&e, "section '%s' instance %u version %u (%s at offset %llu): ",
-				s->idstr, s->instance, version, savevm_record_name(type),
-				(unsigned long long)rec_off);
-		if (c->err && c->err->code == 0)
-			*c->err = e;
-		return e.code;
+		ensure_latched(c->f, rc, &he, "load handler");
+		return mig_file_error_prefix(c->f,
+					     "section '%s' instance %u version %u (%s at offset %llu): ",
+					     s->idstr, s->instance, version, qemu_vm_record_name(type),
+					     (unsigned long long)rec_off);
 	}
 	return 0;
 }
@@ -584,14 +568,8 @@ static int record_done(struct load_ctx *c, savevm_record_info_t *ri)
 	hm_error_t he;
 	hm_error_clear(&he);
 	int rc = c->o->on_record(c->o->opaque, ri, &he);
-	if (rc < 0) {
-		if (!he.code)
-			hm_error_set(&he, rc, (int64_t)ri->offset, "record callback refused %s at offset %llu",
-				     savevm_record_name(ri->type), (unsigned long long)ri->offset);
-		mig_file_latch_error(c->f, &he);
-		return chan_fail(c->f, c->err);
-	}
-	return 0;
+	return run_hook(c, rc, &he, ri->offset, "record callback refused %s at offset %llu",
+			qemu_vm_record_name(ri->type), (unsigned long long)ri->offset);
 }
 
 static int load_section_start(struct load_ctx *c, int type, uint64_t rec_off)
@@ -605,7 +583,7 @@ static int load_section_start(struct load_ctx *c, int type, uint64_t rec_off)
 	uint32_t instance = mig_file_get_be32(f);
 	uint32_t version = mig_file_get_be32(f);
 	if (mig_file_status(f))
-		return rtrunc(c, "%s record header at offset %llu", savevm_record_name(type),
+		return rtrunc(c, "%s record header at offset %llu", qemu_vm_record_name(type),
 			      (unsigned long long)rec_off);
 	/* The peer's name, as it may appear in a message. */
 	char qid[HM_ESC_LEN(SAVEVM_IDSTR_MAX)];
@@ -613,37 +591,31 @@ static int load_section_start(struct load_ctx *c, int type, uint64_t rec_off)
 	if (memchr(idstr, '\0', len))
 		return rfail(c, HM_E_FORMAT, rec_off + 6,
 			     "%s record at offset %llu: section name '%s' contains a NUL byte",
-			     savevm_record_name(type), (unsigned long long)rec_off, qid);
+			     qemu_vm_record_name(type), (unsigned long long)rec_off, qid);
 	savevm_section_t *s = find_section(c->r, idstr, len, instance);
 	if (!s && c->o->on_unknown_section) {
 		hm_error_t he;
 		hm_error_clear(&he);
 		int rc = c->o->on_unknown_section(c->o->opaque, c->r, idstr, instance, version, &he);
-		if (rc < 0) {
-			if (!he.code)
-				hm_error_set(&he, rc, (int64_t)rec_off, "unknown section '%s' instance %u refused",
-					     qid, instance);
-			if (he.offset < 0)
-				he.offset = (int64_t)rec_off;
-			mig_file_latch_error(f, &he);
-			return chan_fail(f, c->err);
-		}
+		if (rc < 0)
+			return run_hook(c, rc, &he, rec_off, "unknown section '%s' instance %u refused",
+					qid, instance);
 		s = find_section(c->r, idstr, len, instance);
 	}
 	if (!s)
 		return rfail(c, HM_E_UNKNOWN, rec_off,
 			     "unknown section '%s' instance %u (version %u, section id %u, %s record at offset %llu)",
-			     qid, instance, version, id, savevm_record_name(type),
+			     qid, instance, version, id, qemu_vm_record_name(type),
 			     (unsigned long long)rec_off);
 	if (s->introduced)
 		return rfail(c, HM_E_FORMAT, rec_off,
 			     "section '%s' instance %u introduced a second time (%s record at offset %llu)",
-			     qid, instance, savevm_record_name(type), (unsigned long long)rec_off);
+			     qid, instance, qemu_vm_record_name(type), (unsigned long long)rec_off);
 	savevm_section_t *other = find_wire(c->r, id);
 	if (other)
 		return rfail(c, HM_E_FORMAT, rec_off,
 			     "%s record at offset %llu: section id %u of '%s' is already used by '%s'",
-			     savevm_record_name(type), (unsigned long long)rec_off, id, qid,
+			     qemu_vm_record_name(type), (unsigned long long)rec_off, id, qid,
 			     other->idstr);
 	if (version > s->version)
 		return rfail(c, HM_E_VERSION, rec_off,
@@ -679,21 +651,21 @@ static int load_section_part(struct load_ctx *c, int type, uint64_t rec_off)
 	mig_file_t *f = c->f;
 	uint32_t id = mig_file_get_be32(f);
 	if (mig_file_status(f))
-		return rtrunc(c, "%s record header at offset %llu", savevm_record_name(type),
+		return rtrunc(c, "%s record header at offset %llu", qemu_vm_record_name(type),
 			      (unsigned long long)rec_off);
 	savevm_section_t *s = find_wire(c->r, id);
 	if (!s)
 		return rfail(c, HM_E_FORMAT, rec_off,
 			     "%s record at offset %llu names section id %u, which no SECTION_START introduced",
-			     savevm_record_name(type), (unsigned long long)rec_off, id);
+			     qemu_vm_record_name(type), (unsigned long long)rec_off, id);
 	if (!s->started)
 		return rfail(c, HM_E_FORMAT, rec_off,
 			     "%s record at offset %llu for section '%s', which was sent as SECTION_FULL",
-			     savevm_record_name(type), (unsigned long long)rec_off, s->idstr);
+			     qemu_vm_record_name(type), (unsigned long long)rec_off, s->idstr);
 	if (s->ended)
 		return rfail(c, HM_E_FORMAT, rec_off,
 			     "%s record at offset %llu for section '%s' after its SECTION_END",
-			     savevm_record_name(type), (unsigned long long)rec_off, s->idstr);
+			     qemu_vm_record_name(type), (unsigned long long)rec_off, s->idstr);
 	if (type == QEMU_VM_SECTION_END)
 		s->ended = true;
 	savevm_record_info_t ri = {
@@ -727,15 +699,9 @@ static int load_command(struct load_ctx *c, uint64_t rec_off)
 		hm_error_t he;
 		hm_error_clear(&he);
 		int rc = c->o->on_command(c->o->opaque, cmd, data, len, &he);
-		if (rc < 0) {
-			if (!he.code)
-				hm_error_set(&he, rc, (int64_t)rec_off, "COMMAND %u at offset %llu refused",
-					     cmd, (unsigned long long)rec_off);
-			if (he.offset < 0)
-				he.offset = (int64_t)rec_off;
-			mig_file_latch_error(f, &he);
-			return chan_fail(f, c->err);
-		}
+		if (rc < 0)
+			return run_hook(c, rc, &he, rec_off, "COMMAND %u at offset %llu refused", cmd,
+					(unsigned long long)rec_off);
 	} else {
 		return rfail(c, HM_E_UNKNOWN, rec_off,
 			     "unknown COMMAND %u (length %u) at offset %llu", cmd, len,
@@ -766,12 +732,11 @@ static int load_configuration(struct load_ctx *c, uint64_t rec_off)
 			     "CONFIGURATION record: machine name contains a NUL byte");
 	hm_error_t he;
 	hm_error_clear(&he);
-	if (vmstate_load_subsections(f, &config_vmsd, NULL, "configuration", &he) != 0) {
-		hm_error_prefix(&he, "CONFIGURATION record at offset %llu: ",
-				(unsigned long long)rec_off);
-		if (c->err && c->err->code == 0)
-			*c->err = he;
-		return he.code;
+	int rc = vmstate_load_subsections(f, &config_vmsd, NULL, "configuration", &he);
+	if (rc != 0) {
+		ensure_latched(f, rc, &he, "configuration");
+		return mig_file_error_prefix(f, "CONFIGURATION record at offset %llu: ",
+					     (unsigned long long)rec_off);
 	}
 	c->info->has_configuration = true;
 	savevm_record_info_t ri = { .type = QEMU_VM_CONFIGURATION, .offset = rec_off,
@@ -848,16 +813,92 @@ static int load_vmdesc(struct load_ctx *c)
 	if (c->o->on_vmdesc) {
 		hm_error_t he;
 		hm_error_clear(&he);
-		rc = c->o->on_vmdesc(c->o->opaque, js, len, &he);
-		if (rc < 0) {
-			if (!he.code)
-				hm_error_set(&he, rc, (int64_t)off, "vmdesc callback failed");
-			mig_file_latch_error(f, &he);
-			rc = chan_fail(f, c->err);
-		}
+		rc = run_hook(c, c->o->on_vmdesc(c->o->opaque, js, len, &he), &he, off,
+			      "vmdesc callback failed");
 	}
 	free(js);
 	return rc;
+}
+
+/* Magic and version (wire-format.md §1). */
+static int load_file_header(struct load_ctx *c)
+{
+	mig_file_t *f = c->f;
+	uint32_t magic = mig_file_get_be32(f);
+	if (mig_file_status(f))
+		return rtrunc(c, "stream header");
+	if (magic != QEMU_VM_FILE_MAGIC)
+		return rfail(c, HM_E_MAGIC, 0,
+			     "bad magic 0x%08x: not a QEMU migration stream (expected 0x%08x \"QEVM\")",
+			     magic, QEMU_VM_FILE_MAGIC);
+	uint32_t version = mig_file_get_be32(f);
+	if (mig_file_status(f))
+		return rtrunc(c, "stream header");
+	if (version == QEMU_VM_FILE_VERSION_COMPAT)
+		return rfail(c, HM_E_VERSION, 4,
+			     "stream version 2 is obsolete (QEMU before 0.13); only version 3 is supported");
+	if (version != QEMU_VM_FILE_VERSION)
+		return rfail(c, HM_E_VERSION, 4, "stream version %u is not supported (expected 3)",
+			     version);
+	return 0;
+}
+
+/* One record of type t at off (its type byte already read). */
+static int load_record(struct load_ctx *c, uint8_t t, uint64_t off, bool first)
+{
+	switch (t) {
+	case QEMU_VM_CONFIGURATION:
+		if (!first)
+			return rfail(c, HM_E_FORMAT, off,
+				     "CONFIGURATION record at offset %llu after other records",
+				     (unsigned long long)off);
+		return load_configuration(c, off);
+	case QEMU_VM_SECTION_START:
+	case QEMU_VM_SECTION_FULL:
+		return load_section_start(c, t, off);
+	case QEMU_VM_SECTION_PART:
+	case QEMU_VM_SECTION_END:
+		return load_section_part(c, t, off);
+	case QEMU_VM_COMMAND:
+		return load_command(c, off);
+	case QEMU_VM_SECTION_FOOTER:
+		return rfail(c, HM_E_FOOTER, off, "section footer at offset %llu outside a section record",
+			     (unsigned long long)off);
+	case QEMU_VM_SUBSECTION:
+	case QEMU_VM_VMDESCRIPTION:
+		return rfail(c, HM_E_FORMAT, off, "%s record at offset %llu is not allowed here",
+			     qemu_vm_record_name(t), (unsigned long long)off);
+	default:
+		return rfail(c, HM_E_UNKNOWN, off, "unknown record type 0x%02x at offset %llu", t,
+			     (unsigned long long)off);
+	}
+}
+
+/* After EOF: every live section ended, then the vmdesc and the end of input. */
+static int load_after_eof(struct load_ctx *c)
+{
+	const savevm_registry_t *r = c->r;
+	uint64_t eof = c->info->eof_offset;
+	if (!c->o->allow_incomplete) {
+		for (size_t i = 0; i < r->n; i++) {
+			const savevm_section_t *s = r->secs[i];
+			if (s->started && !s->ended)
+				return rfail(c, HM_E_FORMAT, eof,
+					     "EOF at offset %llu but live section '%s' (id %u) got no SECTION_END",
+					     (unsigned long long)eof, s->idstr, s->wire_id);
+		}
+	}
+	if (c->o->stop_at_eof)
+		return 0;
+	int rc = load_vmdesc(c);
+	if (rc || !c->o->require_end)
+		return rc;
+	int t = mig_file_peek_u8(c->f);
+	if (t >= 0)
+		return rfail(c, HM_E_FORMAT, mig_file_offset(c->f),
+			     "unexpected byte 0x%02x at offset %llu after the end of the stream", t,
+			     (unsigned long long)mig_file_offset(c->f));
+	return 0;
 }
 
 int savevm_load_stream_ex(mig_file_t *f, savevm_registry_t *r, const savevm_load_opts_t *opts,
@@ -868,117 +909,28 @@ int savevm_load_stream_ex(mig_file_t *f, savevm_registry_t *r, const savevm_load
 	if (!info)
 		info = &local_info;
 	memset(info, 0, sizeof(*info));
-	struct load_ctx c = { .f = f, .r = r, .o = opts ? opts : &no_opts, .info = info, .err = err };
+	struct load_ctx c = { .f = f, .r = r, .o = opts ? opts : &no_opts, .info = info };
 	for (size_t i = 0; i < r->n; i++) {
 		r->secs[i]->introduced = r->secs[i]->started = r->secs[i]->ended = false;
 	}
-	int rc = 0;
-	uint32_t magic = mig_file_get_be32(f);
-	if (mig_file_status(f)) {
-		rc = rtrunc(&c, "stream header");
-		goto out;
-	}
-	if (magic != SAVEVM_MAGIC) {
-		rc = rfail(&c, HM_E_MAGIC, 0,
-			   "bad magic 0x%08x: not a QEMU migration stream (expected 0x%08x \"QEVM\")",
-			   magic, SAVEVM_MAGIC);
-		goto out;
-	}
-	uint32_t version = mig_file_get_be32(f);
-	if (mig_file_status(f)) {
-		rc = rtrunc(&c, "stream header");
-		goto out;
-	}
-	if (version == SAVEVM_VERSION_OBSOLETE) {
-		rc = rfail(&c, HM_E_VERSION, 4,
-			   "stream version 2 is obsolete (QEMU before 0.13); only version 3 is supported");
-		goto out;
-	}
-	if (version != SAVEVM_VERSION) {
-		rc = rfail(&c, HM_E_VERSION, 4, "stream version %u is not supported (expected 3)",
-			   version);
-		goto out;
-	}
-	bool first = true;
-	for (;;) {
+	int rc = load_file_header(&c);
+	for (bool first = true; rc == 0; first = false) {
 		uint64_t off = mig_file_offset(f);
 		uint8_t t = mig_file_get_u8(f);
 		if (mig_file_status(f)) {
 			rc = rtrunc(&c, "record type at offset %llu (stream ended before EOF)",
 				    (unsigned long long)off);
-			goto out;
-		}
-		switch (t) {
-		case QEMU_VM_EOF:
+		} else if (t == QEMU_VM_EOF) {
 			info->eof_offset = off;
-			goto eof;
-		case QEMU_VM_CONFIGURATION:
-			if (!first) {
-				rc = rfail(&c, HM_E_FORMAT, off,
-					   "CONFIGURATION record at offset %llu after other records", (unsigned long long)off);
-				goto out;
-			}
-			rc = load_configuration(&c, off);
+			rc = load_after_eof(&c);
 			break;
-		case QEMU_VM_SECTION_START:
-		case QEMU_VM_SECTION_FULL:
-			rc = load_section_start(&c, t, off);
-			break;
-		case QEMU_VM_SECTION_PART:
-		case QEMU_VM_SECTION_END:
-			rc = load_section_part(&c, t, off);
-			break;
-		case QEMU_VM_COMMAND:
-			rc = load_command(&c, off);
-			break;
-		case QEMU_VM_SECTION_FOOTER:
-			rc = rfail(&c, HM_E_FOOTER, off, "section footer at offset %llu outside a section record",
-				   (unsigned long long)off);
-			break;
-		case QEMU_VM_SUBSECTION:
-		case QEMU_VM_VMDESCRIPTION:
-			rc = rfail(&c, HM_E_FORMAT, off, "%s record at offset %llu is not allowed here",
-				   savevm_record_name(t), (unsigned long long)off);
-			break;
-		default:
-			rc = rfail(&c, HM_E_UNKNOWN, off, "unknown record type 0x%02x at offset %llu", t,
-				   (unsigned long long)off);
-			break;
-		}
-		if (rc)
-			goto out;
-		first = false;
-	}
-eof:
-	if (!c.o->allow_incomplete) {
-		for (size_t i = 0; i < r->n; i++) {
-			savevm_section_t *s = r->secs[i];
-			if (s->started && !s->ended) {
-				rc = rfail(&c, HM_E_FORMAT, info->eof_offset,
-					   "EOF at offset %llu but live section '%s' (id %u) got no SECTION_END",
-					   (unsigned long long)info->eof_offset, s->idstr, s->wire_id);
-				goto out;
-			}
+		} else {
+			rc = load_record(&c, t, off, first);
 		}
 	}
-	if (!c.o->stop_at_eof) {
-		rc = load_vmdesc(&c);
-		if (rc)
-			goto out;
-		if (c.o->require_end) {
-			int t = mig_file_peek_u8(f);
-			if (t >= 0) {
-				rc = rfail(&c, HM_E_FORMAT, mig_file_offset(f),
-					   "unexpected byte 0x%02x at offset %llu after the end of the stream",
-					   t, (unsigned long long)mig_file_offset(f));
-				goto out;
-			}
-		}
-	}
-out:
 	info->end_offset = mig_file_offset(f);
-	if (!rc && mig_file_status(f))
-		rc = chan_fail(f, err);
+	if (rc || mig_file_status(f))
+		rc = mig_file_error_copy(f, err);
 	return rc;
 }
 

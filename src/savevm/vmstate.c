@@ -91,18 +91,18 @@ static bool has_subsections(const vmstate_desc_t *d, int depth)
 	return false;
 }
 
-/* Copy the channel's error into err with the field path in front. */
+/*
+ * The channel failed under field path: the innermost level (err still
+ * clear) puts the path in front of the channel's error, then it is copied
+ * into err, so both say the same.
+ */
 static int fail_field(mig_file_t *f, hm_error_t *err, const char *path)
 {
-	const hm_error_t *ce = mig_file_error(f);
-	if (!ce)
+	if (!mig_file_status(f))
 		return 0;
-	if (err && err->code == 0) {
-		hm_error_set(err, ce->code, ce->offset, "%s", ce->msg);
-		if (path && path[0])
-			hm_error_prefix(err, "field '%s': ", path);
-	}
-	return ce->code;
+	if (err && err->code == 0 && path && path[0])
+		mig_file_error_prefix(f, "field '%s': ", path);
+	return mig_file_error_copy(f, err);
 }
 
 /* A hook failed: make its error the channel's (offset: here, unless set). */

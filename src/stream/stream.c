@@ -346,6 +346,28 @@ int mig_file_latch_error(mig_file_t *f, const hm_error_t *e)
 	return f->failed ? f->err.code : 0;
 }
 
+int mig_file_error_prefix(mig_file_t *f, const char *fmt, ...)
+{
+	if (!f->failed)
+		return 0;
+	char pre[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(pre, sizeof(pre), fmt, ap);
+	va_end(ap);
+	hm_error_prefix(&f->err, "%s", pre);
+	return f->err.code;
+}
+
+int mig_file_error_copy(const mig_file_t *f, hm_error_t *err)
+{
+	if (!f->failed)
+		return 0;
+	if (err && err->code == 0)
+		*err = f->err;
+	return f->err.code;
+}
+
 void mig_file_shutdown(mig_file_t *f)
 {
 	atomic_store(&f->cancelled, true);

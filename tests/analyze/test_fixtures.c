@@ -140,9 +140,9 @@ static void check_fixture(const struct fact *f)
 	assert_memory_equal(in.data + r->eof_offset, out + r2->eof_offset, in.len - r->eof_offset);
 	/* the START record of spapr/htab is kept as it was */
 	for (size_t i = 0; i < r->nrecords; i++)
-		if (r->records[i].type == AN_REC_START && r->sections[r->records[i].section].kind == AN_SEC_HTAB)
+		if (r->records[i].type == QEMU_VM_SECTION_START && r->sections[r->records[i].section].kind == AN_SEC_HTAB)
 			for (size_t m = 0; m < r2->nrecords; m++)
-				if (r2->records[m].type == AN_REC_START &&
+				if (r2->records[m].type == QEMU_VM_SECTION_START &&
 				    r2->sections[r2->records[m].section].kind == AN_SEC_HTAB)
 					assert_memory_equal(in.data + r->records[i].offset, out + r2->records[m].offset,
 							    r->records[i].length);
@@ -193,8 +193,8 @@ static void test_real_corruptions(void **state)
 	}
 	for (size_t i = 0; i < r->nrecords; i++) {
 		const an_record_t *rec = &r->records[i];
-		if (rec->type != AN_REC_FULL && rec->type != AN_REC_START && rec->type != AN_REC_PART &&
-		    rec->type != AN_REC_END)
+		if (rec->type != QEMU_VM_SECTION_FULL && rec->type != QEMU_VM_SECTION_START && rec->type != QEMU_VM_SECTION_PART &&
+		    rec->type != QEMU_VM_SECTION_END)
 			continue;
 		size_t foot = rec->offset + rec->length - 1;
 		buf[foot] ^= 0x10;

@@ -61,7 +61,7 @@ static inline uint64_t wire_check(const uint8_t *p, size_t len, int type, uint64
 {
 	assert_true(len >= 4);
 	uint32_t hdr = hm_load_be32(p);
-	if (type == HTAB_RECORD_START || hdr != 0) {
+	if (type == QEMU_VM_SECTION_START || hdr != 0) {
 		assert_int_equal(len, 4);
 		return 0;
 	}

@@ -200,8 +200,9 @@ static void test_channel_offsets(void **state)
 	hm_error_clear(&e);
 	assert_int_equal(mig_file_open_mem_reader(buf, n, &f), 0);
 	assert_int_equal(htab_loader_create(NULL, NULL, &l), 0);
-	assert_int_equal(htab_loader_load(l, f, HTAB_RECORD_START, &e), 0);
-	assert_int_equal(htab_loader_load(l, f, HTAB_RECORD_PART, &e), HM_E_RANGE);
+	assert_int_equal(htab_loader_load(l, f, QEMU_VM_SECTION_START), 0);
+	assert_int_equal(htab_loader_load(l, f, QEMU_VM_SECTION_PART), HM_E_RANGE);
+	e = *mig_file_error(f);
 	assert_int_equal(e.offset, 16);
 	assert_non_null(strstr(e.msg, "chunk 1"));
 	hm_error_t fe;
@@ -221,7 +222,7 @@ static void test_max_shift_and_external(void **state)
 	htab_loader_t *l;
 	assert_int_equal(htab_loader_create(NULL, &o, &l), 0);
 	hm_store_be32(p, 21);
-	assert_int_equal(htab_loader_load_buffer(l, p, 4, HTAB_RECORD_START, &e), HM_E_RANGE);
+	assert_int_equal(htab_loader_load_buffer(l, p, 4, QEMU_VM_SECTION_START, &e), HM_E_RANGE);
 	assert_non_null(strstr(e.msg, "htab_shift 21 (a table of 2 MiB) exceeds this destination's "
 				  "cap of htab_shift 20 (1 MiB)"));
 	htab_loader_destroy(l);
@@ -229,11 +230,11 @@ static void test_max_shift_and_external(void **state)
 	/* The cap holds for a resize header in PART and END records too, and
 	 * the message carries the caller's hint on how to raise it. */
 	o.max_shift_hint = "change it with --max-htab-shift N";
-	for (int type = HTAB_RECORD_PART; type <= HTAB_RECORD_END; type++) {
+	for (int type = QEMU_VM_SECTION_PART; type <= QEMU_VM_SECTION_END; type++) {
 		hm_error_clear(&e);
 		assert_int_equal(htab_loader_create(NULL, &o, &l), 0);
 		hm_store_be32(p, 19);
-		assert_int_equal(htab_loader_load_buffer(l, p, 4, HTAB_RECORD_START, &e), 0);
+		assert_int_equal(htab_loader_load_buffer(l, p, 4, QEMU_VM_SECTION_START, &e), 0);
 		for (uint32_t s = 18; s <= 20; s++) { /* resizes within the cap */
 			hm_store_be32(p, s);
 			assert_int_equal(htab_loader_load_buffer(l, p, 4, type, &e), 0);
@@ -259,7 +260,7 @@ static void test_max_shift_and_external(void **state)
 	assert_true(hpt_write_entry(t, 5, UINT64_C(0x4000000012346005), 0x194));
 	assert_int_equal(htab_loader_create(t, NULL, &l), 0);
 	hm_store_be32(p, 19);
-	assert_int_equal(htab_loader_load_buffer(l, p, 4, HTAB_RECORD_START, &e), 0);
+	assert_int_equal(htab_loader_load_buffer(l, p, 4, QEMU_VM_SECTION_START, &e), 0);
 	assert_ptr_equal(htab_loader_table(l), t);
 	assert_int_equal(hpt_shift(t), 19);
 	uint64_t valid;
@@ -277,8 +278,8 @@ static void test_qemu_cuts(void **state)
 					     "qemu10-2g-live-part4-invalid.bin",
 					     "qemu10-2g-live-part5.bin",
 					     "qemu10-2g-live-end-empty.bin" };
-	static const int types[] = { HTAB_RECORD_START, HTAB_RECORD_PART, HTAB_RECORD_PART,
-				     HTAB_RECORD_END };
+	static const int types[] = { QEMU_VM_SECTION_START, QEMU_VM_SECTION_PART, QEMU_VM_SECTION_PART,
+				     QEMU_VM_SECTION_END };
 	htab_loader_t *l;
 	hm_error_t e;
 	hm_error_clear(&e);
@@ -313,10 +314,10 @@ static void test_qemu_cuts(void **state)
 	assert_int_equal(htab_loader_create(NULL, NULL, &l), 0);
 	size_t len;
 	uint8_t *d = read_golden("qemu10-p9radix-start-nohpt.bin", &len);
-	assert_int_equal(htab_loader_load_buffer(l, d, len, HTAB_RECORD_START, &e), 0);
+	assert_int_equal(htab_loader_load_buffer(l, d, len, QEMU_VM_SECTION_START, &e), 0);
 	free(d);
 	d = read_golden("qemu10-p9radix-end-nohpt.bin", &len);
-	assert_int_equal(htab_loader_load_buffer(l, d, len, HTAB_RECORD_END, &e), 0);
+	assert_int_equal(htab_loader_load_buffer(l, d, len, QEMU_VM_SECTION_END, &e), 0);
 	free(d);
 	assert_int_equal(htab_loader_summary(l, &sum, NULL), 0);
 	assert_true(sum.no_hpt);
@@ -327,7 +328,7 @@ static void test_qemu_cuts(void **state)
 	/* QEMU 7.2's START: htab_shift 23. */
 	assert_int_equal(htab_loader_create(NULL, NULL, &l), 0);
 	d = read_golden("qemu72-1g-start.bin", &len);
-	assert_int_equal(htab_loader_load_buffer(l, d, len, HTAB_RECORD_START, &e), 0);
+	assert_int_equal(htab_loader_load_buffer(l, d, len, QEMU_VM_SECTION_START, &e), 0);
 	free(d);
 	assert_int_equal(hpt_shift(htab_loader_table(l)), 23);
 	htab_loader_destroy(l);
@@ -363,8 +364,8 @@ static void test_random_property(void **state)
 		hm_error_t e;
 		hm_error_clear(&e);
 		assert_int_equal(htab_loader_create(NULL, NULL, &l), 0);
-		assert_int_equal(htab_loader_load_buffer(l, p, slen, HTAB_RECORD_START, &e), 0);
-		int rc = htab_loader_load_buffer(l, p + slen, len - slen, HTAB_RECORD_END, &e);
+		assert_int_equal(htab_loader_load_buffer(l, p, slen, QEMU_VM_SECTION_START, &e), 0);
+		int rc = htab_loader_load_buffer(l, p + slen, len - slen, QEMU_VM_SECTION_END, &e);
 		if (rc)
 			fail_msg("round %d: %s", round, e.msg);
 		uint8_t d1[32];
@@ -416,7 +417,7 @@ static void test_invalid_runs_model(void **state)
 		hm_error_t e;
 		hm_error_clear(&e);
 		uint8_t start[4] = {0, 0, 0, 18};
-		assert_int_equal(htab_loader_load_buffer(l, start, 4, HTAB_RECORD_START, &e), 0);
+		assert_int_equal(htab_loader_load_buffer(l, start, 4, QEMU_VM_SECTION_START, &e), 0);
 		for (int rec = 0; rec < 30; rec++) {
 			uint8_t *q = pay;
 			put_be(&q, 0, 4);
@@ -446,7 +447,7 @@ static void test_invalid_runs_model(void **state)
 					mv[idx + nv + k] = mr[idx + nv + k] = 0;
 			}
 			put_be(&q, 0, 8);
-			int rc = htab_loader_load_buffer(l, pay, (size_t)(q - pay), HTAB_RECORD_PART, &e);
+			int rc = htab_loader_load_buffer(l, pay, (size_t)(q - pay), QEMU_VM_SECTION_PART, &e);
 			if (rc)
 				fail_msg("mode %d record %d: %s", mode, rec, e.msg);
 		}
@@ -524,8 +525,8 @@ static void test_buffered_path(void **state)
 		uint8_t start[4];
 		hm_store_be32(start, 20);
 		assert_int_equal(htab_loader_create(NULL, NULL, &l), 0);
-		assert_int_equal(htab_loader_load_buffer(l, start, 4, HTAB_RECORD_START, &e), 0);
-		int rc = htab_loader_load_buffer(l, buf, len, HTAB_RECORD_PART, &e);
+		assert_int_equal(htab_loader_load_buffer(l, start, 4, QEMU_VM_SECTION_START, &e), 0);
+		int rc = htab_loader_load_buffer(l, buf, len, QEMU_VM_SECTION_PART, &e);
 		htab_load_stats_t st;
 		htab_loader_get_stats(l, &st);
 		if (pass == 0) {
@@ -552,8 +553,8 @@ static void test_buffered_path(void **state)
 		mig_file_t *f;
 		assert_int_equal(mig_file_open_fd(fileno(tf), MIG_FILE_READ, 0, &f), 0);
 		assert_int_equal(htab_loader_create(NULL, NULL, &l), 0);
-		assert_int_equal(htab_loader_load_buffer(l, start, 4, HTAB_RECORD_START, &e), 0);
-		assert_int_equal(htab_loader_load(l, f, HTAB_RECORD_PART, &e), 0);
+		assert_int_equal(htab_loader_load_buffer(l, start, 4, QEMU_VM_SECTION_START, &e), 0);
+		assert_int_equal(htab_loader_load(l, f, QEMU_VM_SECTION_PART), 0);
 		assert_int_equal(mig_file_offset(f), good_len);
 		assert_int_equal(htab_loader_summary(l, &file, NULL), 0);
 		assert_memory_equal(mem.digest, file.digest, 32);
@@ -566,6 +567,39 @@ static void test_buffered_path(void **state)
 	free(buf);
 }
 
+/*
+ * qemu_wire.h's chunk header: golden bytes both ways, and the one parser's
+ * answers (endmark, in range, out of range in 64-bit: an index near 2^32
+ * plus its runs must not wrap, a zero-length chunk with an index is no
+ * endmark).
+ */
+static void test_chunk_hdr_wire(void **state)
+{
+	(void)state;
+	uint8_t b[HTAB_CHUNK_HDR_SIZE];
+	htab_chunk_hdr_put(b, (struct htab_chunk_hdr){ .index = 0x01020304, .n_valid = 0x0506,
+						       .n_invalid = 0x0708 });
+	static const uint8_t want[] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	assert_memory_equal(b, want, sizeof(want));
+	struct htab_chunk_hdr h;
+	assert_int_equal(htab_chunk_parse(b, UINT64_C(0x01020304) + 0x0506 + 0x0708, &h),
+			 HTAB_CHUNK_RUNS);
+	assert_int_equal(h.index, 0x01020304);
+	assert_int_equal(h.n_valid, 0x0506);
+	assert_int_equal(h.n_invalid, 0x0708);
+	assert_int_equal(htab_chunk_parse(b, UINT64_C(0x01020304) + 0x0506 + 0x0707, &h),
+			 HTAB_CHUNK_RANGE);
+	static const uint8_t wrap[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x01 };
+	assert_int_equal(htab_chunk_parse(wrap, UINT64_C(1) << 32, &h), HTAB_CHUNK_RANGE);
+	static const uint8_t zero[HTAB_CHUNK_HDR_SIZE] = { 0 };
+	assert_int_equal(htab_chunk_parse(zero, 0, &h), HTAB_CHUNK_ENDMARK);
+	static const uint8_t empty_at[] = { 0, 0, 0, 9, 0, 0, 0, 0 };
+	assert_int_equal(htab_chunk_parse(empty_at, 16, &h), HTAB_CHUNK_RUNS);
+	assert_int_equal(htab_chunk_parse(empty_at, 8, &h), HTAB_CHUNK_RANGE);
+	assert_string_equal(qemu_vm_record_name(QEMU_VM_SECTION_PART), "SECTION_PART");
+	assert_string_equal(qemu_vm_record_name(0x42), "unknown");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -575,6 +609,7 @@ int main(void)
 		cmocka_unit_test(test_random_property),
 		cmocka_unit_test(test_invalid_runs_model),
 		cmocka_unit_test(test_buffered_path),
+		cmocka_unit_test(test_chunk_hdr_wire),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,11 +25,10 @@ struct fact {
 
 static int on_htab(void *opaque, int type, mig_file_t *f)
 {
-	hm_error_t e;
-	hm_error_clear(&e);
-	int rc = htab_loader_load(opaque, f, type, &e);
-	if (rc)
-		print_error("load: %s (offset %lld)\n", e.msg, (long long)e.offset);
+	int rc = htab_loader_load(opaque, f, type);
+	const hm_error_t *e = mig_file_error(f);
+	if (rc && e)
+		print_error("load: %s (offset %lld)\n", e->msg, (long long)e->offset);
 	return rc;
 }
 
@@ -79,8 +78,8 @@ static void check_fixture(const struct fact *x)
 	const uint8_t *p = mig_file_mem_data(w, &elen);
 	htab_loader_t *l2;
 	assert_int_equal(htab_loader_create(NULL, NULL, &l2), 0);
-	assert_int_equal(htab_loader_load_buffer(l2, p, slen, HTAB_RECORD_START, &e), 0);
-	assert_int_equal(htab_loader_load_buffer(l2, p + slen, elen - slen, HTAB_RECORD_END, &e), 0);
+	assert_int_equal(htab_loader_load_buffer(l2, p, slen, QEMU_VM_SECTION_START, &e), 0);
+	assert_int_equal(htab_loader_load_buffer(l2, p + slen, elen - slen, QEMU_VM_SECTION_END, &e), 0);
 	htab_summary_t s2;
 	assert_int_equal(htab_loader_summary(l2, &s2, &e), 0);
 	assert_memory_equal(s2.digest, sum.digest, 32);

@@ -93,7 +93,7 @@ static void round_trip(uint64_t seed, enum htab_scan scan, bool resize)
 	o.scan = scan;
 	htab_save_t *s;
 	assert_int_equal(htab_save_create(t, &o, &s, NULL), 0);
-	rec_begin(r, HTAB_RECORD_START);
+	rec_begin(r, QEMU_VM_SECTION_START);
 	assert_int_equal(htab_save_setup(s, r->w), 0);
 	rec_end(r);
 
@@ -122,7 +122,7 @@ static void round_trip(uint64_t seed, enum htab_scan scan, bool resize)
 		 * an interrupted sweep (where both bugs this test found lived).
 		 */
 		uint64_t budget = (i == iters - 1 && (seed & 1)) ? 1 : 200000 + tu_rand(&seed) % 1000000;
-		rec_begin(r, HTAB_RECORD_PART);
+		rec_begin(r, QEMU_VM_SECTION_PART);
 		int rc = htab_save_iterate(s, r->w, budget);
 		rec_end(r);
 		assert_true(rc == 0 || rc == 1);
@@ -135,7 +135,7 @@ static void round_trip(uint64_t seed, enum htab_scan scan, bool resize)
 		calls += v[i].calls;
 	}
 	assert_true(calls >= 100 * NVCPU);
-	rec_begin(r, HTAB_RECORD_END);
+	rec_begin(r, QEMU_VM_SECTION_END);
 	int rc = htab_save_complete(s, r->w);
 	rec_end(r);
 	assert_int_equal(rc, 0);

@@ -29,7 +29,7 @@ static void rec_free(struct recorder *r)
 
 static int do_setup(struct recorder *r, htab_save_t *s)
 {
-	rec_begin(r, HTAB_RECORD_START);
+	rec_begin(r, QEMU_VM_SECTION_START);
 	int rc = htab_save_setup(s, r->w);
 	rec_end(r);
 	return rc;
@@ -37,7 +37,7 @@ static int do_setup(struct recorder *r, htab_save_t *s)
 
 static int do_iterate(struct recorder *r, htab_save_t *s, uint64_t budget)
 {
-	rec_begin(r, HTAB_RECORD_PART);
+	rec_begin(r, QEMU_VM_SECTION_PART);
 	int rc = htab_save_iterate(s, r->w, budget);
 	rec_end(r);
 	return rc;
@@ -45,7 +45,7 @@ static int do_iterate(struct recorder *r, htab_save_t *s, uint64_t budget)
 
 static int do_complete(struct recorder *r, htab_save_t *s)
 {
-	rec_begin(r, HTAB_RECORD_END);
+	rec_begin(r, QEMU_VM_SECTION_END);
 	int rc = htab_save_complete(s, r->w);
 	rec_end(r);
 	return rc;
@@ -361,7 +361,7 @@ static void test_run_max(void **state)
 		size_t len;
 		const uint8_t *p = whole_pass_encode(&wp, t, m, &len);
 		/* 131072 slots: 65535 + 65535 + 2. */
-		assert_int_equal(wire_check(p, len, HTAB_RECORD_END, hpt_slots(t)), 3);
+		assert_int_equal(wire_check(p, len, QEMU_VM_SECTION_END, hpt_slots(t)), 3);
 		assert_int_equal(hm_load_be16(p + 8), 65535);
 		whole_pass_free(&wp);
 	}

@@ -109,8 +109,8 @@ static void test_accept_screens_strays(void **state)
 	assert_non_null(strstr(s.last, "closed without sending anything"));
 
 	mig_file_t *f = mig_conn_file(conn);
-	assert_int_equal(mig_file_get_be32(f), SAVEVM_MAGIC);
-	assert_int_equal(mig_file_get_be32(f), SAVEVM_VERSION);
+	assert_int_equal(mig_file_get_be32(f), QEMU_VM_FILE_MAGIC);
+	assert_int_equal(mig_file_get_be32(f), QEMU_VM_FILE_VERSION);
 	assert_int_equal(mig_file_get_u8(f), 0x07);
 	assert_int_equal(mig_file_get_be32(f), 12);
 	assert_int_equal(mig_file_status(f), 0);

@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "testutil.h"
+#include "hptmig/machine.h"
 #include "hptmig/savevm.h"
 
 struct fixture {
@@ -109,12 +110,11 @@ struct walk {
 };
 
 /* ram (wire-format.md §4), skipped item by item. */
-static int ram_load(void *opaque, mig_file_t *f, uint32_t version, int type, hm_error_t *err)
+static int ram_load(void *opaque, mig_file_t *f, uint32_t version, int type)
 {
 	struct walk *w = opaque;
 	(void)version;
 	(void)type;
-	(void)err;
 	for (;;) {
 		uint64_t off = mig_file_offset(f);
 		uint64_t a = mig_file_get_be64(f);
@@ -152,11 +152,10 @@ static int ram_load(void *opaque, mig_file_t *f, uint32_t version, int type, hm_
 }
 
 /* spapr/htab (wire-format.md §2), chunks counted. */
-static int htab_load(void *opaque, mig_file_t *f, uint32_t version, int type, hm_error_t *err)
+static int htab_load(void *opaque, mig_file_t *f, uint32_t version, int type)
 {
 	struct walk *w = opaque;
 	(void)version;
-	(void)err;
 	uint32_t hdr = mig_file_get_be32(f);
 	if (type == QEMU_VM_SECTION_START) {
 		w->htab_shift = hdr;
@@ -232,11 +231,10 @@ struct dev_ctx {
 };
 static struct dev_ctx dev_ctx[64];
 
-static int dev_load(void *opaque, mig_file_t *f, uint32_t version, int type, hm_error_t *err)
+static int dev_load(void *opaque, mig_file_t *f, uint32_t version, int type)
 {
 	struct dev_ctx *c = opaque;
 	(void)version;
-	(void)err;
 	assert_int_equal(type, QEMU_VM_SECTION_FULL);
 	c->w->devices++;
 	return skip_desc(f, c->desc);

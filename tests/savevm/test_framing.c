@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "testutil.h"
+#include "hptmig/machine.h"
 #include "hptmig/savevm.h"
 
 /* ------------------------------------------------------------ toy section */
@@ -28,17 +29,15 @@ struct toy {
 	int fail_load;
 };
 
-static int toy_setup(void *opaque, mig_file_t *f, hm_error_t *err)
+static int toy_setup(void *opaque, mig_file_t *f)
 {
-	(void)err;
 	((struct toy *)opaque)->setup_calls++;
 	mig_file_put_be32(f, 0xa0a0a0a0);
 	return 0;
 }
 
-static int toy_iterate(void *opaque, mig_file_t *f, uint64_t budget_ns, hm_error_t *err)
+static int toy_iterate(void *opaque, mig_file_t *f, uint64_t budget_ns)
 {
-	(void)err;
 	(void)budget_ns;
 	struct toy *t = opaque;
 	mig_file_put_be32(f, t->iter_calls++);
@@ -50,15 +49,14 @@ static uint64_t toy_pending(void *opaque)
 	return ((struct toy *)opaque)->pending;
 }
 
-static int toy_complete(void *opaque, mig_file_t *f, hm_error_t *err)
+static int toy_complete(void *opaque, mig_file_t *f)
 {
-	(void)err;
 	((struct toy *)opaque)->complete_calls++;
 	mig_file_put_be32(f, 0xe0e0e0e0);
 	return 0;
 }
 
-static int toy_load(void *opaque, mig_file_t *f, uint32_t version, int type, hm_error_t *err)
+static int toy_load(void *opaque, mig_file_t *f, uint32_t version, int type)
 {
 	struct toy *t = opaque;
 	(void)version;
@@ -68,7 +66,7 @@ static int toy_load(void *opaque, mig_file_t *f, uint32_t version, int type, hm_
 		t->types[t->ntypes++] = type;
 	}
 	if (t->fail_load)
-		return hm_error_set(err, HM_E_RANGE, -1, "toy value %#x refused", v);
+		return mig_file_set_error(f, HM_E_RANGE, "toy value %#x refused", v);
 	if (type == QEMU_VM_SECTION_START && v != 0xa0a0a0a0)
 		return mig_file_set_error(f, HM_E_FORMAT, "toy START value %#x", v);
 	return 0;
@@ -420,6 +418,46 @@ static void test_truncated_everywhere(void **state)
 	free(d);
 }
 
+/*
+ * One route for errors: what savevm_load_stream_ex reports is the channel's
+ * own error, context and all (section name, field path), for every prefix
+ * of the golden stream and for a handler's refusal. Before the route was
+ * unified the channel kept the bare message and only err had the context.
+ */
+static void test_channel_error_is_reported(void **state)
+{
+	(void)state;
+	size_t len;
+	uint8_t *d = write_golden(&len);
+	for (size_t n = 0; n <= len; n++) {
+		struct side s;
+		side_init(&s, true);
+		s.toy.fail_load = n == len;
+		mig_file_t *f;
+		assert_int_equal(mig_file_open_mem_reader(d, n, &f), 0);
+		hm_error_t e;
+		hm_error_clear(&e);
+		int rc = savevm_load_stream_ex(f, s.r, NULL, NULL, &e);
+		const hm_error_t *ce = mig_file_error(f);
+		if (rc == 0) {
+			assert_null(ce);
+		} else {
+			assert_non_null(ce);
+			if (strcmp(ce->msg, e.msg) != 0)
+				print_error("prefix %zu: channel '%s' vs reported '%s'\n", n, ce->msg,
+					    e.msg);
+			assert_int_equal(ce->code, e.code);
+			assert_int_equal(ce->offset, e.offset);
+			assert_string_equal(ce->msg, e.msg);
+		}
+		if (n == len)
+			assert_non_null(strstr(ce->msg, "section 'toy' instance 0 version 1"));
+		mig_file_close(f, NULL);
+		savevm_registry_free(s.r);
+	}
+	free(d);
+}
+
 static void test_rate_limited_iterate(void **state)
 {
 	(void)state;
@@ -588,6 +626,7 @@ int main(void)
 		cmocka_unit_test(test_error_vectors),
 		cmocka_unit_test(test_duplicate_ids),
 		cmocka_unit_test(test_truncated_everywhere),
+		cmocka_unit_test(test_channel_error_is_reported),
 		cmocka_unit_test(test_rate_limited_iterate),
 		cmocka_unit_test(test_hooks),
 		cmocka_unit_test(test_big_vmdesc),

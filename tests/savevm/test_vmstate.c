@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "testutil.h"
+#include "hptmig/machine.h"
 #include "hptmig/savevm.h"
 #include "savevm/savevm_int.h"
 
