@@ -456,6 +456,27 @@ static void test_channel_error_is_reported(void **state)
 		savevm_registry_free(s.r);
 	}
 	free(d);
+
+	/* The writer's own errors (not a handler's) take the same route: a
+	 * machine name too long is the channel's error too, as reported. */
+	struct side s;
+	side_init(&s, true);
+	char name[SAVEVM_MACHINE_MAX + 2];
+	memset(name, 'm', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	mig_file_t *f;
+	assert_int_equal(mig_file_open_mem_writer(0, &f), 0);
+	hm_error_t e;
+	hm_error_clear(&e);
+	assert_int_equal(savevm_write_header(s.r, f, name, &e), -EINVAL);
+	const hm_error_t *ce = mig_file_error(f);
+	assert_non_null(ce);
+	assert_int_equal(ce->code, e.code);
+	assert_int_equal(ce->offset, e.offset);
+	assert_string_equal(ce->msg, e.msg);
+	assert_non_null(strstr(e.msg, "machine name"));
+	mig_file_close(f, NULL);
+	savevm_registry_free(s.r);
 }
 
 static void test_rate_limited_iterate(void **state)
