@@ -103,7 +103,7 @@ static void side_init(struct side *s, bool with_toy)
 	assert_int_equal(savevm_registry_new(&s->r), 0);
 	if (with_toy)
 		assert_int_equal(savevm_register_live(s->r, "toy", 0, 1, 1, &toy_ops, &s->toy, &e), 0);
-	assert_int_equal(savevm_register_spapr(s->r, &s->spapr, &e), 0);
+	assert_int_equal(machine_spapr_register(s->r, &s->spapr, &e), 0);
 	assert_int_equal(savevm_register_verify(s->r, &s->verify, &e), 0);
 }
 
@@ -385,7 +385,7 @@ static void test_duplicate_ids(void **state)
 	side_init(&s, true);
 	hm_error_clear(&e);
 	spapr_state_t sp;
-	assert_int_equal(savevm_register_spapr(s.r, &sp, &e), -EEXIST);
+	assert_int_equal(machine_spapr_register(s.r, &sp, &e), -EEXIST);
 	savevm_registry_free(s.r);
 	free(d);
 }
