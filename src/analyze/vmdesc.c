@@ -209,22 +209,35 @@ static int vdesc_mark_dups(struct an_vdesc *d, int64_t off, hm_error_t *err)
 	return rc;
 }
 
+/* The optional array member `key` of o (absent: none), and zeroed room for
+ * one compiled element of elem bytes per entry in *mem (NULL when empty). */
+static int vdesc_array(json_t *o, const char *key, size_t elem, json_t **arr, size_t *n, void **mem,
+		       const char *where, int64_t off, hm_error_t *err)
+{
+	*arr = json_object_get(o, key);
+	*n = 0;
+	if (*arr && !json_is_array(*arr))
+		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: '%s' is not an array", where, key);
+	*n = *arr ? json_array_size(*arr) : 0;
+	if (*n && !(*mem = calloc(*n, elem)))
+		return hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
+	return 0;
+}
+
 /* Compiles the 'fields' array of the device described as `where`. */
 static int vdesc_compile_fields(json_t *o, struct an_vdesc *d, const char *where, int depth, int64_t off,
 				hm_error_t *err)
 {
-	json_t *fields = json_object_get(o, "fields");
-	if (fields && !json_is_array(fields))
-		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: 'fields' is not an array", where);
-	size_t nf = fields ? json_array_size(fields) : 0;
-	if (nf) {
-		d->fields = calloc(nf, sizeof(*d->fields));
-		if (!d->fields)
-			return hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
-	}
+	json_t *fields;
+	size_t nf;
+	void *mem = NULL;
+	int rc = vdesc_array(o, "fields", sizeof(*d->fields), &fields, &nf, &mem, where, off, err);
+	d->fields = mem;
+	if (rc < 0)
+		return rc;
 	for (size_t i = 0; i < nf; i++) {
 		d->nfields = i + 1;
-		int rc = vdesc_compile_field(json_array_get(fields, i), &d->fields[i], i, where, depth, off, err);
+		rc = vdesc_compile_field(json_array_get(fields, i), &d->fields[i], i, where, depth, off, err);
 		if (rc < 0)
 			return rc;
 	}
@@ -235,18 +248,16 @@ static int vdesc_compile_fields(json_t *o, struct an_vdesc *d, const char *where
 static int vdesc_compile_subs(json_t *o, struct an_vdesc *d, const char *where, int depth, int64_t off,
 			      hm_error_t *err)
 {
-	json_t *subs = json_object_get(o, "subsections");
-	if (subs && !json_is_array(subs))
-		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: 'subsections' is not an array", where);
-	size_t ns = subs ? json_array_size(subs) : 0;
-	if (ns) {
-		d->subs = calloc(ns, sizeof(*d->subs));
-		if (!d->subs)
-			return hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
-	}
+	json_t *subs;
+	size_t ns;
+	void *mem = NULL;
+	int rc = vdesc_array(o, "subsections", sizeof(*d->subs), &subs, &ns, &mem, where, off, err);
+	d->subs = mem;
+	if (rc < 0)
+		return rc;
 	for (size_t i = 0; i < ns; i++) {
 		d->nsubs = i + 1;
-		int rc = vdesc_compile(json_array_get(subs, i), &d->subs[i], depth + 1, false, off, err);
+		rc = vdesc_compile(json_array_get(subs, i), &d->subs[i], depth + 1, false, off, err);
 		if (rc < 0)
 			return rc;
 		if (strlen(d->subs[i].vmsd_name) > 255)
