@@ -465,6 +465,39 @@ static void test_errors(void **state)
 	free(d);
 }
 
+/* One error route: for every prefix of the golden stream that fails and
+ * for a post_load refusal, the channel's error is the one vmstate_load
+ * reports (the field path put in front once, in the channel). */
+static void test_channel_error_is_reported(void **state)
+{
+	(void)state;
+	for (size_t n = 0; n <= sizeof(golden_v3); n++) {
+		all_t got;
+		memset(&got, 0, sizeof(got));
+		got.magic = 0xfeedface; /* EQUAL: the destination's own value */
+		got.fail_post_load = n == sizeof(golden_v3);
+		mig_file_t *r;
+		assert_int_equal(mig_file_open_mem_reader(golden_v3, n, &r), 0);
+		hm_error_t e;
+		hm_error_clear(&e);
+		int rc = vmstate_load(r, &all_vmsd, &got, 3, &e);
+		const hm_error_t *ce = mig_file_error(r);
+		if (rc == 0) {
+			/* a prefix ending where optional subsections may begin */
+			assert_null(ce);
+			assert_true(n < sizeof(golden_v3));
+		} else {
+			assert_non_null(ce);
+			assert_int_equal(ce->code, e.code);
+			assert_int_equal(ce->offset, e.offset);
+			assert_string_equal(ce->msg, e.msg);
+		}
+		if (n == sizeof(golden_v3))
+			assert_non_null(strstr(e.msg, "rejected by post_load"));
+		mig_file_close(r, NULL);
+	}
+}
+
 /* ------------------------------------------------------------------ spapr */
 
 static void test_spapr_versions(void **state)
@@ -721,6 +754,7 @@ int main(void)
 		cmocka_unit_test(test_check_descriptions),
 		cmocka_unit_test(test_golden_save),
 		cmocka_unit_test(test_golden_load),
+		cmocka_unit_test(test_channel_error_is_reported),
 		cmocka_unit_test(test_roundtrip_random),
 		cmocka_unit_test(test_truncated_everywhere),
 		cmocka_unit_test(test_errors),
