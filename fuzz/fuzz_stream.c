@@ -125,7 +125,7 @@ static int state_init(struct state *s)
 	if (savevm_registry_new(&s->r) != 0)
 		return -1;
 	if (savevm_register_live(s->r, "fz/live", 0, 2, 1, &live_ops, NULL, NULL) != 0 ||
-	    savevm_register_spapr_qemu(s->r, &s->spapr, NULL) != 0 ||
+	    machine_spapr_register_qemu(s->r, &s->spapr, NULL) != 0 ||
 	    savevm_register_verify(s->r, &s->verify, NULL) != 0 ||
 	    savevm_register_vmstate(s->r, "fz/dev", 0, &dev_vmsd, &s->dev, NULL) != 0) {
 		savevm_registry_free(s->r);

@@ -278,16 +278,15 @@ static void print_summary(FILE *sum, bool json, const char *in_path, const char 
 	fflush(sum);
 }
 
-static int run(int argc, char **argv)
+/* Parses the command line; returns 0, or 2 after saying what was wrong. */
+static int parse_args(int argc, char **argv, const char **in_path, const char **out_path, bool *json,
+		      uint64_t *max_input)
 {
-	const char *in_path = NULL, *out_path = NULL;
-	bool json = false;
-	uint64_t max_input = 0; /* the defaults */
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
-			json = true;
+			*json = true;
 		} else if (strcmp(argv[i], "--max-input") == 0) {
-			if (i + 1 >= argc || !tool_parse_max_input(argv[i + 1], &max_input)) {
+			if (i + 1 >= argc || !tool_parse_max_input(argv[i + 1], max_input)) {
 				tool_fail("rewrite", "--max-input needs a size from 1 to 16G (e.g. 512M), got '%s'",
 					  i + 1 < argc ? argv[i + 1] : "");
 				return 2;
@@ -296,19 +295,29 @@ static int run(int argc, char **argv)
 		} else if (argv[i][0] == '-' && argv[i][1]) {
 			tool_fail("rewrite", "unknown option '%s' (hptmig rewrite --help)", argv[i]);
 			return 2;
-		} else if (!in_path) {
-			in_path = argv[i];
-		} else if (!out_path) {
-			out_path = argv[i];
+		} else if (!*in_path) {
+			*in_path = argv[i];
+		} else if (!*out_path) {
+			*out_path = argv[i];
 		} else {
 			tool_fail("rewrite", "extra argument '%s'", argv[i]);
 			return 2;
 		}
 	}
-	if (!in_path || !out_path) {
+	if (!*in_path || !*out_path) {
 		tool_fail("rewrite", "needs IN and OUT (hptmig rewrite --help)");
 		return 2;
 	}
+	return 0;
+}
+
+static int run(int argc, char **argv)
+{
+	const char *in_path = NULL, *out_path = NULL;
+	bool json = false;
+	uint64_t max_input = 0; /* the defaults */
+	if (parse_args(argc, argv, &in_path, &out_path, &json, &max_input) != 0)
+		return 2;
 	hm_error_t err;
 	hm_error_clear(&err);
 	an_input_t in;

@@ -75,10 +75,11 @@ typedef struct an_ram_stats {
 	an_ram_block_t *blocks;
 } an_ram_stats_t;
 
-/* Page-size encodings counted over the final table (papr-hpt.md). */
+/* Page-size encodings counted over the final table (papr-hpt.md, plus
+ * QEMU's 16G row, which hpt_page_decode accepts as QEMU does). */
 enum an_pgsz { AN_PG_4K, AN_PG_64K, AN_PG_16M, AN_PG_4K_64K, AN_PG_4K_16M, AN_PG_64K_16M,
-	       AN_PG_BAD, AN_PG_COUNT };
-/* Names of enum an_pgsz values ("4K", "64K", ..., "4K/64K", "invalid"). */
+	       AN_PG_16G, AN_PG_BAD, AN_PG_COUNT };
+/* Names of enum an_pgsz values ("4K", "64K", ..., "4K/64K", "16G", "invalid"). */
 const char *an_pgsz_name(int pg);
 
 typedef struct an_htab_stats {

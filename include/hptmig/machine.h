@@ -41,13 +41,13 @@ typedef struct spapr_state {
 #define SPAPR_SECTION_IDSTR "spapr"
 #define SPAPR_SECTION_VERSION 3u
 #define SPAPR_SECTION_MIN_VERSION 1u
-extern const vmstate_desc_t savevm_spapr_vmsd;
+extern const vmstate_desc_t machine_spapr_vmsd;
 /* Register `spapr` instance 0 over *s. */
-int savevm_register_spapr(savevm_registry_t *r, spapr_state_t *s, hm_error_t *err);
+int machine_spapr_register(savevm_registry_t *r, spapr_state_t *s, hm_error_t *err);
 
 /*
  * `spapr` with QEMU's optional subsections, for reading (and re-writing
- * byte for byte) the section of a real QEMU stream. savevm_register_spapr
+ * byte for byte) the section of a real QEMU stream. machine_spapr_register
  * refuses them as unknown; this variant knows the ones QEMU 7.2 to 10 send
  * on pseries: spapr_option_vector_ov5_cas, spapr_patb_entry, every
  * spapr/cap/<name> ("mig.caps[0x0N]"), spapr_dtb, spapr_fwnmi. It still
@@ -78,9 +78,9 @@ typedef struct spapr_qemu_state {
 	int32_t fwnmi_machine_check_interlock;
 } spapr_qemu_state_t;
 
-extern const vmstate_desc_t savevm_spapr_qemu_vmsd;
+extern const vmstate_desc_t machine_spapr_qemu_vmsd;
 /* Register `spapr` instance 0 over *s with QEMU's subsections. */
-int savevm_register_spapr_qemu(savevm_registry_t *r, spapr_qemu_state_t *s, hm_error_t *err);
+int machine_spapr_register_qemu(savevm_registry_t *r, spapr_qemu_state_t *s, hm_error_t *err);
 /* Free what a load allocated (fdt_blob); s stays valid (empty dtb). */
 void spapr_qemu_state_release(spapr_qemu_state_t *s);
 

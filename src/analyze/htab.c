@@ -236,18 +236,13 @@ static int tab_foreach(const struct an_tab *t, int (*fn)(void *, uint64_t, uint6
 
 const char *an_pgsz_name(int pg)
 {
-	static const char *const n[AN_PG_COUNT] = {"4K", "64K", "16M", "4K/64K", "4K/16M", "64K/16M",
+	static const char *const n[AN_PG_COUNT] = {"4K", "64K", "16M", "4K/64K", "4K/16M", "64K/16M", "16G",
 						  "invalid"};
 	return pg >= 0 && pg < AN_PG_COUNT ? n[pg] : "?";
 }
 
-/*
- * The category of hpt_page_decode's (base, actual) pair. QEMU's 16G row
- * (34/34) has no category of its own in the report, so it stays AN_PG_BAD
- * here, as it was before the analyser used the hpt layer's decoder: the
- * analyser's answers are unchanged, and a 16G entry counts as a check
- * failure.
- */
+/* The category of hpt_page_decode's (base, actual) pair: every row it
+ * accepts (papr-hpt.md's table and QEMU's 16G row) has one. */
 int an_hpte_pgsz(uint64_t v, uint64_t r, unsigned *base_shift)
 {
 	static const struct {
@@ -256,6 +251,7 @@ int an_hpte_pgsz(uint64_t v, uint64_t r, unsigned *base_shift)
 	} cat[] = {
 		{12, 12, AN_PG_4K},    {16, 16, AN_PG_64K},    {24, 24, AN_PG_16M},
 		{12, 16, AN_PG_4K_64K}, {12, 24, AN_PG_4K_16M}, {16, 24, AN_PG_64K_16M},
+		{34, 34, AN_PG_16G},
 	};
 	unsigned b = 12, a = 12;
 	int pg = AN_PG_BAD;

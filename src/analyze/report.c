@@ -288,6 +288,98 @@ int an_htab_entries_write(const an_report_t *r, bool json, int (*write)(void *op
 	return rc;
 }
 
+/* The geometry and counts of a table the stream sent (not a no-HPT one). */
+static void text_htab_table(struct sb *b, const an_htab_stats_t *h)
+{
+	char s1[32];
+	size_str(UINT64_C(1) << h->shift, s1, sizeof(s1));
+	sb_printf(b, "htab: shift %u (%s, %" PRIu64 " slots), %" PRIu64 " records (%" PRIu64 " START, %" PRIu64
+		  " PART, %" PRIu64 " END; %" PRIu64 " empty)\n",
+		  h->shift, s1, h->slots, h->records, h->n_start, h->n_part, h->n_end, h->empty_records);
+	sb_printf(b, "      sent: %" PRIu64 " chunks, %" PRIu64 " valid, %" PRIu64 " invalid%s\n", h->chunks,
+		  h->valid_sent, h->invalid_sent, h->resizes ? " (table resized)" : "");
+	sb_printf(b, "      final table: %" PRIu64 " valid, %" PRIu64 " bolted, %" PRIu64 " secondary\n",
+		  h->valid, h->bolted, h->secondary);
+	sb_printf(b, "      page sizes:");
+	for (int i = 0; i < AN_PG_COUNT; i++)
+		if (h->page_sizes[i])
+			sb_printf(b, " %s=%" PRIu64, an_pgsz_name(i), h->page_sizes[i]);
+	sb_printf(b, "\n      segment sizes: 256M=%" PRIu64 " 1T=%" PRIu64, h->seg_256m, h->seg_1t);
+	if (h->seg_reserved)
+		sb_printf(b, " reserved=%" PRIu64, h->seg_reserved);
+	sb_printf(b, "\n      PTEG occupancy (valid entries per PTEG: PTEGs):");
+	for (int i = 0; i <= 8; i++)
+		sb_printf(b, " %d:%" PRIu64, i, h->pteg_occupancy[i]);
+	sb_printf(b, "\n      structural check: %" PRIu64 " entr%s fail\n", h->check_failures,
+		  h->check_failures == 1 ? "y" : "ies");
+}
+
+/* The section table and the commands. */
+static void text_sections(struct sb *b, const an_report_t *r)
+{
+	sb_printf(b, "sections: %zu, records: %zu\n", r->nsections, r->nrecords);
+	sb_printf(b, "  %4s  %-28s %10s %4s %5s %5s %5s %5s %12s  %s\n", "id", "idstr", "instance", "ver", "start",
+		  "part", "end", "full", "bytes", "kind");
+	for (size_t i = 0; i < r->nsections; i++) {
+		const an_section_t *s = &r->sections[i];
+		sb_printf(b, "  %4u  %-28s %10u %4u %5" PRIu64 " %5" PRIu64 " %5" PRIu64 " %5" PRIu64 " %12" PRIu64 "  %s\n",
+			  s->id, s->idstr, s->instance_id, s->version_id, s->n_start, s->n_part, s->n_end, s->n_full,
+			  s->bytes, kind_name(s->kind));
+	}
+	if (r->ncommands) {
+		for (size_t i = 0; i < r->ncommands; i++) {
+			const char *n = an_command_name(r->commands[i].cmd);
+			sb_printf(b, "command: %s (%u) at offset %" PRIu64 "\n", n ? n : "?", r->commands[i].cmd,
+				  r->commands[i].offset);
+		}
+	} else {
+		sb_printf(b, "commands: none\n");
+	}
+}
+
+/* The ram section's pages and blocks. */
+static void text_ram(struct sb *b, const an_report_t *r)
+{
+	if (r->ram.present) {
+		char s1[32];
+		size_str(r->ram.total_bytes, s1, sizeof(s1));
+		sb_printf(b, "ram: %" PRIu64 " data pages, %" PRIu64 " zero pages (page size %u), %s in %zu block%s:",
+			  r->ram.data_pages, r->ram.zero_pages, r->ram.page_size, s1, r->ram.nblocks,
+			  r->ram.nblocks == 1 ? "" : "s");
+		for (size_t i = 0; i < r->ram.nblocks; i++)
+			sb_printf(b, " %s=%" PRIu64, r->ram.blocks[i].name, r->ram.blocks[i].length);
+		sb_printf(b, "\n");
+		if (r->ram.fill_pages)
+			sb_printf(b, "     %" PRIu64 " zero-page items carry a non-zero fill byte\n", r->ram.fill_pages);
+	} else {
+		sb_printf(b, "ram: (no ram section)\n");
+	}
+}
+
+/* The spapr/htab section: table, counts, digest and, on request, every entry. */
+static void text_htab(struct sb *b, const an_report_t *r, unsigned flags)
+{
+	const an_htab_stats_t *h = &r->htab;
+	if (h->present) {
+		char dig[65];
+		hm_hex(h->digest, HM_SHA256_LEN, dig);
+		if (h->no_hpt) {
+			sb_printf(b, "htab: no HPT (radix guest), %" PRIu64 " records (%" PRIu64 " START, %" PRIu64
+				  " PART, %" PRIu64 " END)\n",
+				  h->records, h->n_start, h->n_part, h->n_end);
+		} else {
+			text_htab_table(b, h);
+		}
+		sb_printf(b, "      digest: %s\n", dig);
+		if ((flags & AN_OUT_HTAB) && !h->no_hpt) {
+			sb_printf(b, "htab entries (slot pteg/i V R page-size segment flags):\n");
+			an_htab_foreach(r, text_entry, b);
+		}
+	} else {
+		sb_printf(b, "htab: (no spapr/htab section)\n");
+	}
+}
+
 char *an_report_text(const an_report_t *r, unsigned flags)
 {
 	struct sb b = {0};
@@ -297,75 +389,9 @@ char *an_report_text(const an_report_t *r, unsigned flags)
 	sb_printf(&b, "machine: %s\n", r->has_config ? r->machine : "(no configuration record)");
 	if (r->config_subsections[0])
 		sb_printf(&b, "configuration subsections: %s\n", r->config_subsections);
-	sb_printf(&b, "sections: %zu, records: %zu\n", r->nsections, r->nrecords);
-	sb_printf(&b, "  %4s  %-28s %10s %4s %5s %5s %5s %5s %12s  %s\n", "id", "idstr", "instance", "ver", "start",
-		  "part", "end", "full", "bytes", "kind");
-	for (size_t i = 0; i < r->nsections; i++) {
-		const an_section_t *s = &r->sections[i];
-		sb_printf(&b, "  %4u  %-28s %10u %4u %5" PRIu64 " %5" PRIu64 " %5" PRIu64 " %5" PRIu64 " %12" PRIu64 "  %s\n",
-			  s->id, s->idstr, s->instance_id, s->version_id, s->n_start, s->n_part, s->n_end, s->n_full,
-			  s->bytes, kind_name(s->kind));
-	}
-	if (r->ncommands) {
-		for (size_t i = 0; i < r->ncommands; i++) {
-			const char *n = an_command_name(r->commands[i].cmd);
-			sb_printf(&b, "command: %s (%u) at offset %" PRIu64 "\n", n ? n : "?", r->commands[i].cmd,
-				  r->commands[i].offset);
-		}
-	} else {
-		sb_printf(&b, "commands: none\n");
-	}
-	if (r->ram.present) {
-		size_str(r->ram.total_bytes, s1, sizeof(s1));
-		sb_printf(&b, "ram: %" PRIu64 " data pages, %" PRIu64 " zero pages (page size %u), %s in %zu block%s:",
-			  r->ram.data_pages, r->ram.zero_pages, r->ram.page_size, s1, r->ram.nblocks,
-			  r->ram.nblocks == 1 ? "" : "s");
-		for (size_t i = 0; i < r->ram.nblocks; i++)
-			sb_printf(&b, " %s=%" PRIu64, r->ram.blocks[i].name, r->ram.blocks[i].length);
-		sb_printf(&b, "\n");
-		if (r->ram.fill_pages)
-			sb_printf(&b, "     %" PRIu64 " zero-page items carry a non-zero fill byte\n", r->ram.fill_pages);
-	} else {
-		sb_printf(&b, "ram: (no ram section)\n");
-	}
-	const an_htab_stats_t *h = &r->htab;
-	if (h->present) {
-		char dig[65];
-		hm_hex(h->digest, HM_SHA256_LEN, dig);
-		if (h->no_hpt) {
-			sb_printf(&b, "htab: no HPT (radix guest), %" PRIu64 " records (%" PRIu64 " START, %" PRIu64
-				  " PART, %" PRIu64 " END)\n",
-				  h->records, h->n_start, h->n_part, h->n_end);
-		} else {
-			size_str(UINT64_C(1) << h->shift, s1, sizeof(s1));
-			sb_printf(&b, "htab: shift %u (%s, %" PRIu64 " slots), %" PRIu64 " records (%" PRIu64 " START, %" PRIu64
-				  " PART, %" PRIu64 " END; %" PRIu64 " empty)\n",
-				  h->shift, s1, h->slots, h->records, h->n_start, h->n_part, h->n_end, h->empty_records);
-			sb_printf(&b, "      sent: %" PRIu64 " chunks, %" PRIu64 " valid, %" PRIu64 " invalid%s\n", h->chunks,
-				  h->valid_sent, h->invalid_sent, h->resizes ? " (table resized)" : "");
-			sb_printf(&b, "      final table: %" PRIu64 " valid, %" PRIu64 " bolted, %" PRIu64 " secondary\n",
-				  h->valid, h->bolted, h->secondary);
-			sb_printf(&b, "      page sizes:");
-			for (int i = 0; i < AN_PG_COUNT; i++)
-				if (h->page_sizes[i])
-					sb_printf(&b, " %s=%" PRIu64, an_pgsz_name(i), h->page_sizes[i]);
-			sb_printf(&b, "\n      segment sizes: 256M=%" PRIu64 " 1T=%" PRIu64, h->seg_256m, h->seg_1t);
-			if (h->seg_reserved)
-				sb_printf(&b, " reserved=%" PRIu64, h->seg_reserved);
-			sb_printf(&b, "\n      PTEG occupancy (valid entries per PTEG: PTEGs):");
-			for (int i = 0; i <= 8; i++)
-				sb_printf(&b, " %d:%" PRIu64, i, h->pteg_occupancy[i]);
-			sb_printf(&b, "\n      structural check: %" PRIu64 " entr%s fail\n", h->check_failures,
-				  h->check_failures == 1 ? "y" : "ies");
-		}
-		sb_printf(&b, "      digest: %s\n", dig);
-		if ((flags & AN_OUT_HTAB) && !h->no_hpt) {
-			sb_printf(&b, "htab entries (slot pteg/i V R page-size segment flags):\n");
-			an_htab_foreach(r, text_entry, &b);
-		}
-	} else {
-		sb_printf(&b, "htab: (no spapr/htab section)\n");
-	}
+	text_sections(&b, r);
+	text_ram(&b, r);
+	text_htab(&b, r, flags);
 	if (r->has_verify) {
 		char dig[65];
 		hm_hex(r->verify_digest, HM_SHA256_LEN, dig);

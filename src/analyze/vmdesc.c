@@ -143,8 +143,131 @@ static bool same_name(void *opaque, uint32_t i)
 	return strcmp(c->d->fields[i].name, c->name) == 0;
 }
 
-static int vdesc_compile(json_t *o, struct an_vdesc *d, int depth, bool top, int64_t off,
-			 hm_error_t *err)
+static int vdesc_compile(json_t *o, struct an_vdesc *d, int depth, bool top, int64_t off, hm_error_t *err);
+
+/* Compiles field #i of the device described as `where`. */
+static int vdesc_compile_field(json_t *f, struct an_vfield *vf, size_t i, const char *where, int depth,
+			       int64_t off, hm_error_t *err)
+{
+	uint64_t u;
+	int rc;
+	vf->index = -1;
+	vf->dup_of = -1;
+	vf->count = 1;
+	if (!json_is_object(f) || !json_is_string(json_object_get(f, "name")) ||
+	    !json_is_string(json_object_get(f, "type")))
+		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: field #%zu lacks a 'name' or 'type' string",
+				    where, i);
+	vf->name = json_string_value(json_object_get(f, "name"));
+	vf->type = json_string_value(json_object_get(f, "type"));
+	char fwhere[600];
+	char qf[HM_ESC_LEN(100)];
+	snprintf(fwhere, sizeof(fwhere), "%s field '%s'", where,
+		 hm_escape(vf->name, strlen(vf->name), 0, qf, sizeof(qf)));
+	if ((rc = get_u64(f, "size", true, UINT32_MAX, &vf->size, fwhere, off, err)) < 0)
+		return rc;
+	if ((rc = get_u64(f, "array_len", false, UINT32_MAX, &vf->count, fwhere, off, err)) < 0)
+		return rc;
+	if ((rc = get_u64(f, "index", false, UINT32_MAX, &u, fwhere, off, err)) < 0)
+		return rc;
+	if (rc == 0)
+		vf->index = (int64_t)u;
+	vf->kind = kind_of(vf->type, vf->size);
+	if (vf->kind != AN_VK_STRUCT)
+		return 0;
+	json_t *st = json_object_get(f, "struct");
+	if (!st)
+		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: type struct without 'struct'", fwhere);
+	vf->sdesc = calloc(1, sizeof(*vf->sdesc));
+	if (!vf->sdesc)
+		return hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
+	return vdesc_compile(st, vf->sdesc, depth + 1, false, off, err);
+}
+
+/* Fields sharing a name merge their values (QEMU's analyser does so);
+ * find each field's first namesake once, here, with a hash. */
+static int vdesc_mark_dups(struct an_vdesc *d, int64_t off, hm_error_t *err)
+{
+	if (d->nfields < 2)
+		return 0;
+	struct an_index ix = {0};
+	struct dup_ctx dc = {d, NULL};
+	int rc = 0;
+	for (size_t i = 0; i < d->nfields; i++) {
+		dc.name = d->fields[i].name;
+		uint64_t h = an_hash_str(dc.name, 0);
+		int64_t first = an_index_find(&ix, h, same_name, &dc);
+		d->fields[i].dup_of = first;
+		if (first >= 0) {
+			d->has_dups = true;
+		} else if (an_index_put(&ix, h, (uint32_t)i) < 0) {
+			rc = hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
+			break;
+		}
+	}
+	an_index_free(&ix);
+	return rc;
+}
+
+/* The optional array member `key` of o (absent: none), and zeroed room for
+ * one compiled element of elem bytes per entry in *mem (NULL when empty). */
+static int vdesc_array(json_t *o, const char *key, size_t elem, json_t **arr, size_t *n, void **mem,
+		       const char *where, int64_t off, hm_error_t *err)
+{
+	*arr = json_object_get(o, key);
+	*n = 0;
+	if (*arr && !json_is_array(*arr))
+		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: '%s' is not an array", where, key);
+	*n = *arr ? json_array_size(*arr) : 0;
+	if (*n && !(*mem = calloc(*n, elem)))
+		return hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
+	return 0;
+}
+
+/* Compiles the 'fields' array of the device described as `where`. */
+static int vdesc_compile_fields(json_t *o, struct an_vdesc *d, const char *where, int depth, int64_t off,
+				hm_error_t *err)
+{
+	json_t *fields;
+	size_t nf;
+	void *mem = NULL;
+	int rc = vdesc_array(o, "fields", sizeof(*d->fields), &fields, &nf, &mem, where, off, err);
+	d->fields = mem;
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < nf; i++) {
+		d->nfields = i + 1;
+		rc = vdesc_compile_field(json_array_get(fields, i), &d->fields[i], i, where, depth, off, err);
+		if (rc < 0)
+			return rc;
+	}
+	return vdesc_mark_dups(d, off, err);
+}
+
+/* Compiles the 'subsections' array of the device described as `where`. */
+static int vdesc_compile_subs(json_t *o, struct an_vdesc *d, const char *where, int depth, int64_t off,
+			      hm_error_t *err)
+{
+	json_t *subs;
+	size_t ns;
+	void *mem = NULL;
+	int rc = vdesc_array(o, "subsections", sizeof(*d->subs), &subs, &ns, &mem, where, off, err);
+	d->subs = mem;
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < ns; i++) {
+		d->nsubs = i + 1;
+		rc = vdesc_compile(json_array_get(subs, i), &d->subs[i], depth + 1, false, off, err);
+		if (rc < 0)
+			return rc;
+		if (strlen(d->subs[i].vmsd_name) > 255)
+			return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: subsection name longer than 255",
+					    where);
+	}
+	return 0;
+}
+
+static int vdesc_compile(json_t *o, struct an_vdesc *d, int depth, bool top, int64_t off, hm_error_t *err)
 {
 	char where[300];
 	memset(d, 0, sizeof(*d));
@@ -152,8 +275,7 @@ static int vdesc_compile(json_t *o, struct an_vdesc *d, int depth, bool top, int
 	if (!json_is_object(o))
 		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: a device description is not an object");
 	if (depth > AN_VDESC_MAX_DEPTH)
-		return hm_error_set(err, HM_E_RANGE, off, "vmdesc: nesting deeper than %d",
-				    AN_VDESC_MAX_DEPTH);
+		return hm_error_set(err, HM_E_RANGE, off, "vmdesc: nesting deeper than %d", AN_VDESC_MAX_DEPTH);
 	json_t *js;
 	if ((js = json_object_get(o, "name")) && json_is_string(js))
 		d->name = json_string_value(js);
@@ -163,11 +285,9 @@ static int vdesc_compile(json_t *o, struct an_vdesc *d, int depth, bool top, int
 		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: a device has no 'name'");
 	if (!top && !d->vmsd_name)
 		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: a struct or subsection has no 'vmsd_name'");
-	{
-		const char *dn = d->name ? d->name : d->vmsd_name;
-		char q[HM_ESC_LEN(120)];
-		snprintf(where, sizeof(where), "device '%s'", hm_escape(dn, strlen(dn), 0, q, sizeof(q)));
-	}
+	const char *dn = d->name ? d->name : d->vmsd_name;
+	char q[HM_ESC_LEN(120)];
+	snprintf(where, sizeof(where), "device '%s'", hm_escape(dn, strlen(dn), 0, q, sizeof(q)));
 	uint64_t u;
 	int rc;
 	if (top) {
@@ -179,91 +299,9 @@ static int vdesc_compile(json_t *o, struct an_vdesc *d, int depth, bool top, int
 		return rc;
 	if (rc == 0)
 		d->version = (int64_t)u;
-
-	json_t *fields = json_object_get(o, "fields");
-	if (fields && !json_is_array(fields))
-		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: 'fields' is not an array", where);
-	size_t nf = fields ? json_array_size(fields) : 0;
-	if (nf) {
-		d->fields = calloc(nf, sizeof(*d->fields));
-		if (!d->fields)
-			return hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
-	}
-	for (size_t i = 0; i < nf; i++) {
-		json_t *f = json_array_get(fields, i);
-		struct an_vfield *vf = &d->fields[i];
-		d->nfields = i + 1;
-		vf->index = -1;
-		vf->dup_of = -1;
-		vf->count = 1;
-		if (!json_is_object(f) || !json_is_string(json_object_get(f, "name")) ||
-		    !json_is_string(json_object_get(f, "type")))
-			return hm_error_set(err, HM_E_FORMAT, off,
-					    "vmdesc: %s: field #%zu lacks a 'name' or 'type' string", where, i);
-		vf->name = json_string_value(json_object_get(f, "name"));
-		vf->type = json_string_value(json_object_get(f, "type"));
-		char fwhere[600];
-		char qf[HM_ESC_LEN(100)];
-		snprintf(fwhere, sizeof(fwhere), "%s field '%s'", where,
-			 hm_escape(vf->name, strlen(vf->name), 0, qf, sizeof(qf)));
-		if ((rc = get_u64(f, "size", true, UINT32_MAX, &vf->size, fwhere, off, err)) < 0)
-			return rc;
-		if ((rc = get_u64(f, "array_len", false, UINT32_MAX, &vf->count, fwhere, off, err)) < 0)
-			return rc;
-		if ((rc = get_u64(f, "index", false, UINT32_MAX, &u, fwhere, off, err)) < 0)
-			return rc;
-		if (rc == 0)
-			vf->index = (int64_t)u;
-		vf->kind = kind_of(vf->type, vf->size);
-		json_t *st = json_object_get(f, "struct");
-		if (vf->kind == AN_VK_STRUCT) {
-			if (!st)
-				return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: type struct without 'struct'",
-						    fwhere);
-			vf->sdesc = calloc(1, sizeof(*vf->sdesc));
-			if (!vf->sdesc)
-				return hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
-			if ((rc = vdesc_compile(st, vf->sdesc, depth + 1, false, off, err)) < 0)
-				return rc;
-		}
-	}
-	/* Fields sharing a name merge their values (QEMU's analyser does so);
-	 * find each field's first namesake once, here, with a hash. */
-	if (nf > 1) {
-		struct an_index ix = {0};
-		struct dup_ctx dc = {d, NULL};
-		for (size_t i = 0; i < nf; i++) {
-			dc.name = d->fields[i].name;
-			uint64_t h = an_hash_str(dc.name, 0);
-			int64_t first = an_index_find(&ix, h, same_name, &dc);
-			d->fields[i].dup_of = first;
-			if (first >= 0) {
-				d->has_dups = true;
-			} else if (an_index_put(&ix, h, (uint32_t)i) < 0) {
-				an_index_free(&ix);
-				return hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
-			}
-		}
-		an_index_free(&ix);
-	}
-	json_t *subs = json_object_get(o, "subsections");
-	if (subs && !json_is_array(subs))
-		return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: 'subsections' is not an array", where);
-	size_t ns = subs ? json_array_size(subs) : 0;
-	if (ns) {
-		d->subs = calloc(ns, sizeof(*d->subs));
-		if (!d->subs)
-			return hm_error_set(err, -ENOMEM, off, "vmdesc: out of memory");
-	}
-	for (size_t i = 0; i < ns; i++) {
-		d->nsubs = i + 1;
-		if ((rc = vdesc_compile(json_array_get(subs, i), &d->subs[i], depth + 1, false, off, err)) < 0)
-			return rc;
-		if (strlen(d->subs[i].vmsd_name) > 255)
-			return hm_error_set(err, HM_E_FORMAT, off, "vmdesc: %s: subsection name longer than 255",
-					    where);
-	}
-	return 0;
+	if ((rc = vdesc_compile_fields(o, d, where, depth, off, err)) < 0)
+		return rc;
+	return vdesc_compile_subs(o, d, where, depth, off, err);
 }
 
 /* qsort has no context argument in C11: the array being sorted is set just
@@ -500,12 +538,132 @@ static struct an_node *value_node(struct an_arena *a, const struct an_vfield *f,
 	}
 }
 
+/* Every field, struct element and decoded value counts: a real stream
+ * needs about one visit per byte at most, a hostile vmdesc (millions of
+ * empty fields repeated by arrays) must not run long. */
+static int walk_count(struct an_walk *w)
+{
+	struct an_private *pv = w->r->priv;
+	if (++pv->work <= pv->work_max)
+		return 0;
+	return an_fail(w, HM_E_RANGE, (int64_t)w->pos, "the vmdesc describes more than %llu fields for a %llu-byte stream",
+		       (unsigned long long)pv->work_max, (unsigned long long)w->end);
+}
+
+/* A field of type struct: each element walked through its description and
+ * checked to take the size the vmdesc says. The field's frame is left
+ * pushed on failure, so the error names the path. */
+static int walk_struct_field(struct an_walk *w, const struct an_vfield *f, int depth, struct an_node *obj,
+			     struct an_node **slot, bool builtin)
+{
+	bool arr = f->index >= 0 || f->count > 1;
+	/* Elements of a zero-size struct are all empty: check one. */
+	uint64_t count = f->size == 0 && f->count > 1 ? 1 : f->count;
+	if (f->size && f->count > (w->end - w->pos) / f->size)
+		return an_fail(w, HM_E_TRUNCATED, (int64_t)w->pos,
+			       "field '%s': %" PRIu64 " structs of %" PRIu64 " bytes, only %zu bytes left", f->name,
+			       f->count, f->size, w->end - w->pos);
+	for (uint64_t k = 0; k < count; k++) {
+		int rc;
+		if (k && (rc = walk_count(w)) < 0)
+			return rc;
+		frame_push(w, f->name, f->count > 1 ? (int64_t)k : f->index);
+		size_t start = w->pos;
+		struct an_node *sub = obj ? an_node_new(w->arena, AN_NODE_OBJ, NULL, 0) : NULL;
+		if (obj && !sub)
+			return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
+		rc = an_vmstate_walk(w, f->sdesc, depth + 1, sub, builtin);
+		if (rc < 0 || w->stop_sub) {
+			w->nframes--;
+			return rc;
+		}
+		if ((uint64_t)(w->pos - start) != f->size)
+			return an_fail(w, HM_E_FORMAT, (int64_t)start,
+				       "struct takes %zu bytes but the vmdesc says %" PRIu64
+				       " (the vmdesc does not match the stream)",
+				       w->pos - start, f->size);
+		if (obj && an_node_put(w->arena, obj, f->name, sub, arr, slot) < 0)
+			return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
+		w->nframes--;
+	}
+	return 0;
+}
+
+/* A field of plain values (one, or an array): consumed, and shown in obj. */
+static int walk_value_field(struct an_walk *w, const struct an_vfield *f, struct an_node *obj,
+			    struct an_node **slot)
+{
+	frame_push(w, f->name, f->index);
+	if (f->count && f->size > UINT64_MAX / f->count)
+		return an_fail(w, HM_E_RANGE, (int64_t)w->pos, "size %" PRIu64 " x array_len %" PRIu64 " overflows",
+			       f->size, f->count);
+	uint64_t total = f->size * f->count;
+	if (!an_need(w, total, "field"))
+		return w->err->code;
+	if (obj) {
+		int rc = 0;
+		if (f->count > 1) {
+			/* an array of empty values shows one of them */
+			uint64_t count = f->size == 0 ? 1 : f->count;
+			for (uint64_t k = 0; k < count && rc == 0; k++)
+				rc = an_node_put(w->arena, obj, f->name,
+						 value_node(w->arena, f, w->buf + w->pos + k * f->size), true, slot);
+		} else {
+			rc = an_node_put(w->arena, obj, f->name, value_node(w->arena, f, w->buf + w->pos),
+					 f->index >= 0, slot);
+		}
+		if (rc < 0)
+			return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
+	}
+	w->pos += (size_t)total;
+	w->nframes--;
+	return 0;
+}
+
+/* One subsection the vmdesc lists: its header must name it, then its
+ * fields are walked like a device's. */
+static int walk_subsection(struct an_walk *w, const struct an_vdesc *s, int depth, struct an_node *obj,
+			   bool builtin)
+{
+	frame_push(w, s->vmsd_name, -1);
+	size_t at = w->pos;
+	if (!an_need(w, 2, "subsection header"))
+		return w->err->code;
+	uint8_t t = an_u8(w);
+	if (t != QEMU_VM_SUBSECTION)
+		return an_fail(w, HM_E_FORMAT, (int64_t)at,
+			       "subsection listed in the vmdesc is missing: expected byte 0x05, found 0x%02x", t);
+	uint8_t nl = an_u8(w);
+	if (!an_need(w, (uint64_t)nl + 4, "subsection name and version"))
+		return w->err->code;
+	size_t sl = strlen(s->vmsd_name);
+	if (nl != sl || memcmp(w->buf + w->pos, s->vmsd_name, sl) != 0) {
+		char q[HM_ESC_LEN(255)];
+		return an_fail(w, HM_E_FORMAT, (int64_t)at, "subsection '%s' found where the vmdesc lists this one",
+			       hm_escape(w->buf + w->pos, nl, 0, q, sizeof(q)));
+	}
+	w->pos += nl;
+	uint32_t ver = an_be32(w);
+	if (s->version >= 0 && ver != (uint64_t)s->version)
+		return an_fail(w, HM_E_VERSION, (int64_t)w->pos - 4, "subsection version %u, the vmdesc says %" PRId64,
+			       ver, s->version);
+	struct an_node *sub = obj ? an_node_new(w->arena, AN_NODE_OBJ, NULL, 0) : NULL;
+	if (obj && !sub)
+		return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
+	int rc = an_vmstate_walk(w, s, depth + 1, sub, builtin);
+	if (rc < 0 || w->stop_sub)
+		return rc;
+	if (obj && an_node_put(w->arena, obj, s->vmsd_name, sub, false, NULL) < 0)
+		return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
+	w->nframes--;
+	return 0;
+}
+
 int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, struct an_node *obj,
 		    bool builtin)
 {
 	if (depth > AN_VDESC_MAX_DEPTH)
 		return an_fail(w, HM_E_RANGE, (int64_t)w->pos, "nesting deeper than %d", AN_VDESC_MAX_DEPTH);
-	struct an_private *pv = w->r->priv;
 	/* The node put under each field's name in obj (only needed when names
 	 * repeat; otherwise every field's name is new in obj). */
 	struct an_node **slots = NULL;
@@ -515,113 +673,22 @@ int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, stru
 			return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
 		memset(slots, 0, d->nfields * sizeof(*slots));
 	}
-	for (size_t i = 0; i < d->nfields; i++) {
+	int rc = 0;
+	for (size_t i = 0; i < d->nfields && rc == 0 && !w->stop_sub; i++) {
 		const struct an_vfield *f = &d->fields[i];
 		struct an_node *local = NULL;
 		struct an_node **slot = slots ? &slots[f->dup_of >= 0 ? (size_t)f->dup_of : i] : &local;
-		/* Every field, struct element and decoded value counts: a real
-		 * stream needs about one visit per byte at most, a hostile vmdesc
-		 * (millions of empty fields repeated by arrays) must not run long. */
-		if (++pv->work > pv->work_max)
-			return an_fail(w, HM_E_RANGE, (int64_t)w->pos,
-				       "the vmdesc describes more than %llu fields for a %llu-byte stream",
-				       (unsigned long long)pv->work_max, (unsigned long long)w->end);
-		bool arr = f->index >= 0 || f->count > 1;
-		if (f->kind == AN_VK_STRUCT) {
-			/* Elements of a zero-size struct are all empty: check one. */
-			uint64_t count = f->size == 0 && f->count > 1 ? 1 : f->count;
-			if (f->size && f->count > (w->end - w->pos) / f->size)
-				return an_fail(w, HM_E_TRUNCATED, (int64_t)w->pos,
-					       "field '%s': %" PRIu64 " structs of %" PRIu64 " bytes, only %zu bytes left",
-					       f->name, f->count, f->size, w->end - w->pos);
-			for (uint64_t k = 0; k < count; k++) {
-				if (k && ++pv->work > pv->work_max)
-					return an_fail(w, HM_E_RANGE, (int64_t)w->pos,
-						       "the vmdesc describes more than %llu fields for a %llu-byte stream",
-						       (unsigned long long)pv->work_max, (unsigned long long)w->end);
-				frame_push(w, f->name, f->count > 1 ? (int64_t)k : f->index);
-				size_t start = w->pos;
-				struct an_node *sub = obj ? an_node_new(w->arena, AN_NODE_OBJ, NULL, 0) : NULL;
-				if (obj && !sub)
-					return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
-				int rc = an_vmstate_walk(w, f->sdesc, depth + 1, sub, builtin);
-				if (rc < 0 || w->stop_sub) {
-					w->nframes--;
-					return rc;
-				}
-				if ((uint64_t)(w->pos - start) != f->size) {
-					return an_fail(w, HM_E_FORMAT, (int64_t)start,
-						       "struct takes %zu bytes but the vmdesc says %" PRIu64
-						       " (the vmdesc does not match the stream)",
-						       w->pos - start, f->size);
-				}
-				if (obj && an_node_put(w->arena, obj, f->name, sub, arr, slot) < 0)
-					return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
-				w->nframes--;
-			}
-			continue;
-		}
-		frame_push(w, f->name, f->index);
-		if (f->count && f->size > UINT64_MAX / f->count) {
-			return an_fail(w, HM_E_RANGE, (int64_t)w->pos, "size %" PRIu64 " x array_len %" PRIu64
-				       " overflows", f->size, f->count);
-		}
-		uint64_t total = f->size * f->count;
-		if (!an_need(w, total, "field"))
-			return w->err->code;
-		if (obj) {
-			int rc = 0;
-			if (f->count > 1) {
-				/* an array of empty values shows one of them */
-				uint64_t count = f->size == 0 ? 1 : f->count;
-				for (uint64_t k = 0; k < count && rc == 0; k++)
-					rc = an_node_put(w->arena, obj, f->name,
-							 value_node(w->arena, f, w->buf + w->pos + k * f->size), true,
-							 slot);
-			} else {
-				rc = an_node_put(w->arena, obj, f->name, value_node(w->arena, f, w->buf + w->pos),
-						 f->index >= 0, slot);
-			}
-			if (rc < 0)
-				return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
-		}
-		w->pos += (size_t)total;
-		w->nframes--;
+		if ((rc = walk_count(w)) < 0)
+			break;
+		if (f->kind == AN_VK_STRUCT)
+			rc = walk_struct_field(w, f, depth, obj, slot, builtin);
+		else
+			rc = walk_value_field(w, f, obj, slot);
 	}
-	for (size_t i = 0; i < d->nsubs; i++) {
-		const struct an_vdesc *s = &d->subs[i];
-		frame_push(w, s->vmsd_name, -1);
-		size_t at = w->pos;
-		if (!an_need(w, 2, "subsection header"))
-			return w->err->code;
-		uint8_t t = an_u8(w);
-		if (t != QEMU_VM_SUBSECTION)
-			return an_fail(w, HM_E_FORMAT, (int64_t)at,
-				       "subsection listed in the vmdesc is missing: expected byte 0x05, found 0x%02x", t);
-		uint8_t nl = an_u8(w);
-		if (!an_need(w, (uint64_t)nl + 4, "subsection name and version"))
-			return w->err->code;
-		size_t sl = strlen(s->vmsd_name);
-		if (nl != sl || memcmp(w->buf + w->pos, s->vmsd_name, sl) != 0) {
-			char q[HM_ESC_LEN(255)];
-			return an_fail(w, HM_E_FORMAT, (int64_t)at, "subsection '%s' found where the vmdesc lists this one",
-				       hm_escape(w->buf + w->pos, nl, 0, q, sizeof(q)));
-		}
-		w->pos += nl;
-		uint32_t ver = an_be32(w);
-		if (s->version >= 0 && ver != (uint64_t)s->version)
-			return an_fail(w, HM_E_VERSION, (int64_t)w->pos - 4,
-				       "subsection version %u, the vmdesc says %" PRId64, ver, s->version);
-		struct an_node *sub = obj ? an_node_new(w->arena, AN_NODE_OBJ, NULL, 0) : NULL;
-		if (obj && !sub)
-			return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
-		int rc = an_vmstate_walk(w, s, depth + 1, sub, builtin);
-		if (rc < 0 || w->stop_sub)
-			return rc;
-		if (obj && an_node_put(w->arena, obj, s->vmsd_name, sub, false, NULL) < 0)
-			return an_fail(w, -ENOMEM, (int64_t)w->pos, "out of memory");
-		w->nframes--;
-	}
+	for (size_t i = 0; i < d->nsubs && rc == 0 && !w->stop_sub; i++)
+		rc = walk_subsection(w, &d->subs[i], depth, obj, builtin);
+	if (rc < 0 || w->stop_sub)
+		return rc;
 	if (builtin && depth == 0 && w->pos < w->end && w->buf[w->pos] == QEMU_VM_SUBSECTION) {
 		/* A subsection our built-in layout does not describe: stop cleanly. */
 		w->stop_sub = true;

@@ -628,6 +628,107 @@ uint64_t an_work_max(size_t walk_end)
 	return 2 * (uint64_t)walk_end + (UINT64_C(1) << 20);
 }
 
+/* The 8-byte stream header: magic and version 3. */
+static int analyze_header(an_report_t *r, const uint8_t *buf, size_t len)
+{
+	if (len < 8)
+		return hm_error_set(&r->error,
+				    len >= 4 && hm_load_be32(buf) != QEMU_VM_FILE_MAGIC ? HM_E_MAGIC : HM_E_TRUNCATED, 0,
+				    "stream header: needs 8 bytes (magic, version), the input has %zu", len);
+	if (hm_load_be32(buf) != QEMU_VM_FILE_MAGIC)
+		return hm_error_set(&r->error, HM_E_MAGIC, 0, "stream header: magic 0x%08x is not QEVM (0x%08x)",
+				    hm_load_be32(buf), QEMU_VM_FILE_MAGIC);
+	r->stream_version = hm_load_be32(buf + 4);
+	if (r->stream_version != QEMU_VM_FILE_VERSION)
+		return hm_error_set(&r->error, HM_E_VERSION, 4, "stream header: version %u%s (only 3 is supported)",
+				    r->stream_version,
+				    r->stream_version == QEMU_VM_FILE_VERSION_COMPAT ? " is obsolete" : "");
+	return 0;
+}
+
+/* The vmdesc at the end of the stream, when there is one: checked, parsed
+ * and compiled, and the walk told to end where it starts. */
+static int analyze_vmdesc(struct an_walk *w, const uint8_t *buf, size_t len)
+{
+	an_report_t *r = w->r;
+	struct an_private *p = r->priv;
+	size_t voff;
+	uint32_t vlen;
+	if (!find_vmdesc(buf, len, &voff, &vlen))
+		return 0;
+	int rc = an_vmdesc_prescan((const char *)buf + voff + 5, vlen, (int64_t)voff + 5, &r->error);
+	if (rc < 0) {
+		hm_error_prefix(&r->error, "vmdesc at offset %zu: ", voff);
+		return rc;
+	}
+	json_error_t je;
+	json_t *root = json_loadb((const char *)buf + voff + 5, vlen, JSON_REJECT_DUPLICATES, &je);
+	if (!root)
+		return hm_error_set(&r->error, HM_E_FORMAT,
+				    (int64_t)(voff + 5 + (size_t)(je.position > 0 ? je.position : 0)),
+				    "vmdesc at offset %zu: invalid JSON: %s", voff, je.text);
+	rc = an_vmdesc_compile(root, &p->vd, (int64_t)voff, &r->error);
+	json_decref(root);
+	p->have_vd = true;
+	if (rc < 0)
+		return rc;
+	r->has_vmdesc = true;
+	r->vmdesc = json_incref(p->vd.root);
+	r->vmdesc_offset = voff;
+	r->vmdesc_len = vlen;
+	r->vmdesc_devices = p->vd.ndev;
+	w->vd = &p->vd;
+	w->end = voff;
+	if (p->vd.page_size)
+		w->page_size = p->vd.page_size;
+	return 0;
+}
+
+/* Our own streams carry the sender's digest: check it. */
+static int analyze_check_verify(an_report_t *r)
+{
+	const an_htab_stats_t *h = &r->htab;
+	uint32_t shift = h->present && !h->no_hpt ? h->shift : HTAB_HDR_NO_HPT;
+	if (memcmp(r->verify_digest, h->digest, HM_SHA256_LEN) == 0 && r->verify_shift == shift &&
+	    r->verify_valid == h->valid)
+		return 0;
+	char a[65], b[65];
+	hm_hex(r->verify_digest, HM_SHA256_LEN, a);
+	hm_hex(h->digest, HM_SHA256_LEN, b);
+	return hm_error_set(&r->error, HM_E_DIGEST, r->priv->verify_off,
+			    "section 'hptmig/verify': the sender's table (shift %u, %llu valid, digest %s)"
+			    " is not the one replayed from spapr/htab (shift %u, %llu valid, digest %s)",
+			    r->verify_shift, (unsigned long long)r->verify_valid, a, shift, (unsigned long long)h->valid,
+			    b);
+}
+
+/* What was decoded for --state, also when the walk failed or stopped,
+ * rendered as text (and JSON on request) within the state budget.
+ * Returns rc, or the budget's error when the text did not fit. */
+static int analyze_render_state(an_report_t *r, size_t len, unsigned opts, int rc)
+{
+	struct an_private *p = r->priv;
+	size_t state_max = state_budget(len, p->htab_bytes);
+	/* the text fits in what the tree left of the budget; parsed by
+	 * jansson it takes up to AN_STATE_JSON_WEIGHT times as much */
+	size_t text_max = state_max - (p->arena.total < state_max ? p->arena.total : state_max);
+	if ((opts & AN_OPT_STATE_JSON) && text_max > state_max / AN_STATE_JSON_WEIGHT)
+		text_max = state_max / AN_STATE_JSON_WEIGHT;
+	bool over = false;
+	r->state_text = an_node_render(p->state, text_max ? text_max : 1, &r->state_len, &over);
+	if (over) {
+		rc = hm_error_set(&r->error, HM_E_RANGE, -1, "%s%s", state_cap_msg(state_max),
+				  (opts & AN_OPT_STATE_JSON) ? " (its text counts " HM_STR(AN_STATE_JSON_WEIGHT)
+							       " times: it is also parsed as JSON)"
+							     : "");
+	}
+	an_arena_free(&p->arena);
+	p->state = NULL;
+	if (r->state_text && (opts & AN_OPT_STATE_JSON))
+		r->state = json_loadb(r->state_text, r->state_len, 0, NULL);
+	return rc;
+}
+
 int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out, hm_error_t *err)
 {
 	hm_error_t local;
@@ -652,7 +753,6 @@ int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out,
 	hm_error_clear(&r->error);
 	int rc = 0;
 	w.arena = &p->arena;
-	size_t state_max = 0;
 	if (opts & AN_OPT_STATE) {
 		p->arena.max = state_budget(len, 0);
 		p->state = an_node_new(&p->arena, AN_NODE_OBJ, NULL, 0);
@@ -661,97 +761,19 @@ int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out,
 			goto done;
 		}
 	}
-	if (len < 8) {
-		rc = hm_error_set(&r->error, len >= 4 && hm_load_be32(buf) != QEMU_VM_FILE_MAGIC ? HM_E_MAGIC : HM_E_TRUNCATED,
-				  0, "stream header: needs 8 bytes (magic, version), the input has %zu", len);
+	if ((rc = analyze_header(r, buf, len)) < 0 || (rc = analyze_vmdesc(&w, buf, len)) < 0)
 		goto done;
-	}
-	if (hm_load_be32(buf) != QEMU_VM_FILE_MAGIC) {
-		rc = hm_error_set(&r->error, HM_E_MAGIC, 0, "stream header: magic 0x%08x is not QEVM (0x%08x)",
-				  hm_load_be32(buf), QEMU_VM_FILE_MAGIC);
-		goto done;
-	}
-	r->stream_version = hm_load_be32(buf + 4);
-	if (r->stream_version != QEMU_VM_FILE_VERSION) {
-		rc = hm_error_set(&r->error, HM_E_VERSION, 4, "stream header: version %u%s (only 3 is supported)",
-				  r->stream_version,
-				  r->stream_version == QEMU_VM_FILE_VERSION_COMPAT ? " is obsolete" : "");
-		goto done;
-	}
-	size_t voff;
-	uint32_t vlen;
-	if (find_vmdesc(buf, len, &voff, &vlen)) {
-		rc = an_vmdesc_prescan((const char *)buf + voff + 5, vlen, (int64_t)voff + 5, &r->error);
-		if (rc < 0) {
-			hm_error_prefix(&r->error, "vmdesc at offset %zu: ", voff);
-			goto done;
-		}
-		json_error_t je;
-		json_t *root = json_loadb((const char *)buf + voff + 5, vlen, JSON_REJECT_DUPLICATES, &je);
-		if (!root) {
-			rc = hm_error_set(&r->error, HM_E_FORMAT, (int64_t)(voff + 5 + (size_t)(je.position > 0 ? je.position : 0)),
-					  "vmdesc at offset %zu: invalid JSON: %s", voff, je.text);
-			goto done;
-		}
-		rc = an_vmdesc_compile(root, &p->vd, (int64_t)voff, &r->error);
-		json_decref(root);
-		p->have_vd = true;
-		if (rc < 0)
-			goto done;
-		r->has_vmdesc = true;
-		r->vmdesc = json_incref(p->vd.root);
-		r->vmdesc_offset = voff;
-		r->vmdesc_len = vlen;
-		r->vmdesc_devices = p->vd.ndev;
-		w.vd = &p->vd;
-		w.end = voff;
-		if (p->vd.page_size)
-			w.page_size = p->vd.page_size;
-	}
 	w.pos = 8;
 	p->work_max = an_work_max(w.end);
 	rc = walk_records(&w);
 	if (rc < 0)
 		goto done;
 	rc = an_htab_finish(r, &r->error);
-	if (rc == 0 && r->has_verify) {
-		/* Our own streams carry the sender's digest: check it. */
-		const an_htab_stats_t *h = &r->htab;
-		uint32_t shift = h->present && !h->no_hpt ? h->shift : HTAB_HDR_NO_HPT;
-		if (memcmp(r->verify_digest, h->digest, HM_SHA256_LEN) != 0 || r->verify_shift != shift ||
-		    r->verify_valid != h->valid) {
-			char a[65], b[65];
-			hm_hex(r->verify_digest, HM_SHA256_LEN, a);
-			hm_hex(h->digest, HM_SHA256_LEN, b);
-			rc = hm_error_set(&r->error, HM_E_DIGEST, p->verify_off,
-					  "section 'hptmig/verify': the sender's table (shift %u, %llu valid, digest %s)"
-					  " is not the one replayed from spapr/htab (shift %u, %llu valid, digest %s)",
-					  r->verify_shift, (unsigned long long)r->verify_valid, a, shift,
-					  (unsigned long long)h->valid, b);
-		}
-	}
+	if (rc == 0 && r->has_verify)
+		rc = analyze_check_verify(r);
 done:
-	if (p->state) {
-		/* what was decoded, also when the walk failed or stopped */
-		state_max = state_budget(len, p->htab_bytes);
-		/* the text fits in what the tree left of the budget; parsed by
-		 * jansson it takes up to AN_STATE_JSON_WEIGHT times as much */
-		size_t text_max = state_max - (p->arena.total < state_max ? p->arena.total : state_max);
-		if ((opts & AN_OPT_STATE_JSON) && text_max > state_max / AN_STATE_JSON_WEIGHT)
-			text_max = state_max / AN_STATE_JSON_WEIGHT;
-		bool over = false;
-		r->state_text = an_node_render(p->state, text_max ? text_max : 1, &r->state_len, &over);
-		if (over) {
-			rc = hm_error_set(&r->error, HM_E_RANGE, -1, "%s%s", state_cap_msg(state_max),
-					  (opts & AN_OPT_STATE_JSON) ? " (its text counts " HM_STR(AN_STATE_JSON_WEIGHT)
-								       " times: it is also parsed as JSON)"
-								     : "");
-		}
-		an_arena_free(&p->arena);
-		p->state = NULL;
-		if (r->state_text && (opts & AN_OPT_STATE_JSON))
-			r->state = json_loadb(r->state_text, r->state_len, 0, NULL);
-	}
+	if (p->state)
+		rc = analyze_render_state(r, len, opts, rc);
 	r->walk_ns = hm_now_ns() - t0;
 	if (r->error.code) {
 		*err = r->error;

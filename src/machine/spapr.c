@@ -40,16 +40,16 @@ static const vmstate_field_t spapr_fields[] = {
 	{ VMSTATE_END_OF_LIST },
 };
 
-const vmstate_desc_t savevm_spapr_vmsd = {
+const vmstate_desc_t machine_spapr_vmsd = {
 	.name = "spapr",
 	.version_id = SPAPR_SECTION_VERSION,
 	.minimum_version_id = SPAPR_SECTION_MIN_VERSION,
 	.fields = spapr_fields,
 };
 
-int savevm_register_spapr(savevm_registry_t *r, spapr_state_t *s, hm_error_t *err)
+int machine_spapr_register(savevm_registry_t *r, spapr_state_t *s, hm_error_t *err)
 {
-	return savevm_register_vmstate(r, SPAPR_SECTION_IDSTR, 0, &savevm_spapr_vmsd, s, err);
+	return savevm_register_vmstate(r, SPAPR_SECTION_IDSTR, 0, &machine_spapr_vmsd, s, err);
 }
 
 /* --------------------------------------------- spapr with QEMU subsections */
@@ -167,7 +167,7 @@ static const vmstate_desc_t *const spapr_qemu_subs[] = {
 _Static_assert(offsetof(spapr_qemu_state_t, base) == 0,
 	       "spapr's field descriptions are reused over spapr_qemu_state_t");
 
-const vmstate_desc_t savevm_spapr_qemu_vmsd = {
+const vmstate_desc_t machine_spapr_qemu_vmsd = {
 	.name = "spapr",
 	.version_id = SPAPR_SECTION_VERSION,
 	.minimum_version_id = SPAPR_SECTION_MIN_VERSION,
@@ -175,9 +175,9 @@ const vmstate_desc_t savevm_spapr_qemu_vmsd = {
 	.subsections = spapr_qemu_subs,
 };
 
-int savevm_register_spapr_qemu(savevm_registry_t *r, spapr_qemu_state_t *s, hm_error_t *err)
+int machine_spapr_register_qemu(savevm_registry_t *r, spapr_qemu_state_t *s, hm_error_t *err)
 {
-	return savevm_register_vmstate(r, SPAPR_SECTION_IDSTR, 0, &savevm_spapr_qemu_vmsd, s, err);
+	return savevm_register_vmstate(r, SPAPR_SECTION_IDSTR, 0, &machine_spapr_qemu_vmsd, s, err);
 }
 
 void spapr_qemu_state_release(spapr_qemu_state_t *s)

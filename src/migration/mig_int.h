@@ -29,18 +29,4 @@ void mig_cancel_attach(mig_cancel_t *c, mig_conn_t *conn);
 int mig_register_guest(savevm_registry_t **reg, htab_save_t *save, htab_loader_t *load,
 		       spapr_state_t *spapr, savevm_verify_t *verify, hm_error_t *err);
 
-/* Copy the channel's latched error into err and return its code. */
-static inline int mig_flush_err(mig_file_t *f, hm_error_t *err)
-{
-	int rc = mig_file_flush(f);
-	if (rc != 0) {
-		const hm_error_t *fe = mig_file_error(f);
-		if (fe)
-			*err = *fe;
-		else
-			hm_error_set(err, rc, (int64_t)mig_file_offset(f), "flush failed");
-	}
-	return rc;
-}
-
 #endif

@@ -15,7 +15,7 @@ int mig_register_guest(savevm_registry_t **reg, htab_save_t *save, htab_loader_t
 		return hm_error_set(err, rc, -1, "out of memory");
 	rc = save ? htab_register_save(*reg, save, err) : htab_register_load(*reg, load, err);
 	if (!rc)
-		rc = savevm_register_spapr(*reg, spapr, err);
+		rc = machine_spapr_register(*reg, spapr, err);
 	if (!rc && verify)
 		rc = savevm_register_verify(*reg, verify, err);
 	return rc;

@@ -392,8 +392,8 @@ static int precopy_round(struct attempt *a, uint64_t *r1, hm_error_t *err)
 	int rc = savevm_live_iterate(a->reg, f, a->p->round_budget_ns, err);
 	if (rc < 0)
 		return rc;
-	if (mig_flush_err(f, err) != 0)
-		return err->code;
+	if (mig_file_flush(f) != 0)
+		return mig_file_error_copy(f, err);
 	bool limited = mig_file_rate_limit_exceeded(f);
 	*r1 = hm_now_ns();
 	a->rep->rounds++;
@@ -506,8 +506,8 @@ static int measure_rtt(struct attempt *a, mig_file_t *f, hm_error_t *err)
 		return 0;
 	int rc = savevm_write_command_ping(f, token, err);
 	uint64_t t0 = hm_now_ns(); /* the PING leaves with this flush */
-	if (!rc)
-		rc = mig_flush_err(f, err);
+	if (!rc && mig_file_flush(f) != 0)
+		rc = mig_file_error_copy(f, err);
 	if (rc)
 		return rc;
 	hm_error_t e;
@@ -656,8 +656,8 @@ static int attempt_setup(struct attempt *a, mig_uri_t *uri, uint64_t t0, hm_erro
 		a->setup_called = true;
 		rc = savevm_live_setup_all(a->reg, f, err);
 	}
-	if (!rc)
-		rc = mig_flush_err(f, err);
+	if (!rc && mig_file_flush(f) != 0)
+		rc = mig_file_error_copy(f, err);
 	if (rc)
 		return rc;
 	a->rep->setup_ns = hm_now_ns() - t0;
@@ -705,8 +705,8 @@ static int attempt_stop_and_copy(struct attempt *a, uint64_t t0, hm_error_t *err
 	if (!rc)
 		rc = savevm_live_complete_all(a->reg, f, err);
 	/* Let the destination load the final pass while we compute the digest. */
-	if (!rc)
-		rc = mig_flush_err(f, err);
+	if (!rc && mig_file_flush(f) != 0)
+		rc = mig_file_error_copy(f, err);
 	if (!rc && !p->qemu_pure) {
 		a->verify.htab_shift = hpt_shift(h);
 		rc = hpt_summary(h, HPT_READ_QUIESCENT, &a->verify.valid, NULL, a->verify.digest);
@@ -718,8 +718,8 @@ static int attempt_stop_and_copy(struct attempt *a, uint64_t t0, hm_error_t *err
 		rc = savevm_write_full_all(a->reg, f, err);
 	if (!rc)
 		rc = savevm_write_eof_and_vmdesc(a->reg, f, err);
-	if (!rc)
-		rc = mig_flush_err(f, err);
+	if (!rc && mig_file_flush(f) != 0)
+		rc = mig_file_error_copy(f, err);
 	htab_save_get_stats(a->hs, &after);
 	rep->final_entries = after.valid_sent + after.invalid_sent - before.valid_sent -
 			     before.invalid_sent;

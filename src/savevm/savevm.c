@@ -235,10 +235,11 @@ int savevm_write_header(savevm_registry_t *r, mig_file_t *f, const char *machine
 	r->has_machine = false;
 	if (machine_name) {
 		size_t len = strlen(machine_name);
-		if (len > SAVEVM_MACHINE_MAX)
-			return hm_error_set(err, -EINVAL, (int64_t)mig_file_offset(f),
-					    "machine name of %zu bytes exceeds %u", len,
-					    SAVEVM_MACHINE_MAX);
+		if (len > SAVEVM_MACHINE_MAX) {
+			mig_file_set_error(f, -EINVAL, "machine name of %zu bytes exceeds %u", len,
+					   SAVEVM_MACHINE_MAX);
+			return mig_file_error_copy(f, err);
+		}
 		mig_file_put_u8(f, QEMU_VM_CONFIGURATION);
 		mig_file_put_be32(f, (uint32_t)len);
 		mig_file_put_buffer(f, machine_name, len);
@@ -349,25 +350,27 @@ int savevm_write_full_all(savevm_registry_t *r, mig_file_t *f, hm_error_t *err)
 {
 	json_decref(r->devices);
 	r->devices = json_array();
-	if (!r->devices)
-		return hm_error_set(err, -ENOMEM, -1, "out of memory (vmdesc)");
+	if (!r->devices) {
+		mig_file_set_error(f, -ENOMEM, "out of memory (vmdesc)");
+		return mig_file_error_copy(f, err);
+	}
 	for (size_t i = 0; i < r->n; i++) {
 		savevm_section_t *s = r->secs[i];
 		if (!s->vmsd || !s->enabled)
 			continue;
 		put_section_header(f, QEMU_VM_SECTION_FULL, s);
 		json_t *dev = json_object();
-		if (!dev)
-			return hm_error_set(err, -ENOMEM, -1, "out of memory (vmdesc)");
+		if (!dev) {
+			section_failed(f, mig_file_set_error(f, -ENOMEM, "out of memory (vmdesc)"), NULL, s, "save");
+			break;
+		}
 		json_object_set_new(dev, "name", json_string(s->idstr));
 		json_object_set_new(dev, "instance_id", json_integer(s->instance));
 		json_object_set_new(dev, "vmsd_name", json_string(s->vmsd->name));
 		json_object_set_new(dev, "version", json_integer(s->version));
 		json_array_append_new(r->devices, dev);
-		hm_error_t he;
-		hm_error_clear(&he);
-		int rc = vmstate_save_json(f, s->vmsd, s->opaque, s->version, dev, &he);
-		if (end_record(f, s, rc, &he, "save"))
+		int rc = vmstate_save_json(f, s->vmsd, s->opaque, s->version, dev, NULL);
+		if (end_record(f, s, rc, NULL, "save"))
 			break;
 	}
 	return mig_file_error_copy(f, err);
@@ -377,8 +380,10 @@ int savevm_write_eof_and_vmdesc(savevm_registry_t *r, mig_file_t *f, hm_error_t 
 {
 	mig_file_put_u8(f, QEMU_VM_EOF);
 	json_t *root = json_object();
-	if (!root)
-		return hm_error_set(err, -ENOMEM, -1, "out of memory (vmdesc)");
+	if (!root) {
+		mig_file_set_error(f, -ENOMEM, "out of memory (vmdesc)");
+		return mig_file_error_copy(f, err);
+	}
 	if (r->has_machine) {
 		/* As QEMU 9+: the configuration record described like a device. */
 		json_t *cfg = json_pack("{s:s, s:i, s:[{s:s, s:s, s:i}, {s:s, s:s, s:I}]}",
@@ -394,8 +399,10 @@ int savevm_write_eof_and_vmdesc(savevm_registry_t *r, mig_file_t *f, hm_error_t 
 	/* No JSON_COMPACT: jansson then separates with ", " and ": ", as QEMU does. */
 	char *js = json_dumps(root, JSON_PRESERVE_ORDER);
 	json_decref(root);
-	if (!js)
-		return hm_error_set(err, -ENOMEM, -1, "out of memory (vmdesc)");
+	if (!js) {
+		mig_file_set_error(f, -ENOMEM, "out of memory (vmdesc)");
+		return mig_file_error_copy(f, err);
+	}
 	size_t len = strlen(js);
 	mig_file_put_u8(f, QEMU_VM_VMDESCRIPTION);
 	mig_file_put_be32(f, (uint32_t)len);

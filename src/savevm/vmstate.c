@@ -92,35 +92,28 @@ static bool has_subsections(const vmstate_desc_t *d, int depth)
 }
 
 /*
- * The channel failed under field path: the innermost level (err still
- * clear) puts the path in front of the channel's error, then it is copied
- * into err, so both say the same.
+ * The channel failed under field path (nothing below has reported it: a
+ * failing call returns its non-zero code and every caller passes that up
+ * unchanged): put the path in front of the channel's error, once, and
+ * return its code. The public entry points copy it into their hm_error_t.
  */
-static int fail_field(mig_file_t *f, hm_error_t *err, const char *path)
+static int field_fail(mig_file_t *f, const char *path)
 {
-	if (!mig_file_status(f))
-		return 0;
-	if (err && err->code == 0 && path && path[0])
-		mig_file_error_prefix(f, "field '%s': ", path);
-	return mig_file_error_copy(f, err);
+	if (path && path[0])
+		return mig_file_error_prefix(f, "field '%s': ", path);
+	return mig_file_status(f);
 }
 
-/* A hook failed: make its error the channel's (offset: here, unless set). */
-static int fail_hook(mig_file_t *f, hm_error_t *herr, int rc, const char *what,
-		     const char *name, hm_error_t *err)
+/* A hook failed: its error becomes the channel's (offset: here, unless
+ * set; a generic one naming the hook when it left none). */
+static int hook_fail(mig_file_t *f, const hm_error_t *herr, int rc, const char *what, const char *name)
 {
-	hm_error_t e;
-	hm_error_clear(&e);
-	if (herr->code)
-		e = *herr;
-	else
-		hm_error_set(&e, rc, -1, "%s hook of '%s' failed: %s", what, name, hm_err_str(rc));
+	if (!herr->code)
+		return mig_file_set_error(f, rc, "%s hook of '%s' failed: %s", what, name, hm_err_str(rc));
+	hm_error_t e = *herr;
 	if (e.offset < 0)
 		e.offset = (int64_t)mig_file_offset(f);
-	mig_file_latch_error(f, &e);
-	if (err && err->code == 0)
-		*err = e;
-	return e.code;
+	return mig_file_latch_error(f, &e);
 }
 
 /* ----------------------------------------------------------------- check */
@@ -214,7 +207,7 @@ int vmstate_check(const vmstate_desc_t *vmsd, hm_error_t *err)
 /* ------------------------------------------------------------------- save */
 
 static int save_desc(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uint32_t version,
-		     json_t *desc, hm_error_t *err);
+		     json_t *desc);
 
 static void put_scalar(mig_file_t *f, const vmstate_field_t *fl, const uint8_t *p)
 {
@@ -256,7 +249,7 @@ static void put_scalar(mig_file_t *f, const vmstate_field_t *fl, const uint8_t *
 static const uint8_t zeros[256];
 
 static int save_element(mig_file_t *f, const vmstate_field_t *fl, uint8_t *base, uint8_t *p,
-			json_t *sdesc, hm_error_t *err)
+			json_t *sdesc)
 {
 	switch (fl->type) {
 	case VMS_VBUFFER: {
@@ -267,7 +260,7 @@ static int save_element(mig_file_t *f, const vmstate_field_t *fl, uint8_t *base,
 		if (len > fl->size || (len && !data)) {
 			mig_file_set_error(f, HM_E_STATE, "buffer '%s' of %u bytes (max %zu) has no data",
 					   fl->name, len, fl->size);
-			return fail_field(f, err, fl->name);
+			return field_fail(f, fl->name);
 		}
 		mig_file_put_buffer(f, data, len);
 		return 0;
@@ -290,7 +283,7 @@ static int save_element(mig_file_t *f, const vmstate_field_t *fl, uint8_t *base,
 		}
 		return 0;
 	case VMS_STRUCT:
-		return save_desc(f, fl->vmsd, p, fl->vmsd->version_id, sdesc, err);
+		return save_desc(f, fl->vmsd, p, fl->vmsd->version_id, sdesc);
 	default:
 		put_scalar(f, fl, p);
 		return 0;
@@ -308,7 +301,7 @@ static json_t *struct_header(const vmstate_desc_t *d, uint32_t version)
 }
 
 static int save_fields(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uint32_t version,
-		       json_t *fields, hm_error_t *err)
+		       json_t *fields)
 {
 	uint8_t *base = opaque;
 	for (const vmstate_field_t *fl = d->fields; fl->name; fl++) {
@@ -321,8 +314,10 @@ static int save_fields(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uin
 			json_t *fd = NULL, *sdesc = NULL;
 			if (fields && (i == 0 || !compress)) {
 				fd = json_object();
-				if (!fd)
-					return hm_error_set(err, -ENOMEM, -1, "out of memory (vmdesc)");
+				if (!fd) {
+					mig_file_set_error(f, -ENOMEM, "out of memory (vmdesc)");
+					return field_fail(f, fl->name);
+				}
 				json_object_set_new(fd, "name", json_string(fl->name));
 				if (n > 1) {
 					if (compress)
@@ -337,7 +332,7 @@ static int save_fields(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uin
 				}
 			}
 			uint64_t start = mig_file_offset(f);
-			int rc = save_element(f, fl, base, p, sdesc, err);
+			int rc = save_element(f, fl, base, p, sdesc);
 			if (fd) {
 				json_object_set_new(fd, "size", json_integer((json_int_t)(mig_file_offset(f) - start)));
 				json_array_append_new(fields, fd);
@@ -346,27 +341,27 @@ static int save_fields(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uin
 				return rc;
 		}
 		if (mig_file_status(f))
-			return fail_field(f, err, fl->name);
+			return field_fail(f, fl->name);
 	}
 	return 0;
 }
 
 static int save_desc(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uint32_t version,
-		     json_t *desc, hm_error_t *err)
+		     json_t *desc)
 {
 	if (d->pre_save) {
 		hm_error_t he;
 		hm_error_clear(&he);
 		int rc = d->pre_save(opaque, &he);
 		if (rc < 0)
-			return fail_hook(f, &he, rc, "pre_save", d->name, err);
+			return hook_fail(f, &he, rc, "pre_save", d->name);
 	}
 	json_t *fields = NULL;
 	if (desc) {
 		fields = json_array();
 		json_object_set_new(desc, "fields", fields);
 	}
-	int rc = save_fields(f, d, opaque, version, fields, err);
+	int rc = save_fields(f, d, opaque, version, fields);
 	if (rc)
 		return rc;
 	json_t *subs = NULL;
@@ -388,12 +383,12 @@ static int save_desc(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uint3
 			sdesc = struct_header(sd, sd->version_id);
 			json_array_append_new(subs, sdesc);
 		}
-		rc = save_desc(f, sd, opaque, sd->version_id, sdesc, err);
+		rc = save_desc(f, sd, opaque, sd->version_id, sdesc);
 		if (rc)
 			return rc;
 	}
 	if (mig_file_status(f))
-		return fail_field(f, err, d->name);
+		return field_fail(f, d->name);
 	return 0;
 }
 
@@ -405,11 +400,11 @@ int vmstate_save_json(mig_file_t *f, const vmstate_desc_t *vmsd, void *opaque, u
 	if (version > vmsd->version_id || version < vmsd->minimum_version_id) {
 		mig_file_set_error(f, HM_E_VERSION, "vmstate '%s': cannot save version %u (supported %u..%u)",
 				   vmsd->name, version, vmsd->minimum_version_id, vmsd->version_id);
-		return fail_field(f, err, NULL);
+		return mig_file_error_copy(f, err);
 	}
-	if (mig_file_status(f))
-		return fail_field(f, err, NULL);
-	return save_desc(f, vmsd, opaque, version, desc, err);
+	if (!mig_file_status(f))
+		save_desc(f, vmsd, opaque, version, desc);
+	return mig_file_error_copy(f, err);
 }
 
 int vmstate_save(mig_file_t *f, const vmstate_desc_t *vmsd, void *opaque, uint32_t version,
@@ -421,10 +416,9 @@ int vmstate_save(mig_file_t *f, const vmstate_desc_t *vmsd, void *opaque, uint32
 /* ------------------------------------------------------------------- load */
 
 static int load_desc(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uint32_t version,
-		     const char *path, hm_error_t *err);
+		     const char *path);
 
-static int load_scalar(mig_file_t *f, const vmstate_field_t *fl, uint8_t *p, const char *path,
-		       hm_error_t *err)
+static int load_scalar(mig_file_t *f, const vmstate_field_t *fl, uint8_t *p, const char *path)
 {
 	uint64_t start = mig_file_offset(f);
 	uint64_t v = 0;
@@ -444,13 +438,13 @@ static int load_scalar(mig_file_t *f, const vmstate_field_t *fl, uint8_t *p, con
 		break;
 	}
 	if (mig_file_status(f))
-		return fail_field(f, err, path);
+		return field_fail(f, path);
 	if (fl->type == VMS_BOOL) {
 		if (v > 1) {
 			mig_file_set_error_at(f, HM_E_FORMAT, (int64_t)start,
 					      "bool value %llu is neither 0 nor 1",
 					      (unsigned long long)v);
-			return fail_field(f, err, path);
+			return field_fail(f, path);
 		}
 		bool b = v != 0;
 		memcpy(p, &b, sizeof(b));
@@ -471,7 +465,7 @@ static int load_scalar(mig_file_t *f, const vmstate_field_t *fl, uint8_t *p, con
 			mig_file_set_error_at(f, HM_E_FORMAT, (int64_t)start,
 					      "value %#llx differs from the required %#llx",
 					      (unsigned long long)v, (unsigned long long)cur);
-			return fail_field(f, err, path);
+			return field_fail(f, path);
 		}
 		return 0;
 	}
@@ -485,7 +479,7 @@ static int load_scalar(mig_file_t *f, const vmstate_field_t *fl, uint8_t *p, con
 }
 
 static int load_vbuffer(mig_file_t *f, const vmstate_field_t *fl, uint8_t *base, uint8_t *p,
-			const char *path, hm_error_t *err)
+			const char *path)
 {
 	uint32_t len;
 	uint8_t *data;
@@ -494,22 +488,22 @@ static int load_vbuffer(mig_file_t *f, const vmstate_field_t *fl, uint8_t *base,
 	if (len > fl->size) {
 		/* The length came from the stream: check it before allocating. */
 		mig_file_set_error(f, HM_E_RANGE, "length %u exceeds the maximum %zu", len, fl->size);
-		return fail_field(f, err, path);
+		return field_fail(f, path);
 	}
 	uint8_t *nd = realloc(data, len ? len : 1);
 	if (!nd) {
 		mig_file_set_error(f, -ENOMEM, "cannot allocate %u bytes", len);
-		return fail_field(f, err, path);
+		return field_fail(f, path);
 	}
 	memcpy(p, &nd, sizeof(nd));
 	mig_file_get_buffer(f, nd, len);
 	if (mig_file_status(f))
-		return fail_field(f, err, path);
+		return field_fail(f, path);
 	return 0;
 }
 
 static int load_fields(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uint32_t version,
-		       const char *path, hm_error_t *err)
+		       const char *path)
 {
 	uint8_t *base = opaque;
 	char fpath[512];
@@ -528,11 +522,11 @@ static int load_fields(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uin
 			case VMS_BUFFER:
 				mig_file_get_buffer(f, p, fl->size);
 				if (mig_file_status(f))
-					rc = fail_field(f, err, fpath);
+					rc = field_fail(f, fpath);
 				break;
 			case VMS_UNUSED:
 				if (mig_file_skip(f, fl->size) != 0)
-					rc = fail_field(f, err, fpath);
+					rc = field_fail(f, fpath);
 				break;
 			case VMS_BITMAP:
 				for (size_t w = 0; w < fl->size / 8; w++) {
@@ -540,16 +534,16 @@ static int load_fields(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uin
 					memcpy(p + 8 * w, &v, 8);
 				}
 				if (mig_file_status(f))
-					rc = fail_field(f, err, fpath);
+					rc = field_fail(f, fpath);
 				break;
 			case VMS_VBUFFER:
-				rc = load_vbuffer(f, fl, base, p, fpath, err);
+				rc = load_vbuffer(f, fl, base, p, fpath);
 				break;
 			case VMS_STRUCT:
-				rc = load_desc(f, fl->vmsd, p, fl->vmsd->version_id, fpath, err);
+				rc = load_desc(f, fl->vmsd, p, fl->vmsd->version_id, fpath);
 				break;
 			default:
-				rc = load_scalar(f, fl, p, fpath, err);
+				rc = load_scalar(f, fl, p, fpath);
 				break;
 			}
 			if (rc)
@@ -559,8 +553,7 @@ static int load_fields(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uin
 	return 0;
 }
 
-int vmstate_load_subsections(mig_file_t *f, const vmstate_desc_t *d, void *opaque,
-			     const char *path, hm_error_t *err)
+static int load_subsections(mig_file_t *f, const vmstate_desc_t *d, void *opaque, const char *path)
 {
 	size_t plen = strlen(d->name);
 	for (;;) {
@@ -597,43 +590,51 @@ int vmstate_load_subsections(mig_file_t *f, const vmstate_desc_t *d, void *opaqu
 			mig_file_set_error_at(f, HM_E_UNKNOWN, (int64_t)start,
 					      "unknown subsection '%s' of '%s'",
 					      hm_escape(name, len, 0, q, sizeof(q)), d->name);
-			return fail_field(f, err, path);
+			return field_fail(f, path);
 		}
 		mig_file_skip(f, 2 + len);
 		uint32_t v = mig_file_get_be32(f);
 		if (mig_file_status(f))
-			return fail_field(f, err, path);
+			return field_fail(f, path);
 		if (v > sd->version_id || v < sd->minimum_version_id) {
 			mig_file_set_error_at(f, HM_E_VERSION, (int64_t)start + 2 + (int64_t)len,
 					      "subsection '%s' version %u not in supported %u..%u",
 					      sd->name, v, sd->minimum_version_id, sd->version_id);
-			return fail_field(f, err, path);
+			return field_fail(f, path);
 		}
 		char spath[512];
 		snprintf(spath, sizeof(spath), "%s%s", path, sd->name + plen);
-		int rc = load_desc(f, sd, opaque, v, spath, err);
+		int rc = load_desc(f, sd, opaque, v, spath);
 		if (rc)
 			return rc;
 	}
 	if (mig_file_status(f))
-		return fail_field(f, err, path);
+		return field_fail(f, path);
 	return 0;
 }
 
+int vmstate_load_subsections(mig_file_t *f, const vmstate_desc_t *d, void *opaque, const char *path,
+			     hm_error_t *err)
+{
+	if (!mig_file_status(f))
+		load_subsections(f, d, opaque, path);
+	return mig_file_error_copy(f, err);
+}
+
 static int load_desc(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uint32_t version,
-		     const char *path, hm_error_t *err)
+		     const char *path)
 {
 	if (d->pre_load) {
 		hm_error_t he;
 		hm_error_clear(&he);
 		int rc = d->pre_load(opaque, &he);
 		if (rc < 0)
-			return fail_hook(f, &he, rc, "pre_load", d->name, err);
+			return hook_fail(f, &he, rc, "pre_load", d->name);
 	}
-	int rc = load_fields(f, d, opaque, version, path, err);
+	int rc = load_fields(f, d, opaque, version, path);
 	if (rc)
 		return rc;
-	rc = vmstate_load_subsections(f, d, opaque, path, err);
+	rc = load_subsections(f, d, opaque, path);
 	if (rc)
 		return rc;
 	if (d->post_load) {
@@ -641,7 +642,7 @@ static int load_desc(mig_file_t *f, const vmstate_desc_t *d, void *opaque, uint3
 		hm_error_clear(&he);
 		rc = d->post_load(opaque, version, &he);
 		if (rc < 0)
-			return fail_hook(f, &he, rc, "post_load", d->name, err);
+			return hook_fail(f, &he, rc, "post_load", d->name);
 	}
 	return 0;
 }
@@ -650,11 +651,11 @@ int vmstate_load(mig_file_t *f, const vmstate_desc_t *vmsd, void *opaque, uint32
 		 hm_error_t *err)
 {
 	if (mig_file_status(f))
-		return fail_field(f, err, NULL);
-	if (version_id > vmsd->version_id || version_id < vmsd->minimum_version_id) {
+		return mig_file_error_copy(f, err);
+	if (version_id > vmsd->version_id || version_id < vmsd->minimum_version_id)
 		mig_file_set_error(f, HM_E_VERSION, "vmstate '%s': version %u not in supported %u..%u",
 				   vmsd->name, version_id, vmsd->minimum_version_id, vmsd->version_id);
-		return fail_field(f, err, NULL);
-	}
-	return load_desc(f, vmsd, opaque, version_id, vmsd->name, err);
+	else
+		load_desc(f, vmsd, opaque, version_id, vmsd->name);
+	return mig_file_error_copy(f, err);
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "hptmig/analyze.h"
+#include "hptmig/hpt.h"
 #include "analyze/an_internal.h"
 #include "streamgen.h"
 
@@ -614,6 +615,60 @@ static void test_verify_mismatch(void **state)
 	}
 }
 
+/*
+ * A valid 16G-page entry (QEMU's 34/34 row: 1T segment, L, pte_enc 0x3,
+ * RPN aligned to 16G) at the slot its hash names is counted as 16G and
+ * passes the structural check, in the report's text and JSON too.
+ */
+static void test_16g_page(void **state)
+{
+	(void)state;
+	const uint32_t shift = 18;
+	uint64_t vsid = 0x2345, ea = 3ull << 34;
+	uint64_t v = hpt_mapping_v(HPT_SEG_1T, vsid, ea, true, false) | 0x10; /* bolted */
+	uint64_t r = (5ull << 34) | 0x3000 | 0x190;
+	uint64_t slot = hpt_pteg_index(shift, HPT_SEG_1T, vsid, ea, 34, false) * 8 + 2;
+	struct sg s = {0};
+	sg_header(&s);
+	sg_start(&s, 0x01, 7, "spapr/htab", 0, 1);
+	sg_be32(&s, shift);
+	sg_footer(&s, 7);
+	sg_part(&s, 0x03, 7);
+	sg_be32(&s, 0);
+	sg_be32(&s, (uint32_t)slot);
+	sg_be16(&s, 1);
+	sg_be16(&s, 0);
+	sg_hpte(&s, v, r);
+	sg_be32(&s, 0);
+	sg_be32(&s, 0);
+	sg_footer(&s, 7);
+	sg_u8(&s, 0);
+	hm_error_t err;
+	int rc;
+	an_report_t *rep = walk(&s, 0, &rc, &err);
+	assert_int_equal(rc, 0);
+	assert_true(rep->complete);
+	assert_int_equal(rep->htab.valid, 1);
+	assert_int_equal(rep->htab.page_sizes[AN_PG_16G], 1);
+	assert_int_equal(rep->htab.page_sizes[AN_PG_BAD], 0);
+	assert_int_equal(rep->htab.check_failures, 0);
+	assert_int_equal(rep->htab.seg_1t, 1);
+	assert_int_equal(an_hpte_pgsz(v, r, NULL), AN_PG_16G);
+	assert_true(an_hpte_check(shift, slot, v, r, NULL));
+	char *text = an_report_text(rep, 0);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "page sizes: 16G=1\n"));
+	free(text);
+	json_t *j = an_report_json(rep, 0);
+	assert_non_null(j);
+	json_t *pg = json_object_get(json_object_get(j, "htab"), "page_sizes");
+	assert_int_equal(json_integer_value(json_object_get(pg, "16G")), 1);
+	assert_null(json_object_get(pg, "invalid"));
+	json_decref(j);
+	an_report_free(rep);
+	free(s.p);
+}
+
 /* Configuration subsections QEMU may send after the machine name. */
 static void build_config(struct sg *s, const char *cap, const char *extra)
 {
@@ -857,6 +912,7 @@ int main(void)
 		cmocka_unit_test(test_adversarial),
 		cmocka_unit_test(test_configuration),
 		cmocka_unit_test(test_hpte_check),
+		cmocka_unit_test(test_16g_page),
 		cmocka_unit_test(test_encode_table),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -77,7 +77,7 @@ static void test_stops_at_first_unknown(void **state)
 		savevm_verify_t v;
 		hm_error_t e;
 		hm_error_clear(&e);
-		assert_int_equal(savevm_register_spapr(r, &sp, &e), 0);
+		assert_int_equal(machine_spapr_register(r, &sp, &e), 0);
 		assert_int_equal(savevm_register_verify(r, &v, &e), 0);
 		mig_file_t *f;
 		assert_int_equal(mig_file_open_mem_reader(m.data, m.len, &f), 0);
@@ -376,7 +376,7 @@ static json_t *fixture_device(json_t *vmdesc, const char *name)
 }
 
 /*
- * savevm_register_spapr_qemu loads QEMU's whole spapr section (every
+ * machine_spapr_register_qemu loads QEMU's whole spapr section (every
  * subsection the fixtures carry), and writing it again gives the same
  * payload bytes and the same vmdesc entry, character for character.
  */
@@ -403,7 +403,7 @@ static void test_spapr_qemu_byte_for_byte(void **state)
 		memset(&q, 0, sizeof(q));
 		hm_error_t e;
 		hm_error_clear(&e);
-		assert_int_equal(savevm_register_spapr_qemu(r, &q, &e), 0);
+		assert_int_equal(machine_spapr_register_qemu(r, &q, &e), 0);
 		mig_file_t *f;
 		assert_int_equal(mig_file_open_mem_reader(m.data, m.len, &f), 0);
 		savevm_load_opts_t o = { .opaque = &w, .on_unknown_section = on_unknown,
@@ -430,7 +430,7 @@ static void test_spapr_qemu_byte_for_byte(void **state)
 
 		/* Write it back: same payload, same vmdesc entry. */
 		assert_int_equal(savevm_registry_new(&r), 0);
-		assert_int_equal(savevm_register_spapr_qemu(r, &q, &e), 0);
+		assert_int_equal(machine_spapr_register_qemu(r, &q, &e), 0);
 		mig_file_t *wf;
 		assert_int_equal(mig_file_open_mem_writer(0, &wf), 0);
 		assert_int_equal(savevm_save_all(r, wf, NULL, &e), 0);

@@ -103,7 +103,7 @@ static void side_init(struct side *s, bool with_toy)
 	assert_int_equal(savevm_registry_new(&s->r), 0);
 	if (with_toy)
 		assert_int_equal(savevm_register_live(s->r, "toy", 0, 1, 1, &toy_ops, &s->toy, &e), 0);
-	assert_int_equal(savevm_register_spapr(s->r, &s->spapr, &e), 0);
+	assert_int_equal(machine_spapr_register(s->r, &s->spapr, &e), 0);
 	assert_int_equal(savevm_register_verify(s->r, &s->verify, &e), 0);
 }
 
@@ -385,7 +385,7 @@ static void test_duplicate_ids(void **state)
 	side_init(&s, true);
 	hm_error_clear(&e);
 	spapr_state_t sp;
-	assert_int_equal(savevm_register_spapr(s.r, &sp, &e), -EEXIST);
+	assert_int_equal(machine_spapr_register(s.r, &sp, &e), -EEXIST);
 	savevm_registry_free(s.r);
 	free(d);
 }
@@ -456,6 +456,27 @@ static void test_channel_error_is_reported(void **state)
 		savevm_registry_free(s.r);
 	}
 	free(d);
+
+	/* The writer's own errors (not a handler's) take the same route: a
+	 * machine name too long is the channel's error too, as reported. */
+	struct side s;
+	side_init(&s, true);
+	char name[SAVEVM_MACHINE_MAX + 2];
+	memset(name, 'm', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	mig_file_t *f;
+	assert_int_equal(mig_file_open_mem_writer(0, &f), 0);
+	hm_error_t e;
+	hm_error_clear(&e);
+	assert_int_equal(savevm_write_header(s.r, f, name, &e), -EINVAL);
+	const hm_error_t *ce = mig_file_error(f);
+	assert_non_null(ce);
+	assert_int_equal(ce->code, e.code);
+	assert_int_equal(ce->offset, e.offset);
+	assert_string_equal(ce->msg, e.msg);
+	assert_non_null(strstr(e.msg, "machine name"));
+	mig_file_close(f, NULL);
+	savevm_registry_free(s.r);
 }
 
 static void test_rate_limited_iterate(void **state)

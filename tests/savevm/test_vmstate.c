@@ -235,7 +235,7 @@ static void test_check_descriptions(void **state)
 	hm_error_t e;
 	hm_error_clear(&e);
 	assert_int_equal(vmstate_check(&all_vmsd, &e), 0);
-	assert_int_equal(vmstate_check(&savevm_spapr_vmsd, &e), 0);
+	assert_int_equal(vmstate_check(&machine_spapr_vmsd, &e), 0);
 	assert_int_equal(vmstate_check(&savevm_verify_vmsd, &e), 0);
 
 	/* A u32 field over a u64 member is a programming error caught early. */
@@ -465,6 +465,39 @@ static void test_errors(void **state)
 	free(d);
 }
 
+/* One error route: for every prefix of the golden stream that fails and
+ * for a post_load refusal, the channel's error is the one vmstate_load
+ * reports (the field path put in front once, in the channel). */
+static void test_channel_error_is_reported(void **state)
+{
+	(void)state;
+	for (size_t n = 0; n <= sizeof(golden_v3); n++) {
+		all_t got;
+		memset(&got, 0, sizeof(got));
+		got.magic = 0xfeedface; /* EQUAL: the destination's own value */
+		got.fail_post_load = n == sizeof(golden_v3);
+		mig_file_t *r;
+		assert_int_equal(mig_file_open_mem_reader(golden_v3, n, &r), 0);
+		hm_error_t e;
+		hm_error_clear(&e);
+		int rc = vmstate_load(r, &all_vmsd, &got, 3, &e);
+		const hm_error_t *ce = mig_file_error(r);
+		if (rc == 0) {
+			/* a prefix ending where optional subsections may begin */
+			assert_null(ce);
+			assert_true(n < sizeof(golden_v3));
+		} else {
+			assert_non_null(ce);
+			assert_int_equal(ce->code, e.code);
+			assert_int_equal(ce->offset, e.offset);
+			assert_string_equal(ce->msg, e.msg);
+		}
+		if (n == sizeof(golden_v3))
+			assert_non_null(strstr(e.msg, "rejected by post_load"));
+		mig_file_close(r, NULL);
+	}
+}
+
 /* ------------------------------------------------------------------ spapr */
 
 static void test_spapr_versions(void **state)
@@ -479,14 +512,14 @@ static void test_spapr_versions(void **state)
 	hm_error_t e;
 	uint64_t end;
 	spapr_state_t s = { .rtc_offset = 9, .next_irq = 9, .guest_timebase = 9, .time_of_the_day_ns = 9 };
-	assert_int_equal(load_from_mem(&savevm_spapr_vmsd, &s, 1, v1, sizeof(v1), &e, &end), 0);
+	assert_int_equal(load_from_mem(&machine_spapr_vmsd, &s, 1, v1, sizeof(v1), &e, &end), 0);
 	assert_int_equal(end, sizeof(v1));
 	assert_int_equal(s.next_irq, 42);
 	assert_int_equal(s.rtc_offset, 0x1000);
 	assert_int_equal(s.guest_timebase, 9); /* not in v1: unchanged */
 
 	memset(&s, 0, sizeof(s));
-	assert_int_equal(load_from_mem(&savevm_spapr_vmsd, &s, 2, v2, sizeof(v2), &e, &end), 0);
+	assert_int_equal(load_from_mem(&machine_spapr_vmsd, &s, 2, v2, sizeof(v2), &e, &end), 0);
 	assert_int_equal(end, sizeof(v2));
 	assert_int_equal(s.next_irq, 42);
 	assert_int_equal(s.rtc_offset, 0x1000);
@@ -495,7 +528,7 @@ static void test_spapr_versions(void **state)
 
 	memset(&s, 0, sizeof(s));
 	s.rtc_offset = 5;
-	assert_int_equal(load_from_mem(&savevm_spapr_vmsd, &s, 3, v3, sizeof(v3), &e, &end), 0);
+	assert_int_equal(load_from_mem(&machine_spapr_vmsd, &s, 3, v3, sizeof(v3), &e, &end), 0);
 	assert_int_equal(end, sizeof(v3));
 	assert_int_equal(s.rtc_offset, 5);
 	assert_int_equal(s.guest_timebase, 0x0102030405060708ull);
@@ -506,22 +539,22 @@ static void test_spapr_versions(void **state)
 			      .guest_timebase = 0x0102030405060708ull, .time_of_the_day_ns = -2 };
 	size_t len;
 	int rc;
-	uint8_t *d = save_to_mem(&savevm_spapr_vmsd, &src, 0, &len, &rc);
+	uint8_t *d = save_to_mem(&machine_spapr_vmsd, &src, 0, &len, &rc);
 	assert_int_equal(len, sizeof(v3));
 	assert_memory_equal(d, v3, len);
 	free(d);
-	d = save_to_mem(&savevm_spapr_vmsd, &src, 1, &len, &rc);
+	d = save_to_mem(&machine_spapr_vmsd, &src, 1, &len, &rc);
 	assert_int_equal(len, sizeof(v1));
 	assert_memory_equal(d, v1, len);
 	free(d);
-	d = save_to_mem(&savevm_spapr_vmsd, &src, 2, &len, &rc);
+	d = save_to_mem(&machine_spapr_vmsd, &src, 2, &len, &rc);
 	assert_int_equal(len, sizeof(v2));
 	assert_memory_equal(d, v2, len);
 	free(d);
 
 	/* Version 4 is refused, and so is 0 (below the minimum). */
-	assert_int_equal(load_from_mem(&savevm_spapr_vmsd, &s, 4, v3, sizeof(v3), &e, NULL), HM_E_VERSION);
-	assert_int_equal(load_from_mem(&savevm_spapr_vmsd, &s, 0, v3, sizeof(v3), &e, NULL), HM_E_VERSION);
+	assert_int_equal(load_from_mem(&machine_spapr_vmsd, &s, 4, v3, sizeof(v3), &e, NULL), HM_E_VERSION);
+	assert_int_equal(load_from_mem(&machine_spapr_vmsd, &s, 0, v3, sizeof(v3), &e, NULL), HM_E_VERSION);
 }
 
 /* Our vmdesc entry for spapr equals QEMU's (fixture) without its subsections. */
@@ -534,7 +567,7 @@ static void test_spapr_vmdesc_matches_qemu(void **state)
 	json_t *dev = json_object();
 	hm_error_t e;
 	hm_error_clear(&e);
-	assert_int_equal(vmstate_save_json(w, &savevm_spapr_vmsd, &s, 0, dev, &e), 0);
+	assert_int_equal(vmstate_save_json(w, &machine_spapr_vmsd, &s, 0, dev, &e), 0);
 	char *js = json_dumps(dev, JSON_PRESERVE_ORDER);
 	/* From pseries-qemu10-p8-2g-live.mig's vmdesc, "spapr" device. */
 	assert_string_equal(js,
@@ -590,7 +623,7 @@ static void test_all_vmdesc(void **state)
 static uint8_t *save_spapr_qemu(spapr_qemu_state_t *q, size_t *len)
 {
 	int rc;
-	uint8_t *d = save_to_mem(&savevm_spapr_qemu_vmsd, q, 0, len, &rc);
+	uint8_t *d = save_to_mem(&machine_spapr_qemu_vmsd, q, 0, len, &rc);
 	assert_int_equal(rc, 0);
 	return d;
 }
@@ -648,7 +681,7 @@ static void test_spapr_qemu_roundtrip(void **state)
 		memset(&b, 0, sizeof(b));
 		hm_error_t e;
 		uint64_t end;
-		assert_int_equal(load_from_mem(&savevm_spapr_qemu_vmsd, &b, 3, d, len, &e, &end), 0);
+		assert_int_equal(load_from_mem(&machine_spapr_qemu_vmsd, &b, 3, d, len, &e, &end), 0);
 		assert_int_equal(end, len);
 		assert_int_equal(b.present, a.present);
 		assert_int_equal(b.base.guest_timebase, a.base.guest_timebase);
@@ -683,7 +716,7 @@ static void test_spapr_qemu_errors(void **state)
 
 	spapr_state_t plain;
 	memset(&plain, 0, sizeof(plain));
-	assert_int_equal(load_from_mem(&savevm_spapr_vmsd, &plain, 3, d, len, &e, NULL), HM_E_UNKNOWN);
+	assert_int_equal(load_from_mem(&machine_spapr_vmsd, &plain, 3, d, len, &e, NULL), HM_E_UNKNOWN);
 	assert_non_null(strstr(e.msg, "unknown subsection 'spapr_dtb' of 'spapr'"));
 	assert_int_equal(e.offset, 16);
 
@@ -691,7 +724,7 @@ static void test_spapr_qemu_errors(void **state)
 	d[16 + 2 + 9 + 4 + 4] = 0x10; /* fdt_size = 0x10000008 */
 	spapr_qemu_state_t b;
 	memset(&b, 0, sizeof(b));
-	assert_int_equal(load_from_mem(&savevm_spapr_qemu_vmsd, &b, 3, d, len, &e, NULL), HM_E_RANGE);
+	assert_int_equal(load_from_mem(&machine_spapr_qemu_vmsd, &b, 3, d, len, &e, NULL), HM_E_RANGE);
 	assert_non_null(strstr(e.msg, "spapr_dtb.fdt_blob"));
 	assert_null(b.fdt_blob);
 	free(d);
@@ -703,14 +736,14 @@ static void test_spapr_qemu_errors(void **state)
 		'e', 'v', 'e', 'n', 't', 's', 0, 0, 0, 1,
 	};
 	memset(&b, 0, sizeof(b));
-	assert_int_equal(load_from_mem(&savevm_spapr_qemu_vmsd, &b, 3, pending, sizeof(pending), &e, NULL),
+	assert_int_equal(load_from_mem(&machine_spapr_qemu_vmsd, &b, 3, pending, sizeof(pending), &e, NULL),
 			 HM_E_UNKNOWN);
 	assert_non_null(strstr(e.msg, "spapr_pending_events"));
 
 	/* A DTB bit with no blob cannot be saved (no silent zero-length dtb). */
 	a.fdt_blob = NULL;
 	int rc;
-	d = save_to_mem(&savevm_spapr_qemu_vmsd, &a, 0, &len, &rc);
+	d = save_to_mem(&machine_spapr_qemu_vmsd, &a, 0, &len, &rc);
 	assert_int_equal(rc, HM_E_STATE);
 	free(d);
 }
@@ -721,6 +754,7 @@ int main(void)
 		cmocka_unit_test(test_check_descriptions),
 		cmocka_unit_test(test_golden_save),
 		cmocka_unit_test(test_golden_load),
+		cmocka_unit_test(test_channel_error_is_reported),
 		cmocka_unit_test(test_roundtrip_random),
 		cmocka_unit_test(test_truncated_everywhere),
 		cmocka_unit_test(test_errors),
