@@ -16,13 +16,16 @@
 
 void mig_dest_params_default(mig_dest_params_t *p)
 {
+	/* The waits' defaults are the transport's: one definition. */
+	mig_accept_opts_t ao;
+	mig_accept_opts_default(&ao);
 	memset(p, 0, sizeof(*p));
-	p->accept_timeout_ms = 600000;
+	p->accept_timeout_ms = ao.timeout_ms;
+	p->probe_timeout_ms = ao.probe_timeout_ms;
+	p->max_strays = ao.max_strays;
+	p->idle_timeout_ms = ao.idle_timeout_ms;
+	p->deadline_ns = ao.deadline_ns;
 	p->ram_bytes = MIG_DEST_RAM_DEFAULT;
-	p->probe_timeout_ms = MIG_PROBE_TIMEOUT_MS;
-	p->max_strays = MIG_MAX_STRAYS;
-	p->idle_timeout_ms = MIG_IO_TIMEOUT_MS;
-	p->deadline_ns = (uint64_t)MIG_DEADLINE_MS * 1000000ull;
 	machine_config_default(&p->guest);
 	p->guest.ram_bytes = 0; /* from the loaded table */
 	p->guest.rate = 1000;
