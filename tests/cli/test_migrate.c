@@ -130,7 +130,10 @@ static void test_auto_converge(void **state)
 {
 	(void)state;
 	/* The guest dirties faster than the link carries: not converging pass
-	 * after pass, the vCPUs get throttled; max-iterations stops it anyway. */
+	 * after pass, the vCPUs get throttled; max-iterations stops it anyway.
+	 * At 512 KiB/s the margin was too thin once in CI, on a loaded
+	 * machine where the vCPUs got a fraction of a core: 256 KiB/s doubles
+	 * it. (Flat out, --rate 0, fills the table and takes 20 s.) */
 	char uri[600], cmd[4096];
 	snprintf(uri, sizeof(uri), "unix:%s/ac.sock", tu_tmp);
 	struct bg in;
@@ -139,7 +142,7 @@ static void test_auto_converge(void **state)
 	char *out = NULL, *err = NULL;
 	snprintf(cmd, sizeof(cmd),
 		 "'%s' migrate %s --json --htab-shift 20 --vcpus 2 --rate 50000 "
-		 "--max-bandwidth 512K --downtime-limit 5 --auto-converge --max-iterations 6 "
+		 "--max-bandwidth 256K --downtime-limit 5 --auto-converge --max-iterations 6 "
 		 "--timeout 60",
 		 tu_bin(), uri);
 	int rc = tu_run(cmd, &out, &err);
@@ -149,7 +152,8 @@ static void test_auto_converge(void **state)
 	json_t *src = json_of(out);
 	json_t *dst = json_of_file(in.out);
 	check_pair(src, dst, false);
-	assert_true(jnum(src, "throttle_percent") >= 20);
+	if (jnum(src, "throttle_percent") < 20)
+		fail_msg("not throttled: %s", out);
 	assert_true(jnum(src, "iterations") <= 6);
 	json_decref(src);
 	json_decref(dst);
