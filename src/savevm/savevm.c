@@ -18,7 +18,7 @@ typedef struct savevm_section {
 	uint32_t instance;
 	uint32_t version;
 	uint32_t min_version;
-	uint32_t section_id;             /* writer: assigned in registration order */
+	uint32_t section_id;             /* writer: registration order, from 1 */
 	const savevm_live_ops_t *ops;    /* live sections */
 	void *opaque;
 	const vmstate_desc_t *vmsd;      /* vmstate sections */
@@ -36,7 +36,7 @@ typedef struct savevm_section {
 struct savevm_registry {
 	savevm_section_t **secs;
 	size_t n, cap;
-	uint32_t next_id;
+	uint32_t next_id;                /* the next section id: never 0 (below) */
 	json_t *devices;                 /* vmdesc "devices", built by write_full_all */
 	char machine[SAVEVM_MACHINE_MAX + 1];
 	bool has_machine;
@@ -51,6 +51,14 @@ int savevm_registry_new(savevm_registry_t **out)
 	savevm_registry_t *r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
+	/*
+	 * Ids start at 1. QEMU's loader finds the section of a PART/END record
+	 * by the id its START carried, comparing with a field that is 0 for
+	 * every section it has not loaded yet: a live section numbered 0 has
+	 * its PART/END records handed to the first such section (`timer`).
+	 * The reader still accepts id 0 (older hptmig streams used it).
+	 */
+	r->next_id = 1;
 	*out = r;
 	return 0;
 }

@@ -144,21 +144,21 @@ static uint8_t *write_golden(size_t *len)
 static const uint8_t golden_head[] = {
 	'Q', 'E', 'V', 'M', 0, 0, 0, 3,                                    /* 0: magic, version */
 	0x07, 0, 0, 0, 9, 'p', 's', 'e', 'r', 'i', 'e', 's', '-', 'x',      /* 8: configuration */
-	0x01, 0, 0, 0, 0, 3, 't', 'o', 'y', 0, 0, 0, 0, 0, 0, 0, 1,         /* 22: START id 0 */
+	0x01, 0, 0, 0, 1, 3, 't', 'o', 'y', 0, 0, 0, 0, 0, 0, 0, 1,         /* 22: START id 1 */
 	0xa0, 0xa0, 0xa0, 0xa0,                                            /* 39: payload */
-	0x7e, 0, 0, 0, 0,                                                  /* 43: footer */
-	0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0x7e, 0, 0, 0, 0,                     /* 48: PART, 0, footer */
+	0x7e, 0, 0, 0, 1,                                                  /* 43: footer */
+	0x02, 0, 0, 0, 1, 0, 0, 0, 0, 0x7e, 0, 0, 0, 1,                     /* 48: PART, 0, footer */
 	0x08, 0, 11, 0, 0,                                                 /* 62: COMMAND 11 */
-	0x03, 0, 0, 0, 0, 0xe0, 0xe0, 0xe0, 0xe0, 0x7e, 0, 0, 0, 0,         /* 67: END */
-	0x04, 0, 0, 0, 1, 5, 's', 'p', 'a', 'p', 'r', 0, 0, 0, 0, 0, 0, 0, 3, /* 81: FULL spapr */
+	0x03, 0, 0, 0, 1, 0xe0, 0xe0, 0xe0, 0xe0, 0x7e, 0, 0, 0, 1,         /* 67: END */
+	0x04, 0, 0, 0, 2, 5, 's', 'p', 'a', 'p', 'r', 0, 0, 0, 0, 0, 0, 0, 3, /* 81: FULL spapr */
 	1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, /* 100: tb */
-	0x7e, 0, 0, 0, 1,                                                  /* 116: footer */
-	0x04, 0, 0, 0, 2, 13, 'h', 'p', 't', 'm', 'i', 'g', '/', 'v', 'e', 'r', 'i', 'f', 'y',
+	0x7e, 0, 0, 0, 2,                                                  /* 116: footer */
+	0x04, 0, 0, 0, 3, 13, 'h', 'p', 't', 'm', 'i', 'g', '/', 'v', 'e', 'r', 'i', 'f', 'y',
 	0, 0, 0, 0, 0, 0, 0, 1,                                            /* 121: FULL verify */
 	0, 0, 0, 18, 0, 0, 0, 0, 0, 0, 0, 3,                               /* 148: shift, valid */
 	0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
 	24, 25, 26, 27, 28, 29, 30, 31,                                    /* 160: digest */
-	0x7e, 0, 0, 0, 2,                                                  /* 192: footer */
+	0x7e, 0, 0, 0, 3,                                                  /* 192: footer */
 	0x00,                                                              /* 197: EOF */
 };
 #define EOF_OFF 197
@@ -371,9 +371,9 @@ static void test_duplicate_ids(void **state)
 	(void)state;
 	size_t len;
 	uint8_t *d = write_golden(&len);
-	/* Give verify (FULL at 121) the id of spapr (1): both its id and footer. */
-	d[125] = 1;
-	d[196] = 1;
+	/* Give verify (FULL at 121) the id of spapr (2): both its id and footer. */
+	d[125] = 2;
+	d[196] = 2;
 	struct side s;
 	side_init(&s, true);
 	hm_error_t e;
@@ -386,6 +386,36 @@ static void test_duplicate_ids(void **state)
 	hm_error_clear(&e);
 	spapr_state_t sp;
 	assert_int_equal(machine_spapr_register(s.r, &sp, &e), -EEXIST);
+	savevm_registry_free(s.r);
+	free(d);
+}
+
+/*
+ * The writer numbers sections from 1 (QEMU hands PART/END records of a
+ * section numbered 0 to the wrong section); the reader still takes the
+ * streams hptmig wrote before, numbered from 0.
+ */
+static void test_ids_from_one_and_old_zero(void **state)
+{
+	(void)state;
+	size_t len;
+	uint8_t *d = write_golden(&len);
+	/* Every id and footer of the golden stream, one lower: 0, 1, 2. */
+	static const size_t at[] = { 26, 47, 52, 61, 71, 80, 85, 120, 125, 196 };
+	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		assert_true(d[at[i]] >= 1);
+		d[at[i]]--;
+	}
+	assert_int_equal(d[26], 0); /* the live section has id 0 now */
+	struct side s;
+	side_init(&s, true);
+	savevm_load_info_t info;
+	hm_error_t e;
+	assert_int_equal(load_buf(&s, d, len, NULL, &info, &e), 0);
+	assert_int_equal(s.toy.ntypes, 3);
+	assert_int_equal(s.toy.part_values[2], 0xe0e0e0e0);
+	assert_true(s.verify.loaded);
+	assert_int_equal(info.sections, 3);
 	savevm_registry_free(s.r);
 	free(d);
 }
@@ -646,6 +676,7 @@ int main(void)
 		cmocka_unit_test(test_load_from_pipe),
 		cmocka_unit_test(test_error_vectors),
 		cmocka_unit_test(test_duplicate_ids),
+		cmocka_unit_test(test_ids_from_one_and_old_zero),
 		cmocka_unit_test(test_truncated_everywhere),
 		cmocka_unit_test(test_channel_error_is_reported),
 		cmocka_unit_test(test_rate_limited_iterate),
