@@ -119,6 +119,28 @@ static int dest_on_command(void *o, uint16_t cmd, const uint8_t *data, uint16_t 
 }
 
 /*
+ * A section the guest does not have (`ram`, QEMU's devices): the stream is
+ * not one of hptmig's simulated guest, most likely a real QEMU's. Say what
+ * this end loads and what reads a QEMU stream instead; the reader puts the
+ * record's offset in the error.
+ */
+static int dest_on_unknown_section(void *o, savevm_registry_t *r, const char *idstr,
+				   uint32_t instance, uint32_t version, hm_error_t *err)
+{
+	(void)o;
+	(void)r;
+	char q[HM_ESC_LEN(SAVEVM_IDSTR_MAX)];
+	hm_escape(idstr, strlen(idstr), 0, q, sizeof(q));
+	return hm_error_set(err, HM_E_UNKNOWN, -1,
+			    "section '%s' instance %u version %u is not one of hptmig's simulated "
+			    "guest (%s, %s, %s): incoming loads only streams of that guest; for a "
+			    "real QEMU migration use 'hptmig proxy' (check it in flight) or "
+			    "'hptmig analyze' (read the stream)",
+			    q, instance, version, HTAB_IDSTR, SPAPR_SECTION_IDSTR,
+			    VERIFY_SECTION_IDSTR);
+}
+
+/*
  * A read that ended on the idle timeout or the deadline latched a terse
  * channel error ("read timed out", "Connection timed out"); say which limit
  * it was, after how many bytes, and which option changes it.
@@ -202,6 +224,7 @@ static int dest_load(struct dest *d, hm_error_t *err)
 	mig_dest_report_t *rep = d->rep;
 	mig_file_t *f = mig_conn_file(d->conn);
 	savevm_load_opts_t opts = {.opaque = d, .on_record = dest_on_record,
+				   .on_unknown_section = dest_on_unknown_section,
 				   .on_command = dest_on_command};
 	savevm_load_info_t info;
 	int rc = savevm_load_stream_ex(f, d->reg, &opts, &info, err);
