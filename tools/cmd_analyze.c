@@ -15,7 +15,7 @@
 #include "tool.h"
 
 static const char usage[] =
-	"usage: hptmig analyze FILE [--json] [--htab] [--state] [--desc] [--max-input SIZE]\n"
+	"usage: hptmig analyze FILE [--json] [--htab] [--state] [--desc] [--strict] [--max-input SIZE]\n"
 	"\n"
 	"Walk a QEMU migration stream (any machine type; a .zst file is decompressed)\n"
 	"and report its machine, sections, RAM pages, the spapr/htab table and its\n"
@@ -26,12 +26,17 @@ static const char usage[] =
 	"  --htab    list the valid entries of the final table\n"
 	"  --state   decode every device section's fields by name and value\n"
 	"  --desc    print the vmdesc\n"
+	"  --strict  fail (exit 3) on any anomaly: what QEMU accepts but never writes\n"
+	"            in spapr/htab (an entry without its valid bit in a valid run, an\n"
+	"            entry failing the structural check, a chunk overlapping another of\n"
+	"            its pass); without it they are warnings on stderr\n"
 	"  --max-input SIZE  refuse a stream larger than SIZE bytes (suffix K, M, G:\n"
 	"            binary units), plain or once decompressed; default 1G for a\n"
 	"            plain file, 112M for a .zst (docs/limits.md)\n"
 	"\n"
 	"Exit status: 0 when the whole stream was walked without error, 1 when it is\n"
-	"bad or could only be walked in part (the reason is on stderr), 2 on usage.\n";
+	"bad or could only be walked in part (the reason is on stderr), 2 on usage,\n"
+	"3 with --strict when it was walked without error but has anomalies.\n";
 
 static int write_stdout(void *opaque, const char *p, size_t n)
 {
@@ -92,10 +97,23 @@ static void print_text_streaming(const char *text, const an_report_t *r)
 	fputs(at, stdout);
 }
 
+/* The anomalies as warnings on stderr: the first few, then the count. */
+static void print_anomalies(const char *file, const an_anomalies_t *a)
+{
+	for (size_t i = 0; i < a->nfirst; i++)
+		tool_fail("analyze", "warning: %s: %s anomaly: %s", file, an_anomaly_name(a->first[i].kind),
+			  a->first[i].msg);
+	if (a->total > a->nfirst)
+		tool_fail("analyze", "warning: %s: %llu anomalies in all (%llu %s, %llu %s, %llu %s), the first %zu shown",
+			  file, (unsigned long long)a->total, (unsigned long long)a->count[0], an_anomaly_name(0),
+			  (unsigned long long)a->count[1], an_anomaly_name(1), (unsigned long long)a->count[2],
+			  an_anomaly_name(2), a->nfirst);
+}
+
 static int run(int argc, char **argv)
 {
 	const char *file = NULL;
-	bool json = false;
+	bool json = false, strict = false;
 	unsigned out = 0, opts = 0;
 	uint64_t max_input = 0; /* the defaults */
 	for (int i = 1; i < argc; i++) {
@@ -109,6 +127,8 @@ static int run(int argc, char **argv)
 			opts |= AN_OPT_STATE;
 		} else if (strcmp(argv[i], "--desc") == 0) {
 			out |= AN_OUT_DESC;
+		} else if (strcmp(argv[i], "--strict") == 0) {
+			strict = true;
 		} else if (strcmp(argv[i], "--max-input") == 0) {
 			if (i + 1 >= argc || !tool_parse_max_input(argv[i + 1], &max_input)) {
 				tool_fail("analyze", "--max-input needs a size from 1 to 16G (e.g. 512M), got '%s'",
@@ -172,6 +192,10 @@ static int run(int argc, char **argv)
 		fflush(stdout);
 	}
 	int status = 0;
+	/* A stream walked in full: its anomalies as warnings. A bad or partly
+	 * walked one gets its one error line only (the counts are in --json). */
+	if (rc == 0 && r->complete)
+		print_anomalies(file, &r->anomalies);
 	if (rc < 0) {
 		char line[768];
 		tool_fail("analyze", "%s: %s", file, hm_error_line(&r->error, line, sizeof(line)));
@@ -180,6 +204,10 @@ static int run(int argc, char **argv)
 		tool_fail("analyze", "%s: walked only in part: stopped at byte offset %lld: %s", file,
 			  (long long)r->stop_offset, r->stop_reason);
 		status = 1;
+	} else if (strict && r->anomalies.total) {
+		tool_fail("analyze", "%s: --strict: %llu anomal%s in spapr/htab (warnings above)", file,
+			  (unsigned long long)r->anomalies.total, r->anomalies.total == 1 ? "y" : "ies");
+		status = 3;
 	}
 	an_report_free(r);
 	an_input_close(&in);

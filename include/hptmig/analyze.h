@@ -99,7 +99,41 @@ typedef struct an_htab_stats {
 	uint64_t pteg_occupancy[9]; /* PTEGs with 0..8 valid entries */
 	uint64_t check_failures;    /* valid entries failing the structural check */
 	uint8_t digest[HM_SHA256_LEN]; /* wire-format.md §5 */
+	/* The final-table fields and the digest above are a result: the walk
+	 * reached EOF, or stopped cleanly at an undescribed section after
+	 * spapr/htab's END. False after an error mid-stream (they are then
+	 * zeros or a partial table: reports print none, JSON null). */
+	bool final;
 } an_htab_stats_t;
+
+/*
+ * Anomalies: what QEMU's loader accepts but QEMU never writes, reported as
+ * warnings (the walk goes on; `analyze --strict` fails on any).
+ * AN_ANOM_INVALID_IN_RUN: an entry of a chunk's valid run without V's valid
+ *   bit (QEMU's htab_load copies it as it is);
+ * AN_ANOM_CHECK: a valid entry of a valid run that fails the structural
+ *   check (an_hpte_check) as it is sent (check_failures counts the final
+ *   table instead);
+ * AN_ANOM_OVERLAP: a chunk overlapping another of the same pass: a pass
+ *   is a run of chunks of one record whose first slots do not decrease
+ *   (savers sweep upwards; a chunk starting lower begins a new pass).
+ */
+enum an_anomaly_kind { AN_ANOM_INVALID_IN_RUN, AN_ANOM_CHECK, AN_ANOM_OVERLAP, AN_ANOM_COUNT };
+/* "invalid_in_valid_run", "check_failure", "overlap" (JSON keys). */
+const char *an_anomaly_name(int kind);
+#define AN_ANOMALY_FIRST 8 /* the first anomalies kept with their messages */
+typedef struct an_anomaly {
+	int kind;
+	uint64_t offset; /* of the entry (INVALID_IN_RUN, CHECK) or the chunk */
+	uint64_t slot;   /* the entry's, or the chunk's first */
+	char msg[384];   /* printable ASCII, with record, chunk and offset */
+} an_anomaly_t;
+typedef struct an_anomalies {
+	uint64_t count[AN_ANOM_COUNT];
+	uint64_t total;
+	size_t nfirst;
+	an_anomaly_t first[AN_ANOMALY_FIRST];
+} an_anomalies_t;
 
 typedef struct an_command {
 	uint64_t offset;
@@ -133,6 +167,7 @@ typedef struct an_report {
 
 	an_ram_stats_t ram;
 	an_htab_stats_t htab;
+	an_anomalies_t anomalies; /* spapr/htab anomalies (warnings) */
 
 	bool has_vmdesc;
 	uint64_t vmdesc_offset; /* of the 0x06 byte */

@@ -208,6 +208,10 @@ struct an_private {
 	uint64_t work;          /* vmstate field visits so far */
 	uint64_t work_max;      /* ... and the most a stream of this size may need */
 	struct an_node *state;  /* its root object */
+	/* spapr/htab, the current record's pass (AN_ANOM_OVERLAP, htab.c):
+	 * the last chunk's first slot and the end of what the pass covered */
+	uint64_t sweep_first, sweep_end;
+	bool sweep_any;
 };
 
 struct an_walk {

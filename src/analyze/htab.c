@@ -277,6 +277,89 @@ bool an_hpte_check(uint32_t shift, uint64_t slot, uint64_t v, uint64_t r, int *p
 	return pg != AN_PG_BAD && hpt_entry_check(shift, slot, v | HPTE64_V_VALID, r);
 }
 
+/* ------------------------------------------------------------ anomalies */
+
+const char *an_anomaly_name(int kind)
+{
+	static const char *const n[AN_ANOM_COUNT] = {"invalid_in_valid_run", "check_failure", "overlap"};
+	return kind >= 0 && kind < AN_ANOM_COUNT ? n[kind] : "?";
+}
+
+/* Count one anomaly; keep the first AN_ANOMALY_FIRST with their message
+ * (after the record's context, w->ctx). Never fails the walk. */
+static void anomaly(struct an_walk *w, int kind, uint64_t off, uint64_t slot, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static void anomaly(struct an_walk *w, int kind, uint64_t off, uint64_t slot, const char *fmt, ...)
+{
+	an_anomalies_t *a = &w->r->anomalies;
+	a->count[kind]++;
+	a->total++;
+	if (a->nfirst == AN_ANOMALY_FIRST)
+		return;
+	an_anomaly_t *x = &a->first[a->nfirst++];
+	x->kind = kind;
+	x->offset = off;
+	x->slot = slot;
+	char raw[sizeof(x->msg)];
+	int n = snprintf(raw, sizeof(raw), "%s: ", w->ctx);
+	if (n < 0 || (size_t)n >= sizeof(raw))
+		n = 0;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(raw + n, sizeof(raw) - (size_t)n, fmt, ap);
+	va_end(ap);
+	hm_escape(raw, strlen(raw), HM_ESC_KEEP_QUOTING, x->msg, sizeof(x->msg));
+}
+
+/* Each entry of a chunk's valid run as it is sent: the valid bit, then
+ * the structural check (entries at w->buf + w->pos, nv of them). */
+static void check_valid_run(struct an_walk *w, const struct an_tab *t, uint64_t chunk, uint32_t index,
+			    uint32_t nv)
+{
+	for (uint32_t i = 0; i < nv; i++) {
+		size_t at = w->pos + (size_t)i * HTAB_HPTE_SIZE;
+		uint64_t v = hm_load_be64(w->buf + at), r = hm_load_be64(w->buf + at + 8);
+		uint64_t slot = (uint64_t)index + i;
+		if (!(v & HPTE64_V_VALID))
+			anomaly(w, AN_ANOM_INVALID_IN_RUN, at, slot,
+				"chunk %" PRIu64 ": entry %u of the valid run (slot %" PRIu64 ", offset %zu) "
+				"has no valid bit (V 0x%016" PRIx64 ")", chunk, i, slot, at, v);
+		else if (!an_hpte_check(t->shift, slot, v & ~HPTE64_V_HVLOCK, r, NULL))
+			anomaly(w, AN_ANOM_CHECK, at, slot,
+				"chunk %" PRIu64 ": entry in slot %" PRIu64 " (offset %zu) fails the structural "
+				"check (V 0x%016" PRIx64 " R 0x%016" PRIx64 ")", chunk, slot, at, v, r);
+	}
+}
+
+/*
+ * Passes and overlaps. A pass is a run of chunks whose first slots do not
+ * decrease (QEMU's and hptmig's savers sweep the table upwards); a chunk
+ * that starts below the one before it begins a new pass (the sweep wrapped
+ * to 0, or a new pass began). A chunk that starts before the highest slot
+ * its pass already covered overlaps another chunk of that pass: QEMU never
+ * writes that (it cleans each entry's dirty bit as it sends it). Passes
+ * are counted per record.
+ */
+static void sweep_chunk(struct an_walk *w, uint64_t chunk, uint64_t first, uint64_t n, size_t at)
+{
+	struct an_private *p = w->r->priv;
+	uint64_t end = first + n;
+	if (!n)
+		return;
+	if (p->sweep_any && first >= p->sweep_first && first < p->sweep_end)
+		anomaly(w, AN_ANOM_OVERLAP, at, first,
+			"chunk %" PRIu64 " at offset %zu covers slots %" PRIu64 "..%" PRIu64
+			", overlapping slots %" PRIu64 "..%" PRIu64 " that earlier chunks of the same pass "
+			"(ascending run of chunks) covered",
+			chunk, at, first, end - 1, first, (end < p->sweep_end ? end : p->sweep_end) - 1);
+	if (!p->sweep_any || first < p->sweep_first)
+		p->sweep_end = end; /* a new pass */
+	else if (end > p->sweep_end)
+		p->sweep_end = end;
+	p->sweep_any = true;
+	p->sweep_first = first;
+}
+
 /* ---------------------------------------------------------------- walk */
 
 static int new_table(struct an_walk *w, uint32_t hdr, size_t at)
@@ -349,6 +432,7 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 			       h->start_shift);
 	struct an_tab *t = &p->tab;
 	uint64_t nchunks = 0;
+	p->sweep_any = false;
 	for (;;) {
 		size_t c_at = w->pos;
 		if (!an_need(w, HTAB_CHUNK_HDR_SIZE, "chunk header"))
@@ -368,6 +452,8 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 				       nchunks, index, nv, ni, (uint64_t)index + nv + ni, t->slots, t->shift);
 		if (!an_need(w, (uint64_t)nv * HTAB_HPTE_SIZE, "chunk HPTEs"))
 			return w->err->code;
+		check_valid_run(w, t, nchunks, index, nv);
+		sweep_chunk(w, nchunks, index, (uint64_t)nv + ni, c_at);
 		const uint8_t *src = w->buf + w->pos;
 		for (uint32_t i = 0; i < nv; i++)
 			if (tab_store(t, (uint64_t)index + i, hm_load_be64(src + i * 16) & ~HPTE64_V_HVLOCK,
@@ -481,6 +567,9 @@ int an_htab_finish(an_report_t *r, hm_error_t *err)
 	}
 	hm_sha256_final(sha, h->digest);
 	hm_sha256_free(sha);
+	/* A table the walk stopped before END is not final (a stop at an
+	 * undescribed device section after END is: those come last). */
+	h->final = r->complete || h->n_end > 0;
 	return 0;
 }
 

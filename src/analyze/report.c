@@ -69,6 +69,16 @@ static json_t *htab_json(const an_report_t *r, unsigned flags)
 	json_object_set_new(o, "valid_sent", json_integer((json_int_t)h->valid_sent));
 	json_object_set_new(o, "invalid_sent", json_integer((json_int_t)h->invalid_sent));
 	json_object_set_new(o, "slots", json_integer((json_int_t)h->slots));
+	json_object_set_new(o, "final", json_boolean(h->final));
+	if (!h->final) {
+		/* A walk that failed mid-stream has no final table: no numbers
+		 * that would read as one (an all-zero digest least of all). */
+		static const char *const none[] = {"valid", "bolted", "secondary", "page_sizes", "segment_sizes",
+						   "pteg_occupancy", "check_failures", "digest"};
+		for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
+			json_object_set_new(o, none[i], json_null());
+		return o;
+	}
 	json_object_set_new(o, "valid", json_integer((json_int_t)h->valid));
 	json_object_set_new(o, "bolted", json_integer((json_int_t)h->bolted));
 	json_object_set_new(o, "secondary", json_integer((json_int_t)h->secondary));
@@ -90,6 +100,31 @@ static json_t *htab_json(const an_report_t *r, unsigned flags)
 		an_htab_foreach(r, list_entry, &c);
 		json_object_set_new(o, "entries", c.arr);
 	}
+	return o;
+}
+
+/* The hptmig/verify record's digest equals the final table's. */
+static bool verify_match(const an_report_t *r)
+{
+	return r->htab.present && r->htab.final &&
+	       memcmp(r->verify_digest, r->htab.digest, HM_SHA256_LEN) == 0;
+}
+
+/* {"total", one count per kind, "first": [{kind, offset, slot, message}]} */
+static json_t *anomalies_json(const an_anomalies_t *a)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "total", json_integer((json_int_t)a->total));
+	for (int k = 0; k < AN_ANOM_COUNT; k++)
+		json_object_set_new(o, an_anomaly_name(k), json_integer((json_int_t)a->count[k]));
+	json_t *first = json_array();
+	for (size_t i = 0; i < a->nfirst; i++) {
+		const an_anomaly_t *x = &a->first[i];
+		json_array_append_new(first, json_pack("{sssIsIss}", "kind", an_anomaly_name(x->kind), "offset",
+						       (json_int_t)x->offset, "slot", (json_int_t)x->slot,
+						       "message", x->msg));
+	}
+	json_object_set_new(o, "first", first);
 	return o;
 }
 
@@ -156,12 +191,13 @@ json_t *an_report_json(const an_report_t *r, unsigned flags)
 		json_object_set_new(o, "ram", json_null());
 	}
 	json_object_set_new(o, "htab", htab_json(r, flags));
+	json_object_set_new(o, "anomalies", anomalies_json(&r->anomalies));
 	if (r->has_verify) {
 		char dig[65];
 		hm_hex(r->verify_digest, HM_SHA256_LEN, dig);
-		bool match = r->htab.present && memcmp(r->verify_digest, r->htab.digest, HM_SHA256_LEN) == 0;
-		json_object_set_new(o, "verify", json_pack("{sIsIsssb}", "shift", (json_int_t)r->verify_shift, "valid",
-							   (json_int_t)r->verify_valid, "digest", dig, "match", match));
+		json_object_set_new(o, "verify", json_pack("{sIsIssso}", "shift", (json_int_t)r->verify_shift, "valid",
+							   (json_int_t)r->verify_valid, "digest", dig, "match",
+							   r->htab.final ? json_boolean(verify_match(r)) : json_null()));
 	}
 	if (r->has_vmdesc)
 		json_object_set_new(o, "vmdesc", json_pack("{sIsIsI}", "offset", (json_int_t)r->vmdesc_offset, "length",
@@ -298,6 +334,8 @@ static void text_htab_table(struct sb *b, const an_htab_stats_t *h)
 		  h->shift, s1, h->slots, h->records, h->n_start, h->n_part, h->n_end, h->empty_records);
 	sb_printf(b, "      sent: %" PRIu64 " chunks, %" PRIu64 " valid, %" PRIu64 " invalid%s\n", h->chunks,
 		  h->valid_sent, h->invalid_sent, h->resizes ? " (table resized)" : "");
+	if (!h->final)
+		return; /* text_htab says there is none */
 	sb_printf(b, "      final table: %" PRIu64 " valid, %" PRIu64 " bolted, %" PRIu64 " secondary\n",
 		  h->valid, h->bolted, h->secondary);
 	sb_printf(b, "      page sizes:");
@@ -370,7 +408,10 @@ static void text_htab(struct sb *b, const an_report_t *r, unsigned flags)
 		} else {
 			text_htab_table(b, h);
 		}
-		sb_printf(b, "      digest: %s\n", dig);
+		if (h->final)
+			sb_printf(b, "      digest: %s\n", dig);
+		else
+			sb_printf(b, "      final table and digest: none (the walk did not finish)\n");
 		if ((flags & AN_OUT_HTAB) && !h->no_hpt) {
 			sb_printf(b, "htab entries (slot pteg/i V R page-size segment flags):\n");
 			an_htab_foreach(r, text_entry, b);
@@ -378,6 +419,16 @@ static void text_htab(struct sb *b, const an_report_t *r, unsigned flags)
 	} else {
 		sb_printf(b, "htab: (no spapr/htab section)\n");
 	}
+}
+
+/* One line of counts; the messages are the tool's warnings (stderr). */
+static void text_anomalies(struct sb *b, const an_anomalies_t *a)
+{
+	sb_printf(b, "anomalies: %" PRIu64, a->total);
+	if (a->total)
+		for (int k = 0; k < AN_ANOM_COUNT; k++)
+			sb_printf(b, "%s %s %" PRIu64, k ? "," : " (", an_anomaly_name(k), a->count[k]);
+	sb_printf(b, "%s\n", a->total ? ")" : "");
 }
 
 char *an_report_text(const an_report_t *r, unsigned flags)
@@ -395,10 +446,13 @@ char *an_report_text(const an_report_t *r, unsigned flags)
 	if (r->has_verify) {
 		char dig[65];
 		hm_hex(r->verify_digest, HM_SHA256_LEN, dig);
-		bool match = r->htab.present && memcmp(r->verify_digest, r->htab.digest, HM_SHA256_LEN) == 0;
 		sb_printf(&b, "hptmig/verify: shift %u, %" PRIu64 " valid, digest %s: %s\n", r->verify_shift,
-			  r->verify_valid, dig, match ? "matches the table" : "DOES NOT MATCH the table");
+			  r->verify_valid, dig,
+			  !r->htab.final      ? "no final table to compare"
+			  : verify_match(r) ? "matches the table"
+					    : "DOES NOT MATCH the table");
 	}
+	text_anomalies(&b, &r->anomalies);
 	if (r->has_vmdesc)
 		sb_printf(&b, "vmdesc: at offset %" PRIu64 ", %" PRIu64 " bytes, %zu devices\n", r->vmdesc_offset,
 			  r->vmdesc_len, r->vmdesc_devices);
