@@ -110,6 +110,32 @@ static void print_anomalies(const char *file, const an_anomalies_t *a)
 			  an_anomaly_name(2), a->nfirst);
 }
 
+/*
+ * The stderr lines and the exit status. A stream walked in full: its
+ * anomalies as warnings (and 3 with --strict). A bad or partly walked one
+ * gets its one error line only (the counts are in --json).
+ */
+static int finish(const char *file, const an_report_t *r, int rc, bool strict)
+{
+	if (rc < 0) {
+		char line[768];
+		tool_fail("analyze", "%s: %s", file, hm_error_line(&r->error, line, sizeof(line)));
+		return 1;
+	}
+	if (!r->complete) {
+		tool_fail("analyze", "%s: walked only in part: stopped at byte offset %lld: %s", file,
+			  (long long)r->stop_offset, r->stop_reason);
+		return 1;
+	}
+	print_anomalies(file, &r->anomalies);
+	if (strict && r->anomalies.total) {
+		tool_fail("analyze", "%s: --strict: %llu anomal%s in spapr/htab (warnings above)", file,
+			  (unsigned long long)r->anomalies.total, r->anomalies.total == 1 ? "y" : "ies");
+		return 3;
+	}
+	return 0;
+}
+
 static int run(int argc, char **argv)
 {
 	const char *file = NULL;
@@ -191,24 +217,7 @@ static int run(int argc, char **argv)
 		}
 		fflush(stdout);
 	}
-	int status = 0;
-	/* A stream walked in full: its anomalies as warnings. A bad or partly
-	 * walked one gets its one error line only (the counts are in --json). */
-	if (rc == 0 && r->complete)
-		print_anomalies(file, &r->anomalies);
-	if (rc < 0) {
-		char line[768];
-		tool_fail("analyze", "%s: %s", file, hm_error_line(&r->error, line, sizeof(line)));
-		status = 1;
-	} else if (!r->complete) {
-		tool_fail("analyze", "%s: walked only in part: stopped at byte offset %lld: %s", file,
-			  (long long)r->stop_offset, r->stop_reason);
-		status = 1;
-	} else if (strict && r->anomalies.total) {
-		tool_fail("analyze", "%s: --strict: %llu anomal%s in spapr/htab (warnings above)", file,
-			  (unsigned long long)r->anomalies.total, r->anomalies.total == 1 ? "y" : "ies");
-		status = 3;
-	}
+	int status = finish(file, r, rc, strict);
 	an_report_free(r);
 	an_input_close(&in);
 	return status;
