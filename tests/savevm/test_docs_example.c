@@ -108,15 +108,16 @@ static void test_example(void **state)
 	x.prio[3] = 5;
 	size_t len;
 	uint8_t *d = save(&x, &len);
-	/* magic, version, then the FULL record the document shows */
+	/* magic, version, then the FULL record the document shows (the
+	 * first section registered has id 1: ids never start at 0) */
 	static const uint8_t rec[] = {
-		0x04, 0, 0, 0, 0, 4, 'x', 'i', 'c', 's', 0, 0, 0, 0, 0, 0, 0, 2,
+		0x04, 0, 0, 0, 1, 4, 'x', 'i', 'c', 's', 0, 0, 0, 0, 0, 0, 0, 2,
 		0, 0, 0x12, 0x34, 0, 0, 0, 0, 0, 0, 0, 0x55,
 		0x05, 9, 'x', 'i', 'c', 's', '/', 'p', 'r', 'i', 'o', 0, 0, 0, 1,
 	};
 	assert_memory_equal(d + 8, rec, sizeof(rec));
 	assert_memory_equal(d + 8 + sizeof(rec), x.prio, 16);
-	static const uint8_t tail[] = { 0x7e, 0, 0, 0, 0, 0x00 };
+	static const uint8_t tail[] = { 0x7e, 0, 0, 0, 1, 0x00 };
 	assert_memory_equal(d + 8 + sizeof(rec) + 16, tail, sizeof(tail));
 
 	xics_state_t y;
