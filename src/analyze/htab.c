@@ -351,10 +351,12 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 	uint64_t nchunks = 0;
 	for (;;) {
 		size_t c_at = w->pos;
+		if (w->st && an_stream_commit(w, false) < 0)
+			return w->err->code;
 		if (!an_need(w, HTAB_CHUNK_HDR_SIZE, "chunk header"))
 			return w->err->code;
 		struct htab_chunk_hdr ch;
-		enum htab_chunk_kind kind = htab_chunk_parse(w->buf + w->pos, t->slots, &ch);
+		enum htab_chunk_kind kind = htab_chunk_parse(an_at(w), t->slots, &ch);
 		w->pos += HTAB_CHUNK_HDR_SIZE;
 		if (kind == HTAB_CHUNK_ENDMARK)
 			break;
@@ -368,7 +370,7 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 				       nchunks, index, nv, ni, (uint64_t)index + nv + ni, t->slots, t->shift);
 		if (!an_need(w, (uint64_t)nv * HTAB_HPTE_SIZE, "chunk HPTEs"))
 			return w->err->code;
-		const uint8_t *src = w->buf + w->pos;
+		const uint8_t *src = an_at(w);
 		for (uint32_t i = 0; i < nv; i++)
 			if (tab_store(t, (uint64_t)index + i, hm_load_be64(src + i * 16) & ~HPTE64_V_HVLOCK,
 				      hm_load_be64(src + i * 16 + 8)) < 0)
