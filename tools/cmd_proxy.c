@@ -49,7 +49,7 @@ static const char usage[] =
 
 struct proxy_cli {
 	const char *listen, *dest;
-	bool json, quiet;
+	bool json;
 	struct proxy_check_opts check;
 	int accept_ms, connect_ms, idle_ms, linger_ms;
 };
@@ -113,7 +113,7 @@ static int parse_args(struct proxy_cli *c, int argc, char **argv)
 		if (strcmp(a, "--json") == 0) {
 			c->json = true;
 		} else if (strcmp(a, "--quiet") == 0) {
-			c->quiet = true;
+			c->check.quiet = true;
 		} else if (strcmp(a, "--passthrough") == 0) {
 			c->check.passthrough = true;
 		} else if (strcmp(a, "--no-hold") == 0) {
@@ -182,22 +182,6 @@ static int open_ends(const struct proxy_cli *c, mig_listener_t **l, mig_conn_t *
 	return 0;
 }
 
-struct progress_ctx {
-	struct proxy_check *chk;
-	bool quiet;
-};
-
-static void on_progress(void *opaque, uint64_t in, uint64_t out)
-{
-	struct progress_ctx *p = opaque;
-	char line[160];
-	if (p->quiet)
-		return;
-	proxy_check_progress_line(p->chk, in, out, line, sizeof(line));
-	fprintf(stderr, "hptmig proxy: %s\n", line);
-	fflush(stderr);
-}
-
 static const char *status_of(int rc, const mig_proxy_report_t *rep)
 {
 	if (rc == 0)
@@ -239,14 +223,11 @@ static int relay(const struct proxy_cli *c, mig_conn_t *src, mig_conn_t *dst,
 		tool_fail_error("proxy", &e);
 		return 1;
 	}
-	struct progress_ctx pc = {.chk = chk, .quiet = c->quiet};
 	mig_proxy_params_t p;
 	mig_proxy_params_default(&p);
 	p.idle_timeout_ms = c->idle_ms;
 	p.linger_ms = c->linger_ms;
 	p.cancel = cancel;
-	p.progress = on_progress;
-	p.opaque = &pc;
 	mig_proxy_filter_t f;
 	proxy_check_filter(chk, &f);
 	mig_proxy_report_t rep;

@@ -4,7 +4,8 @@
  * arrives with the analyser's streaming walker and forwards only bytes the
  * walk has validated (re-encoding spapr/htab canonically unless
  * passthrough), holding the final device sections until the vmdesc after
- * EOF is walked. It keeps the counts the proxy reports. Tools only.
+ * EOF is walked. It keeps the counts the proxy reports and prints the
+ * progress lines (as analyze --follow). Tools only.
  */
 #ifndef HPTMIG_TOOLS_PROXY_CHECK_H
 #define HPTMIG_TOOLS_PROXY_CHECK_H
@@ -24,6 +25,7 @@ struct proxy_check_opts {
 	bool passthrough;          /* forward spapr/htab records as they came */
 	bool no_hold;              /* forward the final device sections unchecked */
 	uint64_t max_device_state; /* cap of the held sections (bytes) */
+	bool quiet;                /* no progress lines on stderr */
 };
 
 struct proxy_check;
@@ -33,9 +35,6 @@ int proxy_check_new(const struct proxy_check_opts *o, struct proxy_check **out, 
 void proxy_check_free(struct proxy_check *c);
 /* The filter to hand to mig_proxy_run (c outlives the run). */
 void proxy_check_filter(struct proxy_check *c, mig_proxy_filter_t *f);
-/* One progress line (no newline): bytes, RAM pages, table entries, pass. */
-void proxy_check_progress_line(const struct proxy_check *c, uint64_t in, uint64_t out, char *line,
-			       size_t len);
 /* Add ram, htab, held_ms (and what else the walk learnt) to the report o. */
 void proxy_check_json(const struct proxy_check *c, json_t *o);
 
