@@ -40,6 +40,7 @@ struct proxy_check {
 	uint64_t last_in_ns;  /* when the last byte of the held phase arrived */
 	uint64_t out_ns;      /* when the held phase had been forwarded */
 	bool final_unchecked; /* --no-hold and the final phase did not walk through */
+	hm_error_t final_error; /* why, when it failed */
 	an_report_t *rep;     /* the walk's report, after run */
 	uint64_t out_htab_entries; /* re-encoded: valid entries written */
 	/* progress */
@@ -238,6 +239,31 @@ static int check_complete(struct proxy_check *c, hm_error_t *err)
 			    (unsigned long long)c->hold_off, r->stop_reason);
 }
 
+/*
+ * --no-hold, and the walk of the final phase failed (over its cap, a bad
+ * record): those bytes went out unchecked as asked, so the relay is not
+ * cut; the rest is forwarded as it comes, until the source closes, and the
+ * walk's complaint is kept for the report (a warning line).
+ */
+static int final_unchecked(struct proxy_check *c, const hm_error_t *werr)
+{
+	char line[768];
+	c->final_unchecked = true;
+	c->final_error = *werr;
+	fprintf(stderr, "hptmig proxy: warning: the final phase was forwarded unchecked "
+		"(--no-hold) and does not walk: %s\n", hm_error_line(werr, line, sizeof(line)));
+	fflush(stderr);
+	uint8_t buf[1 << 16];
+	for (;;) {
+		ssize_t k = mig_proxy_read(c->sink, buf, sizeof(buf));
+		if (k <= 0)
+			return (int)k;
+		int rc = mig_proxy_emit(c->sink, buf, (size_t)k);
+		if (rc != 0)
+			return rc;
+	}
+}
+
 static int run(void *opaque, mig_proxy_sink_t *s, hm_error_t *err)
 {
 	struct proxy_check *c = opaque;
@@ -258,6 +284,8 @@ static int run(void *opaque, mig_proxy_sink_t *s, hm_error_t *err)
 		bool unchecked = false;
 		rc = an_rewrite_stream(&src, &so, write_out, c, &c->rep, &out, &unchecked, &werr);
 	}
+	if (rc < 0 && err->code == 0 && c->forward_raw)
+		return final_unchecked(c, &werr);
 	if (rc < 0) {
 		if (err->code == 0) /* not the relay's failure: the walk's refusal */
 			*err = werr;
@@ -333,4 +361,9 @@ void proxy_check_json(const struct proxy_check *c, json_t *o)
 					      ? (double)(c->out_ns - c->last_in_ns) / 1e6 : 0));
 	json_object_set_new(o, "held_bytes", json_integer((json_int_t)c->held_bytes));
 	json_object_set_new(o, "final_phase_unchecked", json_boolean(c->final_unchecked));
+	if (c->final_error.code) {
+		char line[768];
+		json_object_set_new(o, "final_phase_error",
+				    json_string(hm_error_line(&c->final_error, line, sizeof(line))));
+	}
 }

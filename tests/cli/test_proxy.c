@@ -12,6 +12,8 @@
 #include <pthread.h>
 #include <sys/un.h>
 
+#include "hptmig/analyze.h"
+
 /* ------------------------------------------------------------- the peers */
 
 struct sink {
@@ -271,6 +273,218 @@ static void test_idle_source_cut(void **state)
 	free(k.data);
 }
 
+/* Where things are in a fixture (an in-memory walk keeps every record). */
+struct layout {
+	uint64_t part_off, part_len; /* a spapr/htab PART record in the middle of the passes */
+	uint32_t htab_id;
+	uint64_t mid_off, mid_len;   /* a section record near the middle of the stream */
+	uint64_t hold_off;           /* the first FULL record: the final phase */
+	char digest[65];
+};
+
+static void layout_of(const uint8_t *in, size_t len, struct layout *l)
+{
+	an_report_t *r = NULL;
+	hm_error_t e;
+	memset(l, 0, sizeof(*l));
+	assert_int_equal(an_analyze(in, len, 0, &r, &e), 0);
+	for (size_t i = 0; i < r->nrecords; i++) {
+		const an_record_t *rec = &r->records[i];
+		if (rec->section == UINT32_MAX)
+			continue;
+		const an_section_t *sec = &r->sections[rec->section];
+		if (sec->kind == AN_SEC_HTAB && rec->type == QEMU_VM_SECTION_PART && !l->part_off &&
+		    rec->offset > len / 4) {
+			l->part_off = rec->offset;
+			l->part_len = rec->length;
+			l->htab_id = sec->id;
+		}
+		if (!l->mid_off && rec->offset > len / 2 && rec->type == QEMU_VM_SECTION_PART &&
+		    sec->kind == AN_SEC_RAM) {
+			l->mid_off = rec->offset;
+			l->mid_len = rec->length;
+		}
+		if (!l->hold_off && rec->type == QEMU_VM_SECTION_FULL)
+			l->hold_off = rec->offset;
+	}
+	hm_hex(r->htab.digest, HM_SHA256_LEN, l->digest);
+	an_report_free(r);
+	assert_true(l->hold_off);
+}
+
+/* The proxy refused: exit 1, one error line naming the offset (besides
+ * "listening on"), the source and the destination cut, and the
+ * destination got a prefix of the stream that ends before `before`. */
+static void expect_cut(struct run *r, const uint8_t *in, uint64_t before, const char *what)
+{
+	if (r->proxy.status != 1)
+		fail_msg("proxy exit %d, stderr: %s", r->proxy.status, r->err);
+	char off[32];
+	snprintf(off, sizeof(off), "%llu", (unsigned long long)before);
+	const char *line = strstr(r->err, "hptmig: proxy: stream refused: both connections cut: ");
+	if (!line || !strstr(line, what) || !strstr(line, off))
+		fail_msg("expected one line naming '%s' and offset %s, got: %s", what, off, r->err);
+	assert_one_line(line);
+	assert_true(r->sink.accepted);
+	if (r->sink.len > before)
+		fail_msg("the destination got %zu bytes, past the bad record at %llu", r->sink.len,
+			 (unsigned long long)before);
+	assert_memory_equal(r->sink.data, in, r->sink.len);
+	assert_string_equal(jstr(r->rep, "status"), "refused");
+}
+
+/* Splice: in[0, at) + ins + in[at + skip, len). */
+static uint8_t *splice_in(const uint8_t *in, size_t len, size_t at, size_t skip, const uint8_t *ins,
+		       size_t ins_len, size_t *out_len)
+{
+	*out_len = len - skip + ins_len;
+	uint8_t *o = malloc(*out_len);
+	assert_non_null(o);
+	memcpy(o, in, at);
+	memcpy(o + at, ins, ins_len);
+	memcpy(o + at + ins_len, in + at + skip, len - at - skip);
+	return o;
+}
+
+/* Default: the destination gets what `rewrite` makes of the stream, and
+ * the proxy's digest is analyze's of the original. */
+static void test_default_reencodes_as_rewrite(void **state)
+{
+	(void)state;
+	size_t len, rlen;
+	uint8_t *in = fixture("pseries-qemu10-p8-2g-live.mig", &len), *rw = NULL;
+	if (!in)
+		skip();
+	struct layout l;
+	layout_of(in, len, &l);
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd), "%s rewrite %s %s/rw.mig", tu_bin(),
+		 tu_fixture("pseries-qemu10-p8-2g-live.mig"), tu_tmp);
+	assert_int_equal(tu_run(cmd, NULL, NULL), 0);
+	snprintf(cmd, sizeof(cmd), "%s/rw.mig", tu_tmp);
+	assert_int_equal(tu_read_file(cmd, &rw, &rlen), 0);
+	struct run r;
+	proxy_run(&r, "", in, len, NULL);
+	if (r.proxy.status != 0)
+		fail_msg("proxy failed: %s", r.err);
+	assert_int_equal(r.sink.len, rlen);
+	assert_memory_equal(r.sink.data, rw, rlen);
+	assert_string_equal(jstr(r.rep, "status"), "ok");
+	assert_string_equal(jstr(r.rep, "htab.digest"), l.digest);
+	assert_true(jbool(r.rep, "htab.reencoded"));
+	assert_true(jbool(r.rep, "checked"));
+	assert_true(json_is_null(json_object_get(json_object_get(r.rep, "htab"), "root")));
+	assert_true(jnum(r.rep, "ram.data_pages") > 0);
+	assert_true(jnum(r.rep, "held_bytes") > 0);
+	run_free(&r);
+	free(rw);
+	free(in);
+}
+
+/* The 32-bit index wrap that corrupts QEMU's htab_load: a chunk at index
+ * 0xffffffff with one valid entry, in a PART record between real ones. */
+static void test_index_wrap_cut(void **state)
+{
+	(void)state;
+	size_t len, hlen;
+	uint8_t *in = fixture("pseries-qemu10-p8-2g-live.mig", &len);
+	if (!in)
+		skip();
+	struct layout l;
+	layout_of(in, len, &l);
+	assert_true(l.part_off);
+	uint8_t bad[5 + 4 + 8 + 16 + 8 + 5], *p = bad;
+	*p++ = QEMU_VM_SECTION_PART;
+	hm_store_be32(p, l.htab_id), p += 4;
+	hm_store_be32(p, 0), p += 4;          /* no resize */
+	hm_store_be32(p, 0xffffffffu), p += 4; /* index */
+	hm_store_be16(p, 1), p += 2;          /* n_valid */
+	hm_store_be16(p, 0), p += 2;          /* n_invalid */
+	hm_store_be64(p, 0x4000000000000001ull), p += 8;
+	hm_store_be64(p, 0x1000), p += 8;
+	memset(p, 0, 8), p += 8;              /* end mark */
+	*p++ = QEMU_VM_SECTION_FOOTER;
+	hm_store_be32(p, l.htab_id);
+	uint8_t *h = splice_in(in, len, l.part_off, 0, bad, sizeof(bad), &hlen);
+	for (int pass = 0; pass < 2; pass++) {
+		struct run r;
+		proxy_run(&r, pass ? "--passthrough" : "", h, hlen, NULL);
+		expect_cut(&r, h, l.part_off, "4294967296");
+		run_free(&r);
+	}
+	free(h);
+	free(in);
+}
+
+/* A broken footer in the middle of the stream. */
+static void test_bad_footer_cut(void **state)
+{
+	(void)state;
+	size_t len;
+	uint8_t *in = fixture("pseries-qemu10-p8-2g-live.mig", &len);
+	if (!in)
+		skip();
+	struct layout l;
+	layout_of(in, len, &l);
+	assert_true(l.mid_off);
+	in[l.mid_off + l.mid_len - 5] = 0x7f; /* not QEMU_VM_SECTION_FOOTER */
+	struct run r;
+	proxy_run(&r, "--passthrough", in, len, NULL);
+	expect_cut(&r, in, l.mid_off + l.mid_len - 5, "footer");
+	run_free(&r);
+	free(in);
+}
+
+/* Cut short in the middle: the walk wants more, the source closed. */
+static void test_truncated_cut(void **state)
+{
+	(void)state;
+	size_t len;
+	uint8_t *in = fixture("pseries-qemu72-p8-1g.mig", &len);
+	if (!in)
+		skip();
+	struct layout l;
+	layout_of(in, len, &l);
+	size_t half = l.hold_off + (len - l.hold_off) / 2; /* inside the final phase */
+	struct run r;
+	proxy_run(&r, "--passthrough", in, half, NULL);
+	if (r.proxy.status != 1)
+		fail_msg("proxy exit %d: %s", r.proxy.status, r.err);
+	/* nothing of the held final phase went out */
+	assert_true(r.sink.len <= l.hold_off);
+	assert_memory_equal(r.sink.data, in, r.sink.len);
+	assert_string_equal(jstr(r.rep, "status"), "refused");
+	run_free(&r);
+	free(in);
+}
+
+/* Device state over the cap: refused before any of it goes out; with
+ * --no-hold it goes out unchecked and the run is not cut. */
+static void test_device_state_cap(void **state)
+{
+	(void)state;
+	size_t len;
+	uint8_t *in = fixture("pseries-qemu10-p8-2g-live.mig", &len);
+	if (!in)
+		skip();
+	struct layout l;
+	layout_of(in, len, &l);
+	struct run r;
+	proxy_run(&r, "--passthrough --max-device-state 64K", in, len, NULL);
+	expect_cut(&r, in, l.hold_off + 65536, "device-state cap");
+	assert_true(r.sink.len <= l.hold_off);
+	run_free(&r);
+	proxy_run(&r, "--passthrough --no-hold --max-device-state 64K", in, len, NULL);
+	if (r.proxy.status != 0)
+		fail_msg("proxy --no-hold failed: %s", r.err);
+	assert_int_equal(r.sink.len, len);
+	assert_memory_equal(r.sink.data, in, len);
+	assert_true(jbool(r.rep, "final_phase_unchecked"));
+	assert_non_null(strstr(r.err, "warning: the final phase was forwarded unchecked"));
+	run_free(&r);
+	free(in);
+}
+
 static void test_usage(void **state)
 {
 	(void)state;
@@ -303,6 +517,11 @@ int main(void)
 		cmocka_unit_test(test_return_path_relayed),
 		cmocka_unit_test(test_destination_unreachable),
 		cmocka_unit_test(test_idle_source_cut),
+		cmocka_unit_test(test_default_reencodes_as_rewrite),
+		cmocka_unit_test(test_index_wrap_cut),
+		cmocka_unit_test(test_bad_footer_cut),
+		cmocka_unit_test(test_truncated_cut),
+		cmocka_unit_test(test_device_state_cap),
 	};
 	return cmocka_run_group_tests(tests, tu_setup_tmp, tu_teardown_tmp);
 }
