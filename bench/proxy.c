@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * `hptmig bench proxy [--file F] [--runs N] [--json]`: the throughput of
+ * `hptmig bench proxy [--file F] [--runs N] [--passthrough] [--json]`: the throughput of
  * `hptmig proxy` against a plain relay (a socat-style read/write loop
  * between two sockets, no checks), side by side in one run, on tcp
  * loopback: a writer replays a real QEMU stream from memory, a sink reads
@@ -157,6 +157,8 @@ static void *sink_main(void *o)
 
 /* Start the proxy child on a free port; its port from its "listening on"
  * line. Returns the pid or -1. */
+static bool g_passthrough;
+
 static pid_t proxy_child(int sink_port, int *port)
 {
 	int pe[2];
@@ -171,7 +173,8 @@ static pid_t proxy_child(int sink_port, int *port)
 		int null = open("/dev/null", O_WRONLY);
 		dup2(pe[1], 2);
 		dup2(null, 1);
-		execl(exe, exe, "proxy", "tcp:127.0.0.1:0", dest, "--quiet", (char *)NULL);
+		execl(exe, exe, "proxy", "tcp:127.0.0.1:0", dest, "--quiet",
+		      g_passthrough ? "--passthrough" : (char *)NULL, (char *)NULL);
 		_exit(127);
 	}
 	close(pe[1]);
@@ -286,8 +289,11 @@ static int run(int argc, char **argv, json_t **result)
 			file = argv[++i];
 		else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
 			runs = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--passthrough") == 0)
+			g_passthrough = true;
 		else if (strcmp(argv[i], "--json") != 0) {
-			tool_fail("bench proxy", "usage: hptmig bench proxy [--file F] [--runs 1..64] [--json]");
+			tool_fail("bench proxy", "usage: hptmig bench proxy [--file F] [--runs 1..64] "
+				  "[--passthrough] [--json]");
 			return 2;
 		}
 	}
@@ -354,6 +360,8 @@ static int run(int argc, char **argv, json_t **result)
 		json_object_set_new(o, "file", json_string(file));
 		json_object_set_new(o, "stream_bytes", json_integer((json_int_t)len));
 		json_object_set_new(o, "runs", json_integer(runs));
+		json_object_set_new(o, "proxy_mode", json_string(g_passthrough ? "passthrough"
+									       : "re-encode"));
 		json_object_set_new(o, "relay", side_json(rel, rel_rss, runs));
 		json_object_set_new(o, "proxy", side_json(prx, prx_rss, runs));
 		qsort(ratio, (size_t)runs, sizeof(double), cmp_d);

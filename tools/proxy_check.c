@@ -31,8 +31,8 @@ struct proxy_check {
 	mig_proxy_sink_t *sink;
 	hm_error_t *err;      /* the relay's error */
 	/* Stream bytes [pend_off, pend_off + pend_len) read, not yet forwarded. */
-	uint8_t *pend;
-	size_t pend_len, pend_cap;
+	uint8_t *pend;        /* they are at pend[pend_start, pend_start + pend_len) */
+	size_t pend_start, pend_len, pend_cap;
 	uint64_t pend_off;
 	bool forward_raw;     /* --no-hold in the final phase: forward as read */
 	bool held;            /* the final phase started */
@@ -74,6 +74,17 @@ void proxy_check_free(struct proxy_check *c)
 	free(c);
 }
 
+/* Forget the n oldest pending bytes. The buffer is compacted only when a
+ * new read does not fit behind them (keep), so each byte moves O(1) times. */
+static void pend_consume(struct proxy_check *c, size_t n)
+{
+	c->pend_start += n;
+	c->pend_len -= n;
+	c->pend_off += n;
+	if (c->pend_len == 0)
+		c->pend_start = 0;
+}
+
 /* Forward the pending bytes before `to` (stream offset) and forget them. */
 static int forward_to(struct proxy_check *c, uint64_t to)
 {
@@ -82,28 +93,31 @@ static int forward_to(struct proxy_check *c, uint64_t to)
 	size_t n = (size_t)(to - c->pend_off);
 	if (n > c->pend_len)
 		n = c->pend_len;
-	int rc = mig_proxy_emit(c->sink, c->pend, n);
-	if (rc != 0)
-		return rc;
-	memmove(c->pend, c->pend + n, c->pend_len - n);
-	c->pend_len -= n;
-	c->pend_off += n;
-	return 0;
+	int rc = mig_proxy_emit(c->sink, c->pend + c->pend_start, n);
+	if (rc == 0)
+		pend_consume(c, n);
+	return rc;
 }
 
 static int keep(struct proxy_check *c, const uint8_t *p, size_t n)
 {
-	if (c->pend_cap - c->pend_len < n) {
-		size_t cap = c->pend_cap ? c->pend_cap : (size_t)1 << 20;
-		while (cap - c->pend_len < n)
+	if (c->pend_cap - c->pend_start - c->pend_len < n) {
+		if (c->pend_start && c->pend_start >= c->pend_len) {
+			memmove(c->pend, c->pend + c->pend_start, c->pend_len);
+			c->pend_start = 0;
+		}
+		size_t cap = c->pend_cap ? c->pend_cap : (size_t)4 << 20;
+		while (cap - c->pend_start - c->pend_len < n)
 			cap *= 2;
-		uint8_t *nb = realloc(c->pend, cap);
-		if (!nb)
-			return -ENOMEM;
-		c->pend = nb;
-		c->pend_cap = cap;
+		if (cap != c->pend_cap) {
+			uint8_t *nb = realloc(c->pend, cap);
+			if (!nb)
+				return -ENOMEM;
+			c->pend = nb;
+			c->pend_cap = cap;
+		}
 	}
-	memcpy(c->pend + c->pend_len, p, n);
+	memcpy(c->pend + c->pend_start + c->pend_len, p, n);
 	c->pend_len += n;
 	return 0;
 }
@@ -115,11 +129,7 @@ static void drop_to(struct proxy_check *c, uint64_t to)
 	if (to <= c->pend_off)
 		return;
 	size_t n = (size_t)(to - c->pend_off);
-	if (n > c->pend_len)
-		n = c->pend_len;
-	memmove(c->pend, c->pend + n, c->pend_len - n);
-	c->pend_len -= n;
-	c->pend_off += n;
+	pend_consume(c, n > c->pend_len ? c->pend_len : n);
 }
 
 /* The walker's byte source: the relay. Every byte is kept until it is
@@ -139,12 +149,16 @@ static int64_t src_read(void *ctx, uint8_t *buf, size_t n, hm_error_t *err)
 		c->pend_off += (uint64_t)k;
 		return rc != 0 ? rc : k;
 	}
-	if (keep(c, buf, (size_t)k) != 0)
-		return -ENOMEM;
 	/* Re-encoding: an_rewrite_stream keeps and settles the bytes itself;
 	 * only the walker's read-ahead may be needed here (--no-hold, at the
-	 * hold), so the tail of that size is all that is kept. */
-	if (!c->o.passthrough && c->pend_len > PROXY_TAIL)
+	 * hold), so the tail of that size is all that is kept, and only then. */
+	if (!c->o.passthrough && !c->o.no_hold) {
+		c->pend_off += (uint64_t)k;
+		return k;
+	}
+	if (keep(c, buf, (size_t)k) != 0)
+		return -ENOMEM;
+	if (!c->o.passthrough && !c->held && c->pend_len > PROXY_TAIL)
 		drop_to(c, c->pend_off + c->pend_len - PROXY_TAIL);
 	return k;
 }
