@@ -899,10 +899,9 @@ static int stream_final_phase(struct an_walk *w)
 static int stream_header(struct an_walk *w)
 {
 	an_report_t *r = w->r;
-	if (an_peek(w) < 0 && w->err->code)
-		return w->err->code;
-	size_t have = w->avail;
-	if (have < 8 && !an_need(w, 8, "stream header")) {
+	if (!an_need(w, 8, "stream header")) {
+		if (!w->st->eof)
+			return w->err->code; /* the source failed */
 		uint8_t b[8] = {0};
 		memcpy(b, w->win, w->avail);
 		hm_error_clear(w->err);
