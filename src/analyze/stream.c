@@ -58,6 +58,18 @@ static int ended(struct an_walk *w, uint64_t n, uint64_t have, const char *what)
 		       (unsigned long long)n, (unsigned long long)have, (unsigned long long)(w->pos + have));
 }
 
+int an_stream_drain(struct an_walk *w)
+{
+	struct an_stream *st = w->st;
+	for (;;) {
+		int64_t k = src_read(w, st->win, AN_STREAM_WINDOW);
+		if (k <= 0)
+			return (int)k;
+		w->base = w->pos;
+		w->avail = 0;
+	}
+}
+
 /* Drop the bytes before pos from the window. */
 static void compact(struct an_walk *w)
 {
@@ -144,7 +156,7 @@ int an_stream_peek(struct an_walk *w)
 	return st->win[0];
 }
 
-static int hook_rc(struct an_walk *w, int rc, const char *hook)
+int an_stream_hook_rc(struct an_walk *w, int rc, const char *hook)
 {
 	if (rc == 0)
 		return 0;
@@ -179,7 +191,7 @@ int an_stream_progress(struct an_walk *w, bool pass_end)
 	for (size_t i = 0; i < r->nsections; i++)
 		if (r->sections[i].kind == AN_SEC_RAM)
 			p.ram_records = r->sections[i].n_start + r->sections[i].n_part + r->sections[i].n_end;
-	return hook_rc(w, st->hooks.progress(st->hooks.opaque, r, &p), "progress");
+	return an_stream_hook_rc(w, st->hooks.progress(st->hooks.opaque, r, &p), "progress");
 }
 
 int an_stream_commit(struct an_walk *w, bool force)
@@ -196,7 +208,7 @@ int an_stream_commit(struct an_walk *w, bool force)
 			const an_record_t *rec = NULL;
 			if (st->in_record && w->r->nrecords > w->r->records_first)
 				rec = &w->r->records[w->r->nrecords - 1 - w->r->records_first];
-			int rc = hook_rc(w, st->hooks.commit(st->hooks.opaque, w->pos, rec), "commit");
+			int rc = an_stream_hook_rc(w, st->hooks.commit(st->hooks.opaque, w->pos, rec), "commit");
 			if (rc < 0)
 				return rc;
 		}
@@ -250,7 +262,7 @@ int an_stream_hold(struct an_walk *w)
 	struct an_stream *st = w->st;
 	uint64_t cap = st->o.max_device_state;
 	if (st->hooks.hold) {
-		int rc = hook_rc(w, st->hooks.hold(st->hooks.opaque, w->pos), "hold");
+		int rc = an_stream_hook_rc(w, st->hooks.hold(st->hooks.opaque, w->pos), "hold");
 		if (rc < 0)
 			return rc;
 	}
