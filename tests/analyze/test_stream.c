@@ -182,6 +182,26 @@ static void test_corruptions(void **state)
 	free(s.p);
 }
 
+/* The real QEMU streams: the same report and --state text streamed as in
+ * memory (the CLI streams; test_fixtures checks the in-memory walk against
+ * QEMU's analyser). Skipped without ../shared. */
+static void test_fixtures_same(void **state)
+{
+	(void)state;
+	const char *names[] = {"pseries-qemu10-p8-2g-live.mig", "pseries-qemu10-p9radix-1g.mig",
+			       "pseries-qemu72-p8-1g.mig"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const char *path = tu_fixture(names[i]);
+		if (!path)
+			skip();
+		uint8_t *p;
+		size_t n;
+		assert_int_equal(tu_read_file(path, &p, &n), 0);
+		walk_both(p, n, AN_OPT_STATE | AN_OPT_KEEP_TABLE, NULL);
+		free(p);
+	}
+}
+
 /* ------------------------------------------------------------ hooks */
 
 struct hk {
@@ -505,7 +525,7 @@ int main(void)
 		cmocka_unit_test(test_corruptions),       cmocka_unit_test(test_hooks),
 		cmocka_unit_test(test_hook_stops),        cmocka_unit_test(test_device_state_cap),
 		cmocka_unit_test(test_rewrite_same),      cmocka_unit_test(test_rewrite_write_fails),
-		cmocka_unit_test(test_constant_memory),
+		cmocka_unit_test(test_constant_memory),   cmocka_unit_test(test_fixtures_same),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

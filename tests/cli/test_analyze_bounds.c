@@ -504,7 +504,7 @@ static void test_zero_inputs(void **state)
 	child_free(&c);
 	const char *bad[] = {path, "--max-input", below, NULL};
 	run_child(bad, &c, NULL, NULL);
-	expect_exit(&c, 1, "the file has more than");
+	expect_exit(&c, 1, "the stream has more than");
 	child_free(&c);
 	const char *usage[][4] = {{path, "--max-input", "0", NULL}, {path, "--max-input", "17G", NULL},
 				  {path, "--max-input", "12Q", NULL}, {path, "--max-input", NULL, NULL}};
