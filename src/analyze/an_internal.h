@@ -259,6 +259,13 @@ struct an_stream {
 /* Read the final phase from w->pos to the end of the stream (or of its
  * vmdesc, o.stop_at_vmdesc) into st->hold, and point the window at it. */
 int an_stream_hold(struct an_walk *w);
+/* A walk stopped in the live phase (a section it cannot decode): read the
+ * rest and count it (within the input cap), so that the report gives the
+ * stream's size as an in-memory walk does. 0 or the source's error. */
+int an_stream_drain(struct an_walk *w);
+/* A hook's return value: 0, or its code (HM_E_CANCELLED when positive)
+ * with w->err set ("stopped by the <hook> hook") unless already set. */
+int an_stream_hook_rc(struct an_walk *w, int rc, const char *hook);
 /* The progress hook (pass_end: at the end of a spapr/htab record). */
 int an_stream_progress(struct an_walk *w, bool pass_end);
 /* Find the vmdesc (0x06, be32 len, JSON) ending exactly at buf + len right

@@ -279,7 +279,7 @@ static int rws_put_end(struct rws *s, const an_record_t *rec)
 	uint32_t sid = r->sections[rec->section].id;
 	bool no_hpt = !r->priv->have_tab;
 	uint32_t shift = no_hpt ? 0 : r->priv->tab.shift;
-	uint8_t hdr[13 + 5], ftr[5];
+	uint8_t hdr[14 + 5], ftr[5]; /* [PART with the shift], END header */
 	size_t n = 0;
 	if (!no_hpt && shift != r->htab.start_shift) {
 		hdr[n++] = QEMU_VM_SECTION_PART;

@@ -58,6 +58,18 @@ static int ended(struct an_walk *w, uint64_t n, uint64_t have, const char *what)
 		       (unsigned long long)n, (unsigned long long)have, (unsigned long long)(w->pos + have));
 }
 
+int an_stream_drain(struct an_walk *w)
+{
+	struct an_stream *st = w->st;
+	for (;;) {
+		int64_t k = src_read(w, st->win, AN_STREAM_WINDOW);
+		if (k <= 0)
+			return (int)k;
+		w->base = w->pos;
+		w->avail = 0;
+	}
+}
+
 /* Drop the bytes before pos from the window. */
 static void compact(struct an_walk *w)
 {
@@ -144,7 +156,7 @@ int an_stream_peek(struct an_walk *w)
 	return st->win[0];
 }
 
-static int hook_rc(struct an_walk *w, int rc, const char *hook)
+int an_stream_hook_rc(struct an_walk *w, int rc, const char *hook)
 {
 	if (rc == 0)
 		return 0;
@@ -179,7 +191,7 @@ int an_stream_progress(struct an_walk *w, bool pass_end)
 	for (size_t i = 0; i < r->nsections; i++)
 		if (r->sections[i].kind == AN_SEC_RAM)
 			p.ram_records = r->sections[i].n_start + r->sections[i].n_part + r->sections[i].n_end;
-	return hook_rc(w, st->hooks.progress(st->hooks.opaque, r, &p), "progress");
+	return an_stream_hook_rc(w, st->hooks.progress(st->hooks.opaque, r, &p), "progress");
 }
 
 int an_stream_commit(struct an_walk *w, bool force)
@@ -196,12 +208,42 @@ int an_stream_commit(struct an_walk *w, bool force)
 			const an_record_t *rec = NULL;
 			if (st->in_record && w->r->nrecords > w->r->records_first)
 				rec = &w->r->records[w->r->nrecords - 1 - w->r->records_first];
-			int rc = hook_rc(w, st->hooks.commit(st->hooks.opaque, w->pos, rec), "commit");
+			int rc = an_stream_hook_rc(w, st->hooks.commit(st->hooks.opaque, w->pos, rec), "commit");
 			if (rc < 0)
 				return rc;
 		}
 	}
 	return an_stream_progress(w, false);
+}
+
+/*
+ * A final phase that starts with EOF (no FULL section) is delimited: the
+ * vmdesc (0x06, be32 length within the vmdesc cap, '{') or nothing. Returns
+ * 1 when the held bytes are complete, 0 when more are needed, or the error.
+ */
+static int hold_eof_first(struct an_walk *w)
+{
+	struct an_stream *st = w->st;
+	const uint8_t *h = st->hold;
+	if (st->hold_len < 2)
+		return 0;
+	if (h[1] != QEMU_VM_VMDESCRIPTION)
+		return hm_error_set(w->err, HM_E_FORMAT, (int64_t)st->hold_off + 1,
+				    "byte 0x%02x after the EOF record at offset %" PRIu64 " is not a vmdesc (0x06)", h[1],
+				    st->hold_off);
+	if (st->hold_len < 6)
+		return 0;
+	uint32_t len = hm_load_be32(h + 2);
+	if (len > AN_VMDESC_MAX_BYTES)
+		return hm_error_set(w->err, HM_E_RANGE, (int64_t)st->hold_off + 2,
+				    "vmdesc at offset %" PRIu64 ": %u bytes of JSON, more than the cap of %zu bytes",
+				    st->hold_off + 1, len, AN_VMDESC_MAX_BYTES);
+	if (st->hold_len < 6 + (size_t)len)
+		return 0;
+	if (st->hold_len > 6 + (size_t)len)
+		return hm_error_set(w->err, HM_E_FORMAT, (int64_t)st->hold_off + 6 + len,
+				    "bytes after the vmdesc that ends at offset %" PRIu64, st->hold_off + 6 + len);
+	return 1;
 }
 
 /* The held bytes end with a complete vmdesc: a cheap test first (JSON
@@ -220,7 +262,7 @@ int an_stream_hold(struct an_walk *w)
 	struct an_stream *st = w->st;
 	uint64_t cap = st->o.max_device_state;
 	if (st->hooks.hold) {
-		int rc = hook_rc(w, st->hooks.hold(st->hooks.opaque, w->pos), "hold");
+		int rc = an_stream_hook_rc(w, st->hooks.hold(st->hooks.opaque, w->pos), "hold");
 		if (rc < 0)
 			return rc;
 	}
@@ -231,7 +273,17 @@ int an_stream_hold(struct an_walk *w)
 		return hm_error_set(w->err, -ENOMEM, (int64_t)w->pos, "out of memory");
 	memcpy(st->hold, an_at(w), have);
 	st->hold_len = have;
-	while (!(st->o.stop_at_vmdesc && hold_complete(st))) {
+	bool eof_first = have && st->hold[0] == QEMU_VM_EOF;
+	for (;;) {
+		if (eof_first) {
+			int rc = hold_eof_first(w);
+			if (rc < 0)
+				return rc;
+			if (rc == 1 && st->o.stop_at_vmdesc)
+				break;
+		} else if (st->o.stop_at_vmdesc && hold_complete(st)) {
+			break;
+		}
 		if (st->hold_len > cap)
 			break;
 		if (size - st->hold_len < AN_STREAM_WINDOW / 2) {

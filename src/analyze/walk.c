@@ -291,7 +291,9 @@ static int section_payload(struct an_walk *w, an_section_t *s, uint8_t type, boo
 		  "section '%s' (id %u, instance %u, version %u) at offset %" PRId64
 		  ": no layout known (%s); walked up to here",
 		  s->idstr, s->id, s->instance_id, s->version_id, w->rec_off,
-		  w->vd ? "not in the vmdesc" : "the stream has no vmdesc");
+		  type == QEMU_VM_SECTION_START ? "a live section: only ram and spapr/htab are decoded"
+		  : w->vd			? "not in the vmdesc"
+						: "the stream has no vmdesc");
 	return 0;
 }
 
@@ -608,8 +610,8 @@ static int live_record_done(struct an_walk *w, const an_record_t *rec)
 				    "spapr/htab records take more than %llu bytes of the stream (the cap of a"
 				    " streamed walk: its replayed table grows with them)",
 				    (unsigned long long)AN_STREAM_HTAB_MAX);
-	if (st->hooks.record && st->hooks.record(st->hooks.opaque, r, rec) != 0)
-		return hm_error_set(w->err, HM_E_CANCELLED, (int64_t)rec->offset, "stopped by the record hook");
+	if (st->hooks.record && an_stream_hook_rc(w, st->hooks.record(st->hooks.opaque, r, rec), "record") < 0)
+		return w->err->code;
 	if (rec->section != UINT32_MAX && r->sections[rec->section].kind == AN_SEC_HTAB)
 		return an_stream_progress(w, true);
 	return 0;
@@ -881,9 +883,9 @@ static int stream_final_phase(struct an_walk *w)
 	if (rc < 0)
 		return rc;
 	for (size_t i = r->records_first; st->hooks.record && i < r->nrecords; i++)
-		if (st->hooks.record(st->hooks.opaque, r, &r->records[i - r->records_first]) != 0)
-			return hm_error_set(w->err, HM_E_CANCELLED, (int64_t)r->records[i - r->records_first].offset,
-					    "stopped by the record hook");
+		if (an_stream_hook_rc(w, st->hooks.record(st->hooks.opaque, r, &r->records[i - r->records_first]),
+				      "record") < 0)
+			return w->err->code;
 	if (!r->complete)
 		return 0; /* stopped: nothing more is validated */
 	st->held = false;
@@ -899,10 +901,9 @@ static int stream_final_phase(struct an_walk *w)
 static int stream_header(struct an_walk *w)
 {
 	an_report_t *r = w->r;
-	if (an_peek(w) < 0 && w->err->code)
-		return w->err->code;
-	size_t have = w->avail;
-	if (have < 8 && !an_need(w, 8, "stream header")) {
+	if (!an_need(w, 8, "stream header")) {
+		if (!w->st->eof)
+			return w->err->code; /* the source failed */
 		uint8_t b[8] = {0};
 		memcpy(b, w->win, w->avail);
 		hm_error_clear(w->err);
@@ -942,6 +943,8 @@ int an_analyze_stream(const an_source_t *src, const an_stream_opts_t *o, an_repo
 		rc = walk_records(&w);
 		if (rc == 1)
 			rc = stream_final_phase(&w);
+		else if (rc == 0 && !r->complete && !so.stop_at_vmdesc)
+			rc = an_stream_drain(&w);
 	}
 	if (!st.held)
 		r->file_bytes = st.total;
