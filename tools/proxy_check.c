@@ -75,7 +75,8 @@ void proxy_check_free(struct proxy_check *c)
 }
 
 /* Forget the n oldest pending bytes. The buffer is compacted only when a
- * new read does not fit behind them (keep), so each byte moves O(1) times. */
+ * new read does not fit behind them (keep): with 8 MiB of room and at most
+ * the walker's 2 MiB read-ahead pending, a byte moves at most once. */
 static void pend_consume(struct proxy_check *c, size_t n)
 {
 	c->pend_start += n;
@@ -102,11 +103,13 @@ static int forward_to(struct proxy_check *c, uint64_t to)
 static int keep(struct proxy_check *c, const uint8_t *p, size_t n)
 {
 	if (c->pend_cap - c->pend_start - c->pend_len < n) {
-		if (c->pend_start && c->pend_start >= c->pend_len) {
+		/* Move the pending bytes (at most the walker's read-ahead) to the
+		 * front rather than grow: fresh pages cost more than the move. */
+		if (c->pend_start) {
 			memmove(c->pend, c->pend + c->pend_start, c->pend_len);
 			c->pend_start = 0;
 		}
-		size_t cap = c->pend_cap ? c->pend_cap : (size_t)4 << 20;
+		size_t cap = c->pend_cap ? c->pend_cap : (size_t)8 << 20;
 		while (cap - c->pend_start - c->pend_len < n)
 			cap *= 2;
 		if (cap != c->pend_cap) {
