@@ -6,7 +6,9 @@
  * every byte outside the `spapr/htab` records is kept, in order: the records
  * of other sections, the EOF, the vmdesc, and the unchecked tail after a walk
  * that had to stop. When it fails, it fails with an error code and a message
- * and no output. abort() on any violation.
+ * and no output. The streamed rewrite (an_rewrite_stream, the input handed
+ * out in pieces) gives the same bytes whenever an_rewrite succeeds. abort()
+ * on any violation.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +17,63 @@
 #include "hptmig/analyze.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+struct msrc {
+	const uint8_t *p;
+	size_t len, pos;
+};
+
+static int64_t msrc_read(void *ctx, uint8_t *buf, size_t n, hm_error_t *err)
+{
+	(void)err;
+	struct msrc *m = ctx;
+	size_t k = m->len - m->pos;
+	if (k > n)
+		k = n;
+	if (k > 1 + (m->pos * 7919) % 4096) /* pieces of varying sizes */
+		k = 1 + (m->pos * 7919) % 4096;
+	memcpy(buf, m->p + m->pos, k);
+	m->pos += k;
+	return (int64_t)k;
+}
+
+struct obuf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+static int obuf_write(void *o, const uint8_t *p, size_t n)
+{
+	struct obuf *b = o;
+	if (b->cap - b->len < n) {
+		size_t c = b->cap ? b->cap : 4096;
+		while (c - b->len < n)
+			c *= 2;
+		uint8_t *nb = realloc(b->p, c);
+		if (!nb)
+			abort();
+		b->p = nb;
+		b->cap = c;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+/* The streamed rewrite of data gives exactly out[0, n). */
+static void check_streamed(const uint8_t *data, size_t size, const uint8_t *out, size_t n, bool unchecked)
+{
+	struct msrc m = {data, size, 0};
+	an_source_t src = {msrc_read, &m};
+	struct obuf o = {0};
+	bool unchecked_s = false;
+	hm_error_t err;
+	uint64_t written = 0;
+	if (an_rewrite_stream(&src, NULL, obuf_write, &o, NULL, &written, &unchecked_s, &err) != 0 ||
+	    written != n || o.len != n || (n && memcmp(o.p, out, n) != 0) || unchecked_s != unchecked)
+		abort(); /* streamed and in-memory rewrites differ */
+	free(o.p);
+}
 
 /* The bytes of buf outside the records of section index sec, concatenated:
  * the header, every other record, and whatever follows the last record. */
@@ -64,6 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (rc != 0)
 		abort();
+	check_streamed(data, size, out, n, unchecked);
 	an_report_t *a = NULL, *b = NULL;
 	hm_error_t ea, eb;
 	if (an_analyze(data, size, 0, &a, &ea) != 0)

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * `hptmig analyze FILE [--json] [--htab] [--state] [--desc]`: what is inside
- * any QEMU migration stream (plain or .zst) and whether it is sound. Exit 0
- * only when the whole stream was walked without error; otherwise one clear
- * line on stderr (and whatever was learnt before the problem on stdout).
+ * `hptmig analyze IN [--json] [--htab] [--state] [--desc] [--follow]`: what
+ * is inside any QEMU migration stream (plain or .zst, a file, stdin or a
+ * migration URI, read as a stream in constant memory) and whether it is
+ * sound. Exit 0 only when the whole stream was walked without error;
+ * otherwise one clear line on stderr (and whatever was learnt before the
+ * problem on stdout).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,27 +14,39 @@
 #include <sys/random.h>
 
 #include "hptmig/analyze.h"
+#include "stream_input.h"
 #include "tool.h"
 
 static const char usage[] =
-	"usage: hptmig analyze FILE [--json] [--htab] [--state] [--desc] [--strict] [--max-input SIZE]\n"
+	"usage: hptmig analyze IN [--json] [--htab] [--state] [--desc] [--follow] [--strict]\n"
+	"                         [--max-input SIZE] [--max-device-state SIZE]\n"
 	"\n"
-	"Walk a QEMU migration stream (any machine type; a .zst file is decompressed)\n"
-	"and report its machine, sections, RAM pages, the spapr/htab table and its\n"
-	"digest. Device sections are skipped or decoded through the JSON description\n"
-	"(vmdesc) QEMU appends after EOF, and checked against it.\n"
+	"Walk a QEMU migration stream (any machine type; zstd is decompressed) as it\n"
+	"arrives, in constant memory, and report its machine, sections, RAM pages,\n"
+	"the spapr/htab table and its digest. Device sections are skipped or decoded\n"
+	"through the JSON description (vmdesc) QEMU appends after EOF, and checked\n"
+	"against it.\n"
+	"\n"
+	"IN: a file, '-' (stdin), or a migration URI: file:PATH, fd:N, exec:CMD\n"
+	"(its stdout), tcp:HOST:PORT or unix:PATH (listen and accept one connection,\n"
+	"as QEMU's -incoming; 'listening on URI' goes to stderr; port 0: any).\n"
+	"E.g. in QEMU's monitor: migrate exec:\"hptmig analyze --follow -\"\n"
 	"\n"
 	"  --json    one JSON object on stdout (fields of product.md and more)\n"
 	"  --htab    list the valid entries of the final table\n"
 	"  --state   decode every device section's fields by name and value\n"
 	"  --desc    print the vmdesc\n"
+	"  --follow  one progress line on stderr per second and per spapr/htab pass\n"
+	"            while the stream arrives: bytes, RAM pages, table entries\n"
 	"  --strict  fail (exit 3) on any anomaly: what QEMU accepts but never writes\n"
 	"            in spapr/htab (an entry without its valid bit in a valid run, an\n"
 	"            entry failing the structural check, a chunk overlapping another of\n"
 	"            its pass); without it they are warnings on stderr\n"
 	"  --max-input SIZE  refuse a stream larger than SIZE bytes (suffix K, M, G:\n"
-	"            binary units), plain or once decompressed; default 1G for a\n"
-	"            plain file, 112M for a .zst (docs/limits.md)\n"
+	"            binary units), once decompressed; default 16G (docs/limits.md)\n"
+	"  --max-device-state SIZE  hold at most SIZE bytes of the final phase (FULL\n"
+	"            device sections, EOF, vmdesc: no length on the wire, so they are\n"
+	"            held until the vmdesc describes them); default 64M\n"
 	"\n"
 	"Exit status: 0 when the whole stream was walked without error, 1 when it is\n"
 	"bad or could only be walked in part (the reason is on stderr), 2 on usage,\n"
@@ -97,6 +111,24 @@ static void print_text_streaming(const char *text, const an_report_t *r)
 	fputs(at, stdout);
 }
 
+/* --follow: one line (at most 79 columns) on stderr. */
+static int follow_line(void *opaque, const an_report_t *r, const an_progress_t *p)
+{
+	(void)opaque;
+	(void)r;
+	char line[160];
+	int n = snprintf(line, sizeof(line), "%9.1f MiB  ram it %llu: %llu+%llu pg  htab pass %llu: %llu valid%s",
+			 (double)p->bytes / (1 << 20), (unsigned long long)p->ram_records,
+			 (unsigned long long)p->ram_data_pages, (unsigned long long)p->ram_zero_pages,
+			 (unsigned long long)p->htab_records, (unsigned long long)p->htab_valid,
+			 p->held ? "  final" : "");
+	if (n > 79)
+		n = 79;
+	fprintf(stderr, "%.*s\n", n, line);
+	fflush(stderr);
+	return 0;
+}
+
 /* The anomalies as warnings on stderr: the first few, then the count. */
 static void print_anomalies(const char *file, const an_anomalies_t *a)
 {
@@ -136,90 +168,118 @@ static int finish(const char *file, const an_report_t *r, int rc, bool strict)
 	return 0;
 }
 
-static int run(int argc, char **argv)
+struct args {
+	const char *file;
+	bool json, follow, strict;
+	unsigned out, opts;
+	an_stream_opts_t so;
+};
+
+/* 0, or the exit status of a usage error (printed). */
+static int parse_args(int argc, char **argv, struct args *a)
 {
-	const char *file = NULL;
-	bool json = false, strict = false;
-	unsigned out = 0, opts = 0;
-	uint64_t max_input = 0; /* the defaults */
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
-			json = true;
-		} else if (strcmp(argv[i], "--htab") == 0) {
-			out |= AN_OUT_HTAB;
-			opts |= AN_OPT_KEEP_TABLE;
-		} else if (strcmp(argv[i], "--state") == 0) {
-			out |= AN_OUT_STATE;
-			opts |= AN_OPT_STATE;
-		} else if (strcmp(argv[i], "--desc") == 0) {
-			out |= AN_OUT_DESC;
+			a->json = true;
+		} else if (strcmp(argv[i], "--follow") == 0) {
+			a->follow = true;
 		} else if (strcmp(argv[i], "--strict") == 0) {
-			strict = true;
-		} else if (strcmp(argv[i], "--max-input") == 0) {
-			if (i + 1 >= argc || !tool_parse_max_input(argv[i + 1], &max_input)) {
-				tool_fail("analyze", "--max-input needs a size from 1 to 16G (e.g. 512M), got '%s'",
-					  i + 1 < argc ? argv[i + 1] : "");
+			a->strict = true;
+		} else if (strcmp(argv[i], "--htab") == 0) {
+			a->out |= AN_OUT_HTAB;
+			a->opts |= AN_OPT_KEEP_TABLE;
+		} else if (strcmp(argv[i], "--state") == 0) {
+			a->out |= AN_OUT_STATE;
+			a->opts |= AN_OPT_STATE;
+		} else if (strcmp(argv[i], "--desc") == 0) {
+			a->out |= AN_OUT_DESC;
+		} else if (strcmp(argv[i], "--max-input") == 0 || strcmp(argv[i], "--max-device-state") == 0) {
+			bool in = strcmp(argv[i], "--max-input") == 0;
+			uint64_t v = 0;
+			if (i + 1 >= argc || !tool_parse_max_input(argv[i + 1], &v) ||
+			    (!in && v > AN_DEVICE_STATE_MAX_LIMIT)) {
+				tool_fail("analyze", "%s needs a size from 1 to %s (e.g. 512M), got '%s'", argv[i],
+					  in ? "16G" : "1G", i + 1 < argc ? argv[i + 1] : "");
 				return 2;
 			}
+			*(in ? &a->so.max_input : &a->so.max_device_state) = v;
 			i++;
-		} else if (argv[i][0] == '-' && argv[i][1]) {
+		} else if (strcmp(argv[i], "-") != 0 && argv[i][0] == '-' && argv[i][1]) {
 			tool_fail("analyze", "unknown option '%s' (hptmig analyze --help)", argv[i]);
 			return 2;
-		} else if (!file) {
-			file = argv[i];
+		} else if (!a->file) {
+			a->file = argv[i];
 		} else {
-			tool_fail("analyze", "one FILE only ('%s' is extra)", argv[i]);
+			tool_fail("analyze", "one IN only ('%s' is extra)", argv[i]);
 			return 2;
 		}
 	}
-	if (!file) {
-		tool_fail("analyze", "missing FILE (hptmig analyze --help)");
+	if (!a->file) {
+		tool_fail("analyze", "missing IN (hptmig analyze --help)");
 		return 2;
 	}
+	return 0;
+}
+
+static void print_report(const struct args *a, const an_report_t *r, bool compressed)
+{
+	/* --htab lists the entries as they are formatted, not from a string
+	 * or a JSON tree of all of them (docs/limits.md). */
+	unsigned held = a->out & ~AN_OUT_HTAB;
+	if (a->json) {
+		json_t *o = an_report_json(r, held);
+		json_object_set_new(o, "file", json_string(a->file));
+		json_object_set_new(o, "compressed", json_boolean(compressed));
+		if (a->out & AN_OUT_HTAB)
+			print_json_streaming(o, r);
+		else
+			tool_print_json(o);
+		return;
+	}
+	char *text = an_report_text(r, held);
+	if (text) {
+		printf("file: %s%s\n", a->file, compressed ? " (zstd)" : "");
+		if (a->out & AN_OUT_HTAB)
+			print_text_streaming(text, r);
+		else
+			fputs(text, stdout);
+		free(text);
+	}
+	fflush(stdout);
+}
+
+static int run(int argc, char **argv)
+{
+	struct args a = {0};
+	int st = parse_args(argc, argv, &a);
+	if (st)
+		return st;
 	hm_error_t err;
 	hm_error_clear(&err);
-	an_input_t in;
 	/* --json --state: the library parses the state itself, within its
 	 * --state budget (report.c would otherwise parse the text again). */
-	if (json && (opts & AN_OPT_STATE))
-		opts |= AN_OPT_STATE_JSON;
-	if (an_input_open_max(file, max_input, &in, &err) < 0) {
+	if (a.json && (a.opts & AN_OPT_STATE))
+		a.opts |= AN_OPT_STATE_JSON;
+	a.so.opts = a.opts;
+	an_stream_hooks_t hooks = {.progress = follow_line};
+	if (a.follow)
+		a.so.hooks = &hooks;
+	tool_input_t *in = NULL;
+	if (tool_input_open("analyze", a.file, &in, &err) < 0) {
 		tool_fail_error("analyze", &err);
 		return 1;
 	}
 	an_report_t *r = NULL;
-	int rc = an_analyze(in.data, in.len, opts, &r, &err);
+	int rc = an_analyze_stream(tool_input_source(in), &a.so, &r, &err);
 	if (!r) {
-		an_input_close(&in);
+		tool_input_close(in);
 		tool_fail_error("analyze", &err);
 		return 1;
 	}
-	/* --htab lists the entries as they are formatted, not from a string
-	 * or a JSON tree of all of them (docs/limits.md). */
-	unsigned held = out & ~AN_OUT_HTAB;
-	if (json) {
-		json_t *o = an_report_json(r, held);
-		json_object_set_new(o, "file", json_string(file));
-		json_object_set_new(o, "compressed", json_boolean(in.compressed));
-		if (out & AN_OUT_HTAB)
-			print_json_streaming(o, r);
-		else
-			tool_print_json(o);
-	} else {
-		char *text = an_report_text(r, held);
-		if (text) {
-			printf("file: %s%s\n", file, in.compressed ? " (zstd)" : "");
-			if (out & AN_OUT_HTAB)
-				print_text_streaming(text, r);
-			else
-				fputs(text, stdout);
-			free(text);
-		}
-		fflush(stdout);
-	}
-	int status = finish(file, r, rc, strict);
+	print_report(&a, r, tool_input_compressed(in));
+	int status = finish(a.file, r, rc, a.strict);
 	an_report_free(r);
-	an_input_close(&in);
+	tool_input_close(in);
 	return status;
 }
 

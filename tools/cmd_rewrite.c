@@ -22,26 +22,31 @@
 #include <unistd.h>
 
 #include "hptmig/analyze.h"
+#include "stream_input.h"
 #include "tool.h"
 
 static const char usage[] =
 	"usage: hptmig rewrite IN OUT [--json] [--max-input SIZE]\n"
 	"\n"
-	"Copy every record of the QEMU migration stream IN (plain or .zst) to OUT\n"
-	"unchanged, except spapr/htab: its table is loaded with every check and sent\n"
-	"again canonically, whole, in the section's END record (START kept, PART\n"
-	"records dropped). No section is ever added, so real QEMU accepts OUT.\n"
+	"Copy every record of the QEMU migration stream IN to OUT as it is read, in\n"
+	"constant memory, unchanged except spapr/htab: its table is loaded with every\n"
+	"check and sent again canonically, whole, in the section's END record (START\n"
+	"kept, PART records dropped). No section is ever added, so real QEMU accepts\n"
+	"OUT.\n"
 	"\n"
-	"OUT is a file (written to a temporary file beside it, read back, renamed\n"
-	"into place only on success, its mode kept; a symlink is followed and its\n"
-	"target replaced), or a pipe, character device, listening unix socket, or\n"
-	"'-' for stdout (written straight through; the summary then goes to\n"
-	"stderr).\n"
+	"IN: a file (plain or .zst), '-' (stdin), or a migration URI as for analyze\n"
+	"(file:, fd:, exec:, and tcp:/unix: listened on). 'rewrite - -' is a filter.\n"
+	"\n"
+	"OUT is a file or file:PATH (written to a temporary file beside it, walked\n"
+	"again from the disk, renamed into place only on success, its mode kept; a\n"
+	"symlink is followed and its target replaced), or a pipe, character device,\n"
+	"listening unix socket, or '-' for stdout (written straight through, as\n"
+	"validated; the summary then goes to stderr; after an error what was\n"
+	"written is not a whole stream).\n"
 	"\n"
 	"  --json    print a JSON summary on stdout\n"
 	"  --max-input SIZE  refuse an IN larger than SIZE bytes (suffix K, M, G:\n"
-	"            binary units), plain or once decompressed; default 1G for a\n"
-	"            plain file, 112M for a .zst (docs/limits.md)\n";
+	"            binary units), once decompressed; default 16G (docs/limits.md)\n";
 
 static int write_all(int fd, const uint8_t *p, size_t len)
 {
@@ -85,146 +90,78 @@ static void fail_json(bool json, const char *in_path, const char *out_path, cons
 	tool_print_json(o);
 }
 
-/* The bytes of fd from offset 0 are exactly data[0, len). */
-static int read_back(int fd, const uint8_t *data, size_t len)
+/* Where the rewritten stream goes, written as it is produced. */
+struct sink {
+	int fd;
+	bool own_fd;        /* close it */
+	bool regular;       /* a temporary file, renamed over dest on success */
+	bool to_stdout;
+	const char *name;
+	char dest[PATH_MAX];
+	char tmp[PATH_MAX + 32];
+	mode_t mode;
+};
+
+static int sink_write(void *opaque, const uint8_t *p, size_t n)
 {
-	uint8_t buf[1 << 16];
-	size_t off = 0;
-	for (;;) {
-		ssize_t k = pread(fd, buf, sizeof(buf), (off_t)off);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (k == 0)
-			return off == len ? 0 : -EIO;
-		if ((size_t)k > len - off || memcmp(buf, data + off, (size_t)k) != 0)
-			return -EIO;
-		off += (size_t)k;
-	}
+	struct sink *k = opaque;
+	return write_all(k->fd, p, n);
 }
 
-/* Straight through to an open pipe, character device, socket or stdout. */
-static int write_stream(int fd, const char *name, const uint8_t *data, size_t len, hm_error_t *err)
+/* A temporary file beside path (O_EXCL, random name: a planted symlink is
+ * never followed), given old's owner where we may. */
+static int sink_temp(struct sink *k, const char *path, const struct stat *old, hm_error_t *err)
 {
-	int rc = write_all(fd, data, len);
-	if (rc < 0)
-		return hm_error_set(err, rc, -1, "%s: %s", name, strerror(-rc));
-	return 0;
-}
-
-/*
- * A regular file, or a new one: temporary file beside it, written, synced,
- * read back, given OUT's mode (new: 0666 & ~umask), renamed over it.
- */
-static int write_regular(const char *path, const struct stat *old, const uint8_t *data, size_t len,
-			 hm_error_t *err)
-{
-	char dcopy[PATH_MAX], bcopy[PATH_MAX], tmp[PATH_MAX + 32];
+	char dcopy[PATH_MAX], bcopy[PATH_MAX];
 	if (strlen(path) >= sizeof(dcopy))
 		return hm_error_set(err, -ENAMETOOLONG, -1, "%s: path too long", path);
 	strcpy(dcopy, path);
 	strcpy(bcopy, path);
-	int n = snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dirname(dcopy), basename(bcopy));
-	if (n < 0 || (size_t)n >= sizeof(tmp))
+	strcpy(k->dest, path);
+	int n = snprintf(k->tmp, sizeof(k->tmp), "%s/.%s.XXXXXX", dirname(dcopy), basename(bcopy));
+	if (n < 0 || (size_t)n >= sizeof(k->tmp))
 		return hm_error_set(err, -ENAMETOOLONG, -1, "%s: path too long", path);
-	int fd = mkstemp(tmp); /* O_CREAT | O_EXCL, mode 0600 */
-	if (fd < 0)
+	k->fd = mkstemp(k->tmp); /* O_CREAT | O_EXCL, mode 0600 */
+	if (k->fd < 0)
 		return hm_error_set(err, -errno, -1, "%s: cannot create a temporary file beside it: %s", path,
 				    strerror(errno));
-	mode_t mode;
+	k->own_fd = true;
+	k->regular = true;
 	if (old) {
-		mode = old->st_mode & 07777;
+		k->mode = old->st_mode & 07777;
 		/* Root rewriting another user's file keeps its owner; anyone
 		 * else cannot give a file away and keeps their own (as any
 		 * editor's save-by-rename does). */
 		if (old->st_uid != geteuid() || old->st_gid != getegid()) {
-			if (fchown(fd, old->st_uid, old->st_gid) != 0) {
+			if (fchown(k->fd, old->st_uid, old->st_gid) != 0) {
 				/* EPERM: not root; the file stays ours */
 			}
 		}
 	} else {
 		mode_t um = umask(0);
 		umask(um);
-		mode = 0666 & ~um;
-	}
-	const char *what = "writing";
-	int rc = write_all(fd, data, len);
-	if (rc == 0 && fsync(fd) != 0)
-		rc = -errno, what = "syncing";
-	if (rc == 0 && (rc = read_back(fd, data, len)) < 0)
-		what = "reading back";
-	if (rc == 0 && fchmod(fd, mode) != 0)
-		rc = -errno, what = "setting the mode of";
-	if (close(fd) != 0 && rc == 0)
-		rc = -errno, what = "closing";
-	if (rc == 0 && rename(tmp, path) != 0)
-		rc = -errno, what = "renaming into place";
-	if (rc < 0) {
-		unlink(tmp);
-		return hm_error_set(err, rc, -1, "%s: %s the temporary file %s: %s%s", path, what, tmp,
-				    strerror(-rc), rc == -EIO && strcmp(what, "reading back") == 0
-							   ? " (the bytes read back differ)" : "");
+		k->mode = 0666 & ~um;
 	}
 	return 0;
 }
 
-/*
- * Write the rewritten stream to out_path. *checked says whether the bytes
- * were read back from OUT; *to_stdout whether they went to our stdout.
- */
-static int write_out(const char *out_path, const uint8_t *data, size_t len, bool *checked, bool *to_stdout,
-		     hm_error_t *err)
+/* A pipe, character device or socket (a listening unix one, e.g. QEMU's
+ * -incoming unix:PATH), or our own stdout by another name. */
+static int sink_special(struct sink *k, const char *out_path, const struct stat *st, hm_error_t *err)
 {
-	*checked = false;
-	*to_stdout = false;
-	/* a reader that goes away is an error to report, not a signal */
-	signal(SIGPIPE, SIG_IGN);
-	if (strcmp(out_path, "-") == 0) {
-		*to_stdout = true;
-		return write_stream(STDOUT_FILENO, "stdout", data, len, err);
-	}
-	struct stat st, lst, so;
-	if (stat(out_path, &st) != 0) {
-		if (errno != ENOENT)
-			return hm_error_set(err, -errno, -1, "%s: %s", out_path, strerror(errno));
-		if (lstat(out_path, &lst) == 0)
-			return hm_error_set(err, -ENOENT, -1,
-					    "%s: a symlink to a file that does not exist: not following it", out_path);
-		if (write_regular(out_path, NULL, data, len, err) < 0)
-			return err->code;
-		*checked = true;
-		return 0;
-	}
-	if (S_ISREG(st.st_mode)) {
-		/* A symlink to a regular file: write its target (temporary
-		 * file in the target's directory), the symlink stays. */
-		char real[PATH_MAX];
-		const char *dest = out_path;
-		if (lstat(out_path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
-			if (!realpath(out_path, real))
-				return hm_error_set(err, -errno, -1, "%s: cannot resolve the symlink: %s", out_path,
-						    strerror(errno));
-			dest = real;
-		}
-		if (write_regular(dest, &st, data, len, err) < 0)
-			return err->code;
-		*checked = true;
-		return 0;
-	}
-	if (!S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode) && !S_ISSOCK(st.st_mode))
+	struct stat so;
+	if (!S_ISFIFO(st->st_mode) && !S_ISCHR(st->st_mode) && !S_ISSOCK(st->st_mode))
 		return hm_error_set(err, -EINVAL, -1,
 				    "%s: not a regular file, pipe, character device or socket: not writing to it",
 				    out_path);
 	/* /dev/stdout, /proc/self/fd/1: our own stdout, whatever it is */
-	if (fstat(STDOUT_FILENO, &so) == 0 && so.st_dev == st.st_dev && so.st_ino == st.st_ino) {
-		*to_stdout = true;
-		return write_stream(STDOUT_FILENO, out_path, data, len, err);
+	if (fstat(STDOUT_FILENO, &so) == 0 && so.st_dev == st->st_dev && so.st_ino == st->st_ino) {
+		k->to_stdout = true;
+		k->fd = STDOUT_FILENO;
+		return 0;
 	}
 	int fd;
-	if (S_ISSOCK(st.st_mode)) {
-		/* a listening unix socket (e.g. QEMU's -incoming unix:PATH) */
+	if (S_ISSOCK(st->st_mode)) {
 		struct sockaddr_un sa = {.sun_family = AF_UNIX};
 		if (strlen(out_path) >= sizeof(sa.sun_path))
 			return hm_error_set(err, -ENAMETOOLONG, -1, "%s: socket path too long", out_path);
@@ -241,10 +178,109 @@ static int write_out(const char *out_path, const uint8_t *data, size_t len, bool
 	}
 	if (fd < 0)
 		return hm_error_set(err, -errno, -1, "%s: %s", out_path, strerror(errno));
-	int rc = write_stream(fd, out_path, data, len, err);
-	if (close(fd) != 0 && rc == 0)
-		rc = hm_error_set(err, -errno, -1, "%s: %s", out_path, strerror(errno));
-	return rc;
+	k->fd = fd;
+	k->own_fd = true;
+	return 0;
+}
+
+/* Open OUT: '-' is stdout (never a file named '-'); a regular file, a new
+ * one or a symlink to one gets a temporary file beside its target. */
+static int sink_open(struct sink *k, const char *out_path, hm_error_t *err)
+{
+	memset(k, 0, sizeof(*k));
+	k->fd = -1;
+	k->name = out_path;
+	/* a reader that goes away is an error to report, not a signal */
+	signal(SIGPIPE, SIG_IGN);
+	if (strcmp(out_path, "-") == 0) {
+		k->to_stdout = true;
+		k->fd = STDOUT_FILENO;
+		k->name = "stdout";
+		return 0;
+	}
+	if (strncmp(out_path, "file:", 5) == 0)
+		out_path += 5;
+	struct stat st, lst;
+	if (stat(out_path, &st) != 0) {
+		if (errno != ENOENT)
+			return hm_error_set(err, -errno, -1, "%s: %s", out_path, strerror(errno));
+		if (lstat(out_path, &lst) == 0)
+			return hm_error_set(err, -ENOENT, -1,
+					    "%s: a symlink to a file that does not exist: not following it", out_path);
+		return sink_temp(k, out_path, NULL, err);
+	}
+	if (S_ISREG(st.st_mode)) {
+		/* A symlink to a regular file: write its target (temporary
+		 * file in the target's directory), the symlink stays. */
+		char real[PATH_MAX];
+		const char *dest = out_path;
+		if (lstat(out_path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+			if (!realpath(out_path, real))
+				return hm_error_set(err, -errno, -1, "%s: cannot resolve the symlink: %s", out_path,
+						    strerror(errno));
+			dest = real;
+		}
+		return sink_temp(k, dest, &st, err);
+	}
+	return sink_special(k, out_path, &st, err);
+}
+
+/*
+ * A regular OUT: synced, walked again from the disk (it must walk like the
+ * input did and carry the same table), given its mode and renamed into
+ * place. *b: the output's report. Anything else: closed.
+ */
+static int sink_finish(struct sink *k, const an_report_t *a, an_report_t **b, hm_error_t *err)
+{
+	int rc = 0;
+	const char *what = "closing";
+	if (k->regular) {
+		what = "syncing";
+		if (fsync(k->fd) != 0)
+			rc = -errno;
+		an_fd_source_t *src = NULL;
+		if (rc == 0 && lseek(k->fd, 0, SEEK_SET) != 0)
+			rc = -errno;
+		if (rc == 0) {
+			what = "reading back";
+			hm_error_t e;
+			an_stream_opts_t so = {.max_input = AN_INPUT_MAX_LIMIT, .max_device_state = AN_DEVICE_STATE_MAX_LIMIT};
+			if (an_fd_source_new(k->fd, k->tmp, &src, &e) < 0 ||
+			    an_analyze_stream(an_fd_source_get(src), &so, b, &e) < 0 ||
+			    memcmp(a->htab.digest, (*b)->htab.digest, HM_SHA256_LEN) != 0 || (*b)->complete != a->complete)
+				rc = -EIO;
+			an_fd_source_free(src);
+		}
+		if (rc == 0 && fchmod(k->fd, k->mode) != 0)
+			rc = -errno, what = "setting the mode of";
+	}
+	if (k->own_fd && close(k->fd) != 0 && rc == 0)
+		rc = -errno, what = "closing";
+	k->own_fd = false;
+	if (k->regular && rc == 0 && rename(k->tmp, k->dest) != 0)
+		rc = -errno, what = "renaming into place";
+	if (rc < 0 && k->regular) {
+		unlink(k->tmp);
+		return hm_error_set(err, rc, -1, "%s: %s the temporary file %s: %s%s", k->dest, what, k->tmp,
+				    strerror(-rc),
+				    rc == -EIO && strcmp(what, "reading back") == 0
+					    ? " (the rewritten stream does not walk like the input: a bug in hptmig,"
+					      " please report it with IN)"
+					    : "");
+	}
+	if (rc < 0)
+		return hm_error_set(err, rc, -1, "%s: %s: %s", k->name, what, strerror(-rc));
+	return 0;
+}
+
+/* After a failure: nothing is renamed into place. */
+static void sink_abort(struct sink *k)
+{
+	if (k->own_fd)
+		close(k->fd);
+	k->own_fd = false;
+	if (k->regular)
+		unlink(k->tmp);
 }
 
 /* The summary of a rewrite: one JSON object or one line, on sum. */
@@ -253,13 +289,18 @@ static void print_summary(FILE *sum, bool json, const char *in_path, const char 
 			  bool unchecked, bool checked, uint64_t rewrite_ns)
 {
 	char dig[65];
-	hm_hex(b->htab.digest, HM_SHA256_LEN, dig);
+	/* b: OUT walked again (a regular file), else what was written:
+	 * START, a PART after a resize, END */
+	const an_htab_stats_t *h = &a->htab;
+	unsigned long long rec_out = b ? b->htab.records
+				       : h->n_start + 1 + (!h->no_hpt && h->shift != h->start_shift ? 1 : 0);
+	hm_hex((b ? b : a)->htab.digest, HM_SHA256_LEN, dig);
 	if (json) {
 		json_t *o = json_pack("{sssososIsIsIsIsIsssbsbsf}", "status", "ok", "in", tool_json_str(in_path), "out",
 				      tool_json_str(out_path),
 				      "bytes_in", (json_int_t)in_len, "bytes_out", (json_int_t)out_len,
 				      "htab_records_in", (json_int_t)a->htab.records, "htab_records_out",
-				      (json_int_t)b->htab.records, "valid", (json_int_t)b->htab.valid, "digest", dig,
+				      (json_int_t)rec_out, "valid", (json_int_t)(b ? b : a)->htab.valid, "digest", dig,
 				      "unchecked_tail", unchecked, "read_back", checked, "rewrite_ms",
 				      (double)rewrite_ns / 1e6);
 		char *js = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
@@ -272,7 +313,7 @@ static void print_summary(FILE *sum, bool json, const char *in_path, const char 
 			"rewrote %s -> %s: %zu -> %zu bytes; spapr/htab %llu records -> %llu, %llu valid entries,"
 			" digest %s%s\n",
 			in_path, out_path, in_len, out_len, (unsigned long long)a->htab.records,
-			(unsigned long long)b->htab.records, (unsigned long long)b->htab.valid, dig,
+			rec_out, (unsigned long long)(b ? b : a)->htab.valid, dig,
 			unchecked ? " (records after the table copied unchecked: no vmdesc)" : "");
 	}
 	fflush(sum);
@@ -311,6 +352,16 @@ static int parse_args(int argc, char **argv, const char **in_path, const char **
 	return 0;
 }
 
+/* The library's message, which starts with "rewrite: " already. */
+static void fail_rewrite(const char *in_path, const hm_error_t *err)
+{
+	char line[768];
+	const char *msg = hm_error_line(err, line, sizeof(line));
+	if (strncmp(msg, "rewrite: ", 9) == 0)
+		msg += 9;
+	tool_fail("rewrite", "%s: %s", in_path, msg);
+}
+
 static int run(int argc, char **argv)
 {
 	const char *in_path = NULL, *out_path = NULL;
@@ -320,72 +371,52 @@ static int run(int argc, char **argv)
 		return 2;
 	hm_error_t err;
 	hm_error_clear(&err);
-	an_input_t in;
-	if (an_input_open_max(in_path, max_input, &in, &err) < 0) {
+	tool_input_t *in = NULL;
+	struct sink k;
+	if (sink_open(&k, out_path, &err) < 0) {
 		tool_fail_error("rewrite", &err);
 		fail_json(json, in_path, out_path, &err);
 		return 1;
 	}
-	uint64_t t0 = hm_now_ns();
-	uint8_t *out = NULL;
-	size_t out_len = 0;
+	if (tool_input_open("rewrite", in_path, &in, &err) < 0) {
+		sink_abort(&k);
+		tool_fail_error("rewrite", &err);
+		fail_json(json, in_path, out_path, &err);
+		return 1;
+	}
+	uint64_t t0 = hm_now_ns(), out_len = 0;
 	bool unchecked = false;
-	if (an_rewrite(in.data, in.len, &out, &out_len, &unchecked, &err) < 0) {
-		char line[768];
-		/* the library's message starts with "rewrite: " already */
-		const char *msg = hm_error_line(&err, line, sizeof(line));
-		if (strncmp(msg, "rewrite: ", 9) == 0)
-			msg += 9;
-		tool_fail("rewrite", "%s: %s", in_path, msg);
-		fail_json(json, in_path, out_path, &err);
-		an_input_close(&in);
-		return 1;
-	}
-	uint64_t t1 = hm_now_ns();
-	/* Before writing: the output walks like the input and carries the
-	 * same table. an_rewrite only succeeds on such output (the fuzz
-	 * target fuzz_rewrite holds it to that), so this refusing is a bug in
-	 * hptmig, never an answer to input. */
 	an_report_t *a = NULL, *b = NULL;
-	hm_error_t aerr;
-	int arc = an_analyze(in.data, in.len, 0, &a, &aerr);
-	int rc = an_analyze(out, out_len, 0, &b, &err);
-	bool same = arc == 0 && rc == 0 && memcmp(a->htab.digest, b->htab.digest, HM_SHA256_LEN) == 0 &&
-		    b->complete == a->complete;
-	if (!same) {
-		char line[768];
-		tool_fail("rewrite", "%s: not writing %s: the rewritten stream %s (a bug in hptmig: please report it"
-			  " with IN)",
-			  in_path, out_path,
-			  arc < 0 ? "input no longer walks"
-			  : rc < 0 ? hm_error_line(&err, line, sizeof(line))
-				   : "has another HTAB digest");
-		if (err.code == 0)
-			hm_error_set(&err, HM_E_DIGEST, -1, "the rewritten stream %s",
-				     arc < 0 ? "no longer walks" : "has another HTAB digest");
+	an_stream_opts_t so = {.max_input = max_input};
+	int rc = an_rewrite_stream(tool_input_source(in), &so, sink_write, &k, &a, &out_len, &unchecked, &err);
+	uint64_t t1 = hm_now_ns();
+	if (rc < 0) {
+		sink_abort(&k);
+		fail_rewrite(in_path, &err);
+		if (!k.regular && out_len)
+			tool_fail("rewrite", "%s: the %llu bytes written are not a whole stream", k.name,
+				  (unsigned long long)out_len);
 		fail_json(json, in_path, out_path, &err);
 		rc = 1;
 		goto out;
 	}
-	bool checked = false, to_stdout = false;
-	if (write_out(out_path, out, out_len, &checked, &to_stdout, &err) < 0) {
+	if (sink_finish(&k, a, &b, &err) < 0) {
 		tool_fail_error("rewrite", &err);
 		fail_json(json, in_path, out_path, &err);
 		rc = 1;
 		goto out;
 	}
-	if (!checked)
+	if (!k.regular)
 		tool_fail("rewrite", "note: %s is not a regular file: written straight through, not read back to"
-			  " check it", strcmp(out_path, "-") == 0 ? "stdout" : out_path);
+			  " check it", k.name);
 	/* When the stream went to our stdout, the summary goes to stderr. */
-	print_summary(to_stdout ? stderr : stdout, json, in_path, out_path, in.len, out_len, a, b,
-		      unchecked, checked, t1 - t0);
+	print_summary(k.to_stdout ? stderr : stdout, json, in_path, out_path, (size_t)a->file_bytes,
+		      (size_t)out_len, a, b, unchecked, k.regular, t1 - t0);
 	rc = 0;
 out:
-	free(out);
 	an_report_free(a);
 	an_report_free(b);
-	an_input_close(&in);
+	tool_input_close(in);
 	return rc;
 }
 

@@ -160,8 +160,11 @@ typedef struct an_report {
 
 	size_t nsections;
 	an_section_t *sections;
-	size_t nrecords;
-	an_record_t *records;
+	size_t nrecords;        /* records walked */
+	an_record_t *records;   /* records number records_first .. nrecords - 1 */
+	size_t records_first;   /* 0 in memory; a streamed walk keeps only the
+				 * current record of the live phase, then every
+				 * record of the held final phase */
 	size_t ncommands;
 	an_command_t *commands;
 
@@ -180,6 +183,7 @@ typedef struct an_report {
 	uint64_t verify_valid;
 	uint8_t verify_digest[HM_SHA256_LEN];
 
+	uint64_t committed;     /* every byte before this offset was validated */
 	bool complete;          /* walked every record through EOF */
 	uint64_t eof_offset;    /* of the EOF byte when complete */
 	int64_t stop_offset;    /* when !complete: where the walk stopped */
@@ -210,6 +214,123 @@ typedef struct an_report {
  */
 int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out, hm_error_t *err);
 void an_report_free(an_report_t *r);
+
+/* ------------------------------------------------------------ streaming */
+
+/*
+ * A byte source: read() puts up to n bytes (n > 0) in buf and returns how
+ * many (> 0), 0 at the end of the stream, or a negative code (errno or
+ * HM_E_*) after filling err (the walker writes a generic message when
+ * err->code is left 0). It may return fewer bytes than asked whenever it
+ * likes (a pipe, a socket).
+ */
+typedef struct an_source {
+	int64_t (*read)(void *ctx, uint8_t *buf, size_t n, hm_error_t *err);
+	void *ctx;
+} an_source_t;
+
+/* What a streamed walk has seen so far (the progress hook). */
+typedef struct an_progress {
+	uint64_t bytes;            /* stream bytes walked (offset of the walk) */
+	uint64_t committed;        /* validated bytes (see an_stream_hooks_t) */
+	uint64_t ram_records;      /* `ram` START/PART/END records: QEMU sends one per iteration */
+	uint64_t ram_data_pages, ram_zero_pages;
+	uint64_t htab_records;     /* `spapr/htab` records: one per pass over the table */
+	uint64_t htab_entries_sent;/* valid entries sent so far, all passes */
+	uint64_t htab_valid;       /* valid entries in the replayed table now */
+	uint32_t htab_shift;       /* its shift (0: none yet or no HPT) */
+	bool held;                 /* in the final phase (device sections being held) */
+	bool pass_end;             /* called at the end of a spapr/htab record, else by time */
+} an_progress_t;
+
+/*
+ * Hooks of a streamed walk (each may be NULL; a non-zero return stops the
+ * walk with that code, HM_E_CANCELLED when it is not negative). The bytes
+ * are the caller's to keep: its source saw every one of them. A proxy
+ * forwards what is committed and holds the rest.
+ *
+ * commit: every byte before `committed` was validated. Called at every
+ *   record boundary of the live phase (rec NULL) and, inside a `ram` or
+ *   `spapr/htab` record, at most every AN_COMMIT_STEP bytes between items
+ *   (rec: the record, header decoded, length 0 while in progress). In the
+ *   held final phase it is not called until the whole phase (FULL device
+ *   sections, EOF, vmdesc) was walked; then record() is called for each of
+ *   its records in order and commit() once with the end of the stream.
+ * record: a record was walked, footer included (rec->length set).
+ * hold: the final phase starts at `offset` (the first FULL record or EOF):
+ *   what follows has no length on the wire and is held (at most
+ *   max_device_state bytes) until the vmdesc after EOF describes it.
+ * progress: about once a second while bytes arrive, and at the end of
+ *   every spapr/htab record (p->pass_end).
+ */
+typedef struct an_stream_hooks {
+	void *opaque;
+	int (*commit)(void *opaque, uint64_t committed, const an_record_t *rec);
+	int (*record)(void *opaque, const an_report_t *r, const an_record_t *rec);
+	int (*hold)(void *opaque, uint64_t offset);
+	int (*progress)(void *opaque, const an_report_t *r, const an_progress_t *p);
+} an_stream_hooks_t;
+
+/* Caps of a streamed walk (docs/limits.md). The held final phase: FULL
+ * device sections, EOF and vmdesc (real pseries: ~1 MB; x86 with many
+ * devices: a few MB). The input: memory does not grow with it (RAM pages
+ * are skipped, not held), so its default is the largest cap. The
+ * spapr/htab bytes: the replayed table costs up to 2.7 bytes per byte. */
+#define AN_DEVICE_STATE_MAX_DEFAULT ((uint64_t)64 << 20)
+#define AN_DEVICE_STATE_MAX_LIMIT ((uint64_t)1 << 30)
+#define AN_STREAM_MAX_INPUT_DEFAULT AN_INPUT_MAX_LIMIT
+#define AN_STREAM_HTAB_MAX ((uint64_t)1 << 30)
+/* The read-ahead window of a streamed walk: the largest record item
+ * (a table chunk of 65535 entries, 1 MiB) plus room to read ahead. */
+#define AN_STREAM_WINDOW ((size_t)2 << 20)
+
+typedef struct an_stream_opts {
+	unsigned opts;             /* AN_OPT_* */
+	uint64_t max_input;        /* stream bytes; 0: AN_STREAM_MAX_INPUT_DEFAULT */
+	uint64_t max_device_state; /* held final phase; 0: AN_DEVICE_STATE_MAX_DEFAULT */
+	bool stop_at_vmdesc;       /* end the walk when the held bytes end with a
+				    * complete vmdesc (a proxy: the source then
+				    * waits on its return path), instead of
+				    * reading the source to its end (analyze:
+				    * bytes after the vmdesc are an error) */
+	const an_stream_hooks_t *hooks; /* NULL: none */
+} an_stream_opts_t;
+
+/*
+ * an_analyze on a stream read from src, in constant memory (the window, the
+ * held final phase, the replayed table and the report). Same report and
+ * return values as an_analyze (and the same --state, digest, errors); the
+ * report's records are only those of the final phase (records_first).
+ */
+int an_analyze_stream(const an_source_t *src, const an_stream_opts_t *o, an_report_t **out,
+		      hm_error_t *err);
+
+/*
+ * Byte sources for a stream in a file descriptor: plain or zstd (detected
+ * by its first 4 bytes; the first bytes must be QEVM or the zstd magic,
+ * HM_E_MAGIC otherwise, as an_input_open). name is used in messages.
+ * The fd stays the caller's. Free with an_fd_source_free.
+ */
+typedef struct an_fd_source an_fd_source_t;
+int an_fd_source_new(int fd, const char *name, an_fd_source_t **out, hm_error_t *err);
+/* Wrap any source the same way (zstd detection); raw must outlive it. */
+int an_src_source_new(const an_source_t *raw, const char *name, an_fd_source_t **out, hm_error_t *err);
+const an_source_t *an_fd_source_get(an_fd_source_t *s);
+bool an_fd_source_compressed(const an_fd_source_t *s);
+/* Bytes read from the fd (compressed bytes when compressed). */
+uint64_t an_fd_source_raw_bytes(const an_fd_source_t *s);
+void an_fd_source_free(an_fd_source_t *s);
+
+/*
+ * rewrite as a stream: read src, write the rewritten stream through
+ * write() as it goes (the same output as an_rewrite). Bytes are written
+ * once validated; on an error the output written so far is incomplete
+ * (the caller must not use it: remove a file, fail a pipe). stats: the
+ * input's report (free it) or NULL; out_bytes: bytes written.
+ */
+int an_rewrite_stream(const an_source_t *src, const an_stream_opts_t *o,
+		      int (*write)(void *opaque, const uint8_t *p, size_t n), void *opaque,
+		      an_report_t **stats, uint64_t *out_bytes, bool *unchecked_tail, hm_error_t *err);
 
 /*
  * Call fn for every valid entry of the replayed table in slot order (needs

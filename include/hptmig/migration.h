@@ -126,6 +126,15 @@ mig_file_t *mig_conn_file(mig_conn_t *c);
 bool mig_conn_has_return_path(const mig_conn_t *c);
 const char *mig_conn_desc(const mig_conn_t *c);
 /*
+ * The descriptor under c's stream (still owned by c), for a relay that
+ * polls it with others and moves bytes itself (mig_proxy_run). The bytes an
+ * accept probe already took from it are copied to pre (at most 8; handed
+ * out once, *pre_len 0 afterwards): they come before what the descriptor
+ * yields. On tcp/unix the same descriptor carries the return path. Do not
+ * mix with transfers through mig_conn_file(c).
+ */
+int mig_conn_raw_fd(mig_conn_t *c, uint8_t pre[8], size_t *pre_len);
+/*
  * Bytes written to a socket that the peer has not acknowledged yet (kernel
  * send queue, plus what a shaper holds): they still have to cross the link
  * after the stop, so the controller counts them as pending. 0 otherwise.

@@ -214,9 +214,18 @@ struct an_private {
 	bool sweep_any;
 };
 
+struct an_stream;
+
 struct an_walk {
-	const uint8_t *buf;
-	size_t end;   /* records end here: the vmdesc offset, or the buffer length */
+	/* The bytes [base, base + avail) of the stream are at win[0, avail):
+	 * the whole buffer of an in-memory walk (base 0), or the read-ahead
+	 * window of a streamed one (st set), or its held final phase. Offsets
+	 * (pos, end, error offsets) are always the stream's. */
+	const uint8_t *win;
+	size_t base;
+	size_t avail;
+	size_t end;   /* records end here: the vmdesc offset, the buffer length,
+		       * or SIZE_MAX while streaming (the source says where) */
 	size_t pos;
 	unsigned opts;
 	an_report_t *r;
@@ -232,7 +241,53 @@ struct an_walk {
 	int64_t ram_cur_block;
 	/* vmstate walk stopped at an undescribed subsection (builtin layouts) */
 	bool stop_sub;
+	struct an_stream *st; /* a streamed walk's source and hooks, or NULL */
 };
+
+/* A streamed walk's state (stream.c). */
+struct an_stream {
+	const an_source_t *src;
+	an_stream_opts_t o;
+	an_stream_hooks_t hooks; /* all NULL when none */
+	uint8_t *win;       /* AN_STREAM_WINDOW bytes */
+	bool eof;           /* the source said so */
+	uint64_t total;     /* bytes read from the source */
+	bool held;          /* walking the held final phase */
+	uint8_t *hold;      /* its bytes (malloc'd) */
+	size_t hold_len;
+	uint64_t hold_off;
+	uint64_t committed; /* last offset given to the commit hook */
+	bool in_record;     /* commit points inside a record */
+	uint64_t next_progress_ns;
+};
+/* Read the final phase from w->pos to the end of the stream (or of its
+ * vmdesc, o.stop_at_vmdesc) into st->hold, and point the window at it. */
+int an_stream_hold(struct an_walk *w);
+/* A walk stopped in the live phase (a section it cannot decode): read the
+ * rest and count it (within the input cap), so that the report gives the
+ * stream's size as an in-memory walk does. 0 or the source's error. */
+int an_stream_drain(struct an_walk *w);
+/* A hook's return value: 0, or its code (HM_E_CANCELLED when positive)
+ * with w->err set ("stopped by the <hook> hook") unless already set. */
+int an_stream_hook_rc(struct an_walk *w, int rc, const char *hook);
+/* The progress hook (pass_end: at the end of a spapr/htab record). */
+int an_stream_progress(struct an_walk *w, bool pass_end);
+/* Find the vmdesc (0x06, be32 len, JSON) ending exactly at buf + len right
+ * after an EOF byte, at or after lo. */
+bool an_find_vmdesc(const uint8_t *buf, size_t len, size_t lo, size_t *off, uint32_t *jlen);
+
+/* Streamed walks (stream.c): make n bytes from pos readable in the window
+ * (false with an error set when the stream ends first or the source
+ * fails); consume n bytes without looking at them; the next byte or -1
+ * (no error) at the end of the stream. */
+bool an_stream_fill(struct an_walk *w, uint64_t n, const char *what);
+int an_stream_skip(struct an_walk *w, uint64_t n, const char *what);
+int an_stream_peek(struct an_walk *w);
+/* Tell the hooks that every byte before w->pos was validated (rate
+ * limited: at most every AN_COMMIT_STEP bytes unless force). Returns 0 or
+ * the hook's error (set in w->err). */
+int an_stream_commit(struct an_walk *w, bool force);
+#define AN_COMMIT_STEP ((size_t)64 << 10)
 
 /* The most vmstate field visits a walk of records ending at walk_end may
  * make (report->priv->work counts them); rewrite checks its shorter output
@@ -242,33 +297,61 @@ uint64_t an_work_max(size_t walk_end);
 int an_fail(struct an_walk *w, int code, int64_t off, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* The byte at w->pos (an_need said it is there). */
+static inline const uint8_t *an_at(const struct an_walk *w)
+{
+	return w->win + (w->pos - w->base);
+}
 static inline bool an_need(struct an_walk *w, uint64_t n, const char *what)
 {
-	if (w->end - w->pos >= n)
+	if (w->end - w->pos >= n && w->base + w->avail - w->pos >= n)
 		return true;
+	if (w->st && w->end - w->pos >= n)
+		return an_stream_fill(w, n, what);
 	an_fail(w, HM_E_TRUNCATED, (int64_t)w->pos, "%s: needs %llu bytes, only %llu left", what,
 		(unsigned long long)n, (unsigned long long)(w->end - w->pos));
 	return false;
 }
+/* Consume n bytes unseen (RAM page data): a streamed walk never holds them. */
+static inline int an_skip(struct an_walk *w, uint64_t n, const char *what)
+{
+	if (w->end - w->pos >= n && w->base + w->avail - w->pos >= n) {
+		w->pos += (size_t)n;
+		return 0;
+	}
+	if (w->st && w->end - w->pos >= n)
+		return an_stream_skip(w, n, what);
+	return an_fail(w, HM_E_TRUNCATED, (int64_t)w->pos, "%s: needs %llu bytes, only %llu left", what,
+		       (unsigned long long)n, (unsigned long long)(w->end - w->pos));
+}
+/* The next byte, or -1 at the end of the records (no error). */
+static inline int an_peek(struct an_walk *w)
+{
+	if (w->pos < w->end && w->pos - w->base < w->avail)
+		return *an_at(w);
+	return w->st && w->pos < w->end ? an_stream_peek(w) : -1;
+}
 static inline uint8_t an_u8(struct an_walk *w)
 {
-	return w->buf[w->pos++];
+	uint8_t v = *an_at(w);
+	w->pos++;
+	return v;
 }
 static inline uint16_t an_be16(struct an_walk *w)
 {
-	uint16_t v = hm_load_be16(w->buf + w->pos);
+	uint16_t v = hm_load_be16(an_at(w));
 	w->pos += 2;
 	return v;
 }
 static inline uint32_t an_be32(struct an_walk *w)
 {
-	uint32_t v = hm_load_be32(w->buf + w->pos);
+	uint32_t v = hm_load_be32(an_at(w));
 	w->pos += 4;
 	return v;
 }
 static inline uint64_t an_be64(struct an_walk *w)
 {
-	uint64_t v = hm_load_be64(w->buf + w->pos);
+	uint64_t v = hm_load_be64(an_at(w));
 	w->pos += 8;
 	return v;
 }

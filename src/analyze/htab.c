@@ -312,13 +312,15 @@ static void anomaly(struct an_walk *w, int kind, uint64_t off, uint64_t slot, co
 }
 
 /* Each entry of a chunk's valid run as it is sent: the valid bit, then
- * the structural check (entries at w->buf + w->pos, nv of them). */
+ * the structural check (entries at an_at(w), nv of them; offsets are the
+ * stream's, w->pos). */
 static void check_valid_run(struct an_walk *w, const struct an_tab *t, uint64_t chunk, uint32_t index,
 			    uint32_t nv)
 {
 	for (uint32_t i = 0; i < nv; i++) {
 		size_t at = w->pos + (size_t)i * HTAB_HPTE_SIZE;
-		uint64_t v = hm_load_be64(w->buf + at), r = hm_load_be64(w->buf + at + 8);
+		const uint8_t *e = an_at(w) + (size_t)i * HTAB_HPTE_SIZE;
+		uint64_t v = hm_load_be64(e), r = hm_load_be64(e + 8);
 		uint64_t slot = (uint64_t)index + i;
 		if (!(v & HPTE64_V_VALID))
 			anomaly(w, AN_ANOM_INVALID_IN_RUN, at, slot,
@@ -435,10 +437,12 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 	p->sweep_any = false;
 	for (;;) {
 		size_t c_at = w->pos;
+		if (w->st && an_stream_commit(w, false) < 0)
+			return w->err->code;
 		if (!an_need(w, HTAB_CHUNK_HDR_SIZE, "chunk header"))
 			return w->err->code;
 		struct htab_chunk_hdr ch;
-		enum htab_chunk_kind kind = htab_chunk_parse(w->buf + w->pos, t->slots, &ch);
+		enum htab_chunk_kind kind = htab_chunk_parse(an_at(w), t->slots, &ch);
 		w->pos += HTAB_CHUNK_HDR_SIZE;
 		if (kind == HTAB_CHUNK_ENDMARK)
 			break;
@@ -454,7 +458,7 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 			return w->err->code;
 		check_valid_run(w, t, nchunks, index, nv);
 		sweep_chunk(w, nchunks, index, (uint64_t)nv + ni, c_at);
-		const uint8_t *src = w->buf + w->pos;
+		const uint8_t *src = an_at(w);
 		for (uint32_t i = 0; i < nv; i++)
 			if (tab_store(t, (uint64_t)index + i, hm_load_be64(src + i * 16) & ~HPTE64_V_HVLOCK,
 				      hm_load_be64(src + i * 16 + 8)) < 0)

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -300,4 +301,197 @@ void an_input_close(an_input_t *in)
 	if (in->mapped_)
 		buf_free(in->map_, in->maplen_);
 	memset(in, 0, sizeof(*in));
+}
+
+/* ------------------------------------------------------------ byte sources */
+
+struct an_fd_source {
+	an_source_t pub;        /* what the walker reads */
+	an_source_t fdsrc;      /* the fd as a raw source (an_fd_source_new) */
+	const an_source_t *raw; /* the raw bytes */
+	int fd;
+	char name[256];
+	uint8_t head[8];        /* read to tell zstd from QEVM, handed out first */
+	size_t head_len, head_pos;
+	bool compressed;
+	ZSTD_DCtx *dc;
+	uint8_t *zin;
+	ZSTD_inBuffer ib;
+	bool zeof;
+	size_t zret;            /* ZSTD_decompressStream's last hint (0: frame ended) */
+	uint8_t first[4];       /* the first decompressed bytes (magic check) */
+	size_t nfirst;
+	uint64_t raw_bytes;
+};
+
+static int64_t fd_read(void *ctx, uint8_t *buf, size_t n, hm_error_t *err)
+{
+	struct an_fd_source *s = ctx;
+	for (;;) {
+		ssize_t k = read(s->fd, buf, n);
+		if (k >= 0)
+			return k;
+		if (errno == EINTR)
+			continue;
+		int e = errno;
+		return hm_error_set(err, -e, (int64_t)s->raw_bytes, "%s: read: %s", s->name, strerror(e));
+	}
+}
+
+/* Raw bytes: the head first, then the source. */
+static int64_t raw_read(struct an_fd_source *s, uint8_t *buf, size_t n, hm_error_t *err)
+{
+	if (s->head_pos < s->head_len) {
+		size_t k = s->head_len - s->head_pos < n ? s->head_len - s->head_pos : n;
+		memcpy(buf, s->head + s->head_pos, k);
+		s->head_pos += k;
+		return (int64_t)k;
+	}
+	int64_t k = s->raw->read(s->raw->ctx, buf, n, err);
+	if (k > 0)
+		s->raw_bytes += (uint64_t)k;
+	return k;
+}
+
+static int64_t plain_read(void *ctx, uint8_t *buf, size_t n, hm_error_t *err)
+{
+	return raw_read(ctx, buf, n, err);
+}
+
+static int64_t zstd_read(void *ctx, uint8_t *buf, size_t n, hm_error_t *err)
+{
+	struct an_fd_source *s = ctx;
+	ZSTD_outBuffer ob = {buf, n, 0};
+	while (ob.pos == 0) {
+		if (s->ib.pos == s->ib.size && !s->zeof) {
+			int64_t k = raw_read(s, s->zin, READ_PIECE, err);
+			if (k < 0)
+				return k;
+			s->ib.size = (size_t)k;
+			s->ib.pos = 0;
+			s->zeof = k == 0;
+		}
+		if (s->ib.pos == s->ib.size && s->zeof) {
+			if (s->zret != 0)
+				return hm_error_set(err, HM_E_TRUNCATED, (int64_t)s->raw_bytes,
+						    "%s: zstd: the compressed stream ends inside a frame", s->name);
+			return 0;
+		}
+		size_t in_before = s->ib.pos;
+		s->zret = ZSTD_decompressStream(s->dc, &ob, &s->ib);
+		if (ZSTD_isError(s->zret))
+			return hm_error_set(err, HM_E_FORMAT, (int64_t)(s->raw_bytes - (s->ib.size - s->ib.pos)),
+					    "%s: zstd: %s%s", s->name, ZSTD_getErrorName(s->zret),
+					    ZSTD_getErrorCode(s->zret) == ZSTD_error_frameParameter_windowTooLarge
+						    ? " (the decoder's window is limited to 2^" STR(
+							      AN_INPUT_ZSTD_WINDOW_LOG_MAX) " bytes)"
+						    : "");
+		if (ob.pos == 0 && s->ib.pos == in_before && s->ib.pos < s->ib.size)
+			return hm_error_set(err, HM_E_FORMAT, (int64_t)s->raw_bytes, "%s: zstd: no progress", s->name);
+	}
+	for (size_t i = 0; s->nfirst < 4 && i < ob.pos; i++)
+		s->first[s->nfirst++] = buf[i];
+	if (s->nfirst == 4 && hm_load_be32(s->first) != QEVM_MAGIC) {
+		s->nfirst = 5; /* report once; later reads fail the same way */
+		return check_qevm(s->first, 4, s->name, " of the decompressed stream", err);
+	}
+	if (s->nfirst == 5)
+		return HM_E_MAGIC;
+	return (int64_t)ob.pos;
+}
+
+int an_src_source_new(const an_source_t *raw, const char *name, an_fd_source_t **out, hm_error_t *err)
+{
+	*out = NULL;
+	struct an_fd_source *s = calloc(1, sizeof(*s));
+	if (!s)
+		return hm_error_set(err, -ENOMEM, -1, "%s: out of memory", name);
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->raw = raw;
+	s->fd = -1;
+	while (s->head_len < 4) {
+		int64_t k = raw->read(raw->ctx, s->head + s->head_len, 4 - s->head_len, err);
+		if (k < 0) {
+			free(s);
+			return (int)k;
+		}
+		if (k == 0)
+			break;
+		s->head_len += (size_t)k;
+	}
+	s->raw_bytes = s->head_len;
+	uint32_t m = s->head_len == 4 ? (uint32_t)s->head[0] | (uint32_t)s->head[1] << 8 |
+						(uint32_t)s->head[2] << 16 | (uint32_t)s->head[3] << 24
+				      : 0;
+	s->pub.ctx = s;
+	if (m != ZSTD_MAGIC_LE) {
+		int rc = check_qevm(s->head, s->head_len, s->name, "", err);
+		if (rc < 0) {
+			free(s);
+			return rc;
+		}
+		s->pub.read = plain_read;
+		*out = s;
+		return 0;
+	}
+	s->compressed = true;
+	s->dc = ZSTD_createDCtx();
+	s->zin = malloc(READ_PIECE);
+	s->zret = 1;
+	if (!s->dc || !s->zin) {
+		an_fd_source_free(s);
+		return hm_error_set(err, -ENOMEM, -1, "%s: out of memory", name);
+	}
+	size_t z = ZSTD_DCtx_setParameter(s->dc, ZSTD_d_windowLogMax, AN_INPUT_ZSTD_WINDOW_LOG_MAX);
+	if (ZSTD_isError(z)) {
+		an_fd_source_free(s);
+		return hm_error_set(err, -EINVAL, -1, "%s: zstd: %s", name, ZSTD_getErrorName(z));
+	}
+	s->ib = (ZSTD_inBuffer){s->zin, 0, 0};
+	memcpy(s->zin, s->head, s->head_len);
+	s->ib.size = s->head_len;
+	s->head_pos = s->head_len;
+	s->pub.read = zstd_read;
+	*out = s;
+	return 0;
+}
+
+int an_fd_source_new(int fd, const char *name, an_fd_source_t **out, hm_error_t *err)
+{
+	/* the raw source lives inside the object it makes: built in two steps */
+	struct an_fd_source tmp = {.fd = fd};
+	snprintf(tmp.name, sizeof(tmp.name), "%s", name);
+	tmp.fdsrc = (an_source_t){fd_read, &tmp};
+	int rc = an_src_source_new(&tmp.fdsrc, name, out, err);
+	if (rc < 0)
+		return rc;
+	struct an_fd_source *s = *out;
+	s->fd = fd;
+	s->fdsrc = (an_source_t){fd_read, s};
+	s->raw = &s->fdsrc;
+	return 0;
+}
+
+const an_source_t *an_fd_source_get(an_fd_source_t *s)
+{
+	return &s->pub;
+}
+
+bool an_fd_source_compressed(const an_fd_source_t *s)
+{
+	return s->compressed;
+}
+
+uint64_t an_fd_source_raw_bytes(const an_fd_source_t *s)
+{
+	return s->raw_bytes;
+}
+
+void an_fd_source_free(an_fd_source_t *s)
+{
+	if (!s)
+		return;
+	ZSTD_freeDCtx(s->dc);
+	free(s->zin);
+	free(s);
 }

@@ -30,7 +30,7 @@ static int read_block_name(struct an_walk *w, char name[256], const char *what)
 		return an_fail(w, HM_E_FORMAT, (int64_t)at, "%s: empty block name", what);
 	if (!an_need(w, n, what))
 		return w->err->code;
-	memcpy(name, w->buf + w->pos, n);
+	memcpy(name, an_at(w), n);
 	name[n] = 0;
 	for (unsigned i = 0; i < n; i++)
 		if (name[i] < 0x20 || name[i] > 0x7e)
@@ -103,9 +103,10 @@ int an_ram_walk(struct an_walk *w, uint8_t type)
 	ram->page_size = (uint32_t)ps;
 	for (;;) {
 		size_t at = w->pos;
-		if (w->end - w->pos < 8)
-			return an_fail(w, HM_E_TRUNCATED, (int64_t)at, "RAM item: needs 8 bytes, only %zu left",
-				       w->end - w->pos);
+		if (w->st && an_stream_commit(w, false) < 0)
+			return w->err->code;
+		if (!an_need(w, 8, "RAM item"))
+			return w->err->code;
 		uint64_t word = an_be64(w);
 		uint64_t addr = word & ~fmask;
 		uint32_t flags = (uint32_t)(word & fmask);
@@ -153,9 +154,8 @@ int an_ram_walk(struct an_walk *w, uint8_t type)
 					ram->fill_pages++;
 				ram->zero_pages++;
 			} else {
-				if (!an_need(w, ps, "RAM page data"))
+				if (an_skip(w, ps, "RAM page data") < 0)
 					return w->err->code;
-				w->pos += (size_t)ps;
 				ram->data_pages++;
 			}
 			continue;

@@ -178,3 +178,249 @@ out:
 	an_report_free(r);
 	return rc;
 }
+
+/* ------------------------------------------------------------ streamed */
+
+/*
+ * The streamed rewrite reads through its own source, which keeps every
+ * byte read and not yet settled: the walker's hooks then settle them in
+ * order, written (validated bytes of any record but the table's PART and
+ * END ones) or dropped (those), and the table's END record becomes the
+ * canonical one. What is kept is what the walker has not validated yet:
+ * its read-ahead, and the held final phase (within its cap).
+ */
+struct rws {
+	const an_source_t *in;
+	an_source_t self;
+	uint8_t *pend;       /* bytes [pend_off, pend_off + pend_len) */
+	size_t pend_len, pend_cap;
+	uint64_t pend_off;
+	int (*write)(void *opaque, const uint8_t *p, size_t n);
+	void *opaque;
+	const an_stream_hooks_t *user; /* hold and progress are passed on */
+	const an_report_t *r;
+	uint64_t out_bytes;
+	int64_t delta;       /* output bytes minus input bytes settled */
+	bool end_done;       /* the table's END was replaced */
+	hm_error_t *err;     /* &own: the walker reports its hooks' failures generically */
+	hm_error_t own;
+};
+
+static int64_t rws_read(void *ctx, uint8_t *buf, size_t n, hm_error_t *err)
+{
+	struct rws *s = ctx;
+	int64_t k = s->in->read(s->in->ctx, buf, n, err);
+	if (k <= 0)
+		return k;
+	if (s->pend_cap - s->pend_len < (size_t)k) {
+		size_t nc = s->pend_cap ? s->pend_cap : (size_t)1 << 20;
+		while (nc - s->pend_len < (size_t)k)
+			nc *= 2;
+		uint8_t *nb = realloc(s->pend, nc);
+		if (!nb)
+			return hm_error_set(err, -ENOMEM, -1, "rewrite: out of memory");
+		s->pend = nb;
+		s->pend_cap = nc;
+	}
+	memcpy(s->pend + s->pend_len, buf, (size_t)k);
+	s->pend_len += (size_t)k;
+	return k;
+}
+
+static int rws_out(struct rws *s, const uint8_t *p, size_t n)
+{
+	if (!n)
+		return 0;
+	int rc = s->write(s->opaque, p, n);
+	if (rc != 0)
+		return hm_error_set(s->err, rc < 0 ? rc : -EIO, -1, "rewrite: writing the output failed after %llu bytes",
+				    (unsigned long long)s->out_bytes);
+	s->out_bytes += n;
+	return 0;
+}
+
+/* Write or drop the kept bytes up to offset upto. */
+static int rws_settle(struct rws *s, uint64_t upto, bool drop)
+{
+	if (upto <= s->pend_off)
+		return 0;
+	size_t n = (size_t)(upto - s->pend_off);
+	if (n > s->pend_len)
+		return hm_error_set(s->err, HM_E_STATE, (int64_t)upto, "rewrite: offset %llu was not read yet",
+				    (unsigned long long)upto);
+	if (!drop) {
+		int rc = rws_out(s, s->pend, n);
+		if (rc < 0)
+			return rc;
+	} else {
+		s->delta -= (int64_t)n;
+	}
+	memmove(s->pend, s->pend + n, s->pend_len - n);
+	s->pend_len -= n;
+	s->pend_off = upto;
+	return 0;
+}
+
+static bool rws_is_table(const struct rws *s, const an_record_t *rec)
+{
+	return s->r && rec->section != UINT32_MAX && rec->section < s->r->nsections &&
+	       s->r->sections[rec->section].kind == AN_SEC_HTAB;
+}
+
+/* The table's END record: [a PART with the final shift after a resize],
+ * END with the whole table, canonically, by the chunk encoder. */
+static int rws_put_end(struct rws *s, const an_record_t *rec)
+{
+	const an_report_t *r = s->r;
+	uint8_t *payload = NULL;
+	size_t plen = 0;
+	if (an_htab_encode_final(r, &payload, &plen) < 0)
+		return hm_error_set(s->err, -ENOMEM, -1, "rewrite: out of memory encoding the table");
+	uint32_t sid = r->sections[rec->section].id;
+	bool no_hpt = !r->priv->have_tab;
+	uint32_t shift = no_hpt ? 0 : r->priv->tab.shift;
+	uint8_t hdr[14 + 5], ftr[5]; /* [PART with the shift], END header */
+	size_t n = 0;
+	if (!no_hpt && shift != r->htab.start_shift) {
+		hdr[n++] = QEMU_VM_SECTION_PART;
+		hm_store_be32(hdr + n, sid);
+		hm_store_be32(hdr + n + 4, shift);
+		hdr[n + 8] = QEMU_VM_SECTION_FOOTER;
+		hm_store_be32(hdr + n + 9, sid);
+		n += 13;
+	}
+	hdr[n++] = QEMU_VM_SECTION_END;
+	hm_store_be32(hdr + n, sid);
+	n += 4;
+	ftr[0] = QEMU_VM_SECTION_FOOTER;
+	hm_store_be32(ftr + 1, sid);
+	int rc = rws_out(s, hdr, n);
+	if (rc == 0)
+		rc = rws_out(s, payload, plen);
+	if (rc == 0)
+		rc = rws_out(s, ftr, 5);
+	free(payload);
+	s->delta += (int64_t)(n + plen + 5);
+	s->end_done = true;
+	return rc;
+}
+
+static int rws_record(void *opaque, const an_report_t *r, const an_record_t *rec)
+{
+	struct rws *s = opaque;
+	s->r = r;
+	int rc = rws_settle(s, rec->offset, false);
+	bool drop = rws_is_table(s, rec) && rec->type != QEMU_VM_SECTION_START;
+	if (rc == 0)
+		rc = rws_settle(s, rec->offset + rec->length, drop);
+	if (rc == 0 && drop && rec->type == QEMU_VM_SECTION_END)
+		rc = rws_put_end(s, rec);
+	return rc;
+}
+
+/* The work cap of the output's vmdesc walk (see rewrite_check_work). */
+static int rws_check_work(struct rws *s)
+{
+	const an_report_t *r = s->r;
+	if (!r || !r->has_vmdesc)
+		return 0;
+	uint64_t out_end = (uint64_t)((int64_t)r->vmdesc_offset + s->delta);
+	if (r->priv->work <= an_work_max((size_t)out_end))
+		return 0;
+	return hm_error_set(s->err, HM_E_RANGE, (int64_t)r->vmdesc_offset,
+			    "rewrite: the vmdesc walk of the input takes %llu field visits; the rewritten stream,"
+			    " %lld bytes shorter, allows %llu: it would not walk again, refusing",
+			    (unsigned long long)r->priv->work, (long long)-s->delta,
+			    (unsigned long long)an_work_max((size_t)out_end));
+}
+
+static int rws_commit(void *opaque, uint64_t committed, const an_record_t *rec)
+{
+	struct rws *s = opaque;
+	if (rec)
+		return rws_settle(s, committed, rws_is_table(s, rec) && rec->type != QEMU_VM_SECTION_START);
+	if (s->r && s->r->complete && rws_check_work(s) < 0)
+		return s->err->code;
+	return rws_settle(s, committed, false);
+}
+
+static int rws_hold(void *opaque, uint64_t offset)
+{
+	struct rws *s = opaque;
+	return s->user && s->user->hold ? s->user->hold(s->user->opaque, offset) : 0;
+}
+
+static int rws_progress(void *opaque, const an_report_t *r, const an_progress_t *p)
+{
+	struct rws *s = opaque;
+	s->r = r;
+	return s->user && s->user->progress ? s->user->progress(s->user->opaque, r, p) : 0;
+}
+
+/* A walk that stopped (no layout for a section) after the table's END:
+ * the rest is copied unchanged, unchecked, as an_rewrite does. */
+static int rws_copy_rest(struct rws *s)
+{
+	int rc = rws_settle(s, s->pend_off + s->pend_len, false);
+	uint8_t buf[1 << 16];
+	while (rc == 0) {
+		int64_t k = s->in->read(s->in->ctx, buf, sizeof(buf), s->err);
+		if (k < 0)
+			return s->err->code ? s->err->code : (int)k;
+		if (k == 0)
+			break;
+		rc = rws_out(s, buf, (size_t)k);
+	}
+	return rc;
+}
+
+int an_rewrite_stream(const an_source_t *src, const an_stream_opts_t *o,
+		      int (*write)(void *opaque, const uint8_t *p, size_t n), void *opaque, an_report_t **stats,
+		      uint64_t *out_bytes, bool *unchecked_tail, hm_error_t *err)
+{
+	hm_error_t local;
+	if (!err)
+		err = &local;
+	hm_error_clear(err);
+	if (stats)
+		*stats = NULL;
+	if (unchecked_tail)
+		*unchecked_tail = false;
+	struct rws s = {.in = src, .write = write, .opaque = opaque, .user = o ? o->hooks : NULL};
+	s.err = &s.own;
+	s.self = (an_source_t){rws_read, &s};
+	an_stream_hooks_t h = {.opaque = &s, .commit = rws_commit, .record = rws_record, .hold = rws_hold,
+			       .progress = rws_progress};
+	an_stream_opts_t so = o ? *o : (an_stream_opts_t){0};
+	so.opts |= AN_OPT_KEEP_TABLE;
+	so.hooks = &h;
+	an_report_t *r = NULL;
+	int rc = an_analyze_stream(&s.self, &so, &r, err);
+	if (rc < 0 && s.own.code) {
+		*err = s.own; /* the hook's own words, not "stopped by the hook" */
+		if (r)
+			r->error = s.own;
+	}
+	if (rc == 0 && r) {
+		int64_t hsec = rewrite_find_htab(r, err);
+		if (hsec < 0)
+			rc = (int)hsec;
+		else if (!s.end_done)
+			rc = hm_error_set(err, HM_E_STATE, -1, "rewrite: the table's END record was not replaced");
+		else if (!r->complete) {
+			if (unchecked_tail)
+				*unchecked_tail = true;
+			rc = rws_copy_rest(&s);
+			if (rc < 0)
+				*err = s.own;
+		}
+	}
+	free(s.pend);
+	if (out_bytes)
+		*out_bytes = s.out_bytes;
+	if (stats)
+		*stats = r;
+	else
+		an_report_free(r);
+	return rc;
+}

@@ -607,9 +607,9 @@ static int walk_value_field(struct an_walk *w, const struct an_vfield *f, struct
 			uint64_t count = f->size == 0 ? 1 : f->count;
 			for (uint64_t k = 0; k < count && rc == 0; k++)
 				rc = an_node_put(w->arena, obj, f->name,
-						 value_node(w->arena, f, w->buf + w->pos + k * f->size), true, slot);
+						 value_node(w->arena, f, an_at(w) + k * f->size), true, slot);
 		} else {
-			rc = an_node_put(w->arena, obj, f->name, value_node(w->arena, f, w->buf + w->pos),
+			rc = an_node_put(w->arena, obj, f->name, value_node(w->arena, f, an_at(w)),
 					 f->index >= 0, slot);
 		}
 		if (rc < 0)
@@ -637,10 +637,10 @@ static int walk_subsection(struct an_walk *w, const struct an_vdesc *s, int dept
 	if (!an_need(w, (uint64_t)nl + 4, "subsection name and version"))
 		return w->err->code;
 	size_t sl = strlen(s->vmsd_name);
-	if (nl != sl || memcmp(w->buf + w->pos, s->vmsd_name, sl) != 0) {
+	if (nl != sl || memcmp(an_at(w), s->vmsd_name, sl) != 0) {
 		char q[HM_ESC_LEN(255)];
 		return an_fail(w, HM_E_FORMAT, (int64_t)at, "subsection '%s' found where the vmdesc lists this one",
-			       hm_escape(w->buf + w->pos, nl, 0, q, sizeof(q)));
+			       hm_escape(an_at(w), nl, 0, q, sizeof(q)));
 	}
 	w->pos += nl;
 	uint32_t ver = an_be32(w);
@@ -689,7 +689,7 @@ int an_vmstate_walk(struct an_walk *w, const struct an_vdesc *d, int depth, stru
 		rc = walk_subsection(w, &d->subs[i], depth, obj, builtin);
 	if (rc < 0 || w->stop_sub)
 		return rc;
-	if (builtin && depth == 0 && w->pos < w->end && w->buf[w->pos] == QEMU_VM_SUBSECTION) {
+	if (builtin && depth == 0 && an_peek(w) == QEMU_VM_SUBSECTION) {
 		/* A subsection our built-in layout does not describe: stop cleanly. */
 		w->stop_sub = true;
 	}

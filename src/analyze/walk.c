@@ -115,14 +115,14 @@ int an_fail(struct an_walk *w, int code, int64_t off, const char *fmt, ...)
 
 /*
  * Find the vmdesc: 0x06, be32 len, JSON[len] ending exactly at the end of
- * the buffer, right after the EOF byte. JSON cannot contain a raw 0x06, so
+ * the buffer, right after the EOF byte, at or after lo_min (>= 1). JSON cannot contain a raw 0x06, so
  * searching back from the end finds at most one candidate that fits.
  */
-static bool find_vmdesc(const uint8_t *buf, size_t len, size_t *off, uint32_t *jlen)
+bool an_find_vmdesc(const uint8_t *buf, size_t len, size_t lo_min, size_t *off, uint32_t *jlen)
 {
-	if (len < 8 + 1 + 5 + 2)
+	if (lo_min == 0 || len < lo_min + 5 + 2)
 		return false;
-	size_t lo = len > (size_t)VMDESC_MAX_LEN + 13 ? len - VMDESC_MAX_LEN - 5 : 9;
+	size_t lo = len > (size_t)VMDESC_MAX_LEN + lo_min + 4 ? len - VMDESC_MAX_LEN - 5 : lo_min;
 	size_t hi = len - 5 - 2; /* JSON is at least "{}" */
 	while (hi >= lo) {
 		const uint8_t *q = memrchr(buf + lo, QEMU_VM_VMDESCRIPTION, hi - lo + 1);
@@ -143,9 +143,15 @@ static bool find_vmdesc(const uint8_t *buf, size_t len, size_t *off, uint32_t *j
 
 /* ------------------------------------------------------------- sections */
 
+/* The record being walked. */
+static an_record_t *cur_rec(an_report_t *r)
+{
+	return &r->records[r->nrecords - 1 - r->records_first];
+}
+
 static int add_record(an_report_t *r, uint8_t type, uint64_t off, uint32_t sec, uint16_t cmd)
 {
-	if (r->nrecords == r->priv->rec_cap) {
+	if (r->nrecords - r->records_first == r->priv->rec_cap) {
 		size_t cap = r->priv->rec_cap ? r->priv->rec_cap * 2 : 64;
 		an_record_t *n = realloc(r->records, cap * sizeof(*n));
 		if (!n)
@@ -153,7 +159,7 @@ static int add_record(an_report_t *r, uint8_t type, uint64_t off, uint32_t sec, 
 		r->records = n;
 		r->priv->rec_cap = cap;
 	}
-	an_record_t *rec = &r->records[r->nrecords++];
+	an_record_t *rec = &r->records[r->nrecords++ - r->records_first];
 	rec->offset = off;
 	rec->length = 0;
 	rec->payload = 0;
@@ -264,7 +270,7 @@ static int section_payload(struct an_walk *w, an_section_t *s, uint8_t type, boo
 		if (strcmp(s->idstr, "hptmig/verify") == 0 && s->instance_id == 0 && s->version_id == 1 &&
 		    w->pos - start == 4 + 8 + HM_SHA256_LEN) {
 			/* our own end-to-end check, with or without a vmdesc entry */
-			const uint8_t *p = w->buf + start;
+			const uint8_t *p = w->win + (start - w->base);
 			w->r->has_verify = true;
 			w->r->verify_shift = hm_load_be32(p);
 			w->r->verify_valid = hm_load_be64(p + 4);
@@ -285,7 +291,9 @@ static int section_payload(struct an_walk *w, an_section_t *s, uint8_t type, boo
 		  "section '%s' (id %u, instance %u, version %u) at offset %" PRId64
 		  ": no layout known (%s); walked up to here",
 		  s->idstr, s->id, s->instance_id, s->version_id, w->rec_off,
-		  w->vd ? "not in the vmdesc" : "the stream has no vmdesc");
+		  type == QEMU_VM_SECTION_START ? "a live section: only ram and spapr/htab are decoded"
+		  : w->vd			? "not in the vmdesc"
+						: "the stream has no vmdesc");
 	return 0;
 }
 
@@ -333,7 +341,7 @@ static int start_or_full(struct an_walk *w, uint8_t type, bool *stopped)
 	if (!an_need(w, (uint64_t)nl + 8, "section idstr, instance and version"))
 		return w->err->code;
 	char idstr[256];
-	memcpy(idstr, w->buf + w->pos, nl);
+	memcpy(idstr, an_at(w), nl);
 	idstr[nl] = 0;
 	for (unsigned i = 0; i < nl; i++)
 		if ((uint8_t)idstr[i] < 0x20 || (uint8_t)idstr[i] > 0x7e)
@@ -376,8 +384,8 @@ static int start_or_full(struct an_walk *w, uint8_t type, bool *stopped)
 	uint32_t sidx = (uint32_t)r->nsections++;
 	if (an_index_put(&r->priv->by_id, id, sidx) < 0 || an_index_put(&r->priv->by_key, hkey, sidx) < 0)
 		return an_fail(w, -ENOMEM, w->rec_off, "out of memory");
-	r->records[r->nrecords - 1].section = sidx;
-	r->records[r->nrecords - 1].payload = w->pos;
+	cur_rec(r)->section = sidx;
+	cur_rec(r)->payload = w->pos;
 	set_ctx(w, type, s);
 	if (s->kind == AN_SEC_RAM && ver != 4)
 		return an_fail(w, HM_E_VERSION, w->rec_off, "version %u (only 4 is supported)", ver);
@@ -397,8 +405,8 @@ static int part_or_end(struct an_walk *w, uint8_t type, bool *stopped)
 	if (si < 0)
 		return an_fail(w, HM_E_FORMAT, w->rec_off, "section id %u was not introduced by a START record", id);
 	an_section_t *s = &r->sections[si];
-	r->records[r->nrecords - 1].section = (uint32_t)si;
-	r->records[r->nrecords - 1].payload = w->pos;
+	cur_rec(r)->section = (uint32_t)si;
+	cur_rec(r)->payload = w->pos;
 	set_ctx(w, type, s);
 	if (s->n_start == 0)
 		return an_fail(w, HM_E_FORMAT, w->rec_off, "%s for a section sent as FULL", qemu_vm_record_name(type));
@@ -432,7 +440,7 @@ static int command(struct an_walk *w)
 		return w->err->code;
 	uint16_t cmd = an_be16(w);
 	uint16_t len = an_be16(w);
-	r->records[r->nrecords - 1].cmd = cmd;
+	cur_rec(r)->cmd = cmd;
 	snprintf(w->ctx, sizeof(w->ctx), "record #%zu COMMAND %u (%s) at offset %" PRId64, r->nrecords, cmd,
 		 an_command_name(cmd) ? an_command_name(cmd) : "?", w->rec_off);
 	if (cmd >= N_COMMANDS || !commands[cmd].name)
@@ -442,9 +450,8 @@ static int command(struct an_walk *w)
 			       commands[cmd].len);
 	if (cmd == 8)
 		return an_fail(w, HM_E_UNSUPPORTED, w->rec_off, "packaged (postcopy) streams are not supported");
-	if (!an_need(w, len, "command data"))
+	if (an_skip(w, len, "command data") < 0)
 		return w->err->code;
-	w->pos += len;
 	if (r->ncommands >= AN_MAX_COMMANDS)
 		return an_fail(w, HM_E_RANGE, w->rec_off,
 			       "more than %u COMMAND records (the cap; QEMU sends a handful)", AN_MAX_COMMANDS);
@@ -473,7 +480,7 @@ static int config_subsection(struct an_walk *w)
 	if (!an_need(w, (uint64_t)nl + 4, "configuration subsection name and version"))
 		return w->err->code;
 	char name[256];
-	memcpy(name, w->buf + w->pos, nl);
+	memcpy(name, an_at(w), nl);
 	name[nl] = 0;
 	w->pos += nl;
 	uint32_t ver = an_be32(w);
@@ -508,7 +515,7 @@ static int config_subsection(struct an_walk *w)
 			if (!an_need(w, l, "capability name"))
 				return w->err->code;
 			char cap[256];
-			memcpy(cap, w->buf + w->pos, l);
+			memcpy(cap, an_at(w), l);
 			cap[l] = 0;
 			w->pos += l;
 			if (strcmp(cap, "x-ignore-shared") == 0 || strcmp(cap, "mapped-ram") == 0)
@@ -537,7 +544,7 @@ static int configuration(struct an_walk *w)
 		return an_fail(w, HM_E_RANGE, (int64_t)w->pos - 4, "machine name length %u (1..255)", len);
 	if (!an_need(w, len, "machine name"))
 		return w->err->code;
-	memcpy(r->machine, w->buf + w->pos, len);
+	memcpy(r->machine, an_at(w), len);
 	r->machine[len] = 0;
 	for (uint32_t i = 0; i < len; i++)
 		if ((uint8_t)r->machine[i] < 0x20 || (uint8_t)r->machine[i] > 0x7e)
@@ -545,7 +552,7 @@ static int configuration(struct an_walk *w)
 				       (uint8_t)r->machine[i]);
 	w->pos += len;
 	r->has_config = true;
-	while (w->pos < w->end && w->buf[w->pos] == QEMU_VM_SUBSECTION) {
+	while (an_peek(w) == QEMU_VM_SUBSECTION) {
 		int rc = config_subsection(w);
 		if (rc < 0)
 			return rc;
@@ -557,11 +564,72 @@ static int configuration(struct an_walk *w)
 
 /* ------------------------------------------------------------------ walk */
 
+/* Streamed walk, before each record of the live phase: the previous
+ * record is committed and forgotten; a FULL record or EOF starts the final
+ * phase, read whole (it cannot be delimited before the vmdesc describes
+ * it), with the vmdesc it ends with. Sets *ended when the stream ended
+ * (w->err set) and *held when the final phase was just read. */
+static int live_boundary(struct an_walk *w, bool *held)
+{
+	an_report_t *r = w->r;
+	*held = false;
+	w->st->in_record = false;
+	if (an_stream_commit(w, true) < 0)
+		return w->err->code;
+	r->records_first = r->nrecords;
+	int c = an_peek(w);
+	if (c < 0) {
+		if (w->err->code)
+			return w->err->code;
+		return hm_error_set(w->err, HM_E_TRUNCATED, (int64_t)w->pos,
+				    "stream ends at offset %zu without an EOF record (after %zu records)", w->pos,
+				    r->nrecords);
+	}
+	if (c != QEMU_VM_SECTION_FULL && c != QEMU_VM_EOF) {
+		w->st->in_record = true;
+		return 0;
+	}
+	int rc = an_stream_hold(w);
+	if (rc < 0)
+		return rc;
+	r->file_bytes = w->end;
+	*held = true;
+	return 0;
+}
+
+/* Streamed walk, after a record: the hooks, and the spapr/htab byte cap
+ * (the replayed table's memory grows with them, not with the window). */
+static int live_record_done(struct an_walk *w, const an_record_t *rec)
+{
+	struct an_stream *st = w->st;
+	an_report_t *r = w->r;
+	if (st->held)
+		return 0;
+	if (r->priv->htab_bytes > AN_STREAM_HTAB_MAX)
+		return hm_error_set(w->err, HM_E_RANGE, (int64_t)rec->offset,
+				    "spapr/htab records take more than %llu bytes of the stream (the cap of a"
+				    " streamed walk: its replayed table grows with them)",
+				    (unsigned long long)AN_STREAM_HTAB_MAX);
+	if (st->hooks.record && an_stream_hook_rc(w, st->hooks.record(st->hooks.opaque, r, rec), "record") < 0)
+		return w->err->code;
+	if (rec->section != UINT32_MAX && r->sections[rec->section].kind == AN_SEC_HTAB)
+		return an_stream_progress(w, true);
+	return 0;
+}
+
 static int walk_records(struct an_walk *w)
 {
 	an_report_t *r = w->r;
 	for (;;) {
 		w->ctx[0] = 0;
+		if (w->st && !w->st->held) {
+			bool held;
+			int rc = live_boundary(w, &held);
+			if (rc < 0)
+				return rc;
+			if (held)
+				return 1; /* the caller finds the vmdesc and walks on */
+		}
 		if (w->pos >= w->end)
 			return hm_error_set(w->err, HM_E_TRUNCATED, (int64_t)w->pos,
 					    "stream ends at offset %zu without an EOF record (after %zu records)", w->pos,
@@ -603,7 +671,7 @@ static int walk_records(struct an_walk *w)
 		}
 		if (rc < 0)
 			return rc;
-		an_record_t *rec = &r->records[r->nrecords - 1];
+		an_record_t *rec = cur_rec(r);
 		if (stopped) {
 			r->nrecords--; /* the record we could not walk is not listed */
 			return 0;
@@ -617,6 +685,8 @@ static int walk_records(struct an_walk *w)
 				r->priv->arena.max = state_budget(r->file_bytes, r->priv->htab_bytes);
 			}
 		}
+		if (w->st && live_record_done(w, rec) < 0)
+			return w->err->code;
 	}
 }
 
@@ -647,22 +717,26 @@ static int analyze_header(an_report_t *r, const uint8_t *buf, size_t len)
 }
 
 /* The vmdesc at the end of the stream, when there is one: checked, parsed
- * and compiled, and the walk told to end where it starts. */
-static int analyze_vmdesc(struct an_walk *w, const uint8_t *buf, size_t len)
+ * and compiled, and the walk told to end where it starts. buf[0, len) are
+ * the stream's bytes from offset base on (its end); lo_min: the first
+ * place the vmdesc's 0x06 may be. */
+static int analyze_vmdesc(struct an_walk *w, const uint8_t *buf, size_t len, size_t base, size_t lo_min)
 {
 	an_report_t *r = w->r;
 	struct an_private *p = r->priv;
 	size_t voff;
 	uint32_t vlen;
-	if (!find_vmdesc(buf, len, &voff, &vlen))
+	if (!an_find_vmdesc(buf, len, lo_min, &voff, &vlen))
 		return 0;
-	int rc = an_vmdesc_prescan((const char *)buf + voff + 5, vlen, (int64_t)voff + 5, &r->error);
+	buf += voff;
+	voff += base;
+	int rc = an_vmdesc_prescan((const char *)buf + 5, vlen, (int64_t)voff + 5, &r->error);
 	if (rc < 0) {
 		hm_error_prefix(&r->error, "vmdesc at offset %zu: ", voff);
 		return rc;
 	}
 	json_error_t je;
-	json_t *root = json_loadb((const char *)buf + voff + 5, vlen, JSON_REJECT_DUPLICATES, &je);
+	json_t *root = json_loadb((const char *)buf + 5, vlen, JSON_REJECT_DUPLICATES, &je);
 	if (!root)
 		return hm_error_set(&r->error, HM_E_FORMAT,
 				    (int64_t)(voff + 5 + (size_t)(je.position > 0 ? je.position : 0)),
@@ -729,57 +803,154 @@ static int analyze_render_state(an_report_t *r, size_t len, unsigned opts, int r
 	return rc;
 }
 
-int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out, hm_error_t *err)
+/* A new report for a walk with these options (NULL: out of memory, in err). */
+static an_report_t *report_new(unsigned opts, size_t len, hm_error_t *err)
 {
-	hm_error_t local;
-	if (!err)
-		err = &local;
-	hm_error_clear(err);
-	*out = NULL;
 	an_report_t *r = calloc(1, sizeof(*r));
 	struct an_private *p = calloc(1, sizeof(*p));
 	if (!r || !p) {
 		free(r);
 		free(p);
-		return hm_error_set(err, -ENOMEM, -1, "out of memory");
+		hm_error_set(err, -ENOMEM, -1, "out of memory");
+		return NULL;
 	}
 	r->priv = p;
 	r->file_bytes = len;
 	r->stop_offset = -1;
-	*out = r;
-	uint64_t t0 = hm_now_ns();
-	struct an_walk w = {.buf = buf, .end = len, .opts = opts, .r = r, .err = &r->error,
-			    .ram_cur_block = -1, .page_size = 4096};
 	hm_error_clear(&r->error);
-	int rc = 0;
-	w.arena = &p->arena;
 	if (opts & AN_OPT_STATE) {
 		p->arena.max = state_budget(len, 0);
 		p->state = an_node_new(&p->arena, AN_NODE_OBJ, NULL, 0);
-		if (!p->state) {
-			rc = hm_error_set(&r->error, -ENOMEM, -1, "out of memory");
-			goto done;
-		}
+		if (!p->state)
+			hm_error_set(&r->error, -ENOMEM, -1, "out of memory");
 	}
-	if ((rc = analyze_header(r, buf, len)) < 0 || (rc = analyze_vmdesc(&w, buf, len)) < 0)
-		goto done;
-	w.pos = 8;
-	p->work_max = an_work_max(w.end);
-	rc = walk_records(&w);
-	if (rc < 0)
-		goto done;
-	rc = an_htab_finish(r, &r->error);
-	if (rc == 0 && r->has_verify)
-		rc = analyze_check_verify(r);
-done:
+	return r;
+}
+
+/* After the records: the table's statistics, our own digest check, the
+ * state text, and the error in err. */
+static int analyze_finish(an_report_t *r, unsigned opts, int rc, uint64_t t0, hm_error_t *err)
+{
+	struct an_private *p = r->priv;
+	if (rc >= 0 && !r->error.code) {
+		rc = an_htab_finish(r, &r->error);
+		if (rc == 0 && r->has_verify)
+			rc = analyze_check_verify(r);
+	}
 	if (p->state)
-		rc = analyze_render_state(r, len, opts, rc);
+		rc = analyze_render_state(r, (size_t)r->file_bytes, opts, rc);
 	r->walk_ns = hm_now_ns() - t0;
 	if (r->error.code) {
 		*err = r->error;
 		return r->error.code;
 	}
 	return rc;
+}
+
+int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out, hm_error_t *err)
+{
+	hm_error_t local;
+	if (!err)
+		err = &local;
+	hm_error_clear(err);
+	uint64_t t0 = hm_now_ns();
+	an_report_t *r = *out = report_new(opts, len, err);
+	if (!r)
+		return err->code;
+	struct an_walk w = {.win = buf, .avail = len, .end = len, .opts = opts, .r = r, .err = &r->error,
+			    .ram_cur_block = -1, .page_size = 4096, .arena = &r->priv->arena};
+	int rc = r->error.code;
+	if (rc == 0 && (rc = analyze_header(r, buf, len)) == 0 && (rc = analyze_vmdesc(&w, buf, len, 0, 9)) == 0) {
+		w.pos = 8;
+		r->priv->work_max = an_work_max(w.end);
+		rc = walk_records(&w);
+	}
+	return analyze_finish(r, opts, rc, t0, err);
+}
+
+/* Streamed: the final phase was read into the window; find its vmdesc and
+ * walk it as an in-memory walk would, then hand its records to the hooks. */
+static int stream_final_phase(struct an_walk *w)
+{
+	an_report_t *r = w->r;
+	struct an_stream *st = w->st;
+	int rc = analyze_vmdesc(w, st->hold, st->hold_len, (size_t)st->hold_off, 1);
+	if (rc < 0)
+		return rc;
+	r->priv->work_max = an_work_max(w->end);
+	r->priv->arena.max = state_budget(r->file_bytes, r->priv->htab_bytes);
+	rc = walk_records(w);
+	if (rc < 0)
+		return rc;
+	for (size_t i = r->records_first; st->hooks.record && i < r->nrecords; i++)
+		if (an_stream_hook_rc(w, st->hooks.record(st->hooks.opaque, r, &r->records[i - r->records_first]),
+				      "record") < 0)
+			return w->err->code;
+	if (!r->complete)
+		return 0; /* stopped: nothing more is validated */
+	st->held = false;
+	w->pos = w->base + w->avail;
+	r->committed = w->pos;
+	st->in_record = false;
+	rc = an_stream_commit(w, true);
+	st->held = true;
+	return rc;
+}
+
+/* The stream header from the source. */
+static int stream_header(struct an_walk *w)
+{
+	an_report_t *r = w->r;
+	if (!an_need(w, 8, "stream header")) {
+		if (!w->st->eof)
+			return w->err->code; /* the source failed */
+		uint8_t b[8] = {0};
+		memcpy(b, w->win, w->avail);
+		hm_error_clear(w->err);
+		return analyze_header(r, b, w->avail);
+	}
+	int rc = analyze_header(r, w->win, 8);
+	w->pos = 8;
+	return rc;
+}
+
+int an_analyze_stream(const an_source_t *src, const an_stream_opts_t *o, an_report_t **out, hm_error_t *err)
+{
+	hm_error_t local;
+	if (!err)
+		err = &local;
+	hm_error_clear(err);
+	uint64_t t0 = hm_now_ns();
+	an_stream_opts_t so = o ? *o : (an_stream_opts_t){0};
+	an_report_t *r = *out = report_new(so.opts, 0, err);
+	if (!r)
+		return err->code;
+	struct an_stream st = {.src = src, .o = so};
+	if (!st.o.max_input)
+		st.o.max_input = AN_STREAM_MAX_INPUT_DEFAULT;
+	if (!st.o.max_device_state)
+		st.o.max_device_state = AN_DEVICE_STATE_MAX_DEFAULT;
+	if (so.hooks)
+		st.hooks = *so.hooks;
+	st.win = malloc(AN_STREAM_WINDOW);
+	struct an_walk w = {.win = st.win, .end = SIZE_MAX, .opts = so.opts, .r = r, .err = &r->error,
+			    .ram_cur_block = -1, .page_size = 4096, .arena = &r->priv->arena, .st = &st};
+	int rc = r->error.code;
+	if (!st.win)
+		rc = hm_error_set(&r->error, -ENOMEM, -1, "out of memory");
+	if (rc == 0 && (rc = stream_header(&w)) == 0) {
+		r->priv->work_max = UINT64_MAX; /* no vmstate walk before the final phase */
+		rc = walk_records(&w);
+		if (rc == 1)
+			rc = stream_final_phase(&w);
+		else if (rc == 0 && !r->complete && !so.stop_at_vmdesc)
+			rc = an_stream_drain(&w);
+	}
+	if (!st.held)
+		r->file_bytes = st.total;
+	free(st.hold);
+	free(st.win);
+	return analyze_finish(r, so.opts, rc, t0, err);
 }
 
 void an_report_free(an_report_t *r)

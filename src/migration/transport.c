@@ -172,6 +172,7 @@ struct mig_conn {
 	mig_file_t *f;    /* the stream; owns its fd */
 	struct rd *rd;    /* destination reader (owned by f), or NULL */
 	int rp_fd;        /* return path: a dup of the socket, or -1 */
+	int fd;           /* the descriptor under f (owned by f), for mig_conn_raw_fd */
 	pid_t child;      /* exec: the child to reap, or -1 */
 	bool source;
 	char desc[256];
@@ -203,6 +204,7 @@ static int conn_new(int fd, enum mig_file_mode mode, bool rp, bool source, const
 		return hm_error_set(err, -ENOMEM, -1, "out of memory");
 	}
 	c->rp_fd = -1;
+	c->fd = fd;
 	c->child = -1;
 	c->source = source;
 	snprintf(c->desc, sizeof(c->desc), "%s", desc);
@@ -370,6 +372,7 @@ static int conn_new_reader(int fd, const mig_uri_t *u, const char *desc, const u
 	if (pre_len)
 		rd_start(r);
 	c->rp_fd = -1;
+	c->fd = fd;
 	c->child = child;
 	c->rd = r;
 	snprintf(c->desc, sizeof(c->desc), "%s", desc);
@@ -942,6 +945,18 @@ bool mig_conn_has_return_path(const mig_conn_t *c)
 const char *mig_conn_desc(const mig_conn_t *c)
 {
 	return c->desc;
+}
+
+int mig_conn_raw_fd(mig_conn_t *c, uint8_t pre[8], size_t *pre_len)
+{
+	size_t n = 0;
+	if (c->rd && c->rd->pre_pos < c->rd->pre_len) {
+		n = c->rd->pre_len - c->rd->pre_pos;
+		memcpy(pre, c->rd->pre + c->rd->pre_pos, n);
+		c->rd->pre_pos = c->rd->pre_len;
+	}
+	*pre_len = n;
+	return c->fd;
 }
 
 uint64_t mig_conn_unsent_bytes(const mig_conn_t *c)
