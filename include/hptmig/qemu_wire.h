@@ -147,6 +147,23 @@ static inline int htab_wire_valid(const uint8_t *hpte)
 _Static_assert(HTAB_ALLOC_SHIFT_MAX - 4 == 32, "the largest allocated table has 2^32 slots");
 _Static_assert(HTAB_RUN_MAX == UINT16_MAX, "runs are be16 counts");
 
+/* ------------------------------------------------------ hptmig/verify */
+
+/*
+ * wire-format.md §5 (the project's section, never sent to QEMU):
+ *   v1 payload := be32 htab_shift, be64 valid, 32-byte HTAB digest
+ *   v2 payload := be32 htab_shift, be64 valid, be32 VERIFY_BLOCK_SLOTS,
+ *                 32-byte block root
+ * A block is VERIFY_BLOCK_SLOTS consecutive slots; its digest input starts
+ * with be32 htab_shift, be64 block number (VERIFY_BLOCK_PREFIX bytes), then
+ * be64 slot, be64 V & ~0x40, be64 R (VERIFY_REC_SIZE bytes) per valid slot.
+ */
+#define VERIFY_BLOCK_SLOTS 4096u
+#define VERIFY_BLOCK_PREFIX 12u
+#define VERIFY_REC_SIZE 24u
+#define VERIFY_V1_PAYLOAD_SIZE 44u
+#define VERIFY_V2_PAYLOAD_SIZE 48u
+
 /* --------------------------------------------------------- return path */
 
 /*
