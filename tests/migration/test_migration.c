@@ -795,6 +795,91 @@ static void test_dest_corrupted_after_load(void **state)
 	machine_destroy(m);
 }
 
+/*
+ * Turn the version 2 hptmig/verify section of a stream into the version 1
+ * an older sender wrote: version 1, be32 shift, be64 valid, the flat
+ * digest (4 bytes shorter). Returns the new length.
+ */
+static size_t verify_to_v1(uint8_t *d, size_t len, const uint8_t digest[32])
+{
+	uint8_t *p = memmem(d, len, "hptmig/verify", 13);
+	assert_non_null(p);
+	uint8_t *ver = p + 13 + 4, *pay = ver + 4; /* idstr, be32 instance, be32 version */
+	assert_int_equal(hm_load_be32(ver), 2);
+	assert_int_equal(hm_load_be32(pay + 12), 4096);
+	hm_store_be32(ver, 1);
+	memcpy(pay + 12, digest, 32);
+	size_t tail = (size_t)(pay + 48 - d);
+	memmove(pay + 44, pay + 48, len - tail);
+	return len - 4;
+}
+
+static int dest_file(const char *path, mig_dest_report_t *rep, hm_error_t *e)
+{
+	char uri[700];
+	mig_uri_t u;
+	mig_listener_t *l;
+	mig_dest_params_t p;
+	snprintf(uri, sizeof(uri), "file:%s", path);
+	assert_int_equal(mig_uri_parse(uri, &u, NULL), 0);
+	assert_int_equal(mig_listen(&u, &l, NULL), 0);
+	mig_dest_params_default(&p);
+	p.no_resume = true;
+	hm_error_clear(e);
+	int rc = mig_dest_run(l, &p, rep, e);
+	mig_listener_close(l);
+	return rc;
+}
+
+/*
+ * The destination loads both versions: the stream as sent (version 2,
+ * checked by the root) and the same stream with a version 1 section
+ * (checked by the digest); a version 1 digest one bit off is refused with
+ * the verify record's offset.
+ */
+static void test_dest_loads_v1_and_v2(void **state)
+{
+	(void)state;
+	machine_t *m = guest(18, 1, 2000);
+	char path[600], uri[700];
+	snprintf(path, sizeof(path), "%s/v1v2.mig", tu_tmp);
+	snprintf(uri, sizeof(uri), "file:%s", path);
+	mig_params_t p;
+	mig_params_default(&p);
+	mig_report_t rep;
+	mig_dest_report_t dr;
+	hm_error_t e;
+	hm_error_clear(&e);
+	if (mig_source_run(m, uri, &p, &rep, &e) != 0)
+		fail_msg("source: %s", e.msg);
+	if (dest_file(path, &dr, &e) != 0)
+		fail_msg("v2: %s", e.msg);
+	assert_true(dr.verified && dr.has_root);
+	assert_memory_equal(dr.root, rep.root, 32);
+	assert_memory_equal(dr.digest, rep.digest, 32);
+
+	uint8_t *d;
+	size_t len;
+	assert_int_equal(tu_read_file(path, &d, &len), 0);
+	size_t n1 = verify_to_v1(d, len, rep.digest);
+	assert_int_equal(tu_write_file(path, d, n1), 0);
+	memset(&dr, 0, sizeof(dr));
+	if (dest_file(path, &dr, &e) != 0)
+		fail_msg("v1: %s", e.msg);
+	assert_true(dr.verified);
+	assert_memory_equal(dr.digest, rep.digest, 32);
+
+	uint8_t *v = memmem(d, n1, "hptmig/verify", 13);
+	v[13 + 8 + 12 + 31] ^= 1; /* the digest's last byte */
+	assert_int_equal(tu_write_file(path, d, n1), 0);
+	assert_int_equal(dest_file(path, &dr, &e), HM_E_DIGEST);
+	assert_non_null(strstr(e.msg, "version 1"));
+	/* the FULL record: type byte, be32 section id, idstr length, idstr */
+	assert_int_equal(e.offset, (int64_t)(v - 6 - d));
+	free(d);
+	machine_destroy(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -809,6 +894,7 @@ int main(void)
 		cmocka_unit_test(test_dest_refuses_commands),
 		cmocka_unit_test(test_bad_pong),
 		cmocka_unit_test(test_dest_corrupted_after_load),
+		cmocka_unit_test(test_dest_loads_v1_and_v2),
 	};
 	return cmocka_run_group_tests(tests, tu_setup_tmp, tu_teardown_tmp);
 }
