@@ -606,6 +606,16 @@ void mig_report_fail(const char *cmd, const char *what, const mig_report_t *r,
 		  mig_guest_state_text(r->guest));
 }
 
+/* A digest as hex, or null when it was not computed. */
+static json_t *hex_or_null(bool have, const uint8_t d[HM_SHA256_LEN])
+{
+	char hex[2 * HM_SHA256_LEN + 1];
+	if (!have)
+		return json_null();
+	hm_hex(d, HM_SHA256_LEN, hex);
+	return json_string(hex);
+}
+
 json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t *m,
 			const hm_error_t *err, const char *uri)
 {
@@ -650,8 +660,12 @@ json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t 
 	json_object_set_new(h, "valid", json_integer((json_int_t)r->htab_valid));
 	json_object_set_new(h, "bolted", json_integer((json_int_t)r->htab_bolted));
 	json_object_set_new(h, "digest", json_string(dg));
-	if (r->downtime_end == MIG_DOWNTIME_DEST_RESUMED)
-		json_object_set_new(h, "destination_digest", json_string(ddg));
+	json_object_set_new(h, "root", hex_or_null(r->has_root, r->root));
+	if (r->downtime_end == MIG_DOWNTIME_DEST_RESUMED) {
+		json_object_set_new(h, "destination_digest",
+				    r->has_dest_digest ? json_string(ddg) : json_null());
+		json_object_set_new(h, "destination_root", hex_or_null(r->has_dest_root, r->dest_root));
+	}
 	json_object_set_new(h, "entries_sent",
 			    json_integer((json_int_t)(r->htab.valid_sent + r->htab.invalid_sent)));
 	json_object_set_new(h, "valid_sent", json_integer((json_int_t)r->htab.valid_sent));
@@ -710,6 +724,7 @@ json_t *mig_dest_report_json(const mig_dest_report_t *r, const hm_error_t *err)
 	json_object_set_new(h, "valid", json_integer((json_int_t)r->htab_valid));
 	json_object_set_new(h, "bolted", json_integer((json_int_t)r->htab_bolted));
 	json_object_set_new(h, "digest", json_string(dg));
+	json_object_set_new(h, "root", hex_or_null(r->has_root, r->root));
 	json_object_set_new(h, "entries_sent",
 			    json_integer((json_int_t)(r->htab.valid_sent + r->htab.invalid_sent)));
 	json_object_set_new(h, "valid_sent", json_integer((json_int_t)r->htab.valid_sent));
@@ -760,6 +775,10 @@ void mig_report_print(const mig_report_t *r, const mig_params_t *p)
 	if (r->throttle)
 		printf("source: auto-converge throttled the vCPUs to %u%%\n", r->throttle);
 	printf("source: digest %s\n", dg);
+	if (r->has_root) {
+		mig_hex(r->root, dg);
+		printf("source: root %s\n", dg);
+	}
 }
 
 void mig_dest_report_print(const mig_dest_report_t *r)
@@ -774,6 +793,10 @@ void mig_dest_report_print(const mig_dest_report_t *r)
 	       (unsigned long long)r->htab.records);
 	printf("destination: digest %s (%s)\n", dg,
 	       r->verified ? "verified against the source" : "no verify section in the stream");
+	if (r->has_root) {
+		mig_hex(r->root, dg);
+		printf("destination: root %s\n", dg);
+	}
 	if (r->resumed)
 		printf("destination: guest resumed, ran %.1f s issuing %llu hypercalls\n",
 		       ms(r->run_ns) / 1000, (unsigned long long)r->guest.hcalls);

@@ -104,6 +104,10 @@ typedef struct an_htab_stats {
 	 * spapr/htab's END. False after an error mid-stream (they are then
 	 * zeros or a partial table: reports print none, JSON null). */
 	bool final;
+	/* The block root (wire-format.md §5, hptmig/verify v2); computed for
+	 * no HPT and shifts up to 36 (at most 2^20 blocks), else has_root false. */
+	bool has_root;
+	uint8_t root[HM_SHA256_LEN];
 } an_htab_stats_t;
 
 /*
@@ -181,7 +185,9 @@ typedef struct an_report {
 	bool has_verify;        /* an hptmig/verify section was present */
 	uint32_t verify_shift;
 	uint64_t verify_valid;
-	uint8_t verify_digest[HM_SHA256_LEN];
+	uint8_t verify_digest[HM_SHA256_LEN]; /* version 1 */
+	uint32_t verify_version; /* 1 or 2 */
+	uint8_t verify_root[HM_SHA256_LEN];   /* version 2 */
 
 	uint64_t committed;     /* every byte before this offset was validated */
 	bool complete;          /* walked every record through EOF */

@@ -519,6 +519,72 @@ void hpt_digest_none(uint8_t out[HM_SHA256_LEN]);
 /* Count valid and bolted (valid and 0x10) entries; either pointer may be NULL. */
 void hpt_count(hpt_t *h, uint64_t *valid, uint64_t *bolted);
 
+/* ------------------------------------------------ block digests and root */
+
+/*
+ * The block root of wire-format.md §5 (hptmig/verify version 2): the table
+ * cut into blocks of HPT_VERIFY_BLOCK_SLOTS slots, a digest per block (32
+ * zero bytes for a block without a valid slot) and a root over them, so a
+ * side that knows which blocks changed re-hashes only those.
+ */
+#define HPT_VERIFY_BLOCK_SLOTS VERIFY_BLOCK_SLOTS
+/* Bytes in front of a block's records in hpt_verify_block_hash's buffer. */
+#define HPT_VERIFY_BLOCK_PREFIX VERIFY_BLOCK_PREFIX
+/* Bytes of a block's record buffer: the prefix and every slot valid. */
+#define HPT_VERIFY_BLOCK_BUF (VERIFY_BLOCK_PREFIX + VERIFY_BLOCK_SLOTS * VERIFY_REC_SIZE)
+
+/*
+ * Number of blocks B of a table of the given shift: max(1, slots / 4096).
+ * 0 for a shift no table has (above 46, HPT_NO_HPT included).
+ */
+uint64_t hpt_verify_nblocks(unsigned shift);
+
+/*
+ * d_b from its records: buf holds HPT_VERIFY_BLOCK_PREFIX bytes of room
+ * (filled here with be32 shift, be64 b) followed by nvalid records of 24
+ * bytes (be64 slot, be64 V & ~0x40, be64 R, slots increasing, all inside
+ * block b: the caller's contract). nvalid == 0 gives 32 zero bytes. For
+ * readers that hold the entries elsewhere (the analyser's sparse table).
+ * Returns 0 or -EIO (libcrypto failed).
+ */
+int hpt_verify_block_hash(unsigned shift, uint64_t b, uint8_t *buf, uint64_t nvalid,
+			  uint8_t out[HM_SHA256_LEN]);
+
+/*
+ * d_b of block b of the current table, read as mode says (see
+ * hpt_read_mode_t): the block is read under one hold of the reader lock,
+ * so it is all from one table generation (a caller combining blocks
+ * checks hpt_generation around them). Returns 0,
+ * HM_E_RANGE (b not below hpt_verify_nblocks of the current shift),
+ * -EINVAL (mode), -ENOMEM or -EIO.
+ */
+int hpt_block_digest(hpt_t *h, hpt_read_mode_t mode, uint64_t b, uint8_t out[HM_SHA256_LEN]);
+
+/*
+ * The root over nblocks block digests d[0..nblocks-1]: SHA-256 over
+ * be32(shift), be64(nblocks), d_0 .. d_{B-1}. Returns 0, -ENOMEM or -EIO.
+ */
+int hpt_verify_root(unsigned shift, uint64_t nblocks, const uint8_t (*d)[HM_SHA256_LEN],
+		    uint8_t out[HM_SHA256_LEN]);
+
+/*
+ * The root of the whole table by full recomputation (every block digest),
+ * read as mode says. Like hpt_summary: meaningful on a quiescent table,
+ * starts again when a resize replaces the table. Returns 0, -EINVAL
+ * (mode), -ENOMEM or -EIO.
+ */
+int hpt_root(hpt_t *h, hpt_read_mode_t mode, uint8_t out[HM_SHA256_LEN]);
+/*
+ * hpt_root that also counts the valid and bolted entries and, when digest
+ * is not NULL, computes the HTAB digest from the same records in the same
+ * walk (each pointer but root may be NULL). Same returns as hpt_root.
+ */
+int hpt_root_summary(hpt_t *h, hpt_read_mode_t mode, uint64_t *valid, uint64_t *bolted,
+		     uint8_t digest[HM_SHA256_LEN], uint8_t root[HM_SHA256_LEN]);
+
+/* Root of a "no HPT" machine: SHA-256 of be32 0xffffffff (the digest's). */
+void hpt_root_none(uint8_t out[HM_SHA256_LEN]);
+
 #ifdef __cplusplus
 }
 #endif

@@ -74,7 +74,7 @@ static json_t *htab_json(const an_report_t *r, unsigned flags)
 		/* A walk that failed mid-stream has no final table: no numbers
 		 * that would read as one (an all-zero digest least of all). */
 		static const char *const none[] = {"valid", "bolted", "secondary", "page_sizes", "segment_sizes",
-						   "pteg_occupancy", "check_failures", "digest"};
+						   "pteg_occupancy", "check_failures", "digest", "root"};
 		for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
 			json_object_set_new(o, none[i], json_null());
 		return o;
@@ -95,19 +95,18 @@ static json_t *htab_json(const an_report_t *r, unsigned flags)
 	json_object_set_new(o, "pteg_occupancy", occ);
 	json_object_set_new(o, "check_failures", json_integer((json_int_t)h->check_failures));
 	json_object_set_new(o, "digest", json_string(dig));
+	if (h->has_root) {
+		hm_hex(h->root, HM_SHA256_LEN, dig);
+		json_object_set_new(o, "root", json_string(dig));
+	} else {
+		json_object_set_new(o, "root", json_null());
+	}
 	if (flags & AN_OUT_HTAB) {
 		struct list_ctx c = {json_array()};
 		an_htab_foreach(r, list_entry, &c);
 		json_object_set_new(o, "entries", c.arr);
 	}
 	return o;
-}
-
-/* The hptmig/verify record's digest equals the final table's. */
-static bool verify_match(const an_report_t *r)
-{
-	return r->htab.present && r->htab.final &&
-	       memcmp(r->verify_digest, r->htab.digest, HM_SHA256_LEN) == 0;
 }
 
 /* {"total", one count per kind, "first": [{kind, offset, slot, message}]} */
@@ -194,10 +193,12 @@ json_t *an_report_json(const an_report_t *r, unsigned flags)
 	json_object_set_new(o, "anomalies", anomalies_json(&r->anomalies));
 	if (r->has_verify) {
 		char dig[65];
-		hm_hex(r->verify_digest, HM_SHA256_LEN, dig);
-		json_object_set_new(o, "verify", json_pack("{sIsIssso}", "shift", (json_int_t)r->verify_shift, "valid",
-							   (json_int_t)r->verify_valid, "digest", dig, "match",
-							   r->htab.final ? json_boolean(verify_match(r)) : json_null()));
+		bool v2 = r->verify_version >= 2;
+		hm_hex(v2 ? r->verify_root : r->verify_digest, HM_SHA256_LEN, dig);
+		json_object_set_new(o, "verify", json_pack("{sIsIsIssso}", "version", (json_int_t)r->verify_version,
+							   "shift", (json_int_t)r->verify_shift, "valid",
+							   (json_int_t)r->verify_valid, v2 ? "root" : "digest", dig,
+							   "match", r->htab.final ? json_boolean(an_verify_match(r)) : json_null()));
 	}
 	if (r->has_vmdesc)
 		json_object_set_new(o, "vmdesc", json_pack("{sIsIsI}", "offset", (json_int_t)r->vmdesc_offset, "length",
@@ -408,10 +409,15 @@ static void text_htab(struct sb *b, const an_report_t *r, unsigned flags)
 		} else {
 			text_htab_table(b, h);
 		}
-		if (h->final)
+		if (h->final) {
 			sb_printf(b, "      digest: %s\n", dig);
-		else
-			sb_printf(b, "      final table and digest: none (the walk did not finish)\n");
+			if (h->has_root) {
+				hm_hex(h->root, HM_SHA256_LEN, dig);
+				sb_printf(b, "      root: %s\n", dig);
+			}
+		} else {
+			sb_printf(b, "      final table, digest and root: none (the walk did not finish)\n");
+		}
 		if ((flags & AN_OUT_HTAB) && !h->no_hpt) {
 			sb_printf(b, "htab entries (slot pteg/i V R page-size segment flags):\n");
 			an_htab_foreach(r, text_entry, b);
@@ -445,12 +451,13 @@ char *an_report_text(const an_report_t *r, unsigned flags)
 	text_htab(&b, r, flags);
 	if (r->has_verify) {
 		char dig[65];
-		hm_hex(r->verify_digest, HM_SHA256_LEN, dig);
-		sb_printf(&b, "hptmig/verify: shift %u, %" PRIu64 " valid, digest %s: %s\n", r->verify_shift,
-			  r->verify_valid, dig,
-			  !r->htab.final      ? "no final table to compare"
-			  : verify_match(r) ? "matches the table"
-					    : "DOES NOT MATCH the table");
+		bool v2 = r->verify_version >= 2;
+		hm_hex(v2 ? r->verify_root : r->verify_digest, HM_SHA256_LEN, dig);
+		sb_printf(&b, "hptmig/verify: version %u, shift %u, %" PRIu64 " valid, %s %s: %s\n",
+			  r->verify_version, r->verify_shift, r->verify_valid, v2 ? "root" : "digest", dig,
+			  !r->htab.final	   ? "no final table to compare"
+			  : an_verify_match(r) ? "matches the table"
+					       : "DOES NOT MATCH the table");
 	}
 	text_anomalies(&b, &r->anomalies);
 	if (r->has_vmdesc)

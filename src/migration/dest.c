@@ -57,9 +57,10 @@ struct dest {
 	bool summary_done;
 	int64_t verify_offset; /* of the hptmig/verify record, for errors */
 	htab_summary_t sum;
+	uint8_t root[HM_SHA256_LEN]; /* block root of the loaded table (with sum) */
 };
 
-/* Digest and counts of the loaded table (one pass over its valid slots). */
+/* Block root, digest and counts of the loaded table (one walk for all). */
 static int dest_summary(struct dest *d)
 {
 	hpt_t *t = htab_loader_table(d->loader);
@@ -69,10 +70,12 @@ static int dest_summary(struct dest *d)
 	if (!t || ls.no_hpt) {
 		d->sum.no_hpt = true;
 		hpt_digest_none(d->sum.digest);
+		hpt_root_none(d->root);
 		return 0;
 	}
 	d->sum.shift = hpt_shift(t);
-	return hpt_summary(t, HPT_READ_QUIESCENT, &d->sum.valid, &d->sum.bolted, d->sum.digest);
+	return hpt_root_summary(t, HPT_READ_QUIESCENT, &d->sum.valid, &d->sum.bolted, d->sum.digest,
+				d->root);
 }
 
 /*
@@ -246,9 +249,11 @@ static int dest_load(struct dest *d, hm_error_t *err)
 	rep->htab_valid = d->sum.valid;
 	rep->htab_bolted = d->sum.bolted;
 	memcpy(rep->digest, d->sum.digest, HM_SHA256_LEN);
+	memcpy(rep->root, d->root, HM_SHA256_LEN);
+	rep->has_digest = rep->has_root = true;
 	if (d->verify.loaded) {
 		rc = savevm_verify_check(&d->verify, d->sum.no_hpt ? HTAB_HDR_NO_HPT : d->sum.shift,
-					 d->sum.valid, d->sum.digest, err);
+					 d->sum.valid, d->sum.digest, d->root, err);
 		if (rc) {
 			if (err->offset < 0)
 				err->offset = d->verify_offset; /* the record that disagreed */
@@ -290,6 +295,11 @@ static int dest_resume(struct dest *d, hm_error_t *err)
 	mig_rp_msg_t msg = {.type = MIG_RP_RESUMED, .valid = d->sum.valid,
 			    .bytes = rep->bytes_total, .load_ns = rep->load_ns};
 	memcpy(msg.digest, d->sum.digest, HM_SHA256_LEN);
+	/* A version 2 source reads RESUMED_ROOT; older ones (and a stream
+	 * without hptmig/verify, which may come from one) read RESUMED. */
+	msg.has_root = d->verify.loaded && d->verify.version >= 2;
+	msg.has_digest = true;
+	memcpy(msg.root, d->root, HM_SHA256_LEN);
 	mig_rp_send_resumed(d->conn, &msg); /* a source gone now changes nothing here */
 
 	if (d->m) {

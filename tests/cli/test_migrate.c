@@ -16,6 +16,14 @@ static void check_pair(json_t *src, json_t *dst, bool pure)
 	assert_string_equal(jstr(src, "htab.digest"), jstr(dst, "htab.digest"));
 	assert_int_equal((int64_t)jnum(src, "htab.shift"), (int64_t)jnum(dst, "htab.shift"));
 	assert_int_equal((int64_t)jnum(src, "htab.valid"), (int64_t)jnum(dst, "htab.valid"));
+	/* and the same block root (hptmig/verify v2): the source computed its
+	 * own at the stop, and a return path carried the destination's back */
+	assert_non_null(jstr(dst, "htab.root"));
+	if (!pure) {
+		assert_string_equal(jstr(src, "htab.root"), jstr(dst, "htab.root"));
+		if (jbool(src, "return_path"))
+			assert_string_equal(jstr(src, "htab.destination_root"), jstr(dst, "htab.root"));
+	}
 	/* bytes add up: what one side wrote the other read */
 	assert_int_equal((int64_t)jnum(src, "bytes_total"), (int64_t)jnum(dst, "bytes_total"));
 	assert_int_equal((int64_t)jnum(src, "htab.bytes"), (int64_t)jnum(dst, "htab.bytes"));

@@ -322,9 +322,10 @@ static void test_stress_with_resize(void **state)
 	run_stress(true, 0, "stress_with_resize");
 }
 
-/* Resizes back and forth while another thread digests and counts: every
- * answer must be the digest of one whole table (the walk restarts when the
- * table is replaced), never a mix. */
+/* Resizes back and forth while another thread digests, computes the
+ * block root (with the digest from the same walk) and counts: every answer
+ * must be that of one whole table (the walk restarts when the table is
+ * replaced), never a mix. */
 struct rz {
 	hpt_t *h;
 	_Atomic int stop;
@@ -360,12 +361,15 @@ static void test_digest_during_resize(void **state)
 			n++;
 	}
 	/* The two possible tables: shift 18 as filled, and its rehash at 19. */
-	uint8_t d[2][32], got[32];
+	uint8_t d[2][32], rt[2][32], got[32], gotr[32];
 	assert_int_equal(hpt_digest(z.h, d[0]), 0);
+	assert_int_equal(hpt_root(z.h, HPT_READ_LOCKED, rt[0]), 0);
 	assert_int_equal(hpt_h_resize_prepare(z.h, 0, 19), H_SUCCESS);
 	assert_int_equal(hpt_h_resize_commit(z.h, 0, 19), H_SUCCESS);
 	assert_int_equal(hpt_digest(z.h, d[1]), 0);
+	assert_int_equal(hpt_root(z.h, HPT_READ_LOCKED, rt[1]), 0);
 	assert_memory_not_equal(d[0], d[1], 32);
+	assert_memory_not_equal(rt[0], rt[1], 32);
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, resizer, &z), 0);
 	uint64_t t_end = hm_now_ns() + UINT64_C(600000000), walks = 0;
@@ -374,6 +378,11 @@ static void test_digest_during_resize(void **state)
 		assert_int_equal(hpt_digest(z.h, got), 0);
 		assert_true(memcmp(got, d[0], 32) == 0 || memcmp(got, d[1], 32) == 0);
 		hpt_count(z.h, &nv, &nb);
+		assert_true(nv == n && nb == n);
+		assert_int_equal(hpt_root_summary(z.h, HPT_READ_LOCKED, &nv, &nb, got, gotr), 0);
+		int k = memcmp(gotr, rt[0], 32) == 0 ? 0 : 1;
+		assert_memory_equal(gotr, rt[k], 32);
+		assert_memory_equal(got, d[k], 32); /* digest and root of the same table */
 		assert_true(nv == n && nb == n);
 		walks++;
 	}
