@@ -416,7 +416,7 @@ static void text_htab(struct sb *b, const an_report_t *r, unsigned flags)
 				sb_printf(b, "      root: %s\n", dig);
 			}
 		} else {
-			sb_printf(b, "      final table, digest and root: none (the walk did not finish)\n");
+			sb_printf(b, "      final table and digest: none (the walk did not finish; no root either)\n");
 		}
 		if ((flags & AN_OUT_HTAB) && !h->no_hpt) {
 			sb_printf(b, "htab entries (slot pteg/i V R page-size segment flags):\n");
