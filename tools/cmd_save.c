@@ -31,8 +31,7 @@ static int save_run(int argc, char **argv)
 	}
 	if (rc == 0) {
 		cli.params.cancel = cancel;
-		if (!cli.json && tool_stdout_is_tty())
-			cli.params.progress = mig_progress_print;
+		mig_cli_progress_setup(&cli);
 		mig_report_t rep;
 		rc = mig_source_run(m, uri, &cli.params, &rep, &e);
 		mig_progress_done();
@@ -41,15 +40,16 @@ static int save_run(int argc, char **argv)
 		else if (rc == 0) {
 			char dg[65];
 			mig_hex(rep.digest, dg);
-			printf("saved %s: %llu bytes, table shift %u, %llu valid entries, %u passes, "
+			printf("saved %s: %llu bytes, table shift %u, %llu valid entries, %u pass%s, "
 			       "guest stopped %.2f ms\ndigest %s\n",
 			       pos[0], (unsigned long long)rep.bytes_total, rep.htab_shift,
 			       (unsigned long long)rep.htab_valid, rep.iterations,
+			       rep.iterations == 1 ? "" : "es",
 			       (double)rep.downtime_ns / 1e6, dg);
 		}
 		if (rc)
 			mig_report_fail("save", "", &rep, &e);
-		rc = rc ? 1 : 0;
+		rc = mig_cli_exit_status(rc);
 	}
 	machine_destroy(m);
 	mig_signals_stop();

@@ -170,7 +170,8 @@ static int dest_setup(struct dest *d, mig_listener_t *l, hm_error_t *err)
 				.idle_timeout_ms = p->idle_timeout_ms,
 				.deadline_ns = p->deadline_ns,
 				.on_stray = p->on_stray,
-				.opaque = p->stray_opaque};
+				.opaque = p->stray_opaque,
+				.cancel = p->cancel};
 	int rc = mig_accept_ex(l, &ao, &d->conn, &rep->strays, err);
 	if (rc)
 		return rc;
