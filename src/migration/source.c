@@ -249,11 +249,10 @@ struct attempt {
 
 /*
  * Where the pass being sent stands: its number, what it still sends and a
- * percentage that does not go back within the pass. The first pass is
- * measured by its scan position (exact), its rest estimated at the valid
- * density it has seen (not from the dirty count, which grows while the
- * guest runs and would make a first pass look as if it did not converge);
- * a later pass by its payload sent against what is pending.
+ * percentage that does not go back within the pass. The first pass's rest
+ * is the htab layer's estimate of the table not yet read (not the dirty
+ * count, which grows while the guest runs and made a first pass look as if
+ * it did not converge).
  */
 static void progress_pass(struct attempt *a, bool final, uint64_t pending, mig_progress_t *pr)
 {
@@ -266,20 +265,21 @@ static void progress_pass(struct attempt *a, bool final, uint64_t pending, mig_p
 		a->prog_percent = 0;
 		a->prog_pass_bytes0 = hs.bytes;
 	}
+	uint64_t done = hs.bytes - a->prog_pass_bytes0;
+	/* This pass's rest (the htab layer's estimate; during the first pass
+	 * not what was dirtied meanwhile) plus what the other sections and the
+	 * link still hold; the stop rule's pending when the pass is final. */
 	uint64_t left = pending;
-	unsigned pct = 0;
-	if (!final && a->hs && !hs.first_pass_done && hs.shift >= 4 && hs.shift < 64) {
-		uint64_t slots = UINT64_C(1) << (hs.shift - 4);
-		uint64_t next = hs.first_pass_next < slots ? hs.first_pass_next : slots;
-		double density = next ? (double)hs.valid_sent / (double)next : 0;
-		left = (uint64_t)((double)(slots - next) * density) * HTAB_HPTE_SIZE;
-		pct = (unsigned)(next * 100 / slots);
-	} else {
-		uint64_t done = hs.bytes - a->prog_pass_bytes0;
-		pct = done + left ? (unsigned)(done * 100 / (done + left)) : 100;
+	if (!final && a->hs) {
+		uint64_t all = savevm_live_pending_total(a->reg);
+		uint64_t others = pending > all ? pending - all : 0;
+		left = htab_save_pass_pending(a->hs) + others;
 	}
+	unsigned pct = done + left ? (unsigned)(done * 100 / (done + left)) : 0;
 	if (pct > 100)
 		pct = 100;
+	/* An estimate of the rest can grow (the guest adds entries, the
+	 * density seen changes): the percentage shown never goes back. */
 	if (pct < a->prog_percent)
 		pct = a->prog_percent;
 	a->prog_percent = pct;
@@ -306,7 +306,8 @@ static void progress(struct attempt *a, const char *phase, uint64_t pending, uin
 		.elapsed_ns = hm_now_ns() - t0,
 		.phase = phase,
 	};
-	progress_pass(a, strcmp(phase, "iterate") != 0, pending, &pr);
+	if (strcmp(phase, "setup") != 0) /* no pass has begun */
+		progress_pass(a, strcmp(phase, "iterate") != 0, pending, &pr);
 	a->p->progress(a->p->progress_opaque, &pr);
 }
 
