@@ -304,6 +304,15 @@ int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_
 		rc = dest_load(&d, err);
 	if (!rc)
 		rc = dest_resume(&d, err);
+	if (rc && rc != HM_E_CANCELLED && mig_cancel_requested(p->cancel)) {
+		/* The cancel ended the read (end of input, a shut down socket):
+		 * say so, with what the transfer saw. */
+		hm_error_t c;
+		hm_error_clear(&c);
+		hm_error_set(&c, HM_E_CANCELLED, err->offset, "cancelled (%s)", err->msg);
+		*err = c;
+		rc = HM_E_CANCELLED;
+	}
 	if (rc) {
 		if (err->code == 0)
 			hm_error_set(err, rc, -1, "load failed");

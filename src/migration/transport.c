@@ -305,8 +305,12 @@ static ssize_t rd_read(void *o, void *buf, size_t len)
 		int k = poll(p, 2, (int)((end - now + 999999) / 1000000));
 		if (k < 0 && errno != EINTR)
 			return -errno;
-		if (k > 0 && p[1].revents)
-			return 0; /* cancelled: the channel sees the end, the loader the cancel */
+		if (k > 0 && p[1].revents) {
+			/* Cancelled: once the request has shut this reader down
+			 * (the connection is attached to the cancel) the channel
+			 * reports its cancel at end of input; before, an error. */
+			return atomic_load(&r->stop) ? 0 : -ECANCELED;
+		}
 		if (k > 0 && p[0].revents && !r->sock) {
 			n = read(r->fd, buf, len);
 			if (n > 0 && !r->started)
