@@ -36,8 +36,11 @@ static void migrate_limited(const char *name, const char *opts, struct bg *src)
 		 "--connect-timeout 10 %s",
 		 tu_bin(), tu_tmp, name, opts);
 	bg_start(src, tu_tmp, sname, cmd);
-	assert_int_equal(bg_wait(src, 120000), 0);
-	assert_int_equal(bg_wait(&in, 30000), 0);
+	int rc = bg_wait(src, 120000), irc = bg_wait(&in, 30000);
+	if (rc != 0 || irc != 0) {
+		char *e1 = slurp(src->err), *e2 = slurp(in.err);
+		fail_msg("migrate exit %d [%s], incoming exit %d [%s]", rc, e1, irc, e2);
+	}
 }
 
 static void test_progress_lines(void **state)
