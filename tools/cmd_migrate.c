@@ -35,8 +35,8 @@
 	"  --policy ours|qemu   stop decision (qemu: QEMU's rule, table pending counted as zero)\n"       \
 	"output:\n"                                                                         \
 	"  --json               one JSON object on stdout at the end\n"                     \
-	"  --progress           progress on stderr even when it is not a terminal (then one\n" \
-	"                       line a second); default: only on a terminal\n"             \
+	"  --progress           progress on stderr also when it is not a terminal (then\n" \
+	"                       one line a second); default: only on a terminal\n"         \
 	"  --quiet              no progress\n"                                              \
 	"exit status: 0 migrated; 1 failed (the stderr line says where the guest is);\n"    \
 	"130 / 143 interrupted by SIGINT / SIGTERM (every wait ends at once)\n"
