@@ -209,6 +209,8 @@ const struct hm_cmd hm_cmd_demo = {
 	.usage = "usage: hptmig demo [guest options] [migration options] [--json]\n"
 		 "  --transport unix|tcp  loopback transport (default unix)\n"
 		 "  --run S               the destination runs the resumed guest S seconds (0.5)\n"
-		 "Guest and migration options as 'hptmig migrate --help'.\n",
+		 "Guest, migration and output options as 'hptmig migrate --help'.\n"
+		 "Exit status: 0 digests equal; 1 failed; 130 / 143 interrupted by SIGINT /\n"
+		 "SIGTERM (the report says cancelled and where the guest is).\n",
 	.run = demo_run,
 };

@@ -62,6 +62,7 @@ const struct hm_cmd hm_cmd_save = {
 	.summary = "snapshot a simulated guest to a file (a migration to file:)",
 	.usage = "usage: hptmig save FILE [guest options] [migration options] [--json]\n"
 		 "Same options as 'hptmig migrate' (see hptmig migrate --help).\n"
-		 "Read it back with 'hptmig incoming file:FILE' or 'hptmig analyze FILE'.\n",
+		 "Read it back with 'hptmig incoming file:FILE' or 'hptmig analyze FILE'.\n"
+		 "Exit status: 0 saved; 1 failed; 130 / 143 interrupted by SIGINT / SIGTERM.\n",
 	.run = save_run,
 };
