@@ -3,12 +3,16 @@
  * Progress of the real binary as virsh and QEMU users expect it: on
  * stderr, forced with --progress when stderr is not a terminal (then one
  * line a second, no carriage returns), off with --quiet and by default off
- * a terminal; with --json stdout stays one JSON object. Each line fits 80
+ * a terminal, on by default on one (a pseudo-terminal, redrawn in place);
+ * with --json stdout stays one JSON object. Each line fits 80
  * columns, its percentage never goes back within a pass, and the pass
  * numbers agree with the final "stop: final pass N" line and the report.
  * Also the wording: "1 pass", and `demo --rate 0` runs "flat out".
  */
 #include "test_migrate_util.h"
+
+#include <poll.h>
+#include <pty.h>
 
 #include "hptmig/base.h"
 
@@ -137,6 +141,59 @@ static void test_progress_off(void **state)
 	free(e3);
 }
 
+/*
+ * On a terminal, progress is on by default: `save` with its stdout and
+ * stderr on a pseudo-terminal redraws one line in place ("\r\033[K"),
+ * each within 80 columns, clears it before the summary.
+ */
+static void test_progress_on_terminal(void **state)
+{
+	(void)state;
+	char path[600];
+	snprintf(path, sizeof(path), "%s/tty.bin", tu_tmp);
+	int master;
+	struct winsize ws = {.ws_row = 24, .ws_col = 80};
+	pid_t pid = forkpty(&master, NULL, NULL, &ws);
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl(tu_bin(), tu_bin(), "save", path, "--ram", "8G", "--max-bandwidth", "2M",
+		      (char *)NULL);
+		_exit(127);
+	}
+	size_t cap = 1 << 20, len = 0;
+	char *buf = malloc(cap);
+	for (;;) { /* read until the child closes the terminal */
+		struct pollfd p = {.fd = master, .events = POLLIN};
+		if (poll(&p, 1, 60000) <= 0)
+			break;
+		ssize_t n = read(master, buf + len, cap - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = 0;
+	int st;
+	waitpid(pid, &st, 0);
+	close(master);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* redrawn in place, then cleared before the summary */
+	assert_non_null(strstr(buf, "\r\033[Kpass 1 "));
+	assert_non_null(strstr(buf, "\r\033[Ksaved "));
+	int redraws = 0;
+	for (char *p = strstr(buf, "\r\033[K"); p; p = strstr(p + 1, "\r\033[K")) {
+		const char *line = p + 4;
+		size_t n = strcspn(line, "\r\n");
+		if (strncmp(line, "saved ", 6) == 0)
+			continue; /* the summary after the cleared line */
+		if (n > 80)
+			fail_msg("progress line over 80 columns (%zu): [%.*s]", n, (int)n, line);
+		redraws++;
+	}
+	print_message("%d redraws on the terminal\n", redraws);
+	assert_true(redraws >= 2);
+	free(buf);
+}
+
 static void test_wording(void **state)
 {
 	(void)state;
@@ -164,6 +221,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_progress_lines),
 		cmocka_unit_test(test_progress_off),
+		cmocka_unit_test(test_progress_on_terminal),
 		cmocka_unit_test(test_wording),
 	};
 	return cmocka_run_group_tests(tests, tu_setup_tmp, tu_teardown_tmp);
