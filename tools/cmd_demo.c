@@ -42,7 +42,11 @@ static int demo_report(const struct mig_cli *cli, int src_rc, const mig_report_t
 		     memcmp(rep->digest, d->rep.digest, HM_SHA256_LEN) == 0;
 	if (cli->json) {
 		json_t *o = json_object();
-		json_object_set_new(o, "status", json_string(equal ? "ok" : "failed"));
+		json_object_set_new(o, "status", json_string(equal ? "ok"
+								 : src_rc == HM_E_CANCELLED ||
+									   d->rc == HM_E_CANCELLED
+								 ? "cancelled"
+								 : "failed"));
 		if (!equal) {
 			/* what the stderr line says */
 			hm_error_t de;
@@ -80,7 +84,7 @@ static int demo_report(const struct mig_cli *cli, int src_rc, const mig_report_t
 	} else if (!equal) {
 		tool_fail("demo", "digests differ between source and destination");
 	}
-	return equal ? 0 : 1;
+	return equal ? 0 : mig_cli_exit_status(src_rc ? src_rc : d->rc ? d->rc : 1);
 }
 
 /* The destination thread's parameters: the source guest's RAM (QEMU: the
@@ -159,11 +163,16 @@ static int demo_run(int argc, char **argv)
 	uint64_t valid0;
 	hpt_count(machine_hpt(m), &valid0, NULL);
 	if (!cli.json) {
+		char rate[48];
+		if (gc->rate)
+			snprintf(rate, sizeof(rate), "%llu hypercalls/s", (unsigned long long)gc->rate);
+		else
+			snprintf(rate, sizeof(rate), "flat out"); /* --rate 0: no pacing */
 		printf("hptmig demo: %s guest, %.2f GiB RAM, table of 2^%u bytes (%llu valid entries "
-		       "at boot), %u vCPU%s at %llu hypercalls/s each, over %s\n",
+		       "at boot), %u vCPU%s at %s each, over %s\n",
 		       machine_workload_name(gc->workload), (double)gc->ram_bytes / (1u << 30),
 		       hpt_shift(machine_hpt(m)), (unsigned long long)valid0, gc->vcpus,
-		       gc->vcpus == 1 ? "" : "s", (unsigned long long)gc->rate, uri);
+		       gc->vcpus == 1 ? "" : "s", rate, uri);
 		fflush(stdout);
 	}
 	d.l = l;
@@ -200,6 +209,8 @@ const struct hm_cmd hm_cmd_demo = {
 	.usage = "usage: hptmig demo [guest options] [migration options] [--json]\n"
 		 "  --transport unix|tcp  loopback transport (default unix)\n"
 		 "  --run S               the destination runs the resumed guest S seconds (0.5)\n"
-		 "Guest and migration options as 'hptmig migrate --help'.\n",
+		 "Guest, migration and output options as 'hptmig migrate --help'.\n"
+		 "Exit status: 0 digests equal; 1 failed; 130 / 143 interrupted by SIGINT /\n"
+		 "SIGTERM (the report says cancelled and where the guest is).\n",
 	.run = demo_run,
 };

@@ -30,6 +30,15 @@ static int incoming_run(int argc, char **argv)
 		mig_cancel_free(cancel);
 		return 1;
 	}
+	const mig_uri_t *lu = mig_listener_uri(l);
+	if (lu->kind == MIG_URI_TCP || lu->kind == MIG_URI_UNIX) {
+		/* The real address (the chosen port for tcp:HOST:0), at once:
+		 * a script starts the source when it sees this line. */
+		char where[4200];
+		mig_uri_format(lu, where, sizeof(where));
+		fprintf(stderr, "hptmig: incoming: listening on %s\n", where);
+		fflush(stderr);
+	}
 	mig_dest_params_t dp;
 	mig_dest_params_default(&dp);
 	char hint[256];
@@ -52,13 +61,17 @@ static int incoming_run(int argc, char **argv)
 		tool_print_json(mig_dest_report_json(&rep, &e));
 	else if (rc == 0)
 		mig_dest_report_print(&rep);
-	if (rc) {
+	if (rc == HM_E_CANCELLED) {
+		char line[768];
+		tool_fail("incoming", "%s; no guest was resumed here",
+			  hm_error_line(&e, line, sizeof(line)));
+	} else if (rc) {
 		char line[768];
 		tool_fail("incoming", "refused the migration: %s", hm_error_line(&e, line, sizeof(line)));
 	}
 	mig_signals_stop();
 	mig_cancel_free(cancel);
-	return rc ? 1 : 0;
+	return mig_cli_exit_status(rc);
 }
 
 const struct hm_cmd hm_cmd_incoming = {
@@ -80,6 +93,9 @@ const struct hm_cmd hm_cmd_incoming = {
 		 "                       seconds or it is a stray, refused (default 5)\n"
 		 "  --max-strays N       give up after N stray connections (default 10)\n"
 		 "  --vcpus N, --workload W, --rate N, --seed N   the resumed guest's behaviour\n"
-		 "  --json               one JSON object on stdout at the end\n",
+		 "  --json               one JSON object on stdout at the end\n"
+		 "On tcp/unix it prints 'listening on URI' (the real port for port 0) on stderr\n"
+		 "as soon as it listens. Exit status: 0 resumed; 1 refused or failed; 130 / 143\n"
+		 "interrupted by SIGINT / SIGTERM (every wait ends at once).\n",
 	.run = incoming_run,
 };

@@ -33,7 +33,13 @@
 	"  --qemu-pure          no project extension sections (QEMU can load it)\n"          \
 	"  --scan bitmap|linear how later passes find changes (default bitmap)\n"            \
 	"  --policy ours|qemu   stop decision (qemu: QEMU's rule, table pending counted as zero)\n"       \
-	"  --json               one JSON object on stdout at the end\n"
+	"output:\n"                                                                         \
+	"  --json               one JSON object on stdout at the end\n"                     \
+	"  --progress           progress on stderr also when it is not a terminal (then\n" \
+	"                       one line a second); default: only on a terminal\n"         \
+	"  --quiet              no progress\n"                                              \
+	"exit status: 0 migrated; 1 failed (the stderr line says where the guest is);\n"    \
+	"130 / 143 interrupted by SIGINT / SIGTERM (every wait ends at once)\n"
 
 static int migrate_run(int argc, char **argv)
 {
@@ -68,7 +74,7 @@ static int migrate_run(int argc, char **argv)
 	machine_destroy(m);
 	mig_signals_stop();
 	mig_cancel_free(cancel);
-	return rc ? 1 : 0;
+	return mig_cli_exit_status(rc);
 fail:
 	machine_destroy(m);
 	mig_signals_stop();

@@ -31,8 +31,7 @@ static int save_run(int argc, char **argv)
 	}
 	if (rc == 0) {
 		cli.params.cancel = cancel;
-		if (!cli.json && tool_stdout_is_tty())
-			cli.params.progress = mig_progress_print;
+		mig_cli_progress_setup(&cli);
 		mig_report_t rep;
 		rc = mig_source_run(m, uri, &cli.params, &rep, &e);
 		mig_progress_done();
@@ -41,15 +40,16 @@ static int save_run(int argc, char **argv)
 		else if (rc == 0) {
 			char dg[65];
 			mig_hex(rep.digest, dg);
-			printf("saved %s: %llu bytes, table shift %u, %llu valid entries, %u passes, "
+			printf("saved %s: %llu bytes, table shift %u, %llu valid entries, %u pass%s, "
 			       "guest stopped %.2f ms\ndigest %s\n",
 			       pos[0], (unsigned long long)rep.bytes_total, rep.htab_shift,
 			       (unsigned long long)rep.htab_valid, rep.iterations,
+			       rep.iterations == 1 ? "" : "es",
 			       (double)rep.downtime_ns / 1e6, dg);
 		}
 		if (rc)
 			mig_report_fail("save", "", &rep, &e);
-		rc = rc ? 1 : 0;
+		rc = mig_cli_exit_status(rc);
 	}
 	machine_destroy(m);
 	mig_signals_stop();
@@ -62,6 +62,7 @@ const struct hm_cmd hm_cmd_save = {
 	.summary = "snapshot a simulated guest to a file (a migration to file:)",
 	.usage = "usage: hptmig save FILE [guest options] [migration options] [--json]\n"
 		 "Same options as 'hptmig migrate' (see hptmig migrate --help).\n"
-		 "Read it back with 'hptmig incoming file:FILE' or 'hptmig analyze FILE'.\n",
+		 "Read it back with 'hptmig incoming file:FILE' or 'hptmig analyze FILE'.\n"
+		 "Exit status: 0 saved; 1 failed; 130 / 143 interrupted by SIGINT / SIGTERM.\n",
 	.run = save_run,
 };

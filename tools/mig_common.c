@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hptmig/analyze.h"
 #include "tool.h"
@@ -23,7 +24,7 @@ enum {
 	O_BW, O_DOWNTIME, O_MAXITER, O_TIMEOUT, O_AUTOCONV, O_RETRIES, O_RETRY_DELAY,
 	O_PURE, O_SCAN, O_POLICY, O_JSON, O_RUN, O_WARMUP, O_ACCEPT_TIMEOUT, O_TRANSPORT, O_CONNECT_TIMEOUT,
 	O_MAX_SHIFT, O_DEADLINE, O_IDLE_TIMEOUT, O_PROBE_TIMEOUT, O_MAX_STRAYS,
-	O_RESUME_TIMEOUT,
+	O_RESUME_TIMEOUT, O_PROGRESS, O_QUIET,
 };
 
 static const struct option guest_opts[] = {
@@ -56,6 +57,8 @@ static const struct option guest_opts[] = {
 	{"probe-timeout", required_argument, NULL, O_PROBE_TIMEOUT},
 	{"max-strays", required_argument, NULL, O_MAX_STRAYS},
 	{"resume-timeout", required_argument, NULL, O_RESUME_TIMEOUT},
+	{"progress", no_argument, NULL, O_PROGRESS},
+	{"quiet", no_argument, NULL, O_QUIET},
 	{NULL, 0, NULL, 0},
 };
 
@@ -79,6 +82,8 @@ static bool allowed(int opt, unsigned kinds)
 	case O_RATE:
 	case O_SEED:
 	case O_JSON:
+	case O_PROGRESS:
+	case O_QUIET:
 		return true;
 	case O_RAM:
 		return true; /* the source guest's, or the destination guest's (its cap) */
@@ -141,6 +146,12 @@ static int parse_guest_opt(int c, const char *a, struct mig_cli *cli, bool *shif
 		break;
 	case O_JSON:
 		cli->json = true;
+		break;
+	case O_PROGRESS:
+		cli->progress = MIG_CLI_PROGRESS_ON;
+		break;
+	case O_QUIET:
+		cli->progress = MIG_CLI_PROGRESS_OFF;
 		break;
 	}
 	return bad;
@@ -257,10 +268,19 @@ static void cli_defaults(struct mig_cli *cli)
 	cli->transport = "unix";
 }
 
+/* One stderr line per retry (the library composes it). */
+static void print_retry(void *opaque, const char *line)
+{
+	fprintf(stderr, "hptmig: %s: %s\n", (const char *)opaque, line);
+	fflush(stderr);
+}
+
 int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct mig_cli *cli,
 		  const char **pos, int npos, int *npos_out)
 {
 	cli_defaults(cli);
+	cli->params.on_retry = print_retry;
+	cli->params.retry_opaque = (void *)(uintptr_t)cmd;
 	*npos_out = 0;
 	optind = 1;
 	opterr = 0;
@@ -398,13 +418,6 @@ static int from_entry(void *opaque, uint64_t slot, uint64_t v, uint64_t r, bool 
 	return 0;
 }
 
-/* Wait ns, or less when c is cancelled (checked every 10 ms). */
-static void wait_unless_cancelled(uint64_t ns, mig_cancel_t *c)
-{
-	uint64_t until = hm_now_ns() + ns;
-	while (hm_now_ns() < until && !mig_cancel_requested(c))
-		hm_sleep_ns(10000000);
-}
 
 int mig_cli_run_source(const char *cmd, struct mig_cli *cli, machine_t *m, const char *uri,
 		       mig_cancel_t *cancel, mig_report_t *rep, hm_error_t *e, bool *started)
@@ -414,12 +427,18 @@ int mig_cli_run_source(const char *cmd, struct mig_cli *cli, machine_t *m, const
 		tool_fail_error(cmd, e);
 		return 1;
 	}
-	if (cli->warmup_ns) {
-		wait_unless_cancelled(cli->warmup_ns, cancel);
+	if (cli->warmup_ns && mig_cancel_wait(cancel, cli->warmup_ns)) {
+		/* Ctrl-C during the warmup: nothing was sent, the guest runs on. */
+		memset(rep, 0, sizeof(*rep));
+		rep->status = hm_error_set(e, HM_E_CANCELLED, -1,
+					   "cancelled during the warmup, before the migration began");
+		hpt_count(machine_hpt(m), &rep->htab_valid, &rep->htab_bolted);
+		rep->htab_shift = hpt_shift(machine_hpt(m));
+		hpt_digest(machine_hpt(m), rep->digest);
+		return rep->status;
 	}
 	cli->params.cancel = cancel;
-	if (!cli->json && tool_stdout_is_tty())
-		cli->params.progress = mig_progress_print;
+	mig_cli_progress_setup(cli);
 	int rc = mig_source_run(m, uri, &cli->params, rep, e);
 	mig_progress_done();
 	return rc;
@@ -507,7 +526,7 @@ void mig_cli_keep_running(void *opaque, machine_t *m)
 {
 	const struct mig_cli_run *r = opaque;
 	(void)m; /* it runs on its own vCPU threads; we only wait */
-	wait_unless_cancelled(r->run_ns, r->cancel);
+	mig_cancel_wait(r->cancel, r->run_ns);
 }
 
 int mig_signals_start(mig_cancel_t *c)
@@ -541,34 +560,135 @@ bool mig_signals_caught(void)
 	return atomic_load(&sig_caught) != 0;
 }
 
+int mig_cli_exit_status(int rc)
+{
+	int sig = atomic_load(&sig_caught);
+	if (rc == 0)
+		return 0;
+	return sig ? 128 + sig : 1; /* the shell's convention: 130 SIGINT, 143 SIGTERM */
+}
+
 /* -------------------------------------------------------------- progress */
 
-static bool progress_shown;
+/*
+ * The progress line goes to stderr (stdout is the report's, JSON with
+ * --json). On a terminal it is redrawn in place every ~200 ms; elsewhere
+ * (--progress into a pipe or file) it is one line per second. It never
+ * exceeds PROGRESS_COLS columns: parts that do not fit are left out, the
+ * least important last in the line.
+ */
+#define PROGRESS_COLS 80
+
+static bool progress_shown;   /* a redrawn line is on the terminal */
+static bool progress_tty;     /* stderr is a terminal */
+static uint64_t progress_last;/* when a plain line was last printed */
+static char progress_prev[PROGRESS_COLS + 1]; /* plain mode: the last phase line */
+
+void mig_cli_progress_setup(struct mig_cli *cli)
+{
+	progress_tty = isatty(STDERR_FILENO) == 1;
+	progress_last = 0;
+	progress_prev[0] = 0;
+	bool on = cli->progress == MIG_CLI_PROGRESS_ON ||
+		  (cli->progress == MIG_CLI_PROGRESS_AUTO && progress_tty);
+	cli->params.progress = on ? mig_progress_print : NULL;
+	cli->params.progress_opaque = NULL;
+}
+
+/* "812.3K", "12.0M", "1.50G": compact sizes for the line. */
+static const char *short_size(uint64_t b, char *buf, size_t len)
+{
+	if (b >= (UINT64_C(1) << 30))
+		snprintf(buf, len, "%.2fG", (double)b / (1u << 30));
+	else if (b >= (UINT64_C(1) << 20))
+		snprintf(buf, len, "%.1fM", (double)b / (1u << 20));
+	else
+		snprintf(buf, len, "%.1fK", (double)b / 1024);
+	return buf;
+}
+
+/* Append ", part" to line when it still fits in PROGRESS_COLS. */
+static void add_part(char *line, const char *part)
+{
+	size_t n = strlen(line), k = strlen(part);
+	if (n + k <= PROGRESS_COLS)
+		memcpy(line + n, part, k + 1);
+}
+
+/* The line for p, at most PROGRESS_COLS characters. */
+static void progress_line(const mig_progress_t *p, char line[PROGRESS_COLS + 1])
+{
+	char part[96], a[24], b[24], c[24];
+	line[0] = 0;
+	if (p->attempt > 1) {
+		snprintf(part, sizeof(part), "attempt %u: ", p->attempt);
+		add_part(line, part);
+	}
+	if (strcmp(p->phase, "setup") == 0) {
+		add_part(line, "connecting to the destination");
+		return;
+	}
+	if (strcmp(p->phase, "wait") == 0) {
+		snprintf(part, sizeof(part), "final pass %u sent (%s in all); waiting for the "
+			 "destination", p->pass, short_size(p->bytes_sent, a, sizeof(a)));
+		add_part(line, part);
+		return;
+	}
+	bool stop = strcmp(p->phase, "stop") == 0;
+	if (stop)
+		snprintf(part, sizeof(part), "stop: final pass %u", p->pass);
+	else
+		snprintf(part, sizeof(part), "pass %u %3u%%", p->pass, p->percent);
+	add_part(line, part);
+	snprintf(part, sizeof(part), " | sent %s, left %s of %s",
+		 short_size(p->bytes_sent, a, sizeof(a)), short_size(p->remaining_bytes, b, sizeof(b)),
+		 short_size(p->total_bytes, c, sizeof(c)));
+	add_part(line, part);
+	if (p->bandwidth) {
+		snprintf(part, sizeof(part), " | %s/s", short_size(p->bandwidth, a, sizeof(a)));
+		add_part(line, part);
+	}
+	if (p->expected_downtime_ns != UINT64_MAX && p->bandwidth) {
+		snprintf(part, sizeof(part), " | downtime ~%.0f ms",
+			 (double)p->expected_downtime_ns / 1e6);
+		add_part(line, part);
+	}
+	if (p->throttle) {
+		snprintf(part, sizeof(part), " | throttle %u%%", p->throttle);
+		add_part(line, part);
+	}
+}
 
 void mig_progress_print(void *opaque, const mig_progress_t *p)
 {
 	(void)opaque;
-	char bw[32];
-	if (p->bandwidth >= (UINT64_C(1) << 30))
-		snprintf(bw, sizeof(bw), "%.2f GiB/s", (double)p->bandwidth / (1u << 30));
-	else
-		snprintf(bw, sizeof(bw), "%.1f MiB/s", (double)p->bandwidth / (1u << 20));
-	printf("\r\033[K%s attempt %u | pass %u | ~%llu entries left | %s | expected downtime "
-	       "%.1f ms | throttle %u%% | %.1f s",
-	       p->phase, p->attempt,
-	       p->iterations + (strcmp(p->phase, "iterate") == 0 || strcmp(p->phase, "setup") == 0),
-	       (unsigned long long)p->pending_entries, bw,
-	       p->expected_downtime_ns == UINT64_MAX ? -1.0 : (double)p->expected_downtime_ns / 1e6,
-	       p->throttle, (double)p->elapsed_ns / 1e9);
-	fflush(stdout);
-	progress_shown = true;
+	char line[PROGRESS_COLS + 1];
+	progress_line(p, line);
+	if (progress_tty) {
+		fprintf(stderr, "\r\033[K%s", line);
+		progress_shown = true;
+	} else {
+		/* One line per second, and every change of phase (setup, stop,
+		 * wait) at once, so a log shows each step. */
+		uint64_t now = hm_now_ns();
+		bool phase_line = strcmp(p->phase, "iterate") != 0;
+		if (phase_line ? strcmp(line, progress_prev) == 0
+			       : now - progress_last < 1000000000ull)
+			return;
+		if (phase_line)
+			snprintf(progress_prev, sizeof(progress_prev), "%s", line);
+		else
+			progress_last = now;
+		fprintf(stderr, "%s\n", line);
+	}
+	fflush(stderr);
 }
 
 void mig_progress_done(void)
 {
 	if (progress_shown) {
-		printf("\r\033[K");
-		fflush(stdout);
+		fprintf(stderr, "\r\033[K");
+		fflush(stderr);
 		progress_shown = false;
 	}
 }
@@ -583,6 +703,11 @@ void mig_hex(const uint8_t d[32], char out[65])
 static double ms(uint64_t ns)
 {
 	return (double)ns / 1e6;
+}
+
+const char *mig_json_status(int status)
+{
+	return status == 0 ? "ok" : status == HM_E_CANCELLED ? "cancelled" : "failed";
 }
 
 void mig_json_error(json_t *o, int status, const hm_error_t *err)
@@ -623,7 +748,7 @@ json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t 
 	mig_hex(r->digest, dg);
 	mig_hex(r->dest_digest, ddg);
 	json_t *o = json_object();
-	json_object_set_new(o, "status", json_string(r->status == 0 ? "ok" : "failed"));
+	json_object_set_new(o, "status", json_string(mig_json_status(r->status)));
 	if (r->status != 0)
 		mig_json_error(o, r->status, err);
 	json_object_set_new(o, "guest_state", json_string(mig_guest_state_name(r->guest)));
@@ -700,7 +825,7 @@ json_t *mig_dest_report_json(const mig_dest_report_t *r, const hm_error_t *err)
 	char dg[65];
 	mig_hex(r->digest, dg);
 	json_t *o = json_object();
-	json_object_set_new(o, "status", json_string(r->status == 0 ? "ok" : "failed"));
+	json_object_set_new(o, "status", json_string(mig_json_status(r->status)));
 	if (r->status != 0)
 		mig_json_error(o, r->status, err);
 	/* escaped by the library already (mig_dest_report_t.machine) */
@@ -723,8 +848,9 @@ json_t *mig_dest_report_json(const mig_dest_report_t *r, const hm_error_t *err)
 		json_object_set_new(h, "shift", json_integer(r->htab_shift));
 	json_object_set_new(h, "valid", json_integer((json_int_t)r->htab_valid));
 	json_object_set_new(h, "bolted", json_integer((json_int_t)r->htab_bolted));
-	json_object_set_new(h, "digest", json_string(dg));
-	json_object_set_new(h, "root", hex_or_null(r->has_root, r->root));
+	/* A refused or cancelled load has no table to digest: unknown, not 000...0. */
+	json_object_set_new(h, "digest", r->status == 0 ? json_string(dg) : json_null());
+	json_object_set_new(h, "root", r->status == 0 ? hex_or_null(r->has_root, r->root) : json_null());
 	json_object_set_new(h, "entries_sent",
 			    json_integer((json_int_t)(r->htab.valid_sent + r->htab.invalid_sent)));
 	json_object_set_new(h, "valid_sent", json_integer((json_int_t)r->htab.valid_sent));

@@ -16,12 +16,19 @@
 #include "hptmig/machine.h"
 #include "hptmig/migration.h"
 
+enum mig_cli_progress {
+	MIG_CLI_PROGRESS_AUTO = 0, /* on when stderr is a terminal */
+	MIG_CLI_PROGRESS_ON,       /* --progress */
+	MIG_CLI_PROGRESS_OFF,      /* --quiet */
+};
+
 /* Everything the four commands can be told. */
 struct mig_cli {
 	machine_config_t guest;
 	const char *from;          /* --from FILE */
 	mig_params_t params;
 	bool json;
+	enum mig_cli_progress progress; /* --progress / --quiet */
 	uint64_t run_ns;           /* --run S (destination; demo: the destination) */
 	uint64_t warmup_ns;        /* --warmup S: run the guest before migrating */
 	int accept_timeout_ms;     /* --accept-timeout S */
@@ -97,11 +104,23 @@ void mig_cli_keep_running(void *opaque, machine_t *m);
 int mig_signals_start(mig_cancel_t *c);
 void mig_signals_stop(void);
 bool mig_signals_caught(void);
+/* The command's exit status for result rc: 0; 128 + the signal when
+ * SIGINT/SIGTERM ended it (130, 143); else 1. */
+int mig_cli_exit_status(int rc);
 
-/* Progress line on a terminal (stdout), cleared by mig_progress_done. */
+/*
+ * Progress on stderr (mig_progress_print): set cli->params.progress from
+ * --progress/--quiet (default: when stderr is a terminal). A terminal gets
+ * one line redrawn in place, cleared by mig_progress_done; anything else
+ * one line per second and one per phase. At most 80 columns.
+ */
+void mig_cli_progress_setup(struct mig_cli *cli);
 void mig_progress_print(void *opaque, const mig_progress_t *p);
 void mig_progress_done(void);
 
+/* The report's "status": "ok", "cancelled" (HM_E_CANCELLED: Ctrl-C, SIGTERM,
+ * a cancel) or "failed". */
+const char *mig_json_status(int status);
 /* The "error", "error_code" (and "error_offset") keys of a failed report:
  * always present, always valid JSON strings. */
 void mig_json_error(json_t *o, int status, const hm_error_t *err);

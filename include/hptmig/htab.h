@@ -119,6 +119,11 @@ void htab_save_destroy(htab_save_t *s);
 int htab_save_setup(htab_save_t *s, mig_file_t *f);
 int htab_save_iterate(htab_save_t *s, mig_file_t *f, uint64_t budget_ns);
 uint64_t htab_save_pending(htab_save_t *s);
+/* What the pass being sent still sends: during the first pass (of a table
+ * generation) its rest at the observed valid density only, not the changes
+ * made meanwhile (a later pass sends those); afterwards the changed slots.
+ * For progress displays; same thread and cost as pending. */
+uint64_t htab_save_pass_pending(htab_save_t *s);
 /* True when the table was resized since the passes being sent began (the
  * next iterate sends the new header); false with no HPT or before setup. */
 bool htab_save_resized(htab_save_t *s);

@@ -62,6 +62,26 @@ typedef struct mig_listener mig_listener_t;
  * channel is in write mode.
  */
 int mig_connect(const mig_uri_t *u, int timeout_ms, mig_conn_t **out, hm_error_t *err);
+
+typedef struct mig_cancel mig_cancel_t;
+
+/* How the source connects (mig_connect_ex). */
+typedef struct mig_connect_opts {
+	int timeout_ms;         /* tcp, unix: keep retrying this long (as mig_connect) */
+	mig_cancel_t *cancel;   /* may be NULL: a cancel ends the connect and its
+				 * retries at once (HM_E_CANCELLED) */
+	/* Called with one line (no newline) before each retry of a refused
+	 * connect: the attempt, why, when the next one starts. May be NULL. */
+	void (*on_retry)(void *opaque, const char *line);
+	void *opaque;
+} mig_connect_opts_t;
+/*
+ * mig_connect with a cancel and a retry report. tcp and unix retry a
+ * refused connect (the destination is not listening yet) after 50 ms,
+ * doubling up to 500 ms, until timeout_ms has passed.
+ */
+int mig_connect_ex(const mig_uri_t *u, const mig_connect_opts_t *o, mig_conn_t **out,
+		   hm_error_t *err);
 /*
  * Destination: bind and listen now for tcp/unix (so the caller can report
  * the address, e.g. the port chosen for tcp:HOST:0); nothing for others.
@@ -95,6 +115,9 @@ typedef struct mig_accept_opts {
 	/* Called with one line (no newline) for every stray connection refused. */
 	void (*on_stray)(void *opaque, const char *line);
 	void *opaque;
+	/* May be NULL: a cancel ends the wait for a connection, the probe of
+	 * one and the wait for a pipe's first byte at once (HM_E_CANCELLED). */
+	mig_cancel_t *cancel;
 } mig_accept_opts_t;
 
 void mig_accept_opts_default(mig_accept_opts_t *o);
@@ -190,11 +213,18 @@ int mig_rp_recv(mig_conn_t *c, int timeout_ms, mig_rp_msg_t *m, hm_error_t *err)
  * the connection it registers is shut down so a blocked transfer wakes.
  * Not async-signal-safe: call it from a thread, not a signal handler.
  */
-typedef struct mig_cancel mig_cancel_t;
 int mig_cancel_new(mig_cancel_t **out);
 void mig_cancel_free(mig_cancel_t *c);
 void mig_cancel_request(mig_cancel_t *c);
 bool mig_cancel_requested(const mig_cancel_t *c);
+/*
+ * A descriptor (owned by c) that becomes readable (POLLIN) when the cancel
+ * is requested and stays readable: a caller's own wait polls it beside its
+ * fds, so it ends at once without polling the flag. -1 for NULL.
+ */
+int mig_cancel_fd(const mig_cancel_t *c);
+/* Sleep up to ns, ending early when c is cancelled (true then). c may be NULL. */
+bool mig_cancel_wait(mig_cancel_t *c, uint64_t ns);
 
 /* What the precopy policy sees after every round (one iterate call). */
 typedef struct mig_policy_stats {
@@ -243,18 +273,31 @@ enum mig_policy_answer mig_policy_default(void *opaque, const mig_policy_stats_t
  */
 enum mig_policy_answer mig_policy_qemu_stop_rule(void *opaque, const mig_policy_stats_t *st);
 
-/* A progress snapshot for a display (called at most every ~200 ms). */
+/*
+ * A progress snapshot for a display (called at most every ~200 ms while
+ * iterating, and once at each phase change).
+ */
 typedef struct mig_progress {
 	unsigned attempt;
-	unsigned iterations;
-	uint64_t pending_bytes;
-	uint64_t pending_entries;     /* approximate: pending_bytes / 16 */
+	unsigned iterations;          /* completed passes */
+	unsigned pass;                /* the pass being sent (1-based); at "stop" the
+				       * final pass, the same number the report's
+				       * iterations + 1 gives */
+	unsigned percent;             /* of that pass: never smaller than the last
+				       * snapshot's of the same pass (pass 1: the scan
+				       * position; later passes: sent / (sent + left)) */
+	uint64_t remaining_bytes;     /* what this pass still sends (pass 1: the rest of
+				       * the table at the valid density seen so far, not
+				       * what was dirtied meanwhile) */
+	uint64_t total_bytes;         /* bytes_sent + remaining_bytes */
+	uint64_t pending_bytes;       /* all sections' pending (what the stop rule sees) */
+	uint64_t pending_entries;     /* remaining_bytes / 16 */
 	uint64_t bandwidth;
 	uint64_t expected_downtime_ns;
 	uint64_t bytes_sent;
 	unsigned throttle;
 	uint64_t elapsed_ns;
-	const char *phase;            /* "setup", "iterate", "stop", "wait", "retry" */
+	const char *phase;            /* "setup", "iterate", "stop", "wait" */
 } mig_progress_t;
 
 typedef struct mig_params {
@@ -278,6 +321,11 @@ typedef struct mig_params {
 	void (*progress)(void *opaque, const mig_progress_t *p);
 	void *progress_opaque;
 	mig_cancel_t *cancel;         /* may be NULL */
+	/* One line (no newline) before every retry: of a refused connect
+	 * (mig_connect_opts_t) and of a failed attempt (--retries: attempt n
+	 * of N, why, next in S). May be NULL. */
+	void (*on_retry)(void *opaque, const char *line);
+	void *retry_opaque;
 } mig_params_t;
 
 void mig_params_default(mig_params_t *p);

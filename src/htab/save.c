@@ -523,11 +523,10 @@ bool htab_save_resized(htab_save_t *s)
 	return s->hpt && s->set_up && resized(s);
 }
 
-uint64_t htab_save_pending(htab_save_t *s)
+/* The first pass's rest, from the valid density seen (sample + pass). */
+static uint64_t first_pass_left(htab_save_t *s)
 {
-	if (!s->hpt || !s->set_up)
-		return HTAB_HDR_SIZE;
-	uint64_t bytes = HTAB_HDR_SIZE + HTAB_ENDMARK_SIZE;
+	uint64_t bytes = 0;
 	uint64_t slots = s->slots, next = s->first_next;
 	bool first_done = s->first_done;
 	if (resized(s)) {
@@ -544,8 +543,24 @@ uint64_t htab_save_pending(htab_save_t *s)
 		/* Entry bytes plus about one chunk header per two entries. */
 		bytes += est * HTAB_HPTE_SIZE + est / 2 * HTAB_CHUNK_HDR_SIZE;
 	}
-	bytes += hpt_track_pending(s->hpt) * HTAB_PENDING_PER_CHANGE;
 	return bytes;
+}
+
+uint64_t htab_save_pending(htab_save_t *s)
+{
+	if (!s->hpt || !s->set_up)
+		return HTAB_HDR_SIZE;
+	return HTAB_HDR_SIZE + HTAB_ENDMARK_SIZE + first_pass_left(s) +
+	       hpt_track_pending(s->hpt) * HTAB_PENDING_PER_CHANGE;
+}
+
+uint64_t htab_save_pass_pending(htab_save_t *s)
+{
+	if (!s->hpt || !s->set_up)
+		return 0;
+	if (!s->first_done || resized(s))
+		return first_pass_left(s);
+	return hpt_track_pending(s->hpt) * HTAB_PENDING_PER_CHANGE;
 }
 
 /* ------------------------------------------------------ canonical encoder */

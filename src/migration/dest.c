@@ -195,7 +195,8 @@ static int dest_setup(struct dest *d, mig_listener_t *l, hm_error_t *err)
 				.idle_timeout_ms = p->idle_timeout_ms,
 				.deadline_ns = p->deadline_ns,
 				.on_stray = p->on_stray,
-				.opaque = p->stray_opaque};
+				.opaque = p->stray_opaque,
+				.cancel = p->cancel};
 	int rc = mig_accept_ex(l, &ao, &d->conn, &rep->strays, err);
 	if (rc)
 		return rc;
@@ -336,6 +337,15 @@ int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_
 		rc = dest_load(&d, err);
 	if (!rc)
 		rc = dest_resume(&d, err);
+	if (rc && rc != HM_E_CANCELLED && mig_cancel_requested(p->cancel)) {
+		/* The cancel ended the read (end of input, a shut down socket):
+		 * say so, with what the transfer saw. */
+		hm_error_t c;
+		hm_error_clear(&c);
+		hm_error_set(&c, HM_E_CANCELLED, err->offset, "cancelled (%s)", err->msg);
+		*err = c;
+		rc = HM_E_CANCELLED;
+	}
 	if (rc) {
 		if (err->code == 0)
 			hm_error_set(err, rc, -1, "load failed");

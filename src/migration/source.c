@@ -13,15 +13,23 @@
 #include "mig_int.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- cancel */
 
 struct mig_cancel {
 	atomic_int requested;
+	/* An eventfd made readable by the request and never drained: every
+	 * wait (connect, accept, probe, retry delays, the CLI's waits) polls
+	 * it beside its own fd, so a cancel ends the wait at once. */
+	int fd;
 	pthread_mutex_t lock; /* protects conn */
 	mig_conn_t *conn;     /* the connection to wake, or NULL */
 };
@@ -31,6 +39,12 @@ int mig_cancel_new(mig_cancel_t **out)
 	mig_cancel_t *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	c->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->fd < 0) {
+		int e = -errno;
+		free(c);
+		return e;
+	}
 	pthread_mutex_init(&c->lock, NULL);
 	*out = c;
 	return 0;
@@ -40,6 +54,7 @@ void mig_cancel_free(mig_cancel_t *c)
 {
 	if (!c)
 		return;
+	close(c->fd);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -49,6 +64,10 @@ void mig_cancel_request(mig_cancel_t *c)
 	if (!c)
 		return;
 	atomic_store(&c->requested, 1);
+	uint64_t one = 1;
+	/* Cannot fail short of a counter overflow (it would stay readable). */
+	ssize_t w = write(c->fd, &one, sizeof(one));
+	(void)w;
 	pthread_mutex_lock(&c->lock);
 	if (c->conn)
 		mig_conn_abort(c->conn);
@@ -58,6 +77,31 @@ void mig_cancel_request(mig_cancel_t *c)
 bool mig_cancel_requested(const mig_cancel_t *c)
 {
 	return c && atomic_load(&((mig_cancel_t *)(uintptr_t)c)->requested);
+}
+
+int mig_cancel_fd(const mig_cancel_t *c)
+{
+	return c ? c->fd : -1;
+}
+
+bool mig_cancel_wait(mig_cancel_t *c, uint64_t ns)
+{
+	uint64_t end = hm_now_ns() + ns;
+	if (!c) {
+		hm_sleep_ns(ns);
+		return false;
+	}
+	for (;;) {
+		if (mig_cancel_requested(c))
+			return true;
+		uint64_t now = hm_now_ns();
+		if (now >= end)
+			return false;
+		uint64_t left_ms = (end - now + 999999) / 1000000;
+		struct pollfd p = {.fd = c->fd, .events = POLLIN};
+		/* poll's timeout is an int: long waits go in slices of a day. */
+		poll(&p, 1, left_ms > 86400000u ? 86400000 : (int)left_ms);
+	}
 }
 
 void mig_cancel_attach(mig_cancel_t *c, mig_conn_t *conn)
@@ -197,7 +241,54 @@ struct attempt {
 	uint64_t t_stop;         /* when the stop was requested (valid once rep->stopped) */
 	bool keep_paused;        /* after a failure the destination may be running the guest:
 				  * the source must not resume it (rep->guest says why) */
+	/* Progress of the pass being shown (progress()). */
+	unsigned prog_pass;
+	unsigned prog_percent;
+	uint64_t prog_pass_bytes0; /* htab payload bytes when the pass began */
 };
+
+/*
+ * Where the pass being sent stands: its number, what it still sends and a
+ * percentage that does not go back within the pass. The first pass's rest
+ * is the htab layer's estimate of the table not yet read (not the dirty
+ * count, which grows while the guest runs and made a first pass look as if
+ * it did not converge).
+ */
+static void progress_pass(struct attempt *a, bool final, uint64_t pending, mig_progress_t *pr)
+{
+	htab_save_stats_t hs = {0};
+	if (a->hs)
+		htab_save_get_stats(a->hs, &hs);
+	unsigned pass = a->rep->iterations + 1;
+	if (pass != a->prog_pass) {
+		a->prog_pass = pass;
+		a->prog_percent = 0;
+		a->prog_pass_bytes0 = hs.bytes;
+	}
+	uint64_t done = hs.bytes - a->prog_pass_bytes0;
+	/* This pass's rest (the htab layer's estimate; during the first pass
+	 * not what was dirtied meanwhile) plus what the other sections and the
+	 * link still hold; the stop rule's pending when the pass is final. */
+	uint64_t left = pending;
+	if (!final && a->hs) {
+		uint64_t all = savevm_live_pending_total(a->reg);
+		uint64_t others = pending > all ? pending - all : 0;
+		left = htab_save_pass_pending(a->hs) + others;
+	}
+	unsigned pct = done + left ? (unsigned)(done * 100 / (done + left)) : 0;
+	if (pct > 100)
+		pct = 100;
+	/* An estimate of the rest can grow (the guest adds entries, the
+	 * density seen changes): the percentage shown never goes back. */
+	if (pct < a->prog_percent)
+		pct = a->prog_percent;
+	a->prog_percent = pct;
+	pr->pass = pass;
+	pr->percent = pct;
+	pr->remaining_bytes = left;
+	pr->pending_entries = left / HTAB_HPTE_SIZE;
+	pr->total_bytes = pr->bytes_sent + left;
+}
 
 static void progress(struct attempt *a, const char *phase, uint64_t pending, uint64_t bw,
 		     uint64_t expected, uint64_t t0)
@@ -208,7 +299,6 @@ static void progress(struct attempt *a, const char *phase, uint64_t pending, uin
 		.attempt = a->rep->attempts,
 		.iterations = a->rep->iterations,
 		.pending_bytes = pending,
-		.pending_entries = pending / 16,
 		.bandwidth = bw,
 		.expected_downtime_ns = expected,
 		.bytes_sent = a->conn ? mig_file_offset(mig_conn_file(a->conn)) : 0,
@@ -216,6 +306,8 @@ static void progress(struct attempt *a, const char *phase, uint64_t pending, uin
 		.elapsed_ns = hm_now_ns() - t0,
 		.phase = phase,
 	};
+	if (strcmp(phase, "setup") != 0) /* no pass has begun */
+		progress_pass(a, strcmp(phase, "iterate") != 0, pending, &pr);
 	a->p->progress(a->p->progress_opaque, &pr);
 }
 
@@ -687,7 +779,9 @@ static int attempt_setup(struct attempt *a, mig_uri_t *uri, uint64_t t0, hm_erro
 	int rc;
 
 	progress(a, "setup", 0, 0, 0, t0);
-	rc = mig_connect(uri, p->connect_timeout_ms, &a->conn, err);
+	mig_connect_opts_t co = {.timeout_ms = p->connect_timeout_ms, .cancel = p->cancel,
+				 .on_retry = p->on_retry, .opaque = p->retry_opaque};
+	rc = mig_connect_ex(uri, &co, &a->conn, err);
 	if (rc)
 		return rc;
 	mig_cancel_attach(p->cancel, a->conn);
@@ -850,6 +944,17 @@ static void attempt_cleanup(struct attempt *a)
 	}
 }
 
+/* One line before a new attempt: which one failed, why, when the next starts. */
+static void retry_note(const mig_params_t *p, unsigned attempt, const hm_error_t *why)
+{
+	char line[sizeof(why->msg) + 128];
+	snprintf(line, sizeof(line), "attempt %u of %u failed (%s); next in %.1f s (--retries)",
+		 attempt, p->retries + 1, why->msg, (double)p->retry_delay_ns / 1e9);
+	hm_log(HM_LOG_WARN, "%s", line);
+	if (p->on_retry)
+		p->on_retry(p->retry_opaque, line);
+}
+
 int mig_source_run(machine_t *m, const char *uri_text, const mig_params_t *p, mig_report_t *rep,
 		   hm_error_t *err)
 {
@@ -912,14 +1017,15 @@ int mig_source_run(machine_t *m, const char *uri_text, const mig_params_t *p, mi
 				*err = e;
 			break;
 		}
-		hm_log(HM_LOG_WARN, "migration attempt %u failed (%s); retrying", rep->attempts,
-		       e.msg);
+		retry_note(p, rep->attempts, &e);
 		/* The guest keeps running; wait, then start over with a full pass. */
-		uint64_t until = hm_now_ns() + p->retry_delay_ns;
-		while (hm_now_ns() < until && !mig_cancel_requested(p->cancel))
-			hm_sleep_ns(10000000);
-		if (mig_cancel_requested(p->cancel)) {
+		if (mig_cancel_wait(p->cancel, p->retry_delay_ns)) {
+			hm_error_clear(&e);
+			hm_error_set(&e, HM_E_CANCELLED, -1,
+				     "migration cancelled while waiting to retry (after attempt %u "
+				     "of %u)", rep->attempts, p->retries + 1);
 			*err = e;
+			rep->status = rc = HM_E_CANCELLED;
 			break;
 		}
 	}

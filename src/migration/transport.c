@@ -164,6 +164,7 @@ struct rd {
 	uint64_t deadline_ns; /* relative to the first byte; 0: none */
 	uint64_t deadline;    /* absolute once started, else UINT64_MAX */
 	uint64_t first_by;    /* absolute: the first byte must come by then */
+	int cancel_fd;        /* polled beside fd (a pipe's wait ends at a cancel); -1: none */
 	atomic_bool stop;
 	atomic_int timed_out; /* enum mig_conn_timeout */
 };
@@ -301,11 +302,18 @@ static ssize_t rd_read(void *o, void *buf, size_t len)
 			end = idle_end;
 		if (end - now > RD_SLICE_NS)
 			end = now + RD_SLICE_NS;
-		struct pollfd p = {.fd = r->fd, .events = POLLIN};
-		int k = poll(&p, 1, (int)((end - now + 999999) / 1000000));
+		struct pollfd p[2] = {{.fd = r->fd, .events = POLLIN},
+				      {.fd = r->cancel_fd, .events = POLLIN}};
+		int k = poll(p, 2, (int)((end - now + 999999) / 1000000));
 		if (k < 0 && errno != EINTR)
 			return -errno;
-		if (k > 0 && !r->sock) {
+		if (k > 0 && p[1].revents) {
+			/* Cancelled: once the request has shut this reader down
+			 * (the connection is attached to the cancel) the channel
+			 * reports its cancel at end of input; before, an error. */
+			return atomic_load(&r->stop) ? 0 : -ECANCELED;
+		}
+		if (k > 0 && p[0].revents && !r->sock) {
 			n = read(r->fd, buf, len);
 			if (n > 0 && !r->started)
 				rd_start(r);
@@ -367,6 +375,7 @@ static int conn_new_reader(int fd, const mig_uri_t *u, const char *desc, const u
 	r->deadline_ns = o->deadline_ns;
 	r->deadline = UINT64_MAX;
 	r->first_by = first_ms < 0 ? UINT64_MAX : hm_now_ns() + (uint64_t)first_ms * 1000000ull;
+	r->cancel_fd = mig_cancel_fd(o->cancel);
 	atomic_init(&r->stop, false);
 	atomic_init(&r->timed_out, MIG_CONN_TIMEOUT_NONE);
 	if (pre_len)
@@ -401,10 +410,14 @@ static int conn_new_reader(int fd, const mig_uri_t *u, const char *desc, const u
 	return 0;
 }
 
-/* Wait until fd is ready for ev; 0, HM_E_TIMEOUT or -errno. */
-static int wait_fd(int fd, short ev, int timeout_ms)
+/*
+ * Wait until fd is ready for ev, or the cancel's fd (cfd, -1: none) is
+ * readable; 0, HM_E_TIMEOUT, HM_E_CANCELLED or -errno. fd may be -1 (then
+ * it is a sleep that a cancel ends).
+ */
+static int wait_fd_cancel(int fd, short ev, int timeout_ms, int cfd)
 {
-	struct pollfd p = {.fd = fd, .events = ev};
+	struct pollfd p[2] = {{.fd = cfd, .events = POLLIN}, {.fd = fd, .events = ev}};
 	uint64_t end = hm_now_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000ull;
 	for (;;) {
 		int left = -1;
@@ -412,7 +425,9 @@ static int wait_fd(int fd, short ev, int timeout_ms)
 			uint64_t now = hm_now_ns();
 			left = now >= end ? 0 : (int)((end - now + 999999) / 1000000);
 		}
-		int n = poll(&p, 1, left);
+		int n = poll(p, 2, left);
+		if (n > 0 && p[0].revents)
+			return HM_E_CANCELLED;
 		if (n > 0)
 			return 0;
 		if (n == 0)
@@ -422,7 +437,18 @@ static int wait_fd(int fd, short ev, int timeout_ms)
 	}
 }
 
-static int tcp_connect_once(const mig_uri_t *u, int timeout_ms, int *out, hm_error_t *err)
+static int wait_fd(int fd, short ev, int timeout_ms)
+{
+	return wait_fd_cancel(fd, ev, timeout_ms, -1);
+}
+
+static int cancelled(hm_error_t *err, const char *desc, const char *what)
+{
+	return hm_error_set(err, HM_E_CANCELLED, -1, "%s: cancelled while %s", desc, what);
+}
+
+static int tcp_connect_once(const mig_uri_t *u, int timeout_ms, int cfd, int *out,
+			    hm_error_t *err)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res, *ai;
 	char port[16];
@@ -441,7 +467,14 @@ static int tcp_connect_once(const mig_uri_t *u, int timeout_ms, int *out, hm_err
 		}
 		int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
 		if (rc != 0 && errno == EINPROGRESS) {
-			rc = wait_fd(fd, POLLOUT, timeout_ms);
+			rc = wait_fd_cancel(fd, POLLOUT, timeout_ms, cfd);
+			if (rc == HM_E_CANCELLED) {
+				close(fd);
+				freeaddrinfo(res);
+				return hm_error_set(err, HM_E_CANCELLED, -1,
+						    "tcp:%s:%d: cancelled while connecting", u->host,
+						    u->port);
+			}
 			if (rc == 0) {
 				int soerr = 0;
 				socklen_t sl = sizeof(soerr);
@@ -471,27 +504,60 @@ static int tcp_connect_once(const mig_uri_t *u, int timeout_ms, int *out, hm_err
 			    strerror(-last));
 }
 
+/* Retry schedule of a refused connect: 50 ms, doubling up to 500 ms. */
+#define CONNECT_RETRY_FIRST_NS 50000000ull
+#define CONNECT_RETRY_MAX_NS 500000000ull
+
+/*
+ * Before a retry of a refused connect: report it (one line), then wait
+ * *delay (doubling it for the next time) unless the cancel comes first.
+ * Returns 0, or HM_E_CANCELLED with err filled.
+ */
+static int connect_retry_wait(const mig_connect_opts_t *o, const char *desc, unsigned attempt,
+			      const hm_error_t *why, uint64_t *delay, hm_error_t *err)
+{
+	if (o->on_retry) {
+		char line[sizeof(why->msg) + 160];
+		snprintf(line, sizeof(line), "connect attempt %u failed (%s); next in %.2f s, "
+			 "giving up after %.1f s (--connect-timeout)",
+			 attempt, why->msg, (double)*delay / 1e9, (double)o->timeout_ms / 1e3);
+		o->on_retry(o->opaque, line);
+	}
+	int rc = wait_fd_cancel(-1, 0, (int)(*delay / 1000000u), mig_cancel_fd(o->cancel));
+	*delay = *delay * 2 > CONNECT_RETRY_MAX_NS ? CONNECT_RETRY_MAX_NS : *delay * 2;
+	if (rc == HM_E_CANCELLED)
+		return cancelled(err, desc, "waiting for the destination to listen");
+	return 0;
+}
+
 /*
  * Connect, retrying while the destination refuses (not listening yet: it
  * may be starting at the same moment) until timeout_ms has passed.
  */
-static int tcp_connect(const mig_uri_t *u, int timeout_ms, int *out, hm_error_t *err)
+static int tcp_connect(const mig_uri_t *u, const mig_connect_opts_t *o, int *out,
+		       hm_error_t *err)
 {
+	int timeout_ms = o->timeout_ms;
 	uint64_t end = hm_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
-	for (;;) {
+	uint64_t delay = CONNECT_RETRY_FIRST_NS;
+	char desc[300];
+	snprintf(desc, sizeof(desc), "tcp:%s:%d", u->host, u->port);
+	for (unsigned attempt = 1;; attempt++) {
 		hm_error_t e;
 		hm_error_clear(&e);
 		uint64_t now = hm_now_ns();
 		int left = now >= end ? 1 : (int)((end - now) / 1000000u) + 1;
-		int rc = tcp_connect_once(u, left, out, &e);
+		int rc = tcp_connect_once(u, left, mig_cancel_fd(o->cancel), out, &e);
 		if (rc == 0)
 			return 0;
-		if (rc != -ECONNREFUSED || hm_now_ns() + 50000000ull >= end) {
+		if (rc != -ECONNREFUSED || hm_now_ns() + delay >= end) {
 			if (err)
 				*err = e;
 			return rc;
 		}
-		hm_sleep_ns(50000000ull);
+		rc = connect_retry_wait(o, desc, attempt, &e, &delay, err);
+		if (rc)
+			return rc;
 	}
 }
 
@@ -505,8 +571,12 @@ static int unix_addr(const char *path, struct sockaddr_un *sa)
 	return 0;
 }
 
-static int unix_connect(const mig_uri_t *u, int timeout_ms, int *out, hm_error_t *err)
+static int unix_connect(const mig_uri_t *u, const mig_connect_opts_t *o, int *out,
+			hm_error_t *err)
 {
+	int timeout_ms = o->timeout_ms;
+	uint64_t delay = CONNECT_RETRY_FIRST_NS;
+	unsigned attempt = 0;
 	struct sockaddr_un sa;
 	if (unix_addr(u->path, &sa) != 0)
 		return hm_error_set(err, -ENAMETOOLONG, -1, "unix:%s: path too long", u->path);
@@ -526,8 +596,17 @@ static int unix_connect(const mig_uri_t *u, int timeout_ms, int *out, hm_error_t
 		int e = errno;
 		if (e == EINTR)
 			continue;
-		if ((e == ENOENT || e == ECONNREFUSED || e == EAGAIN) && hm_now_ns() < end) {
-			hm_sleep_ns(20000000);
+		if ((e == ENOENT || e == ECONNREFUSED || e == EAGAIN) && hm_now_ns() + delay < end) {
+			hm_error_t why;
+			hm_error_clear(&why);
+			hm_error_set(&why, -e, -1, "unix:%s: %s", u->path, strerror(e));
+			char desc[sizeof(u->path) + 8];
+			snprintf(desc, sizeof(desc), "unix:%s", u->path);
+			int rc = connect_retry_wait(o, desc, ++attempt, &why, &delay, err);
+			if (rc) {
+				close(fd);
+				return rc;
+			}
 			continue;
 		}
 		close(fd);
@@ -571,6 +650,14 @@ static int spawn(const char *cmd, bool child_reads, int *our_fd, pid_t *pid, hm_
 
 int mig_connect(const mig_uri_t *u, int timeout_ms, mig_conn_t **out, hm_error_t *err)
 {
+	mig_connect_opts_t o = {.timeout_ms = timeout_ms};
+	return mig_connect_ex(u, &o, out, err);
+}
+
+int mig_connect_ex(const mig_uri_t *u, const mig_connect_opts_t *o, mig_conn_t **out,
+		   hm_error_t *err)
+{
+	int timeout_ms = o->timeout_ms;
 	char desc[256];
 	int fd = -1, rc;
 	pid_t child = -1;
@@ -578,10 +665,10 @@ int mig_connect(const mig_uri_t *u, int timeout_ms, mig_conn_t **out, hm_error_t
 	mig_uri_format(u, desc, sizeof(desc));
 	switch (u->kind) {
 	case MIG_URI_TCP:
-		rc = tcp_connect(u, timeout_ms, &fd, err);
+		rc = tcp_connect(u, o, &fd, err);
 		break;
 	case MIG_URI_UNIX:
-		rc = unix_connect(u, timeout_ms, &fd, err);
+		rc = unix_connect(u, o, &fd, err);
 		break;
 	case MIG_URI_EXEC:
 		/* A child that exits early must give -EPIPE, not kill us. */
@@ -727,19 +814,22 @@ static void peer_name(int fd, char *buf, size_t len)
 
 /*
  * Take the first 8 bytes of a new connection within ms: QEVM and version 3
- * make it the migration (0); anything else is a stray (1, why in `why`).
+ * make it the migration (0); anything else is a stray (1, why in `why`);
+ * HM_E_CANCELLED when the cancel's fd (cfd) fires first.
  */
-static int probe(int fd, int ms, uint8_t hdr[8], char *why, size_t wl)
+static int probe(int fd, int ms, int cfd, uint8_t hdr[8], char *why, size_t wl)
 {
 	size_t got = 0;
 	uint64_t end = hm_now_ns() + (uint64_t)(ms > 0 ? ms : 0) * 1000000ull;
 	while (got < 8) {
 		uint64_t now = hm_now_ns();
 		int left = now >= end ? 0 : (int)((end - now + 999999) / 1000000);
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		int k = left ? poll(&p, 1, left) : 0;
+		struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = cfd, .events = POLLIN}};
+		int k = left ? poll(p, 2, left) : 0;
 		if (k < 0 && errno == EINTR)
 			continue;
+		if (k > 0 && p[1].revents)
+			return HM_E_CANCELLED;
 		if (k <= 0) {
 			if (got)
 				snprintf(why, wl, "sent %zu byte%s, then nothing within %d ms", got,
@@ -779,12 +869,14 @@ static int probe(int fd, int ms, uint8_t hdr[8], char *why, size_t wl)
 }
 
 /* Wait for a connection on l until end (absolute ns, UINT64_MAX = forever). */
-static int accept_one(mig_listener_t *l, uint64_t end, int timeout_ms, const char *desc,
-		      unsigned strays, int *out, hm_error_t *err)
+static int accept_one(mig_listener_t *l, uint64_t end, int timeout_ms, int cfd,
+		      const char *desc, unsigned strays, int *out, hm_error_t *err)
 {
 	uint64_t now = hm_now_ns();
 	int left = end == UINT64_MAX ? -1 : now >= end ? 0 : (int)((end - now + 999999) / 1000000);
-	int rc = wait_fd(l->fd, POLLIN, left);
+	int rc = wait_fd_cancel(l->fd, POLLIN, left, cfd);
+	if (rc == HM_E_CANCELLED)
+		return cancelled(err, desc, "waiting for a source to connect");
 	if (rc == HM_E_TIMEOUT) {
 		if (strays)
 			return hm_error_set(err, HM_E_TIMEOUT, -1,
@@ -830,7 +922,8 @@ static int accept_impl(mig_listener_t *l, const mig_accept_opts_t *o, bool scree
 		int pms = o->probe_timeout_ms > 0 ? o->probe_timeout_ms : MIG_PROBE_TIMEOUT_MS;
 		unsigned max = o->max_strays ? o->max_strays : MIG_MAX_STRAYS;
 		for (;;) {
-			rc = accept_one(l, end, o->timeout_ms, desc, strays, &fd, err);
+			rc = accept_one(l, end, o->timeout_ms, mig_cancel_fd(o->cancel), desc, strays,
+					&fd, err);
 			if (rc != 0 || !screen)
 				break;
 			char why[160], peer[INET6_ADDRSTRLEN + 16], line[400];
@@ -842,8 +935,14 @@ static int accept_impl(mig_listener_t *l, const mig_accept_opts_t *o, bool scree
 				wait = now >= end ? 1 : (int)((end - now + 999999) / 1000000);
 			if (wait > pms)
 				wait = pms;
-			if (probe(fd, wait, hdr, why, sizeof(why)) == 0) {
+			int pr = probe(fd, wait, mig_cancel_fd(o->cancel), hdr, why, sizeof(why));
+			if (pr == 0) {
 				pre = 8;
+				break;
+			}
+			if (pr == HM_E_CANCELLED) {
+				close(fd);
+				rc = cancelled(err, desc, "reading the first bytes of a connection");
 				break;
 			}
 			close(fd);

@@ -513,11 +513,12 @@ static void test_strays_then_migration(void **state)
 	assert_string_equal(jstr(so, "htab.digest"), jstr(o, "htab.digest"));
 	json_decref(so);
 	json_decref(o);
-	/* one warning line per stray, saying why */
+	/* where it listens, then one warning line per stray, saying why */
 	int lines = 0;
 	for (const char *p = err; *p; p++)
 		lines += *p == '\n';
-	assert_int_equal(lines, 4);
+	assert_int_equal(lines, 5);
+	assert_true(strncmp(err, "hptmig: incoming: listening on tcp:127.0.0.1:", 45) == 0);
 	assert_err_has(err, "stray connection 1 of at most 10 from 127.0.0.1:");
 	assert_err_has(err, "starts with 47 45 54 20 2f 20 48 54, not a QEMU migration stream");
 	assert_err_has(err, "closed without sending anything");

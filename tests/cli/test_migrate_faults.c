@@ -304,7 +304,7 @@ static void test_interrupt(void **state)
 	int rc = bg_wait(&src, 10000);
 	int irc = bg_wait(&in, 20000);
 	char *err = slurp(src.err);
-	assert_int_equal(rc, 1);
+	assert_int_equal(rc, 130); /* 128 + SIGINT */
 	assert_one_line(err);
 	assert_non_null(strstr(err, "interrupted"));
 	json_t *o = json_of_file(src.out);
