@@ -33,7 +33,11 @@
 	"  --qemu-pure          no project extension sections (QEMU can load it)\n"          \
 	"  --scan bitmap|linear how later passes find changes (default bitmap)\n"            \
 	"  --policy ours|qemu   stop decision (qemu: QEMU's rule, table pending counted as zero)\n"       \
-	"  --json               one JSON object on stdout at the end\n"
+	"  --json               one JSON object on stdout at the end\n"                      \
+	"status and control (docs/control.md):\n"                                           \
+	"  --status-interval MS a JSON status line on stdout every MS ms (query-migrate names)\n" \
+	"  --control unix:PATH  QMP-style control socket: query-migrate, migrate_cancel,\n"  \
+	"                       migrate-set-parameters (max-bandwidth, downtime-limit)\n"
 
 static int migrate_run(int argc, char **argv)
 {
@@ -48,6 +52,7 @@ static int migrate_run(int argc, char **argv)
 	hm_error_clear(&e);
 	machine_t *m = NULL;
 	if (mig_cli_make_guest("migrate", &cli, &m) != 0) {
+		mig_cli_ctl_stop(&cli);
 		mig_signals_stop();
 		mig_cancel_free(cancel);
 		return 1;
@@ -59,6 +64,7 @@ static int migrate_run(int argc, char **argv)
 		goto fail;
 	if (rc && mig_signals_caught() && e.code == HM_E_CANCELLED)
 		hm_error_prefix(&e, "interrupted: ");
+	mig_cli_ctl_stop(&cli);
 	if (cli.json)
 		tool_print_json(mig_report_json(&rep, &cli.params, m, &e, pos[0]));
 	else if (rc == 0)
@@ -70,6 +76,7 @@ static int migrate_run(int argc, char **argv)
 	mig_cancel_free(cancel);
 	return rc ? 1 : 0;
 fail:
+	mig_cli_ctl_stop(&cli);
 	machine_destroy(m);
 	mig_signals_stop();
 	mig_cancel_free(cancel);

@@ -23,7 +23,7 @@ enum {
 	O_BW, O_DOWNTIME, O_MAXITER, O_TIMEOUT, O_AUTOCONV, O_RETRIES, O_RETRY_DELAY,
 	O_PURE, O_SCAN, O_POLICY, O_JSON, O_RUN, O_WARMUP, O_ACCEPT_TIMEOUT, O_TRANSPORT, O_CONNECT_TIMEOUT,
 	O_MAX_SHIFT, O_DEADLINE, O_IDLE_TIMEOUT, O_PROBE_TIMEOUT, O_MAX_STRAYS,
-	O_RESUME_TIMEOUT,
+	O_RESUME_TIMEOUT, O_STATUS_INTERVAL, O_CONTROL,
 };
 
 static const struct option guest_opts[] = {
@@ -56,6 +56,8 @@ static const struct option guest_opts[] = {
 	{"probe-timeout", required_argument, NULL, O_PROBE_TIMEOUT},
 	{"max-strays", required_argument, NULL, O_MAX_STRAYS},
 	{"resume-timeout", required_argument, NULL, O_RESUME_TIMEOUT},
+	{"status-interval", required_argument, NULL, O_STATUS_INTERVAL},
+	{"control", required_argument, NULL, O_CONTROL},
 	{NULL, 0, NULL, 0},
 };
 
@@ -79,6 +81,8 @@ static bool allowed(int opt, unsigned kinds)
 	case O_RATE:
 	case O_SEED:
 	case O_JSON:
+	case O_STATUS_INTERVAL:
+	case O_CONTROL:
 		return true;
 	case O_RAM:
 		return true; /* the source guest's, or the destination guest's (its cap) */
@@ -141,6 +145,14 @@ static int parse_guest_opt(int c, const char *a, struct mig_cli *cli, bool *shif
 		break;
 	case O_JSON:
 		cli->json = true;
+		break;
+	case O_STATUS_INTERVAL: /* ms, 10 ms to 1 h */
+		bad = hm_parse_u64(a, 3600000, &v) != 0 || v < 10;
+		cli->status_interval_ms = (unsigned)v;
+		break;
+	case O_CONTROL:
+		bad = strncmp(a, "unix:", 5) != 0 || !a[5];
+		cli->control = a;
 		break;
 	}
 	return bad;
@@ -334,6 +346,12 @@ int mig_cli_start(const char *cmd, int argc, char **argv, unsigned kinds, const 
 		*cancel = NULL;
 		return 1;
 	}
+	if (mig_cli_ctl_start(cmd, cli, *cancel, kinds & MIG_CLI_SOURCE) != 0) {
+		mig_signals_stop();
+		mig_cancel_free(*cancel);
+		*cancel = NULL;
+		return 1;
+	}
 	return 0;
 }
 
@@ -418,8 +436,8 @@ int mig_cli_run_source(const char *cmd, struct mig_cli *cli, machine_t *m, const
 		wait_unless_cancelled(cli->warmup_ns, cancel);
 	}
 	cli->params.cancel = cancel;
-	if (!cli->json && tool_stdout_is_tty())
-		cli->params.progress = mig_progress_print;
+	if (!cli->json && !cli->status_interval_ms && tool_stdout_is_tty())
+		cli->params.progress = mig_progress_print; /* (status lines own stdout) */
 	int rc = mig_source_run(m, uri, &cli->params, rep, e);
 	mig_progress_done();
 	return rc;
@@ -777,4 +795,54 @@ void mig_dest_report_print(const mig_dest_report_t *r)
 	if (r->resumed)
 		printf("destination: guest resumed, ran %.1f s issuing %llu hypercalls\n",
 		       ms(r->run_ns) / 1000, (unsigned long long)r->guest.hcalls);
+}
+
+/* ------------------------------------------------- status and control */
+
+int mig_cli_ctl_start(const char *cmd, struct mig_cli *cli, mig_cancel_t *cancel, bool source)
+{
+	if (mig_live_new(&cli->live) != 0) {
+		tool_fail(cmd, "out of resources");
+		return 1;
+	}
+	cli->params.live = cli->live;
+	cli->ctl = (struct ctl_live){.live = cli->live, .cancel = cancel, .source = source};
+	struct ctl_provider pv;
+	ctl_provider_live(&pv, &cli->ctl);
+	char msg[256];
+	if (cli->control && control_start(cli->control, &pv, msg, sizeof(msg)) != 0) {
+		tool_fail(cmd, "%s", msg);
+		mig_live_free(cli->live);
+		cli->live = NULL;
+		cli->params.live = NULL;
+		return 1;
+	}
+	if (cli->status_interval_ms && status_start(cli->status_interval_ms, &pv) != 0) {
+		tool_fail(cmd, "out of resources");
+		control_stop();
+		mig_live_free(cli->live);
+		cli->live = NULL;
+		cli->params.live = NULL;
+		return 1;
+	}
+	return 0;
+}
+
+void mig_cli_ctl_stop(struct mig_cli *cli)
+{
+	if (!cli->live)
+		return;
+	status_stop();
+	control_stop();
+	/* The report shows the settings in force at the end (they may have
+	 * changed through the control socket). */
+	mig_status_t s;
+	mig_live_status(cli->live, &s);
+	if (s.source) {
+		cli->params.max_bandwidth = s.max_bandwidth;
+		cli->params.downtime_limit_ns = s.downtime_limit_ns;
+	}
+	cli->params.live = NULL;
+	mig_live_free(cli->live);
+	cli->live = NULL;
 }
