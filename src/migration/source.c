@@ -413,13 +413,18 @@ static int precopy_round(struct attempt *a, uint64_t *r1, hm_error_t *err)
 
 /*
  * Live settings (mig_live_t): the bandwidth cap and downtime limit in force
- * for this round. A changed cap is already on the stream (the setter puts
- * it there at once); here the controller's own copies follow.
+ * for this round. A changed cap is usually on the stream already (the
+ * setter puts it there at once, so a rate wait computed for the old cap
+ * ends); the controller puts it there too, and its own copies follow.
  */
 static void live_refresh(struct attempt *a)
 {
-	if (a->p->live)
-		mig_live_settings(a->p->live, &a->max_bw, &a->dl_ns);
+	if (!a->p->live)
+		return;
+	uint64_t bw = a->max_bw;
+	mig_live_settings(a->p->live, &a->max_bw, &a->dl_ns);
+	if (a->conn && a->max_bw != bw)
+		mig_file_set_rate_limit(mig_conn_file(a->conn), a->max_bw);
 }
 
 /* Entry-changing hypercalls so far: what dirties the table. */
