@@ -23,6 +23,7 @@ static void live_status(void *opaque, mig_status_t *out)
 {
 	struct ctl_live *cl = opaque;
 	mig_live_status(cl->live, out);
+	out->source = cl->source; /* (also before the run has begun) */
 }
 
 static int live_set_param(void *opaque, const char *name, uint64_t value, char *msg, size_t len)
