@@ -806,6 +806,10 @@ int mig_cli_ctl_start(const char *cmd, struct mig_cli *cli, mig_cancel_t *cancel
 		return 1;
 	}
 	cli->params.live = cli->live;
+	if (source) { /* what query-migrate-parameters says before the run begins */
+		mig_set_max_bandwidth(cli->live, cli->params.max_bandwidth);
+		mig_set_downtime_limit(cli->live, cli->params.downtime_limit_ns);
+	}
 	cli->ctl = (struct ctl_live){.live = cli->live, .cancel = cancel, .source = source};
 	struct ctl_provider pv;
 	ctl_provider_live(&pv, &cli->ctl);
