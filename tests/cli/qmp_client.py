@@ -195,11 +195,11 @@ def scenario_live(src, dest):
         check(k in r, "query-migrate lacks %s" % k)
     check(r["downtime"] is None, "downtime unknown while active")
     slow = rate(c, 1.0)
-    check(c.ok("migrate-set-parameters", {"max-bandwidth": 512 * 1024}) == {}, "set")
-    check(c.ok("query-migrate-parameters")["max-bandwidth"] == 512 * 1024, "param")
+    check(c.ok("migrate-set-parameters", {"max-bandwidth": 256 * 1024}) == {}, "set")
+    check(c.ok("query-migrate-parameters")["max-bandwidth"] == 256 * 1024, "param")
     time.sleep(0.2)  # the next round takes it
     fast = rate(c, 0.5)
-    check(c.ok("migrate-set-parameters", {"max-bandwidth": 64 * 1024,
+    check(c.ok("migrate-set-parameters", {"max-bandwidth": 32 * 1024,
                                           "downtime-limit": 250}) == {}, "set back")
     check(fast > 4 * slow, "bandwidth change not seen: %.0f B/s then %.0f B/s" % (slow, fast))
     # The destination's socket answers too, as a destination.

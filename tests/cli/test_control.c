@@ -291,12 +291,12 @@ static void test_qmp_live(void **state)
 	snprintf(sctl, sizeof(sctl), "%s/s.ctl", tu_tmp);
 	snprintf(dctl, sizeof(dctl), "%s/d.ctl", tu_tmp);
 	snprintf(cmd, sizeof(cmd),
-		 "exec '%s' incoming unix:%s/l.sock --ram 8G --json --control unix:%s", tu_bin(),
+		 "exec '%s' incoming unix:%s/l.sock --ram 4G --json --control unix:%s", tu_bin(),
 		 tu_tmp, dctl);
 	bg_start(&in, tu_tmp, "lin", cmd);
 	wait_path(dctl, 10000);
 	snprintf(cmd, sizeof(cmd),
-		 "exec '%s' migrate unix:%s/l.sock --ram 8G --max-bandwidth 64K --json "
+		 "exec '%s' migrate unix:%s/l.sock --ram 4G --max-bandwidth 32K --json "
 		 "--status-interval 100 --control unix:%s",
 		 tu_bin(), tu_tmp, sctl);
 	bg_start(&src, tu_tmp, "lsrc", cmd);
@@ -328,7 +328,7 @@ static void test_qmp_live(void **state)
 	assert_schema(rep, "source-report");
 	assert_string_equal(jstr(rep, "guest_state"), "running-on-source");
 	assert_true(jbool(rep, "guest.running"));
-	assert_int_equal((int64_t)jnum(rep, "max_bandwidth"), 64 * 1024); /* set back */
+	assert_int_equal((int64_t)jnum(rep, "max_bandwidth"), 32 * 1024); /* set back */
 	assert_true(n >= 3);
 	double slow_mbps = -1, fast_mbps = -1;
 	for (size_t i = 0; i < n; i++) {
@@ -337,12 +337,12 @@ static void test_qmp_live(void **state)
 		double bw = jnum(lines[i], "max-bandwidth");
 		if (strcmp(jstr(lines[i], "status"), "active") != 0 || !json_is_number(mb))
 			continue;
-		if (bw == 64 * 1024 && fast_mbps < 0 && slow_mbps < 0)
+		if (bw == 32 * 1024 && fast_mbps < 0 && slow_mbps < 0)
 			slow_mbps = json_number_value(mb);
-		if (bw == 512 * 1024 && json_number_value(mb) > fast_mbps)
+		if (bw == 256 * 1024 && json_number_value(mb) > fast_mbps)
 			fast_mbps = json_number_value(mb);
 	}
-	printf("status lines: %zu, mbps at 64K %.3f, at 512K up to %.3f\n", n, slow_mbps, fast_mbps);
+	printf("status lines: %zu, mbps at 32K %.3f, at 256K up to %.3f\n", n, slow_mbps, fast_mbps);
 	assert_true(slow_mbps > 0);
 	assert_true(fast_mbps > 4 * slow_mbps);
 	/* the end: cancelled, and the true byte count in both places */
