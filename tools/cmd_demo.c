@@ -129,6 +129,11 @@ static int demo_run(int argc, char **argv)
 		mig_cancel_free(cancel);
 		return 1;
 	}
+	if (mig_cli_ctl_start("demo", &cli, cancel, true) != 0) {
+		mig_signals_stop();
+		mig_cancel_free(cancel);
+		return 1;
+	}
 	char dir[] = "/tmp/hptmig-demo-XXXXXX";
 	char uri[256];
 	bool have_dir = false;
@@ -192,6 +197,7 @@ out:
 			mig_cancel_request(cancel); /* the destination must not wait for us */
 		pthread_join(dt, NULL);
 	}
+	mig_cli_ctl_stop(&cli); /* the final status line before the report */
 	if (src_rc == 0 || dest_started)
 		rc = demo_report(&cli, src_rc, &rep, &e, m, uri, &d);
 	machine_destroy(m);
@@ -209,7 +215,8 @@ const struct hm_cmd hm_cmd_demo = {
 	.usage = "usage: hptmig demo [guest options] [migration options] [--json]\n"
 		 "  --transport unix|tcp  loopback transport (default unix)\n"
 		 "  --run S               the destination runs the resumed guest S seconds (0.5)\n"
-		 "Guest, migration and output options as 'hptmig migrate --help'.\n"
+		 "Guest, migration, output, status and control options as 'hptmig migrate --help'\n"
+		 "(status and control are the source's; docs/control.md).\n"
 		 "Exit status: 0 digests equal; 1 failed; 130 / 143 interrupted by SIGINT /\n"
 		 "SIGTERM (the report says cancelled and where the guest is).\n",
 	.run = demo_run,

@@ -26,6 +26,7 @@ static int incoming_run(int argc, char **argv)
 	rc = mig_listen(&u, &l, &e);
 	if (rc) {
 		tool_fail_error("incoming", &e);
+		mig_cli_ctl_stop(&cli);
 		mig_signals_stop();
 		mig_cancel_free(cancel);
 		return 1;
@@ -52,11 +53,13 @@ static int incoming_run(int argc, char **argv)
 	dp.guest.rate = cli.guest.rate;
 	dp.guest.seed = cli.guest.seed;
 	dp.cancel = cancel;
+	dp.live = cli.live;
 	mig_dest_report_t rep;
 	rc = mig_dest_run(l, &dp, &rep, &e);
 	mig_listener_close(l);
 	if (rc && mig_signals_caught())
 		hm_error_prefix(&e, "interrupted: ");
+	mig_cli_ctl_stop(&cli);
 	if (cli.json)
 		tool_print_json(mig_dest_report_json(&rep, &e));
 	else if (rc == 0)
@@ -94,6 +97,8 @@ const struct hm_cmd hm_cmd_incoming = {
 		 "  --max-strays N       give up after N stray connections (default 10)\n"
 		 "  --vcpus N, --workload W, --rate N, --seed N   the resumed guest's behaviour\n"
 		 "  --json               one JSON object on stdout at the end\n"
+		 "  --status-interval MS a JSON status line on stdout every MS ms (docs/control.md)\n"
+		 "  --control unix:PATH  QMP-style control socket: query-migrate, migrate_cancel\n"
 		 "On tcp/unix it prints 'listening on URI' (the real port for port 0) on stderr\n"
 		 "as soon as it listens. Exit status: 0 resumed; 1 refused or failed; 130 / 143\n"
 		 "interrupted by SIGINT / SIGTERM (every wait ends at once).\n",

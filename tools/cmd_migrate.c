@@ -38,6 +38,11 @@
 	"  --progress           progress on stderr also when it is not a terminal (then\n" \
 	"                       one line a second); default: only on a terminal\n"         \
 	"  --quiet              no progress\n"                                              \
+	"status and control (docs/control.md):\n"                                           \
+	"  --status-interval MS a JSON status line on stdout every MS ms (query-migrate\n"  \
+	"                       names)\n"                                                   \
+	"  --control unix:PATH  QMP-style control socket: query-migrate, migrate_cancel,\n"  \
+	"                       migrate-set-parameters (max-bandwidth, downtime-limit)\n"   \
 	"exit status: 0 migrated; 1 failed (the stderr line says where the guest is);\n"    \
 	"130 / 143 interrupted by SIGINT / SIGTERM (every wait ends at once)\n"
 
@@ -54,6 +59,7 @@ static int migrate_run(int argc, char **argv)
 	hm_error_clear(&e);
 	machine_t *m = NULL;
 	if (mig_cli_make_guest("migrate", &cli, &m) != 0) {
+		mig_cli_ctl_stop(&cli);
 		mig_signals_stop();
 		mig_cancel_free(cancel);
 		return 1;
@@ -65,6 +71,7 @@ static int migrate_run(int argc, char **argv)
 		goto fail;
 	if (rc && mig_signals_caught() && e.code == HM_E_CANCELLED)
 		hm_error_prefix(&e, "interrupted: ");
+	mig_cli_ctl_stop(&cli);
 	if (cli.json)
 		tool_print_json(mig_report_json(&rep, &cli.params, m, &e, pos[0]));
 	else if (rc == 0)
@@ -76,6 +83,7 @@ static int migrate_run(int argc, char **argv)
 	mig_cancel_free(cancel);
 	return mig_cli_exit_status(rc);
 fail:
+	mig_cli_ctl_stop(&cli);
 	machine_destroy(m);
 	mig_signals_stop();
 	mig_cancel_free(cancel);

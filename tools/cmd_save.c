@@ -35,6 +35,7 @@ static int save_run(int argc, char **argv)
 		mig_report_t rep;
 		rc = mig_source_run(m, uri, &cli.params, &rep, &e);
 		mig_progress_done();
+		mig_cli_ctl_stop(&cli);
 		if (cli.json)
 			tool_print_json(mig_report_json(&rep, &cli.params, m, &e, uri));
 		else if (rc == 0) {
@@ -52,6 +53,7 @@ static int save_run(int argc, char **argv)
 		rc = mig_cli_exit_status(rc);
 	}
 	machine_destroy(m);
+	mig_cli_ctl_stop(&cli);
 	mig_signals_stop();
 	mig_cancel_free(cancel);
 	return rc;

@@ -69,7 +69,7 @@ static int run_bench(int argc, char **argv)
 	return 2;
 }
 
-int main(int argc, char **argv)
+static int dispatch(int argc, char **argv)
 {
 	if (argc < 2) {
 		usage(stderr);
@@ -96,4 +96,11 @@ int main(int argc, char **argv)
 	}
 	tool_fail(argv[1], "unknown command (hptmig --help lists them)");
 	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	int rc = dispatch(argc, argv);
+	tool_usage_json(argc, argv, rc);
+	return rc;
 }

@@ -24,7 +24,7 @@ enum {
 	O_BW, O_DOWNTIME, O_MAXITER, O_TIMEOUT, O_AUTOCONV, O_RETRIES, O_RETRY_DELAY,
 	O_PURE, O_SCAN, O_POLICY, O_JSON, O_RUN, O_WARMUP, O_ACCEPT_TIMEOUT, O_TRANSPORT, O_CONNECT_TIMEOUT,
 	O_MAX_SHIFT, O_DEADLINE, O_IDLE_TIMEOUT, O_PROBE_TIMEOUT, O_MAX_STRAYS,
-	O_RESUME_TIMEOUT, O_PROGRESS, O_QUIET,
+	O_RESUME_TIMEOUT, O_PROGRESS, O_QUIET, O_STATUS_INTERVAL, O_CONTROL,
 };
 
 static const struct option guest_opts[] = {
@@ -59,6 +59,8 @@ static const struct option guest_opts[] = {
 	{"resume-timeout", required_argument, NULL, O_RESUME_TIMEOUT},
 	{"progress", no_argument, NULL, O_PROGRESS},
 	{"quiet", no_argument, NULL, O_QUIET},
+	{"status-interval", required_argument, NULL, O_STATUS_INTERVAL},
+	{"control", required_argument, NULL, O_CONTROL},
 	{NULL, 0, NULL, 0},
 };
 
@@ -84,6 +86,8 @@ static bool allowed(int opt, unsigned kinds)
 	case O_JSON:
 	case O_PROGRESS:
 	case O_QUIET:
+	case O_STATUS_INTERVAL:
+	case O_CONTROL:
 		return true;
 	case O_RAM:
 		return true; /* the source guest's, or the destination guest's (its cap) */
@@ -152,6 +156,14 @@ static int parse_guest_opt(int c, const char *a, struct mig_cli *cli, bool *shif
 		break;
 	case O_QUIET:
 		cli->progress = MIG_CLI_PROGRESS_OFF;
+		break;
+	case O_STATUS_INTERVAL: /* ms, 10 ms to 1 h */
+		bad = hm_parse_u64(a, 3600000, &v) != 0 || v < 10;
+		cli->status_interval_ms = (unsigned)v;
+		break;
+	case O_CONTROL:
+		bad = strncmp(a, "unix:", 5) != 0 || !a[5];
+		cli->control = a;
 		break;
 	}
 	return bad;
@@ -350,6 +362,12 @@ int mig_cli_start(const char *cmd, int argc, char **argv, unsigned kinds, const 
 	*cancel = NULL;
 	if (mig_cancel_new(cancel) != 0 || mig_signals_start(*cancel) != 0) {
 		tool_fail(cmd, "out of resources");
+		mig_cancel_free(*cancel);
+		*cancel = NULL;
+		return 1;
+	}
+	if (mig_cli_ctl_start(cmd, cli, *cancel, kinds & MIG_CLI_SOURCE) != 0) {
+		mig_signals_stop();
 		mig_cancel_free(*cancel);
 		*cancel = NULL;
 		return 1;
@@ -926,4 +944,58 @@ void mig_dest_report_print(const mig_dest_report_t *r)
 	if (r->resumed)
 		printf("destination: guest resumed, ran %.1f s issuing %llu hypercalls\n",
 		       ms(r->run_ns) / 1000, (unsigned long long)r->guest.hcalls);
+}
+
+/* ------------------------------------------------- status and control */
+
+int mig_cli_ctl_start(const char *cmd, struct mig_cli *cli, mig_cancel_t *cancel, bool source)
+{
+	if (mig_live_new(&cli->live) != 0) {
+		tool_fail(cmd, "out of resources");
+		return 1;
+	}
+	cli->params.live = cli->live;
+	if (source) { /* what query-migrate-parameters says before the run begins */
+		mig_set_max_bandwidth(cli->live, cli->params.max_bandwidth);
+		mig_set_downtime_limit(cli->live, cli->params.downtime_limit_ns);
+	}
+	cli->ctl = (struct ctl_live){.live = cli->live, .cancel = cancel, .source = source};
+	struct ctl_provider pv;
+	ctl_provider_live(&pv, &cli->ctl);
+	char msg[256];
+	if (cli->control && control_start(cli->control, &pv, msg, sizeof(msg)) != 0) {
+		tool_fail(cmd, "%s", msg);
+		mig_live_free(cli->live);
+		cli->live = NULL;
+		cli->params.live = NULL;
+		return 1;
+	}
+	if (cli->status_interval_ms && status_start(cli->status_interval_ms, &pv) != 0) {
+		tool_fail(cmd, "out of resources");
+		control_stop();
+		mig_live_free(cli->live);
+		cli->live = NULL;
+		cli->params.live = NULL;
+		return 1;
+	}
+	return 0;
+}
+
+void mig_cli_ctl_stop(struct mig_cli *cli)
+{
+	if (!cli->live)
+		return;
+	status_stop();
+	control_stop();
+	/* The report shows the settings in force at the end (they may have
+	 * changed through the control socket). */
+	mig_status_t s;
+	mig_live_status(cli->live, &s);
+	if (s.source) {
+		cli->params.max_bandwidth = s.max_bandwidth;
+		cli->params.downtime_limit_ns = s.downtime_limit_ns;
+	}
+	cli->params.live = NULL;
+	mig_live_free(cli->live);
+	cli->live = NULL;
 }

@@ -21,6 +21,7 @@ enum mig_cli_progress {
 	MIG_CLI_PROGRESS_ON,       /* --progress */
 	MIG_CLI_PROGRESS_OFF,      /* --quiet */
 };
+#include "control.h"
 
 /* Everything the four commands can be told. */
 struct mig_cli {
@@ -40,6 +41,10 @@ struct mig_cli {
 	int probe_timeout_ms;      /* --probe-timeout S */
 	unsigned max_strays;       /* --max-strays N */
 	const char *transport;     /* demo: unix or tcp */
+	unsigned status_interval_ms; /* --status-interval MS (0 = none) */
+	const char *control;       /* --control unix:PATH */
+	mig_live_t *live;          /* the run's handle (mig_cli_ctl_start) */
+	struct ctl_live ctl;       /* the provider's state over live */
 };
 
 enum mig_cli_kind {
@@ -57,8 +62,9 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
 /*
  * The start the migration commands share: parse the options, take exactly
  * one positional argument (*arg; what names it in the usage line), parse
- * it into *uri unless uri is NULL, then a cancel and the Ctrl-C watcher
- * (mig_signals_start). Returns 0; or 2 (usage) or 1 after one stderr line,
+ * it into *uri unless uri is NULL, then a cancel, the Ctrl-C watcher
+ * (mig_signals_start) and status/control (mig_cli_ctl_start; the caller
+ * ends them with mig_cli_ctl_stop). Returns 0; or 2 (usage) or 1 after one stderr line,
  * with nothing left to free.
  */
 int mig_cli_start(const char *cmd, int argc, char **argv, unsigned kinds, const char *what,
@@ -72,6 +78,17 @@ int mig_cli_start(const char *cmd, int argc, char **argv, unsigned kinds, const 
  */
 void mig_cli_dest_limits(const char *cmd, const struct mig_cli *cli, mig_dest_params_t *p,
 			 char *hint, size_t hint_len);
+
+/*
+ * --status-interval and --control over a run handle (cli->live, created
+ * here; also given to cli->params.live): status lines and the control
+ * socket start now, before the run. Returns 0, or 1 after one stderr line
+ * with nothing left running. mig_cli_ctl_stop (idempotent) prints the
+ * final status line, closes the socket and frees the handle; call it before
+ * the final report.
+ */
+int mig_cli_ctl_start(const char *cmd, struct mig_cli *cli, mig_cancel_t *cancel, bool source);
+void mig_cli_ctl_stop(struct mig_cli *cli);
 
 /*
  * Build the source guest: from --from FILE (the table of a real QEMU

@@ -14,6 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The last line tool_fail printed, and whether a JSON object went to
+ * stdout (main thread only: for tool_usage_json). */
+static char last_fail[1100];
+static bool json_printed;
+
 void tool_fail(const char *cmd, const char *fmt, ...)
 {
 	char raw[1024], line[1024];
@@ -26,6 +31,22 @@ void tool_fail(const char *cmd, const char *fmt, ...)
 	 * is kept as it is). */
 	fprintf(stderr, "hptmig: %s: %s\n", cmd,
 		hm_escape(raw, strlen(raw), HM_ESC_KEEP_QUOTING, line, sizeof(line)));
+	snprintf(last_fail, sizeof(last_fail), "hptmig: %s: %s", cmd, line);
+}
+
+void tool_usage_json(int argc, char **argv, int rc)
+{
+	if (rc != 2 || json_printed || !last_fail[0])
+		return;
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "--json") != 0)
+			continue;
+		json_t *o = json_object();
+		json_object_set_new(o, "status", json_string("error"));
+		json_object_set_new(o, "error", tool_json_str(last_fail));
+		tool_print_json(o);
+		return;
+	}
 }
 
 json_t *tool_json_bytes(const void *bytes, size_t len)
@@ -48,6 +69,7 @@ void tool_fail_error(const char *cmd, const hm_error_t *e)
 void tool_print_json(json_t *obj)
 {
 	char *s = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_printed = true;
 	if (s) {
 		fputs(s, stdout);
 		fputc('\n', stdout);

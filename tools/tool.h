@@ -47,6 +47,13 @@ json_t *tool_json_bytes(const void *bytes, size_t len);
 json_t *tool_json_str(const char *s);
 /* Print a JSON object on stdout, compact with a newline. Takes ownership. */
 void tool_print_json(json_t *obj);
+/*
+ * A usage error (exit status 2) of a command line that has --json: print
+ * {"status":"error","error":LINE} on stdout, LINE being the last stderr
+ * line of tool_fail, unless a JSON object was printed already. Called
+ * once by main with the command's exit status.
+ */
+void tool_usage_json(int argc, char **argv, int rc);
 /* True when stdout is a terminal (progress lines only then). */
 bool tool_stdout_is_tty(void);
 

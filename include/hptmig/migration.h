@@ -300,6 +300,68 @@ typedef struct mig_progress {
 	const char *phase;            /* "setup", "iterate", "stop", "wait" */
 } mig_progress_t;
 
+/*
+ * A run handle for live settings and status (the library behind QMP's
+ * migrate-set-parameters and query-migrate). Created by the caller, given
+ * to one run at a time (mig_params_t.live or mig_dest_params_t.live), and
+ * usable from any thread while the run goes: every function below is
+ * thread-safe (one mutex inside; never held across I/O).
+ */
+typedef struct mig_live mig_live_t;
+int mig_live_new(mig_live_t **out);
+void mig_live_free(mig_live_t *l);
+/*
+ * Change the bandwidth cap (bytes/s, 0 = unlimited) or the downtime limit
+ * (ns) of the run. They take effect at the controller's next round (the
+ * rate limiter's wait sees a new bandwidth within its 10 ms slice). A value
+ * set before the run starts overrides the params'; the params' are used
+ * otherwise. Returns 0, or HM_E_RANGE for a downtime limit of 0 or above
+ * MIG_DOWNTIME_LIMIT_MAX_NS.
+ */
+#define MIG_DOWNTIME_LIMIT_MAX_NS (UINT64_C(3600000) * 1000000u) /* 1 h */
+int mig_set_max_bandwidth(mig_live_t *l, uint64_t bytes_per_second);
+int mig_set_downtime_limit(mig_live_t *l, uint64_t ns);
+
+/* QEMU's MigrationStatus values that hptmig reaches. */
+enum mig_run_status {
+	MIG_RUN_NONE = 0,   /* "none": no run attached yet */
+	MIG_RUN_SETUP,      /* "setup": connecting, header, START; a destination waiting */
+	MIG_RUN_ACTIVE,     /* "active": precopy rounds; a destination loading */
+	MIG_RUN_DEVICE,     /* "device": the guest is stopped, the final pass goes out */
+	MIG_RUN_COMPLETED,  /* "completed" */
+	MIG_RUN_FAILED,     /* "failed" */
+	MIG_RUN_CANCELLED,  /* "cancelled": a cancel (QMP, signal) ended it */
+};
+/* QEMU's spelling: "none", "setup", "active", "device", "completed",
+ * "failed", "cancelled". Never NULL. */
+const char *mig_run_status_name(enum mig_run_status s);
+
+/* An unknown value in mig_status_t. */
+#define MIG_UNKNOWN UINT64_MAX
+
+/* A snapshot of a run (mig_live_status). Times in ns; MIG_UNKNOWN = not known. */
+typedef struct mig_status {
+	enum mig_run_status status;
+	bool source;                  /* source side (false: destination) */
+	unsigned attempt;             /* source: attempt number (1 = first) */
+	unsigned iterations;          /* source: completed passes */
+	uint64_t transferred;         /* stream bytes written (source) or read (destination) */
+	uint64_t remaining;           /* source: pending bytes (every live section + unacked) */
+	uint64_t total;               /* the table's size in bytes (slots x 16) */
+	uint64_t bandwidth;           /* measured bytes/s */
+	uint64_t dirty_rate;          /* source: table entry changes per second (hypercalls
+				       * that change an entry, over the last round's window) */
+	uint64_t expected_downtime_ns;
+	uint64_t setup_ns;
+	uint64_t total_ns;            /* since the run started; up to the end once it ended */
+	uint64_t downtime_ns;         /* once the guest was stopped and the run ended */
+	unsigned throttle;            /* source: vCPU throttle percent */
+	uint64_t max_bandwidth;       /* the settings in force (bytes/s, 0 = unlimited) */
+	uint64_t downtime_limit_ns;
+} mig_status_t;
+/* The latest snapshot, any thread, any time (before a run: status NONE). */
+void mig_live_status(mig_live_t *l, mig_status_t *out);
+
 typedef struct mig_params {
 	uint64_t max_bandwidth;       /* bytes/s; 0 = unlimited */
 	uint64_t downtime_limit_ns;   /* default 300 ms */
@@ -326,6 +388,7 @@ typedef struct mig_params {
 	 * of N, why, next in S). May be NULL. */
 	void (*on_retry)(void *opaque, const char *line);
 	void *retry_opaque;
+	mig_live_t *live;             /* settings changed during the run, status; may be NULL */
 } mig_params_t;
 
 void mig_params_default(mig_params_t *p);
@@ -459,6 +522,7 @@ typedef struct mig_dest_params {
 	machine_config_t guest;       /* vCPUs/workload/rate/seed of the resumed guest */
 	bool no_resume;               /* load and verify only (no vCPUs) */
 	mig_cancel_t *cancel;
+	mig_live_t *live;             /* status for query-migrate; may be NULL */
 } mig_dest_params_t;
 
 void mig_dest_params_default(mig_dest_params_t *p);

@@ -58,7 +58,32 @@ struct dest {
 	int64_t verify_offset; /* of the hptmig/verify record, for errors */
 	htab_summary_t sum;
 	uint8_t root[HM_SHA256_LEN]; /* block root of the loaded table (with sum) */
+	uint64_t live_t;       /* last status published (ns) */
 };
+
+/* The status snapshot while loading (query-migrate on a destination):
+ * bytes read so far, the table's size once known; at most every 10 ms. */
+static void dest_publish(struct dest *d, uint64_t transferred, bool force)
+{
+	uint64_t now = hm_now_ns();
+	if (!d->p->live || (!force && now - d->live_t < 10000000ull))
+		return;
+	d->live_t = now;
+	hpt_t *t = d->loader ? htab_loader_table(d->loader) : NULL;
+	uint64_t el = now - d->t_conn;
+	mig_status_t s = {
+		.status = MIG_RUN_ACTIVE,
+		.transferred = transferred,
+		.remaining = MIG_UNKNOWN,
+		.total = t ? hpt_slots(t) * 16u : MIG_UNKNOWN,
+		.bandwidth = el ? (uint64_t)((double)transferred * 1e9 / (double)el) : 0,
+		.dirty_rate = MIG_UNKNOWN,
+		.expected_downtime_ns = MIG_UNKNOWN,
+		.setup_ns = d->rep->wait_ns,
+		.downtime_ns = MIG_UNKNOWN,
+	};
+	mig_live_publish(d->p->live, &s);
+}
 
 /* Block root, digest and counts of the loaded table (one walk for all). */
 static int dest_summary(struct dest *d)
@@ -89,6 +114,7 @@ static int dest_on_record(void *o, const savevm_record_info_t *rec, hm_error_t *
 	 * resize records each mapping a table): checked at every record. */
 	if (mig_conn_deadline_passed(d->conn))
 		return hm_error_set(err, HM_E_TIMEOUT, (int64_t)rec->offset, "deadline passed");
+	dest_publish(d, rec->end_offset, false);
 	bool htab = rec->idstr && strcmp(rec->idstr, HTAB_IDSTR) == 0;
 	if (rec->idstr && strcmp(rec->idstr, VERIFY_SECTION_IDSTR) == 0)
 		d->verify_offset = (int64_t)rec->offset;
@@ -203,6 +229,7 @@ static int dest_setup(struct dest *d, mig_listener_t *l, hm_error_t *err)
 	mig_cancel_attach(p->cancel, d->conn);
 	d->t_conn = hm_now_ns();
 	rep->wait_ns = d->t_conn - d->t0;
+	dest_publish(d, 0, true);
 
 	hpt_config_t hc;
 	hpt_config_default(&hc);
@@ -302,6 +329,8 @@ static int dest_resume(struct dest *d, hm_error_t *err)
 	msg.has_digest = true;
 	memcpy(msg.root, d->root, HM_SHA256_LEN);
 	mig_rp_send_resumed(d->conn, &msg); /* a source gone now changes nothing here */
+	/* The migration is over once the guest runs here (not when --run ends). */
+	mig_live_end(p->live, MIG_RUN_COMPLETED, rep->bytes_total, MIG_UNKNOWN);
 
 	if (d->m) {
 		uint64_t r0 = hm_now_ns();
@@ -329,6 +358,7 @@ int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_
 	d.rep = rep;
 	d.t0 = hm_now_ns();
 	rep->max_shift = mig_dest_max_shift(p);
+	mig_live_begin(p->live, false, 0, 0);
 
 	rc = dest_setup(&d, l, err);
 	if (rc && !d.conn)
@@ -355,6 +385,12 @@ int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_
 out:
 	rep->status = rc;
 	rep->total_ns = hm_now_ns() - d.t0;
+	if (rc) /* (a success ended the status at the resume) */
+		mig_live_end(p->live,
+			     rc == HM_E_CANCELLED || mig_cancel_requested(p->cancel)
+				     ? MIG_RUN_CANCELLED
+				     : MIG_RUN_FAILED,
+			     rep->bytes_total, MIG_UNKNOWN);
 	mig_cancel_attach(p->cancel, NULL);
 	if (d.conn) {
 		if (rc)

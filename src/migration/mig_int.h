@@ -29,4 +29,19 @@ void mig_cancel_attach(mig_cancel_t *c, mig_conn_t *conn);
 int mig_register_guest(savevm_registry_t **reg, htab_save_t *save, htab_loader_t *load,
 		       spapr_state_t *spapr, savevm_verify_t *verify, hm_error_t *err);
 
+/*
+ * The run handle's private side (live.c), each a no-op on NULL. begin: a
+ * new run (status setup; the settings from bw and dl_ns unless a setter
+ * ran before). settings: the values in force. attach_file: the stream a
+ * bandwidth change applies to at once (NULL: none; it must stay open while
+ * attached). publish: a snapshot (its settings and side are ignored).
+ * end: the final status.
+ */
+void mig_live_begin(mig_live_t *l, bool source, uint64_t bw, uint64_t dl_ns);
+void mig_live_settings(mig_live_t *l, uint64_t *bw, uint64_t *dl_ns);
+void mig_live_attach_file(mig_live_t *l, mig_file_t *f);
+void mig_live_publish(mig_live_t *l, const mig_status_t *s);
+void mig_live_end(mig_live_t *l, enum mig_run_status status, uint64_t transferred,
+		  uint64_t downtime_ns);
+
 #endif

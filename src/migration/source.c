@@ -245,6 +245,10 @@ struct attempt {
 	unsigned prog_pass;
 	unsigned prog_percent;
 	uint64_t prog_pass_bytes0; /* htab payload bytes when the pass began */
+	uint64_t max_bw;         /* settings in force: p's, or p->live's once changed */
+	uint64_t dl_ns;
+	uint64_t dirty_t, dirty_n; /* dirty-rate window: start and entry changes then */
+	uint64_t dirty_rate;     /* entry changes per second (MIG_UNKNOWN: none yet) */
 };
 
 /*
@@ -378,8 +382,8 @@ static uint64_t bw_sample(struct attempt *a, struct bw_sampler *s, bool more_wor
 		 * merely queued in the socket are not: a fast first round fills
 		 * the send buffer at memory speed.) */
 		bw_eff = (uint64_t)((double)delivered * 1e9 / (double)(now - t0));
-	if (a->p->max_bandwidth && (bw_eff == 0 || bw_eff > a->p->max_bandwidth))
-		bw_eff = a->p->max_bandwidth;
+	if (a->max_bw && (bw_eff == 0 || bw_eff > a->max_bw))
+		bw_eff = a->max_bw;
 	return bw_eff;
 }
 
@@ -437,7 +441,7 @@ static mig_policy_stats_t policy_stats(struct attempt *a, bool pass_complete, ui
 		.pending_bytes = pending,
 		.expected_downtime_ns = expected,
 		.fixed_downtime_ns = a->fixed_ns,
-		.downtime_limit_ns = p->downtime_limit_ns,
+		.downtime_limit_ns = a->dl_ns,
 		.max_iterations = p->max_iterations,
 		.throttle = machine_throttle(a->m),
 	};
@@ -452,8 +456,8 @@ static void note_stop(struct attempt *a, const mig_policy_stats_t *st)
 	rep->pending_at_stop = st->pending_bytes;
 	rep->expected_downtime_ns = expected == UINT64_MAX ? 0 : expected;
 	snprintf(rep->stop_reason, sizeof(rep->stop_reason), "%s",
-		 expected <= p->downtime_limit_ns ? "converged"
-		 : a->fixed_ns >= p->downtime_limit_ns ? "fixed-cost-over-limit"
+		 expected <= a->dl_ns ? "converged"
+		 : a->fixed_ns >= a->dl_ns ? "fixed-cost-over-limit"
 		 : (p->max_iterations && rep->iterations >= p->max_iterations) ? "max-iterations"
 									      : "policy");
 }
@@ -501,6 +505,79 @@ static int precopy_round(struct attempt *a, uint64_t *r1, hm_error_t *err)
 }
 
 /*
+ * Live settings (mig_live_t): the bandwidth cap and downtime limit in force
+ * for this round. A changed cap is usually on the stream already (the
+ * setter puts it there at once, so a rate wait computed for the old cap
+ * ends); the controller puts it there too, and its own copies follow.
+ */
+static void live_refresh(struct attempt *a)
+{
+	if (!a->p->live)
+		return;
+	uint64_t bw = a->max_bw;
+	mig_live_settings(a->p->live, &a->max_bw, &a->dl_ns);
+	if (a->conn && a->max_bw != bw)
+		mig_file_set_rate_limit(mig_conn_file(a->conn), a->max_bw);
+}
+
+/* Entry-changing hypercalls so far: what dirties the table. */
+static uint64_t entry_changes(machine_t *m)
+{
+	machine_stats_t ms;
+	machine_get_stats(m, &ms);
+	return ms.enters + ms.removes + ms.protects + ms.bulk_removes;
+}
+
+/* The status snapshot after a round (query-migrate's fields). */
+static void live_publish_round(struct attempt *a, const mig_policy_stats_t *st, uint64_t now)
+{
+	if (!a->p->live)
+		return;
+	if (now - a->dirty_t >= 100000000ull) {
+		uint64_t n = entry_changes(a->m);
+		a->dirty_rate = (uint64_t)((double)(n - a->dirty_n) * 1e9 / (double)(now - a->dirty_t));
+		a->dirty_t = now;
+		a->dirty_n = n;
+	}
+	mig_status_t s = {
+		.status = MIG_RUN_ACTIVE,
+		.attempt = a->rep->attempts,
+		.iterations = a->rep->iterations,
+		.transferred = st->bytes_sent,
+		.remaining = st->pending_bytes,
+		.total = hpt_slots(machine_hpt(a->m)) * 16u,
+		.bandwidth = st->bandwidth,
+		.dirty_rate = a->dirty_rate,
+		.expected_downtime_ns = st->expected_downtime_ns,
+		.setup_ns = a->rep->setup_ns,
+		.downtime_ns = MIG_UNKNOWN,
+		.throttle = st->throttle,
+	};
+	mig_live_publish(a->p->live, &s);
+}
+
+/* The status at a phase change (setup, device) between rounds. */
+static void live_publish_phase(struct attempt *a, enum mig_run_status status)
+{
+	if (!a->p->live)
+		return;
+	mig_status_t s;
+	mig_live_status(a->p->live, &s);
+	s.status = status;
+	s.attempt = a->rep->attempts;
+	s.iterations = a->rep->iterations;
+	if (a->conn)
+		s.transferred = mig_file_offset(mig_conn_file(a->conn));
+	if (status == MIG_RUN_SETUP) {
+		s.remaining = s.expected_downtime_ns = s.setup_ns = s.dirty_rate = MIG_UNKNOWN;
+		s.bandwidth = 0;
+		s.total = hpt_slots(machine_hpt(a->m)) * 16u;
+	}
+	s.downtime_ns = MIG_UNKNOWN;
+	mig_live_publish(a->p->live, &s);
+}
+
+/*
  * Precopy: rounds until the policy says STOP (returns 0) or ABORT, a
  * cancel, the timeout or an error (negative; the guest still runs).
  */
@@ -512,9 +589,13 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 	struct converge conv = {.pass_start_bytes = mig_file_offset(mig_conn_file(a->conn)),
 				.prev_pass_dirty = UINT64_MAX};
 	uint64_t last_progress = 0;
+	a->dirty_t = hm_now_ns();
+	a->dirty_n = entry_changes(a->m);
+	a->dirty_rate = MIG_UNKNOWN;
 
 	for (;;) {
 		uint64_t r1 = 0, unsent;
+		live_refresh(a);
 		int rc = precopy_check_limits(a, run_t0, err);
 		if (!rc)
 			rc = precopy_round(a, &r1, err);
@@ -527,12 +608,13 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 			/* About to find the limit out of reach because of the
 			 * fixed cost alone: make sure of that cost with another
 			 * sample first. */
-			if (a->fixed_ns >= p->downtime_limit_ns &&
+			if (a->fixed_ns >= a->dl_ns &&
 			    a->digest_samples < MIG_FIXED_SAMPLES)
 				measure_fixed(a);
 		}
 		mig_policy_stats_t st = policy_stats(a, rc == 1, r1 - t0, bw, unsent);
 		a->rep->bandwidth = bw;
+		live_publish_round(a, &st, r1);
 		enum mig_policy_answer ans = policy(p->policy_opaque, &st);
 		if (r1 - last_progress >= 200000000ull) {
 			progress(a, "iterate", st.pending_bytes, bw, st.expected_downtime_ns, t0);
@@ -779,6 +861,7 @@ static int attempt_setup(struct attempt *a, mig_uri_t *uri, uint64_t t0, hm_erro
 	int rc;
 
 	progress(a, "setup", 0, 0, 0, t0);
+	live_publish_phase(a, MIG_RUN_SETUP);
 	mig_connect_opts_t co = {.timeout_ms = p->connect_timeout_ms, .cancel = p->cancel,
 				 .on_retry = p->on_retry, .opaque = p->retry_opaque};
 	rc = mig_connect_ex(uri, &co, &a->conn, err);
@@ -786,7 +869,9 @@ static int attempt_setup(struct attempt *a, mig_uri_t *uri, uint64_t t0, hm_erro
 		return rc;
 	mig_cancel_attach(p->cancel, a->conn);
 	mig_file_t *f = mig_conn_file(a->conn);
-	mig_file_set_rate_limit(f, p->max_bandwidth);
+	live_refresh(a);
+	mig_file_set_rate_limit(f, a->max_bw);
+	mig_live_attach_file(p->live, f); /* a cap changed from now on applies at once */
 	a->rep->return_path = mig_conn_has_return_path(a->conn);
 
 	htab_save_opts_t ho;
@@ -836,6 +921,9 @@ static int attempt_stop_and_copy(struct attempt *a, uint64_t t0, hm_error_t *err
 	int rc;
 
 	progress(a, "stop", rep->pending_at_stop, rep->bandwidth, rep->expected_downtime_ns, t0);
+	/* The rate limit does not apply with the guest stopped: detach. */
+	mig_live_attach_file(p->live, NULL);
+	live_publish_phase(a, MIG_RUN_DEVICE);
 	uint64_t t_stop = hm_now_ns();
 	rc = machine_pause(a->m, p->pause_timeout_ns, err);
 	if (rc)
@@ -925,6 +1013,7 @@ static int attempt_run(struct attempt *a, mig_uri_t *uri, hm_error_t *err)
 static void attempt_cleanup(struct attempt *a)
 {
 	mig_cancel_attach(a->p->cancel, NULL);
+	mig_live_attach_file(a->p->live, NULL);
 	if (a->reg && a->setup_called)
 		savevm_live_cleanup_all(a->reg);
 	savevm_registry_free(a->reg);
@@ -972,10 +1061,12 @@ int mig_source_run(machine_t *m, const char *uri_text, const mig_params_t *p, mi
 		rep->status = rc;
 		return rc;
 	}
+	mig_live_begin(p->live, true, p->max_bandwidth, p->downtime_limit_ns);
 	uint64_t stopped_total = 0;
 	uint64_t paused_at = 0; /* stop of an attempt that ended paused, no answer */
 	for (;;) {
-		struct attempt a = {.m = m, .p = p, .rep = rep, .run_t0 = t0};
+		struct attempt a = {.m = m, .p = p, .rep = rep, .run_t0 = t0,
+				    .max_bw = p->max_bandwidth, .dl_ns = p->downtime_limit_ns};
 		hm_error_t e;
 		hm_error_clear(&e);
 		unsigned attempts = rep->attempts + 1;
@@ -1046,5 +1137,9 @@ int mig_source_run(machine_t *m, const char *uri_text, const mig_params_t *p, mi
 		rep->has_root = hpt_root_summary(h, HPT_READ_LOCKED, NULL, NULL, rep->digest,
 						 rep->root) == 0;
 	hpt_count(h, &rep->htab_valid, &rep->htab_bolted);
+	mig_live_end(p->live,
+		     rc == 0 ? MIG_RUN_COMPLETED : rc == HM_E_CANCELLED ? MIG_RUN_CANCELLED
+								  : MIG_RUN_FAILED,
+		     rep->bytes_total, rep->stopped ? rep->downtime_ns : MIG_UNKNOWN);
 	return rc;
 }
