@@ -35,13 +35,19 @@
 	"  --policy ours|qemu   stop decision (qemu: QEMU's rule, table pending counted as zero)\n"       \
 	"  --json               one JSON object on stdout at the end\n"
 
+#define MIG_TLS_USAGE                                                                        \
+	"TLS (tcp; docs/tls.md):\n"                                                           \
+	"  --tls-creds DIR      QEMU tls-creds-x509 layout: ca-cert.pem, client-cert.pem,\n"  \
+	"                       client-key.pem; the destination's certificate is verified\n" \
+	"  --tls-hostname NAME  the name its certificate must carry (default: URI host)\n"
+
 static int migrate_run(int argc, char **argv)
 {
 	struct mig_cli cli;
 	const char *pos[1];
 	mig_uri_t u;
 	mig_cancel_t *cancel;
-	int rc = mig_cli_start("migrate", argc, argv, MIG_CLI_SOURCE, "URI", &cli, pos, &u, &cancel);
+	int rc = mig_cli_start("migrate", argc, argv, MIG_CLI_SOURCE | MIG_CLI_TLS, "URI", &cli, pos, &u, &cancel);
 	if (rc)
 		return rc;
 	hm_error_t e;
@@ -50,6 +56,7 @@ static int migrate_run(int argc, char **argv)
 	if (mig_cli_make_guest("migrate", &cli, &m) != 0) {
 		mig_signals_stop();
 		mig_cancel_free(cancel);
+		mig_cli_tls_free(&cli);
 		return 1;
 	}
 	mig_report_t rep;
@@ -68,11 +75,13 @@ static int migrate_run(int argc, char **argv)
 	machine_destroy(m);
 	mig_signals_stop();
 	mig_cancel_free(cancel);
+	mig_cli_tls_free(&cli);
 	return rc ? 1 : 0;
 fail:
 	machine_destroy(m);
 	mig_signals_stop();
 	mig_cancel_free(cancel);
+	mig_cli_tls_free(&cli);
 	return 1;
 }
 
@@ -80,6 +89,7 @@ const struct hm_cmd hm_cmd_migrate = {
 	.name = "migrate",
 	.summary = "live-migrate a simulated guest to URI",
 	.usage = "usage: hptmig migrate URI [guest options] [migration options] [--json]\n"
-		 "URI: tcp:HOST:PORT, unix:PATH, exec:COMMAND, file:PATH or fd:N\n" MIG_OPTS_USAGE,
+		 "URI: tcp:HOST:PORT, unix:PATH, exec:COMMAND, file:PATH or fd:N\n" MIG_OPTS_USAGE
+		 MIG_TLS_USAGE,
 	.run = migrate_run,
 };

@@ -632,7 +632,7 @@ static int attempt_setup(struct attempt *a, mig_uri_t *uri, uint64_t t0, hm_erro
 	int rc;
 
 	progress(a, "setup", 0, 0, 0, t0);
-	rc = mig_connect(uri, p->connect_timeout_ms, &a->conn, err);
+	rc = mig_connect_tls(uri, p->connect_timeout_ms, p->tls, &a->conn, err);
 	if (rc)
 		return rc;
 	mig_cancel_attach(p->cancel, a->conn);
