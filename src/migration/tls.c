@@ -31,6 +31,8 @@ struct mig_tls {
 	bool server;
 	int sys_errno;     /* the last errno of the transport */
 	int last;          /* the last GnuTLS error */
+	uint8_t first[4];  /* the peer's first bytes: is it speaking TLS at all? */
+	size_t first_len;
 	char why[400];     /* a message for that error */
 };
 
@@ -152,6 +154,8 @@ static ssize_t tls_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 		t->sys_errno = errno == EWOULDBLOCK ? EAGAIN : errno;
 		gnutls_transport_set_errno(t->s, t->sys_errno);
 	}
+	for (ssize_t i = 0; i < n && t->first_len < sizeof(t->first); i++)
+		t->first[t->first_len++] = ((const uint8_t *)buf)[i];
 	return n;
 }
 
@@ -176,6 +180,9 @@ static void tls_explain(mig_tls_t *t, int g)
 		unsigned st = gnutls_session_get_verify_cert_status(t->s);
 		gnutls_datum_t d = {NULL, 0};
 		if (st && gnutls_certificate_verification_status_print(st, GNUTLS_CRT_X509, &d, 0) == 0) {
+			size_t n = strlen((const char *)d.data);
+			while (n && d.data[n - 1] == ' ')
+				d.data[--n] = 0; /* GnuTLS ends each sentence with a space */
 			snprintf(t->why, sizeof(t->why), "%s's certificate is refused: %s", peer,
 				 (const char *)d.data);
 			gnutls_free(d.data);
@@ -183,10 +190,12 @@ static void tls_explain(mig_tls_t *t, int g)
 			snprintf(t->why, sizeof(t->why), "%s's certificate is refused: %s", peer,
 				 gnutls_strerror(g));
 		}
-	} else if (g == GNUTLS_E_NO_CERTIFICATE_FOUND) {
-		snprintf(t->why, sizeof(t->why), "%s sent no certificate (--tls-creds with %s on %s)",
-			 peer, server ? MIG_TLS_CLIENT_CERT : MIG_TLS_SERVER_CERT,
-			 server ? "the source" : "the destination");
+	} else if (g == GNUTLS_E_NO_CERTIFICATE_FOUND || g == GNUTLS_E_CERTIFICATE_REQUIRED) {
+		/* A client only sends a certificate the server's CA issued. */
+		snprintf(t->why, sizeof(t->why),
+			 "%s sent no certificate issued by this %s (its %s is missing or from "
+			 "another CA)",
+			 peer, MIG_TLS_CA_CERT, server ? MIG_TLS_CLIENT_CERT : MIG_TLS_SERVER_CERT);
 	} else if (g == GNUTLS_E_FATAL_ALERT_RECEIVED || g == GNUTLS_E_WARNING_ALERT_RECEIVED) {
 		snprintf(t->why, sizeof(t->why), "%s refused the session: alert '%s'", peer,
 			 gnutls_alert_get_name(gnutls_alert_get(t->s)));
@@ -218,12 +227,10 @@ static int tls_wait(int fd, short ev, uint64_t end)
 	}
 }
 
-/* What a peer that is not speaking TLS sent first, if it is a plain stream. */
-static bool peer_sent_plain_stream(int fd)
+/* The peer opened with a plain migration stream's magic instead of TLS. */
+static bool peer_sent_plain_stream(const mig_tls_t *t)
 {
-	uint8_t b[4];
-	ssize_t n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
-	return n == 4 && memcmp(b, "QEVM", 4) == 0;
+	return t->first_len == 4 && memcmp(t->first, "QEVM", 4) == 0;
 }
 
 void mig_tls_free(mig_tls_t *t)
@@ -317,7 +324,12 @@ int mig_tls_handshake(const mig_tls_creds_t *c, int fd, const char *host, uint64
 	*out = t;
 	return 0;
 fail:
-	if (server && peer_sent_plain_stream(fd)) {
+	/* Tell the peer why (an alert) unless the connection is what failed;
+	 * a plain source reads it on its return path and says so. */
+	if (g != GNUTLS_E_PREMATURE_TERMINATION && g != GNUTLS_E_PULL_ERROR &&
+	    g != GNUTLS_E_PUSH_ERROR)
+		(void)gnutls_alert_send_appropriate(t->s, g);
+	if (server && peer_sent_plain_stream(t)) {
 		snprintf(why, wl, "the source sent a plain migration stream (QEVM), not TLS (is "
 			 "--tls-creds missing on the source?)");
 	} else {

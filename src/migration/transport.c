@@ -696,7 +696,8 @@ int mig_connect_tls(const mig_uri_t *u, int timeout_ms, const mig_tls_creds_t *t
 			       sizeof(why));
 	if (rc != 0) {
 		close(fd);
-		return hm_error_set(err, rc, -1, "%s: TLS handshake failed: %s", desc, why);
+		return hm_error_set(err, rc == -EPROTO ? HM_E_PEER : rc, -1,
+				    "%s: TLS handshake failed: %s", desc, why);
 	}
 	mig_conn_t *c = calloc(1, sizeof(*c));
 	struct tls_wr *w = calloc(1, sizeof(*w));
@@ -922,6 +923,36 @@ static int probe(int fd, mig_tls_t *tls, int ms, uint8_t hdr[8], char *why, size
 	return 0;
 }
 
+/*
+ * Close a connection that failed the TLS handshake so that its peer reads
+ * the alert we sent: a close with unread input would reset it, and the
+ * reset would discard the alert. End our side, drain what the peer still
+ * sends for at most TLS_LINGER_MS (a bound on the listener's time, not the
+ * peer's), then close.
+ */
+#define TLS_LINGER_MS 200
+static void close_lingering(int fd)
+{
+	uint8_t sink[4096];
+	uint64_t end = hm_now_ns() + TLS_LINGER_MS * 1000000ull;
+	shutdown(fd, SHUT_WR);
+	for (;;) {
+		uint64_t now = hm_now_ns();
+		if (now >= end)
+			break;
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int k = poll(&p, 1, (int)((end - now + 999999) / 1000000));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			break;
+	}
+	close(fd);
+}
+
 /* Wait for a connection on l until end (absolute ns, UINT64_MAX = forever). */
 static int accept_one(mig_listener_t *l, uint64_t end, int timeout_ms, const char *desc,
 		      unsigned strays, int *out, hm_error_t *err)
@@ -992,7 +1023,7 @@ static int accept_impl(mig_listener_t *l, const mig_accept_opts_t *o, bool scree
 				int hr = mig_tls_handshake(l->tls, fd, NULL, hs_end, &tls, why,
 							   sizeof(why));
 				if (hr != 0 && !screen) {
-					close(fd);
+					close_lingering(fd);
 					return hm_error_set(err, hr, -1,
 							    "%s: the connection from %s failed the TLS "
 							    "handshake: %s",
@@ -1013,9 +1044,12 @@ static int accept_impl(mig_listener_t *l, const mig_accept_opts_t *o, bool scree
 				break;
 			}
 		stray:
+			if (l->tls && !tls)
+				close_lingering(fd); /* the source gets the TLS alert, not a reset */
+			else
+				close(fd);
 			mig_tls_free(tls);
 			tls = NULL;
-			close(fd);
 			fd = -1;
 			strays++;
 			if (strays_out)
@@ -1313,6 +1347,11 @@ int mig_rp_recv(mig_conn_t *c, int timeout_ms, mig_rp_msg_t *m, hm_error_t *err)
 		return hm_error_set(err, HM_E_STATE, -1, "%s: no return path", c->desc);
 	uint64_t deadline = hm_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	int rc = read_all(c->rp_fd, c->tls, &h, sizeof(h), deadline);
+	if (rc == 0 && !c->tls && h.type[0] == 0x15 && h.type[1] == 0x03)
+		/* 0x15 0x03: a TLS alert record, where a return-path message belongs. */
+		return hm_error_set(err, HM_E_PEER, -1,
+				    "return path: the destination answered with a TLS alert: it "
+				    "expects TLS (--tls-creds)");
 	if (rc == 0) {
 		uint16_t len = hm_load_be16(h.len);
 		if (len > sizeof(body))
@@ -1332,6 +1371,6 @@ int mig_rp_recv(mig_conn_t *c, int timeout_ms, mig_rp_msg_t *m, hm_error_t *err)
 				    "return path: the destination closed the connection without "
 				    "an answer");
 	if (rc == -EPROTO && c->tls)
-		return hm_error_set(err, rc, -1, "return path: TLS: %s", mig_tls_why(c->tls));
+		return hm_error_set(err, HM_E_PEER, -1, "return path: TLS: %s", mig_tls_why(c->tls));
 	return hm_error_set(err, rc, -1, "return path: %s", hm_err_str(rc));
 }
