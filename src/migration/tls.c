@@ -299,10 +299,13 @@ int mig_tls_handshake(const mig_tls_creds_t *c, int fd, const char *host, uint64
 			goto fail;
 	}
 	if (server && c->authz[0]) {
-		/* QEMU's authz: the client's DN, as GnuTLS writes it, must be the one allowed. */
+		/* QEMU's authz compares the DN as gnutls_x509_crt_get_dn writes it
+		 * (most significant part first, "O=...,CN=..."); certtool and
+		 * openssl show the RFC 4514 order ("CN=...,O=..."): either is let in. */
 		unsigned n = 0;
 		const gnutls_datum_t *certs = gnutls_certificate_get_peers(t->s, &n);
 		gnutls_x509_crt_t crt;
+		gnutls_datum_t rfc = {NULL, 0};
 		char dn[1024];
 		size_t dl = sizeof(dn);
 		dn[0] = 0;
@@ -310,13 +313,21 @@ int mig_tls_handshake(const mig_tls_creds_t *c, int fd, const char *host, uint64
 			if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) != 0 ||
 			    gnutls_x509_crt_get_dn(crt, dn, &dl) != 0)
 				dn[0] = 0;
+			else if (gnutls_x509_crt_get_dn3(crt, &rfc, 0) != 0)
+				rfc.data = NULL;
 			gnutls_x509_crt_deinit(crt);
 		}
-		if (strcmp(dn, c->authz) != 0) {
+		bool ok = dn[0] && (strcmp(dn, c->authz) == 0 ||
+				    (rfc.data && strcmp((const char *)rfc.data, c->authz) == 0));
+		if (!ok) {
 			/* Tell the source why, so that it does not send a stream for nothing. */
 			gnutls_alert_send(t->s, GNUTLS_AL_FATAL, GNUTLS_A_ACCESS_DENIED);
 			snprintf(why, wl, "the source's certificate is for '%s', not the DN "
-				 "--tls-authz allows ('%s')", dn, c->authz);
+				 "--tls-authz allows ('%s')", rfc.data ? (const char *)rfc.data : dn,
+				 c->authz);
+		}
+		gnutls_free(rfc.data);
+		if (!ok) {
 			mig_tls_free(t);
 			return -EACCES;
 		}
