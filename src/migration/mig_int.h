@@ -50,6 +50,12 @@ ssize_t mig_tls_send(mig_tls_t *t, const void *buf, size_t len);
 /* Send close_notify: the peer's reads see the end of the stream. */
 void mig_tls_bye(mig_tls_t *t);
 const char *mig_tls_why(const mig_tls_t *t);
+/* The peer ended the session with a fatal alert before sending a byte:
+ * it refused us at the handshake (a certificate, --tls-authz). */
+bool mig_tls_refused(const mig_tls_t *t);
+/* c's TLS session was refused so (mig_tls_refused): the destination never
+ * loaded anything, so a stopped source may resume. */
+bool mig_conn_tls_refused(const mig_conn_t *c);
 void mig_tls_free(mig_tls_t *t);
 
 #endif

@@ -563,6 +563,13 @@ static int await_resumed(struct attempt *a, uint64_t t0, hm_error_t *err)
 		/* a PONG that came too late for measure_rtt: skip it */
 	}
 	uint64_t t_end = hm_now_ns();
+	if (rc && mig_conn_tls_refused(a->conn)) {
+		/* A TLS alert before any answer: the destination refused the
+		 * session (a certificate, --tls-authz), so it loaded nothing and
+		 * the source resumes, as on REFUSED. */
+		hm_error_prefix(err, "after the whole stream was sent: ");
+		return err->code;
+	}
 	if (rc) {
 		/* We cannot know whether the destination resumed: stay paused,
 		 * never retry. */

@@ -31,6 +31,8 @@ struct mig_tls {
 	bool server;
 	int sys_errno;     /* the last errno of the transport */
 	int last;          /* the last GnuTLS error */
+	bool refused;      /* a fatal alert before any application byte from the peer */
+	uint64_t bytes_in; /* application bytes received */
 	uint8_t first[4];  /* the peer's first bytes: is it speaking TLS at all? */
 	size_t first_len;
 	char why[400];     /* a message for that error */
@@ -365,6 +367,8 @@ static ssize_t tls_fail(mig_tls_t *t, ssize_t g)
 		return 0; /* a peer that closed without close_notify: end of input */
 	if (g == GNUTLS_E_PUSH_ERROR || g == GNUTLS_E_PULL_ERROR)
 		return -(t->sys_errno ? t->sys_errno : EPIPE);
+	if (g == GNUTLS_E_FATAL_ALERT_RECEIVED && t->bytes_in == 0)
+		t->refused = true;
 	tls_explain(t, (int)g);
 	return -EPROTO;
 }
@@ -375,8 +379,10 @@ ssize_t mig_tls_recv(mig_tls_t *t, void *buf, size_t len)
 	do
 		n = gnutls_record_recv(t->s, buf, len);
 	while (n == GNUTLS_E_INTERRUPTED);
-	if (n >= 0)
+	if (n >= 0) {
+		t->bytes_in += (uint64_t)n;
 		return n;
+	}
 	return tls_fail(t, n);
 }
 
@@ -394,6 +400,11 @@ ssize_t mig_tls_send(mig_tls_t *t, const void *buf, size_t len)
 void mig_tls_bye(mig_tls_t *t)
 {
 	(void)gnutls_bye(t->s, GNUTLS_SHUT_WR);
+}
+
+bool mig_tls_refused(const mig_tls_t *t)
+{
+	return t->refused;
 }
 
 const char *mig_tls_why(const mig_tls_t *t)

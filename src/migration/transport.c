@@ -1150,6 +1150,11 @@ const char *mig_conn_desc(const mig_conn_t *c)
 	return c->desc;
 }
 
+bool mig_conn_tls_refused(const mig_conn_t *c)
+{
+	return c && c->tls && mig_tls_refused(c->tls);
+}
+
 uint64_t mig_conn_unsent_bytes(const mig_conn_t *c)
 {
 	int n = 0;

@@ -337,6 +337,38 @@ static void test_authz(void **state)
 		"not the DN --tls-authz allows ('CN=someone else,O=hptmig test')", NULL);
 }
 
+/*
+ * Without the PING (--qemu-pure) the refusal reaches the source only after
+ * the whole stream, with the guest stopped: an alert before any answer
+ * means the destination loaded nothing, so the source resumes its guest
+ * (it would stay paused on a silent or reset destination).
+ */
+static void test_authz_after_stream(void **state)
+{
+	(void)state;
+	char dopts[1400], *out = NULL, *err = NULL;
+	struct bg in;
+	int port = free_port();
+	snprintf(dopts, sizeof(dopts), "--tls-creds '%s' --tls-authz 'CN=nobody' --max-strays 1",
+		 d_good);
+	start_dest(&in, port, "pure", dopts);
+	char sopts[1400];
+	snprintf(sopts, sizeof(sopts), "--qemu-pure %s", creds(d_good));
+	int rc = source(port, sopts, &out, &err);
+	print_message("pure: source: %s", err);
+	assert_int_equal(rc, 1);
+	assert_one_line(err);
+	assert_non_null(strstr(err, "alert 'Access was denied'"));
+	assert_non_null(strstr(err, "resumed on the source"));
+	json_t *o = json_of(out);
+	assert_string_equal(jstr(o, "guest_state"), "resumed-on-source");
+	assert_true(jbool(o, "guest.running"));
+	json_decref(o);
+	free(out);
+	free(err);
+	assert_int_equal(bg_wait(&in, 30000), 1);
+}
+
 static void test_hostname(void **state)
 {
 	(void)state;
@@ -397,6 +429,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_ca),
 		cmocka_unit_test(test_expired),
 		cmocka_unit_test(test_authz),
+		cmocka_unit_test(test_authz_after_stream),
 		cmocka_unit_test(test_hostname),
 		cmocka_unit_test(test_plain_peers),
 		cmocka_unit_test(test_usage),
