@@ -930,7 +930,7 @@ static int probe(int fd, mig_tls_t *tls, int ms, uint8_t hdr[8], char *why, size
  * sends for at most TLS_LINGER_MS (a bound on the listener's time, not the
  * peer's), then close.
  */
-#define TLS_LINGER_MS 200
+#define TLS_LINGER_MS 1000
 static void close_lingering(int fd)
 {
 	uint8_t sink[4096];
