@@ -10,115 +10,12 @@
  * counts a stray and still receives the next, good source.
  */
 #include "test_migrate_util.h"
+#include "tls_certs.h"
 
-#include <gnutls/gnutls.h>
-#include <gnutls/x509.h>
 #include <sys/stat.h>
-#include <time.h>
 
 /* The client certificate's subject (RFC 4514 order), a DN --tls-authz lets in. */
 #define CLIENT_DN "CN=migration source,O=hptmig test"
-
-enum purpose { P_CA, P_SERVER, P_CLIENT };
-
-struct ident {
-	gnutls_x509_privkey_t key;
-	gnutls_x509_crt_t crt;
-};
-
-static void write_pem(const char *dir, const char *name, const gnutls_datum_t *d)
-{
-	char path[1024];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	assert_int_equal(tu_write_file(path, d->data, d->size), 0);
-}
-
-/*
- * A key and a certificate for dn valid [now + from_s, now + to_s], signed by
- * issuer (NULL: self-signed, a CA).
- */
-static void make_ident(struct ident *id, const char *dn, enum purpose p, long from_s, long to_s,
-		       const struct ident *issuer, unsigned serial)
-{
-	static const uint8_t loopback[4] = {127, 0, 0, 1};
-	const char *bad = NULL;
-	uint8_t ser[4] = {0, 0, (uint8_t)(serial >> 8), (uint8_t)serial};
-	uint8_t kid[64];
-	size_t kl = sizeof(kid);
-	time_t now = time(NULL);
-	gnutls_x509_crt_t c;
-	assert_int_equal(gnutls_x509_privkey_init(&id->key), 0);
-	assert_int_equal(gnutls_x509_privkey_generate(id->key, GNUTLS_PK_ECDSA,
-						      GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1),
-						      0),
-			 0);
-	assert_int_equal(gnutls_x509_crt_init(&c), 0);
-	assert_int_equal(gnutls_x509_crt_set_version(c, 3), 0);
-	assert_int_equal(gnutls_x509_crt_set_serial(c, ser, sizeof(ser)), 0);
-	assert_int_equal(gnutls_x509_crt_set_activation_time(c, now + from_s), 0);
-	assert_int_equal(gnutls_x509_crt_set_expiration_time(c, now + to_s), 0);
-	if (gnutls_x509_crt_set_dn(c, dn, &bad) != 0)
-		fail_msg("DN '%s' refused at '%s'", dn, bad ? bad : "?");
-	assert_int_equal(gnutls_x509_crt_set_key(c, id->key), 0);
-	assert_int_equal(gnutls_x509_crt_set_basic_constraints(c, p == P_CA, -1), 0);
-	if (p == P_CA) {
-		assert_int_equal(gnutls_x509_crt_set_key_usage(c, GNUTLS_KEY_KEY_CERT_SIGN |
-								      GNUTLS_KEY_CRL_SIGN),
-				 0);
-	} else {
-		assert_int_equal(gnutls_x509_crt_set_key_usage(c, GNUTLS_KEY_DIGITAL_SIGNATURE |
-								      GNUTLS_KEY_KEY_ENCIPHERMENT),
-				 0);
-		assert_int_equal(gnutls_x509_crt_set_key_purpose_oid(
-					 c, p == P_SERVER ? GNUTLS_KP_TLS_WWW_SERVER
-							  : GNUTLS_KP_TLS_WWW_CLIENT,
-					 0),
-				 0);
-	}
-	if (p == P_SERVER) {
-		assert_int_equal(gnutls_x509_crt_set_subject_alt_name(c, GNUTLS_SAN_IPADDRESS,
-								     loopback, 4,
-								     GNUTLS_FSAN_APPEND),
-				 0);
-		assert_int_equal(gnutls_x509_crt_set_subject_alt_name(c, GNUTLS_SAN_DNSNAME,
-								     "localhost", 9,
-								     GNUTLS_FSAN_APPEND),
-				 0);
-	}
-	assert_int_equal(gnutls_x509_crt_get_key_id(c, 0, kid, &kl), 0);
-	assert_int_equal(gnutls_x509_crt_set_subject_key_id(c, kid, kl), 0);
-	if (issuer) {
-		kl = sizeof(kid);
-		assert_int_equal(gnutls_x509_crt_get_subject_key_id(issuer->crt, kid, &kl, NULL), 0);
-		assert_int_equal(gnutls_x509_crt_set_authority_key_id(c, kid, kl), 0);
-	}
-	const struct ident *by = issuer ? issuer : id;
-	assert_int_equal(gnutls_x509_crt_sign2(c, issuer ? issuer->crt : c, by->key,
-					       GNUTLS_DIG_SHA256, 0),
-			 0);
-	id->crt = c;
-}
-
-static void ident_free(struct ident *id)
-{
-	gnutls_x509_crt_deinit(id->crt);
-	gnutls_x509_privkey_deinit(id->key);
-}
-
-/* Write id's certificate (and key, when key_name) into dir. */
-static void put(const char *dir, const struct ident *id, const char *crt_name,
-		const char *key_name)
-{
-	gnutls_datum_t d;
-	assert_int_equal(gnutls_x509_crt_export2(id->crt, GNUTLS_X509_FMT_PEM, &d), 0);
-	write_pem(dir, crt_name, &d);
-	gnutls_free(d.data);
-	if (key_name) {
-		assert_int_equal(gnutls_x509_privkey_export2(id->key, GNUTLS_X509_FMT_PEM, &d), 0);
-		write_pem(dir, key_name, &d);
-		gnutls_free(d.data);
-	}
-}
 
 static char *mkdir_in(const char *name)
 {
@@ -142,35 +39,35 @@ static int setup(void **state)
 {
 	if (tu_setup_tmp(state) != 0)
 		return -1;
-	struct ident ca, other, srv, cli, rsrv, rcli, esrv, ecli;
+	struct tc_ident ca, other, srv, cli, rsrv, rcli, esrv, ecli;
 	const long day = 86400;
-	make_ident(&ca, "CN=hptmig test CA", P_CA, -day, 30 * day, NULL, 1);
-	make_ident(&other, "CN=another CA", P_CA, -day, 30 * day, NULL, 2);
-	make_ident(&srv, "CN=localhost,O=hptmig test", P_SERVER, -day, 30 * day, &ca, 3);
-	make_ident(&cli, CLIENT_DN, P_CLIENT, -day, 30 * day, &ca, 4);
-	make_ident(&rsrv, "CN=localhost,O=rogue", P_SERVER, -day, 30 * day, &other, 5);
-	make_ident(&rcli, CLIENT_DN, P_CLIENT, -day, 30 * day, &other, 6);
-	make_ident(&esrv, "CN=localhost,O=hptmig test", P_SERVER, -30 * day, -day, &ca, 7);
-	make_ident(&ecli, CLIENT_DN, P_CLIENT, -30 * day, -day, &ca, 8);
+	tc_make(&ca, "CN=hptmig test CA", TC_CA, -day, 30 * day, NULL, 1);
+	tc_make(&other, "CN=another CA", TC_CA, -day, 30 * day, NULL, 2);
+	tc_make(&srv, "CN=localhost,O=hptmig test", TC_SERVER, -day, 30 * day, &ca, 3);
+	tc_make(&cli, CLIENT_DN, TC_CLIENT, -day, 30 * day, &ca, 4);
+	tc_make(&rsrv, "CN=localhost,O=rogue", TC_SERVER, -day, 30 * day, &other, 5);
+	tc_make(&rcli, CLIENT_DN, TC_CLIENT, -day, 30 * day, &other, 6);
+	tc_make(&esrv, "CN=localhost,O=hptmig test", TC_SERVER, -30 * day, -day, &ca, 7);
+	tc_make(&ecli, CLIENT_DN, TC_CLIENT, -30 * day, -day, &ca, 8);
 	d_good = mkdir_in("good");
 	d_otherca = mkdir_in("otherca");
 	d_rogue = mkdir_in("rogue");
 	d_expired = mkdir_in("expired");
-	put(d_good, &ca, "ca-cert.pem", NULL);
-	put(d_good, &srv, "server-cert.pem", "server-key.pem");
-	put(d_good, &cli, "client-cert.pem", "client-key.pem");
-	put(d_otherca, &other, "ca-cert.pem", NULL);
-	put(d_otherca, &srv, "server-cert.pem", "server-key.pem");
-	put(d_otherca, &cli, "client-cert.pem", "client-key.pem");
-	put(d_rogue, &ca, "ca-cert.pem", NULL);
-	put(d_rogue, &rsrv, "server-cert.pem", "server-key.pem");
-	put(d_rogue, &rcli, "client-cert.pem", "client-key.pem");
-	put(d_expired, &ca, "ca-cert.pem", NULL);
-	put(d_expired, &esrv, "server-cert.pem", "server-key.pem");
-	put(d_expired, &ecli, "client-cert.pem", "client-key.pem");
-	struct ident *all[] = {&ca, &other, &srv, &cli, &rsrv, &rcli, &esrv, &ecli};
+	tc_put(d_good, &ca, "ca-cert.pem", NULL);
+	tc_put(d_good, &srv, "server-cert.pem", "server-key.pem");
+	tc_put(d_good, &cli, "client-cert.pem", "client-key.pem");
+	tc_put(d_otherca, &other, "ca-cert.pem", NULL);
+	tc_put(d_otherca, &srv, "server-cert.pem", "server-key.pem");
+	tc_put(d_otherca, &cli, "client-cert.pem", "client-key.pem");
+	tc_put(d_rogue, &ca, "ca-cert.pem", NULL);
+	tc_put(d_rogue, &rsrv, "server-cert.pem", "server-key.pem");
+	tc_put(d_rogue, &rcli, "client-cert.pem", "client-key.pem");
+	tc_put(d_expired, &ca, "ca-cert.pem", NULL);
+	tc_put(d_expired, &esrv, "server-cert.pem", "server-key.pem");
+	tc_put(d_expired, &ecli, "client-cert.pem", "client-key.pem");
+	struct tc_ident *all[] = {&ca, &other, &srv, &cli, &rsrv, &rcli, &esrv, &ecli};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-		ident_free(all[i]);
+		tc_free(all[i]);
 	return 0;
 }
 
