@@ -1038,6 +1038,9 @@ static int accept_impl(mig_listener_t *l, const mig_accept_opts_t *o, bool scree
 				}
 				if (!screen)
 					break;
+				/* the 8 bytes in what is left: handshake and probe share the wait */
+				uint64_t t = hm_now_ns();
+				wait = t >= hs_end ? 1 : (int)((hs_end - t + 999999) / 1000000);
 			}
 			if (probe(fd, tls, wait, hdr, why, sizeof(why)) == 0) {
 				pre = 8;
