@@ -22,7 +22,7 @@ function(hptmig_finish_library)
   foreach(l ${layers})
     list(APPEND objs $<TARGET_OBJECTS:hptmig_${l}_obj>)
   endforeach()
-  set(deps OpenSSL::Crypto PkgConfig::JANSSON PkgConfig::ZSTD Threads::Threads m)
+  set(deps OpenSSL::Crypto PkgConfig::JANSSON PkgConfig::ZSTD PkgConfig::GNUTLS Threads::Threads m)
   add_library(hptmig_shared SHARED ${objs})
   set_target_properties(hptmig_shared PROPERTIES OUTPUT_NAME hptmig
     VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR})

@@ -17,18 +17,19 @@ static int incoming_run(int argc, char **argv)
 	const char *pos[1];
 	mig_uri_t u;
 	mig_cancel_t *cancel;
-	int rc = mig_cli_start("incoming", argc, argv, MIG_CLI_DEST, "URI", &cli, pos, &u, &cancel);
+	int rc = mig_cli_start("incoming", argc, argv, MIG_CLI_DEST | MIG_CLI_TLS, "URI", &cli, pos, &u, &cancel);
 	if (rc)
 		return rc;
 	hm_error_t e;
 	hm_error_clear(&e);
 	mig_listener_t *l = NULL;
-	rc = mig_listen(&u, &l, &e);
+	rc = mig_cli_listen(&cli, &u, &l, &e);
 	if (rc) {
 		tool_fail_error("incoming", &e);
 		mig_cli_ctl_stop(&cli);
 		mig_signals_stop();
 		mig_cancel_free(cancel);
+		mig_cli_tls_free(&cli);
 		return 1;
 	}
 	const mig_uri_t *lu = mig_listener_uri(l);
@@ -74,6 +75,7 @@ static int incoming_run(int argc, char **argv)
 	}
 	mig_signals_stop();
 	mig_cancel_free(cancel);
+	mig_cli_tls_free(&cli);
 	return mig_cli_exit_status(rc);
 }
 
@@ -95,6 +97,11 @@ const struct hm_cmd hm_cmd_incoming = {
 		 "  --probe-timeout S    tcp/unix: a connection must send QEVM + version 3 within S\n"
 		 "                       seconds or it is a stray, refused (default 5)\n"
 		 "  --max-strays N       give up after N stray connections (default 10)\n"
+		 "TLS (tcp; docs/tls.md):\n"
+		 "  --tls-creds DIR      QEMU tls-creds-x509 layout: ca-cert.pem, server-cert.pem,\n"
+		 "                       server-key.pem; sources must show a client certificate\n"
+		 "                       from that CA (a failed handshake is a stray)\n"
+		 "  --tls-authz DN       let in only the source whose certificate has this DN\n"
 		 "  --vcpus N, --workload W, --rate N, --seed N   the resumed guest's behaviour\n"
 		 "  --json               one JSON object on stdout at the end\n"
 		 "  --status-interval MS a JSON status line on stdout every MS ms (docs/control.md)\n"

@@ -46,13 +46,19 @@
 	"exit status: 0 migrated; 1 failed (the stderr line says where the guest is);\n"    \
 	"130 / 143 interrupted by SIGINT / SIGTERM (every wait ends at once)\n"
 
+#define MIG_TLS_USAGE                                                                        \
+	"TLS (tcp; docs/tls.md):\n"                                                           \
+	"  --tls-creds DIR      QEMU tls-creds-x509 layout: ca-cert.pem, client-cert.pem,\n"  \
+	"                       client-key.pem; the destination's certificate is verified\n" \
+	"  --tls-hostname NAME  the name its certificate must carry (default: URI host)\n"
+
 static int migrate_run(int argc, char **argv)
 {
 	struct mig_cli cli;
 	const char *pos[1];
 	mig_uri_t u;
 	mig_cancel_t *cancel;
-	int rc = mig_cli_start("migrate", argc, argv, MIG_CLI_SOURCE, "URI", &cli, pos, &u, &cancel);
+	int rc = mig_cli_start("migrate", argc, argv, MIG_CLI_SOURCE | MIG_CLI_TLS, "URI", &cli, pos, &u, &cancel);
 	if (rc)
 		return rc;
 	hm_error_t e;
@@ -62,6 +68,7 @@ static int migrate_run(int argc, char **argv)
 		mig_cli_ctl_stop(&cli);
 		mig_signals_stop();
 		mig_cancel_free(cancel);
+		mig_cli_tls_free(&cli);
 		return 1;
 	}
 	mig_report_t rep;
@@ -81,12 +88,14 @@ static int migrate_run(int argc, char **argv)
 	machine_destroy(m);
 	mig_signals_stop();
 	mig_cancel_free(cancel);
+	mig_cli_tls_free(&cli);
 	return mig_cli_exit_status(rc);
 fail:
 	mig_cli_ctl_stop(&cli);
 	machine_destroy(m);
 	mig_signals_stop();
 	mig_cancel_free(cancel);
+	mig_cli_tls_free(&cli);
 	return 1;
 }
 
@@ -94,6 +103,7 @@ const struct hm_cmd hm_cmd_migrate = {
 	.name = "migrate",
 	.summary = "live-migrate a simulated guest to URI",
 	.usage = "usage: hptmig migrate URI [guest options] [migration options] [--json]\n"
-		 "URI: tcp:HOST:PORT, unix:PATH, exec:COMMAND, file:PATH or fd:N\n" MIG_OPTS_USAGE,
+		 "URI: tcp:HOST:PORT, unix:PATH, exec:COMMAND, file:PATH or fd:N\n" MIG_OPTS_USAGE
+		 MIG_TLS_USAGE,
 	.run = migrate_run,
 };

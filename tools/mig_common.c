@@ -24,7 +24,8 @@ enum {
 	O_BW, O_DOWNTIME, O_MAXITER, O_TIMEOUT, O_AUTOCONV, O_RETRIES, O_RETRY_DELAY,
 	O_PURE, O_SCAN, O_POLICY, O_JSON, O_RUN, O_WARMUP, O_ACCEPT_TIMEOUT, O_TRANSPORT, O_CONNECT_TIMEOUT,
 	O_MAX_SHIFT, O_DEADLINE, O_IDLE_TIMEOUT, O_PROBE_TIMEOUT, O_MAX_STRAYS,
-	O_RESUME_TIMEOUT, O_PROGRESS, O_QUIET, O_STATUS_INTERVAL, O_CONTROL,
+	O_RESUME_TIMEOUT, O_PROGRESS, O_QUIET, O_STATUS_INTERVAL, O_CONTROL, O_TLS_CREDS, O_TLS_HOSTNAME,
+	O_TLS_AUTHZ,
 };
 
 static const struct option guest_opts[] = {
@@ -61,6 +62,9 @@ static const struct option guest_opts[] = {
 	{"quiet", no_argument, NULL, O_QUIET},
 	{"status-interval", required_argument, NULL, O_STATUS_INTERVAL},
 	{"control", required_argument, NULL, O_CONTROL},
+	{"tls-creds", required_argument, NULL, O_TLS_CREDS},
+	{"tls-hostname", required_argument, NULL, O_TLS_HOSTNAME},
+	{"tls-authz", required_argument, NULL, O_TLS_AUTHZ},
 	{NULL, 0, NULL, 0},
 };
 
@@ -99,6 +103,12 @@ static bool allowed(int opt, unsigned kinds)
 	case O_PROBE_TIMEOUT:
 	case O_MAX_STRAYS:
 		return kinds & MIG_CLI_DEST;
+	case O_TLS_CREDS:
+		return kinds & MIG_CLI_TLS;
+	case O_TLS_HOSTNAME: /* the client checks the server's name */
+		return (kinds & MIG_CLI_TLS) && (kinds & MIG_CLI_SOURCE);
+	case O_TLS_AUTHZ:    /* the server lets one client DN in */
+		return (kinds & MIG_CLI_TLS) && (kinds & MIG_CLI_DEST);
 	default:
 		return kinds & MIG_CLI_SOURCE;
 	}
@@ -265,6 +275,23 @@ static int parse_dest_opt(int c, const char *a, struct mig_cli *cli)
 	return bad;
 }
 
+/* --tls-*: strings kept as given (argv outlives the command). */
+static int parse_tls_opt(int c, const char *a, struct mig_cli *cli)
+{
+	switch (c) {
+	case O_TLS_CREDS:
+		cli->tls.dir = a;
+		return !a[0];
+	case O_TLS_HOSTNAME:
+		cli->tls.hostname = a;
+		return !a[0];
+	case O_TLS_AUTHZ:
+		cli->tls.authz_dn = a;
+		return !a[0];
+	}
+	return 0;
+}
+
 static void cli_defaults(struct mig_cli *cli)
 {
 	memset(cli, 0, sizeof(*cli));
@@ -318,7 +345,8 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
 			if (o->val == c)
 				name = o->name;
 		int bad = parse_guest_opt(c, a, cli, &shift_given) ||
-			  parse_source_opt(c, a, cli) || parse_dest_opt(c, a, cli);
+			  parse_source_opt(c, a, cli) || parse_dest_opt(c, a, cli) ||
+			  parse_tls_opt(c, a, cli);
 		if (bad) {
 			tool_fail(cmd, "--%s: bad value '%s'", name ? name : "?", a ? a : "");
 			return 2;
@@ -342,6 +370,51 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
 	return 0;
 }
 
+/* --tls-*: usage errors (2), or the credentials loaded (1 when they cannot be). */
+static int cli_tls_load(const char *cmd, unsigned kinds, struct mig_cli *cli, const mig_uri_t *u)
+{
+	hm_error_t e;
+	hm_error_clear(&e);
+	cli->tls_creds = NULL;
+	if (!cli->tls.dir) {
+		if (cli->tls.hostname || cli->tls.authz_dn) {
+			tool_fail(cmd, "--%s needs --tls-creds DIR",
+				  cli->tls.hostname ? "tls-hostname" : "tls-authz");
+			return 2;
+		}
+		return 0;
+	}
+	if (!u || u->kind != MIG_URI_TCP) {
+		tool_fail(cmd, "--tls-creds needs a tcp:HOST:PORT URI");
+		return 2;
+	}
+	enum mig_tls_endpoint ep = kinds & MIG_CLI_DEST ? MIG_TLS_SERVER : MIG_TLS_CLIENT;
+	if (mig_tls_creds_load(&cli->tls, ep, &cli->tls_creds, &e) != 0) {
+		tool_fail_error(cmd, &e);
+		return 1;
+	}
+	cli->params.tls = cli->tls_creds;
+	return 0;
+}
+
+void mig_cli_tls_free(struct mig_cli *cli)
+{
+	mig_tls_creds_free(cli->tls_creds);
+	cli->tls_creds = NULL;
+	cli->params.tls = NULL;
+}
+
+int mig_cli_listen(const struct mig_cli *cli, const mig_uri_t *u, mig_listener_t **out,
+		   hm_error_t *err)
+{
+	int rc = mig_listen(u, out, err);
+	if (rc == 0 && cli->tls_creds && (rc = mig_listener_set_tls(*out, cli->tls_creds, err))) {
+		mig_listener_close(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
 int mig_cli_start(const char *cmd, int argc, char **argv, unsigned kinds, const char *what,
 		  struct mig_cli *cli, const char **arg, mig_uri_t *uri, mig_cancel_t **cancel)
 {
@@ -359,9 +432,13 @@ int mig_cli_start(const char *cmd, int argc, char **argv, unsigned kinds, const 
 		tool_fail_error(cmd, &e);
 		return 2;
 	}
+	rc = cli_tls_load(cmd, kinds, cli, uri);
+	if (rc)
+		return rc;
 	*cancel = NULL;
 	if (mig_cancel_new(cancel) != 0 || mig_signals_start(*cancel) != 0) {
 		tool_fail(cmd, "out of resources");
+		mig_cli_tls_free(cli);
 		mig_cancel_free(*cancel);
 		*cancel = NULL;
 		return 1;

@@ -45,11 +45,14 @@ struct mig_cli {
 	const char *control;       /* --control unix:PATH */
 	mig_live_t *live;          /* the run's handle (mig_cli_ctl_start) */
 	struct ctl_live ctl;       /* the provider's state over live */
+	mig_tls_opts_t tls;        /* --tls-creds, --tls-hostname, --tls-authz */
+	mig_tls_creds_t *tls_creds;/* loaded by mig_cli_start; mig_cli_tls_free */
 };
 
 enum mig_cli_kind {
 	MIG_CLI_SOURCE = 1,   /* migrate, demo, save: guest + migration options */
 	MIG_CLI_DEST = 2,     /* incoming: --run, guest behaviour options */
+	MIG_CLI_TLS = 4,      /* migrate, incoming: --tls-* (tcp) */
 };
 
 /*
@@ -69,6 +72,16 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
  */
 int mig_cli_start(const char *cmd, int argc, char **argv, unsigned kinds, const char *what,
 		  struct mig_cli *cli, const char **arg, mig_uri_t *uri, mig_cancel_t **cancel);
+
+/*
+ * --tls-creds: after mig_cli_start, cli->tls_creds holds the credentials of
+ * the side (client for MIG_CLI_SOURCE, set in cli->params.tls; server for
+ * MIG_CLI_DEST, for mig_cli_listen). Freed here (NULL-safe).
+ */
+void mig_cli_tls_free(struct mig_cli *cli);
+/* mig_listen, and TLS on the listener when --tls-creds was given. */
+int mig_cli_listen(const struct mig_cli *cli, const mig_uri_t *u, mig_listener_t **out,
+		   hm_error_t *err);
 
 /*
  * Fill the destination's limits in p from the options (RAM, cap, deadline,

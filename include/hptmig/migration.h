@@ -177,6 +177,52 @@ void mig_conn_abort(mig_conn_t *c);
  */
 int mig_conn_close(mig_conn_t *c, hm_error_t *err);
 
+/*
+ * TLS on tcp (docs/tls.md), with QEMU's tls-creds-x509 directory layout.
+ * Peers are always verified: the client checks the server's chain and name,
+ * the server requires a client certificate from the same CA and, with
+ * authz_dn, that exact distinguished name (as GnuTLS prints it, as QEMU's
+ * authz compares it).
+ */
+#define MIG_TLS_CA_CERT "ca-cert.pem"         /* both sides */
+#define MIG_TLS_CA_CRL "ca-crl.pem"           /* optional, both sides */
+#define MIG_TLS_SERVER_CERT "server-cert.pem" /* destination (listener) */
+#define MIG_TLS_SERVER_KEY "server-key.pem"
+#define MIG_TLS_CLIENT_CERT "client-cert.pem" /* source; our servers require it */
+#define MIG_TLS_CLIENT_KEY "client-key.pem"
+
+enum mig_tls_endpoint { MIG_TLS_CLIENT = 0, MIG_TLS_SERVER = 1 };
+typedef struct mig_tls_creds mig_tls_creds_t;
+
+typedef struct mig_tls_opts {
+	const char *dir;      /* the credentials directory (--tls-creds) */
+	const char *hostname; /* client: the name the server's certificate must
+			       * carry; NULL = the URI's host (--tls-hostname) */
+	const char *authz_dn; /* server: the only client DN let in; NULL = any
+			       * client the CA signed (--tls-authz) */
+} mig_tls_opts_t;
+
+/* Load the files ep needs; the message names the directory and the file. */
+int mig_tls_creds_load(const mig_tls_opts_t *o, enum mig_tls_endpoint ep, mig_tls_creds_t **out,
+		       hm_error_t *err);
+void mig_tls_creds_free(mig_tls_creds_t *c);
+/*
+ * Make every connection accepted on the tcp listener l a TLS session with
+ * server credentials c (which must outlive l). The handshake counts as the
+ * stray probe: a connection that fails it (plain text, wrong CA, expired or
+ * unauthorised certificate) is a stray under mig_accept_ex, an error under
+ * mig_accept. HM_E_STATE for a listener that is not tcp or client creds.
+ */
+int mig_listener_set_tls(mig_listener_t *l, const mig_tls_creds_t *c, hm_error_t *err);
+/* mig_connect, then a TLS handshake with client credentials tls (NULL:
+ * plain) within the same timeout_ms; tcp only. */
+int mig_connect_tls(const mig_uri_t *u, int timeout_ms, const mig_tls_creds_t *tls,
+		    mig_conn_t **out, hm_error_t *err);
+/* The same with mig_connect_ex's options (cancel, retry report); the
+ * handshake itself is bounded by o->timeout_ms, not cancelled. */
+int mig_connect_tls_ex(const mig_uri_t *u, const mig_connect_opts_t *o, const mig_tls_creds_t *tls,
+		       mig_conn_t **out, hm_error_t *err);
+
 /* Return-path messages (destination to source): types and byte layouts
  * in hptmig/qemu_wire.h (enum mig_rp_type, struct mig_rp_wire_*). */
 
@@ -389,6 +435,7 @@ typedef struct mig_params {
 	void (*on_retry)(void *opaque, const char *line);
 	void *retry_opaque;
 	mig_live_t *live;             /* settings changed during the run, status; may be NULL */
+	const mig_tls_creds_t *tls;   /* client credentials: TLS on tcp; NULL = plain */
 } mig_params_t;
 
 void mig_params_default(mig_params_t *p);

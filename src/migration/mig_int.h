@@ -44,4 +44,33 @@ void mig_live_publish(mig_live_t *l, const mig_status_t *s);
 void mig_live_end(mig_live_t *l, enum mig_run_status status, uint64_t transferred,
 		  uint64_t downtime_ns);
 
+/*
+ * A TLS session over a connected socket (tls.c). Reads never block: a
+ * caller polls the fd for POLLIN when mig_tls_recv gives -EAGAIN, and
+ * checks mig_tls_pending before a poll. Sends block as the socket does.
+ * One thread may send while another receives (GnuTLS allows it); no
+ * renegotiation is ever started.
+ */
+typedef struct mig_tls mig_tls_t;
+/* Handshake on fd (host: the name a client checks when the credentials name
+ * none) by end (absolute ns); 0, or -errno/HM_E_TIMEOUT with why filled. */
+int mig_tls_handshake(const mig_tls_creds_t *c, int fd, const char *host, uint64_t end,
+		      mig_tls_t **out, char *why, size_t wl);
+enum mig_tls_endpoint mig_tls_creds_endpoint(const mig_tls_creds_t *c);
+bool mig_tls_pending(mig_tls_t *t);
+/* >0 bytes, 0 at the end (close_notify or a close), -EAGAIN, -errno; for
+ * -EPROTO the words are in mig_tls_why. */
+ssize_t mig_tls_recv(mig_tls_t *t, void *buf, size_t len);
+ssize_t mig_tls_send(mig_tls_t *t, const void *buf, size_t len);
+/* Send close_notify: the peer's reads see the end of the stream. */
+void mig_tls_bye(mig_tls_t *t);
+const char *mig_tls_why(const mig_tls_t *t);
+/* The peer ended the session with a fatal alert before sending a byte:
+ * it refused us at the handshake (a certificate, --tls-authz). */
+bool mig_tls_refused(const mig_tls_t *t);
+/* c's TLS session was refused so (mig_tls_refused): the destination never
+ * loaded anything, so a stopped source may resume. */
+bool mig_conn_tls_refused(const mig_conn_t *c);
+void mig_tls_free(mig_tls_t *t);
+
 #endif

@@ -777,6 +777,13 @@ static int await_resumed(struct attempt *a, uint64_t t0, hm_error_t *err)
 		/* a PONG that came too late for measure_rtt: skip it */
 	}
 	uint64_t t_end = hm_now_ns();
+	if (rc && mig_conn_tls_refused(a->conn)) {
+		/* A TLS alert before any answer: the destination refused the
+		 * session (a certificate, --tls-authz), so it loaded nothing and
+		 * the source resumes, as on REFUSED. */
+		hm_error_prefix(err, "after the whole stream was sent: ");
+		return err->code;
+	}
 	if (rc) {
 		/* We cannot know whether the destination resumed: stay paused,
 		 * never retry. */
@@ -864,7 +871,7 @@ static int attempt_setup(struct attempt *a, mig_uri_t *uri, uint64_t t0, hm_erro
 	live_publish_phase(a, MIG_RUN_SETUP);
 	mig_connect_opts_t co = {.timeout_ms = p->connect_timeout_ms, .cancel = p->cancel,
 				 .on_retry = p->on_retry, .opaque = p->retry_opaque};
-	rc = mig_connect_ex(uri, &co, &a->conn, err);
+	rc = mig_connect_tls_ex(uri, &co, p->tls, &a->conn, err);
 	if (rc)
 		return rc;
 	mig_cancel_attach(p->cancel, a->conn);

@@ -10,6 +10,7 @@
  */
 #include "hptmig/migration.h"
 #include "hptmig/savevm.h"
+#include "mig_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -165,6 +166,7 @@ struct rd {
 	uint64_t deadline;    /* absolute once started, else UINT64_MAX */
 	uint64_t first_by;    /* absolute: the first byte must come by then */
 	int cancel_fd;        /* polled beside fd (a pipe's wait ends at a cancel); -1: none */
+	mig_tls_t *tls;       /* the session reads go through (owned by the conn), or NULL */
 	atomic_bool stop;
 	atomic_int timed_out; /* enum mig_conn_timeout */
 };
@@ -175,6 +177,7 @@ struct mig_conn {
 	int rp_fd;        /* return path: a dup of the socket, or -1 */
 	int fd;           /* the descriptor under f (owned by f), for mig_conn_raw_fd */
 	pid_t child;      /* exec: the child to reap, or -1 */
+	mig_tls_t *tls;   /* tcp with TLS: stream and return path go through it */
 	bool source;
 	char desc[256];
 };
@@ -183,6 +186,7 @@ struct mig_listener {
 	mig_uri_t uri;    /* with the bound port filled in */
 	int fd;           /* listening socket, or -1 (exec/file/fd need none) */
 	bool unlink_path; /* we created the unix socket file */
+	const mig_tls_creds_t *tls; /* server credentials (the caller's), or NULL */
 };
 
 static int set_timeouts(int fd, int ms)
@@ -253,6 +257,19 @@ static void rd_start(struct rd *r)
 	r->deadline = r->deadline_ns ? hm_now_ns() + r->deadline_ns : UINT64_MAX;
 }
 
+/* recv(MSG_DONTWAIT) on fd, through the TLS session when there is one. */
+static ssize_t sock_recv_nb(int fd, mig_tls_t *tls, void *buf, size_t len)
+{
+	if (!tls)
+		return recv(fd, buf, len, MSG_DONTWAIT);
+	ssize_t n = mig_tls_recv(tls, buf, len);
+	if (n < 0) {
+		errno = (int)-n;
+		return -1;
+	}
+	return n;
+}
+
 /* Poll slice: a shutdown of a pipe (which poll cannot see) is noticed this soon. */
 #define RD_SLICE_NS 250000000ull
 
@@ -272,7 +289,7 @@ static ssize_t rd_read(void *o, void *buf, size_t len)
 			return 0; /* the channel sees its cancel */
 		ssize_t n = -1;
 		if (r->sock) {
-			n = recv(r->fd, buf, len, MSG_DONTWAIT);
+			n = sock_recv_nb(r->fd, r->tls, buf, len);
 		} else if (!r->poll_ok) {
 			n = read(r->fd, buf, len);
 		} else {
@@ -351,7 +368,7 @@ static const mig_file_ops_t rd_ops = {
  */
 static int conn_new_reader(int fd, const mig_uri_t *u, const char *desc, const uint8_t *pre,
 			   size_t pre_len, const mig_accept_opts_t *o, int first_ms, pid_t child,
-			   mig_conn_t **out, hm_error_t *err)
+			   mig_tls_t *tls, mig_conn_t **out, hm_error_t *err)
 {
 	struct rd *r = calloc(1, sizeof(*r));
 	mig_conn_t *c = calloc(1, sizeof(*c));
@@ -359,6 +376,7 @@ static int conn_new_reader(int fd, const mig_uri_t *u, const char *desc, const u
 	if (!r || !c) {
 		free(r);
 		free(c);
+		mig_tls_free(tls);
 		close(fd);
 		if (child > 0) {
 			kill(child, SIGTERM);
@@ -374,6 +392,7 @@ static int conn_new_reader(int fd, const mig_uri_t *u, const char *desc, const u
 	r->idle_ms = o->idle_timeout_ms;
 	r->deadline_ns = o->deadline_ns;
 	r->deadline = UINT64_MAX;
+	r->tls = tls;
 	r->first_by = first_ms < 0 ? UINT64_MAX : hm_now_ns() + (uint64_t)first_ms * 1000000ull;
 	r->cancel_fd = mig_cancel_fd(o->cancel);
 	atomic_init(&r->stop, false);
@@ -384,12 +403,14 @@ static int conn_new_reader(int fd, const mig_uri_t *u, const char *desc, const u
 	c->fd = fd;
 	c->child = child;
 	c->rd = r;
+	c->tls = tls;
 	snprintf(c->desc, sizeof(c->desc), "%s", desc);
 	if (r->sock) {
 		c->rp_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 		if (c->rp_fd < 0) {
 			int e = -errno;
 			rd_close(r);
+			mig_tls_free(tls);
 			free(c);
 			return hm_error_set(err, e, -1, "%s: dup: %s", desc, strerror(-e));
 		}
@@ -397,6 +418,7 @@ static int conn_new_reader(int fd, const mig_uri_t *u, const char *desc, const u
 	int rc = mig_file_open_ops(&rd_ops, r, MIG_FILE_READ, MIG_FILE_OWN_FD, &c->f);
 	if (rc != 0) {
 		rd_close(r);
+		mig_tls_free(tls);
 		if (c->rp_fd >= 0)
 			close(c->rp_fd);
 		if (child > 0) {
@@ -696,6 +718,133 @@ int mig_connect_ex(const mig_uri_t *u, const mig_connect_opts_t *o, mig_conn_t *
 	return conn_wrap(fd, MIG_FILE_WRITE, u, true, desc, child, out, err);
 }
 
+/* ---------------------------------------------------------------- TLS */
+
+/* The source's stream through its TLS session (an ops backend; the conn
+ * owns the session, the channel the fd). */
+struct tls_wr {
+	int fd;
+	mig_tls_t *tls;
+};
+
+static ssize_t tls_wr_writev(void *o, const struct iovec *iov, int iovcnt)
+{
+	struct tls_wr *w = o;
+	ssize_t done = 0;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len == 0)
+			continue;
+		ssize_t n = mig_tls_send(w->tls, iov[i].iov_base, iov[i].iov_len);
+		if (n <= 0)
+			return done ? done : n < 0 ? n : -EPIPE;
+		done += n;
+		if ((size_t)n < iov[i].iov_len)
+			break; /* a record's worth: the channel sends the rest */
+	}
+	return done;
+}
+
+static void tls_wr_shutdown(void *o)
+{
+	shutdown(((struct tls_wr *)o)->fd, SHUT_RDWR);
+}
+
+static int tls_wr_close(void *o)
+{
+	struct tls_wr *w = o;
+	int rc = close(w->fd) == 0 ? 0 : -errno;
+	free(w);
+	return rc;
+}
+
+static const mig_file_ops_t tls_wr_ops = {
+	.writev = tls_wr_writev, .shutdown = tls_wr_shutdown, .close = tls_wr_close,
+};
+
+int mig_connect_tls(const mig_uri_t *u, int timeout_ms, const mig_tls_creds_t *tls,
+		    mig_conn_t **out, hm_error_t *err)
+{
+	mig_connect_opts_t o = {.timeout_ms = timeout_ms};
+	return mig_connect_tls_ex(u, &o, tls, out, err);
+}
+
+int mig_connect_tls_ex(const mig_uri_t *u, const mig_connect_opts_t *o, const mig_tls_creds_t *tls,
+		       mig_conn_t **out, hm_error_t *err)
+{
+	char desc[256], why[600];
+	int fd = -1;
+	int timeout_ms = o->timeout_ms;
+	if (!tls)
+		return mig_connect_ex(u, o, out, err);
+	*out = NULL;
+	mig_uri_format(u, desc, sizeof(desc));
+	if (u->kind != MIG_URI_TCP)
+		return hm_error_set(err, HM_E_STATE, -1, "%s: TLS (--tls-creds) needs a tcp: URI",
+				    desc);
+	if (mig_tls_creds_endpoint(tls) != MIG_TLS_CLIENT)
+		return hm_error_set(err, HM_E_STATE, -1, "%s: TLS: server credentials on a client",
+				    desc);
+	int rc = tcp_connect(u, o, &fd, err);
+	if (rc != 0)
+		return rc;
+	int ms = timeout_ms > 0 ? timeout_ms : MIG_IO_TIMEOUT_MS;
+	set_timeouts(fd, ms);
+	mig_tls_t *t = NULL;
+	rc = mig_tls_handshake(tls, fd, u->host, hm_now_ns() + (uint64_t)ms * 1000000ull, &t, why,
+			       sizeof(why));
+	if (rc != 0) {
+		close(fd);
+		return hm_error_set(err, rc == -EPROTO ? HM_E_PEER : rc, -1,
+				    "%s: TLS handshake failed: %s", desc, why);
+	}
+	mig_conn_t *c = calloc(1, sizeof(*c));
+	struct tls_wr *w = calloc(1, sizeof(*w));
+	if (!c || !w) {
+		rc = hm_error_set(err, -ENOMEM, -1, "out of memory");
+		goto fail;
+	}
+	c->child = -1;
+	c->source = true;
+	c->tls = t;
+	snprintf(c->desc, sizeof(c->desc), "%s", desc);
+	c->rp_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (c->rp_fd < 0) {
+		rc = hm_error_set(err, -errno, -1, "%s: dup: %s", desc, strerror(errno));
+		goto fail;
+	}
+	w->fd = fd;
+	w->tls = t;
+	rc = mig_file_open_ops(&tls_wr_ops, w, MIG_FILE_WRITE, MIG_FILE_OWN_FD, &c->f);
+	if (rc != 0) {
+		rc = hm_error_set(err, rc, -1, "%s: cannot open channel", desc);
+		goto fail;
+	}
+	*out = c;
+	return 0;
+fail:
+	if (c && c->rp_fd >= 0)
+		close(c->rp_fd);
+	free(c);
+	free(w);
+	mig_tls_free(t);
+	close(fd);
+	return rc;
+}
+
+int mig_listener_set_tls(mig_listener_t *l, const mig_tls_creds_t *c, hm_error_t *err)
+{
+	char desc[256];
+	mig_uri_format(&l->uri, desc, sizeof(desc));
+	if (c && l->uri.kind != MIG_URI_TCP)
+		return hm_error_set(err, HM_E_STATE, -1, "%s: TLS (--tls-creds) needs a tcp: URI",
+				    desc);
+	if (c && mig_tls_creds_endpoint(c) != MIG_TLS_SERVER)
+		return hm_error_set(err, HM_E_STATE, -1, "%s: TLS: client credentials on a listener",
+				    desc);
+	l->tls = c;
+	return 0;
+}
+
 int mig_listen(const mig_uri_t *u, mig_listener_t **out, hm_error_t *err)
 {
 	mig_listener_t *l = calloc(1, sizeof(*l));
@@ -817,7 +966,7 @@ static void peer_name(int fd, char *buf, size_t len)
  * make it the migration (0); anything else is a stray (1, why in `why`);
  * HM_E_CANCELLED when the cancel's fd (cfd) fires first.
  */
-static int probe(int fd, int ms, int cfd, uint8_t hdr[8], char *why, size_t wl)
+static int probe(int fd, mig_tls_t *tls, int ms, int cfd, uint8_t hdr[8], char *why, size_t wl)
 {
 	size_t got = 0;
 	uint64_t end = hm_now_ns() + (uint64_t)(ms > 0 ? ms : 0) * 1000000ull;
@@ -825,7 +974,8 @@ static int probe(int fd, int ms, int cfd, uint8_t hdr[8], char *why, size_t wl)
 		uint64_t now = hm_now_ns();
 		int left = now >= end ? 0 : (int)((end - now + 999999) / 1000000);
 		struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = cfd, .events = POLLIN}};
-		int k = left ? poll(p, 2, left) : 0;
+		/* A TLS session may hold decrypted bytes the socket no longer shows. */
+		int k = tls && mig_tls_pending(tls) ? 1 : left ? poll(p, 2, left) : 0;
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k > 0 && p[1].revents)
@@ -838,11 +988,14 @@ static int probe(int fd, int ms, int cfd, uint8_t hdr[8], char *why, size_t wl)
 				snprintf(why, wl, "sent nothing within %d ms", ms);
 			return 1;
 		}
-		ssize_t n = recv(fd, hdr + got, 8 - got, MSG_DONTWAIT);
+		ssize_t n = sock_recv_nb(fd, tls, hdr + got, 8 - got);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 			continue;
 		if (n <= 0) {
-			if (n < 0)
+			if (n < 0 && tls && errno == EPROTO)
+				snprintf(why, wl, "failed after %zu bytes: TLS: %s", got,
+					 mig_tls_why(tls));
+			else if (n < 0)
 				snprintf(why, wl, "failed after %zu bytes: %s", got, strerror(errno));
 			else if (got)
 				snprintf(why, wl, "closed after %zu byte%s", got, got == 1 ? "" : "s");
@@ -854,10 +1007,13 @@ static int probe(int fd, int ms, int cfd, uint8_t hdr[8], char *why, size_t wl)
 	}
 	uint32_t magic = hm_load_be32(hdr), version = hm_load_be32(hdr + 4);
 	if (magic != QEMU_VM_FILE_MAGIC) {
+		/* 0x16 0x03: a TLS handshake record, from a source using TLS. */
+		bool hello = !tls && hdr[0] == 0x16 && hdr[1] == 0x03;
 		snprintf(why, wl,
 			 "starts with %02x %02x %02x %02x %02x %02x %02x %02x, not a QEMU migration "
-			 "stream (QEVM, version 3)",
-			 hdr[0], hdr[1], hdr[2], hdr[3], hdr[4], hdr[5], hdr[6], hdr[7]);
+			 "stream (QEVM, version 3)%s",
+			 hdr[0], hdr[1], hdr[2], hdr[3], hdr[4], hdr[5], hdr[6], hdr[7],
+			 hello ? ": it is a TLS handshake (this listener has no --tls-creds)" : "");
 		return 1;
 	}
 	if (version != QEMU_VM_FILE_VERSION) {
@@ -866,6 +1022,36 @@ static int probe(int fd, int ms, int cfd, uint8_t hdr[8], char *why, size_t wl)
 		return 1;
 	}
 	return 0;
+}
+
+/*
+ * Close a connection that failed the TLS handshake so that its peer reads
+ * the alert we sent: a close with unread input would reset it, and the
+ * reset would discard the alert. End our side, drain what the peer still
+ * sends for at most TLS_LINGER_MS (a bound on the listener's time, not the
+ * peer's), then close.
+ */
+#define TLS_LINGER_MS 1000
+static void close_lingering(int fd)
+{
+	uint8_t sink[4096];
+	uint64_t end = hm_now_ns() + TLS_LINGER_MS * 1000000ull;
+	shutdown(fd, SHUT_WR);
+	for (;;) {
+		uint64_t now = hm_now_ns();
+		if (now >= end)
+			break;
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int k = poll(&p, 1, (int)((end - now + 999999) / 1000000));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			break;
+	}
+	close(fd);
 }
 
 /* Wait for a connection on l until end (absolute ns, UINT64_MAX = forever). */
@@ -910,6 +1096,7 @@ static int accept_impl(mig_listener_t *l, const mig_accept_opts_t *o, bool scree
 	size_t pre = 0;
 	unsigned strays = 0;
 	int first_ms = -1;
+	mig_tls_t *tls = NULL;
 	*out = NULL;
 	if (strays_out)
 		*strays_out = 0;
@@ -924,28 +1111,61 @@ static int accept_impl(mig_listener_t *l, const mig_accept_opts_t *o, bool scree
 		for (;;) {
 			rc = accept_one(l, end, o->timeout_ms, mig_cancel_fd(o->cancel), desc, strays,
 					&fd, err);
-			if (rc != 0 || !screen)
+			if (rc != 0 || (!screen && !l->tls))
 				break;
-			char why[160], peer[INET6_ADDRSTRLEN + 16], line[400];
+			char why[600], peer[INET6_ADDRSTRLEN + 16], line[1024];
 			peer_name(fd, peer, sizeof(peer));
-			/* The probe counts against the accept timeout too. */
+			/* The probe (and a TLS handshake) counts against the accept timeout too. */
 			int wait = pms;
 			uint64_t now = hm_now_ns();
 			if (end != UINT64_MAX)
 				wait = now >= end ? 1 : (int)((end - now + 999999) / 1000000);
-			if (wait > pms)
+			if (wait > pms && screen)
 				wait = pms;
-			int pr = probe(fd, wait, mig_cancel_fd(o->cancel), hdr, why, sizeof(why));
+			if (l->tls) {
+				uint64_t hs_end = now + (uint64_t)wait * 1000000ull;
+				int hr = mig_tls_handshake(l->tls, fd, NULL, hs_end, &tls, why,
+							   sizeof(why));
+				if (hr != 0 && !screen) {
+					close_lingering(fd);
+					return hm_error_set(err, hr, -1,
+							    "%s: the connection from %s failed the TLS "
+							    "handshake: %s",
+							    desc, peer, why);
+				}
+				if (hr != 0) {
+					char reason[sizeof(why)];
+					memcpy(reason, why, sizeof(reason));
+					snprintf(why, sizeof(why), "failed the TLS handshake: %.560s",
+						 reason);
+					goto stray;
+				}
+				if (!screen)
+					break;
+				/* the 8 bytes in what is left: handshake and probe share the wait */
+				uint64_t t = hm_now_ns();
+				wait = t >= hs_end ? 1 : (int)((hs_end - t + 999999) / 1000000);
+			}
+			int pr = probe(fd, tls, wait, mig_cancel_fd(o->cancel), hdr, why, sizeof(why));
 			if (pr == 0) {
 				pre = 8;
 				break;
 			}
 			if (pr == HM_E_CANCELLED) {
 				close(fd);
+				mig_tls_free(tls);
+				tls = NULL;
+				fd = -1;
 				rc = cancelled(err, desc, "reading the first bytes of a connection");
 				break;
 			}
-			close(fd);
+		stray:
+			if (l->tls && !tls)
+				close_lingering(fd); /* the source gets the TLS alert, not a reset */
+			else
+				close(fd);
+			mig_tls_free(tls);
+			tls = NULL;
 			fd = -1;
 			strays++;
 			if (strays_out)
@@ -988,7 +1208,7 @@ static int accept_impl(mig_listener_t *l, const mig_accept_opts_t *o, bool scree
 	/* Sends on the return path are bounded too (a peer that stops reading). */
 	if (mig_uri_has_return_path(u))
 		set_timeouts(fd, o->idle_timeout_ms > 0 ? o->idle_timeout_ms : MIG_IO_TIMEOUT_MS);
-	return conn_new_reader(fd, u, desc, hdr, pre, o, first_ms, child, out, err);
+	return conn_new_reader(fd, u, desc, hdr, pre, o, first_ms, child, tls, out, err);
 }
 
 int mig_accept_ex(mig_listener_t *l, const mig_accept_opts_t *o, mig_conn_t **out,
@@ -1058,6 +1278,11 @@ int mig_conn_raw_fd(mig_conn_t *c, uint8_t pre[8], size_t *pre_len)
 	return c->fd;
 }
 
+bool mig_conn_tls_refused(const mig_conn_t *c)
+{
+	return c && c->tls && mig_tls_refused(c->tls);
+}
+
 uint64_t mig_conn_unsent_bytes(const mig_conn_t *c)
 {
 	int n = 0;
@@ -1068,6 +1293,8 @@ uint64_t mig_conn_unsent_bytes(const mig_conn_t *c)
 
 void mig_conn_finish_write(mig_conn_t *c)
 {
+	if (c && c->tls)
+		mig_tls_bye(c->tls); /* close_notify: a clean end for the destination */
 	if (c && c->rp_fd >= 0)
 		shutdown(c->rp_fd, SHUT_WR);
 }
@@ -1088,6 +1315,7 @@ int mig_conn_close(mig_conn_t *c, hm_error_t *err)
 	int rc = mig_file_close(c->f, err);
 	if (c->rp_fd >= 0)
 		close(c->rp_fd);
+	mig_tls_free(c->tls); /* after the channel's last write went through it */
 	if (c->child > 0) {
 		int st = 0;
 		if (rc != 0 && !c->source)
@@ -1112,11 +1340,20 @@ int mig_conn_close(mig_conn_t *c, hm_error_t *err)
  * RESUMED or REFUSED after the stream's last byte; a REFUSED may come
  * instead of the PONG.
  */
-static int write_all(int fd, const void *buf, size_t len)
+static int write_all(int fd, mig_tls_t *tls, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		ssize_t n;
+		if (tls) {
+			n = mig_tls_send(tls, p, len);
+			if (n <= 0)
+				return n < 0 ? (int)n : -EPIPE;
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		n = send(fd, p, len, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1128,17 +1365,20 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-static int read_all(int fd, void *buf, size_t len, uint64_t deadline)
+static int read_all(int fd, mig_tls_t *tls, void *buf, size_t len, uint64_t deadline)
 {
 	uint8_t *p = buf;
 	while (len > 0) {
 		uint64_t now = hm_now_ns();
 		if (now >= deadline)
 			return HM_E_TIMEOUT;
-		int rc = wait_fd(fd, POLLIN, (int)((deadline - now) / 1000000 + 1));
-		if (rc != 0)
-			return rc;
-		ssize_t n = recv(fd, p, len, 0);
+		/* Bytes a TLS session already decrypted do not show on the socket. */
+		if (!tls || !mig_tls_pending(tls)) {
+			int rc = wait_fd(fd, POLLIN, (int)((deadline - now) / 1000000 + 1));
+			if (rc != 0)
+				return rc;
+		}
+		ssize_t n = tls ? sock_recv_nb(fd, tls, p, len) : recv(fd, p, len, 0);
 		if (n == 0)
 			return HM_E_TRUNCATED;
 		if (n < 0) {
@@ -1164,7 +1404,7 @@ static int rp_send(mig_conn_t *c, uint16_t type, const void *payload, size_t len
 	hm_store_be16(w.h.type, type);
 	hm_store_be16(w.h.len, (uint16_t)len);
 	memcpy(w.p, payload, len);
-	return write_all(c->rp_fd, &w, sizeof(w.h) + len);
+	return write_all(c->rp_fd, c->tls, &w, sizeof(w.h) + len);
 }
 
 int mig_rp_send_resumed(mig_conn_t *c, const mig_rp_msg_t *m)
@@ -1268,14 +1508,19 @@ int mig_rp_recv(mig_conn_t *c, int timeout_ms, mig_rp_msg_t *m, hm_error_t *err)
 	if (c->rp_fd < 0)
 		return hm_error_set(err, HM_E_STATE, -1, "%s: no return path", c->desc);
 	uint64_t deadline = hm_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	int rc = read_all(c->rp_fd, &h, sizeof(h), deadline);
+	int rc = read_all(c->rp_fd, c->tls, &h, sizeof(h), deadline);
+	if (rc == 0 && !c->tls && h.type[0] == 0x15 && h.type[1] == 0x03)
+		/* 0x15 0x03: a TLS alert record, where a return-path message belongs. */
+		return hm_error_set(err, HM_E_PEER, -1,
+				    "return path: the destination answered with a TLS alert: it "
+				    "expects TLS (--tls-creds)");
 	if (rc == 0) {
 		uint16_t len = hm_load_be16(h.len);
 		if (len > sizeof(body))
 			return hm_error_set(err, HM_E_FORMAT, -1,
 					    "return path: message length %u exceeds max %zu", len,
 					    sizeof(body));
-		rc = read_all(c->rp_fd, body, len, deadline);
+		rc = read_all(c->rp_fd, c->tls, body, len, deadline);
 		if (rc == 0)
 			return rp_decode(hm_load_be16(h.type), body, len, m, err);
 	}
@@ -1287,5 +1532,7 @@ int mig_rp_recv(mig_conn_t *c, int timeout_ms, mig_rp_msg_t *m, hm_error_t *err)
 		return hm_error_set(err, HM_E_PEER, -1,
 				    "return path: the destination closed the connection without "
 				    "an answer");
+	if (rc == -EPROTO && c->tls)
+		return hm_error_set(err, HM_E_PEER, -1, "return path: TLS: %s", mig_tls_why(c->tls));
 	return hm_error_set(err, rc, -1, "return path: %s", hm_err_str(rc));
 }
