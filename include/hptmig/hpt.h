@@ -638,8 +638,13 @@ int hpt_verify_root(unsigned shift, uint64_t nblocks, const uint8_t (*d)[HM_SHA2
  * (mode), -ENOMEM or -EIO.
  */
 int hpt_root(hpt_t *h, hpt_read_mode_t mode, uint8_t out[HM_SHA256_LEN]);
-/* hpt_root that also counts the valid entries (*valid may be NULL). */
-int hpt_root_summary(hpt_t *h, hpt_read_mode_t mode, uint64_t *valid, uint8_t out[HM_SHA256_LEN]);
+/*
+ * hpt_root that also counts the valid and bolted entries and, when digest
+ * is not NULL, computes the HTAB digest from the same records in the same
+ * walk (each pointer but root may be NULL). Same returns as hpt_root.
+ */
+int hpt_root_summary(hpt_t *h, hpt_read_mode_t mode, uint64_t *valid, uint64_t *bolted,
+		     uint8_t digest[HM_SHA256_LEN], uint8_t root[HM_SHA256_LEN]);
 
 /* Root of a "no HPT" machine: SHA-256 of be32 0xffffffff (the digest's). */
 void hpt_root_none(uint8_t out[HM_SHA256_LEN]);

@@ -222,7 +222,7 @@ int hpt_verify_block_hash(unsigned shift, uint64_t b, uint8_t *buf, uint64_t nva
  * table (a caller that saw another generation finds out from *gen).
  */
 static int block_read(hpt_t *h, hpt_read_mode_t mode, uint64_t b, uint8_t *buf, uint64_t *gen,
-		      unsigned *shift, uint64_t *nvalid)
+		      unsigned *shift, uint64_t *nvalid, uint64_t *nbolted)
 {
 	uint64_t valid = 0, bolted = 0;
 	struct hpt_shard *s = hpt_rd_lock(h);
@@ -239,6 +239,7 @@ static int block_read(hpt_t *h, hpt_read_mode_t mode, uint64_t b, uint8_t *buf, 
 	}
 	hpt_rd_unlock(s);
 	*nvalid = valid;
+	*nbolted = bolted;
 	return b < nb ? 0 : HM_E_RANGE;
 }
 
@@ -249,9 +250,9 @@ int hpt_block_digest(hpt_t *h, hpt_read_mode_t mode, uint64_t b, uint8_t out[HM_
 	uint8_t *buf = malloc(HPT_VERIFY_BLOCK_BUF);
 	if (!buf)
 		return -ENOMEM;
-	uint64_t gen, nvalid;
+	uint64_t gen, nvalid, nbolted;
 	unsigned shift;
-	int rc = block_read(h, mode, b, buf, &gen, &shift, &nvalid);
+	int rc = block_read(h, mode, b, buf, &gen, &shift, &nvalid, &nbolted);
 	if (rc == 0)
 		rc = hpt_verify_block_hash(shift, b, buf, nvalid, out);
 	free(buf);
@@ -281,65 +282,90 @@ int hpt_verify_root(unsigned shift, uint64_t nblocks, const uint8_t (*d)[HM_SHA2
 	return 0;
 }
 
+/* What one attempt at the root adds up. */
+struct root_acc {
+	uint64_t valid, bolted;
+	hm_sha256_t *root, *flat; /* flat: the HTAB digest too, or NULL */
+};
+
 /*
  * One attempt at the root: every block in order, each read under its own
  * hold of the reader lock and hashed outside it, block digests streamed
- * into the root. 1: the table was replaced meanwhile (start again).
+ * into the root (and the same records into the flat digest when asked).
+ * 1: the table was replaced meanwhile (start again).
  */
-static int root_once(hpt_t *h, hpt_read_mode_t mode, uint8_t *buf, uint64_t *valid,
-		     uint8_t out[HM_SHA256_LEN])
+static int root_once(hpt_t *h, hpt_read_mode_t mode, uint8_t *buf, struct root_acc *acc)
 {
-	hm_sha256_t *sha = NULL;
 	struct hpt_shard *s = hpt_rd_lock(h);
-	uint64_t gen0 = atomic_load(&h->generation), total = 0; /* stable under the lock */
+	uint64_t gen0 = atomic_load(&h->generation); /* stable under the lock */
 	unsigned shift = hpt_tab(h)->shift;
 	hpt_rd_unlock(s);
 	uint64_t nb = hpt_verify_nblocks(shift);
-	int rc = hm_sha256_new(&sha);
-	if (rc)
-		return rc;
-	root_prefix(sha, shift, nb);
+	int rc = 0;
+	uint8_t p[12];
+	hm_store_be32(p, shift);
+	hm_store_be64(p + 4, nb);
+	hm_sha256_update(acc->root, p, sizeof(p));
+	if (acc->flat)
+		hm_sha256_update(acc->flat, p, 4);
+	acc->valid = acc->bolted = 0;
 	for (uint64_t b = 0; b < nb && rc == 0; b++) {
-		uint64_t gen, n;
+		uint64_t gen, n, nbolt;
 		unsigned sh;
 		uint8_t d[HM_SHA256_LEN];
-		rc = block_read(h, mode, b, buf, &gen, &sh, &n);
-		if (rc == 0 && (gen != gen0 || sh != shift))
-			rc = 1;
-		if (rc == HM_E_RANGE) /* shrunk under us */
-			rc = 1;
+		rc = block_read(h, mode, b, buf, &gen, &sh, &n, &nbolt);
+		if (rc == HM_E_RANGE || (rc == 0 && (gen != gen0 || sh != shift)))
+			rc = 1; /* replaced (and perhaps shrunk) under us */
 		if (rc == 0)
 			rc = hpt_verify_block_hash(shift, b, buf, n, d);
-		if (rc == 0)
-			hm_sha256_update(sha, d, sizeof(d));
-		total += n;
+		if (rc)
+			break;
+		hm_sha256_update(acc->root, d, sizeof(d));
+		if (acc->flat && n)
+			hm_sha256_update(acc->flat, buf + HPT_VERIFY_BLOCK_PREFIX, n * REC_LEN);
+		acc->valid += n;
+		acc->bolted += nbolt;
 	}
-	if (rc == 0) {
-		hm_sha256_final(sha, out);
-		if (valid)
-			*valid = total;
-	}
-	hm_sha256_free(sha);
 	return rc;
 }
 
-int hpt_root_summary(hpt_t *h, hpt_read_mode_t mode, uint64_t *valid, uint8_t out[HM_SHA256_LEN])
+int hpt_root_summary(hpt_t *h, hpt_read_mode_t mode, uint64_t *valid, uint64_t *bolted,
+		     uint8_t digest[HM_SHA256_LEN], uint8_t root[HM_SHA256_LEN])
 {
 	if (!mode_ok(mode))
 		return -EINVAL;
+	struct root_acc acc = {0};
 	uint8_t *buf = malloc(HPT_VERIFY_BLOCK_BUF);
-	if (!buf)
-		return -ENOMEM;
-	int rc;
-	while ((rc = root_once(h, mode, buf, valid, out)) == 1)
-		; /* a resize replaced the table: start over, as walk() does */
+	int rc = buf ? 0 : -ENOMEM;
+	do {
+		hm_sha256_free(acc.root);
+		hm_sha256_free(acc.flat);
+		acc.root = acc.flat = NULL;
+		if (rc == 0 || rc == 1)
+			rc = hm_sha256_new(&acc.root);
+		if (rc == 0 && digest)
+			rc = hm_sha256_new(&acc.flat);
+		if (rc == 0)
+			rc = root_once(h, mode, buf, &acc);
+	} while (rc == 1); /* a resize replaced the table: start over, as walk() does */
+	if (rc == 0) {
+		hm_sha256_final(acc.root, root);
+		if (digest)
+			hm_sha256_final(acc.flat, digest);
+		if (valid)
+			*valid = acc.valid;
+		if (bolted)
+			*bolted = acc.bolted;
+	}
+	hm_sha256_free(acc.root);
+	hm_sha256_free(acc.flat);
 	free(buf);
 	return rc;
 }
 
 int hpt_root(hpt_t *h, hpt_read_mode_t mode, uint8_t out[HM_SHA256_LEN])
 {
-	return hpt_root_summary(h, mode, NULL, out);
+	return hpt_root_summary(h, mode, NULL, NULL, NULL, out);
 }
 
 void hpt_root_none(uint8_t out[HM_SHA256_LEN])

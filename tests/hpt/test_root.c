@@ -80,10 +80,13 @@ static void test_root_kat(void **state)
 	}
 	assert_int_equal(hpt_verify_root(18, 4, (const uint8_t(*)[32])d, got), 0);
 	assert_memory_equal(got, want, 32);
-	uint64_t nv = 0;
-	assert_int_equal(hpt_root_summary(h, HPT_READ_QUIESCENT, &nv, got), 0);
-	assert_true(nv == 3);
+	uint64_t nv = 0, nbolt = 0;
+	uint8_t dg[32], dg_want[32];
+	assert_int_equal(hpt_root_summary(h, HPT_READ_QUIESCENT, &nv, &nbolt, dg, got), 0);
+	assert_true(nv == 3 && nbolt == 2);
 	assert_memory_equal(got, want, 32);
+	assert_int_equal(hpt_digest(h, dg_want), 0);
+	assert_memory_equal(dg, dg_want, 32);
 
 	/* Out of range and unknown mode. */
 	assert_int_equal(hpt_block_digest(h, HPT_READ_LOCKED, 4, got), HM_E_RANGE);
@@ -223,10 +226,14 @@ static void test_root_random(void **state)
 		}
 		assert_int_equal(hpt_verify_root(hpt_shift(h), nb, (const uint8_t(*)[32])g, got), 0);
 		assert_memory_equal(got, want, 32);
-		uint64_t nv, gv;
-		hpt_count(h, &nv, NULL);
-		assert_int_equal(hpt_root_summary(h, HPT_READ_TRACKED, &gv, got), 0);
-		assert_true(gv == nv);
+		uint64_t nv, nbolt, gv, gb;
+		uint8_t dg[32], dg_want[32];
+		hpt_count(h, &nv, &nbolt);
+		assert_int_equal(hpt_digest(h, dg_want), 0);
+		assert_int_equal(hpt_root_summary(h, HPT_READ_TRACKED, &gv, &gb, dg, got), 0);
+		assert_true(gv == nv && gb == nbolt);
+		assert_memory_equal(got, want, 32);
+		assert_memory_equal(dg, dg_want, 32);
 		if (round % 3 == 2)
 			hpt_track_stop(h);
 		free(d);
