@@ -72,7 +72,7 @@ static void check_root(hpt_t *h, const hpt_root_info_t *info, const char *when, 
 {
 	uint8_t full[HM_SHA256_LEN];
 	uint64_t valid = 0, v2 = 0, bolted = 0;
-	assert_int_equal(hpt_root_summary(h, HPT_READ_QUIESCENT, &valid, full), 0);
+	assert_int_equal(hpt_root_summary(h, HPT_READ_QUIESCENT, &valid, NULL, NULL, full), 0);
 	hpt_count(h, &v2, &bolted);
 	if (memcmp(full, info->root, HM_SHA256_LEN) != 0) {
 		char a[65], b[65];
