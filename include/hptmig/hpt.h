@@ -552,6 +552,9 @@ int hpt_track_root(hpt_t *h, hpt_read_mode_t mode, hpt_root_info_t *out);
 typedef struct hpt_blocks hpt_blocks_t;
 int hpt_blocks_new(hpt_blocks_t **out);
 void hpt_blocks_free(hpt_blocks_t *c);
+/* h's table holds no valid entry (just created or reset, nothing written
+ * since): every block digest is the empty one, none to hash. 0, -ENOMEM. */
+int hpt_blocks_set_empty(hpt_blocks_t *c, hpt_t *h);
 /* Slots [first, first + n) were written: their blocks are hashed again. */
 void hpt_blocks_mark(hpt_blocks_t *c, uint64_t first, uint64_t n);
 /* As hpt_track_root_refresh, for h's current table. 0, -ENOMEM or -EIO. */

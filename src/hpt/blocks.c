@@ -333,6 +333,21 @@ static struct hpt_bcache *blocks_cache(hpt_blocks_t *c, hpt_t *h)
 	return c->bc;
 }
 
+int hpt_blocks_set_empty(hpt_blocks_t *c, hpt_t *h)
+{
+	struct hpt_shard *s = hpt_rd_lock(h);
+	hpt_bc_free(c->bc);
+	c->bc = bc_new(table_shift(hpt_tab(h)));
+	if (c->bc) {
+		/* Every block's digest is the empty block's: 32 zero bytes
+		 * (bc_new's zero pages), no entries; nothing to hash. */
+		c->bc->gen = atomic_load(&h->generation);
+		memset(c->bc->dirty, 0, (c->bc->nblocks + 63) / 64 * sizeof(uint64_t));
+	}
+	hpt_rd_unlock(s);
+	return c->bc ? 0 : -ENOMEM;
+}
+
 void hpt_blocks_mark(hpt_blocks_t *c, uint64_t first, uint64_t n)
 {
 	struct hpt_bcache *bc = c->bc;
