@@ -196,8 +196,12 @@ typedef struct mig_policy_stats {
 				       * but not yet acknowledged by the peer */
 	uint64_t expected_downtime_ns;/* pending_bytes / bandwidth + fixed_downtime_ns */
 	uint64_t fixed_downtime_ns;   /* measured cost of the stop that does not depend on
-				       * pending work: digesting the table on both sides,
+				       * pending work: the root over the block digests,
 				       * stopping vCPUs, the return-path round trip */
+	uint64_t verify_ns;           /* re-hashing, at the stop, the blocks changed since
+				       * they were hashed: their count x the measured cost
+				       * of a block (in expected, not in fixed: more
+				       * rounds reduce it) */
 	uint64_t downtime_limit_ns;
 	unsigned max_iterations;      /* 0 = unlimited */
 	unsigned throttle;            /* current vCPU throttle percent */
@@ -335,6 +339,11 @@ typedef struct mig_report {
 	uint64_t fixed_downtime_ns;   /* measured fixed cost of the stop (digests, tail,
 				       * round trip) */
 	uint64_t rtt_ns;              /* measured round trip (PING/PONG); 0 = not measured */
+	uint64_t verify_expected_ns;  /* the policy's verify_ns at the stop */
+	uint64_t verify_stop_ns;      /* the root at the stop, measured (blocks + root) */
+	uint64_t verify_blocks_at_stop; /* blocks re-hashed at the stop */
+	uint64_t verify_blocks;       /* blocks of the table (B) */
+	uint64_t verify_block_ns;     /* measured cost of hashing one block */
 	unsigned throttle;            /* at the end */
 	unsigned htab_shift;
 	uint64_t htab_valid, htab_bolted;

@@ -191,7 +191,7 @@ struct attempt {
 	uint64_t run_t0;         /* start of the first attempt (for the timeout) */
 	bool setup_called;
 	uint64_t fixed_ns;       /* measured fixed cost of the stop (see mig_policy_stats_t) */
-	uint64_t digest_ns;      /* its digest part: the least of the measurements */
+	uint64_t root_ns;        /* its root part: SHA-256 over B block digests, measured */
 	unsigned digest_samples; /* measurements taken */
 	bool retryable;          /* the guest still runs and nothing ambiguous happened */
 	uint64_t t_stop;         /* when the stop was requested (valid once rep->stopped) */
@@ -220,26 +220,70 @@ static void progress(struct attempt *a, const char *phase, uint64_t pending, uin
 }
 
 /*
- * What a stop costs whatever is pending: both sides digest the whole table
- * (overlapping: the destination starts when the final pass has arrived;
- * without a verify section only the destination does), the final bytes
- * and the RESUMED answer cross the link (the round trip), plus stopping
- * the vCPUs and the stream's tail. The digest is timed on the running
- * table; each call takes one more sample and keeps the least, since a
- * sample can only be inflated (by the guest, the destination's own work
- * on a shared host, the machine's noise), never deflated.
+ * What a stop costs whatever is pending: the root over the block digests
+ * (hptmig/verify v2; the blocks changed since hashed are counted apart, in
+ * stop_verify_ns, as more rounds reduce them), the final bytes and the
+ * RESUMED answer cross the link (the round trip), plus stopping the vCPUs
+ * and the stream's tail. The root is timed over as many zero digests as
+ * the table has blocks; each call takes one more sample and keeps the
+ * least, since a sample can only be inflated (by the guest, the
+ * destination's own work on a shared host, the machine's noise), never
+ * deflated. Both sides compute a root; the destination's starts when the
+ * final pass has arrived, so they overlap and count once.
  */
 #define MIG_FIXED_SAMPLES 3
 static void measure_fixed(struct attempt *a)
 {
-	uint8_t scratch[HM_SHA256_LEN];
+	uint64_t nb = hpt_verify_nblocks(hpt_shift(machine_hpt(a->m)));
+	uint8_t(*d)[HM_SHA256_LEN] = calloc(nb ? nb : 1, HM_SHA256_LEN);
+	uint8_t root[HM_SHA256_LEN];
 	uint64_t td = hm_now_ns();
-	hpt_summary(machine_hpt(a->m), HPT_READ_TRACKED, NULL, NULL, scratch);
-	uint64_t d = hm_now_ns() - td;
-	if (a->digest_samples++ == 0 || d < a->digest_ns)
-		a->digest_ns = d;
-	a->fixed_ns = a->digest_ns + MIG_DOWNTIME_OVERHEAD_NS + a->rep->rtt_ns;
+	if (d)
+		(void)hpt_verify_root(hpt_shift(machine_hpt(a->m)), nb,
+				      (const uint8_t(*)[HM_SHA256_LEN])d, root);
+	uint64_t r = hm_now_ns() - td;
+	free(d);
+	if (a->digest_samples++ == 0 || r < a->root_ns)
+		a->root_ns = r;
+	a->fixed_ns = a->root_ns + MIG_DOWNTIME_OVERHEAD_NS + a->rep->rtt_ns;
 	a->rep->fixed_downtime_ns = a->fixed_ns;
+}
+
+/*
+ * The roots kept current (docs/migration.md, "Verification off the stop
+ * path"): after every round, hash the blocks changed since they were
+ * hashed (every block, the first time), within one round's budget, while
+ * the guest runs; so the stop re-hashes only the blocks changed since.
+ * Not with --qemu-pure (no hptmig/verify in the stream: nothing to keep).
+ * A failure here only leaves more to hash at the stop.
+ */
+static void roots_refresh(struct attempt *a)
+{
+	if (a->p->qemu_pure)
+		return;
+	(void)hpt_track_root_refresh(machine_hpt(a->m), HPT_READ_LOCKED, a->p->round_budget_ns,
+				     NULL);
+}
+
+/* Until a block has been timed: a conservative cost of hashing one (a
+ * full 4096-slot block of records is ~100 KiB of SHA-256 input). */
+#define MIG_BLOCK_NS_DEFAULT 100000ull
+
+/*
+ * What re-hashing the blocks changed since hashed costs at the stop: the
+ * blocks the root would hash now (changed since hashed, or with change
+ * marks the final pass has still to take) times the measured cost of a
+ * block (the mean over every block hashed so far in this attempt).
+ */
+static uint64_t stop_verify_ns(struct attempt *a)
+{
+	hpt_root_stats_t st;
+	if (a->p->qemu_pure || hpt_track_root_stats(machine_hpt(a->m), &st) != 0)
+		return 0;
+	uint64_t per = st.hashed ? st.hash_ns / st.hashed : MIG_BLOCK_NS_DEFAULT;
+	a->rep->verify_blocks = st.nblocks;
+	a->rep->verify_block_ns = per;
+	return st.stop_blocks * per;
 }
 
 /*
@@ -332,7 +376,9 @@ static mig_policy_stats_t policy_stats(struct attempt *a, bool pass_complete, ui
 {
 	const mig_params_t *p = a->p;
 	uint64_t pending = savevm_live_pending_total(a->reg) + unsent;
-	uint64_t expected = bw ? (uint64_t)((double)pending * 1e9 / (double)bw) + a->fixed_ns
+	uint64_t verify = stop_verify_ns(a);
+	uint64_t expected = bw ? (uint64_t)((double)pending * 1e9 / (double)bw) + a->fixed_ns +
+					 verify
 			       : UINT64_MAX;
 	return (mig_policy_stats_t){
 		.rounds = a->rep->rounds,
@@ -344,6 +390,7 @@ static mig_policy_stats_t policy_stats(struct attempt *a, bool pass_complete, ui
 		.pending_bytes = pending,
 		.expected_downtime_ns = expected,
 		.fixed_downtime_ns = a->fixed_ns,
+		.verify_ns = verify,
 		.downtime_limit_ns = p->downtime_limit_ns,
 		.max_iterations = p->max_iterations,
 		.throttle = machine_throttle(a->m),
@@ -358,6 +405,7 @@ static void note_stop(struct attempt *a, const mig_policy_stats_t *st)
 	uint64_t expected = st->expected_downtime_ns;
 	rep->pending_at_stop = st->pending_bytes;
 	rep->expected_downtime_ns = expected == UINT64_MAX ? 0 : expected;
+	rep->verify_expected_ns = st->verify_ns;
 	snprintf(rep->stop_reason, sizeof(rep->stop_reason), "%s",
 		 expected <= p->downtime_limit_ns ? "converged"
 		 : a->fixed_ns >= p->downtime_limit_ns ? "fixed-cost-over-limit"
@@ -428,6 +476,7 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 		if (rc < 0)
 			return rc;
 		uint64_t bw = bw_sample(a, &bws, rc == 0, hm_now_ns(), t0, &unsent);
+		roots_refresh(a);
 		if (rc == 1) {
 			a->rep->iterations++;
 			auto_converge_step(a, &conv);
