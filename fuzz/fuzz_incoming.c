@@ -153,8 +153,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (type == MIG_RP_PONG) {
 			if (len != 4)
 				abort();
-		} else if (type == MIG_RP_RESUMED) {
-			if (len != 56)
+		} else if (type == MIG_RP_RESUMED || type == MIG_RP_RESUMED_ROOT) {
+			if (len != (type == MIG_RP_RESUMED ? 56 : 92))
 				abort();
 			finals++;
 		} else if (type == MIG_RP_REFUSED) {
@@ -167,7 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		last = type;
 		off += 4 + (size_t)len;
 	}
-	if (finals != 1 || (rc == 0) != (last == MIG_RP_RESUMED))
+	if (finals != 1 || (rc == 0) != (last == MIG_RP_RESUMED || last == MIG_RP_RESUMED_ROOT))
 		abort();
 	if (rc == 0 && !rep.no_hpt && rep.htab_shift > FZ_MAX_SHIFT)
 		abort();

@@ -23,7 +23,7 @@ enum {
 	O_BW, O_DOWNTIME, O_MAXITER, O_TIMEOUT, O_AUTOCONV, O_RETRIES, O_RETRY_DELAY,
 	O_PURE, O_SCAN, O_POLICY, O_JSON, O_RUN, O_WARMUP, O_ACCEPT_TIMEOUT, O_TRANSPORT, O_CONNECT_TIMEOUT,
 	O_MAX_SHIFT, O_DEADLINE, O_IDLE_TIMEOUT, O_PROBE_TIMEOUT, O_MAX_STRAYS,
-	O_RESUME_TIMEOUT,
+	O_RESUME_TIMEOUT, O_DIGEST,
 };
 
 static const struct option guest_opts[] = {
@@ -56,6 +56,7 @@ static const struct option guest_opts[] = {
 	{"probe-timeout", required_argument, NULL, O_PROBE_TIMEOUT},
 	{"max-strays", required_argument, NULL, O_MAX_STRAYS},
 	{"resume-timeout", required_argument, NULL, O_RESUME_TIMEOUT},
+	{"digest", no_argument, NULL, O_DIGEST},
 	{NULL, 0, NULL, 0},
 };
 
@@ -89,6 +90,7 @@ static bool allowed(int opt, unsigned kinds)
 	case O_IDLE_TIMEOUT:
 	case O_PROBE_TIMEOUT:
 	case O_MAX_STRAYS:
+	case O_DIGEST:
 		return kinds & MIG_CLI_DEST;
 	default:
 		return kinds & MIG_CLI_SOURCE;
@@ -237,6 +239,9 @@ static int parse_dest_opt(int c, const char *a, struct mig_cli *cli)
 	case O_MAX_STRAYS:
 		bad = hm_parse_u64(a, 1000000, &v) != 0 || v < 1;
 		cli->max_strays = (unsigned)v;
+		break;
+	case O_DIGEST:
+		cli->dest_digest = true;
 		break;
 	}
 	return bad;
@@ -606,6 +611,16 @@ void mig_report_fail(const char *cmd, const char *what, const mig_report_t *r,
 		  mig_guest_state_text(r->guest));
 }
 
+/* A digest as hex, or null when it was not computed. */
+static json_t *hex_or_null(bool have, const uint8_t d[HM_SHA256_LEN])
+{
+	char hex[2 * HM_SHA256_LEN + 1];
+	if (!have)
+		return json_null();
+	hm_hex(d, HM_SHA256_LEN, hex);
+	return json_string(hex);
+}
+
 json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t *m,
 			const hm_error_t *err, const char *uri)
 {
@@ -627,6 +642,13 @@ json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t 
 	json_object_set_new(o, "expected_downtime_ms", json_real(ms(r->expected_downtime_ns)));
 	json_object_set_new(o, "fixed_downtime_ms", json_real(ms(r->fixed_downtime_ns)));
 	json_object_set_new(o, "rtt_ms", json_real(ms(r->rtt_ns)));
+	/* the stop's verification: expected by the policy, then measured */
+	json_object_set_new(o, "verify_expected_ms", json_real(ms(r->verify_expected_ns)));
+	json_object_set_new(o, "verify_stop_ms", json_real(ms(r->verify_stop_ns)));
+	json_object_set_new(o, "verify_blocks_at_stop",
+			    json_integer((json_int_t)r->verify_blocks_at_stop));
+	json_object_set_new(o, "verify_blocks", json_integer((json_int_t)r->verify_blocks));
+	json_object_set_new(o, "verify_block_us", json_real((double)r->verify_block_ns / 1e3));
 	json_object_set_new(o, "downtime_measured_to",
 			    json_string(mig_downtime_end_name(r->downtime_end)));
 	json_object_set_new(o, "stopped_time_total_ms", json_real(ms(r->stopped_total_ns)));
@@ -650,8 +672,12 @@ json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t 
 	json_object_set_new(h, "valid", json_integer((json_int_t)r->htab_valid));
 	json_object_set_new(h, "bolted", json_integer((json_int_t)r->htab_bolted));
 	json_object_set_new(h, "digest", json_string(dg));
-	if (r->downtime_end == MIG_DOWNTIME_DEST_RESUMED)
-		json_object_set_new(h, "destination_digest", json_string(ddg));
+	json_object_set_new(h, "root", hex_or_null(r->has_root, r->root));
+	if (r->downtime_end == MIG_DOWNTIME_DEST_RESUMED) {
+		json_object_set_new(h, "destination_digest",
+				    r->has_dest_digest ? json_string(ddg) : json_null());
+		json_object_set_new(h, "destination_root", hex_or_null(r->has_dest_root, r->dest_root));
+	}
 	json_object_set_new(h, "entries_sent",
 			    json_integer((json_int_t)(r->htab.valid_sent + r->htab.invalid_sent)));
 	json_object_set_new(h, "valid_sent", json_integer((json_int_t)r->htab.valid_sent));
@@ -709,7 +735,10 @@ json_t *mig_dest_report_json(const mig_dest_report_t *r, const hm_error_t *err)
 		json_object_set_new(h, "shift", json_integer(r->htab_shift));
 	json_object_set_new(h, "valid", json_integer((json_int_t)r->htab_valid));
 	json_object_set_new(h, "bolted", json_integer((json_int_t)r->htab_bolted));
-	json_object_set_new(h, "digest", json_string(dg));
+	json_object_set_new(h, "digest", hex_or_null(r->has_digest, r->digest));
+	json_object_set_new(h, "root", hex_or_null(r->has_root, r->root));
+	json_object_set_new(h, "root_blocks_at_end", json_integer((json_int_t)r->root_blocks_at_end));
+	json_object_set_new(h, "root_end_ms", json_real(ms(r->root_end_ns)));
 	json_object_set_new(h, "entries_sent",
 			    json_integer((json_int_t)(r->htab.valid_sent + r->htab.invalid_sent)));
 	json_object_set_new(h, "valid_sent", json_integer((json_int_t)r->htab.valid_sent));
@@ -760,6 +789,10 @@ void mig_report_print(const mig_report_t *r, const mig_params_t *p)
 	if (r->throttle)
 		printf("source: auto-converge throttled the vCPUs to %u%%\n", r->throttle);
 	printf("source: digest %s\n", dg);
+	if (r->has_root) {
+		mig_hex(r->root, dg);
+		printf("source: root %s\n", dg);
+	}
 }
 
 void mig_dest_report_print(const mig_dest_report_t *r)
@@ -772,8 +805,14 @@ void mig_dest_report_print(const mig_dest_report_t *r)
 	       (unsigned long long)r->htab_valid, (unsigned long long)r->htab_bolted,
 	       (unsigned long long)(r->htab.valid_sent + r->htab.invalid_sent),
 	       (unsigned long long)r->htab.records);
-	printf("destination: digest %s (%s)\n", dg,
-	       r->verified ? "verified against the source" : "no verify section in the stream");
+	if (r->has_digest)
+		printf("destination: digest %s\n", dg);
+	if (r->has_root) {
+		mig_hex(r->root, dg);
+		printf("destination: root %s (%s; %llu blocks re-hashed after the last record)\n",
+		       dg, r->verified ? "verified against the source" : "no verify section in the stream",
+		       (unsigned long long)r->root_blocks_at_end);
+	}
 	if (r->resumed)
 		printf("destination: guest resumed, ran %.1f s issuing %llu hypercalls\n",
 		       ms(r->run_ns) / 1000, (unsigned long long)r->guest.hcalls);

@@ -150,8 +150,11 @@ int mig_conn_close(mig_conn_t *c, hm_error_t *err);
 
 typedef struct mig_rp_msg {
 	uint16_t type;
-	/* RESUMED */
+	/* RESUMED, RESUMED_ROOT (mig_rp_send_resumed picks the type: root) */
 	uint8_t digest[32];
+	uint8_t root[32];
+	bool has_root;    /* RESUMED_ROOT: the destination's block root */
+	bool has_digest;  /* digest is the destination's (always for RESUMED) */
 	uint64_t valid;   /* valid entries in the loaded table */
 	uint64_t bytes;   /* stream bytes the destination read */
 	uint64_t load_ns; /* time the destination spent loading */
@@ -349,6 +352,9 @@ typedef struct mig_report {
 	uint64_t htab_valid, htab_bolted;
 	uint8_t digest[HM_SHA256_LEN];
 	uint8_t dest_digest[HM_SHA256_LEN];
+	uint8_t root[HM_SHA256_LEN];      /* block root (wire-format §5) of our table */
+	uint8_t dest_root[HM_SHA256_LEN]; /* the destination's, from RESUMED_ROOT */
+	bool has_root, has_dest_root, has_dest_digest;
 	htab_save_stats_t htab;       /* entries sent, chunks, bytes, ... */
 	uint64_t final_entries;       /* entries sent in the final pass (END) */
 	bool resized_at_stop;         /* the guest resized its table after the last
@@ -404,6 +410,15 @@ typedef struct mig_dest_params {
 	void *resumed_opaque;
 	machine_config_t guest;       /* vCPUs/workload/rate/seed of the resumed guest */
 	bool no_resume;               /* load and verify only (no vCPUs) */
+	/*
+	 * Also compute the flat HTAB digest (wire-format.md §5) of the loaded
+	 * table, for people and checks: a walk of the whole table after the
+	 * stream ended, inside the downtime (about 190 ms for a 2 GiB table
+	 * here). Without it only the block root, kept current while the
+	 * stream arrives, is computed; the digest is computed anyway when the
+	 * source verifies with one (hptmig/verify version 1, or no section).
+	 */
+	bool digest;
 	mig_cancel_t *cancel;
 } mig_dest_params_t;
 
@@ -423,6 +438,10 @@ typedef struct mig_dest_report {
 	unsigned htab_shift;
 	uint64_t htab_valid, htab_bolted;
 	uint8_t digest[HM_SHA256_LEN]; /* of the loaded table, before resuming */
+	uint8_t root[HM_SHA256_LEN];   /* its block root (wire-format §5) */
+	bool has_digest, has_root;     /* digest, root computed */
+	uint64_t root_blocks_at_end;  /* blocks re-hashed after the END record */
+	uint64_t root_end_ns;         /* that re-hash and the root (in the downtime) */
 	htab_load_stats_t htab;
 	uint64_t htab_bytes;          /* payload bytes of the spapr/htab records */
 	machine_stats_t guest;        /* hypercalls issued after the resume */

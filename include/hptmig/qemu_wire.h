@@ -171,7 +171,11 @@ _Static_assert(HTAB_RUN_MAX == UINT16_MAX, "runs are be16 counts");
  * length, payload[length]. The structs are byte layouts (no padding,
  * big-endian fields written with hm_store_be*).
  *   RESUMED: 32-byte digest, be64 valid entries, be64 bytes received,
- *            be64 load time ns.
+ *            be64 load time ns. The answer to a stream whose hptmig/verify
+ *            is version 1 or absent (older sources read only this).
+ *   RESUMED_ROOT: 32-byte block root, 32-byte digest, be64 valid, be64
+ *            bytes, be64 load ns, be32 flags (bit 0: the digest was
+ *            computed; otherwise it is zero). The answer to version 2.
  *   REFUSED: be32 code (two's complement), be64 offset, message bytes.
  *   PONG:    be32 value of the COMMAND PING it answers.
  */
@@ -179,6 +183,7 @@ enum mig_rp_type {
 	MIG_RP_RESUMED = 1, /* loaded, verified, guest resumed */
 	MIG_RP_REFUSED = 2, /* the destination refused the stream: code, offset, message */
 	MIG_RP_PONG = 3,    /* answer to a COMMAND PING: its be32 value */
+	MIG_RP_RESUMED_ROOT = 4, /* RESUMED with the block root (hptmig/verify v2) */
 };
 
 /* Longest payload a reader accepts (a REFUSED with its message fits). */
@@ -194,6 +199,15 @@ struct mig_rp_wire_resumed {
 	uint8_t bytes[8];
 	uint8_t load_ns[8];
 };
+struct mig_rp_wire_resumed_root {
+	uint8_t root[32];
+	uint8_t digest[32];
+	uint8_t valid[8];
+	uint8_t bytes[8];
+	uint8_t load_ns[8];
+	uint8_t flags[4];
+};
+#define MIG_RP_RESUMED_DIGEST 0x1u /* RESUMED_ROOT flags: digest computed */
 struct mig_rp_wire_refused {
 	uint8_t code[4];
 	uint8_t offset[8];
@@ -205,6 +219,7 @@ struct mig_rp_wire_pong {
 
 _Static_assert(sizeof(struct mig_rp_wire_hdr) == 4, "return-path header size");
 _Static_assert(sizeof(struct mig_rp_wire_resumed) == 56, "RESUMED payload size");
+_Static_assert(sizeof(struct mig_rp_wire_resumed_root) == 92, "RESUMED_ROOT payload size");
 _Static_assert(sizeof(struct mig_rp_wire_refused) == 12, "REFUSED fixed payload size");
 _Static_assert(sizeof(struct mig_rp_wire_pong) == 4, "PONG payload size");
 

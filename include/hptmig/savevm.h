@@ -388,31 +388,43 @@ int savevm_load_stream_ex(mig_file_t *f, savevm_registry_t *r, const savevm_load
 /* ------------------------------------------------- hptmig/verify section */
 
 /*
- * `hptmig/verify` (FULL, instance 0, version 1; wire-format.md §5): be32
- * htab_shift (or 0xffffffff: no HPT), be64 valid entries, 32-byte HTAB
- * digest. The source fills it (after the final pass) before
- * savevm_write_full_all; the destination registers its own, and after the
- * load compares with savevm_verify_check. loaded is set by post_load (not on
- * the wire); post_load rejects a shift outside 18..46 and not 0xffffffff.
+ * `hptmig/verify` (FULL, instance 0; wire-format.md §5). Version 2 (what
+ * the writer sends): be32 htab_shift (or 0xffffffff: no HPT), be64 valid
+ * entries, be32 slots per block (VERIFY_BLOCK_SLOTS; the loader refuses
+ * another value), 32-byte block root. Version 1 (still loaded): be32
+ * htab_shift, be64 valid, 32-byte HTAB digest. The source fills
+ * htab_shift, valid and root (after the final pass) before
+ * savevm_write_full_all; the destination registers its own and after the
+ * load compares with savevm_verify_check. version and loaded are set by
+ * post_load (not on the wire); post_load rejects a shift outside 18..46
+ * and not 0xffffffff, and a count the shift cannot hold.
  */
 typedef struct savevm_verify {
 	uint32_t htab_shift;
 	uint64_t valid;
-	uint8_t digest[HM_SHA256_LEN];
+	uint32_t slots_per_block;     /* v2; pre_save and pre_load set VERIFY_BLOCK_SLOTS */
+	uint8_t digest[HM_SHA256_LEN]; /* v1: the HTAB digest */
+	uint8_t root[HM_SHA256_LEN];   /* v2: the block root */
+	uint32_t version;             /* the version loaded */
 	bool loaded;
 } savevm_verify_t;
 
 #define VERIFY_SECTION_IDSTR "hptmig/verify"
-#define VERIFY_SECTION_VERSION 1u
+#define VERIFY_SECTION_VERSION 2u
+#define VERIFY_SECTION_MIN_VERSION 1u
 extern const vmstate_desc_t savevm_verify_vmsd;
 int savevm_register_verify(savevm_registry_t *r, savevm_verify_t *v, hm_error_t *err);
 /*
  * Compare what the stream said (*sent, loaded) with what the destination
- * has. Returns 0; HM_E_STATE when the section was never loaded;
- * HM_E_DIGEST naming shift, count and both digests (hex) when they differ.
+ * has: the root for a version 2 section, the digest for version 1 (either
+ * pointer may be NULL when that value was not computed). Returns 0;
+ * HM_E_STATE when the section was never loaded or the value its version
+ * compares was not given; HM_E_DIGEST naming the version, shift, count and
+ * both values (hex) when they differ.
  */
 int savevm_verify_check(const savevm_verify_t *sent, uint32_t htab_shift, uint64_t valid,
-			const uint8_t digest[HM_SHA256_LEN], hm_error_t *err);
+			const uint8_t digest[HM_SHA256_LEN], const uint8_t root[HM_SHA256_LEN],
+			hm_error_t *err);
 
 #ifdef __cplusplus
 }

@@ -584,6 +584,45 @@ static int measure_rtt(struct attempt *a, mig_file_t *f, hm_error_t *err)
 }
 
 /*
+ * The flat HTAB digest of our stopped table, for the report and for a
+ * RESUMED that carries only a digest: computed once the downtime has
+ * ended (after the destination's answer, or the last byte), so it costs
+ * the guest nothing.
+ */
+static void source_flat_digest(struct attempt *a)
+{
+	hpt_summary(machine_hpt(a->m), HPT_READ_QUIESCENT, NULL, NULL, a->rep->digest);
+}
+
+/*
+ * Compare the destination's RESUMED with our table: the root when it
+ * carries one (hptmig/verify v2) and the digest when it carries one. 0, or
+ * HM_E_DIGEST with *what the value that differs ("root", "digest").
+ */
+static int compare_resumed(struct attempt *a, const mig_rp_msg_t *msg, const char **what)
+{
+	mig_report_t *rep = a->rep;
+	rep->has_dest_root = msg->has_root;
+	rep->has_dest_digest = msg->has_digest;
+	memcpy(rep->dest_root, msg->root, HM_SHA256_LEN);
+	memcpy(rep->dest_digest, msg->digest, HM_SHA256_LEN);
+	if (msg->has_root && !rep->has_root) /* qemu-pure: no root at the stop */
+		rep->has_root = hpt_root(machine_hpt(a->m), HPT_READ_QUIESCENT, rep->root) == 0;
+	rep->verified = false;
+	*what = msg->has_root ? "root" : "digest";
+	if (msg->has_root && memcmp(msg->root, rep->root, HM_SHA256_LEN) != 0) {
+		*what = "root";
+		return HM_E_DIGEST;
+	}
+	if (msg->has_digest && memcmp(msg->digest, rep->digest, HM_SHA256_LEN) != 0) {
+		*what = "digest";
+		return HM_E_DIGEST;
+	}
+	rep->verified = msg->has_root || msg->has_digest;
+	return rep->verified ? 0 : HM_E_DIGEST;
+}
+
+/*
  * The whole stream is out and the guest stopped: wait for the destination's
  * answer, bounded by rp_timeout_ms in all (a peer trickling bytes or
  * sending PONGs forever gets no more). REFUSED: the destination did not
@@ -644,28 +683,57 @@ static int await_resumed(struct attempt *a, uint64_t t0, hm_error_t *err)
 	}
 	rep->downtime_ns = t_end - a->t_stop;
 	rep->downtime_end = MIG_DOWNTIME_DEST_RESUMED;
-	memcpy(rep->dest_digest, msg.digest, HM_SHA256_LEN);
-	if (p->qemu_pure) {
-		/* No digest went in the stream (it would cost downtime); the
-		 * table is stopped and unchanged, so compare now. */
-		hpt_summary(machine_hpt(a->m), HPT_READ_QUIESCENT, NULL, NULL, rep->digest);
-	}
-	rep->verified = memcmp(msg.digest, rep->digest, HM_SHA256_LEN) == 0;
-	if (!rep->verified) {
+	source_flat_digest(a);
+	const char *what = NULL;
+	rc = compare_resumed(a, &msg, &what);
+	if (rc) {
 		/* It resumed on a table that is not ours: a failure, and the
 		 * source must not resume as well (two guests). */
 		char a1[65], a2[65];
 		a->retryable = false;
 		a->keep_paused = true;
 		rep->guest = MIG_GUEST_PAUSED_DESTINATION_DIVERGED;
-		hm_hex(rep->digest, HM_SHA256_LEN, a1);
-		hm_hex(msg.digest, HM_SHA256_LEN, a2);
+		bool root = strcmp(what, "root") == 0;
+		hm_hex(root ? rep->root : rep->digest, HM_SHA256_LEN, a1);
+		hm_hex(root ? msg.root : msg.digest, HM_SHA256_LEN, a2);
 		return hm_error_set(err, HM_E_DIGEST, -1,
-				    "the destination resumed a guest with table digest %s, the "
+				    "the destination resumed a guest with table %s %s, the "
 				    "source's is %s",
-				    a2, a1);
+				    what, a2, a1);
 	}
 	rep->guest = MIG_GUEST_RESUMED_ON_DESTINATION;
+	return 0;
+}
+
+/*
+ * The block root of the stopped table into hptmig/verify (version 2) and
+ * the report: the stop's one verification call.
+ */
+static int mig_source_verify_root(struct attempt *a, hm_error_t *err)
+{
+	hpt_t *h = machine_hpt(a->m);
+	hpt_root_info_t info;
+	uint64_t t0 = hm_now_ns();
+	/* The roots kept current: only the blocks changed since they were
+	 * hashed (the final pass's among them), then the root. Tracking is
+	 * on until cleanup; without it (never here), a full recomputation. */
+	int rc = hpt_track_root(h, HPT_READ_QUIESCENT, &info);
+	if (rc == HM_E_STATE) {
+		memset(&info, 0, sizeof(info));
+		info.shift = hpt_shift(h);
+		info.nblocks = hpt_verify_nblocks(info.shift);
+		info.rehashed = info.nblocks;
+		rc = hpt_root_summary(h, HPT_READ_QUIESCENT, &info.valid, NULL, NULL, info.root);
+	}
+	if (rc)
+		return hm_error_set(err, rc, -1, "block root: %s", hm_err_str(rc));
+	a->rep->verify_stop_ns = hm_now_ns() - t0;
+	a->rep->verify_blocks_at_stop = info.rehashed;
+	a->verify.htab_shift = info.shift;
+	a->verify.valid = info.valid;
+	memcpy(a->verify.root, info.root, HM_SHA256_LEN);
+	memcpy(a->rep->root, a->verify.root, HM_SHA256_LEN);
+	a->rep->has_root = true;
 	return 0;
 }
 
@@ -732,7 +800,6 @@ static int attempt_stop_and_copy(struct attempt *a, uint64_t t0, hm_error_t *err
 {
 	const mig_params_t *p = a->p;
 	mig_report_t *rep = a->rep;
-	hpt_t *h = machine_hpt(a->m);
 	mig_file_t *f = mig_conn_file(a->conn);
 	int rc;
 
@@ -753,16 +820,11 @@ static int attempt_stop_and_copy(struct attempt *a, uint64_t t0, hm_error_t *err
 	rc = resized_at_stop(a, f, err);
 	if (!rc)
 		rc = savevm_live_complete_all(a->reg, f, err);
-	/* Let the destination load the final pass while we compute the digest. */
+	/* Let the destination load the final pass while we compute the root. */
 	if (!rc && mig_file_flush(f) != 0)
 		rc = mig_file_error_copy(f, err);
-	if (!rc && !p->qemu_pure) {
-		a->verify.htab_shift = hpt_shift(h);
-		rc = hpt_summary(h, HPT_READ_QUIESCENT, &a->verify.valid, NULL, a->verify.digest);
-		if (rc)
-			hm_error_set(err, rc, -1, "digest: %s", hm_err_str(rc));
-		memcpy(rep->digest, a->verify.digest, HM_SHA256_LEN);
-	}
+	if (!rc && !p->qemu_pure)
+		rc = mig_source_verify_root(a, err);
 	if (!rc)
 		rc = savevm_write_full_all(a->reg, f, err);
 	if (!rc)
@@ -800,8 +862,7 @@ static int attempt_finish(struct attempt *a, uint64_t t0, hm_error_t *err)
 		rep->downtime_ns = hm_now_ns() - a->t_stop;
 		rep->downtime_end = MIG_DOWNTIME_LAST_BYTE;
 		rep->guest = MIG_GUEST_PAUSED_ON_SOURCE;
-		if (p->qemu_pure) /* our own digest, for the report */
-			hpt_summary(machine_hpt(a->m), HPT_READ_QUIESCENT, NULL, NULL, rep->digest);
+		source_flat_digest(a); /* our own digest, for the report */
 	}
 	rc = mig_conn_close(a->conn, err);
 	a->conn = NULL;
@@ -938,7 +999,8 @@ int mig_source_run(machine_t *m, const char *uri_text, const mig_params_t *p, mi
 	rep->throttle = machine_throttle(m);
 	rep->htab_shift = hpt_shift(h);
 	if ((rc != 0 && rep->guest != MIG_GUEST_PAUSED_DESTINATION_DIVERGED) || !rep->stopped)
-		hpt_digest(h, rep->digest);
+		rep->has_root = hpt_root_summary(h, HPT_READ_LOCKED, NULL, NULL, rep->digest,
+						 rep->root) == 0;
 	hpt_count(h, &rep->htab_valid, &rep->htab_bolted);
 	return rc;
 }

@@ -1055,6 +1055,19 @@ static int rp_send(mig_conn_t *c, uint16_t type, const void *payload, size_t len
 
 int mig_rp_send_resumed(mig_conn_t *c, const mig_rp_msg_t *m)
 {
+	if (m->has_root) {
+		struct mig_rp_wire_resumed_root q;
+		memcpy(q.root, m->root, sizeof(q.root));
+		if (m->has_digest)
+			memcpy(q.digest, m->digest, sizeof(q.digest));
+		else
+			memset(q.digest, 0, sizeof(q.digest));
+		hm_store_be64(q.valid, m->valid);
+		hm_store_be64(q.bytes, m->bytes);
+		hm_store_be64(q.load_ns, m->load_ns);
+		hm_store_be32(q.flags, m->has_digest ? MIG_RP_RESUMED_DIGEST : 0);
+		return rp_send(c, MIG_RP_RESUMED_ROOT, &q, sizeof(q));
+	}
 	struct mig_rp_wire_resumed p;
 	memcpy(p.digest, m->digest, sizeof(p.digest));
 	hm_store_be64(p.valid, m->valid);
@@ -1096,6 +1109,22 @@ static int rp_decode(uint16_t type, const uint8_t *body, uint16_t len, mig_rp_ms
 		m->valid = hm_load_be64(p->valid);
 		m->bytes = hm_load_be64(p->bytes);
 		m->load_ns = hm_load_be64(p->load_ns);
+		m->has_digest = true;
+		return 0;
+	}
+	if (type == MIG_RP_RESUMED_ROOT && len == sizeof(struct mig_rp_wire_resumed_root)) {
+		const struct mig_rp_wire_resumed_root *q = (const void *)body;
+		uint32_t flags = hm_load_be32(q->flags);
+		if (flags & ~MIG_RP_RESUMED_DIGEST)
+			return hm_error_set(err, HM_E_FORMAT, -1,
+					    "return path: RESUMED_ROOT flags %#x are unknown", flags);
+		memcpy(m->root, q->root, sizeof(m->root));
+		memcpy(m->digest, q->digest, sizeof(m->digest));
+		m->has_root = true;
+		m->has_digest = (flags & MIG_RP_RESUMED_DIGEST) != 0;
+		m->valid = hm_load_be64(q->valid);
+		m->bytes = hm_load_be64(q->bytes);
+		m->load_ns = hm_load_be64(q->load_ns);
 		return 0;
 	}
 	if (type == MIG_RP_PONG && len == sizeof(struct mig_rp_wire_pong)) {

@@ -170,15 +170,22 @@ static void test_bad_files(void **state)
 	assert_int_equal(tu_write_file(bad, d, n / 2), 0);
 	load_expect(bad, "HM_E_TRUNCATED");
 
-	/* the source's digest altered: the destination refuses the mismatch */
+	/* the source's root altered: the destination refuses the mismatch */
 	uint8_t *c = malloc(n);
 	memcpy(c, d, n);
 	uint8_t *p = memmem(c, n, "hptmig/verify", 13);
 	assert_non_null(p);
-	/* idstr, be32 instance, be32 version, be32 shift, be64 valid, digest */
-	p[13 + 4 + 4 + 4 + 8] ^= 0x01;
+	/* idstr, be32 instance, be32 version (2), be32 shift, be64 valid,
+	 * be32 slots per block, root */
+	assert_int_equal(p[13 + 7], 2);
+	p[13 + 4 + 4 + 4 + 8 + 4] ^= 0x01;
 	assert_int_equal(tu_write_file(bad, c, n), 0);
 	load_expect(bad, "HM_E_DIGEST");
+	/* another block size: refused by name */
+	memcpy(c, d, n);
+	p[13 + 4 + 4 + 4 + 8 + 2] ^= 0x01;
+	assert_int_equal(tu_write_file(bad, c, n), 0);
+	load_expect(bad, "HM_E_FORMAT");
 
 	/* bits flipped inside the table data: refused (digest mismatch or a
 	 * structural error), or, when the flip cannot matter (bit 0x40 of V,

@@ -20,6 +20,8 @@
 
 #include "hptmig/migration.h"
 #include "hptmig/savevm.h"
+#include "hptmig/htab.h"
+#include "hptmig/machine.h"
 
 static void test_uri_parse(void **state)
 {
@@ -99,6 +101,25 @@ static void test_return_path(void **state)
 	assert_memory_equal(got.digest, m.digest, 32);
 	assert_int_equal(got.valid, 12345);
 	assert_int_equal(got.bytes, 678);
+	assert_true(got.has_digest && !got.has_root);
+	/* RESUMED_ROOT (a version 2 stream): root, and the digest when computed */
+	for (int with_digest = 0; with_digest < 2; with_digest++) {
+		mig_rp_msg_t mr = {.valid = 7, .bytes = 8, .load_ns = 9, .has_root = true,
+				   .has_digest = with_digest};
+		for (int i = 0; i < 32; i++) {
+			mr.root[i] = (uint8_t)(0x80 + i);
+			mr.digest[i] = (uint8_t)(0x40 + i);
+		}
+		assert_int_equal(mig_rp_send_resumed(dst, &mr), 0);
+		assert_int_equal(mig_rp_recv(src, 1000, &got, &e), 0);
+		assert_int_equal(got.type, MIG_RP_RESUMED_ROOT);
+		assert_true(got.has_root);
+		assert_int_equal(got.has_digest, with_digest);
+		assert_memory_equal(got.root, mr.root, 32);
+		if (with_digest)
+			assert_memory_equal(got.digest, mr.digest, 32);
+		assert_true(got.valid == 7 && got.bytes == 8 && got.load_ns == 9);
+	}
 	hm_error_t why;
 	hm_error_clear(&why);
 	hm_error_set(&why, HM_E_DIGEST, 4242, "digests differ");
@@ -210,6 +231,9 @@ static void dest_run_20ms(void *opaque, machine_t *m)
 	hm_sleep_ns(20000000);
 }
 
+/* The next destination also computes the flat digest (--digest). */
+static bool next_dest_digest;
+
 static void dest_start_hook(struct dest_thread *d, const char *uri,
 			    void (*hook)(void *, machine_t *), void *opaque)
 {
@@ -222,6 +246,8 @@ static void dest_start_hook(struct dest_thread *d, const char *uri,
 	d->p.guest.vcpus = 1;
 	d->p.on_resumed = hook;
 	d->p.resumed_opaque = opaque;
+	d->p.digest = next_dest_digest;
+	next_dest_digest = false;
 	assert_int_equal(pthread_create(&d->t, NULL, dest_main, d), 0);
 }
 
@@ -253,10 +279,12 @@ static machine_t *guest(unsigned shift, unsigned vcpus, uint64_t rate)
 
 static void migrate_ok(machine_t *m, const char *uri, mig_params_t *p)
 {
+	static unsigned calls;
 	struct dest_thread d;
 	mig_report_t rep;
 	hm_error_t e;
 	hm_error_clear(&e);
+	next_dest_digest = calls++ & 1; /* every other one with --digest */
 	dest_start(&d, uri);
 	int rc = mig_source_run(m, uri, p, &rep, &e);
 	dest_join(&d);
@@ -264,7 +292,22 @@ static void migrate_ok(machine_t *m, const char *uri, mig_params_t *p)
 		fail_msg("source: %s / destination: %s", e.msg, d.err.msg);
 	assert_true(rep.verified);
 	assert_true(d.rep.verified);
-	assert_memory_equal(rep.digest, d.rep.digest, 32);
+	/* the destination's flat digest only when asked (a whole-table walk
+	 * in the downtime); the source's always (after the downtime) */
+	assert_int_equal(d.rep.has_digest, d.p.digest);
+	if (d.rep.has_digest)
+		assert_memory_equal(rep.digest, d.rep.digest, 32);
+	/* the roots kept current on both sides equal a full recomputation of
+	 * the source's stopped table */
+	uint8_t full[32], flat[32];
+	assert_int_equal(hpt_root(machine_hpt(m), HPT_READ_LOCKED, full), 0);
+	assert_memory_equal(full, rep.root, 32);
+	assert_int_equal(hpt_digest(machine_hpt(m), flat), 0);
+	assert_memory_equal(flat, rep.digest, 32);
+	/* version 2: the roots were compared, and RESUMED_ROOT carried it */
+	assert_true(rep.has_root && d.rep.has_root && rep.has_dest_root);
+	assert_memory_equal(rep.root, d.rep.root, 32);
+	assert_memory_equal(rep.dest_root, d.rep.root, 32);
 	assert_int_equal(rep.guest, MIG_GUEST_RESUMED_ON_DESTINATION);
 	assert_int_equal(rep.downtime_end, MIG_DOWNTIME_DEST_RESUMED);
 	assert_false(rep.source_resumed);
@@ -273,10 +316,8 @@ static void migrate_ok(machine_t *m, const char *uri, mig_params_t *p)
 	assert_true(rep.rtt_ns > 0 && rep.rtt_ns < 2000000000ull);
 	assert_true(rep.fixed_downtime_ns >= rep.rtt_ns);
 	assert_int_equal(rep.bytes_total, d.rep.bytes_total);
-	/* the source's table, digested by hpt itself, is what arrived */
-	uint8_t dg[32];
-	assert_int_equal(hpt_digest(machine_hpt(m), dg), 0);
-	assert_memory_equal(dg, d.rep.digest, 32);
+	/* the source's table, hashed by hpt itself, is what arrived */
+	assert_memory_equal(full, d.rep.root, 32);
 	/* migrated: the source guest stays stopped */
 	assert_true(machine_paused(m));
 	assert_true(d.rep.guest.hcalls > 0); /* and runs on at the destination */
@@ -577,8 +618,9 @@ static void test_resize_before_stop(void **state)
 	assert_true(rep.verified && d.rep.verified);
 	assert_int_equal(d.rep.htab_shift, 21);
 	uint8_t dg[32];
-	assert_int_equal(hpt_digest(machine_hpt(m), dg), 0);
-	assert_memory_equal(dg, d.rep.digest, 32);
+	assert_int_equal(hpt_root(machine_hpt(m), HPT_READ_LOCKED, dg), 0);
+	assert_memory_equal(dg, d.rep.root, 32);
+	assert_memory_equal(dg, rep.root, 32);
 	assert_int_equal(d.rep.htab.tables, 2); /* START and the resize's PART */
 	machine_destroy(m);
 }
@@ -653,6 +695,121 @@ static void test_bad_pong(void **state)
 	machine_destroy(m);
 }
 
+/* A destination-side load of a stream file: the guest's sections over a
+ * loader's own table. */
+struct loaded {
+	hpt_t *t;
+	htab_loader_t *l;
+	savevm_registry_t *r;
+	spapr_state_t spapr;
+	savevm_verify_t verify;
+};
+
+static void load_file(struct loaded *x, const char *path)
+{
+	uint8_t *data;
+	size_t len;
+	mig_file_t *f;
+	hm_error_t e;
+	hm_error_clear(&e);
+	memset(x, 0, sizeof(*x));
+	assert_int_equal(tu_read_file(path, &data, &len), 0);
+	assert_int_equal(hpt_create(HPT_SHIFT_MIN, NULL, &x->t, NULL), 0);
+	htab_loader_opts_t lo = {.exclusive = true};
+	assert_int_equal(htab_loader_create(x->t, &lo, &x->l), 0);
+	assert_int_equal(savevm_registry_new(&x->r), 0);
+	assert_int_equal(htab_register_load(x->r, x->l, &e), 0);
+	assert_int_equal(machine_spapr_register(x->r, &x->spapr, &e), 0);
+	assert_int_equal(savevm_register_verify(x->r, &x->verify, &e), 0);
+	assert_int_equal(mig_file_open_mem_reader(data, len, &f), 0);
+	if (savevm_load_stream(f, x->r, &e) != 0)
+		fail_msg("load: %s", e.msg);
+	mig_file_close(f, NULL);
+	free(data);
+}
+
+/* Compare the loaded table with the stream's hptmig/verify, as the
+ * destination does after a load. */
+static int check_loaded(struct loaded *x, hm_error_t *e)
+{
+	hpt_t *t = htab_loader_table(x->l);
+	uint8_t root[32];
+	uint64_t valid;
+	assert_int_equal(hpt_root_summary(t, HPT_READ_QUIESCENT, &valid, NULL, NULL, root), 0);
+	hm_error_clear(e);
+	return savevm_verify_check(&x->verify, hpt_shift(t), valid, NULL, root, e);
+}
+
+/*
+ * A destination whose table changes after the load (one bit of R, one bit
+ * of V, an entry dropped, an entry added) is caught by the version 2
+ * verification: every change fails the check, naming the root, and
+ * undoing it passes again.
+ */
+static void test_dest_corrupted_after_load(void **state)
+{
+	(void)state;
+	machine_t *m = guest(18, 1, 2000);
+	char uri[600];
+	snprintf(uri, sizeof(uri), "file:%s/corrupt.mig", tu_tmp);
+	mig_params_t p;
+	mig_params_default(&p);
+	mig_report_t rep;
+	hm_error_t e;
+	hm_error_clear(&e);
+	if (mig_source_run(m, uri, &p, &rep, &e) != 0)
+		fail_msg("source: %s", e.msg);
+	struct loaded x;
+	load_file(&x, uri + 5);
+	assert_true(x.verify.loaded);
+	assert_int_equal(x.verify.version, 2);
+	assert_memory_equal(x.verify.root, rep.root, 32);
+	assert_int_equal(check_loaded(&x, &e), 0);
+
+	hpt_t *t = htab_loader_table(x.l);
+	uint64_t seed = tu_seed("corrupt after load");
+	uint8_t ent[16];
+	uint64_t slot = 0, v = 0, r = 0, empty = UINT64_MAX;
+	/* a valid entry at a random place, and an empty slot */
+	for (uint64_t i = 0, s0 = tu_rand(&seed) % hpt_slots(t); i < hpt_slots(t); i++) {
+		uint64_t s = (s0 + i) % hpt_slots(t);
+		hpt_read_entries(t, s, 1, ent);
+		if (hm_load_be64(ent) & HPTE64_V_VALID) {
+			if (!v) {
+				slot = s;
+				v = hm_load_be64(ent);
+				r = hm_load_be64(ent + 8);
+			}
+		} else if (empty == UINT64_MAX) {
+			empty = s;
+		}
+	}
+	assert_true(v != 0 && empty != UINT64_MAX);
+	const struct {
+		uint64_t slot, v, r;
+	} bad[] = {
+		{slot, v, r ^ HPTE64_R_C},                 /* one bit of R */
+		{slot, v ^ (UINT64_C(1) << 40), r},        /* one bit of V (AVPN) */
+		{slot, v & ~HPTE64_V_VALID, r},            /* the entry lost */
+		{empty, HPTE64_V_VALID | 0x80, 0x1000},    /* an entry that was never sent */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		hpt_read_entries(t, bad[i].slot, 1, ent);
+		assert_true(hpt_write_entry(t, bad[i].slot, bad[i].v, bad[i].r));
+		int rc = check_loaded(&x, &e);
+		if (rc != HM_E_DIGEST)
+			fail_msg("change %zu at slot %llu not caught: %s", i,
+				 (unsigned long long)bad[i].slot, e.msg);
+		assert_non_null(strstr(e.msg, "root"));
+		assert_true(hpt_write_entry(t, bad[i].slot, hm_load_be64(ent), hm_load_be64(ent + 8)));
+		assert_int_equal(check_loaded(&x, &e), 0);
+	}
+	savevm_registry_free(x.r);
+	htab_loader_destroy(x.l);
+	hpt_destroy(x.t);
+	machine_destroy(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -666,6 +823,7 @@ int main(void)
 		cmocka_unit_test(test_resize_before_stop),
 		cmocka_unit_test(test_dest_refuses_commands),
 		cmocka_unit_test(test_bad_pong),
+		cmocka_unit_test(test_dest_corrupted_after_load),
 	};
 	return cmocka_run_group_tests(tests, tu_setup_tmp, tu_teardown_tmp);
 }

@@ -16,6 +16,7 @@
 #include "testutil.h"
 #include "hptmig/machine.h"
 #include "hptmig/savevm.h"
+#include "hptmig/hpt.h"
 
 /* ------------------------------------------------------------ toy section */
 
@@ -117,7 +118,7 @@ static uint8_t *write_golden(size_t *len)
 	s.verify.htab_shift = 18;
 	s.verify.valid = 3;
 	for (int i = 0; i < HM_SHA256_LEN; i++)
-		s.verify.digest[i] = (uint8_t)i;
+		s.verify.root[i] = (uint8_t)i;
 	mig_file_t *f;
 	assert_int_equal(mig_file_open_mem_writer(0, &f), 0);
 	hm_error_t e;
@@ -154,14 +155,41 @@ static const uint8_t golden_head[] = {
 	1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, /* 100: tb */
 	0x7e, 0, 0, 0, 1,                                                  /* 116: footer */
 	0x04, 0, 0, 0, 2, 13, 'h', 'p', 't', 'm', 'i', 'g', '/', 'v', 'e', 'r', 'i', 'f', 'y',
-	0, 0, 0, 0, 0, 0, 0, 1,                                            /* 121: FULL verify */
+	0, 0, 0, 0, 0, 0, 0, 2,                                            /* 121: FULL verify v2 */
+	0, 0, 0, 18, 0, 0, 0, 0, 0, 0, 0, 3,                               /* 148: shift, valid */
+	0, 0, 0x10, 0,                                                     /* 160: slots/block */
+	0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+	24, 25, 26, 27, 28, 29, 30, 31,                                    /* 164: root */
+	0x7e, 0, 0, 0, 2,                                                  /* 196: footer */
+	0x00,                                                              /* 201: EOF */
+};
+#define EOF_OFF 201
+#define VERIFY_FOOTER_OFF 196
+
+/*
+ * The same stream as the version 1 sender wrote it (hptmig/verify v1:
+ * shift, valid, 32-byte digest), up to and including EOF: still loads.
+ */
+static const uint8_t golden_v1_head[] = {
+	'Q', 'E', 'V', 'M', 0, 0, 0, 3,
+	0x07, 0, 0, 0, 9, 'p', 's', 'e', 'r', 'i', 'e', 's', '-', 'x',
+	0x01, 0, 0, 0, 0, 3, 't', 'o', 'y', 0, 0, 0, 0, 0, 0, 0, 1,
+	0xa0, 0xa0, 0xa0, 0xa0,
+	0x7e, 0, 0, 0, 0,
+	0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0x7e, 0, 0, 0, 0,
+	0x08, 0, 11, 0, 0,
+	0x03, 0, 0, 0, 0, 0xe0, 0xe0, 0xe0, 0xe0, 0x7e, 0, 0, 0, 0,
+	0x04, 0, 0, 0, 1, 5, 's', 'p', 'a', 'p', 'r', 0, 0, 0, 0, 0, 0, 0, 3,
+	1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
+	0x7e, 0, 0, 0, 1,
+	0x04, 0, 0, 0, 2, 13, 'h', 'p', 't', 'm', 'i', 'g', '/', 'v', 'e', 'r', 'i', 'f', 'y',
+	0, 0, 0, 0, 0, 0, 0, 1,                                            /* 121: FULL verify v1 */
 	0, 0, 0, 18, 0, 0, 0, 0, 0, 0, 0, 3,                               /* 148: shift, valid */
 	0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
 	24, 25, 26, 27, 28, 29, 30, 31,                                    /* 160: digest */
 	0x7e, 0, 0, 0, 2,                                                  /* 192: footer */
 	0x00,                                                              /* 197: EOF */
 };
-#define EOF_OFF 197
 
 static const char golden_vmdesc[] =
 	"{\"configuration\": {\"vmsd_name\": \"configuration\", \"version\": 1, \"fields\": "
@@ -172,9 +200,10 @@ static const char golden_vmdesc[] =
 	"\"fields\": [{\"name\": \"guest_timebase\", \"type\": \"uint64\", \"size\": 8}, "
 	"{\"name\": \"time_of_the_day_ns\", \"type\": \"int64\", \"size\": 8}]}, \"size\": "
 	"16}]}, {\"name\": \"hptmig/verify\", \"instance_id\": 0, \"vmsd_name\": "
-	"\"hptmig/verify\", \"version\": 1, \"fields\": [{\"name\": \"htab_shift\", \"type\": "
+	"\"hptmig/verify\", \"version\": 2, \"fields\": [{\"name\": \"htab_shift\", \"type\": "
 	"\"uint32\", \"size\": 4}, {\"name\": \"valid\", \"type\": \"uint64\", \"size\": 8}, "
-	"{\"name\": \"digest\", \"type\": \"buffer\", \"size\": 32}]}]}";
+	"{\"name\": \"slots_per_block\", \"type\": \"uint32 equal\", \"size\": 4}, "
+	"{\"name\": \"root\", \"type\": \"buffer\", \"size\": 32}]}]}";
 
 static void test_golden_stream(void **state)
 {
@@ -233,23 +262,106 @@ static void test_load_golden(void **state)
 	assert_int_equal(info.eof_offset, EOF_OFF);
 	assert_int_equal(info.end_offset, len);
 
-	/* verify_check: equal passes, any difference is HM_E_DIGEST. */
+	/* verify_check (version 2: the root): equal passes, any difference
+	 * is HM_E_DIGEST, a root not computed HM_E_STATE. */
+	assert_int_equal(s.verify.version, 2);
+	assert_int_equal(s.verify.slots_per_block, 4096);
 	uint8_t dg[HM_SHA256_LEN];
 	for (int i = 0; i < HM_SHA256_LEN; i++)
 		dg[i] = (uint8_t)i;
-	assert_int_equal(savevm_verify_check(&s.verify, 18, 3, dg, &e), 0);
+	assert_int_equal(savevm_verify_check(&s.verify, 18, 3, NULL, dg, &e), 0);
+	hm_error_clear(&e);
+	assert_int_equal(savevm_verify_check(&s.verify, 18, 3, dg, NULL, &e), HM_E_STATE);
 	dg[5] ^= 1;
 	hm_error_clear(&e);
-	assert_int_equal(savevm_verify_check(&s.verify, 18, 3, dg, &e), HM_E_DIGEST);
+	assert_int_equal(savevm_verify_check(&s.verify, 18, 3, NULL, dg, &e), HM_E_DIGEST);
+	assert_non_null(strstr(e.msg, "root"));
 	savevm_verify_t never = { 0 };
 	hm_error_clear(&e);
-	assert_int_equal(savevm_verify_check(&never, 18, 3, dg, &e), HM_E_STATE);
+	assert_int_equal(savevm_verify_check(&never, 18, 3, dg, dg, &e), HM_E_STATE);
 
 	/* The stream may end at EOF: no vmdesc is fine. */
 	savevm_registry_free(s.r);
 	side_init(&s, true);
 	assert_int_equal(load_buf(&s, d, EOF_OFF + 1, NULL, &info, &e), 0);
 	assert_false(info.has_vmdesc);
+	savevm_registry_free(s.r);
+	free(d);
+}
+
+/* SHA-256(be32 0xffffffff): the "no HPT" digest and root (wire-format §5). */
+static const uint8_t no_hpt_root[32] = {
+	0xad, 0x95, 0x13, 0x1b, 0xc0, 0xb7, 0x99, 0xc0, 0xb1, 0xaf, 0x47,
+	0x7f, 0xb1, 0x4f, 0xcf, 0x26, 0xa6, 0xa9, 0xf7, 0x60, 0x79, 0xe4,
+	0x8b, 0xf0, 0x90, 0xac, 0xb7, 0xe8, 0x36, 0x7b, 0xfd, 0x0e};
+
+/*
+ * hptmig/verify across versions: a version 1 stream still loads and is
+ * checked by its digest; a version 2 "no HPT" section carries the
+ * constant root; a version 2 root that differs is refused by the check,
+ * naming the root.
+ */
+static void test_verify_versions(void **state)
+{
+	(void)state;
+	struct side s;
+	hm_error_t e;
+	savevm_load_info_t info;
+	uint8_t v[HM_SHA256_LEN];
+	for (int i = 0; i < HM_SHA256_LEN; i++)
+		v[i] = (uint8_t)i;
+
+	/* Version 1 (as the previous sender wrote it), ending at EOF. */
+	side_init(&s, true);
+	assert_int_equal(load_buf(&s, golden_v1_head, sizeof(golden_v1_head), NULL, &info, &e), 0);
+	assert_true(s.verify.loaded);
+	assert_int_equal(s.verify.version, 1);
+	assert_int_equal(s.verify.htab_shift, 18);
+	assert_int_equal(s.verify.valid, 3);
+	assert_memory_equal(s.verify.digest, v, HM_SHA256_LEN);
+	assert_int_equal(savevm_verify_check(&s.verify, 18, 3, v, NULL, &e), 0);
+	hm_error_clear(&e);
+	assert_int_equal(savevm_verify_check(&s.verify, 18, 3, NULL, v, &e), HM_E_STATE);
+	v[31] ^= 0x80;
+	hm_error_clear(&e);
+	assert_int_equal(savevm_verify_check(&s.verify, 18, 3, v, NULL, &e), HM_E_DIGEST);
+	assert_non_null(strstr(e.msg, "version 1"));
+	assert_non_null(strstr(e.msg, "digest"));
+	v[31] ^= 0x80;
+	savevm_registry_free(s.r);
+
+	/* Version 2, "no HPT": shift 0xffffffff, 0 valid, the constant root. */
+	size_t len;
+	uint8_t *d = write_golden(&len);
+	memcpy(d + 148, (const uint8_t[]){0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0}, 12);
+	memcpy(d + 164, no_hpt_root, 32);
+	side_init(&s, true);
+	assert_int_equal(load_buf(&s, d, EOF_OFF + 1, NULL, &info, &e), 0);
+	assert_int_equal(s.verify.version, 2);
+	assert_int_equal(s.verify.htab_shift, HTAB_HDR_NO_HPT);
+	uint8_t none[HM_SHA256_LEN];
+	hpt_root_none(none);
+	assert_memory_equal(none, no_hpt_root, 32);
+	assert_int_equal(savevm_verify_check(&s.verify, HTAB_HDR_NO_HPT, 0, NULL, none, &e), 0);
+	savevm_registry_free(s.r);
+	/* ... and with one entry claimed it is refused at load. */
+	d[159] = 1;
+	side_init(&s, true);
+	assert_int_equal(load_buf(&s, d, EOF_OFF + 1, NULL, &info, &e), HM_E_RANGE);
+	assert_non_null(strstr(e.msg, "no HPT"));
+	savevm_registry_free(s.r);
+	free(d);
+
+	/* Version 2 with one bit of the root flipped: loads (it is only a
+	 * claim), and the destination's check refuses it by the root. */
+	d = write_golden(&len);
+	d[164 + 7] ^= 0x10;
+	side_init(&s, true);
+	assert_int_equal(load_buf(&s, d, len, NULL, &info, &e), 0);
+	hm_error_clear(&e);
+	assert_int_equal(savevm_verify_check(&s.verify, 18, 3, NULL, v, &e), HM_E_DIGEST);
+	assert_non_null(strstr(e.msg, "version 2"));
+	assert_non_null(strstr(e.msg, "root"));
 	savevm_registry_free(s.r);
 	free(d);
 }
@@ -307,6 +419,11 @@ static const struct vector vectors[] = {
 	{ "subsection at top level", 62, 0x05, 0, HM_E_FORMAT, 62, "SUBSECTION" },
 	{ "footer at top level", 62, 0x7e, 0, HM_E_FOOTER, 62, "outside" },
 	{ "verify shift out of range", 151, 50, 0, HM_E_RANGE, -1, "htab_shift" },
+	{ "verify v2 slots per block", 162, 0x08, 0, HM_E_FORMAT, 160, "slots_per_block" },
+	{ "verify v2 slots per block 0", 162, 0, 0, HM_E_FORMAT, 160, "0x1000" },
+	{ "verify v2 payload short", 170, -1, 1, HM_E_FOOTER, VERIFY_FOOTER_OFF, "expected footer" },
+	{ "verify version 3", 147, 3, 0, HM_E_VERSION, 121, "newer" },
+	{ "verify version 0", 147, 0, 0, HM_E_VERSION, 121, "older" },
 	{ "bad vmdesc json", EOF_OFF + 6, '[', 0, HM_E_FORMAT, -1, "not valid JSON" },
 	{ "garbage after EOF", EOF_OFF + 1, 0x33, 0, HM_E_FORMAT, EOF_OFF + 1, "after EOF" },
 	{ "vmdesc too long", EOF_OFF + 2, 0x7f, 0, HM_E_RANGE, EOF_OFF + 2, "VMDESCRIPTION" },
@@ -373,7 +490,7 @@ static void test_duplicate_ids(void **state)
 	uint8_t *d = write_golden(&len);
 	/* Give verify (FULL at 121) the id of spapr (1): both its id and footer. */
 	d[125] = 1;
-	d[196] = 1;
+	d[VERIFY_FOOTER_OFF + 4] = 1;
 	struct side s;
 	side_init(&s, true);
 	hm_error_t e;
@@ -643,6 +760,7 @@ int main(void)
 		cmocka_unit_test(test_ping_bytes),
 		cmocka_unit_test(test_golden_stream),
 		cmocka_unit_test(test_load_golden),
+		cmocka_unit_test(test_verify_versions),
 		cmocka_unit_test(test_load_from_pipe),
 		cmocka_unit_test(test_error_vectors),
 		cmocka_unit_test(test_duplicate_ids),
