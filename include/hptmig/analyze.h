@@ -99,6 +99,10 @@ typedef struct an_htab_stats {
 	uint64_t pteg_occupancy[9]; /* PTEGs with 0..8 valid entries */
 	uint64_t check_failures;    /* valid entries failing the structural check */
 	uint8_t digest[HM_SHA256_LEN]; /* wire-format.md §5 */
+	/* The block root (wire-format.md §5, hptmig/verify v2); computed for
+	 * no HPT and shifts up to 36 (at most 2^20 blocks), else has_root false. */
+	bool has_root;
+	uint8_t root[HM_SHA256_LEN];
 } an_htab_stats_t;
 
 typedef struct an_command {
@@ -143,7 +147,9 @@ typedef struct an_report {
 	bool has_verify;        /* an hptmig/verify section was present */
 	uint32_t verify_shift;
 	uint64_t verify_valid;
-	uint8_t verify_digest[HM_SHA256_LEN];
+	uint8_t verify_digest[HM_SHA256_LEN]; /* version 1 */
+	uint32_t verify_version; /* 1 or 2 */
+	uint8_t verify_root[HM_SHA256_LEN];   /* version 2 */
 
 	bool complete;          /* walked every record through EOF */
 	uint64_t eof_offset;    /* of the EOF byte when complete */

@@ -279,6 +279,25 @@ int an_ram_walk(struct an_walk *w, uint8_t type);
 int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version);
 /* Final table statistics and digest into r->htab. */
 int an_htab_finish(an_report_t *r, hm_error_t *err);
+/*
+ * The block root of the replayed table (wire-format.md §5) into
+ * r->htab.root (root.c): block digests from the sparse table in slot
+ * order, empty blocks as 32 zero bytes. Only for no HPT and shifts up to
+ * AN_ROOT_SHIFT_MAX (the root's input is 32 bytes per block whatever the
+ * stream holds: at most 32 MiB); above, has_root stays false.
+ */
+#define AN_ROOT_SHIFT_MAX HTAB_ALLOC_SHIFT_MAX
+int an_htab_root(an_report_t *r, hm_error_t *err);
+/* Every entry of the sparse table in slot order (htab.c). */
+int an_tab_foreach(const struct an_tab *t, int (*fn)(void *, uint64_t, uint64_t, uint64_t),
+		   void *opaque);
+/* Note an hptmig/verify payload of len bytes at version (v1 or v2 layout,
+ * v2 with 4096 slots per block); anything else is not ours (root.c). */
+void an_verify_note(an_report_t *r, uint32_t version, const uint8_t *p, size_t len,
+		    int64_t rec_off);
+/* Does the noted hptmig/verify value (digest or root) equal the replayed
+ * table's? (false without a table or a root to compare) */
+bool an_verify_match(const an_report_t *r);
 /* Canonical END payload of the final table. */
 int an_htab_encode_final(const an_report_t *r, uint8_t **out, size_t *out_len);
 

@@ -589,3 +589,9 @@ int an_htab_encode_final(const an_report_t *r, uint8_t **out, size_t *out_len)
 		return -ENOMEM;
 	return enc_end(&e, tab_foreach(&p->tab, enc_entry, &e), out, out_len);
 }
+
+int an_tab_foreach(const struct an_tab *t, int (*fn)(void *, uint64_t, uint64_t, uint64_t),
+		   void *opaque)
+{
+	return tab_foreach(t, fn, opaque);
+}

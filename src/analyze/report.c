@@ -85,6 +85,12 @@ static json_t *htab_json(const an_report_t *r, unsigned flags)
 	json_object_set_new(o, "pteg_occupancy", occ);
 	json_object_set_new(o, "check_failures", json_integer((json_int_t)h->check_failures));
 	json_object_set_new(o, "digest", json_string(dig));
+	if (h->has_root) {
+		hm_hex(h->root, HM_SHA256_LEN, dig);
+		json_object_set_new(o, "root", json_string(dig));
+	} else {
+		json_object_set_new(o, "root", json_null());
+	}
 	if (flags & AN_OUT_HTAB) {
 		struct list_ctx c = {json_array()};
 		an_htab_foreach(r, list_entry, &c);
@@ -158,10 +164,12 @@ json_t *an_report_json(const an_report_t *r, unsigned flags)
 	json_object_set_new(o, "htab", htab_json(r, flags));
 	if (r->has_verify) {
 		char dig[65];
-		hm_hex(r->verify_digest, HM_SHA256_LEN, dig);
-		bool match = r->htab.present && memcmp(r->verify_digest, r->htab.digest, HM_SHA256_LEN) == 0;
-		json_object_set_new(o, "verify", json_pack("{sIsIsssb}", "shift", (json_int_t)r->verify_shift, "valid",
-							   (json_int_t)r->verify_valid, "digest", dig, "match", match));
+		bool v2 = r->verify_version >= 2;
+		hm_hex(v2 ? r->verify_root : r->verify_digest, HM_SHA256_LEN, dig);
+		json_object_set_new(o, "verify", json_pack("{sIsIsIsssb}", "version", (json_int_t)r->verify_version,
+							   "shift", (json_int_t)r->verify_shift, "valid",
+							   (json_int_t)r->verify_valid, v2 ? "root" : "digest", dig,
+							   "match", an_verify_match(r)));
 	}
 	if (r->has_vmdesc)
 		json_object_set_new(o, "vmdesc", json_pack("{sIsIsI}", "offset", (json_int_t)r->vmdesc_offset, "length",
@@ -371,6 +379,10 @@ static void text_htab(struct sb *b, const an_report_t *r, unsigned flags)
 			text_htab_table(b, h);
 		}
 		sb_printf(b, "      digest: %s\n", dig);
+		if (h->has_root) {
+			hm_hex(h->root, HM_SHA256_LEN, dig);
+			sb_printf(b, "      root: %s\n", dig);
+		}
 		if ((flags & AN_OUT_HTAB) && !h->no_hpt) {
 			sb_printf(b, "htab entries (slot pteg/i V R page-size segment flags):\n");
 			an_htab_foreach(r, text_entry, b);
@@ -394,10 +406,11 @@ char *an_report_text(const an_report_t *r, unsigned flags)
 	text_htab(&b, r, flags);
 	if (r->has_verify) {
 		char dig[65];
-		hm_hex(r->verify_digest, HM_SHA256_LEN, dig);
-		bool match = r->htab.present && memcmp(r->verify_digest, r->htab.digest, HM_SHA256_LEN) == 0;
-		sb_printf(&b, "hptmig/verify: shift %u, %" PRIu64 " valid, digest %s: %s\n", r->verify_shift,
-			  r->verify_valid, dig, match ? "matches the table" : "DOES NOT MATCH the table");
+		bool v2 = r->verify_version >= 2;
+		hm_hex(v2 ? r->verify_root : r->verify_digest, HM_SHA256_LEN, dig);
+		sb_printf(&b, "hptmig/verify: version %u, shift %u, %" PRIu64 " valid, %s %s: %s\n",
+			  r->verify_version, r->verify_shift, r->verify_valid, v2 ? "root" : "digest", dig,
+			  an_verify_match(r) ? "matches the table" : "DOES NOT MATCH the table");
 	}
 	if (r->has_vmdesc)
 		sb_printf(&b, "vmdesc: at offset %" PRIu64 ", %" PRIu64 " bytes, %zu devices\n", r->vmdesc_offset,

@@ -437,6 +437,11 @@ static const char *const builtin_json[] = {
 	"{\"name\":\"htab_shift\",\"type\":\"uint32\",\"size\":4},"
 	"{\"name\":\"valid\",\"type\":\"uint64\",\"size\":8},"
 	"{\"name\":\"digest\",\"type\":\"buffer\",\"size\":32}]}",
+	"{\"name\":\"hptmig/verify\",\"instance_id\":0,\"vmsd_name\":\"hptmig/verify\",\"version\":2,\"fields\":["
+	"{\"name\":\"htab_shift\",\"type\":\"uint32\",\"size\":4},"
+	"{\"name\":\"valid\",\"type\":\"uint64\",\"size\":8},"
+	"{\"name\":\"slots_per_block\",\"type\":\"uint32 equal\",\"size\":4},"
+	"{\"name\":\"root\",\"type\":\"buffer\",\"size\":32}]}",
 };
 #define N_BUILTIN (sizeof(builtin_json) / sizeof(builtin_json[0]))
 

@@ -261,16 +261,8 @@ static int section_payload(struct an_walk *w, an_section_t *s, uint8_t type, boo
 			*stopped = true;
 			return 0;
 		}
-		if (strcmp(s->idstr, "hptmig/verify") == 0 && s->instance_id == 0 && s->version_id == 1 &&
-		    w->pos - start == 4 + 8 + HM_SHA256_LEN) {
-			/* our own end-to-end check, with or without a vmdesc entry */
-			const uint8_t *p = w->buf + start;
-			w->r->has_verify = true;
-			w->r->verify_shift = hm_load_be32(p);
-			w->r->verify_valid = hm_load_be64(p + 4);
-			memcpy(w->r->verify_digest, p + 12, HM_SHA256_LEN);
-			w->r->priv->verify_off = w->rec_off;
-		}
+		if (strcmp(s->idstr, "hptmig/verify") == 0 && s->instance_id == 0)
+			an_verify_note(w->r, s->version_id, w->buf + start, w->pos - start, w->rec_off);
 		if (obj) {
 			char key[300];
 			int kl = snprintf(key, sizeof(key), "%s (%u)", s->idstr, s->id);
@@ -684,22 +676,27 @@ static int analyze_vmdesc(struct an_walk *w, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-/* Our own streams carry the sender's digest: check it. */
+/* Our own streams carry the sender's digest (v1) or root (v2): check it.
+ * A root the analyser did not compute (shift above 36) is not compared. */
 static int analyze_check_verify(an_report_t *r)
 {
 	const an_htab_stats_t *h = &r->htab;
 	uint32_t shift = h->present && !h->no_hpt ? h->shift : HTAB_HDR_NO_HPT;
-	if (memcmp(r->verify_digest, h->digest, HM_SHA256_LEN) == 0 && r->verify_shift == shift &&
-	    r->verify_valid == h->valid)
+	bool v2 = r->verify_version >= 2;
+	const char *what = v2 ? "root" : "digest";
+	const uint8_t *sent = v2 ? r->verify_root : r->verify_digest;
+	const uint8_t *have = v2 ? h->root : h->digest;
+	bool same = (v2 && !h->has_root) || memcmp(sent, have, HM_SHA256_LEN) == 0;
+	if (same && r->verify_shift == shift && r->verify_valid == h->valid)
 		return 0;
 	char a[65], b[65];
-	hm_hex(r->verify_digest, HM_SHA256_LEN, a);
-	hm_hex(h->digest, HM_SHA256_LEN, b);
+	hm_hex(sent, HM_SHA256_LEN, a);
+	hm_hex(have, HM_SHA256_LEN, b);
 	return hm_error_set(&r->error, HM_E_DIGEST, r->priv->verify_off,
-			    "section 'hptmig/verify': the sender's table (shift %u, %llu valid, digest %s)"
-			    " is not the one replayed from spapr/htab (shift %u, %llu valid, digest %s)",
-			    r->verify_shift, (unsigned long long)r->verify_valid, a, shift, (unsigned long long)h->valid,
-			    b);
+			    "section 'hptmig/verify': the sender's table (shift %u, %llu valid, %s %s)"
+			    " is not the one replayed from spapr/htab (shift %u, %llu valid, %s %s)",
+			    r->verify_shift, (unsigned long long)r->verify_valid, what, a, shift,
+			    (unsigned long long)h->valid, what, b);
 }
 
 /* What was decoded for --state, also when the walk failed or stopped,
@@ -769,6 +766,8 @@ int an_analyze(const uint8_t *buf, size_t len, unsigned opts, an_report_t **out,
 	if (rc < 0)
 		goto done;
 	rc = an_htab_finish(r, &r->error);
+	if (rc == 0)
+		rc = an_htab_root(r, &r->error);
 	if (rc == 0 && r->has_verify)
 		rc = analyze_check_verify(r);
 done:

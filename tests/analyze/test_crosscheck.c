@@ -13,6 +13,7 @@
 
 #include "hptmig/analyze.h"
 #include "hptmig/htab.h"
+#include "hptmig/hpt.h"
 #include "streamgen.h"
 
 static void crosscheck(const uint8_t *buf, size_t len, const char *what)
@@ -50,6 +51,14 @@ static void crosscheck(const uint8_t *buf, size_t len, const char *what)
 	assert_int_equal(sum.valid, r->htab.valid);
 	assert_int_equal(sum.bolted, r->htab.bolted);
 	assert_memory_equal(sum.digest, r->htab.digest, HM_SHA256_LEN);
+	/* the block root from the sparse table equals hpt's from the loaded one */
+	uint8_t root[HM_SHA256_LEN];
+	if (sum.no_hpt || !htab_loader_table(l))
+		hpt_root_none(root);
+	else
+		assert_int_equal(hpt_root(htab_loader_table(l), HPT_READ_LOCKED, root), 0);
+	assert_true(r->htab.has_root);
+	assert_memory_equal(root, r->htab.root, HM_SHA256_LEN);
 	htab_loader_destroy(l);
 	an_report_free(r);
 }

@@ -9,6 +9,7 @@
  * the guest was really stopped.
  */
 #include "test_migrate_util.h"
+#include "hptmig/qemu_wire.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -166,16 +167,19 @@ static void relay_conn(struct relay *r, enum mode mode, bool with_dest)
 			while (rpn >= 4 && rpn >= 4u + hm_load_be16(rp + 2)) {
 				size_t ml = 4u + hm_load_be16(rp + 2);
 				uint16_t type = hm_load_be16(rp);
-				/* RESUMED (1) or REFUSED (2) is the final answer; the
-				 * destination may send it before this relay has seen the
-				 * source's half-close, so go by the type, not by a_eof */
-				bool answer = type == 1 || type == 2;
-				if (type == 1 && mode == M_LIE)
+				/* RESUMED (1, or 4: RESUMED_ROOT, the answer to a
+				 * version 2 stream) or REFUSED (2) is the final answer;
+				 * the destination may send it before this relay has seen
+				 * the source's half-close, so go by the type, not by
+				 * a_eof. A lie flips the first byte of its digest or root. */
+				bool resumed = type == MIG_RP_RESUMED || type == MIG_RP_RESUMED_ROOT;
+				bool answer = resumed || type == MIG_RP_REFUSED;
+				if (resumed && mode == M_LIE)
 					rp[4] ^= 0x5a;
 				if (!a_open || (answer && (mode == M_SILENT || mode == M_PONG_FLOOD ||
 							   mode == M_REFUSE_EVIL))) {
 					/* dropped */
-				} else if (type == 1 && mode == M_TRICKLE) {
+				} else if (resumed && mode == M_TRICKLE) {
 					for (size_t i = 0; i < ml && !atomic_load(&r->stop); i++) {
 						if (write_all_fd(a, rp + i, 1) != 0)
 							break;
@@ -183,7 +187,7 @@ static void relay_conn(struct relay *r, enum mode mode, bool with_dest)
 					}
 				} else {
 					write_all_fd(a, rp, ml);
-					if (type == 1 && mode == M_GARBAGE)
+					if (resumed && mode == M_GARBAGE)
 						write_all_fd(a, evil, sizeof(evil) - 1);
 				}
 				memmove(rp, rp + ml, rpn - ml);
