@@ -208,6 +208,7 @@ typedef struct mig_policy_stats {
 	uint64_t downtime_limit_ns;
 	unsigned max_iterations;      /* 0 = unlimited */
 	unsigned throttle;            /* current vCPU throttle percent */
+	uint64_t prev_expected_downtime_ns; /* the previous round's (UINT64_MAX: none) */
 } mig_policy_stats_t;
 
 enum mig_policy_answer {

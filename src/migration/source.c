@@ -76,8 +76,15 @@ void mig_cancel_attach(mig_cancel_t *c, mig_conn_t *conn)
 enum mig_policy_answer mig_policy_default(void *opaque, const mig_policy_stats_t *st)
 {
 	(void)opaque;
+	/* Within the limit: stop, unless the expectation is still falling
+	 * fast (by a quarter since the last round: the kept roots catching
+	 * up after a pass) and not yet below a quarter of the limit; it
+	 * cannot fall by a quarter forever, so this ends. */
+	uint64_t prev = st->prev_expected_downtime_ns;
+	bool falling = prev && prev != UINT64_MAX && st->expected_downtime_ns < prev / 4 * 3;
 	if (st->iterations >= 1 && st->bandwidth > 0 &&
-	    st->expected_downtime_ns <= st->downtime_limit_ns)
+	    st->expected_downtime_ns <= st->downtime_limit_ns &&
+	    (!falling || st->expected_downtime_ns <= st->downtime_limit_ns / 4))
 		return MIG_POLICY_STOP;
 	if (st->iterations >= 1 && st->bandwidth > 0 &&
 	    st->fixed_downtime_ns >= st->downtime_limit_ns &&
@@ -252,17 +259,21 @@ static void measure_fixed(struct attempt *a)
 /*
  * The roots kept current (docs/migration.md, "Verification off the stop
  * path"): after every round, hash the blocks changed since they were
- * hashed (every block, the first time), within one round's budget, while
- * the guest runs; so the stop re-hashes only the blocks changed since.
- * Not with --qemu-pure (no hptmig/verify in the stream: nothing to keep).
- * A failure here only leaves more to hash at the stop.
+ * hashed (every block, the first time) while the guest runs, so the stop
+ * re-hashes only the blocks changed since. Within one round's budget, but
+ * after a round that completed a pass all of them (at most one walk of
+ * the table; the cache's changed set only grows at takes, which this
+ * thread makes, so this ends): the policy then sees, as the stop's
+ * verification cost, only what changed after that pass. Not with
+ * --qemu-pure (no hptmig/verify in the stream: nothing to keep). A failure
+ * here only leaves more to hash at the stop.
  */
-static void roots_refresh(struct attempt *a)
+static void roots_refresh(struct attempt *a, bool pass_complete)
 {
 	if (a->p->qemu_pure)
 		return;
-	(void)hpt_track_root_refresh(machine_hpt(a->m), HPT_READ_LOCKED, a->p->round_budget_ns,
-				     NULL);
+	(void)hpt_track_root_refresh(machine_hpt(a->m), HPT_READ_LOCKED,
+				     pass_complete ? UINT64_MAX : a->p->round_budget_ns, NULL);
 }
 
 /* Until a block has been timed: a conservative cost of hashing one (a
@@ -466,7 +477,7 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 	struct bw_sampler bws = {0};
 	struct converge conv = {.pass_start_bytes = mig_file_offset(mig_conn_file(a->conn)),
 				.prev_pass_dirty = UINT64_MAX};
-	uint64_t last_progress = 0;
+	uint64_t last_progress = 0, prev_expected = UINT64_MAX;
 
 	for (;;) {
 		uint64_t r1 = 0, unsent;
@@ -476,7 +487,7 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 		if (rc < 0)
 			return rc;
 		uint64_t bw = bw_sample(a, &bws, rc == 0, hm_now_ns(), t0, &unsent);
-		roots_refresh(a);
+		roots_refresh(a, rc == 1);
 		if (rc == 1) {
 			a->rep->iterations++;
 			auto_converge_step(a, &conv);
@@ -488,6 +499,8 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 				measure_fixed(a);
 		}
 		mig_policy_stats_t st = policy_stats(a, rc == 1, r1 - t0, bw, unsent);
+		st.prev_expected_downtime_ns = prev_expected;
+		prev_expected = st.expected_downtime_ns;
 		a->rep->bandwidth = bw;
 		enum mig_policy_answer ans = policy(p->policy_opaque, &st);
 		if (r1 - last_progress >= 200000000ull) {
