@@ -530,6 +530,8 @@ typedef struct {
 			       * change marks not taken yet (source) */
 	uint64_t hashed;      /* blocks hashed so far by this cache */
 	uint64_t hash_ns;     /* wall time spent on them (per-block cost) */
+	uint64_t recent_block_ns; /* per block in the last refresh that hashed
+				   * >= 8 blocks (0: none yet; source only) */
 } hpt_root_stats_t;
 
 /*

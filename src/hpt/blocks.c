@@ -32,6 +32,7 @@ struct hpt_bcache {
 	uint8_t (*digs)[HM_SHA256_LEN]; /* the root's input, gathered (nblocks) */
 	uint64_t cursor;        /* where the next refresh looks first */
 	uint64_t hashed, hash_ns; /* blocks hashed, ever, and the time it took */
+	uint64_t recent_ns;     /* per block, in the last refresh that hashed >= 8 */
 	uint64_t gen;           /* standalone cache: the table generation it describes */
 };
 
@@ -218,9 +219,18 @@ static struct hpt_bcache *trk_cache(struct hpt_track *trk, struct hpt_table *t)
 /* Blocks still to hash per reader-lock hold (a resize waits at most this). */
 #define REFRESH_BATCH 16
 
+/* Note the per-block cost of a refresh call (blocks changed since hashed
+ * hold entries and are cold: dearer than the mean over a first walk). */
+static void bc_note_recent(struct hpt_bcache *bc, uint64_t hashed0, uint64_t ns0)
+{
+	if (bc && bc->hashed - hashed0 >= 8)
+		bc->recent_ns = (bc->hash_ns - ns0) / (bc->hashed - hashed0);
+}
+
 int hpt_track_root_refresh(hpt_t *h, hpt_read_mode_t mode, uint64_t budget_ns, uint64_t *left)
 {
-	uint64_t t0 = hm_now_ns(), n = 0;
+	uint64_t t0 = hm_now_ns(), n = 0, hashed0 = 0, ns0 = 0;
+	struct hpt_bcache *seen = NULL;
 	int rc = 0;
 	for (;;) {
 		struct hpt_shard *s = hpt_rd_lock(h);
@@ -232,6 +242,11 @@ int hpt_track_root_refresh(hpt_t *h, hpt_read_mode_t mode, uint64_t budget_ns, u
 			rc = trk ? -ENOMEM : HM_E_STATE;
 			break;
 		}
+		if (bc != seen) { /* first hold, or a new tracker (resize) */
+			seen = bc;
+			hashed0 = bc->hashed;
+			ns0 = bc->hash_ns;
+		}
 		unsigned k = 0;
 		uint64_t b = bc_next_dirty(bc, bc->cursor);
 		for (; b < bc->nblocks && k < REFRESH_BATCH && rc == 0; k++) {
@@ -241,6 +256,8 @@ int hpt_track_root_refresh(hpt_t *h, hpt_read_mode_t mode, uint64_t budget_ns, u
 		}
 		bool done = b >= bc->nblocks;
 		n = done ? 0 : bc_count_dirty(bc);
+		if (rc || done || hm_now_ns() - t0 >= budget_ns)
+			bc_note_recent(bc, hashed0, ns0);
 		hpt_rd_unlock(s);
 		if (rc || done || hm_now_ns() - t0 >= budget_ns)
 			break;
@@ -272,6 +289,7 @@ int hpt_track_root_stats(hpt_t *h, hpt_root_stats_t *st)
 			st->dirty = bc_count_dirty(bc);
 			st->hashed = bc->hashed;
 			st->hash_ns = bc->hash_ns;
+			st->recent_block_ns = bc->recent_ns;
 			rc = 0;
 		}
 	}
