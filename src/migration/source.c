@@ -329,8 +329,10 @@ static uint64_t bw_sample(struct attempt *a, struct bw_sampler *s, bool more_wor
 		s->win_ns = now;
 		s->win_bytes = delivered;
 	} else if (busy && now - s->win_ns >= 100000000ull) {
-		uint64_t nb = (uint64_t)((double)(delivered - s->win_bytes) * 1e9 /
-					 (double)(now - s->win_ns));
+		/* delivered can fall (the socket's queue grew after a long
+		 * round): no negative window, no overflowing conversion */
+		uint64_t got = delivered > s->win_bytes ? delivered - s->win_bytes : 0;
+		uint64_t nb = (uint64_t)((double)got * 1e9 / (double)(now - s->win_ns));
 		if (nb > 0)
 			s->bw = s->bw ? (s->bw + nb) / 2 : nb;
 		s->win_ns = now;
