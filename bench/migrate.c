@@ -248,8 +248,7 @@ static int bench_migrate_run(int argc, char **argv, json_t **result)
 	json_t *runs = json_array();
 	int rc = 0;
 	struct neighbours nb = {0};
-	if (loaded)
-		neighbours_start(&nb, 2);
+	neighbours_start(&nb, loaded ? 2 : 0);
 	for (int si = 0; si < nsizes && rc == 0; si++) {
 		machine_config_t c;
 		machine_config_default(&c);
@@ -278,8 +277,7 @@ static int bench_migrate_run(int argc, char **argv, json_t **result)
 		}
 		machine_destroy(m);
 	}
-	if (loaded)
-		neighbours_stop(&nb);
+	neighbours_stop(&nb); /* none to stop without --loaded */
 	rmdir(dir);
 	if (rc) {
 		json_decref(runs);
