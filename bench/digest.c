@@ -15,6 +15,9 @@
  *    (no atomics): how close ours is to a bare walk;
  *  - sha: SHA-256 alone over the prebuilt records: the floor the format sets.
  * Every digest must be equal (checked). Best and median of R runs.
+ * Then the stop-time verification of hptmig/verify v2 (stop_measure): the
+ * roots kept current after 0.01 % and 1 % of the blocks changed, against
+ * the full root and the flat digest.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +224,105 @@ static json_t *digest_json(const struct dg_ctx *c, int reps, uint64_t *t[M_N])
 	return o;
 }
 
+/*
+ * Stop-time verification (hptmig/verify v2): the root kept current, after
+ * changes to a fraction of the blocks, against a full recomputation of the
+ * root (the stop's cost without it) and the flat digest (the stop's cost
+ * before version 2). Per rep: frac of the B blocks get one entry written
+ * (hpt_write_entry: tracking marks it, a loader-style record marks it
+ * too), the final pass takes the marks (not timed: that is the pass's
+ * work), then, timed: the source's hpt_track_root, the destination's
+ * hpt_blocks_root (re-hash the changed blocks and the root), the full
+ * root and the flat digest. Every kept root must equal the full one.
+ */
+enum { S_SRC, S_DEST, S_FULL, S_FLAT, S_N };
+static const char *const sname[S_N] = {"kept_root_source", "kept_root_destination", "full_root",
+				       "flat_digest"};
+
+static int stop_measure(struct dg_ctx *c, double frac, int reps, json_t *arr)
+{
+	uint64_t nb = hpt_verify_nblocks(c->shift), k = (uint64_t)((double)nb * frac + 0.5);
+	uint64_t rs = 777, *t[S_N] = {0}, rehashed = 0;
+	hpt_blocks_t *blk = NULL;
+	int rc = hpt_blocks_new(&blk) ? 1 : 0;
+	if (k == 0)
+		k = 1;
+	for (int m = 0; m < S_N; m++)
+		if (!(t[m] = calloc((size_t)reps, 8)))
+			rc = 1;
+	/* Both caches up to date first (a migration hashes while it runs). */
+	hpt_root_info_t src, dst;
+	if (!rc)
+		rc = hpt_track_root(c->h, HPT_READ_QUIESCENT, &src) ||
+		     hpt_blocks_root(blk, c->h, HPT_READ_QUIESCENT, &dst);
+	for (int r = 0; r < reps && rc == 0; r++) {
+		for (uint64_t i = 0; i < k; i++) {
+			uint64_t b = hb_rand(&rs) % nb, slot = b * HPT_VERIFY_BLOCK_SLOTS +
+							       hb_rand(&rs) % HPT_VERIFY_BLOCK_SLOTS;
+			uint64_t x = hb_rand(&rs);
+			hpt_write_entry(c->h, slot,
+					((x >> 8) << 7 & HPTE64_V_AVPN) | HPTE64_V_LARGE | HPTE64_V_VALID,
+					((x & 0xffffff) << 16) | 0x1000 | HPTE64_R_M);
+			hpt_blocks_mark(blk, slot, 1);
+		}
+		uint64_t cur = 0, first, bits;
+		while (hpt_track_take(c->h, &cur, &first, &bits))
+			;
+		uint8_t full[32], flat[32];
+		uint64_t t0 = hb_cpu_ns();
+		rc |= hpt_track_root(c->h, HPT_READ_QUIESCENT, &src) != 0;
+		uint64_t t1 = hb_cpu_ns();
+		rc |= hpt_blocks_root(blk, c->h, HPT_READ_QUIESCENT, &dst) != 0;
+		uint64_t t2 = hb_cpu_ns();
+		rc |= hpt_root(c->h, HPT_READ_QUIESCENT, full) != 0;
+		uint64_t t3 = hb_cpu_ns();
+		rc |= hpt_summary(c->h, HPT_READ_QUIESCENT, NULL, NULL, flat) != 0;
+		uint64_t t4 = hb_cpu_ns();
+		t[S_SRC][r] = t1 - t0;
+		t[S_DEST][r] = t2 - t1;
+		t[S_FULL][r] = t3 - t2;
+		t[S_FLAT][r] = t4 - t3;
+		rehashed += src.rehashed;
+		if (rc == 0 && (memcmp(src.root, full, 32) || memcmp(dst.root, full, 32))) {
+			tool_fail("bench digest", "a kept root differs from the full recomputation");
+			rc = 1;
+		}
+	}
+	if (rc == 0) {
+		json_t *o = json_object();
+		json_object_set_new(o, "changed_blocks_fraction", json_real(frac));
+		json_object_set_new(o, "changed_blocks", json_integer((json_int_t)k));
+		json_object_set_new(o, "blocks", json_integer((json_int_t)nb));
+		json_object_set_new(o, "rehashed_blocks_mean",
+				    json_real((double)rehashed / (double)reps));
+		fprintf(stderr, "stop-time verification, %llu of %llu blocks changed (%g %%):\n",
+			(unsigned long long)k, (unsigned long long)nb, frac * 100);
+		uint64_t med[S_N];
+		for (int m = 0; m < S_N; m++) {
+			qsort(t[m], (size_t)reps, 8, hb_cmp_u64);
+			med[m] = t[m][reps / 2];
+			char key[64];
+			snprintf(key, sizeof(key), "%s_best_ms", sname[m]);
+			json_object_set_new(o, key, json_real(ms(t[m][0])));
+			snprintf(key, sizeof(key), "%s_median_ms", sname[m]);
+			json_object_set_new(o, key, json_real(ms(med[m])));
+			snprintf(key, sizeof(key), "%s_worst_ms", sname[m]);
+			json_object_set_new(o, key, json_real(ms(t[m][reps - 1])));
+			fprintf(stderr, "  %-22s best %8.2f  median %8.2f  worst %8.2f ms\n", sname[m],
+				ms(t[m][0]), ms(med[m]), ms(t[m][reps - 1]));
+		}
+		json_object_set_new(o, "full_root_over_kept_source_median",
+				    json_real((double)med[S_FULL] / (double)med[S_SRC]));
+		json_object_set_new(o, "flat_digest_over_kept_source_median",
+				    json_real((double)med[S_FLAT] / (double)med[S_SRC]));
+		json_array_append_new(arr, o);
+	}
+	for (int m = 0; m < S_N; m++)
+		free(t[m]);
+	hpt_blocks_free(blk);
+	return rc;
+}
+
 static int bench_digest_run(int argc, char **argv, json_t **result)
 {
 	struct dg_ctx c = {.shift = 31};
@@ -266,6 +368,14 @@ static int bench_digest_run(int argc, char **argv, json_t **result)
 		rc = digest_measure(&c, reps, t);
 	if (rc == 0)
 		*result = digest_json(&c, reps, t);
+	if (rc == 0) {
+		/* tracking is on since digest_measure (the source's cache) */
+		json_t *arr = json_array();
+		json_object_set_new(*result, "stop_verification", arr);
+		rc = stop_measure(&c, 0.0001, reps, arr);
+		if (rc == 0)
+			rc = stop_measure(&c, 0.01, reps, arr);
+	}
 out:
 	for (int k = 0; k < M_N; k++)
 		free(t[k]);
@@ -280,6 +390,6 @@ out:
 
 const struct hm_bench hm_bench_digest = {
 	.name = "digest",
-	.summary = "end-to-end HTAB digest of a 2 GiB table: quiescent walk vs locked and tracked reads, a bare walk and SHA-256 alone",
+	.summary = "end-to-end HTAB digest of a 2 GiB table: quiescent walk vs locked and tracked reads, a bare walk and SHA-256 alone; stop-time verification with the roots kept current (0.01 % and 1 % of blocks changed) vs the full walk",
 	.run = bench_digest_run,
 };

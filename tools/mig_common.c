@@ -25,7 +25,7 @@ enum {
 	O_PURE, O_SCAN, O_POLICY, O_JSON, O_RUN, O_WARMUP, O_ACCEPT_TIMEOUT, O_TRANSPORT, O_CONNECT_TIMEOUT,
 	O_MAX_SHIFT, O_DEADLINE, O_IDLE_TIMEOUT, O_PROBE_TIMEOUT, O_MAX_STRAYS,
 	O_RESUME_TIMEOUT, O_PROGRESS, O_QUIET, O_STATUS_INTERVAL, O_CONTROL, O_TLS_CREDS, O_TLS_HOSTNAME,
-	O_TLS_AUTHZ,
+	O_TLS_AUTHZ, O_DIGEST,
 };
 
 static const struct option guest_opts[] = {
@@ -65,6 +65,7 @@ static const struct option guest_opts[] = {
 	{"tls-creds", required_argument, NULL, O_TLS_CREDS},
 	{"tls-hostname", required_argument, NULL, O_TLS_HOSTNAME},
 	{"tls-authz", required_argument, NULL, O_TLS_AUTHZ},
+	{"digest", no_argument, NULL, O_DIGEST},
 	{NULL, 0, NULL, 0},
 };
 
@@ -102,6 +103,7 @@ static bool allowed(int opt, unsigned kinds)
 	case O_IDLE_TIMEOUT:
 	case O_PROBE_TIMEOUT:
 	case O_MAX_STRAYS:
+	case O_DIGEST:
 		return kinds & MIG_CLI_DEST;
 	case O_TLS_CREDS:
 		return kinds & MIG_CLI_TLS;
@@ -270,6 +272,9 @@ static int parse_dest_opt(int c, const char *a, struct mig_cli *cli)
 	case O_MAX_STRAYS:
 		bad = hm_parse_u64(a, 1000000, &v) != 0 || v < 1;
 		cli->max_strays = (unsigned)v;
+		break;
+	case O_DIGEST:
+		cli->dest_digest = true;
 		break;
 	}
 	return bad;
@@ -857,6 +862,13 @@ json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t 
 	json_object_set_new(o, "expected_downtime_ms", json_real(ms(r->expected_downtime_ns)));
 	json_object_set_new(o, "fixed_downtime_ms", json_real(ms(r->fixed_downtime_ns)));
 	json_object_set_new(o, "rtt_ms", json_real(ms(r->rtt_ns)));
+	/* the stop's verification: expected by the policy, then measured */
+	json_object_set_new(o, "verify_expected_ms", json_real(ms(r->verify_expected_ns)));
+	json_object_set_new(o, "verify_stop_ms", json_real(ms(r->verify_stop_ns)));
+	json_object_set_new(o, "verify_blocks_at_stop",
+			    json_integer((json_int_t)r->verify_blocks_at_stop));
+	json_object_set_new(o, "verify_blocks", json_integer((json_int_t)r->verify_blocks));
+	json_object_set_new(o, "verify_block_us", json_real((double)r->verify_block_ns / 1e3));
 	json_object_set_new(o, "downtime_measured_to",
 			    json_string(mig_downtime_end_name(r->downtime_end)));
 	json_object_set_new(o, "stopped_time_total_ms", json_real(ms(r->stopped_total_ns)));
@@ -944,8 +956,10 @@ json_t *mig_dest_report_json(const mig_dest_report_t *r, const hm_error_t *err)
 	json_object_set_new(h, "valid", json_integer((json_int_t)r->htab_valid));
 	json_object_set_new(h, "bolted", json_integer((json_int_t)r->htab_bolted));
 	/* A refused or cancelled load has no table to digest: unknown, not 000...0. */
-	json_object_set_new(h, "digest", r->status == 0 ? json_string(dg) : json_null());
+	json_object_set_new(h, "digest", r->status == 0 ? hex_or_null(r->has_digest, r->digest) : json_null());
 	json_object_set_new(h, "root", r->status == 0 ? hex_or_null(r->has_root, r->root) : json_null());
+	json_object_set_new(h, "root_blocks_at_end", json_integer((json_int_t)r->root_blocks_at_end));
+	json_object_set_new(h, "root_end_ms", json_real(ms(r->root_end_ns)));
 	json_object_set_new(h, "entries_sent",
 			    json_integer((json_int_t)(r->htab.valid_sent + r->htab.invalid_sent)));
 	json_object_set_new(h, "valid_sent", json_integer((json_int_t)r->htab.valid_sent));
@@ -1012,11 +1026,13 @@ void mig_dest_report_print(const mig_dest_report_t *r)
 	       (unsigned long long)r->htab_valid, (unsigned long long)r->htab_bolted,
 	       (unsigned long long)(r->htab.valid_sent + r->htab.invalid_sent),
 	       (unsigned long long)r->htab.records);
-	printf("destination: digest %s (%s)\n", dg,
-	       r->verified ? "verified against the source" : "no verify section in the stream");
+	if (r->has_digest)
+		printf("destination: digest %s\n", dg);
 	if (r->has_root) {
 		mig_hex(r->root, dg);
-		printf("destination: root %s\n", dg);
+		printf("destination: root %s (%s; %llu blocks re-hashed after the last record)\n",
+		       dg, r->verified ? "verified against the source" : "no verify section in the stream",
+		       (unsigned long long)r->root_blocks_at_end);
 	}
 	if (r->resumed)
 		printf("destination: guest resumed, ran %.1f s issuing %llu hypercalls\n",

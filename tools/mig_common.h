@@ -40,6 +40,7 @@ struct mig_cli {
 	int idle_timeout_ms;       /* --idle-timeout S */
 	int probe_timeout_ms;      /* --probe-timeout S */
 	unsigned max_strays;       /* --max-strays N */
+	bool dest_digest;          /* --digest: the destination computes the flat digest too */
 	const char *transport;     /* demo: unix or tcp */
 	unsigned status_interval_ms; /* --status-interval MS (0 = none) */
 	const char *control;       /* --control unix:PATH */

@@ -498,6 +498,75 @@ typedef enum {
 	HPT_READ_QUIESCENT = 2,
 } hpt_read_mode_t;
 
+/* ------------------------------- the verification root, kept current */
+
+/*
+ * The block root of wire-format.md §5 (hptmig/verify version 2) kept up to
+ * date while a migration runs, so the stop re-hashes only the blocks that
+ * changed since they were hashed, then the root (docs/hpt.md, "The root
+ * kept current"). Two owners:
+ *  - the source: the tracker keeps the block digests and marks a block at
+ *    every hpt_track_take of its slots (and starts with every block
+ *    changed; a resize or reset brings a new tracker, so everything is
+ *    hashed again). Call the hpt_track_root* functions from the taker's
+ *    thread only (the migration thread), while tracking.
+ *  - a loader: an hpt_blocks_t it marks for every range it writes; one
+ *    thread. A table replaced (reset, resize: the generation changed)
+ *    since the record was made starts it over, every block changed.
+ */
+typedef struct {
+	uint8_t root[HM_SHA256_LEN];
+	unsigned shift;    /* the table's, as in the root's input */
+	uint64_t nblocks;  /* B */
+	uint64_t valid;    /* valid entries (sum of the blocks' counts) */
+	uint64_t bolted;   /* valid and bolted */
+	uint64_t rehashed; /* blocks this call hashed */
+} hpt_root_info_t;
+
+typedef struct {
+	uint64_t nblocks;     /* B of the current table */
+	uint64_t dirty;       /* blocks changed since hashed (or never hashed) */
+	uint64_t stop_blocks; /* blocks a root would hash now: dirty, or with
+			       * change marks not taken yet (source) */
+	uint64_t hashed;      /* blocks hashed so far by this cache */
+	uint64_t hash_ns;     /* wall time spent on them (per-block cost) */
+	uint64_t recent_block_ns; /* per block in the last refresh that hashed
+				   * >= 8 blocks (0: none yet; source only) */
+} hpt_root_stats_t;
+
+/*
+ * Hash blocks changed since they were hashed, until none is left or
+ * budget_ns ran out (checked every 16 blocks); *left (may be NULL) gets
+ * the blocks still changed. mode: LOCKED while vCPUs run, QUIESCENT when
+ * stopped. Returns 0, HM_E_STATE (not tracking), -ENOMEM or -EIO.
+ */
+int hpt_track_root_refresh(hpt_t *h, hpt_read_mode_t mode, uint64_t budget_ns, uint64_t *left);
+/* What the next hpt_track_root would cost; 0 or as above. */
+int hpt_track_root_stats(hpt_t *h, hpt_root_stats_t *st);
+/*
+ * The root now: hashes every block changed since hashed or holding change
+ * marks not taken yet, then the root over the cached digests. Equal to a
+ * full recomputation (hpt_root) when nothing writes the table during the
+ * call (vCPUs paused: use QUIESCENT). Returns 0 or as above.
+ */
+int hpt_track_root(hpt_t *h, hpt_read_mode_t mode, hpt_root_info_t *out);
+
+typedef struct hpt_blocks hpt_blocks_t;
+int hpt_blocks_new(hpt_blocks_t **out);
+void hpt_blocks_free(hpt_blocks_t *c);
+/* h's table holds no valid entry (just created or reset, nothing written
+ * since): every block digest is the empty one, none to hash. 0, -ENOMEM. */
+int hpt_blocks_set_empty(hpt_blocks_t *c, hpt_t *h);
+/* Slots [first, first + n) were written: their blocks are hashed again. */
+void hpt_blocks_mark(hpt_blocks_t *c, uint64_t first, uint64_t n);
+/* As hpt_track_root_refresh, for h's current table. 0, -ENOMEM or -EIO. */
+int hpt_blocks_refresh(hpt_blocks_t *c, hpt_t *h, hpt_read_mode_t mode, uint64_t budget_ns,
+		       uint64_t *left);
+void hpt_blocks_stats(hpt_blocks_t *c, hpt_t *h, hpt_root_stats_t *st);
+/* The root of h's table now, hashing the blocks marked since hashed.
+ * Nothing may write h during the call but through this thread's marks. */
+int hpt_blocks_root(hpt_blocks_t *c, hpt_t *h, hpt_read_mode_t mode, hpt_root_info_t *out);
+
 /*
  * The HTAB digest of wire-format.md §5: SHA-256 over be32(shift), then for
  * each valid slot in increasing order be64(slot), be64(V & ~0x40), be64(R).

@@ -219,6 +219,25 @@ hpt_t *htab_loader_take_table(htab_loader_t *l);
  */
 int htab_loader_summary(htab_loader_t *l, htab_summary_t *out, hm_error_t *err);
 
+/*
+ * The block root (wire-format.md §5) of the loaded table, kept current:
+ * the loader records the blocks every chunk writes or clears (a new table
+ * starts with every block known empty), so a destination hashes them as
+ * records arrive (htab_loader_root_refresh, within budget_ns; *left gets
+ * the blocks still to hash) and, after the END record, htab_loader_root
+ * re-hashes only what the records since touched, then the root. Both
+ * read the table with plain loads when nobody else writes it (own or
+ * exclusive), under entry locks otherwise. The same thread as the loads.
+ */
+typedef struct htab_root {
+	bool no_hpt;          /* info.root is hpt_root_none's */
+	hpt_root_info_t info; /* root, shift, valid, bolted, blocks re-hashed */
+} htab_root_t;
+int htab_loader_root_refresh(htab_loader_t *l, uint64_t budget_ns, uint64_t *left);
+void htab_loader_root_stats(htab_loader_t *l, hpt_root_stats_t *st);
+/* HM_E_STATE before START; -ENOMEM. */
+int htab_loader_root(htab_loader_t *l, htab_root_t *out, hm_error_t *err);
+
 /* ----------------------------------------------------- canonical encoder */
 
 /* START payload for a table (be32 shift) or no HPT (hpt NULL: 0xffffffff). */

@@ -84,6 +84,12 @@ static size_t collect(hpt_read_mode_t mode, struct hpt_track *trk, struct hpt_ta
 	return len;
 }
 
+size_t hpt_collect(hpt_read_mode_t mode, struct hpt_track *trk, struct hpt_table *t,
+		   uint64_t first, uint64_t end, uint8_t *rec, uint64_t *valid, uint64_t *bolted)
+{
+	return collect(mode, trk, t, first, end, rec, valid, bolted);
+}
+
 /*
  * The walk behind hpt_summary, hpt_digest and hpt_count. out == NULL: counts
  * only (no records, no SHA-256).

@@ -108,8 +108,23 @@ struct hpt_track {
 	_Atomic uint64_t harvested;
 	pthread_mutex_t harvest_lock;
 	uint32_t *ring_mem;
+	/* The block digests kept current for the verification root
+	 * (blocks.c), NULL until first asked for. Taker only: created,
+	 * marked (at every take), hashed and freed by the one taker, or
+	 * freed with the tracker in exclusive mode. */
+	struct hpt_bcache *bc;
 	struct hpt_ring rings[HPT_NSHARDS];
 };
+
+/*
+ * Per-block digests of wire-format.md §5 v2 with a "changed since hashed"
+ * bit per block (blocks.c). One thread at a time (the tracker's taker, or
+ * a loader's owner). Block b is summary word b of a tracker over the same
+ * table: 4096 slots = 64 tracking words.
+ */
+struct hpt_bcache;
+void hpt_bc_free(struct hpt_bcache *bc);
+void hpt_bc_mark_block(struct hpt_bcache *bc, uint64_t b);
 
 /* ring_entries: per ring, a power of two in 2..HPT_RING_MAX (0: default). */
 int hpt_trk_new(uint64_t nbits, bool all, uint64_t ring_entries, struct hpt_track **out);
@@ -374,6 +389,15 @@ static inline bool hpt_read_optimistic(struct hpt_track *trk, struct hpt_table *
 	*v = v1;
 	return (v2 == v1) & ((v1 & HPT_LOCK_BE) == 0) & (bit == 0);
 }
+
+/*
+ * The digest walk's reader (digest.c): the valid entries of slots
+ * [first, end) of t (the caller holds the reader lock; end - first a
+ * multiple of 64) as 24-byte digest records at rec (NULL: count only),
+ * read as mode says; adds to *valid and *bolted; returns the bytes written.
+ */
+size_t hpt_collect(hpt_read_mode_t mode, struct hpt_track *trk, struct hpt_table *t,
+		   uint64_t first, uint64_t end, uint8_t *rec, uint64_t *valid, uint64_t *bolted);
 
 /* Resize steps (hpt.c), called by the hypercalls with h->ctl held. */
 long hpt_resize_prepare_locked(hpt_t *h, unsigned shift);

@@ -112,6 +112,7 @@ void hpt_trk_destroy(struct hpt_track *t)
 		return;
 	trk_free((void *)(uintptr_t)t->words, t->nwords * sizeof(uint64_t));
 	trk_free((void *)(uintptr_t)t->summary, t->nsummary * sizeof(uint64_t));
+	hpt_bc_free(t->bc);
 	if (t->ring_mem) {
 		munmap(t->ring_mem, ring_mem_bytes(t));
 		pthread_mutex_destroy(&t->harvest_lock);
@@ -242,6 +243,11 @@ bool hpt_trk_take(struct hpt_track *t, uint64_t *cursor, uint64_t *word_index, u
 		if (v) {
 			atomic_fetch_add_explicit(&t->taken, (uint64_t)__builtin_popcountll(v),
 						  memory_order_relaxed);
+			/* The block of these slots changed since it was hashed
+			 * (or will be hashed after this take): docs/hpt.md,
+			 * "The root kept current". Summary word si is block si. */
+			if (t->bc)
+				hpt_bc_mark_block(t->bc, si);
 			*cursor = w;
 			*word_index = wi;
 			*bits = v;

@@ -36,6 +36,13 @@ struct htab_loader {
 	 * stream could keep a destination busy for many minutes.
 	 */
 	uint64_t *dirty;
+	/*
+	 * The blocks (4096 slots, wire-format.md §5) written since their
+	 * digest was taken, for the root kept current: every store and clear
+	 * of the table marks them (mark_blocks, clear_range). NULL when out
+	 * of memory at creation: htab_loader_root then fails, nothing else.
+	 */
+	hpt_blocks_t *blocks;
 	unsigned max_shift;
 	const char *max_shift_hint; /* borrowed from opts; NULL = none */
 	hpt_config_t cfg;
@@ -73,6 +80,7 @@ int htab_loader_create(hpt_t *table, const htab_loader_opts_t *opts, htab_loader
 	}
 	l->external = table != NULL;
 	l->table = table;
+	(void)hpt_blocks_new(&l->blocks);
 	*out = l;
 	return 0;
 }
@@ -84,6 +92,7 @@ void htab_loader_destroy(htab_loader_t *l)
 	if (l->own)
 		hpt_destroy(l->table);
 	free(l->dirty);
+	hpt_blocks_free(l->blocks);
 	free(l);
 }
 
@@ -186,6 +195,12 @@ static int new_table(htab_loader_t *l, mig_file_t *f, int type, uint32_t hdr,
 	l->st.shift = hdr;
 	l->st.no_hpt = false;
 	l->st.tables++;
+	/* A table just created or reset holds nothing (a borrowed one too:
+	 * hpt_reset maps fresh zero pages): every block digest is known. */
+	if (l->blocks && hpt_blocks_set_empty(l->blocks, l->table) != 0) {
+		hpt_blocks_free(l->blocks);
+		l->blocks = NULL;
+	}
 	free(l->dirty);
 	l->dirty = NULL;
 	if (l->own || l->exclusive) {
@@ -199,17 +214,27 @@ static int new_table(htab_loader_t *l, mig_file_t *f, int type, uint32_t hdr,
 
 static void mark_blocks(htab_loader_t *l, uint64_t first, uint64_t n)
 {
+	if (l->blocks)
+		hpt_blocks_mark(l->blocks, first, n);
 	if (!l->dirty || n == 0)
 		return;
 	for (uint64_t b = first >> 6; b <= (first + n - 1) >> 6; b++)
 		l->dirty[b >> 6] |= UINT64_C(1) << (b & 63);
 }
 
+/* Clear slots [first, first + n) of the table, noting their blocks. */
+static void clear_range(htab_loader_t *l, uint64_t first, uint64_t n)
+{
+	if (l->blocks)
+		hpt_blocks_mark(l->blocks, first, n);
+	hpt_clear_entries(l->table, first, n);
+}
+
 /* Invalidate slots [first, first + n): only blocks that may hold something. */
 static void clear_slots(htab_loader_t *l, uint64_t first, uint64_t n)
 {
 	if (!l->dirty) {
-		hpt_clear_entries(l->table, first, n);
+		clear_range(l, first, n);
 		return;
 	}
 	uint64_t end = first + n, last = (end - 1) >> 6;
@@ -224,7 +249,7 @@ static void clear_slots(htab_loader_t *l, uint64_t first, uint64_t n)
 			break;
 		uint64_t bs = b << 6, be = bs + 64;
 		uint64_t s = bs < first ? first : bs, e = be < end ? be : end;
-		hpt_clear_entries(l->table, s, e - s);
+		clear_range(l, s, e - s);
 		if (s == bs && e == be)
 			l->dirty[b >> 6] &= ~(UINT64_C(1) << (b & 63)); /* all zero now */
 		b++;
@@ -507,5 +532,50 @@ int htab_loader_summary(htab_loader_t *l, htab_summary_t *out, hm_error_t *err)
 			     &out->valid, &out->bolted, out->digest);
 	if (rc)
 		return hm_error_set(err, rc, -1, "spapr/htab: digest failed");
+	return 0;
+}
+
+/* ---------------------------------------------- the root kept current */
+
+static hpt_read_mode_t root_mode(const htab_loader_t *l)
+{
+	return l->own || l->exclusive ? HPT_READ_QUIESCENT : HPT_READ_LOCKED;
+}
+
+int htab_loader_root_refresh(htab_loader_t *l, uint64_t budget_ns, uint64_t *left)
+{
+	hpt_t *t = htab_loader_table(l);
+	if (left)
+		*left = 0;
+	if (!t)
+		return 0;
+	if (!l->blocks)
+		return -ENOMEM;
+	return hpt_blocks_refresh(l->blocks, t, root_mode(l), budget_ns, left);
+}
+
+void htab_loader_root_stats(htab_loader_t *l, hpt_root_stats_t *st)
+{
+	hpt_t *t = htab_loader_table(l);
+	memset(st, 0, sizeof(*st));
+	if (t && l->blocks)
+		hpt_blocks_stats(l->blocks, t, st);
+}
+
+int htab_loader_root(htab_loader_t *l, htab_root_t *out, hm_error_t *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (!l->st.started)
+		return hm_error_set(err, HM_E_STATE, -1, "spapr/htab: no START record was loaded");
+	hpt_t *t = htab_loader_table(l);
+	if (!t) {
+		out->no_hpt = true;
+		out->info.shift = HTAB_HDR_NO_HPT;
+		hpt_root_none(out->info.root);
+		return 0;
+	}
+	int rc = l->blocks ? hpt_blocks_root(l->blocks, t, root_mode(l), &out->info) : -ENOMEM;
+	if (rc)
+		return hm_error_set(err, rc, -1, "spapr/htab: block root: %s", hm_err_str(rc));
 	return 0;
 }

@@ -56,9 +56,10 @@ struct dest {
 	uint64_t t0, t_conn;   /* start, and when the connection was accepted */
 	bool summary_done;
 	int64_t verify_offset; /* of the hptmig/verify record, for errors */
-	htab_summary_t sum;
+	htab_summary_t sum;    /* its digest only when has_digest */
 	uint8_t root[HM_SHA256_LEN]; /* block root of the loaded table (with sum) */
 	uint64_t live_t;       /* last status published (ns) */
+	bool has_digest;
 };
 
 /* The status snapshot while loading (query-migrate on a destination):
@@ -85,27 +86,54 @@ static void dest_publish(struct dest *d, uint64_t transferred, bool force)
 	mig_live_publish(d->p->live, &s);
 }
 
-/* Block root, digest and counts of the loaded table (one walk for all). */
+/*
+ * The block root and counts of the loaded table, from the roots kept
+ * current: only the blocks written since they were last hashed (the final
+ * records') are hashed again (docs/migration.md, "Verification off the
+ * stop path"). The flat digest is dest_flat_digest's.
+ */
 static int dest_summary(struct dest *d)
 {
-	hpt_t *t = htab_loader_table(d->loader);
-	htab_load_stats_t ls;
-	htab_loader_get_stats(d->loader, &ls);
+	htab_root_t r;
+	hm_error_t e;
+	hm_error_clear(&e);
 	memset(&d->sum, 0, sizeof(d->sum));
-	if (!t || ls.no_hpt) {
-		d->sum.no_hpt = true;
-		hpt_digest_none(d->sum.digest);
-		hpt_root_none(d->root);
+	uint64_t t0 = hm_now_ns();
+	int rc = htab_loader_root(d->loader, &r, &e);
+	if (rc)
+		return rc;
+	d->rep->root_end_ns = hm_now_ns() - t0;
+	d->rep->root_blocks_at_end = r.info.rehashed;
+	d->sum.no_hpt = r.no_hpt;
+	d->sum.shift = r.no_hpt ? 0 : r.info.shift;
+	d->sum.valid = r.info.valid;
+	d->sum.bolted = r.info.bolted;
+	memcpy(d->root, r.info.root, HM_SHA256_LEN);
+	d->has_digest = false;
+	return 0;
+}
+
+/* The flat HTAB digest of the loaded table: a whole-table walk, so only
+ * when asked (--digest) or when the source verifies with it (v1). */
+static int dest_flat_digest(struct dest *d)
+{
+	hpt_t *t = htab_loader_table(d->loader);
+	int rc = 0;
+	if (d->has_digest)
 		return 0;
-	}
-	d->sum.shift = hpt_shift(t);
-	return hpt_root_summary(t, HPT_READ_QUIESCENT, &d->sum.valid, &d->sum.bolted, d->sum.digest,
-				d->root);
+	if (d->sum.no_hpt || !t)
+		hpt_digest_none(d->sum.digest);
+	else
+		rc = hpt_summary(t, HPT_READ_QUIESCENT, NULL, NULL, d->sum.digest);
+	d->has_digest = rc == 0;
+	return rc;
 }
 
 /*
- * Right after the table's END record, compute its digest: the source is
- * computing its own at the same time, so the two overlap in the downtime.
+ * While the table's records arrive (the source's guest still runs), hash
+ * the blocks each one wrote; right after the END record, only the blocks
+ * the records since touched and the root: the source computes its own at
+ * the same time, so the two overlap in the downtime.
  */
 static int dest_on_record(void *o, const savevm_record_info_t *rec, hm_error_t *err)
 {
@@ -122,6 +150,8 @@ static int dest_on_record(void *o, const savevm_record_info_t *rec, hm_error_t *
 		d->rep->htab_bytes += rec->end_offset - rec->payload_offset - 5; /* minus footer */
 	if (htab)
 		d->summary_done = false; /* a later record changes the table */
+	if (htab && rec->type != QEMU_VM_SECTION_END)
+		(void)htab_loader_root_refresh(d->loader, UINT64_MAX, NULL); /* what is left: at END */
 	if (rec->type == QEMU_VM_SECTION_END && htab) {
 		d->summary_done = dest_summary(d) == 0;
 	}
@@ -271,6 +301,11 @@ static int dest_load(struct dest *d, hm_error_t *err)
 		return hm_error_set(err, HM_E_FORMAT, (int64_t)info.eof_offset,
 				    "the stream has no 'spapr/htab' section: not a pseries guest");
 	if (!d->summary_done && (rc = dest_summary(d)) != 0)
+		return hm_error_set(err, rc, -1, "root of the loaded table: %s", hm_err_str(rc));
+	/* The flat digest when asked, or when the source verifies with it
+	 * (version 1, or no section: it compares RESUMED's digest). */
+	if ((d->p->digest || !d->verify.loaded || d->verify.version < 2) &&
+	    (rc = dest_flat_digest(d)) != 0)
 		return hm_error_set(err, rc, -1, "digest of the loaded table: %s", hm_err_str(rc));
 	rep->no_hpt = d->sum.no_hpt;
 	rep->htab_shift = d->sum.no_hpt ? HPT_NO_HPT : d->sum.shift;
@@ -278,10 +313,12 @@ static int dest_load(struct dest *d, hm_error_t *err)
 	rep->htab_bolted = d->sum.bolted;
 	memcpy(rep->digest, d->sum.digest, HM_SHA256_LEN);
 	memcpy(rep->root, d->root, HM_SHA256_LEN);
-	rep->has_digest = rep->has_root = true;
+	rep->has_digest = d->has_digest;
+	rep->has_root = true;
 	if (d->verify.loaded) {
 		rc = savevm_verify_check(&d->verify, d->sum.no_hpt ? HTAB_HDR_NO_HPT : d->sum.shift,
-					 d->sum.valid, d->sum.digest, d->root, err);
+					 d->sum.valid, d->has_digest ? d->sum.digest : NULL, d->root,
+					 err);
 		if (rc) {
 			if (err->offset < 0)
 				err->offset = d->verify_offset; /* the record that disagreed */
@@ -326,7 +363,7 @@ static int dest_resume(struct dest *d, hm_error_t *err)
 	/* A version 2 source reads RESUMED_ROOT; older ones (and a stream
 	 * without hptmig/verify, which may come from one) read RESUMED. */
 	msg.has_root = d->verify.loaded && d->verify.version >= 2;
-	msg.has_digest = true;
+	msg.has_digest = d->has_digest;
 	memcpy(msg.root, d->root, HM_SHA256_LEN);
 	mig_rp_send_resumed(d->conn, &msg); /* a source gone now changes nothing here */
 	/* The migration is over once the guest runs here (not when --run ends). */

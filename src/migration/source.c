@@ -120,12 +120,22 @@ void mig_cancel_attach(mig_cancel_t *c, mig_conn_t *conn)
 enum mig_policy_answer mig_policy_default(void *opaque, const mig_policy_stats_t *st)
 {
 	(void)opaque;
+	/* Within the limit: stop, unless the expectation is still falling
+	 * fast (by a quarter since the last round: the kept roots catching
+	 * up after a pass) and not yet below a quarter of the limit; it
+	 * cannot fall by a quarter forever, so this ends. */
+	uint64_t prev = st->prev_expected_downtime_ns;
+	bool falling = prev && prev != UINT64_MAX && st->expected_downtime_ns < prev / 4 * 3;
 	if (st->iterations >= 1 && st->bandwidth > 0 &&
-	    st->expected_downtime_ns <= st->downtime_limit_ns)
+	    st->expected_downtime_ns <= st->downtime_limit_ns &&
+	    (!falling || st->expected_downtime_ns <= st->downtime_limit_ns / 4))
 		return MIG_POLICY_STOP;
-	if (st->iterations >= 1 && st->bandwidth > 0 &&
-	    st->fixed_downtime_ns >= st->downtime_limit_ns &&
-	    st->expected_downtime_ns - st->fixed_downtime_ns <= st->downtime_limit_ns / 10)
+	/* Over the limit by what more passes hardly remove: the fixed cost
+	 * and the blocks to re-hash (a guest that changes blocks as fast as
+	 * we hash them); the rest (the bytes) is small. */
+	uint64_t floor = st->fixed_downtime_ns + st->verify_ns;
+	if (st->iterations >= 1 && st->bandwidth > 0 && floor >= st->downtime_limit_ns &&
+	    st->expected_downtime_ns - floor <= st->downtime_limit_ns / 10)
 		return MIG_POLICY_STOP;
 	if (st->max_iterations && st->iterations >= st->max_iterations)
 		return MIG_POLICY_STOP;
@@ -235,7 +245,7 @@ struct attempt {
 	uint64_t run_t0;         /* start of the first attempt (for the timeout) */
 	bool setup_called;
 	uint64_t fixed_ns;       /* measured fixed cost of the stop (see mig_policy_stats_t) */
-	uint64_t digest_ns;      /* its digest part: the least of the measurements */
+	uint64_t root_ns;        /* its root part: SHA-256 over B block digests, measured */
 	unsigned digest_samples; /* measurements taken */
 	bool retryable;          /* the guest still runs and nothing ambiguous happened */
 	uint64_t t_stop;         /* when the stop was requested (valid once rep->stopped) */
@@ -316,27 +326,81 @@ static void progress(struct attempt *a, const char *phase, uint64_t pending, uin
 }
 
 /*
- * What a stop costs whatever is pending: both sides compute the block
- * root of the whole table (overlapping: the destination starts when the
- * final pass has arrived; without a verify section only the destination
- * does), the final bytes
- * and the RESUMED answer cross the link (the round trip), plus stopping
- * the vCPUs and the stream's tail. The digest is timed on the running
- * table; each call takes one more sample and keeps the least, since a
- * sample can only be inflated (by the guest, the destination's own work
- * on a shared host, the machine's noise), never deflated.
+ * What a stop costs whatever is pending: the root over the block digests
+ * (hptmig/verify v2; the blocks changed since hashed are counted apart, in
+ * stop_verify_ns, as more rounds reduce them), the final bytes and the
+ * RESUMED answer cross the link (the round trip), plus stopping the vCPUs
+ * and the stream's tail. The root is timed over as many zero digests as
+ * the table has blocks; each call takes one more sample and keeps the
+ * least, since a sample can only be inflated (by the guest, the
+ * destination's own work on a shared host, the machine's noise), never
+ * deflated. Both sides compute a root; the destination's starts when the
+ * final pass has arrived, so they overlap and count once.
  */
 #define MIG_FIXED_SAMPLES 3
 static void measure_fixed(struct attempt *a)
 {
-	uint8_t scratch[HM_SHA256_LEN];
+	uint64_t nb = hpt_verify_nblocks(hpt_shift(machine_hpt(a->m)));
+	uint8_t(*d)[HM_SHA256_LEN] = calloc(nb ? nb : 1, HM_SHA256_LEN);
+	uint8_t root[HM_SHA256_LEN];
 	uint64_t td = hm_now_ns();
-	hpt_root(machine_hpt(a->m), HPT_READ_TRACKED, scratch);
-	uint64_t d = hm_now_ns() - td;
-	if (a->digest_samples++ == 0 || d < a->digest_ns)
-		a->digest_ns = d;
-	a->fixed_ns = a->digest_ns + MIG_DOWNTIME_OVERHEAD_NS + a->rep->rtt_ns;
+	if (d)
+		(void)hpt_verify_root(hpt_shift(machine_hpt(a->m)), nb,
+				      (const uint8_t(*)[HM_SHA256_LEN])d, root);
+	uint64_t r = hm_now_ns() - td;
+	free(d);
+	if (a->digest_samples++ == 0 || r < a->root_ns)
+		a->root_ns = r;
+	a->fixed_ns = a->root_ns + MIG_DOWNTIME_OVERHEAD_NS + a->rep->rtt_ns;
 	a->rep->fixed_downtime_ns = a->fixed_ns;
+}
+
+/*
+ * The roots kept current (docs/migration.md, "Verification off the stop
+ * path"): after every round, hash the blocks changed since they were
+ * hashed (every block, the first time) while the guest runs, so the stop
+ * re-hashes only the blocks changed since. Within half a round's budget
+ * (the passes must not starve: a longer cycle lets more change), but after
+ * the round that completed the first pass all of them (at most one walk
+ * of the table; the cache's changed set only grows at takes, which this
+ * thread makes, so this ends): the policy then sees, as the stop's
+ * verification cost, only what changed after that pass. Not with
+ * --qemu-pure (no hptmig/verify in the stream: nothing to keep). A failure
+ * here only leaves more to hash at the stop.
+ */
+static void roots_refresh(struct attempt *a, bool pass_complete)
+{
+	if (a->p->qemu_pure)
+		return;
+	bool first = pass_complete && a->rep->iterations == 0; /* counted after this */
+	(void)hpt_track_root_refresh(machine_hpt(a->m), HPT_READ_LOCKED,
+				     first ? UINT64_MAX : a->p->round_budget_ns / 2, NULL);
+}
+
+/* Until a block has been timed: a conservative cost of hashing one (a
+ * full 4096-slot block of records is ~100 KiB of SHA-256 input). */
+#define MIG_BLOCK_NS_DEFAULT 100000ull
+
+/*
+ * What re-hashing the blocks changed since hashed costs at the stop: the
+ * blocks the root would hash now (changed since hashed, or with change
+ * marks the final pass has still to take) times the measured cost of a
+ * block (the mean over every block hashed so far in this attempt, or the
+ * last refresh's when dearer).
+ */
+static uint64_t stop_verify_ns(struct attempt *a)
+{
+	hpt_root_stats_t st;
+	if (a->p->qemu_pure || hpt_track_root_stats(machine_hpt(a->m), &st) != 0)
+		return 0;
+	/* The dearer of the mean and the last refresh's cost: a first walk
+	 * has many empty blocks, the blocks left at the stop hold entries. */
+	uint64_t per = st.hashed ? st.hash_ns / st.hashed : MIG_BLOCK_NS_DEFAULT;
+	if (st.recent_block_ns > per)
+		per = st.recent_block_ns;
+	a->rep->verify_blocks = st.nblocks;
+	a->rep->verify_block_ns = per;
+	return st.stop_blocks * per;
 }
 
 /*
@@ -366,8 +430,10 @@ static uint64_t bw_sample(struct attempt *a, struct bw_sampler *s, bool more_wor
 		s->win_ns = now;
 		s->win_bytes = delivered;
 	} else if (busy && now - s->win_ns >= 100000000ull) {
-		uint64_t nb = (uint64_t)((double)(delivered - s->win_bytes) * 1e9 /
-					 (double)(now - s->win_ns));
+		/* delivered can fall (the socket's queue grew after a long
+		 * round): no negative window, no overflowing conversion */
+		uint64_t got = delivered > s->win_bytes ? delivered - s->win_bytes : 0;
+		uint64_t nb = (uint64_t)((double)got * 1e9 / (double)(now - s->win_ns));
 		if (nb > 0)
 			s->bw = s->bw ? (s->bw + nb) / 2 : nb;
 		s->win_ns = now;
@@ -429,7 +495,9 @@ static mig_policy_stats_t policy_stats(struct attempt *a, bool pass_complete, ui
 {
 	const mig_params_t *p = a->p;
 	uint64_t pending = savevm_live_pending_total(a->reg) + unsent;
-	uint64_t expected = bw ? (uint64_t)((double)pending * 1e9 / (double)bw) + a->fixed_ns
+	uint64_t verify = stop_verify_ns(a);
+	uint64_t expected = bw ? (uint64_t)((double)pending * 1e9 / (double)bw) + a->fixed_ns +
+					 verify
 			       : UINT64_MAX;
 	return (mig_policy_stats_t){
 		.rounds = a->rep->rounds,
@@ -441,6 +509,7 @@ static mig_policy_stats_t policy_stats(struct attempt *a, bool pass_complete, ui
 		.pending_bytes = pending,
 		.expected_downtime_ns = expected,
 		.fixed_downtime_ns = a->fixed_ns,
+		.verify_ns = verify,
 		.downtime_limit_ns = a->dl_ns,
 		.max_iterations = p->max_iterations,
 		.throttle = machine_throttle(a->m),
@@ -455,9 +524,10 @@ static void note_stop(struct attempt *a, const mig_policy_stats_t *st)
 	uint64_t expected = st->expected_downtime_ns;
 	rep->pending_at_stop = st->pending_bytes;
 	rep->expected_downtime_ns = expected == UINT64_MAX ? 0 : expected;
+	rep->verify_expected_ns = st->verify_ns;
 	snprintf(rep->stop_reason, sizeof(rep->stop_reason), "%s",
 		 expected <= a->dl_ns ? "converged"
-		 : a->fixed_ns >= a->dl_ns ? "fixed-cost-over-limit"
+		 : a->fixed_ns + st->verify_ns >= a->dl_ns ? "fixed-cost-over-limit"
 		 : (p->max_iterations && rep->iterations >= p->max_iterations) ? "max-iterations"
 									      : "policy");
 }
@@ -492,6 +562,10 @@ static int precopy_round(struct attempt *a, uint64_t *r1, hm_error_t *err)
 	if (mig_file_flush(f) != 0)
 		return mig_file_error_copy(f, err);
 	bool limited = mig_file_rate_limit_exceeded(f);
+	/* Hash before the rate wait: on a limited link that time is spent
+	 * waiting anyway, so the cycle (and what changes in it) stays as
+	 * short as without the kept roots. */
+	roots_refresh(a, rc == 1);
 	*r1 = hm_now_ns();
 	a->rep->rounds++;
 	if (limited) {
@@ -588,7 +662,7 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 	struct bw_sampler bws = {0};
 	struct converge conv = {.pass_start_bytes = mig_file_offset(mig_conn_file(a->conn)),
 				.prev_pass_dirty = UINT64_MAX};
-	uint64_t last_progress = 0;
+	uint64_t last_progress = 0, prev_expected = UINT64_MAX;
 	a->dirty_t = hm_now_ns();
 	a->dirty_n = entry_changes(a->m);
 	a->dirty_rate = MIG_UNKNOWN;
@@ -613,6 +687,8 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 				measure_fixed(a);
 		}
 		mig_policy_stats_t st = policy_stats(a, rc == 1, r1 - t0, bw, unsent);
+		st.prev_expected_downtime_ns = prev_expected;
+		prev_expected = st.expected_downtime_ns;
 		a->rep->bandwidth = bw;
 		live_publish_round(a, &st, r1);
 		enum mig_policy_answer ans = policy(p->policy_opaque, &st);
@@ -840,17 +916,31 @@ static int await_resumed(struct attempt *a, uint64_t t0, hm_error_t *err)
 
 /*
  * The block root of the stopped table into hptmig/verify (version 2) and
- * the report: the stop's one verification call, a full recomputation
- * (the roots kept current during the migration replace this body).
+ * the report: the stop's one verification call.
  */
 static int mig_source_verify_root(struct attempt *a, hm_error_t *err)
 {
 	hpt_t *h = machine_hpt(a->m);
-	a->verify.htab_shift = hpt_shift(h);
-	int rc = hpt_root_summary(h, HPT_READ_QUIESCENT, &a->verify.valid, NULL, NULL,
-				  a->verify.root);
+	hpt_root_info_t info;
+	uint64_t t0 = hm_now_ns();
+	/* The roots kept current: only the blocks changed since they were
+	 * hashed (the final pass's among them), then the root. Tracking is
+	 * on until cleanup; without it (never here), a full recomputation. */
+	int rc = hpt_track_root(h, HPT_READ_QUIESCENT, &info);
+	if (rc == HM_E_STATE) {
+		memset(&info, 0, sizeof(info));
+		info.shift = hpt_shift(h);
+		info.nblocks = hpt_verify_nblocks(info.shift);
+		info.rehashed = info.nblocks;
+		rc = hpt_root_summary(h, HPT_READ_QUIESCENT, &info.valid, NULL, NULL, info.root);
+	}
 	if (rc)
 		return hm_error_set(err, rc, -1, "block root: %s", hm_err_str(rc));
+	a->rep->verify_stop_ns = hm_now_ns() - t0;
+	a->rep->verify_blocks_at_stop = info.rehashed;
+	a->verify.htab_shift = info.shift;
+	a->verify.valid = info.valid;
+	memcpy(a->verify.root, info.root, HM_SHA256_LEN);
 	memcpy(a->rep->root, a->verify.root, HM_SHA256_LEN);
 	a->rep->has_root = true;
 	return 0;

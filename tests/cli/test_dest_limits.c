@@ -510,7 +510,7 @@ static void test_strays_then_migration(void **state)
 	assert_true(jbool(o, "verified"));
 	assert_int_equal((int)jnum(o, "stray_connections"), 4);
 	json_t *so = json_of(sout);
-	assert_string_equal(jstr(so, "htab.digest"), jstr(o, "htab.digest"));
+	assert_string_equal(jstr(so, "htab.root"), jstr(o, "htab.root"));
 	json_decref(so);
 	json_decref(o);
 	/* where it listens, then one warning line per stray, saying why */

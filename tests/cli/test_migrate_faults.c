@@ -89,7 +89,7 @@ static void test_destination_killed_retry(void **state)
 	json_t *d = json_of_file(in2.out);
 	assert_string_equal(jstr(s, "status"), "ok");
 	assert_true(jnum(s, "attempts") >= 2);
-	assert_string_equal(jstr(s, "htab.digest"), jstr(d, "htab.digest"));
+	assert_string_equal(jstr(s, "htab.root"), jstr(d, "htab.root"));
 	assert_true(jbool(d, "verified"));
 	/* the retry started over with a full pass: everything valid was sent */
 	assert_true(jnum(d, "htab.entries_sent") >= jnum(d, "htab.valid"));
@@ -195,7 +195,7 @@ static void test_bad_files(void **state)
 	assert_int_equal(tu_run(cmd, &out, &err), 0);
 	json_t *good = json_of(out);
 	char good_digest[65];
-	snprintf(good_digest, sizeof(good_digest), "%s", jstr(good, "htab.digest"));
+	snprintf(good_digest, sizeof(good_digest), "%s", jstr(good, "htab.root"));
 	json_decref(good);
 	free(out);
 	free(err);
@@ -209,7 +209,7 @@ static void test_bad_files(void **state)
 		int rc = tu_run(cmd, &out, &err);
 		json_t *o = json_of(out);
 		if (rc == 0) {
-			assert_string_equal(jstr(o, "htab.digest"), good_digest);
+			assert_string_equal(jstr(o, "htab.root"), good_digest);
 		} else {
 			assert_int_equal(rc, 1);
 			assert_one_line(err);

@@ -77,7 +77,7 @@ static void migrate_once(const char *src_opts, bool via_relay, struct run *r)
 	json_t *s = r->s, *d = r->d;
 	assert_string_equal(jstr(s, "status"), "ok");
 	assert_string_equal(jstr(d, "status"), "ok");
-	assert_string_equal(jstr(s, "htab.digest"), jstr(d, "htab.digest"));
+	assert_string_equal(jstr(s, "htab.root"), jstr(d, "htab.root"));
 	assert_true(jbool(s, "verified"));
 	assert_true(jbool(d, "verified"));
 	assert_int_equal((int64_t)jnum(s, "bytes_total"), (int64_t)jnum(d, "bytes_total"));

@@ -395,6 +395,25 @@ static void put_be(uint8_t **q, uint64_t v, int bytes)
 		*(*q)++ = (uint8_t)(v >> (8 * i));
 }
 
+/* The loader's root kept current equals a full recomputation of its
+ * table (and its counts); returns the blocks it re-hashed. */
+static uint64_t check_loader_root(htab_loader_t *l, const char *when, int rec)
+{
+	htab_root_t kept;
+	hm_error_t e;
+	hm_error_clear(&e);
+	assert_int_equal(htab_loader_root(l, &kept, &e), 0);
+	hpt_t *t = htab_loader_table(l);
+	uint8_t full[32];
+	uint64_t valid = 0, bolted = 0;
+	assert_int_equal(hpt_root_summary(t, HPT_READ_LOCKED, &valid, &bolted, NULL, full), 0);
+	if (memcmp(full, kept.info.root, 32) != 0)
+		fail_msg("%s, record %d: the loader's kept root differs from the table's", when, rec);
+	assert_int_equal(kept.info.valid, valid);
+	assert_int_equal(kept.info.bolted, bolted);
+	return kept.info.rehashed;
+}
+
 static void test_invalid_runs_model(void **state)
 {
 	(void)state;
@@ -450,7 +469,18 @@ static void test_invalid_runs_model(void **state)
 			int rc = htab_loader_load_buffer(l, pay, (size_t)(q - pay), QEMU_VM_SECTION_PART, &e);
 			if (rc)
 				fail_msg("mode %d record %d: %s", mode, rec, e.msg);
+			/* the destination's pattern: hash as records arrive (any
+			 * budget), the root after some record */
+			uint64_t left;
+			assert_int_equal(htab_loader_root_refresh(l, tu_rand(&seed) & 1 ? 0 : UINT64_MAX,
+								  &left),
+					 0);
+			if (tu_rand(&seed) % 3 == 0)
+				check_loader_root(l, "invalid runs", rec);
 		}
+		check_loader_root(l, "invalid runs, end", 30);
+		/* nothing written since: nothing to hash */
+		assert_int_equal(check_loader_root(l, "again", 30), 0);
 		hpt_t *t = htab_loader_table(l);
 		for (uint64_t i = 0; i < slots; i++) {
 			uint64_t v, r;
@@ -468,6 +498,69 @@ static void test_invalid_runs_model(void **state)
 	}
 	free(mv);
 	free(mr);
+	free(pay);
+}
+
+/*
+ * The root kept current through records that each touch a few blocks of a
+ * 64-block table: valid-only and invalid-only chunks (so a missing mark on
+ * either path leaves a stale block), loaded from memory (the buffered fast
+ * path) or through the careful path (a borrowed, shared table), hashed as
+ * they arrive or not, a resize header in between.
+ */
+static void test_root_kept(void **state)
+{
+	(void)state;
+	uint64_t seed = tu_seed("htab loader root kept");
+	uint8_t *pay = malloc(1u << 16);
+	assert_non_null(pay);
+	for (int mode = 0; mode < 2; mode++) {
+		hpt_t *ext = NULL;
+		htab_loader_t *l;
+		if (mode == 1)
+			assert_int_equal(hpt_create(18, NULL, &ext, NULL), 0);
+		assert_int_equal(htab_loader_create(ext, NULL, &l), 0);
+		hm_error_t e;
+		hm_error_clear(&e);
+		uint8_t start[4] = {0, 0, 0, 22};
+		assert_int_equal(htab_loader_load_buffer(l, start, 4, QEMU_VM_SECTION_START, &e), 0);
+		assert_int_equal(check_loader_root(l, "fresh", 0), 0);
+		uint64_t rehashed = 0;
+		for (int rec = 0; rec < 200; rec++) {
+			uint64_t slots = hpt_slots(htab_loader_table(l));
+			uint8_t *q = pay;
+			bool resize = rec == 100;
+			put_be(&q, resize ? 21 : 0, 4);
+			int nchunks = resize ? 0 : 1 + (int)(tu_rand(&seed) % 4); /* a new table: alone */
+			for (int c = 0; c < nchunks; c++) {
+				uint64_t idx = 1 + tu_rand(&seed) % (slots - 200);
+				bool valid = rec < 20 || tu_rand(&seed) % 2;
+				uint64_t n = 1 + tu_rand(&seed) % 100;
+				put_be(&q, idx, 4);
+				put_be(&q, valid ? n : 0, 2);
+				put_be(&q, valid ? 0 : n, 2);
+				for (uint64_t k = 0; valid && k < n; k++) {
+					put_be(&q, (tu_rand(&seed) & ~UINT64_C(0x7f)) | 1, 8);
+					put_be(&q, tu_rand(&seed), 8);
+				}
+			}
+			if (!resize) /* a resize header ends its record (wire-format.md §2) */
+				put_be(&q, 0, 8);
+			int rc = htab_loader_load_buffer(l, pay, (size_t)(q - pay), QEMU_VM_SECTION_PART,
+							 &e);
+			if (rc)
+				fail_msg("mode %d record %d: %s", mode, rec, e.msg);
+			if (tu_rand(&seed) % 2)
+				assert_int_equal(htab_loader_root_refresh(l, UINT64_MAX, NULL), 0);
+			if (tu_rand(&seed) % 2)
+				rehashed += check_loader_root(l, "kept", rec);
+		}
+		rehashed += check_loader_root(l, "kept, end", 200);
+		/* few blocks per record: far fewer than every block every time */
+		assert_true(rehashed > 0 && rehashed < 200 * 64 / 4);
+		htab_loader_destroy(l);
+		hpt_destroy(ext);
+	}
 	free(pay);
 }
 
@@ -543,6 +636,7 @@ static void test_buffered_path(void **state)
 		htab_summary_t mem, file;
 		assert_int_equal(htab_loader_summary(l, &mem, NULL), 0);
 		assert_int_equal(mem.valid, nvalid);
+		check_loader_root(l, "buffered path", 0);
 		htab_loader_destroy(l);
 
 		FILE *tf = tmpfile();
@@ -558,6 +652,7 @@ static void test_buffered_path(void **state)
 		assert_int_equal(mig_file_offset(f), good_len);
 		assert_int_equal(htab_loader_summary(l, &file, NULL), 0);
 		assert_memory_equal(mem.digest, file.digest, 32);
+		check_loader_root(l, "buffered path, file", 0);
 		htab_loader_get_stats(l, &st);
 		assert_int_equal(st.chunks, GOOD);
 		htab_loader_destroy(l);
@@ -608,6 +703,7 @@ int main(void)
 		cmocka_unit_test(test_max_shift_and_external), cmocka_unit_test(test_qemu_cuts),
 		cmocka_unit_test(test_random_property),
 		cmocka_unit_test(test_invalid_runs_model),
+		cmocka_unit_test(test_root_kept),
 		cmocka_unit_test(test_buffered_path),
 		cmocka_unit_test(test_chunk_hdr_wire),
 	};
