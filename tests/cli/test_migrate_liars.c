@@ -23,7 +23,8 @@ enum mode {
 	M_PONG_FLOOD,   /* after the stream: a PONG every 50 ms, nothing else */
 	M_TRICKLE,      /* RESUMED one byte every trickle_ms */
 	M_RESET_MID,    /* reset both sides after 20000 bytes of stream */
-	M_RESET_AFTER,  /* reset the source once the whole stream is in */
+	M_RESET_AFTER,  /* reset the source once the whole stream is in (the
+			 * answer, which may come before the half-close, is dropped) */
 	M_GARBAGE,      /* RESUMED, then terminal garbage right behind it */
 	M_REFUSE_EVIL,  /* after the stream: REFUSED with control bytes */
 };
@@ -177,7 +178,7 @@ static void relay_conn(struct relay *r, enum mode mode, bool with_dest)
 				if (resumed && mode == M_LIE)
 					rp[4] ^= 0x5a;
 				if (!a_open || (answer && (mode == M_SILENT || mode == M_PONG_FLOOD ||
-							   mode == M_REFUSE_EVIL))) {
+							   mode == M_REFUSE_EVIL || mode == M_RESET_AFTER))) {
 					/* dropped */
 				} else if (resumed && mode == M_TRICKLE) {
 					for (size_t i = 0; i < ml && !atomic_load(&r->stop); i++) {
