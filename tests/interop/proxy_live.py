@@ -285,6 +285,11 @@ def mode_live(a, kit, env, work):
     cmd = [a.bin, 'proxy', 'tcp:127.0.0.1:%d' % pp, 'tcp:127.0.0.1:%d' % pd, '--json']
     if a.passthrough:
         cmd.append('--passthrough')
+    tv = os.path.join(work, 'proxy.time')
+    if a.rss:
+        if not os.access('/usr/bin/time', os.X_OK):
+            skip('--rss needs /usr/bin/time')
+        cmd = ['/usr/bin/time', '-v', '-o', tv] + cmd
     with open(pj, 'wb') as jo, open(pe, 'wb') as eo:
         proxy = subprocess.Popen(cmd, stdout=jo, stderr=eo)
     procs.append(proxy)
@@ -294,7 +299,7 @@ def mode_live(a, kit, env, work):
     tee.start()
     log('migrating live through tee :%d -> proxy :%d -> QEMU :%d (%s)' %
         (pt, pp, pd, ' '.join(cmd[2:])))
-    info = migrate(g, 'src', 'tcp:127.0.0.1:%d' % pt, a.live_seconds, a.bandwidth)
+    info = migrate(g, 'src', 'tcp:127.0.0.1:%d' % pt, a.live_seconds, a.bandwidth, timeout=a.timeout)
     log('source: %s in %ss, downtime %s ms, %s dirty syncs' % (
         info.get('status'), info.get('wall_s'), info.get('downtime'),
         jget(info, 'ram.dirty-sync-count')))
@@ -311,11 +316,15 @@ def mode_live(a, kit, env, work):
         raise Fail('proxy exit %d: %s %s' % (rc, rep_text, open(pe).read()[-1000:]))
     rep = json.loads(rep_text)
     ana = analyze_json(a.bin, copy)
+    rss = None
+    if a.rss:
+        m = re.search(r'Maximum resident set size \(kbytes\): (\d+)', open(tv).read())
+        rss = int(m.group(1)) if m else None
     pdig, adig = jget(rep, 'htab.digest'), jget(ana, 'htab.digest')
     summary = {'cpu': a.cpu, 'mem': a.mem, 'passthrough': a.passthrough,
                'proxy_status': rep.get('status'), 'checked': rep.get('checked'),
                'bytes': rep.get('bytes'), 'bytes_out': rep.get('bytes_out'),
-               'tee_bytes': tee.bytes, 'duration_ms': rep.get('duration_ms'),
+               'tee_bytes': tee.bytes, 'proxy_max_rss_kb': rss, 'duration_ms': rep.get('duration_ms'),
                'held_ms': rep.get('held_ms'), 'hold_check_ms': rep.get('hold_check_ms'),
                'htab_shift': jget(rep, 'htab.shift'), 'htab_valid': jget(rep, 'htab.valid'),
                'htab_records': jget(rep, 'htab.records'), 'htab_passes': jget(rep, 'htab.passes'),
@@ -482,8 +491,8 @@ def mode_follow(a, kit, env, work):
                       'source_wall_s': info.get('wall_s')}), flush=True)
     if during < 2:
         raise Fail('only %d progress lines while the migration was active (%d in all)' % (during, len(plines)))
-    if 'spapr/htab' not in text and 'htab' not in text:
-        raise Fail('analyze printed no report at the end: %r' % text[:500])
+    if not re.search(r'^htab: shift \d+', text, re.M) or 'final table:' not in text:
+        raise Fail('analyze printed no complete report at the end: %r' % text[:500])
     log('PASS: %d progress lines before the end of the migration (%d in all)' % (during, len(plines)))
 
 
@@ -494,8 +503,10 @@ def main():
     ap.add_argument('--cpu', default='POWER8')
     ap.add_argument('--mem', default='1G')
     ap.add_argument('--passthrough', action='store_true')
+    ap.add_argument('--rss', action='store_true', help='live: run the proxy under /usr/bin/time -v')
     ap.add_argument('--live-seconds', type=float, default=8)
     ap.add_argument('--bandwidth', type=int, default=32 << 20)
+    ap.add_argument('--timeout', type=float, default=300, help='live: give up the migration after S')
     a = ap.parse_args()
     global NAME
     NAME = 'proxy_live %s' % a.mode
