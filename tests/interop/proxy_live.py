@@ -392,6 +392,20 @@ def splice_wrap(data):
     return data[:at] + bad + data[at:], at
 
 
+def break_final_footer(data):
+    """flip the footer byte of the FULL `globalstate` record (the last
+    device section, in the final phase the proxy holds); returns (stream,
+    offset of the byte)"""
+    i = data.rfind(b'\x0bglobalstate')
+    if i < 5 or data[i - 5] != 0x04:
+        raise Fail('no FULL globalstate record in the fixture')
+    sid = data[i - 4:i]
+    j = data.find(b'\x7e' + sid, i + 12)
+    if j < 0 or j > i + 12 + 4096:
+        raise Fail('globalstate footer not found')
+    return data[:j] + b'\x7f' + data[j + 1:], j
+
+
 def dst_state(g):
     time.sleep(3)
     if not g.alive('dst'):
@@ -458,7 +472,34 @@ def mode_hostile(a, kit, env, work):
                       'destination': st}), flush=True)
     if st.startswith('running') or 'postmigrate' in st or 'completed' in st:
         raise Fail('destination QEMU is %s after the cut' % st)
-    log('PASS: the index wrap was stopped in the proxy after %d bytes; destination QEMU: %s' % (at, st))
+    log('the index wrap was stopped in the proxy after %d bytes; destination QEMU: %s' % (at, st))
+    g.stop_all()
+    # a bad record in the held final phase: the RAM and the table went out,
+    # the device state and EOF must not
+    data, at = break_final_footer(fixture(work))
+    with open(bad, 'wb') as f:
+        f.write(data)
+    del data
+    rc, rep, err = replay(g, a, bad, 'dst2')
+    lines = [l for l in err.splitlines() if l.strip()]
+    log('final phase: proxy exit %d: %s' % (rc, lines[-1] if lines else ''))
+    eo = jget(rep, 'error.offset')
+    st = dst_state(g)
+    print(json.dumps({'footer_at': at, 'proxy_exit': rc, 'status': rep.get('status'), 'error_offset': eo,
+                      'bytes_out': rep.get('bytes_out'), 'hold': rep.get('hold'),
+                      'held_bytes': rep.get('held_bytes'), 'destination': st}), flush=True)
+    if rc != 1 or rep.get('status') != 'refused' or 'footer' not in err:
+        raise Fail('proxy did not refuse the bad footer in the final phase (exit %d, %s): %s'
+                   % (rc, rep.get('status'), err[-500:]))
+    if eo is None or eo != at:
+        raise Fail('refusal offset %s, the bad footer is at %d' % (eo, at))
+    if rep.get('bytes_out', 0) >= at or rep.get('hold') is not True:
+        raise Fail('proxy forwarded %s bytes (bad footer at %d), hold %s'
+                   % (rep.get('bytes_out'), at, rep.get('hold')))
+    if st.startswith('running') or 'postmigrate' in st or 'completed' in st:
+        raise Fail('destination QEMU is %s after the cut in the final phase' % st)
+    log('PASS: the index wrap and a bad footer in the held final phase were both stopped '
+        'in the proxy; destination QEMU: %s' % st)
 
 
 def mode_follow(a, kit, env, work):
