@@ -116,16 +116,7 @@ static int follow_line(void *opaque, const an_report_t *r, const an_progress_t *
 {
 	(void)opaque;
 	(void)r;
-	char line[160];
-	int n = snprintf(line, sizeof(line), "%9.1f MiB  ram it %llu: %llu+%llu pg  htab pass %llu: %llu valid%s",
-			 (double)p->bytes / (1 << 20), (unsigned long long)p->ram_records,
-			 (unsigned long long)p->ram_data_pages, (unsigned long long)p->ram_zero_pages,
-			 (unsigned long long)p->htab_records, (unsigned long long)p->htab_valid,
-			 p->held ? "  final" : "");
-	if (n > 79)
-		n = 79;
-	fprintf(stderr, "%.*s\n", n, line);
-	fflush(stderr);
+	tool_follow_line(p);
 	return 0;
 }
 

@@ -18,6 +18,7 @@
 
 #include "hptmig/analyze.h"
 #include "proxy_check.h"
+#include "stream_input.h"
 
 /* Re-encoding keeps the last bytes read, as many as the walker may have
  * read ahead of the point where it starts the final phase. */
@@ -216,18 +217,8 @@ static int on_progress(void *opaque, const an_report_t *r, const an_progress_t *
 		c->npasses++;
 		c->prev_sent = p->htab_entries_sent;
 	}
-	if (c->o.quiet)
-		return 0;
-	char line[160];
-	int n = snprintf(line, sizeof(line), "%9.1f MiB  ram it %llu: %llu+%llu pg  htab pass %llu: %llu valid%s",
-			 (double)p->bytes / (1 << 20), (unsigned long long)p->ram_records,
-			 (unsigned long long)p->ram_data_pages, (unsigned long long)p->ram_zero_pages,
-			 (unsigned long long)p->htab_records, (unsigned long long)p->htab_valid,
-			 p->held ? "  final" : "");
-	if (n > 79)
-		n = 79;
-	fprintf(stderr, "%.*s\n", n, line);
-	fflush(stderr);
+	if (!c->o.quiet)
+		tool_follow_line(p);
 	return 0;
 }
 

@@ -127,3 +127,17 @@ void tool_input_close(tool_input_t *in)
 		close(in->fd);
 	free(in);
 }
+
+void tool_follow_line(const an_progress_t *p)
+{
+	char line[160];
+	int n = snprintf(line, sizeof(line), "%9.1f MiB  ram it %llu: %llu+%llu pg  htab pass %llu: %llu valid%s",
+			 (double)p->bytes / (1 << 20), (unsigned long long)p->ram_records,
+			 (unsigned long long)p->ram_data_pages, (unsigned long long)p->ram_zero_pages,
+			 (unsigned long long)p->htab_records, (unsigned long long)p->htab_valid,
+			 p->held ? "  final" : "");
+	if (n > 79)
+		n = 79;
+	fprintf(stderr, "%.*s\n", n, line);
+	fflush(stderr);
+}

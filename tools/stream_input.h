@@ -22,5 +22,8 @@ const an_source_t *tool_input_source(tool_input_t *in);
 bool tool_input_compressed(const tool_input_t *in);
 /* Close everything (reap an exec: child). */
 void tool_input_close(tool_input_t *in);
+/* One progress line (at most 79 columns) on stderr: `analyze --follow`'s
+ * and `proxy`'s (bytes, RAM records and pages, table passes and entries). */
+void tool_follow_line(const an_progress_t *p);
 
 #endif
