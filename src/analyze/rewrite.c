@@ -192,8 +192,8 @@ out:
 struct rws {
 	const an_source_t *in;
 	an_source_t self;
-	uint8_t *pend;       /* bytes [pend_off, pend_off + pend_len) */
-	size_t pend_len, pend_cap;
+	uint8_t *pend;       /* bytes [pend_off, pend_off + pend_len) at pend + pend_start */
+	size_t pend_start, pend_len, pend_cap;
 	uint64_t pend_off;
 	int (*write)(void *opaque, const uint8_t *p, size_t n);
 	void *opaque;
@@ -206,23 +206,41 @@ struct rws {
 	hm_error_t own;
 };
 
+/* Make room for n more kept bytes. Settled bytes are consumed by index;
+ * the live ones move to the front only when a read does not fit behind
+ * them and they are no more than the room that frees (each byte moves at
+ * most once on average), else the buffer grows. Live bytes: the walker's
+ * read-ahead (a window) or the held final phase (its cap). */
+static int rws_room(struct rws *s, size_t n)
+{
+	if (s->pend_cap - s->pend_start - s->pend_len >= n)
+		return 0;
+	if (s->pend_start && s->pend_len <= s->pend_start) {
+		memmove(s->pend, s->pend + s->pend_start, s->pend_len);
+		s->pend_start = 0;
+		if (s->pend_cap - s->pend_len >= n)
+			return 0;
+	}
+	size_t nc = s->pend_cap ? s->pend_cap : 2 * AN_STREAM_WINDOW;
+	while (nc - s->pend_start - s->pend_len < n)
+		nc *= 2;
+	uint8_t *nb = realloc(s->pend, nc);
+	if (!nb)
+		return -ENOMEM;
+	s->pend = nb;
+	s->pend_cap = nc;
+	return 0;
+}
+
 static int64_t rws_read(void *ctx, uint8_t *buf, size_t n, hm_error_t *err)
 {
 	struct rws *s = ctx;
 	int64_t k = s->in->read(s->in->ctx, buf, n, err);
 	if (k <= 0)
 		return k;
-	if (s->pend_cap - s->pend_len < (size_t)k) {
-		size_t nc = s->pend_cap ? s->pend_cap : (size_t)1 << 20;
-		while (nc - s->pend_len < (size_t)k)
-			nc *= 2;
-		uint8_t *nb = realloc(s->pend, nc);
-		if (!nb)
-			return hm_error_set(err, -ENOMEM, -1, "rewrite: out of memory");
-		s->pend = nb;
-		s->pend_cap = nc;
-	}
-	memcpy(s->pend + s->pend_len, buf, (size_t)k);
+	if (rws_room(s, (size_t)k) != 0)
+		return hm_error_set(err, -ENOMEM, -1, "rewrite: out of memory");
+	memcpy(s->pend + s->pend_start + s->pend_len, buf, (size_t)k);
 	s->pend_len += (size_t)k;
 	return k;
 }
@@ -249,13 +267,13 @@ static int rws_settle(struct rws *s, uint64_t upto, bool drop)
 		return hm_error_set(s->err, HM_E_STATE, (int64_t)upto, "rewrite: offset %llu was not read yet",
 				    (unsigned long long)upto);
 	if (!drop) {
-		int rc = rws_out(s, s->pend, n);
+		int rc = rws_out(s, s->pend + s->pend_start, n);
 		if (rc < 0)
 			return rc;
 	} else {
 		s->delta -= (int64_t)n;
 	}
-	memmove(s->pend, s->pend + n, s->pend_len - n);
+	s->pend_start = s->pend_len == n ? 0 : s->pend_start + n;
 	s->pend_len -= n;
 	s->pend_off = upto;
 	return 0;
