@@ -23,6 +23,9 @@
  * read ahead of the point where it starts the final phase. */
 #define PROXY_TAIL (2 * AN_STREAM_WINDOW)
 
+/* Pending bytes this far into the buffer and few: moved to its front. */
+#define PROXY_COMPACT ((size_t)512 << 10)
+
 /* Per-pass counts kept for the report (more passes are counted, not listed). */
 #define PROXY_PASSES_MAX 4096
 
@@ -102,6 +105,12 @@ static int forward_to(struct proxy_check *c, uint64_t to)
 
 static int keep(struct proxy_check *c, const uint8_t *p, size_t n)
 {
+	if (c->pend_start >= PROXY_COMPACT && c->pend_len <= c->pend_start / 4) {
+		/* Few bytes pending far in: back to the front (cheap), so that
+		 * the buffer's hot part stays in the caches. */
+		memmove(c->pend, c->pend + c->pend_start, c->pend_len);
+		c->pend_start = 0;
+	}
 	if (c->pend_cap - c->pend_start - c->pend_len < n) {
 		/* Move the pending bytes (at most the walker's read-ahead) to the
 		 * front rather than grow: fresh pages cost more than the move. */

@@ -208,11 +208,18 @@ struct rws {
 
 /* Make room for n more kept bytes. Settled bytes are consumed by index;
  * the live ones move to the front only when a read does not fit behind
- * them and they are no more than the room that frees (each byte moves at
- * most once on average), else the buffer grows. Live bytes: the walker's
+ * them and they are no more than the room that frees, or when they are
+ * few (a quarter of the room) and 512 KiB in, so that the buffer's hot
+ * part stays in the caches (each byte moves at most about once), else the
+ * buffer grows. Live bytes: the walker's
  * read-ahead (a window) or the held final phase (its cap). */
 static int rws_room(struct rws *s, size_t n)
 {
+	if (s->pend_start >= ((size_t)512 << 10) && s->pend_len <= s->pend_start / 4) {
+		/* few bytes live far in: back to the front, where the caches are */
+		memmove(s->pend, s->pend + s->pend_start, s->pend_len);
+		s->pend_start = 0;
+	}
 	if (s->pend_cap - s->pend_start - s->pend_len >= n)
 		return 0;
 	if (s->pend_start && s->pend_len <= s->pend_start) {
