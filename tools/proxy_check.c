@@ -37,6 +37,7 @@ struct proxy_check {
 	uint8_t *pend;        /* they are at pend[pend_start, pend_start + pend_len) */
 	size_t pend_start, pend_len, pend_cap;
 	uint64_t pend_off;
+	uint64_t committed;   /* passthrough: the walk's last commit */
 	bool forward_raw;     /* --no-hold in the final phase: forward as read */
 	bool held;            /* the final phase started */
 	uint64_t hold_off, hold_t0, held_bytes;
@@ -161,6 +162,9 @@ static int64_t src_read(void *ctx, uint8_t *buf, size_t n, hm_error_t *err)
 		c->pend_off += (uint64_t)k;
 		return rc != 0 ? rc : k;
 	}
+	/* Passthrough: the walker hands the bytes to on_bytes from its window. */
+	if (c->o.passthrough)
+		return k;
 	/* Re-encoding: an_rewrite_stream keeps and settles the bytes itself;
 	 * only the walker's read-ahead may be needed here (--no-hold, at the
 	 * hold), so the tail of that size is all that is kept, and only then. */
@@ -175,17 +179,47 @@ static int64_t src_read(void *ctx, uint8_t *buf, size_t n, hm_error_t *err)
 	return k;
 }
 
-/* Passthrough only (an_rewrite_stream keeps the commit hook for itself). */
+/* Passthrough only (an_rewrite_stream keeps the commit hook for itself):
+ * what is pending goes out; what the walker still holds follows through
+ * on_bytes, straight from its window. */
 static int on_commit(void *opaque, uint64_t committed, const an_record_t *rec)
 {
 	struct proxy_check *c = opaque;
 	(void)rec;
 	if (c->forward_raw)
 		return 0;
+	c->committed = committed;
 	int rc = forward_to(c, committed);
 	if (rc == 0 && c->held)
 		c->out_ns = hm_now_ns(); /* the held phase is out */
 	return rc;
+}
+
+/* Passthrough: bytes from the walker's buffer, in order. The committed
+ * ones go out from there (no copy); the rest is kept until committed. */
+static int on_bytes(void *opaque, uint64_t off, const uint8_t *p, size_t n)
+{
+	struct proxy_check *c = opaque;
+	if (c->forward_raw)
+		return 0; /* --no-hold: the final phase went out as it came */
+	if (off != c->pend_off + c->pend_len)
+		return hm_error_set(c->err, HM_E_STATE, (int64_t)off,
+				    "proxy: the walker handed over offset %llu, %llu was next",
+				    (unsigned long long)off, (unsigned long long)(c->pend_off + c->pend_len));
+	if (off < c->committed) {
+		int rc = forward_to(c, off); /* all of it: before off, so committed */
+		size_t m = c->committed - off < n ? (size_t)(c->committed - off) : n;
+		if (rc == 0)
+			rc = mig_proxy_emit(c->sink, p, m);
+		if (rc != 0)
+			return rc;
+		c->pend_off += m;
+		p += m;
+		n -= m;
+		if (c->held)
+			c->out_ns = hm_now_ns();
+	}
+	return n && keep(c, p, n) != 0 ? -ENOMEM : 0;
 }
 
 static int on_hold(void *opaque, uint64_t offset)
@@ -297,7 +331,7 @@ static int run(void *opaque, mig_proxy_sink_t *s, hm_error_t *err)
 	c->err = err;
 	an_source_t src = {.read = src_read, .ctx = c};
 	an_stream_hooks_t hooks = {.opaque = c, .commit = on_commit, .hold = on_hold,
-				   .progress = on_progress};
+				   .progress = on_progress, .bytes = on_bytes};
 	an_stream_opts_t so = {.max_device_state = c->o.max_device_state, .stop_at_vmdesc = true,
 			       .hooks = &hooks};
 	hm_error_t werr;
