@@ -2,10 +2,10 @@
 /*
  * The proxy's checker (tools/proxy_check.h): the analyser's streamed walk
  * (an_analyze_stream) reads the source through the relay, and its commit
- * hook says which bytes were validated; only those are forwarded. The
- * bytes between what was forwarded and what the walker read are kept here
- * (at most the walker's window and one record item in the live phase; the
- * final phase, capped by --max-device-state, while it is held). --no-hold
+ * hook says which bytes were validated; only those are forwarded, straight
+ * from the walker's window (its bytes hook). Kept here are only bytes the
+ * walker handed over before their commit (its read-ahead when the final
+ * phase starts, an item longer than its window's rest). --no-hold
  * forwards the final phase as it arrives (still walked, too late to stop).
  * The canonical re-encoding of spapr/htab is an_rewrite_stream's, writing
  * through the relay. Tools only: it prints the progress lines.
@@ -145,9 +145,10 @@ static void drop_to(struct proxy_check *c, uint64_t to)
 	pend_consume(c, n > c->pend_len ? c->pend_len : n);
 }
 
-/* The walker's byte source: the relay. Every byte is kept until it is
- * committed (forwarded in passthrough, dropped when re-encoding), so that
- * --no-hold can forward the final phase from its first byte. */
+/* The walker's byte source: the relay. Passthrough: the walker hands the
+ * bytes to on_bytes from its window. Re-encoding: an_rewrite_stream does
+ * the same for itself; the last bytes read are kept here only with
+ * --no-hold, so that it can forward the final phase from its first byte. */
 static int64_t src_read(void *ctx, uint8_t *buf, size_t n, hm_error_t *err)
 {
 	struct proxy_check *c = ctx;
@@ -279,7 +280,10 @@ static int write_out(void *opaque, const uint8_t *p, size_t n)
 	struct proxy_check *c = opaque;
 	if (c->forward_raw)
 		return 0; /* --no-hold: the final phase went out as it came */
-	return mig_proxy_emit(c->sink, p, n);
+	int rc = mig_proxy_emit(c->sink, p, n);
+	if (rc == 0 && c->held)
+		c->out_ns = hm_now_ns(); /* the held phase is out up to here */
+	return rc;
 }
 
 /* The walk ended without an error: a final phase it could not walk
