@@ -98,6 +98,8 @@ static int forward_to(struct proxy_check *c, uint64_t to)
 	size_t n = (size_t)(to - c->pend_off);
 	if (n > c->pend_len)
 		n = c->pend_len;
+	if (n == 0)
+		return 0; /* (pend may be NULL: nothing was ever kept) */
 	int rc = mig_proxy_emit(c->sink, c->pend + c->pend_start, n);
 	if (rc == 0)
 		pend_consume(c, n);
