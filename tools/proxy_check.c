@@ -2,10 +2,10 @@
 /*
  * The proxy's checker (tools/proxy_check.h): the analyser's streamed walk
  * (an_analyze_stream) reads the source through the relay, and its commit
- * hook says which bytes were validated; only those are forwarded. The
- * bytes between what was forwarded and what the walker read are kept here
- * (at most the walker's window and one record item in the live phase; the
- * final phase, capped by --max-device-state, while it is held). --no-hold
+ * hook says which bytes were validated; only those are forwarded, straight
+ * from the walker's window (its bytes hook). Kept here are only bytes the
+ * walker handed over before their commit (its read-ahead when the final
+ * phase starts, an item longer than its window's rest). --no-hold
  * forwards the final phase as it arrives (still walked, too late to stop).
  * The canonical re-encoding of spapr/htab is an_rewrite_stream's, writing
  * through the relay. Tools only: it prints the progress lines.
@@ -24,6 +24,9 @@
  * read ahead of the point where it starts the final phase. */
 #define PROXY_TAIL (2 * AN_STREAM_WINDOW)
 
+/* Pending bytes this far into the buffer and few: moved to its front. */
+#define PROXY_COMPACT ((size_t)512 << 10)
+
 /* Per-pass counts kept for the report (more passes are counted, not listed). */
 #define PROXY_PASSES_MAX 4096
 
@@ -35,6 +38,7 @@ struct proxy_check {
 	uint8_t *pend;        /* they are at pend[pend_start, pend_start + pend_len) */
 	size_t pend_start, pend_len, pend_cap;
 	uint64_t pend_off;
+	uint64_t committed;   /* passthrough: the walk's last commit */
 	bool forward_raw;     /* --no-hold in the final phase: forward as read */
 	bool held;            /* the final phase started */
 	uint64_t hold_off, hold_t0, held_bytes;
@@ -95,6 +99,8 @@ static int forward_to(struct proxy_check *c, uint64_t to)
 	size_t n = (size_t)(to - c->pend_off);
 	if (n > c->pend_len)
 		n = c->pend_len;
+	if (n == 0)
+		return 0; /* (pend may be NULL: nothing was ever kept) */
 	int rc = mig_proxy_emit(c->sink, c->pend + c->pend_start, n);
 	if (rc == 0)
 		pend_consume(c, n);
@@ -103,6 +109,12 @@ static int forward_to(struct proxy_check *c, uint64_t to)
 
 static int keep(struct proxy_check *c, const uint8_t *p, size_t n)
 {
+	if (c->pend_start >= PROXY_COMPACT && c->pend_len <= c->pend_start / 4) {
+		/* Few bytes pending far in: back to the front (cheap), so that
+		 * the buffer's hot part stays in the caches. */
+		memmove(c->pend, c->pend + c->pend_start, c->pend_len);
+		c->pend_start = 0;
+	}
 	if (c->pend_cap - c->pend_start - c->pend_len < n) {
 		/* Move the pending bytes (at most the walker's read-ahead) to the
 		 * front rather than grow: fresh pages cost more than the move. */
@@ -136,9 +148,10 @@ static void drop_to(struct proxy_check *c, uint64_t to)
 	pend_consume(c, n > c->pend_len ? c->pend_len : n);
 }
 
-/* The walker's byte source: the relay. Every byte is kept until it is
- * committed (forwarded in passthrough, dropped when re-encoding), so that
- * --no-hold can forward the final phase from its first byte. */
+/* The walker's byte source: the relay. Passthrough: the walker hands the
+ * bytes to on_bytes from its window. Re-encoding: an_rewrite_stream does
+ * the same for itself; the last bytes read are kept here only with
+ * --no-hold, so that it can forward the final phase from its first byte. */
 static int64_t src_read(void *ctx, uint8_t *buf, size_t n, hm_error_t *err)
 {
 	struct proxy_check *c = ctx;
@@ -153,6 +166,9 @@ static int64_t src_read(void *ctx, uint8_t *buf, size_t n, hm_error_t *err)
 		c->pend_off += (uint64_t)k;
 		return rc != 0 ? rc : k;
 	}
+	/* Passthrough: the walker hands the bytes to on_bytes from its window. */
+	if (c->o.passthrough)
+		return k;
 	/* Re-encoding: an_rewrite_stream keeps and settles the bytes itself;
 	 * only the walker's read-ahead may be needed here (--no-hold, at the
 	 * hold), so the tail of that size is all that is kept, and only then. */
@@ -167,17 +183,47 @@ static int64_t src_read(void *ctx, uint8_t *buf, size_t n, hm_error_t *err)
 	return k;
 }
 
-/* Passthrough only (an_rewrite_stream keeps the commit hook for itself). */
+/* Passthrough only (an_rewrite_stream keeps the commit hook for itself):
+ * what is pending goes out; what the walker still holds follows through
+ * on_bytes, straight from its window. */
 static int on_commit(void *opaque, uint64_t committed, const an_record_t *rec)
 {
 	struct proxy_check *c = opaque;
 	(void)rec;
 	if (c->forward_raw)
 		return 0;
+	c->committed = committed;
 	int rc = forward_to(c, committed);
 	if (rc == 0 && c->held)
 		c->out_ns = hm_now_ns(); /* the held phase is out */
 	return rc;
+}
+
+/* Passthrough: bytes from the walker's buffer, in order. The committed
+ * ones go out from there (no copy); the rest is kept until committed. */
+static int on_bytes(void *opaque, uint64_t off, const uint8_t *p, size_t n)
+{
+	struct proxy_check *c = opaque;
+	if (c->forward_raw)
+		return 0; /* --no-hold: the final phase went out as it came */
+	if (off != c->pend_off + c->pend_len)
+		return hm_error_set(c->err, HM_E_STATE, (int64_t)off,
+				    "proxy: the walker handed over offset %llu, %llu was next",
+				    (unsigned long long)off, (unsigned long long)(c->pend_off + c->pend_len));
+	if (off < c->committed) {
+		int rc = forward_to(c, off); /* all of it: before off, so committed */
+		size_t m = c->committed - off < n ? (size_t)(c->committed - off) : n;
+		if (rc == 0)
+			rc = mig_proxy_emit(c->sink, p, m);
+		if (rc != 0)
+			return rc;
+		c->pend_off += m;
+		p += m;
+		n -= m;
+		if (c->held)
+			c->out_ns = hm_now_ns();
+	}
+	return n && keep(c, p, n) != 0 ? -ENOMEM : 0;
 }
 
 static int on_hold(void *opaque, uint64_t offset)
@@ -227,7 +273,10 @@ static int write_out(void *opaque, const uint8_t *p, size_t n)
 	struct proxy_check *c = opaque;
 	if (c->forward_raw)
 		return 0; /* --no-hold: the final phase went out as it came */
-	return mig_proxy_emit(c->sink, p, n);
+	int rc = mig_proxy_emit(c->sink, p, n);
+	if (rc == 0 && c->held)
+		c->out_ns = hm_now_ns(); /* the held phase is out up to here */
+	return rc;
 }
 
 /* The walk ended without an error: a final phase it could not walk
@@ -279,7 +328,7 @@ static int run(void *opaque, mig_proxy_sink_t *s, hm_error_t *err)
 	c->err = err;
 	an_source_t src = {.read = src_read, .ctx = c};
 	an_stream_hooks_t hooks = {.opaque = c, .commit = on_commit, .hold = on_hold,
-				   .progress = on_progress};
+				   .progress = on_progress, .bytes = on_bytes};
 	an_stream_opts_t so = {.max_device_state = c->o.max_device_state, .stop_at_vmdesc = true,
 			       .hooks = &hooks};
 	hm_error_t werr;

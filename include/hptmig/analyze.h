@@ -268,6 +268,16 @@ typedef struct an_progress {
  *   max_device_state bytes) until the vmdesc after EOF describes it.
  * progress: about once a second while bytes arrive, and at the end of
  *   every spapr/htab record (p->pass_end).
+ * bytes: every byte read from the source, handed over once, in order
+ *   (offset is the stream offset of p[0]), from the walker's own buffer,
+ *   valid only during the call: a proxy forwards from there instead of
+ *   keeping a copy of what it reads. Bytes are handed over right after
+ *   commit() says they are validated; ones not yet committed only when the
+ *   window needs their room (a record item longer than what is left of it),
+ *   when the final phase starts (before hold()), and at the walk's end
+ *   (all the rest; also after a stop). The caller keeps those and forwards
+ *   them at a later commit(). Not called in the held phase until its
+ *   commit(), nor after an error.
  */
 typedef struct an_stream_hooks {
 	void *opaque;
@@ -275,6 +285,7 @@ typedef struct an_stream_hooks {
 	int (*record)(void *opaque, const an_report_t *r, const an_record_t *rec);
 	int (*hold)(void *opaque, uint64_t offset);
 	int (*progress)(void *opaque, const an_report_t *r, const an_progress_t *p);
+	int (*bytes)(void *opaque, uint64_t offset, const uint8_t *p, size_t n);
 } an_stream_hooks_t;
 
 /* Caps of a streamed walk (docs/limits.md). The held final phase: FULL

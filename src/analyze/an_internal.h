@@ -257,6 +257,7 @@ struct an_stream {
 	size_t hold_len;
 	uint64_t hold_off;
 	uint64_t committed; /* last offset given to the commit hook */
+	uint64_t released;  /* bytes before it were given to the bytes hook */
 	bool in_record;     /* commit points inside a record */
 	uint64_t next_progress_ns;
 };
@@ -267,6 +268,9 @@ int an_stream_hold(struct an_walk *w);
  * rest and count it (within the input cap), so that the report gives the
  * stream's size as an in-memory walk does. 0 or the source's error. */
 int an_stream_drain(struct an_walk *w);
+/* Give the bytes hook (if any) the bytes read before upto it has not had
+ * (they must still be in the window). 0 or its error (set in w->err). */
+int an_stream_release(struct an_walk *w, uint64_t upto);
 /* A hook's return value: 0, or its code (HM_E_CANCELLED when positive)
  * with w->err set ("stopped by the <hook> hook") unless already set. */
 int an_stream_hook_rc(struct an_walk *w, int rc, const char *hook);

@@ -182,19 +182,32 @@ out:
 /* ------------------------------------------------------------ streamed */
 
 /*
- * The streamed rewrite reads through its own source, which keeps every
- * byte read and not yet settled: the walker's hooks then settle them in
- * order, written (validated bytes of any record but the table's PART and
- * END ones) or dropped (those), and the table's END record becomes the
- * canonical one. What is kept is what the walker has not validated yet:
- * its read-ahead, and the held final phase (within its cap).
+ * The streamed rewrite gets the bytes from the walker's window through the
+ * bytes hook. The walker's hooks decide, in order, what becomes of them:
+ * written (validated bytes of any record but the table's PART and END
+ * ones), dropped (those), or output inserted (the canonical END). The
+ * decisions are queued and applied as the bytes arrive, straight from the
+ * window (right after each commit); only bytes handed over before they
+ * are decided are kept here: the walker's read-ahead at the final phase,
+ * an item longer than its window's rest, and the held final phase (its
+ * records are decided before its bytes come).
  */
+struct rws_op {
+	uint64_t upto;    /* settle the bytes before upto ... */
+	bool drop;        /* ... by dropping them, else writing them */
+	uint8_t *out;     /* or (non-NULL) write out[0, out_len) and free it */
+	size_t out_len;
+};
+
 struct rws {
 	const an_source_t *in;
 	an_source_t self;
-	uint8_t *pend;       /* bytes [pend_off, pend_off + pend_len) */
-	size_t pend_len, pend_cap;
-	uint64_t pend_off;
+	uint8_t *pend;       /* bytes [pend_off, pend_off + pend_len) at pend + pend_start */
+	size_t pend_start, pend_len, pend_cap;
+	uint64_t pend_off;   /* with pend empty: the next byte to settle */
+	struct rws_op *ops;  /* decisions not yet applied, ops[op_head, op_n) */
+	size_t op_head, op_n, op_cap;
+	uint64_t decided;    /* the last settle decision's upto */
 	int (*write)(void *opaque, const uint8_t *p, size_t n);
 	void *opaque;
 	const an_stream_hooks_t *user; /* hold and progress are passed on */
@@ -206,25 +219,42 @@ struct rws {
 	hm_error_t own;
 };
 
+/* Make room for n more kept bytes. Settled bytes are consumed by index;
+ * the live ones move to the front only when a read does not fit behind
+ * them and they are no more than the room that frees, or when they are
+ * few (a quarter of the room) and 512 KiB in, so that the buffer's hot
+ * part stays in the caches (each byte moves at most about once), else the
+ * buffer grows. */
+static int rws_room(struct rws *s, size_t n)
+{
+	if (s->pend_start >= ((size_t)512 << 10) && s->pend_len <= s->pend_start / 4) {
+		/* few bytes live far in: back to the front, where the caches are */
+		memmove(s->pend, s->pend + s->pend_start, s->pend_len);
+		s->pend_start = 0;
+	}
+	if (s->pend_cap - s->pend_start - s->pend_len >= n)
+		return 0;
+	if (s->pend_start && s->pend_len <= s->pend_start) {
+		memmove(s->pend, s->pend + s->pend_start, s->pend_len);
+		s->pend_start = 0;
+		if (s->pend_cap - s->pend_len >= n)
+			return 0;
+	}
+	size_t nc = s->pend_cap ? s->pend_cap : 2 * AN_STREAM_WINDOW;
+	while (nc - s->pend_start - s->pend_len < n)
+		nc *= 2;
+	uint8_t *nb = realloc(s->pend, nc);
+	if (!nb)
+		return -ENOMEM;
+	s->pend = nb;
+	s->pend_cap = nc;
+	return 0;
+}
+
 static int64_t rws_read(void *ctx, uint8_t *buf, size_t n, hm_error_t *err)
 {
 	struct rws *s = ctx;
-	int64_t k = s->in->read(s->in->ctx, buf, n, err);
-	if (k <= 0)
-		return k;
-	if (s->pend_cap - s->pend_len < (size_t)k) {
-		size_t nc = s->pend_cap ? s->pend_cap : (size_t)1 << 20;
-		while (nc - s->pend_len < (size_t)k)
-			nc *= 2;
-		uint8_t *nb = realloc(s->pend, nc);
-		if (!nb)
-			return hm_error_set(err, -ENOMEM, -1, "rewrite: out of memory");
-		s->pend = nb;
-		s->pend_cap = nc;
-	}
-	memcpy(s->pend + s->pend_len, buf, (size_t)k);
-	s->pend_len += (size_t)k;
-	return k;
+	return s->in->read(s->in->ctx, buf, n, err);
 }
 
 static int rws_out(struct rws *s, const uint8_t *p, size_t n)
@@ -239,26 +269,102 @@ static int rws_out(struct rws *s, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* Write or drop the kept bytes up to offset upto. */
-static int rws_settle(struct rws *s, uint64_t upto, bool drop)
+static int rws_push(struct rws *s, struct rws_op op)
 {
-	if (upto <= s->pend_off)
-		return 0;
-	size_t n = (size_t)(upto - s->pend_off);
-	if (n > s->pend_len)
-		return hm_error_set(s->err, HM_E_STATE, (int64_t)upto, "rewrite: offset %llu was not read yet",
-				    (unsigned long long)upto);
-	if (!drop) {
-		int rc = rws_out(s, s->pend, n);
+	if (s->op_head == s->op_n)
+		s->op_head = s->op_n = 0;
+	if (s->op_n == s->op_cap) {
+		size_t nc = s->op_cap ? 2 * s->op_cap : 64;
+		struct rws_op *no = realloc(s->ops, nc * sizeof(*no));
+		if (!no) {
+			free(op.out);
+			return hm_error_set(s->err, -ENOMEM, -1, "rewrite: out of memory");
+		}
+		s->ops = no;
+		s->op_cap = nc;
+	}
+	s->ops[s->op_n++] = op;
+	return 0;
+}
+
+/* Apply the head decision to p[0, n) (stream bytes from pend_off): how
+ * many bytes it took (<= n), or a negative code. */
+static int64_t rws_apply(struct rws *s, struct rws_op *op, const uint8_t *p, size_t n)
+{
+	size_t m = op->upto - s->pend_off < n ? (size_t)(op->upto - s->pend_off) : n;
+	if (!op->drop) {
+		int rc = rws_out(s, p, m);
 		if (rc < 0)
 			return rc;
 	} else {
-		s->delta -= (int64_t)n;
+		s->delta -= (int64_t)m;
 	}
-	memmove(s->pend, s->pend + n, s->pend_len - n);
-	s->pend_len -= n;
-	s->pend_off = upto;
+	return (int64_t)m;
+}
+
+/* Apply the queued decisions to what is kept and to p[0, n) (the bytes
+ * that follow it; NULL, 0: none), keeping what is left undecided. */
+static int rws_run(struct rws *s, const uint8_t *p, size_t n)
+{
+	while (s->op_head < s->op_n) {
+		struct rws_op *op = &s->ops[s->op_head];
+		if (op->out) {
+			int rc = rws_out(s, op->out, op->out_len);
+			free(op->out);
+			op->out = NULL;
+			if (rc < 0)
+				return rc;
+			s->op_head++;
+			continue;
+		}
+		if (op->upto <= s->pend_off) {
+			s->op_head++;
+			continue;
+		}
+		int64_t m;
+		if (s->pend_len) {
+			m = rws_apply(s, op, s->pend + s->pend_start, s->pend_len);
+			if (m < 0)
+				return (int)m;
+			s->pend_len -= (size_t)m;
+			s->pend_start = s->pend_len ? s->pend_start + (size_t)m : 0;
+		} else if (n) {
+			m = rws_apply(s, op, p, n);
+			if (m < 0)
+				return (int)m;
+			p += m;
+			n -= (size_t)m;
+		} else {
+			return 0; /* its bytes have not come yet */
+		}
+		s->pend_off += (uint64_t)m;
+	}
+	if (n) {
+		if (rws_room(s, n) != 0)
+			return hm_error_set(s->err, -ENOMEM, -1, "rewrite: out of memory");
+		memcpy(s->pend + s->pend_start + s->pend_len, p, n);
+		s->pend_len += n;
+	}
 	return 0;
+}
+
+static int rws_bytes(void *opaque, uint64_t off, const uint8_t *p, size_t n)
+{
+	struct rws *s = opaque;
+	if (off != s->pend_off + s->pend_len)
+		return hm_error_set(s->err, HM_E_STATE, (int64_t)off, "rewrite: offset %llu handed over, %llu was next",
+				    (unsigned long long)off, (unsigned long long)(s->pend_off + s->pend_len));
+	return rws_run(s, p, n);
+}
+
+/* Write or drop the bytes up to offset upto (now or when they come). */
+static int rws_settle(struct rws *s, uint64_t upto, bool drop)
+{
+	if (upto <= s->decided)
+		return 0;
+	s->decided = upto;
+	int rc = rws_push(s, (struct rws_op){.upto = upto, .drop = drop});
+	return rc < 0 ? rc : rws_run(s, NULL, 0);
 }
 
 static bool rws_is_table(const struct rws *s, const an_record_t *rec)
@@ -294,12 +400,18 @@ static int rws_put_end(struct rws *s, const an_record_t *rec)
 	n += 4;
 	ftr[0] = QEMU_VM_SECTION_FOOTER;
 	hm_store_be32(ftr + 1, sid);
-	int rc = rws_out(s, hdr, n);
+	/* one output after the bytes decided so far: headers, payload, footer */
+	uint8_t *o = realloc(payload, n + plen + 5);
+	if (!o) {
+		free(payload);
+		return hm_error_set(s->err, -ENOMEM, -1, "rewrite: out of memory encoding the table");
+	}
+	memmove(o + n, o, plen);
+	memcpy(o, hdr, n);
+	memcpy(o + n + plen, ftr, 5);
+	int rc = rws_push(s, (struct rws_op){.out = o, .out_len = n + plen + 5});
 	if (rc == 0)
-		rc = rws_out(s, payload, plen);
-	if (rc == 0)
-		rc = rws_out(s, ftr, 5);
-	free(payload);
+		rc = rws_run(s, NULL, 0);
 	s->delta += (int64_t)(n + plen + 5);
 	s->end_done = true;
 	return rc;
@@ -362,6 +474,10 @@ static int rws_progress(void *opaque, const an_report_t *r, const an_progress_t 
 static int rws_copy_rest(struct rws *s)
 {
 	int rc = rws_settle(s, s->pend_off + s->pend_len, false);
+	if (rc == 0 && (s->op_head < s->op_n || s->pend_len))
+		rc = hm_error_set(s->err, HM_E_STATE, (int64_t)s->pend_off,
+				  "rewrite: bytes from offset %llu were not settled",
+				  (unsigned long long)s->pend_off);
 	uint8_t buf[1 << 16];
 	while (rc == 0) {
 		int64_t k = s->in->read(s->in->ctx, buf, sizeof(buf), s->err);
@@ -390,7 +506,7 @@ int an_rewrite_stream(const an_source_t *src, const an_stream_opts_t *o,
 	s.err = &s.own;
 	s.self = (an_source_t){rws_read, &s};
 	an_stream_hooks_t h = {.opaque = &s, .commit = rws_commit, .record = rws_record, .hold = rws_hold,
-			       .progress = rws_progress};
+			       .progress = rws_progress, .bytes = rws_bytes};
 	an_stream_opts_t so = o ? *o : (an_stream_opts_t){0};
 	so.opts |= AN_OPT_KEEP_TABLE;
 	so.hooks = &h;
@@ -415,6 +531,12 @@ int an_rewrite_stream(const an_source_t *src, const an_stream_opts_t *o,
 				*err = s.own;
 		}
 	}
+	if (rc == 0 && (s.op_head < s.op_n || s.pend_len))
+		rc = hm_error_set(err, HM_E_STATE, (int64_t)s.pend_off,
+				  "rewrite: bytes from offset %llu were not settled", (unsigned long long)s.pend_off);
+	for (size_t i = s.op_head; i < s.op_n; i++)
+		free(s.ops[i].out);
+	free(s.ops);
 	free(s.pend);
 	if (out_bytes)
 		*out_bytes = s.out_bytes;

@@ -58,28 +58,67 @@ static int ended(struct an_walk *w, uint64_t n, uint64_t have, const char *what)
 		       (unsigned long long)n, (unsigned long long)have, (unsigned long long)(w->pos + have));
 }
 
+/* Hand the bytes read before `upto` that the bytes hook has not had yet
+ * to it, from the buffer that holds them (the window, or the held phase
+ * after it took the window's place). 0 or the hook's error. */
+int an_stream_release(struct an_walk *w, uint64_t upto)
+{
+	struct an_stream *st = w->st;
+	if (!st->hooks.bytes || upto <= st->released)
+		return 0;
+	if (st->released < w->base || upto > w->base + w->avail)
+		return hm_error_set(w->err, HM_E_STATE, (int64_t)st->released,
+				    "stream window: bytes %" PRIu64 "..%" PRIu64 " are not in the window", st->released,
+				    upto);
+	const uint8_t *p = w->win + (st->released - w->base);
+	size_t n = (size_t)(upto - st->released);
+	uint64_t off = st->released;
+	st->released = upto;
+	return an_stream_hook_rc(w, st->hooks.bytes(st->hooks.opaque, off, p, n), "bytes");
+}
+
 int an_stream_drain(struct an_walk *w)
 {
 	struct an_stream *st = w->st;
+	if (an_stream_release(w, w->base + w->avail) < 0)
+		return w->err->code;
 	for (;;) {
 		int64_t k = src_read(w, st->win, AN_STREAM_WINDOW);
 		if (k <= 0)
 			return (int)k;
 		w->base = w->pos;
 		w->avail = 0;
+		if (st->hooks.bytes) {
+			st->released = st->total;
+			if (an_stream_hook_rc(w, st->hooks.bytes(st->hooks.opaque, st->total - (uint64_t)k, st->win,
+								 (size_t)k), "bytes") < 0)
+				return w->err->code;
+		}
 	}
 }
 
-/* Drop the bytes before pos from the window. */
-static void compact(struct an_walk *w)
+/* Drop the bytes before pos from the window, but none that the bytes hook
+ * has not had (the caller forwards from the window), unless `need` more
+ * bytes from pos would then not fit: those are handed to it first. */
+static int compact(struct an_walk *w, uint64_t need)
 {
 	struct an_stream *st = w->st;
-	size_t off = w->pos - w->base;
+	uint64_t from = w->pos;
+	if (st->hooks.bytes && st->released < from) {
+		if (w->pos - st->released + need <= AN_STREAM_WINDOW)
+			from = st->released;
+		else if (an_stream_release(w, w->pos) < 0)
+			return w->err->code;
+	}
+	size_t off = (size_t)(from - w->base);
 	if (off > w->avail)
 		off = w->avail;
-	memmove(st->win, st->win + off, w->avail - off);
-	w->avail -= off;
-	w->base += off;
+	if (off) {
+		memmove(st->win, st->win + off, w->avail - off);
+		w->avail -= off;
+		w->base += off;
+	}
+	return 0;
 }
 
 bool an_stream_fill(struct an_walk *w, uint64_t n, const char *what)
@@ -94,13 +133,14 @@ bool an_stream_fill(struct an_walk *w, uint64_t n, const char *what)
 			ended(w, n, w->base + w->avail - w->pos, what);
 		return false;
 	}
-	compact(w);
-	while (w->avail < n) {
+	if (compact(w, n) < 0)
+		return false;
+	while (w->base + w->avail - w->pos < n) {
 		int64_t k = src_read(w, st->win + w->avail, AN_STREAM_WINDOW - w->avail);
 		if (k < 0)
 			return false;
 		if (k == 0) {
-			ended(w, n, w->avail, what);
+			ended(w, n, w->base + w->avail - w->pos, what);
 			return false;
 		}
 		w->avail += (size_t)k;
@@ -115,30 +155,27 @@ int an_stream_skip(struct an_walk *w, uint64_t n, const char *what)
 		ended(w, n, w->base + w->avail - w->pos, what);
 		return w->err->code;
 	}
-	uint64_t start = w->pos, have = w->base + w->avail - w->pos;
-	w->pos += (size_t)have;
-	uint64_t left = n - have;
-	w->base = w->pos;
-	w->avail = 0;
-	while (left) {
-		int64_t k = src_read(w, st->win, AN_STREAM_WINDOW);
+	uint64_t start = w->pos, left = n;
+	for (;;) {
+		uint64_t have = w->base + w->avail - w->pos;
+		if (have >= left) {
+			w->pos += (size_t)left;
+			return 0;
+		}
+		w->pos += (size_t)have;
+		left -= have;
+		/* the window is used up: read on behind what is kept of it */
+		if (compact(w, AN_STREAM_WINDOW / 2) < 0)
+			return w->err->code;
+		int64_t k = src_read(w, st->win + w->avail, AN_STREAM_WINDOW - w->avail);
 		if (k < 0)
 			return w->err->code;
 		if (k == 0) {
 			w->pos = (size_t)start;
 			return ended(w, n, n - left, what);
 		}
-		if ((uint64_t)k <= left) {
-			left -= (uint64_t)k;
-			w->pos += (size_t)k;
-			w->base = w->pos;
-		} else {
-			w->avail = (size_t)k;
-			w->pos += (size_t)left;
-			left = 0;
-		}
+		w->avail += (size_t)k;
 	}
-	return 0;
 }
 
 int an_stream_peek(struct an_walk *w)
@@ -146,14 +183,15 @@ int an_stream_peek(struct an_walk *w)
 	struct an_stream *st = w->st;
 	if (st->held)
 		return -1;
-	compact(w);
-	while (w->avail == 0) {
-		int64_t k = src_read(w, st->win, AN_STREAM_WINDOW);
+	if (compact(w, 1) < 0)
+		return -1;
+	while (w->base + w->avail == w->pos) {
+		int64_t k = src_read(w, st->win + w->avail, AN_STREAM_WINDOW - w->avail);
 		if (k <= 0)
 			return -1; /* an error stays in w->err */
-		w->avail = (size_t)k;
+		w->avail += (size_t)k;
 	}
-	return st->win[0];
+	return *an_at(w);
 }
 
 int an_stream_hook_rc(struct an_walk *w, int rc, const char *hook)
@@ -212,6 +250,8 @@ int an_stream_commit(struct an_walk *w, bool force)
 			if (rc < 0)
 				return rc;
 		}
+		if (an_stream_release(w, w->pos) < 0)
+			return w->err->code;
 	}
 	return an_stream_progress(w, false);
 }
@@ -261,6 +301,10 @@ int an_stream_hold(struct an_walk *w)
 {
 	struct an_stream *st = w->st;
 	uint64_t cap = st->o.max_device_state;
+	/* what was read ahead goes to the bytes hook before the hold hook,
+	 * which may forward it (--no-hold) */
+	if (an_stream_release(w, w->base + w->avail) < 0)
+		return w->err->code;
 	if (st->hooks.hold) {
 		int rc = an_stream_hook_rc(w, st->hooks.hold(st->hooks.opaque, w->pos), "hold");
 		if (rc < 0)

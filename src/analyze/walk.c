@@ -945,6 +945,8 @@ int an_analyze_stream(const an_source_t *src, const an_stream_opts_t *o, an_repo
 		else if (rc == 0 && !r->complete && !so.stop_at_vmdesc)
 			rc = an_stream_drain(&w);
 	}
+	if (rc >= 0 && st.win && an_stream_release(&w, w.base + w.avail) < 0)
+		rc = r->error.code; /* every byte read went to the bytes hook */
 	if (!st.held)
 		r->file_bytes = st.total;
 	free(st.hold);

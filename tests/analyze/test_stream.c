@@ -293,6 +293,93 @@ static void test_hooks(void **state)
 	free(s.p);
 }
 
+/* The bytes hook: every byte read, once, in order, equal to the input;
+ * handed over before its commit only rarely (the window's read-ahead when
+ * the final phase starts): the proxy forwards the rest from the window. */
+struct bh {
+	struct msrc *m;
+	uint64_t committed, next, early;
+	bool held;
+};
+
+static int bh_commit(void *o, uint64_t committed, const an_record_t *rec)
+{
+	struct bh *h = o;
+	(void)rec;
+	/* what the last commit validated was handed over right after it
+	 * (a proxy must not sit on committed bytes: its source may wait) */
+	assert_true(h->next >= h->committed);
+	h->committed = committed;
+	return 0;
+}
+
+static int bh_hold(void *o, uint64_t off)
+{
+	struct bh *h = o;
+	h->held = true;
+	assert_true(h->next >= off); /* the read-ahead came first */
+	return 0;
+}
+
+static int bh_bytes(void *o, uint64_t off, const uint8_t *p, size_t n)
+{
+	struct bh *h = o;
+	assert_int_equal(off, h->next);
+	assert_true(n > 0);
+	assert_true(off + n <= h->m->pos); /* only what was read */
+	assert_memory_equal(p, h->m->p + off, n);
+	if (off + n > h->committed)
+		h->early += off + n - (off > h->committed ? off : h->committed);
+	h->next = off + n;
+	return 0;
+}
+
+static void bytes_walk(const uint8_t *buf, size_t len, bool stop_at_vmdesc, uint64_t early_max)
+{
+	struct msrc m = {buf, len, 0, rand_max()};
+	an_source_t src = {msrc_read, &m};
+	struct bh h = {.m = &m};
+	an_stream_hooks_t hooks = {.opaque = &h, .commit = bh_commit, .hold = bh_hold, .bytes = bh_bytes};
+	an_stream_opts_t so = {.hooks = &hooks, .stop_at_vmdesc = stop_at_vmdesc};
+	an_report_t *r = NULL;
+	hm_error_t err;
+	int rc = an_analyze_stream(&src, &so, &r, &err);
+	if (rc != 0)
+		fail_msg("len %zu, pieces <= %zu: rc %d (%s)", len, m.max, rc, err.msg);
+	assert_int_equal(h.next, m.pos); /* all of what was read, at the end */
+	if (r->complete) {
+		assert_int_equal(h.committed, len);
+		assert_int_equal(h.next, len);
+	}
+	if (h.early > early_max)
+		fail_msg("len %zu, pieces <= %zu: %llu bytes handed over before their commit (at most %llu)", len,
+			 m.max, (unsigned long long)h.early, (unsigned long long)early_max);
+	an_report_free(r);
+}
+
+static void test_bytes_hook(void **state)
+{
+	(void)state;
+	for (int k = 0; k < 4; k++) {
+		struct sg s;
+		build_variants(k, &s);
+		for (int i = 0; i < 20; i++)
+			bytes_walk(s.p, s.len, i & 1, s.len);
+		free(s.p);
+	}
+	const char *path = tu_fixture("pseries-qemu10-p8-2g-live.mig");
+	if (!path)
+		skip();
+	uint8_t *p;
+	size_t n;
+	assert_int_equal(tu_read_file(path, &p, &n), 0);
+	/* 90 MB of RAM pages and table chunks: early are only the window's
+	 * read-ahead when the final phase starts */
+	for (int i = 0; i < (SANITIZED ? 1 : 3); i++)
+		bytes_walk(p, n, true, AN_STREAM_WINDOW);
+	free(p);
+}
+
 /* A hook's refusal stops the walk with its code. */
 static int refuse_commit(void *o, uint64_t committed, const an_record_t *rec)
 {
@@ -539,6 +626,7 @@ int main(void)
 		cmocka_unit_test(test_hook_stops),        cmocka_unit_test(test_device_state_cap),
 		cmocka_unit_test(test_rewrite_same),      cmocka_unit_test(test_rewrite_write_fails),
 		cmocka_unit_test(test_constant_memory),   cmocka_unit_test(test_fixtures_same),
+		cmocka_unit_test(test_bytes_hook),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
