@@ -338,5 +338,6 @@ out:
 const struct hm_bench hm_bench_analyze = {
 	.name = "analyze",
 	.summary = "analyze a real QEMU stream vs read()/memcpy of the same file (MB/s, ratios)",
+	.usage = "hptmig bench analyze [--file F] [--runs N] [--qemu-analyzer PATH] [--json]",
 	.run = run,
 };

@@ -391,5 +391,6 @@ out:
 const struct hm_bench hm_bench_digest = {
 	.name = "digest",
 	.summary = "end-to-end HTAB digest of a 2 GiB table: quiescent walk vs locked and tracked reads, a bare walk and SHA-256 alone; stop-time verification with the roots kept current (0.01 % and 1 % of blocks changed) vs the full walk",
+	.usage = "hptmig bench digest [--shift N] [--valid N] [--reps R] [--json]",
 	.run = bench_digest_run,
 };

@@ -382,5 +382,7 @@ static int bench_hcall_run(int argc, char **argv, json_t **result)
 const struct hm_bench hm_bench_hcall = {
 	.name = "hcall",
 	.summary = "H_ENTER+H_REMOVE cost, change tracking off vs on, interleaved (1 and N threads)",
+	.usage = "hptmig bench hcall [--threads N] [--seconds S] [--drain-us N] [--ring N]\n"
+		 "                   [--hcall-ns N] [--json]",
 	.run = bench_hcall_run,
 };

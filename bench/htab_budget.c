@@ -123,5 +123,6 @@ static int run(int argc, char **argv, json_t **result)
 const struct hm_bench hm_bench_htab_budget = {
 	.name = "htab-budget",
 	.summary = "worst spapr/htab iterate call vs its 5 ms budget on a clean 2 GiB table",
+	.usage = usage,
 	.run = run,
 };

@@ -316,5 +316,6 @@ done:;
 const struct hm_bench hm_bench_htab_first = {
 	.name = "htab-first",
 	.summary = "spapr/htab first pass and load of a 1/3-valid table, as a fraction of memcpy",
+	.usage = usage,
 	.run = run,
 };

@@ -129,5 +129,6 @@ static int run(int argc, char **argv, json_t **result)
 const struct hm_bench hm_bench_htab_pass = {
 	.name = "htab-pass",
 	.summary = "spapr/htab later pass, bitmap vs linear scan (0.01% and 1% changed)",
+	.usage = usage,
 	.run = run,
 };

@@ -301,5 +301,7 @@ static int bench_migrate_run(int argc, char **argv, json_t **result)
 const struct hm_bench hm_bench_migrate = {
 	.name = "migrate",
 	.summary = "live migration downtime/total: our controller vs QEMU's stop rule and scan, linux guests 4G..256G (--loaded: two busy neighbour threads)",
+	.usage = "hptmig bench migrate [--sizes 4G,64G,256G] [--rates 1000,20000] [--vcpus N]\n"
+		 "                     [--downtime-limit MS] [--max-bandwidth RATE] [--loaded] [--json]",
 	.run = bench_migrate_run,
 };

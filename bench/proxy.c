@@ -377,5 +377,6 @@ static int run(int argc, char **argv, json_t **result)
 const struct hm_bench hm_bench_proxy = {
 	.name = "proxy",
 	.summary = "hptmig proxy vs a plain relay on tcp loopback (throughput ratio, peak RSS)",
+	.usage = "hptmig bench proxy [--file F] [--runs N] [--passthrough] [--json]",
 	.run = run,
 };

@@ -288,5 +288,6 @@ static int bench_scan_run(int argc, char **argv, json_t **result)
 const struct hm_bench hm_bench_scan = {
 	.name = "scan",
 	.summary = "find changed slots: tracking bitmap vs QEMU's walk of every V word",
+	.usage = "hptmig bench scan [--shift N] [--reps R] [--json]",
 	.run = bench_scan_run,
 };

@@ -125,6 +125,29 @@ static int parse_ms(const char *s, uint64_t min_ns, uint64_t max_ns, int *ms)
 	return bad;
 }
 
+/* --ram's bounds, in bytes: 32 MiB, and the largest guest whose table
+ * (RAM/128, QEMU's rule) fits the stream's be32 slot index (8 TiB). */
+#define CLI_RAM_MIN (UINT64_C(1) << 25)
+#define CLI_RAM_MAX (UINT64_C(1) << (HPT_SHIFT_STREAM_MAX + 7))
+
+/* A well-formed --ram outside its bounds: one usage line in bytes (not in
+ * table shifts, which the user did not write). True when it printed. */
+static bool ram_out_of_range(const char *cmd, const char *a)
+{
+	uint64_t v = 0;
+	if (!a || hm_parse_size(a, &v) != 0 || (v >= CLI_RAM_MIN && v <= CLI_RAM_MAX))
+		return false;
+	if (v < CLI_RAM_MIN)
+		tool_fail(cmd, "--ram %s: %llu bytes is less than the smallest guest, %llu bytes (32 MiB)",
+			  a, (unsigned long long)v, (unsigned long long)CLI_RAM_MIN);
+	else
+		tool_fail(cmd,
+			  "--ram %s: %llu bytes is more than the largest guest, %llu bytes (8 TiB), "
+			  "whose table (RAM/128) the stream can carry",
+			  a, (unsigned long long)v, (unsigned long long)CLI_RAM_MAX);
+	return true;
+}
+
 /* The guest's options (either end). Returns nonzero on a bad value. */
 static int parse_guest_opt(int c, const char *a, struct mig_cli *cli, bool *shift_given)
 {
@@ -133,7 +156,7 @@ static int parse_guest_opt(int c, const char *a, struct mig_cli *cli, bool *shif
 	int bad = 0;
 	switch (c) {
 	case O_RAM:
-		bad = hm_parse_size(a, &v) != 0 || v < (UINT64_C(1) << 25);
+		bad = hm_parse_size(a, &v) != 0 || v < CLI_RAM_MIN || v > CLI_RAM_MAX;
 		cli->guest.ram_bytes = v;
 		cli->ram_given = true;
 		break;
@@ -352,6 +375,8 @@ int mig_cli_parse(const char *cmd, int argc, char **argv, unsigned kinds, struct
 		int bad = parse_guest_opt(c, a, cli, &shift_given) ||
 			  parse_source_opt(c, a, cli) || parse_dest_opt(c, a, cli) ||
 			  parse_tls_opt(c, a, cli);
+		if (bad && c == O_RAM && ram_out_of_range(cmd, a))
+			return 2;
 		if (bad) {
 			tool_fail(cmd, "--%s: bad value '%s'", name ? name : "?", a ? a : "");
 			return 2;

@@ -30,6 +30,7 @@ struct hm_cmd {
 struct hm_bench {
 	const char *name;
 	const char *summary;
+	const char *usage;     /* `hptmig bench NAME --help`: the synopsis line */
 	int (*run)(int argc, char **argv, json_t **result);
 };
 

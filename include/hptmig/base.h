@@ -120,6 +120,11 @@ void hm_hex(const uint8_t *bytes, size_t n, char *out);
 /*
  * Parse a size or rate: decimal digits with an optional K, M, G or T suffix
  * (powers of 1024, case-insensitive, optional trailing "B" or "iB").
+ * With a suffix, a decimal fraction of 1 to 9 digits may follow the
+ * integer ("1.5G" = 1610612736): the exact value times the suffix's power,
+ * rounded down to a whole byte ("0.1K" = 102). Digits are needed on both
+ * sides of the point; a fraction without a suffix ("1.5"), a sign, spaces,
+ * hex or a second point are HM_E_FORMAT.
  * Returns 0, or HM_E_FORMAT / HM_E_RANGE on garbage or overflow.
  */
 int hm_parse_size(const char *s, uint64_t *out);

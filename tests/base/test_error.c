@@ -49,6 +49,30 @@ static void test_parse_size(void **state)
 	assert_int_equal(hm_parse_size("4X", &v), HM_E_FORMAT);
 	assert_int_equal(hm_parse_size("99999999999999999999", &v), HM_E_RANGE);
 	assert_int_equal(hm_parse_size("16777216T", &v), HM_E_RANGE);
+	/* Decimal fractions: exact, rounded down to a whole byte. */
+	assert_int_equal(hm_parse_size("1.5G", &v), 0);
+	assert_true(v == UINT64_C(1610612736));
+	assert_int_equal(hm_parse_size("0.5k", &v), 0);
+	assert_true(v == 512);
+	assert_int_equal(hm_parse_size("0.1K", &v), 0); /* 102.4 */
+	assert_true(v == 102);
+	assert_int_equal(hm_parse_size("2.25MiB", &v), 0);
+	assert_true(v == (UINT64_C(9) << 18));
+	assert_int_equal(hm_parse_size("0.000000001T", &v), 0); /* 1099.511627776 */
+	assert_true(v == 1099);
+	assert_int_equal(hm_parse_size("1.999999999G", &v), 0); /* 2147483646.926 */
+	assert_true(v == UINT64_C(2147483646));
+	assert_int_equal(hm_parse_size("16777215.999999999T", &v), 0);
+	assert_true(v == UINT64_MAX - 1099); /* 2^64 - 1099.51 rounded down */
+	assert_int_equal(hm_parse_size("16777216.0T", &v), HM_E_RANGE);
+	assert_int_equal(hm_parse_size("1.5", &v), HM_E_FORMAT);
+	assert_int_equal(hm_parse_size("1.G", &v), HM_E_FORMAT);
+	assert_int_equal(hm_parse_size(".5G", &v), HM_E_FORMAT);
+	assert_int_equal(hm_parse_size("1.5.5G", &v), HM_E_FORMAT);
+	assert_int_equal(hm_parse_size("1,5G", &v), HM_E_FORMAT);
+	assert_int_equal(hm_parse_size("1.0000000001G", &v), HM_E_FORMAT);
+	assert_int_equal(hm_parse_size("1.5 G", &v), HM_E_FORMAT);
+	assert_int_equal(hm_parse_size("1e3K", &v), HM_E_FORMAT);
 	assert_int_equal(hm_parse_u64("0x10", 100, &v), 0);
 	assert_true(v == 16);
 	assert_int_equal(hm_parse_u64("101", 100, &v), HM_E_RANGE);
