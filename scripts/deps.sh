@@ -5,7 +5,7 @@
 # As root: installs what is missing (apt-get). Otherwise: prints the exact
 # apt-get line and fails. Used by `make check` and `make demo`.
 set -eu
-PKGS="build-essential cmake pkg-config libssl-dev libjansson-dev libcmocka-dev libzstd-dev zstd libgnutls28-dev libunistring-dev gnutls-bin clang libclang-rt-14-dev iproute2"
+PKGS="build-essential cmake pkg-config libssl-dev libjansson-dev libcmocka-dev libzstd-dev zstd libgnutls28-dev libunistring-dev gnutls-bin clang libclang-rt-14-dev iproute2 man-db"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
