@@ -9,7 +9,9 @@ src=$2
 out=$(mktemp /tmp/hptmig-demo-XXXXXX)
 trap 'rm -f "$out"' EXIT
 cd "$src"
-if ! make demo BUILD="$build" >"$out" 2>&1; then
+# As a user types it at the top level: under `make check` this runs inside a
+# make (MAKELEVEL > 0), where make prints the directory lines itself.
+if ! env -u MAKELEVEL -u MAKEFLAGS -u MFLAGS make demo BUILD="$build" >"$out" 2>&1; then
 	echo "make demo failed:" >&2
 	tail -n 20 "$out" >&2
 	exit 1
