@@ -17,7 +17,8 @@
 	"  --workload W         idle | uniform | linux (default linux)\n"                    \
 	"  --rate N             hypercalls per second per vCPU, 0 = flat out (default 20000)\n" \
 	"  --seed N             workload seed (default 1)\n"                                 \
-	"  --from FILE          start from the table inside a real QEMU stream\n"            \
+	"  --from IN            start from the table inside a real QEMU stream (IN as\n"       \
+	"                       analyze reads it: a path, -, file:, exec:, tcp:, unix:)\n" \
 	"  --warmup S           run the guest S seconds before migrating\n"                  \
 	"migration options:\n"                                                               \
 	"  --max-bandwidth RATE bytes/s, K/M/G suffixes, 0 = unlimited (default 0)\n"        \

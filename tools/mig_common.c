@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "hptmig/analyze.h"
+#include "stream_input.h"
 #include "tool.h"
 
 enum {
@@ -581,14 +582,18 @@ int mig_cli_make_guest(const char *cmd, const struct mig_cli *cli, machine_t **o
 		}
 		return 0;
 	}
-	an_input_t in;
+	/* Streamed, as analyze reads it: any input form (a path, -, file:,
+	 * exec:, a listening tcp:/unix:), constant memory apart from the
+	 * replayed table and the held final phase (docs/limits.md). */
+	tool_input_t *in = NULL;
 	an_report_t *rep = NULL;
-	if (an_input_open(cli->from, &in, &e) != 0) {
+	if (tool_input_open(cmd, cli->from, &in, &e) < 0) {
 		hm_error_prefix(&e, "--from %s: ", cli->from);
 		tool_fail_error(cmd, &e);
 		return 1;
 	}
-	int rc = an_analyze(in.data, in.len, AN_OPT_KEEP_TABLE, &rep, &e);
+	an_stream_opts_t so = {.opts = AN_OPT_KEEP_TABLE};
+	int rc = an_analyze_stream(tool_input_source(in), &so, &rep, &e);
 	if (rc == 0 && rep && !rep->htab.present)
 		rc = hm_error_set(&e, HM_E_FORMAT, -1, "the stream has no spapr/htab section");
 	if (rc == 0 && rep->htab.no_hpt)
@@ -606,7 +611,7 @@ int mig_cli_make_guest(const char *cmd, const struct mig_cli *cli, machine_t **o
 			rc = hm_error_set(&e, HM_E_RANGE, -1, "an entry does not fit the table");
 	}
 	an_report_free(rep);
-	an_input_close(&in);
+	tool_input_close(in);
 	if (rc == 0) {
 		machine_config_t gc = cli->guest;
 		gc.ram_bytes = 0; /* RAM implied by the table */

@@ -2,7 +2,7 @@
 /*
  * What `hptmig demo`, `migrate`, `incoming` and `save` share: guest and
  * migration option parsing, the guest built from options (including
- * --from FILE), the Ctrl-C watcher, the --run loop of a resumed
+ * --from IN), the Ctrl-C watcher, the --run loop of a resumed
  * destination guest, the progress line and the JSON reports. It talks to
  * the user (stderr, stdout); the library never does.
  */
@@ -26,7 +26,7 @@ enum mig_cli_progress {
 /* Everything the four commands can be told. */
 struct mig_cli {
 	machine_config_t guest;
-	const char *from;          /* --from FILE */
+	const char *from;          /* --from IN */
 	mig_params_t params;
 	bool json;
 	enum mig_cli_progress progress; /* --progress / --quiet */
@@ -105,7 +105,7 @@ int mig_cli_ctl_start(const char *cmd, struct mig_cli *cli, mig_cancel_t *cancel
 void mig_cli_ctl_stop(struct mig_cli *cli);
 
 /*
- * Build the source guest: from --from FILE (the table of a real QEMU
+ * Build the source guest: from --from IN (the table of a real QEMU
  * stream) or booted from the configuration. Returns 0 or prints one line
  * and returns 1.
  */

@@ -302,6 +302,17 @@ static void test_from_real_qemu_stream(void **state)
 	assert_int_equal((int)jnum(src, "htab.bolted"), 16400);
 	free(out);
 	free(err);
+	/* --from reads a stream as analyze does: the same table through a pipe */
+	char piped[600];
+	snprintf(piped, sizeof(piped), "%s/from-pipe.mig", tu_tmp);
+	snprintf(cmd, sizeof(cmd), "cat %s | '%s' save %s --from - --workload idle --json", fx,
+		 tu_bin(), piped);
+	assert_int_equal(tu_run(cmd, &out, &err), 0);
+	json_t *viapipe = json_of(out);
+	assert_string_equal(jstr(viapipe, "htab.digest"), jstr(src, "htab.digest"));
+	json_decref(viapipe);
+	free(out);
+	free(err);
 	snprintf(cmd, sizeof(cmd), "'%s' incoming file:%s --json", tu_bin(), file);
 	assert_int_equal(tu_run(cmd, &out, &err), 0);
 	json_t *dst = json_of(out);
