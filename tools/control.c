@@ -158,6 +158,10 @@ static void cmd_set_parameters(struct client *c, json_t *id, json_t *args)
 static void cmd_query_parameters(struct client *c, json_t *id)
 {
 	mig_status_t s;
+	if (!ct.pv.set_param) {
+		reply_error(c, id, "GenericError", "query-migrate-parameters is not supported here");
+		return;
+	}
 	ct.pv.status(ct.pv.opaque, &s);
 	json_t *o = json_object();
 	json_object_set_new(o, "max-bandwidth", json_integer((json_int_t)s.max_bandwidth));
@@ -190,8 +194,7 @@ static void dispatch(struct client *c, const char *cmd, json_t *id, json_t *args
 		mig_status_t s;
 		if (!no_args(c, id, args))
 			return;
-		ct.pv.status(ct.pv.opaque, &s);
-		reply_return(c, id, ctl_status_json(&s, true));
+		reply_return(c, id, ctl_provider_json(&ct.pv, &s, true));
 	} else if (strcmp(cmd, "query-migrate-parameters") == 0) {
 		if (no_args(c, id, args))
 			cmd_query_parameters(c, id);

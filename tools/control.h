@@ -33,6 +33,9 @@ struct ctl_provider {
 	/* migrate_cancel (NULL: not supported). */
 	void (*cancel)(void *opaque);
 	void *opaque;
+	/* The "side" member of a status (NULL: "source" or "destination" as
+	 * the snapshot says; a proxy says "proxy"). */
+	const char *side;
 };
 
 /* The provider of a library run: live's status and setters, cancel's
@@ -48,6 +51,9 @@ void ctl_provider_live(struct ctl_provider *pv, struct ctl_live *cl);
  * flat (event lines) or with the byte counters under "ram" as QEMU's
  * MigrationInfo (query-migrate's return). New reference. */
 json_t *ctl_status_json(const mig_status_t *s, bool nested);
+/* pv's snapshot (pv->status) as ctl_status_json, with pv->side; *s gets
+ * the snapshot. New reference. */
+json_t *ctl_provider_json(const struct ctl_provider *pv, mig_status_t *s, bool nested);
 
 /* --status-interval: a thread printing {"event":"status",...} every
  * interval_ms on stdout. status_stop prints the final line and joins. */
