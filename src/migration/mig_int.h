@@ -55,8 +55,9 @@ typedef struct mig_tls mig_tls_t;
 /* Handshake on fd (host: the name a client checks when the credentials name
  * none) by end (absolute ns), ended early when the cancel's fd cfd (-1:
  * none) becomes readable; 0, or -errno, HM_E_TIMEOUT or HM_E_CANCELLED
- * with why filled (-EPROTO: refused by GnuTLS or the peer, -EACCES: a DN
- * --tls-authz does not allow). */
+ * with why filled (-EPROTO: refused by GnuTLS or the peer,
+ * -EPROTONOSUPPORT: a server's peer sent a plain migration stream, -EACCES:
+ * a DN --tls-authz does not allow). */
 int mig_tls_handshake(const mig_tls_creds_t *c, int fd, const char *host, uint64_t end, int cfd,
 		      mig_tls_t **out, char *why, size_t wl);
 /* The TLS session of c (NULL: none), for a relay that does its own I/O on

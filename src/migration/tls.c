@@ -378,7 +378,7 @@ int mig_tls_handshake(const mig_tls_creds_t *c, int fd, const char *host, uint64
 	}
 	if (rc == 1) {
 		handshake_refused(t, g, why, wl);
-		rc = -EPROTO;
+		rc = t->server && peer_sent_plain_stream(t) ? -EPROTONOSUPPORT : -EPROTO;
 	}
 	if (rc == 0 && t->server && c->authz[0])
 		rc = check_authz(t, c, why, wl);

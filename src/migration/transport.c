@@ -1032,12 +1032,15 @@ static int probe(int fd, mig_tls_t *tls, int ms, int cfd, uint8_t hdr[8], char *
 /*
  * Close a connection that failed the TLS handshake so that its peer reads
  * the alert we sent: a close with unread input would reset it, and the
- * reset would discard the alert. End our side, drain what the peer still
- * sends for at most TLS_LINGER_MS (a bound on the listener's time, not the
- * peer's), then close.
+ * reset would discard the alert. End our side, then wait for the peer to
+ * close for at most TLS_LINGER_MS (a bound on the listener's time, not the
+ * peer's), draining what it still sends when drain is set. A peer that
+ * sent a plain stream is not drained: a QEMU source without a return path
+ * would take a drained stream for a delivered one and stop its guest; it
+ * meets a full window, then the reset, and fails with its guest running.
  */
 #define TLS_LINGER_MS 1000
-static void close_lingering(int fd)
+static void close_lingering(int fd, bool drain)
 {
 	uint8_t sink[4096];
 	uint64_t end = hm_now_ns() + TLS_LINGER_MS * 1000000ull;
@@ -1046,11 +1049,11 @@ static void close_lingering(int fd)
 		uint64_t now = hm_now_ns();
 		if (now >= end)
 			break;
-		struct pollfd p = {.fd = fd, .events = POLLIN};
+		struct pollfd p = {.fd = fd, .events = drain ? POLLIN : POLLRDHUP};
 		int k = poll(&p, 1, (int)((end - now + 999999) / 1000000));
 		if (k < 0 && errno == EINTR)
 			continue;
-		if (k <= 0)
+		if (k <= 0 || !drain)
 			break;
 		ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
@@ -1119,7 +1122,8 @@ static int screen_one(mig_listener_t *l, const mig_accept_opts_t *o, bool screen
 			return cancelled(err, desc, "in the TLS handshake of a connection");
 		}
 		if (hr != 0) {
-			close_lingering(fd); /* the peer gets the TLS alert, not a reset */
+			/* the peer gets the TLS alert, not a reset */
+			close_lingering(fd, hr != -EPROTONOSUPPORT);
 			if (!screen)
 				return hm_error_set(err, hr, -1, "%s: the connection from %s failed "
 						    "the TLS handshake: %s", desc, peer, reason);
