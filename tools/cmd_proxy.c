@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "hptmig/proxy.h"
 #include "mig_common.h"
@@ -141,9 +142,15 @@ static int parse_opt(struct proxy_cli *c, int argc, char **argv, int *i)
 	}
 	const char **str = string_opt(c, o);
 	if (str) {
-		if (!v || !v[0] || (str == &c->control && (strncmp(v, "unix:", 5) != 0 || !v[5]))) {
-			tool_fail("proxy", "%s needs %s, got '%s'", o,
-				  str == &c->control ? "unix:PATH" : "a value", v ? v : "");
+		char path[sizeof(((struct sockaddr_un *)0)->sun_path)], msg[160];
+		unsigned idle;
+		if (str == &c->control && v &&
+		    control_parse(v, path, sizeof(path), &idle, msg, sizeof(msg)) != 0) {
+			tool_fail("proxy", "%s", msg);
+			return 2;
+		}
+		if (!v || !v[0]) {
+			tool_fail("proxy", "%s needs a value", o);
 			return 2;
 		}
 		*str = v;
@@ -353,17 +360,13 @@ static int live_start(const struct proxy_cli *c, struct proxy_live *pl)
 /* ---------------------------------------------------------------- relay */
 
 /* Listen (with TLS when asked), say where, take the source (screened as
- * -incoming does), then connect to the destination. 0 or 1 after one line. */
+ * -incoming does), then connect to the destination. 0, or 1 with e set. */
 static int open_ends(const struct proxy_cli *c, const mig_uri_t *lu, const mig_uri_t *du,
 		     const struct proxy_tls *t, mig_cancel_t *cancel, mig_listener_t **l,
-		     mig_conn_t **src, mig_conn_t **dst)
+		     mig_conn_t **src, mig_conn_t **dst, hm_error_t *e)
 {
-	hm_error_t e;
-	hm_error_clear(&e);
-	if (mig_listen(lu, l, &e) != 0 || mig_listener_set_tls(*l, t->server, &e) != 0) {
-		tool_fail_error("proxy", &e);
+	if (mig_listen(lu, l, e) != 0 || mig_listener_set_tls(*l, t->server, e) != 0)
 		return 1;
-	}
 	char where[4400];
 	mig_uri_format(mig_listener_uri(*l), where, sizeof(where));
 	if (lu->kind == MIG_URI_TCP || lu->kind == MIG_URI_UNIX) {
@@ -378,17 +381,38 @@ static int open_ends(const struct proxy_cli *c, const mig_uri_t *lu, const mig_u
 	ao.deadline_ns = 0;
 	ao.cancel = cancel;
 	ao.on_stray = print_warning;
-	if (mig_accept_ex(*l, &ao, src, NULL, &e) != 0) {
-		tool_fail_error("proxy", &e);
+	if (mig_accept_ex(*l, &ao, src, NULL, e) != 0)
 		return 1;
-	}
 	mig_connect_opts_t co = {.timeout_ms = c->connect_ms, .cancel = cancel};
-	if (mig_connect_tls_ex(du, &co, t->client, dst, &e) != 0) {
-		tool_fail("proxy", "cannot reach the destination (the source's migration is cut): %s",
-			  hm_error_line(&e, where, sizeof(where)));
+	if (mig_connect_tls_ex(du, &co, t->client, dst, e) != 0) {
+		hm_error_t d = *e;
+		hm_error_clear(e);
+		hm_error_set(e, d.code, -1, "cannot reach the destination (the source's migration "
+			     "is cut): %s", hm_error_line(&d, where, sizeof(where)));
 		return 1;
 	}
 	return 0;
+}
+
+static json_t *report_json(int rc, const mig_proxy_report_t *rep, struct proxy_check *chk,
+			   bool cancelled);
+
+/* Before the relay: one line, and the report (--json) with no bytes. */
+static int ends_failed(const struct proxy_cli *c, const hm_error_t *e, struct proxy_live *pl,
+		       mig_cancel_t *cancel)
+{
+	bool cancelled = mig_cancel_requested(cancel);
+	live_phase(pl, cancelled ? MIG_RUN_CANCELLED : MIG_RUN_FAILED, 0);
+	tool_fail_error("proxy", e);
+	status_stop();
+	if (c->json) {
+		mig_proxy_report_t rep;
+		memset(&rep, 0, sizeof(rep));
+		rep.error = *e;
+		rep.duration_ns = hm_now_ns() - pl->t0;
+		tool_print_json(report_json(1, &rep, NULL, cancelled));
+	}
+	return 1;
 }
 
 static const char *status_of(int rc, const mig_proxy_report_t *rep, bool cancelled)
@@ -409,7 +433,8 @@ static json_t *report_json(int rc, const mig_proxy_report_t *rep, struct proxy_c
 	json_object_set_new(o, "bytes_out", json_integer((json_int_t)rep->out_bytes));
 	json_object_set_new(o, "return_path", json_boolean(rep->return_path));
 	json_object_set_new(o, "return_path_bytes", json_integer((json_int_t)rep->rp_bytes));
-	proxy_check_json(chk, o);
+	if (chk)
+		proxy_check_json(chk, o);
 	json_object_set_new(o, "duration_ms", json_integer((json_int_t)(rep->duration_ns / 1000000)));
 	if (rc != 0) {
 		char line[768];
@@ -499,14 +524,14 @@ static int run(int argc, char **argv)
 	mig_conn_t *src = NULL, *dst = NULL;
 	if (rc == 0)
 		rc = live_start(&c, &pl);
-	if (rc == 0 && (rc = open_ends(&c, &lu, &du, &t, cancel, &l, &src, &dst)) != 0)
-		live_phase(&pl, mig_cancel_requested(cancel) ? MIG_RUN_CANCELLED : MIG_RUN_FAILED, 0);
-	if (rc == 0)
+	hm_error_t e;
+	hm_error_clear(&e);
+	if (rc == 0 && open_ends(&c, &lu, &du, &t, cancel, &l, &src, &dst, &e) != 0)
+		rc = ends_failed(&c, &e, &pl, cancel);
+	else if (rc == 0)
 		rc = relay(&c, src, dst, cancel, &pl);
 	status_stop();
 	control_stop();
-	hm_error_t e;
-	hm_error_clear(&e);
 	/* Nothing was written through the channels: closing cannot fail on
 	 * their account; an exec: destination's exit status is its own. */
 	if (dst && mig_conn_close(dst, &e) != 0 && rc == 0) {
