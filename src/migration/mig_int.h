@@ -64,6 +64,9 @@ int mig_tls_handshake(const mig_tls_creds_t *c, int fd, const char *host, uint64
  * mig_conn_raw_fd: every byte must then go through mig_tls_recv/send. */
 mig_tls_t *mig_conn_tls(const mig_conn_t *c);
 enum mig_tls_endpoint mig_tls_creds_endpoint(const mig_tls_creds_t *c);
+/* recv(MSG_DONTWAIT) on fd, through tls when it is not NULL: >= 0 bytes,
+ * or -1 with errno (EAGAIN: nothing now; EPROTO: mig_tls_why says why). */
+ssize_t mig_sock_recv_nb(int fd, mig_tls_t *tls, void *buf, size_t len);
 bool mig_tls_pending(mig_tls_t *t);
 /* >0 bytes, 0 at the end (close_notify or a close), -EAGAIN, -errno; for
  * -EPROTO the words are in mig_tls_why. */

@@ -82,19 +82,8 @@ static bool is_socket(int fd)
 /*
  * The connection layer: a side's bytes go through its TLS session when it
  * has one, else straight to the socket; both never block (-1 with EAGAIN).
+ * Reads: mig_sock_recv_nb.
  */
-static ssize_t side_recv(int fd, mig_tls_t *tls, void *buf, size_t len)
-{
-	if (!tls)
-		return recv(fd, buf, len, MSG_DONTWAIT);
-	ssize_t n = mig_tls_recv(tls, buf, len);
-	if (n < 0) {
-		errno = (int)-n;
-		return -1;
-	}
-	return n;
-}
-
 static ssize_t side_send(int fd, mig_tls_t *tls, size_t *again, const void *buf, size_t len)
 {
 	if (!tls)
@@ -173,7 +162,7 @@ static int rp_read(mig_proxy_sink_t *s)
 	size_t room = MIG_PROXY_BUF_SIZE - s->rp_len;
 	if (room == 0)
 		return 0;
-	ssize_t n = side_recv(s->dfd, s->dtls, s->rp + s->rp_len, room);
+	ssize_t n = mig_sock_recv_nb(s->dfd, s->dtls, s->rp + s->rp_len, room);
 	if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 		return 0;
 	if (n < 0) {
@@ -268,7 +257,8 @@ ssize_t mig_proxy_read(mig_proxy_sink_t *s, void *buf, size_t len)
 		return (ssize_t)n;
 	}
 	while (!s->src_eof && len > 0) {
-		ssize_t n = s->s_sock ? side_recv(s->sfd, s->stls, buf, len) : read(s->sfd, buf, len);
+		ssize_t n = s->s_sock ? mig_sock_recv_nb(s->sfd, s->stls, buf, len)
+				      : read(s->sfd, buf, len);
 		if (n > 0) {
 			s->rep->in_bytes += (uint64_t)n;
 			s->last_move = hm_now_ns();
@@ -369,7 +359,7 @@ static int drain(mig_proxy_sink_t *s)
 		uint8_t b[512];
 		ssize_t n = 0;
 		if (!s->src_eof) {
-			n = s->s_sock ? side_recv(s->sfd, s->stls, b, sizeof(b))
+			n = s->s_sock ? mig_sock_recv_nb(s->sfd, s->stls, b, sizeof(b))
 				      : read(s->sfd, b, sizeof(b));
 			if (n == 0)
 				s->src_eof = true;

@@ -257,8 +257,7 @@ static void rd_start(struct rd *r)
 	r->deadline = r->deadline_ns ? hm_now_ns() + r->deadline_ns : UINT64_MAX;
 }
 
-/* recv(MSG_DONTWAIT) on fd, through the TLS session when there is one. */
-static ssize_t sock_recv_nb(int fd, mig_tls_t *tls, void *buf, size_t len)
+ssize_t mig_sock_recv_nb(int fd, mig_tls_t *tls, void *buf, size_t len)
 {
 	if (!tls)
 		return recv(fd, buf, len, MSG_DONTWAIT);
@@ -289,7 +288,7 @@ static ssize_t rd_read(void *o, void *buf, size_t len)
 			return 0; /* the channel sees its cancel */
 		ssize_t n = -1;
 		if (r->sock) {
-			n = sock_recv_nb(r->fd, r->tls, buf, len);
+			n = mig_sock_recv_nb(r->fd, r->tls, buf, len);
 		} else if (!r->poll_ok) {
 			n = read(r->fd, buf, len);
 		} else {
@@ -993,7 +992,7 @@ static int probe(int fd, mig_tls_t *tls, int ms, int cfd, uint8_t hdr[8], char *
 				snprintf(why, wl, "sent nothing within %d ms", ms);
 			return 1;
 		}
-		ssize_t n = sock_recv_nb(fd, tls, hdr + got, 8 - got);
+		ssize_t n = mig_sock_recv_nb(fd, tls, hdr + got, 8 - got);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 			continue;
 		if (n <= 0) {
@@ -1411,7 +1410,7 @@ static int read_all(int fd, mig_tls_t *tls, void *buf, size_t len, uint64_t dead
 			if (rc != 0)
 				return rc;
 		}
-		ssize_t n = tls ? sock_recv_nb(fd, tls, p, len) : recv(fd, p, len, 0);
+		ssize_t n = tls ? mig_sock_recv_nb(fd, tls, p, len) : recv(fd, p, len, 0);
 		if (n == 0)
 			return HM_E_TRUNCATED;
 		if (n < 0) {

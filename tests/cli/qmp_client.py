@@ -189,6 +189,24 @@ def rate(c, seconds):
     return (b["ram"]["transferred"] - a["ram"]["transferred"]) / (t1 - t0)
 
 
+def cancel(c):
+    """migrate_cancel, then the last query-migrate answer: the process ends
+    right after the cancel and closes the socket, so it says cancelled, or
+    the socket is gone (None)."""
+    check(c.ok("migrate_cancel") == {}, "migrate_cancel returns {}")
+    last = None
+    try:
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            last = c.ok("query-migrate")
+            if last["status"] == "cancelled":
+                break
+            time.sleep(0.02)
+    except (QMPError, OSError):
+        pass
+    return last
+
+
 def scenario_live(src, dest):
     c = QMP(src)
     check_greeting(c.greeting)
@@ -215,19 +233,7 @@ def scenario_live(src, dest):
     expect_error(d.cmd("migrate-set-parameters", {"max-bandwidth": 1}), "GenericError",
                  "set on the destination")
     d.close()
-    check(c.ok("migrate_cancel") == {}, "migrate_cancel returns {}")
-    # The process ends right after the cancel and closes the socket; the
-    # last answer we can get says cancelled (or the socket is gone).
-    last = None
-    try:
-        end = time.monotonic() + 20
-        while time.monotonic() < end:
-            last = c.ok("query-migrate")
-            if last["status"] == "cancelled":
-                break
-            time.sleep(0.02)
-    except (QMPError, OSError):
-        pass
+    last = cancel(c)
     print(json.dumps({"scenario": "live", "slow": slow, "fast": fast,
                       "last": last["status"] if last else None}))
     check(last is None or last["status"] in ("active", "cancelled"), "after cancel %r" % last)
@@ -249,17 +255,7 @@ def scenario_proxy(path):
     expect_error(c.cmd("migrate-set-parameters", {"max-bandwidth": 1}), "GenericError",
                  "set on a proxy")
     expect_error(c.cmd("query-migrate-parameters"), "GenericError", "parameters of a proxy")
-    check(c.ok("migrate_cancel") == {}, "migrate_cancel returns {}")
-    last = None
-    try:
-        end = time.monotonic() + 20
-        while time.monotonic() < end:
-            last = c.ok("query-migrate")
-            if last["status"] == "cancelled":
-                break
-            time.sleep(0.02)
-    except (QMPError, OSError):
-        pass
+    last = cancel(c)
     print(json.dumps({"scenario": "proxy", "first": r, "second": r2,
                       "last": last["status"] if last else None}))
     check(last is None or last["status"] in ("active", "cancelled"), "after cancel %r" % last)
