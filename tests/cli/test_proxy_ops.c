@@ -307,6 +307,49 @@ static void test_signal_in_handshake(void **state)
 		assert_true(ms[i] <= 100);
 }
 
+/*
+ * A plain source without a return path (QEMU's default) on the TLS port:
+ * it must not be able to send its whole stream into the refusal's linger
+ * (it would take the migration for delivered and leave its guest
+ * stopped): its send fails after at most the socket buffers' worth.
+ */
+static void test_plain_source_not_drained(void **state)
+{
+	(void)state;
+	char cmd[4096];
+	struct bg b;
+	int port = free_port();
+	snprintf(cmd, sizeof(cmd), "exec '%s' proxy tcp:127.0.0.1:%d tcp:127.0.0.1:1 --json "
+		 "--tls-creds '%s'", tu_bin(), port, d_good);
+	bg_start(&b, tu_tmp, "plain", cmd);
+	wait_listen(port);
+	int fd = silent_client(port);
+	struct timeval tv = {.tv_sec = 10};
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	static uint8_t chunk[1 << 20];
+	memcpy(chunk, "QEVM\0\0\0\3", 8);
+	size_t sent = 0, want = 64u << 20;
+	int e = 0;
+	while (sent < want) {
+		ssize_t n = send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL);
+		if (n < 0) {
+			e = errno;
+			break;
+		}
+		sent += (size_t)n;
+	}
+	close(fd);
+	printf("a plain source sent %zu bytes before: %s\n", sent, e ? strerror(e) : "none");
+	assert_true(e == ECONNRESET || e == EPIPE);
+	assert_true(sent < want / 2); /* a socket buffer or two, not a drain */
+	usleep(100000);
+	char *err = slurp(b.err);
+	assert_non_null(strstr(err, "the source sent a plain migration stream (QEVM), not TLS"));
+	free(err);
+	bg_kill(&b, SIGTERM);
+	assert_int_equal(bg_wait(&b, 10000), 143);
+}
+
 /* Status lines and a QMP client on a relay in flight: side proxy, growing
  * bytes, no parameters; migrate_cancel cuts both connections. */
 static void test_control_cancel(void **state)
@@ -392,6 +435,7 @@ int main(void)
 		cmocka_unit_test(test_tls_authz_refused),
 		cmocka_unit_test(test_tls_usage),
 		cmocka_unit_test(test_signal_in_handshake),
+		cmocka_unit_test(test_plain_source_not_drained),
 		cmocka_unit_test(test_control_cancel),
 	};
 	return cmocka_run_group_tests(tests, setup, tu_teardown_tmp);
