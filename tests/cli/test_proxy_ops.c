@@ -7,7 +7,8 @@
  * usage errors of the TLS options; status lines and a QMP client
  * (tests/cli/qmp_client.py) that cancels a relay in flight; and the
  * TLS handshake with a silent peer ended by SIGTERM/SIGINT within 100 ms,
- * for the proxy, `incoming` and `migrate`.
+ * for the proxy, `incoming` and `migrate`, and a proxy waiting for its
+ * source; a plain source on the TLS port that cannot unload its stream.
  */
 #include "test_migrate_util.h"
 #include "tls_certs.h"
@@ -243,8 +244,8 @@ static int silent_client(int port)
 	return fd;
 }
 
-/* The process b sits in a TLS handshake with a silent peer: sig must end
- * it within 100 ms with 128 + sig. Returns the ms it took. */
+/* The process b waits (in a TLS handshake with a silent peer, for a
+ * source): sig must end it with 128 + sig. Returns the ms it took. */
 static unsigned signal_in_handshake(struct bg *b, int sig)
 {
 	usleep(300000); /* well into the handshake's wait (5 s or 10 s) */
@@ -305,6 +306,28 @@ static void test_signal_in_handshake(void **state)
 	       ms[0], ms[1], ms[2]);
 	for (int i = 0; i < 3; i++)
 		assert_true(ms[i] <= 100);
+}
+
+/* A proxy waiting for its source (it did not watch the cancel there: it
+ * sat out SIGINT until --accept-timeout, 600 s by default). */
+static void test_signal_waiting(void **state)
+{
+	(void)state;
+	char cmd[4096], path[600];
+	struct bg b;
+	snprintf(path, sizeof(path), "%s/wait.sock", tu_tmp);
+	snprintf(cmd, sizeof(cmd), "exec '%s' proxy unix:%s unix:%s/none.sock --json", tu_bin(),
+		 path, tu_tmp);
+	bg_start(&b, tu_tmp, "waiting", cmd);
+	for (int w = 0; access(path, F_OK) != 0 && w < 10000; w += 10)
+		usleep(10000);
+	unsigned ms = signal_in_handshake(&b, SIGINT);
+	printf("SIGINT to exit, waiting for the source: %u ms\n", ms);
+	assert_true(ms <= 100);
+	json_t *o = json_of_file(b.out);
+	assert_string_equal(jstr(o, "status"), "cancelled");
+	assert_string_equal(jstr(o, "error.code"), "HM_E_CANCELLED");
+	json_decref(o);
 }
 
 /*
@@ -435,6 +458,7 @@ int main(void)
 		cmocka_unit_test(test_tls_authz_refused),
 		cmocka_unit_test(test_tls_usage),
 		cmocka_unit_test(test_signal_in_handshake),
+		cmocka_unit_test(test_signal_waiting),
 		cmocka_unit_test(test_plain_source_not_drained),
 		cmocka_unit_test(test_control_cancel),
 	};
