@@ -29,6 +29,7 @@ struct client {
 	int fd;            /* -1: free slot */
 	bool negotiated;   /* qmp_capabilities done */
 	bool skipping;     /* discarding an over-long line up to its newline */
+	uint64_t last_ns;  /* when it connected or last sent a complete line */
 	size_t len;        /* bytes in buf */
 	char buf[CTL_LINE_MAX];
 };
@@ -40,6 +41,7 @@ static struct {
 	bool running;
 	int lfd;
 	int wake[2];        /* control_stop writes wake[1] */
+	unsigned idle_ms;   /* 0: clients are never closed for silence */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct ctl_provider pv;
 	struct client cl[CTL_CLIENTS_MAX];
@@ -158,6 +160,10 @@ static void cmd_set_parameters(struct client *c, json_t *id, json_t *args)
 static void cmd_query_parameters(struct client *c, json_t *id)
 {
 	mig_status_t s;
+	if (!ct.pv.set_param) {
+		reply_error(c, id, "GenericError", "query-migrate-parameters is not supported here");
+		return;
+	}
 	ct.pv.status(ct.pv.opaque, &s);
 	json_t *o = json_object();
 	json_object_set_new(o, "max-bandwidth", json_integer((json_int_t)s.max_bandwidth));
@@ -190,8 +196,7 @@ static void dispatch(struct client *c, const char *cmd, json_t *id, json_t *args
 		mig_status_t s;
 		if (!no_args(c, id, args))
 			return;
-		ct.pv.status(ct.pv.opaque, &s);
-		reply_return(c, id, ctl_status_json(&s, true));
+		reply_return(c, id, ctl_provider_json(&ct.pv, &s, true));
 	} else if (strcmp(cmd, "query-migrate-parameters") == 0) {
 		if (no_args(c, id, args))
 			cmd_query_parameters(c, id);
@@ -270,6 +275,7 @@ static void client_read(struct client *c)
 	for (size_t i = 0; i < c->len && c->fd >= 0; i++) {
 		if (c->buf[i] != '\n')
 			continue;
+		c->last_ns = hm_now_ns();
 		if (!c->skipping)
 			handle_line(c, c->buf + start, i - start);
 		c->skipping = false;
@@ -298,7 +304,7 @@ static void accept_client(void)
 		struct client *c = &ct.cl[i];
 		if (c->fd >= 0)
 			continue;
-		*c = (struct client){.fd = fd};
+		*c = (struct client){.fd = fd, .last_ns = hm_now_ns()};
 		greet(c);
 		return;
 	}
@@ -308,16 +314,43 @@ static void accept_client(void)
 	client_close(&busy);
 }
 
+/*
+ * Close the clients that sent no complete command for the idle timeout
+ * (each told why in a GenericError line); the ms until the next one is
+ * due, or -1 when none can be.
+ */
+static int idle_sweep(void)
+{
+	if (!ct.idle_ms)
+		return -1;
+	uint64_t now = hm_now_ns(), limit = (uint64_t)ct.idle_ms * 1000000u, next = UINT64_MAX;
+	for (size_t i = 0; i < CTL_CLIENTS_MAX; i++) {
+		struct client *c = &ct.cl[i];
+		if (c->fd < 0)
+			continue;
+		if (now - c->last_ns >= limit) {
+			reply_error(c, NULL, "GenericError",
+				    "no command for %u s: the connection is closed (idle-timeout)",
+				    ct.idle_ms / 1000u);
+			client_close(c);
+		} else if (c->last_ns + limit - now < next) {
+			next = c->last_ns + limit - now;
+		}
+	}
+	return next == UINT64_MAX ? -1 : (int)((next + 999999) / 1000000);
+}
+
 static void *control_main(void *arg)
 {
 	(void)arg;
 	struct pollfd pf[2 + CTL_CLIENTS_MAX];
 	for (;;) {
+		int wait = idle_sweep();
 		pf[0] = (struct pollfd){.fd = ct.wake[0], .events = POLLIN};
 		pf[1] = (struct pollfd){.fd = ct.lfd, .events = POLLIN};
 		for (size_t i = 0; i < CTL_CLIENTS_MAX; i++)
 			pf[2 + i] = (struct pollfd){.fd = ct.cl[i].fd, .events = POLLIN};
-		if (poll(pf, 2 + CTL_CLIENTS_MAX, -1) < 0) {
+		if (poll(pf, 2 + CTL_CLIENTS_MAX, wait) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -392,17 +425,38 @@ static int listen_unix(const char *path, char *msg, size_t len)
 	return fd;
 }
 
+int control_parse(const char *spec, char *path, size_t plen, unsigned *idle_ms, char *msg,
+		  size_t len)
+{
+	static const char opt[] = ",idle-timeout=";
+	if (strncmp(spec, "unix:", 5) != 0 || !spec[5]) {
+		snprintf(msg, len, "--control: expected unix:PATH[%sS], got '%.64s'", opt, spec);
+		return -1;
+	}
+	const char *p = spec + 5;
+	const char *o = strstr(p, opt);
+	size_t n = o ? (size_t)(o - p) : strlen(p);
+	uint64_t s = CTL_IDLE_S;
+	if (o && hm_parse_u64(o + strlen(opt), CTL_IDLE_MAX_S, &s) != 0) {
+		snprintf(msg, len, "--control: idle-timeout needs seconds from 0 to %d, got '%.32s'",
+			 CTL_IDLE_MAX_S, o + strlen(opt));
+		return -1;
+	}
+	if (n == 0 || n >= plen) {
+		snprintf(msg, len, "--control: the path is empty or longer than %zu bytes", plen - 1);
+		return -1;
+	}
+	memcpy(path, p, n);
+	path[n] = 0;
+	*idle_ms = (unsigned)s * 1000u;
+	return 0;
+}
+
 int control_start(const char *spec, const struct ctl_provider *pv, char *msg, size_t len)
 {
-	if (strncmp(spec, "unix:", 5) != 0 || !spec[5]) {
-		snprintf(msg, len, "--control: expected unix:PATH, got '%.64s'", spec);
+	char path[sizeof(ct.path)];
+	if (control_parse(spec, path, sizeof(path), &ct.idle_ms, msg, len) != 0)
 		return -1;
-	}
-	const char *path = spec + 5;
-	if (strlen(path) >= sizeof(ct.path)) {
-		snprintf(msg, len, "--control: path longer than %zu bytes", sizeof(ct.path) - 1);
-		return -1;
-	}
 	for (size_t i = 0; i < CTL_CLIENTS_MAX; i++)
 		ct.cl[i].fd = -1;
 	ct.pv = *pv;

@@ -33,6 +33,9 @@ struct ctl_provider {
 	/* migrate_cancel (NULL: not supported). */
 	void (*cancel)(void *opaque);
 	void *opaque;
+	/* The "side" member of a status (NULL: "source" or "destination" as
+	 * the snapshot says; a proxy says "proxy"). */
+	const char *side;
 };
 
 /* The provider of a library run: live's status and setters, cancel's
@@ -48,6 +51,9 @@ void ctl_provider_live(struct ctl_provider *pv, struct ctl_live *cl);
  * flat (event lines) or with the byte counters under "ram" as QEMU's
  * MigrationInfo (query-migrate's return). New reference. */
 json_t *ctl_status_json(const mig_status_t *s, bool nested);
+/* pv's snapshot (pv->status) as ctl_status_json, with pv->side; *s gets
+ * the snapshot. New reference. */
+json_t *ctl_provider_json(const struct ctl_provider *pv, mig_status_t *s, bool nested);
 
 /* --status-interval: a thread printing {"event":"status",...} every
  * interval_ms on stdout. status_stop prints the final line and joins. */
@@ -57,12 +63,24 @@ void status_stop(void);
 /* Caps of the control socket (docs/control.md). */
 #define CTL_LINE_MAX 4096   /* bytes of one command line, newline included */
 #define CTL_CLIENTS_MAX 8   /* clients served at once; more are told so and closed */
+#define CTL_IDLE_S 60       /* default idle timeout: a client that sends no
+			     * complete command for this long is closed */
+#define CTL_IDLE_MAX_S 86400
 
 /*
- * --control unix:PATH: create the socket (mode 0600; a stale socket at
- * PATH is replaced, anything else refused) and serve QMP clients on a
- * thread. Returns 0, or -1 with the reason in msg. control_stop closes
- * every client and removes PATH.
+ * The spec of --control: "unix:PATH" or "unix:PATH,idle-timeout=S" (S from
+ * 0, no timeout, to CTL_IDLE_MAX_S; default CTL_IDLE_S). 0 with the path
+ * (NUL-terminated, at most plen - 1 bytes) and the timeout in ms, or -1
+ * with the reason in msg: the commands report it as a usage error.
+ */
+int control_parse(const char *spec, char *path, size_t plen, unsigned *idle_ms, char *msg,
+		  size_t len);
+
+/*
+ * --control SPEC: create the socket (mode 0600; a stale socket at PATH is
+ * replaced, anything else refused) and serve QMP clients on a thread.
+ * Returns 0, or -1 with the reason in msg. control_stop closes every
+ * client and removes PATH.
  */
 int control_start(const char *spec, const struct ctl_provider *pv, char *msg, size_t len);
 void control_stop(void);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "hptmig/analyze.h"
@@ -197,10 +198,13 @@ static int parse_guest_opt(int c, const char *a, struct mig_cli *cli, bool *shif
 		bad = hm_parse_u64(a, 3600000, &v) != 0 || v < 10;
 		cli->status_interval_ms = (unsigned)v;
 		break;
-	case O_CONTROL:
-		bad = strncmp(a, "unix:", 5) != 0 || !a[5];
+	case O_CONTROL: {
+		char path[sizeof(((struct sockaddr_un *)0)->sun_path)], msg[160];
+		unsigned idle;
+		bad = control_parse(a, path, sizeof(path), &idle, msg, sizeof(msg)) != 0;
 		cli->control = a;
 		break;
+	}
 	}
 	return bad;
 }

@@ -108,6 +108,15 @@ json_t *ctl_status_json(const mig_status_t *s, bool nested)
 	return o;
 }
 
+json_t *ctl_provider_json(const struct ctl_provider *pv, mig_status_t *s, bool nested)
+{
+	pv->status(pv->opaque, s);
+	json_t *o = ctl_status_json(s, nested);
+	if (pv->side)
+		json_object_set_new(o, "side", json_string(pv->side));
+	return o;
+}
+
 /* ---------------------------------------------------------- the printer */
 
 static struct {
@@ -123,9 +132,11 @@ static struct {
 static void print_status_line(void)
 {
 	mig_status_t s;
-	st.pv.status(st.pv.opaque, &s);
-	if (s.status == MIG_RUN_NONE)
+	json_t *body = ctl_provider_json(&st.pv, &s, false);
+	if (s.status == MIG_RUN_NONE) {
+		json_decref(body);
 		return; /* nothing runs yet */
+	}
 	json_t *o = json_object();
 	json_object_set_new(o, "event", json_string("status"));
 	struct timespec now;
@@ -134,7 +145,6 @@ static void print_status_line(void)
 	json_object_set_new(ts, "seconds", json_integer((json_int_t)now.tv_sec));
 	json_object_set_new(ts, "microseconds", json_integer((json_int_t)(now.tv_nsec / 1000)));
 	json_object_set_new(o, "timestamp", ts);
-	json_t *body = ctl_status_json(&s, false);
 	json_object_update(o, body);
 	json_decref(body);
 	char *line = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(9));

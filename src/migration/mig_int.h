@@ -53,10 +53,20 @@ void mig_live_end(mig_live_t *l, enum mig_run_status status, uint64_t transferre
  */
 typedef struct mig_tls mig_tls_t;
 /* Handshake on fd (host: the name a client checks when the credentials name
- * none) by end (absolute ns); 0, or -errno/HM_E_TIMEOUT with why filled. */
-int mig_tls_handshake(const mig_tls_creds_t *c, int fd, const char *host, uint64_t end,
+ * none) by end (absolute ns), ended early when the cancel's fd cfd (-1:
+ * none) becomes readable; 0, or -errno, HM_E_TIMEOUT or HM_E_CANCELLED
+ * with why filled (-EPROTO: refused by GnuTLS or the peer,
+ * -EPROTONOSUPPORT: a server's peer sent a plain migration stream, -EACCES:
+ * a DN --tls-authz does not allow). */
+int mig_tls_handshake(const mig_tls_creds_t *c, int fd, const char *host, uint64_t end, int cfd,
 		      mig_tls_t **out, char *why, size_t wl);
+/* The TLS session of c (NULL: none), for a relay that does its own I/O on
+ * mig_conn_raw_fd: every byte must then go through mig_tls_recv/send. */
+mig_tls_t *mig_conn_tls(const mig_conn_t *c);
 enum mig_tls_endpoint mig_tls_creds_endpoint(const mig_tls_creds_t *c);
+/* recv(MSG_DONTWAIT) on fd, through tls when it is not NULL: >= 0 bytes,
+ * or -1 with errno (EAGAIN: nothing now; EPROTO: mig_tls_why says why). */
+ssize_t mig_sock_recv_nb(int fd, mig_tls_t *tls, void *buf, size_t len);
 bool mig_tls_pending(mig_tls_t *t);
 /* >0 bytes, 0 at the end (close_notify or a close), -EAGAIN, -errno; for
  * -EPROTO the words are in mig_tls_why. */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "hptmig/proxy.h"
+#include "mig_int.h"
 
 /* How often the loop wakes at most to look at cancel and progress. */
 #define PROXY_SLICE_MS 250
@@ -26,6 +27,8 @@ struct mig_proxy_sink {
 	mig_proxy_report_t *rep;
 	int sfd, dfd;          /* source (stream in, return path out), destination */
 	bool s_sock, d_sock;   /* sockets: the return path exists on that side */
+	mig_tls_t *stls, *dtls; /* a side's TLS session (every byte goes through it), or NULL */
+	size_t s_again, d_again; /* a TLS send that must be retried with this length, or 0 */
 	bool src_eof;          /* the source closed its side of the stream */
 	bool dst_eof;          /* the destination closed its side (return path) */
 	bool src_wr_shut;      /* we told the source the return path ended */
@@ -76,6 +79,43 @@ static bool is_socket(int fd)
 	return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+/*
+ * The connection layer: a side's bytes go through its TLS session when it
+ * has one, else straight to the socket; both never block (-1 with EAGAIN).
+ * Reads: mig_sock_recv_nb.
+ */
+static ssize_t side_send(int fd, mig_tls_t *tls, size_t *again, const void *buf, size_t len)
+{
+	if (!tls)
+		return send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	/* GnuTLS: a record that could not go out is sent by the next call,
+	 * which must ask for the same length. */
+	if (*again && *again <= len)
+		len = *again;
+	ssize_t n = mig_tls_send(tls, buf, len);
+	*again = n == -EAGAIN ? len : 0;
+	if (n < 0) {
+		errno = (int)-n;
+		return -1;
+	}
+	return n;
+}
+
+/* A side's write half ends: close_notify first on TLS, so that the peer
+ * reads a clean end of the session. */
+static void side_shut_wr(int fd, mig_tls_t *tls)
+{
+	if (tls)
+		mig_tls_bye(tls);
+	shutdown(fd, SHUT_WR);
+}
+
+/* errno's words, or the TLS session's reason for EPROTO. */
+static const char *side_strerror(mig_tls_t *tls, int e)
+{
+	return tls && e == EPROTO ? mig_tls_why(tls) : strerror(e);
+}
+
 static void progress_tick(mig_proxy_sink_t *s, bool force)
 {
 	uint64_t now = hm_now_ns();
@@ -93,8 +133,8 @@ static void progress_tick(mig_proxy_sink_t *s, bool force)
 static int rp_flush(mig_proxy_sink_t *s)
 {
 	while (s->rp_off < s->rp_len) {
-		ssize_t n = send(s->sfd, s->rp + s->rp_off, s->rp_len - s->rp_off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = side_send(s->sfd, s->stls, &s->s_again, s->rp + s->rp_off,
+				      s->rp_len - s->rp_off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -102,14 +142,14 @@ static int rp_flush(mig_proxy_sink_t *s)
 		if (n < 0)
 			return hm_error_set(s->err, -errno, -1,
 					    "return path: writing to the source failed: %s after %llu "
-					    "bytes relayed", strerror(errno),
+					    "bytes relayed", side_strerror(s->stls, errno),
 					    (unsigned long long)s->rep->rp_bytes);
 		s->rp_off += (size_t)n;
 		s->last_move = hm_now_ns();
 	}
 	s->rp_len = s->rp_off = 0;
 	if (s->dst_eof && s->s_sock && !s->src_wr_shut) {
-		shutdown(s->sfd, SHUT_WR);
+		side_shut_wr(s->sfd, s->stls);
 		s->src_wr_shut = true;
 	}
 	return 0;
@@ -122,7 +162,7 @@ static int rp_read(mig_proxy_sink_t *s)
 	size_t room = MIG_PROXY_BUF_SIZE - s->rp_len;
 	if (room == 0)
 		return 0;
-	ssize_t n = recv(s->dfd, s->rp + s->rp_len, room, MSG_DONTWAIT);
+	ssize_t n = mig_sock_recv_nb(s->dfd, s->dtls, s->rp + s->rp_len, room);
 	if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 		return 0;
 	if (n < 0) {
@@ -131,7 +171,7 @@ static int rp_read(mig_proxy_sink_t *s)
 		} else {
 			return hm_error_set(s->err, -errno, -1,
 					    "return path: reading from the destination failed: %s",
-					    strerror(errno));
+					    side_strerror(s->dtls, errno));
 		}
 	}
 	s->last_move = hm_now_ns();
@@ -179,9 +219,16 @@ static int wait_io(mig_proxy_sink_t *s, bool src_in, bool dst_out, bool idle)
 		dev |= POLLIN;
 	pf[0] = (struct pollfd){.fd = s->sfd, .events = sev};
 	pf[1] = (struct pollfd){.fd = s->dfd, .events = dev};
-	int k = poll(pf, 2, PROXY_SLICE_MS);
+	/* The destination's TLS session may hold return-path bytes already
+	 * read from its socket, which poll cannot see. */
+	bool rp_held = s->dtls && (dev & POLLIN) && mig_tls_pending(s->dtls);
+	int k = poll(pf, 2, rp_held ? 0 : PROXY_SLICE_MS);
 	if (k < 0 && errno != EINTR)
 		return hm_error_set(s->err, -errno, -1, "poll: %s", strerror(errno));
+	if (rp_held && k >= 0) {
+		pf[1].revents |= POLLIN;
+		k++;
+	}
 	int rc = 0;
 	if (k > 0 && (dev & POLLIN) && (pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
 		rc = rp_read(s);
@@ -210,7 +257,8 @@ ssize_t mig_proxy_read(mig_proxy_sink_t *s, void *buf, size_t len)
 		return (ssize_t)n;
 	}
 	while (!s->src_eof && len > 0) {
-		ssize_t n = s->s_sock ? recv(s->sfd, buf, len, MSG_DONTWAIT) : read(s->sfd, buf, len);
+		ssize_t n = s->s_sock ? mig_sock_recv_nb(s->sfd, s->stls, buf, len)
+				      : read(s->sfd, buf, len);
 		if (n > 0) {
 			s->rep->in_bytes += (uint64_t)n;
 			s->last_move = hm_now_ns();
@@ -224,7 +272,8 @@ ssize_t mig_proxy_read(mig_proxy_sink_t *s, void *buf, size_t len)
 		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
 			rc = hm_error_set(s->err, -errno, (int64_t)s->rep->in_bytes,
 					  "reading from the source failed after %llu bytes: %s",
-					  (unsigned long long)s->rep->in_bytes, strerror(errno));
+					  (unsigned long long)s->rep->in_bytes,
+					  side_strerror(s->stls, errno));
 		else if (errno != EINTR)
 			rc = wait_io(s, true, false, true);
 		if (rc != 0) {
@@ -239,7 +288,7 @@ int mig_proxy_emit(mig_proxy_sink_t *s, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 	while (len > 0) {
-		ssize_t n = s->d_sock ? send(s->dfd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT)
+		ssize_t n = s->d_sock ? side_send(s->dfd, s->dtls, &s->d_again, p, len)
 				      : write(s->dfd, p, len);
 		if (n > 0) {
 			p += n;
@@ -254,7 +303,8 @@ int mig_proxy_emit(mig_proxy_sink_t *s, const void *buf, size_t len)
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
 			rc = hm_error_set(s->err, -errno, (int64_t)s->rep->out_bytes,
 					  "writing to the destination failed after %llu bytes: %s",
-					  (unsigned long long)s->rep->out_bytes, strerror(errno));
+					  (unsigned long long)s->rep->out_bytes,
+					  side_strerror(s->dtls, errno));
 		else
 			rc = wait_io(s, false, true, true);
 		if (rc != 0) {
@@ -263,7 +313,11 @@ int mig_proxy_emit(mig_proxy_sink_t *s, const void *buf, size_t len)
 		}
 	}
 	progress_tick(s, false);
-	return 0;
+	/* A cancel ends the relay also while bytes flow without a wait. */
+	int rc = cancel_check(s);
+	if (rc != 0)
+		s->io_failed = true;
+	return rc;
 }
 
 /* Both connections at once: the destination sees its input stop in the
@@ -296,7 +350,7 @@ static int drain(mig_proxy_sink_t *s)
 	for (;;) {
 		if (s->src_eof && !told_dst) {
 			if (s->d_sock)
-				shutdown(s->dfd, SHUT_WR);
+				side_shut_wr(s->dfd, s->dtls);
 			told_dst = true;
 		}
 		bool rp_over = !s->d_sock || (s->dst_eof && s->rp_len == 0);
@@ -305,7 +359,8 @@ static int drain(mig_proxy_sink_t *s)
 		uint8_t b[512];
 		ssize_t n = 0;
 		if (!s->src_eof) {
-			n = s->s_sock ? recv(s->sfd, b, sizeof(b), MSG_DONTWAIT) : read(s->sfd, b, sizeof(b));
+			n = s->s_sock ? mig_sock_recv_nb(s->sfd, s->stls, b, sizeof(b))
+				      : read(s->sfd, b, sizeof(b));
 			if (n == 0)
 				s->src_eof = true;
 			if (n > 0) {
@@ -348,6 +403,8 @@ int mig_proxy_run(mig_conn_t *src, mig_conn_t *dst, const mig_proxy_filter_t *f,
 	s.dfd = mig_conn_raw_fd(dst, junk, &junk_len);
 	s.s_sock = is_socket(s.sfd);
 	s.d_sock = is_socket(s.dfd);
+	s.stls = mig_conn_tls(src);
+	s.dtls = mig_conn_tls(dst);
 	rep->return_path = s.s_sock && s.d_sock;
 	s.last_move = s.last_progress = t0;
 	s.rp = malloc(MIG_PROXY_BUF_SIZE);

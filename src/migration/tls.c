@@ -212,16 +212,19 @@ static void tls_explain(mig_tls_t *t, int g)
 	}
 }
 
-/* Wait for fd (POLLIN or POLLOUT) until end; 0 or HM_E_TIMEOUT. */
-static int tls_wait(int fd, short ev, uint64_t end)
+/* Wait for fd (POLLIN or POLLOUT) until end, or until the cancel's fd
+ * (cfd, -1: none) is readable; 0, HM_E_TIMEOUT, HM_E_CANCELLED or -errno. */
+static int tls_wait(int fd, short ev, uint64_t end, int cfd)
 {
 	for (;;) {
 		uint64_t now = hm_now_ns();
 		if (now >= end)
 			return HM_E_TIMEOUT;
 		uint64_t ms = (end - now + 999999) / 1000000;
-		struct pollfd p = {.fd = fd, .events = ev};
-		int k = poll(&p, 1, ms > 60000 ? 60000 : (int)ms);
+		struct pollfd p[2] = {{.fd = fd, .events = ev}, {.fd = cfd, .events = POLLIN}};
+		int k = poll(p, 2, ms > 60000 ? 60000 : (int)ms);
+		if (k > 0 && p[1].revents)
+			return HM_E_CANCELLED;
 		if (k > 0)
 			return 0;
 		if (k < 0 && errno != EINTR)
@@ -243,10 +246,115 @@ void mig_tls_free(mig_tls_t *t)
 	free(t);
 }
 
-int mig_tls_handshake(const mig_tls_creds_t *c, int fd, const char *host, uint64_t end,
+/* A session on t->fd for c, its transport our pull and push; host: the
+ * name a client checks when c names none. 0, or a GnuTLS error. */
+static int session_setup(mig_tls_t *t, const mig_tls_creds_t *c, const char *host)
+{
+	const char *name = c->hostname[0] ? c->hostname : host;
+	int g;
+	if ((g = gnutls_set_default_priority(t->s)) < 0 ||
+	    (g = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, c->x509)) < 0)
+		return g;
+	if (t->server) {
+		/* QEMU's verify-peer=on: the source must show a certificate the CA signed. */
+		gnutls_certificate_server_set_request(t->s, GNUTLS_CERT_REQUIRE);
+		gnutls_session_set_verify_cert(t->s, NULL, 0);
+	} else {
+		gnutls_session_set_verify_cert(t->s, name, 0);
+		if (name && name[0] &&
+		    (g = gnutls_server_name_set(t->s, GNUTLS_NAME_DNS, name, strlen(name))) < 0)
+			return g;
+	}
+	gnutls_transport_set_ptr(t->s, t);
+	gnutls_transport_set_pull_function(t->s, tls_pull);
+	gnutls_transport_set_push_function(t->s, tls_push);
+	return 0;
+}
+
+/* Run the handshake to its end, waiting on the socket by end and waking on
+ * the cancel (cfd). 0; HM_E_TIMEOUT, HM_E_CANCELLED or -errno with why
+ * filled; or 1 with the failed GnuTLS call's code in *g. */
+static int handshake_loop(mig_tls_t *t, uint64_t end, int cfd, int *g, char *why, size_t wl)
+{
+	for (;;) {
+		*g = gnutls_handshake(t->s);
+		if (*g == 0)
+			return 0;
+		if (*g != GNUTLS_E_AGAIN && *g != GNUTLS_E_INTERRUPTED) {
+			if (gnutls_error_is_fatal(*g))
+				return 1;
+			continue;
+		}
+		short ev = gnutls_record_get_direction(t->s) ? POLLOUT : POLLIN;
+		int rc = tls_wait(t->fd, ev, end, cfd);
+		if (rc == HM_E_TIMEOUT)
+			snprintf(why, wl, "the handshake did not complete in time");
+		else if (rc == HM_E_CANCELLED)
+			snprintf(why, wl, "cancelled during the TLS handshake");
+		else if (rc)
+			snprintf(why, wl, "%s", strerror(-rc));
+		if (rc)
+			return rc;
+	}
+}
+
+/*
+ * --tls-authz on a server: the client's certificate must be for c->authz.
+ * QEMU's authz compares the DN as gnutls_x509_crt_get_dn writes it (most
+ * significant part first, "O=...,CN=..."); certtool and openssl show the
+ * RFC 4514 order ("CN=...,O=..."): either is let in. 0, or -EACCES with
+ * why filled (the client is told by an alert).
+ */
+static int check_authz(mig_tls_t *t, const mig_tls_creds_t *c, char *why, size_t wl)
+{
+	unsigned n = 0;
+	const gnutls_datum_t *certs = gnutls_certificate_get_peers(t->s, &n);
+	gnutls_x509_crt_t crt;
+	gnutls_datum_t rfc = {NULL, 0};
+	char dn[1024];
+	size_t dl = sizeof(dn);
+	dn[0] = 0;
+	if (n && gnutls_x509_crt_init(&crt) == 0) {
+		if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) != 0 ||
+		    gnutls_x509_crt_get_dn(crt, dn, &dl) != 0)
+			dn[0] = 0;
+		else if (gnutls_x509_crt_get_dn3(crt, &rfc, 0) != 0)
+			rfc.data = NULL;
+		gnutls_x509_crt_deinit(crt);
+	}
+	bool ok = dn[0] && (strcmp(dn, c->authz) == 0 ||
+			    (rfc.data && strcmp((const char *)rfc.data, c->authz) == 0));
+	if (!ok) {
+		/* Tell the source why, so that it does not send a stream for nothing. */
+		gnutls_alert_send(t->s, GNUTLS_AL_FATAL, GNUTLS_A_ACCESS_DENIED);
+		snprintf(why, wl, "the source's certificate is for '%s', not the DN "
+			 "--tls-authz allows ('%s')", rfc.data ? (const char *)rfc.data : dn,
+			 c->authz);
+	}
+	gnutls_free(rfc.data);
+	return ok ? 0 : -EACCES;
+}
+
+/* A handshake that GnuTLS refused (code g): tell the peer (an alert)
+ * unless the connection is what failed, and put the reason in why. */
+static void handshake_refused(mig_tls_t *t, int g, char *why, size_t wl)
+{
+	/* A plain source reads the alert on its return path and says so. */
+	if (g != GNUTLS_E_PREMATURE_TERMINATION && g != GNUTLS_E_PULL_ERROR &&
+	    g != GNUTLS_E_PUSH_ERROR)
+		(void)gnutls_alert_send_appropriate(t->s, g);
+	if (t->server && peer_sent_plain_stream(t)) {
+		snprintf(why, wl, "the source sent a plain migration stream (QEVM), not TLS (is "
+			 "--tls-creds missing on the source?)");
+	} else {
+		tls_explain(t, g);
+		snprintf(why, wl, "%s", t->why);
+	}
+}
+
+int mig_tls_handshake(const mig_tls_creds_t *c, int fd, const char *host, uint64_t end, int cfd,
 		      mig_tls_t **out, char *why, size_t wl)
 {
-	const bool server = c->ep == MIG_TLS_SERVER;
 	mig_tls_t *t = calloc(1, sizeof(*t));
 	*out = NULL;
 	if (!t) {
@@ -254,103 +362,32 @@ int mig_tls_handshake(const mig_tls_creds_t *c, int fd, const char *host, uint64
 		return -ENOMEM;
 	}
 	t->fd = fd;
-	t->server = server;
-	int g = gnutls_init(&t->s, server ? GNUTLS_SERVER : GNUTLS_CLIENT);
+	t->server = c->ep == MIG_TLS_SERVER;
+	int g = gnutls_init(&t->s, t->server ? GNUTLS_SERVER : GNUTLS_CLIENT);
 	if (g < 0) {
 		free(t);
 		snprintf(why, wl, "%s", gnutls_strerror(g));
 		return -ENOMEM;
 	}
-	const char *name = c->hostname[0] ? c->hostname : host;
-	if ((g = gnutls_set_default_priority(t->s)) < 0 ||
-	    (g = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, c->x509)) < 0)
-		goto fail;
-	if (server) {
-		/* QEMU's verify-peer=on: the source must show a certificate the CA signed. */
-		gnutls_certificate_server_set_request(t->s, GNUTLS_CERT_REQUIRE);
-		gnutls_session_set_verify_cert(t->s, NULL, 0);
+	int rc = session_setup(t, c, host);
+	if (rc < 0) {
+		g = rc;
+		rc = 1;
 	} else {
-		gnutls_session_set_verify_cert(t->s, name, 0);
-		if (name && name[0] && (g = gnutls_server_name_set(t->s, GNUTLS_NAME_DNS, name,
-								  strlen(name))) < 0)
-			goto fail;
+		rc = handshake_loop(t, end, cfd, &g, why, wl);
 	}
-	gnutls_transport_set_ptr(t->s, t);
-	gnutls_transport_set_pull_function(t->s, tls_pull);
-	gnutls_transport_set_push_function(t->s, tls_push);
-	for (;;) {
-		g = gnutls_handshake(t->s);
-		if (g == 0)
-			break;
-		if (g == GNUTLS_E_AGAIN || g == GNUTLS_E_INTERRUPTED) {
-			short ev = gnutls_record_get_direction(t->s) ? POLLOUT : POLLIN;
-			int rc = tls_wait(fd, ev, end);
-			if (rc == HM_E_TIMEOUT) {
-				snprintf(why, wl, "the handshake did not complete in time");
-				mig_tls_free(t);
-				return HM_E_TIMEOUT;
-			}
-			if (rc) {
-				snprintf(why, wl, "%s", strerror(-rc));
-				mig_tls_free(t);
-				return rc;
-			}
-			continue;
-		}
-		if (gnutls_error_is_fatal(g))
-			goto fail;
+	if (rc == 1) {
+		handshake_refused(t, g, why, wl);
+		rc = t->server && peer_sent_plain_stream(t) ? -EPROTONOSUPPORT : -EPROTO;
 	}
-	if (server && c->authz[0]) {
-		/* QEMU's authz compares the DN as gnutls_x509_crt_get_dn writes it
-		 * (most significant part first, "O=...,CN=..."); certtool and
-		 * openssl show the RFC 4514 order ("CN=...,O=..."): either is let in. */
-		unsigned n = 0;
-		const gnutls_datum_t *certs = gnutls_certificate_get_peers(t->s, &n);
-		gnutls_x509_crt_t crt;
-		gnutls_datum_t rfc = {NULL, 0};
-		char dn[1024];
-		size_t dl = sizeof(dn);
-		dn[0] = 0;
-		if (n && gnutls_x509_crt_init(&crt) == 0) {
-			if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) != 0 ||
-			    gnutls_x509_crt_get_dn(crt, dn, &dl) != 0)
-				dn[0] = 0;
-			else if (gnutls_x509_crt_get_dn3(crt, &rfc, 0) != 0)
-				rfc.data = NULL;
-			gnutls_x509_crt_deinit(crt);
-		}
-		bool ok = dn[0] && (strcmp(dn, c->authz) == 0 ||
-				    (rfc.data && strcmp((const char *)rfc.data, c->authz) == 0));
-		if (!ok) {
-			/* Tell the source why, so that it does not send a stream for nothing. */
-			gnutls_alert_send(t->s, GNUTLS_AL_FATAL, GNUTLS_A_ACCESS_DENIED);
-			snprintf(why, wl, "the source's certificate is for '%s', not the DN "
-				 "--tls-authz allows ('%s')", rfc.data ? (const char *)rfc.data : dn,
-				 c->authz);
-		}
-		gnutls_free(rfc.data);
-		if (!ok) {
-			mig_tls_free(t);
-			return -EACCES;
-		}
+	if (rc == 0 && t->server && c->authz[0])
+		rc = check_authz(t, c, why, wl);
+	if (rc != 0) {
+		mig_tls_free(t);
+		return rc;
 	}
 	*out = t;
 	return 0;
-fail:
-	/* Tell the peer why (an alert) unless the connection is what failed;
-	 * a plain source reads it on its return path and says so. */
-	if (g != GNUTLS_E_PREMATURE_TERMINATION && g != GNUTLS_E_PULL_ERROR &&
-	    g != GNUTLS_E_PUSH_ERROR)
-		(void)gnutls_alert_send_appropriate(t->s, g);
-	if (server && peer_sent_plain_stream(t)) {
-		snprintf(why, wl, "the source sent a plain migration stream (QEVM), not TLS (is "
-			 "--tls-creds missing on the source?)");
-	} else {
-		tls_explain(t, g);
-		snprintf(why, wl, "%s", t->why);
-	}
-	mig_tls_free(t);
-	return -EPROTO;
 }
 
 bool mig_tls_pending(mig_tls_t *t)

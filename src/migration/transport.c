@@ -257,8 +257,7 @@ static void rd_start(struct rd *r)
 	r->deadline = r->deadline_ns ? hm_now_ns() + r->deadline_ns : UINT64_MAX;
 }
 
-/* recv(MSG_DONTWAIT) on fd, through the TLS session when there is one. */
-static ssize_t sock_recv_nb(int fd, mig_tls_t *tls, void *buf, size_t len)
+ssize_t mig_sock_recv_nb(int fd, mig_tls_t *tls, void *buf, size_t len)
 {
 	if (!tls)
 		return recv(fd, buf, len, MSG_DONTWAIT);
@@ -289,7 +288,7 @@ static ssize_t rd_read(void *o, void *buf, size_t len)
 			return 0; /* the channel sees its cancel */
 		ssize_t n = -1;
 		if (r->sock) {
-			n = sock_recv_nb(r->fd, r->tls, buf, len);
+			n = mig_sock_recv_nb(r->fd, r->tls, buf, len);
 		} else if (!r->poll_ok) {
 			n = read(r->fd, buf, len);
 		} else {
@@ -790,8 +789,12 @@ int mig_connect_tls_ex(const mig_uri_t *u, const mig_connect_opts_t *o, const mi
 	int ms = timeout_ms > 0 ? timeout_ms : MIG_IO_TIMEOUT_MS;
 	set_timeouts(fd, ms);
 	mig_tls_t *t = NULL;
-	rc = mig_tls_handshake(tls, fd, u->host, hm_now_ns() + (uint64_t)ms * 1000000ull, &t, why,
-			       sizeof(why));
+	rc = mig_tls_handshake(tls, fd, u->host, hm_now_ns() + (uint64_t)ms * 1000000ull,
+			       mig_cancel_fd(o->cancel), &t, why, sizeof(why));
+	if (rc == HM_E_CANCELLED) {
+		close(fd);
+		return cancelled(err, desc, "in the TLS handshake");
+	}
 	if (rc != 0) {
 		close(fd);
 		return hm_error_set(err, rc == -EPROTO ? HM_E_PEER : rc, -1,
@@ -806,6 +809,7 @@ int mig_connect_tls_ex(const mig_uri_t *u, const mig_connect_opts_t *o, const mi
 	c->child = -1;
 	c->source = true;
 	c->tls = t;
+	c->fd = fd;
 	snprintf(c->desc, sizeof(c->desc), "%s", desc);
 	c->rp_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	if (c->rp_fd < 0) {
@@ -988,7 +992,7 @@ static int probe(int fd, mig_tls_t *tls, int ms, int cfd, uint8_t hdr[8], char *
 				snprintf(why, wl, "sent nothing within %d ms", ms);
 			return 1;
 		}
-		ssize_t n = sock_recv_nb(fd, tls, hdr + got, 8 - got);
+		ssize_t n = mig_sock_recv_nb(fd, tls, hdr + got, 8 - got);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 			continue;
 		if (n <= 0) {
@@ -1027,12 +1031,15 @@ static int probe(int fd, mig_tls_t *tls, int ms, int cfd, uint8_t hdr[8], char *
 /*
  * Close a connection that failed the TLS handshake so that its peer reads
  * the alert we sent: a close with unread input would reset it, and the
- * reset would discard the alert. End our side, drain what the peer still
- * sends for at most TLS_LINGER_MS (a bound on the listener's time, not the
- * peer's), then close.
+ * reset would discard the alert. End our side, then wait for the peer to
+ * close for at most TLS_LINGER_MS (a bound on the listener's time, not the
+ * peer's), draining what it still sends when drain is set. A peer that
+ * sent a plain stream is not drained: a QEMU source without a return path
+ * would take a drained stream for a delivered one and stop its guest; it
+ * meets a full window, then the reset, and fails with its guest running.
  */
 #define TLS_LINGER_MS 1000
-static void close_lingering(int fd)
+static void close_lingering(int fd, bool drain)
 {
 	uint8_t sink[4096];
 	uint64_t end = hm_now_ns() + TLS_LINGER_MS * 1000000ull;
@@ -1041,11 +1048,11 @@ static void close_lingering(int fd)
 		uint64_t now = hm_now_ns();
 		if (now >= end)
 			break;
-		struct pollfd p = {.fd = fd, .events = POLLIN};
+		struct pollfd p = {.fd = fd, .events = drain ? POLLIN : POLLRDHUP};
 		int k = poll(&p, 1, (int)((end - now + 999999) / 1000000));
 		if (k < 0 && errno == EINTR)
 			continue;
-		if (k <= 0)
+		if (k <= 0 || !drain)
 			break;
 		ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
@@ -1085,6 +1092,105 @@ static int accept_one(mig_listener_t *l, uint64_t end, int timeout_ms, int cfd,
 	return 0;
 }
 
+/*
+ * One accepted connection fd on l: its TLS handshake when l has TLS, then
+ * (screen) the probe of its first 8 bytes, both within what is left of
+ * the accept's wait (end) and the probe's (pms). 0: it is the migration
+ * (*tls, hdr and *pre set); 1: a stray, closed, why says what it did;
+ * otherwise an error (err set, fd closed): a cancel, or a failed
+ * handshake without screening.
+ */
+static int screen_one(mig_listener_t *l, const mig_accept_opts_t *o, bool screen, int fd,
+		      uint64_t end, int pms, const char *desc, const char *peer, mig_tls_t **tls,
+		      uint8_t hdr[8], size_t *pre, char *why, size_t wl, hm_error_t *err)
+{
+	int cfd = mig_cancel_fd(o->cancel);
+	/* The probe (and a TLS handshake) counts against the accept timeout too. */
+	int wait = pms;
+	uint64_t now = hm_now_ns();
+	if (end != UINT64_MAX)
+		wait = now >= end ? 1 : (int)((end - now + 999999) / 1000000);
+	if (wait > pms && screen)
+		wait = pms;
+	if (l->tls) {
+		uint64_t hs_end = now + (uint64_t)wait * 1000000ull;
+		char reason[600];
+		int hr = mig_tls_handshake(l->tls, fd, NULL, hs_end, cfd, tls, reason, sizeof(reason));
+		if (hr == HM_E_CANCELLED) {
+			close(fd);
+			return cancelled(err, desc, "in the TLS handshake of a connection");
+		}
+		if (hr != 0) {
+			/* the peer gets the TLS alert, not a reset */
+			close_lingering(fd, hr != -EPROTONOSUPPORT);
+			if (!screen)
+				return hm_error_set(err, hr, -1, "%s: the connection from %s failed "
+						    "the TLS handshake: %s", desc, peer, reason);
+			snprintf(why, wl, "failed the TLS handshake: %.560s", reason);
+			return 1;
+		}
+		if (!screen)
+			return 0;
+		/* the 8 bytes in what is left: handshake and probe share the wait */
+		uint64_t t = hm_now_ns();
+		wait = t >= hs_end ? 1 : (int)((hs_end - t + 999999) / 1000000);
+	}
+	int pr = probe(fd, *tls, wait, cfd, hdr, why, wl);
+	if (pr == 0) {
+		*pre = 8;
+		return 0;
+	}
+	close(fd);
+	mig_tls_free(*tls);
+	*tls = NULL;
+	if (pr == HM_E_CANCELLED)
+		return cancelled(err, desc, "reading the first bytes of a connection");
+	return 1;
+}
+
+/* A tcp or unix listener: take connections until one is the migration
+ * (screen: the others are strays, each reported, up to o->max_strays). */
+static int accept_socket(mig_listener_t *l, const mig_accept_opts_t *o, bool screen,
+			 const char *desc, int *fd_out, mig_tls_t **tls, uint8_t hdr[8],
+			 size_t *pre, unsigned *strays_out, hm_error_t *err)
+{
+	uint64_t end = o->timeout_ms < 0 ? UINT64_MAX
+					 : hm_now_ns() + (uint64_t)o->timeout_ms * 1000000ull;
+	int pms = o->probe_timeout_ms > 0 ? o->probe_timeout_ms : MIG_PROBE_TIMEOUT_MS;
+	unsigned max = o->max_strays ? o->max_strays : MIG_MAX_STRAYS;
+	for (unsigned strays = 0;;) {
+		int fd = -1;
+		int rc = accept_one(l, end, o->timeout_ms, mig_cancel_fd(o->cancel), desc, strays,
+				    &fd, err);
+		if (rc != 0)
+			return rc;
+		if (!screen && !l->tls) {
+			*fd_out = fd;
+			return 0;
+		}
+		char why[600], peer[INET6_ADDRSTRLEN + 16], line[1024];
+		peer_name(fd, peer, sizeof(peer));
+		rc = screen_one(l, o, screen, fd, end, pms, desc, peer, tls, hdr, pre, why,
+				sizeof(why), err);
+		if (rc == 0)
+			*fd_out = fd;
+		if (rc != 1)
+			return rc;
+		strays++;
+		if (strays_out)
+			*strays_out = strays;
+		snprintf(line, sizeof(line), "%s: stray connection %u of at most %u from %s "
+			 "refused: it %s", desc, strays, max, peer, why);
+		if (o->on_stray)
+			o->on_stray(o->opaque, line);
+		if (strays >= max)
+			return hm_error_set(err, HM_E_PEER, -1,
+					    "%s: gave up after %u stray connections (the last "
+					    "from %s: it %s; --max-strays)",
+					    desc, strays, peer, why);
+	}
+}
+
 static int accept_impl(mig_listener_t *l, const mig_accept_opts_t *o, bool screen,
 		       mig_conn_t **out, unsigned *strays_out, hm_error_t *err)
 {
@@ -1094,7 +1200,6 @@ static int accept_impl(mig_listener_t *l, const mig_accept_opts_t *o, bool scree
 	pid_t child = -1;
 	uint8_t hdr[8];
 	size_t pre = 0;
-	unsigned strays = 0;
 	int first_ms = -1;
 	mig_tls_t *tls = NULL;
 	*out = NULL;
@@ -1103,89 +1208,11 @@ static int accept_impl(mig_listener_t *l, const mig_accept_opts_t *o, bool scree
 	mig_uri_format(u, desc, sizeof(desc));
 	switch (u->kind) {
 	case MIG_URI_TCP:
-	case MIG_URI_UNIX: {
-		uint64_t end = o->timeout_ms < 0 ? UINT64_MAX
-						 : hm_now_ns() + (uint64_t)o->timeout_ms * 1000000ull;
-		int pms = o->probe_timeout_ms > 0 ? o->probe_timeout_ms : MIG_PROBE_TIMEOUT_MS;
-		unsigned max = o->max_strays ? o->max_strays : MIG_MAX_STRAYS;
-		for (;;) {
-			rc = accept_one(l, end, o->timeout_ms, mig_cancel_fd(o->cancel), desc, strays,
-					&fd, err);
-			if (rc != 0 || (!screen && !l->tls))
-				break;
-			char why[600], peer[INET6_ADDRSTRLEN + 16], line[1024];
-			peer_name(fd, peer, sizeof(peer));
-			/* The probe (and a TLS handshake) counts against the accept timeout too. */
-			int wait = pms;
-			uint64_t now = hm_now_ns();
-			if (end != UINT64_MAX)
-				wait = now >= end ? 1 : (int)((end - now + 999999) / 1000000);
-			if (wait > pms && screen)
-				wait = pms;
-			if (l->tls) {
-				uint64_t hs_end = now + (uint64_t)wait * 1000000ull;
-				int hr = mig_tls_handshake(l->tls, fd, NULL, hs_end, &tls, why,
-							   sizeof(why));
-				if (hr != 0 && !screen) {
-					close_lingering(fd);
-					return hm_error_set(err, hr, -1,
-							    "%s: the connection from %s failed the TLS "
-							    "handshake: %s",
-							    desc, peer, why);
-				}
-				if (hr != 0) {
-					char reason[sizeof(why)];
-					memcpy(reason, why, sizeof(reason));
-					snprintf(why, sizeof(why), "failed the TLS handshake: %.560s",
-						 reason);
-					goto stray;
-				}
-				if (!screen)
-					break;
-				/* the 8 bytes in what is left: handshake and probe share the wait */
-				uint64_t t = hm_now_ns();
-				wait = t >= hs_end ? 1 : (int)((hs_end - t + 999999) / 1000000);
-			}
-			int pr = probe(fd, tls, wait, mig_cancel_fd(o->cancel), hdr, why, sizeof(why));
-			if (pr == 0) {
-				pre = 8;
-				break;
-			}
-			if (pr == HM_E_CANCELLED) {
-				close(fd);
-				mig_tls_free(tls);
-				tls = NULL;
-				fd = -1;
-				rc = cancelled(err, desc, "reading the first bytes of a connection");
-				break;
-			}
-		stray:
-			if (l->tls && !tls)
-				close_lingering(fd); /* the source gets the TLS alert, not a reset */
-			else
-				close(fd);
-			mig_tls_free(tls);
-			tls = NULL;
-			fd = -1;
-			strays++;
-			if (strays_out)
-				*strays_out = strays;
-			snprintf(line, sizeof(line), "%s: stray connection %u of at most %u from %s "
-				 "refused: it %s", desc, strays, max, peer, why);
-			if (o->on_stray)
-				o->on_stray(o->opaque, line);
-			if (strays >= max) {
-				rc = hm_error_set(err, HM_E_PEER, -1,
-						  "%s: gave up after %u stray connections (the last "
-						  "from %s: it %s; --max-strays)",
-						  desc, strays, peer, why);
-				break;
-			}
-		}
+	case MIG_URI_UNIX:
+		rc = accept_socket(l, o, screen, desc, &fd, &tls, hdr, &pre, strays_out, err);
 		if (rc != 0)
 			return rc;
 		break;
-	}
 	case MIG_URI_EXEC:
 		rc = spawn(u->path, false, &fd, &child, err);
 		if (rc != 0)
@@ -1276,6 +1303,11 @@ int mig_conn_raw_fd(mig_conn_t *c, uint8_t pre[8], size_t *pre_len)
 	}
 	*pre_len = n;
 	return c->fd;
+}
+
+mig_tls_t *mig_conn_tls(const mig_conn_t *c)
+{
+	return c->tls;
 }
 
 bool mig_conn_tls_refused(const mig_conn_t *c)
@@ -1378,7 +1410,7 @@ static int read_all(int fd, mig_tls_t *tls, void *buf, size_t len, uint64_t dead
 			if (rc != 0)
 				return rc;
 		}
-		ssize_t n = tls ? sock_recv_nb(fd, tls, p, len) : recv(fd, p, len, 0);
+		ssize_t n = tls ? mig_sock_recv_nb(fd, tls, p, len) : recv(fd, p, len, 0);
 		if (n == 0)
 			return HM_E_TRUNCATED;
 		if (n < 0) {

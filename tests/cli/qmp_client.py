@@ -9,6 +9,11 @@ QMP's shape. Exit 0 when every check held, else 1 with one line on stderr.
   qmp_client.py live SRC DEST        a live run: query, change max-bandwidth
                                      (rate observed in true byte counts),
                                      query the destination, cancel
+  qmp_client.py proxy SOCK           `hptmig proxy --control`: side proxy,
+                                     bytes growing, no parameters, cancel
+  qmp_client.py idle SOCK SECONDS    the idle timeout: a silent client is
+                                     told and closed after SECONDS, one that
+                                     keeps talking is not
 """
 import json
 import socket
@@ -184,6 +189,24 @@ def rate(c, seconds):
     return (b["ram"]["transferred"] - a["ram"]["transferred"]) / (t1 - t0)
 
 
+def cancel(c):
+    """migrate_cancel, then the last query-migrate answer: the process ends
+    right after the cancel and closes the socket, so it says cancelled, or
+    the socket is gone (None)."""
+    check(c.ok("migrate_cancel") == {}, "migrate_cancel returns {}")
+    last = None
+    try:
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            last = c.ok("query-migrate")
+            if last["status"] == "cancelled":
+                break
+            time.sleep(0.02)
+    except (QMPError, OSError):
+        pass
+    return last
+
+
 def scenario_live(src, dest):
     c = QMP(src)
     check_greeting(c.greeting)
@@ -210,22 +233,58 @@ def scenario_live(src, dest):
     expect_error(d.cmd("migrate-set-parameters", {"max-bandwidth": 1}), "GenericError",
                  "set on the destination")
     d.close()
-    check(c.ok("migrate_cancel") == {}, "migrate_cancel returns {}")
-    # The process ends right after the cancel and closes the socket; the
-    # last answer we can get says cancelled (or the socket is gone).
-    last = None
-    try:
-        end = time.monotonic() + 20
-        while time.monotonic() < end:
-            last = c.ok("query-migrate")
-            if last["status"] == "cancelled":
-                break
-            time.sleep(0.02)
-    except (QMPError, OSError):
-        pass
+    last = cancel(c)
     print(json.dumps({"scenario": "live", "slow": slow, "fast": fast,
                       "last": last["status"] if last else None}))
     check(last is None or last["status"] in ("active", "cancelled"), "after cancel %r" % last)
+
+
+def scenario_proxy(path):
+    c = QMP(path)
+    check_greeting(c.greeting)
+    c.negotiate()
+    r = wait_status(c, ("active",), 30)
+    check(r["side"] == "proxy", "side %r" % r)
+    for k in ("transferred", "remaining", "total", "mbps", "dirty-pages-rate"):
+        check(k in r["ram"], "query-migrate ram lacks %s: %r" % (k, r))
+    check(r["ram"]["remaining"] is None and r["downtime"] is None, "unknowns are null: %r" % r)
+    check(isinstance(r["setup-time"], int), "setup-time once active: %r" % r)
+    time.sleep(0.5)
+    r2 = c.ok("query-migrate")
+    check(r2["ram"]["transferred"] > r["ram"]["transferred"], "bytes do not grow: %r %r" % (r, r2))
+    expect_error(c.cmd("migrate-set-parameters", {"max-bandwidth": 1}), "GenericError",
+                 "set on a proxy")
+    expect_error(c.cmd("query-migrate-parameters"), "GenericError", "parameters of a proxy")
+    last = cancel(c)
+    print(json.dumps({"scenario": "proxy", "first": r, "second": r2,
+                      "last": last["status"] if last else None}))
+    check(last is None or last["status"] in ("active", "cancelled"), "after cancel %r" % last)
+
+
+def scenario_idle(path, seconds):
+    quiet, chatty = QMP(path), QMP(path)
+    check_greeting(quiet.greeting)
+    quiet.negotiate()
+    chatty.negotiate()
+    t0 = time.monotonic()
+    # the chatty one sends a command every half timeout, for twice the timeout
+    while time.monotonic() - t0 < 2 * seconds:
+        check("status" in chatty.ok("query-migrate"), "chatty client served")
+        time.sleep(seconds / 2)
+    # the quiet one was told why, then closed
+    quiet.sock.settimeout(seconds + 5)
+    r = quiet.recv()
+    expect_error(r, "GenericError", "idle client")
+    check("idle" in r["error"]["desc"], "idle desc %r" % r)
+    closed = False
+    try:
+        closed = quiet.sock.recv(1) == b""
+    except OSError:
+        closed = True
+    check(closed, "the idle client's connection is closed")
+    check("status" in chatty.ok("query-migrate"), "chatty client still served")
+    print(json.dumps({"scenario": "idle", "desc": r["error"]["desc"],
+                      "chatty_s": round(time.monotonic() - t0, 2)}))
 
 
 def main():
@@ -234,8 +293,13 @@ def main():
             scenario_errors(sys.argv[2])
         elif len(sys.argv) == 4 and sys.argv[1] == "live":
             scenario_live(sys.argv[2], sys.argv[3])
+        elif len(sys.argv) == 3 and sys.argv[1] == "proxy":
+            scenario_proxy(sys.argv[2])
+        elif len(sys.argv) == 4 and sys.argv[1] == "idle":
+            scenario_idle(sys.argv[2], float(sys.argv[3]))
         else:
-            sys.stderr.write("usage: qmp_client.py errors SOCK | live SRC DEST\n")
+            sys.stderr.write("usage: qmp_client.py errors SOCK | live SRC DEST | proxy SOCK | "
+                             "idle SOCK SECONDS\n")
             return 2
     except (QMPError, OSError, ValueError, KeyError) as e:
         sys.stderr.write("qmp_client: %s: %s\n" % (type(e).__name__, e))

@@ -433,6 +433,41 @@ static void test_status_interrupt(void **state)
 	json_decref(rep);
 }
 
+/* The idle timeout (unix:PATH,idle-timeout=S): a client that sends no
+ * command for S seconds is told and closed, one that keeps talking is
+ * served on; a bad value is a usage error. */
+static void test_control_idle(void **state)
+{
+	(void)state;
+	if (!have_python())
+		skip();
+	char cmd[4096], ctl[600], client[1024];
+	char *out = NULL, *err = NULL;
+	snprintf(cmd, sizeof(cmd), "'%s' incoming unix:%s/i.sock --control unix:%s/i.ctl,"
+		 "idle-timeout=-1 --json", tu_bin(), tu_tmp, tu_tmp);
+	assert_int_equal(tu_run(cmd, &out, &err), 2);
+	assert_one_line(err);
+	free(out);
+	free(err);
+	struct bg in;
+	snprintf(ctl, sizeof(ctl), "%s/i.ctl", tu_tmp);
+	snprintf(cmd, sizeof(cmd), "exec '%s' incoming unix:%s/i.sock --control unix:%s,"
+		 "idle-timeout=1", tu_bin(), tu_tmp, ctl);
+	bg_start(&in, tu_tmp, "iin", cmd);
+	wait_path(ctl, 10000);
+	client_path(client, sizeof(client));
+	snprintf(cmd, sizeof(cmd), "python3 '%s' idle '%s' 1", client, ctl);
+	int rc = tu_run(cmd, &out, &err);
+	bg_kill(&in, SIGTERM);
+	int st = bg_wait(&in, 10000);
+	if (rc != 0)
+		fail_msg("qmp_client idle: exit %d: %s", rc, err);
+	printf("qmp_client: %s", out);
+	assert_int_equal(st, 143);
+	free(out);
+	free(err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -442,6 +477,7 @@ int main(void)
 		cmocka_unit_test(test_qmp_live),
 		cmocka_unit_test(test_status_demo),
 		cmocka_unit_test(test_status_interrupt),
+		cmocka_unit_test(test_control_idle),
 	};
 	return cmocka_run_group_tests(tests, tu_setup_tmp, tu_teardown_tmp);
 }

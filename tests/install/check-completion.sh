@@ -41,5 +41,9 @@ expect "migrate" bench mig
 expect "--sizes" bench migrate --si
 expect "proxy" help pro
 expect "--strict" analyze x --str
+expect "--listen-tls-creds" proxy a b --listen
+d=$(mktemp -d); mkdir "$d/pki"; touch "$d/pkifile"
+expect "$d/pki" proxy a b --tls-creds "$d/pk"
+rm -r "$d"
 [ $fail = 0 ]
 echo "completion: all cases completed as expected"

@@ -20,6 +20,15 @@ modes:
   follow    migrate a churning guest with QMP `migrate exec:"hptmig analyze
             --follow -"`; at least two progress lines must be written while
             QEMU still reports the migration `active`.
+  tls       certificates made with certtool; a source QEMU with
+            tls-creds-x509 (endpoint=client) first migrates in plain text to
+            `hptmig proxy --tls-creds` (refused: one warning line, the
+            source fails and keeps running, the proxy keeps waiting), then,
+            churning, with tls-creds set, through the proxy to a destination
+            QEMU with
+            tls-creds (endpoint=server, -incoming defer, -S). The paused
+            destination saves its state to a file: its table's digest must
+            equal the proxy's; then it runs and answers RESUMED-OK-42.
 
 env: INTEROP_DIR (default <repo>/../shared/interop), QEMU_CACHE (default
 <repo>/../qemu-cache, must hold interop.env from the kit's setup; this
@@ -114,10 +123,11 @@ class Guests:
     def sock(self, name, which):
         return os.path.join(self.run, name, which + '.sock')
 
-    def boot(self, name, mem, cpu, append):
+    def boot(self, name, mem, cpu, append, *qemu_args):
         env = dict(self.env, CPU=cpu, SMP='1', APPEND=append)
         started.append(name)
-        r = subprocess.run([os.path.join(self.kit, 'boot-guest.sh'), name, mem], env=env,
+        r = subprocess.run([os.path.join(self.kit, 'boot-guest.sh'), name, mem] + list(qemu_args),
+                           env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
         if r.returncode != 0:
             raise Fail('guest %s did not boot:\n%s' % (name, r.stdout.decode(errors='replace')[-2000:]))
@@ -537,9 +547,142 @@ def mode_follow(a, kit, env, work):
     log('PASS: %d progress lines before the end of the migration (%d in all)' % (during, len(plines)))
 
 
+TLS_DN = 'CN=hptmig interop source,O=hptmig test'
+
+
+def make_pki(d):
+    """QEMU's tls-creds-x509 directory, made with certtool: a CA, a server
+    certificate for localhost and 127.0.0.1, a client certificate (TLS_DN)"""
+    if not shutil.which('certtool'):
+        skip('certtool missing (gnutls-bin)')
+    os.makedirs(d, mode=0o700)
+    infos = {'ca': 'cn = hptmig interop CA\nca\ncert_signing_key\nexpiration_days = 2\n',
+             'server': 'organization = hptmig test\ncn = localhost\ndns_name = localhost\n'
+                       'ip_address = 127.0.0.1\ntls_www_server\nencryption_key\nsigning_key\n'
+                       'expiration_days = 2\n',
+             'client': 'organization = hptmig test\ncn = hptmig interop source\ntls_www_client\n'
+                       'encryption_key\nsigning_key\nexpiration_days = 2\n'}
+
+    def ct(*args):
+        r = subprocess.run(['certtool'] + list(args), cwd=d, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+        if r.returncode != 0:
+            raise Fail('certtool %s: %s' % (' '.join(args), r.stdout.decode(errors='replace')[-500:]))
+    for k, v in infos.items():
+        with open(os.path.join(d, k + '.info'), 'w') as f:
+            f.write(v)
+        ct('--generate-privkey', '--outfile', k + '-key.pem')
+    ct('--generate-self-signed', '--load-privkey', 'ca-key.pem', '--template', 'ca.info',
+       '--outfile', 'ca-cert.pem')
+    for k in ('server', 'client'):
+        ct('--generate-certificate', '--load-ca-certificate', 'ca-cert.pem', '--load-ca-privkey',
+           'ca-key.pem', '--load-privkey', k + '-key.pem', '--template', k + '.info',
+           '--outfile', k + '-cert.pem')
+
+
+def wait_migration(g, name, timeout=300):
+    end = time.time() + timeout
+    while time.time() < end:
+        info = g.qmp(name, 'query-migrate')
+        if info.get('status') in ('completed', 'failed', 'cancelled'):
+            return info
+        time.sleep(0.5)
+    raise Fail('%s: migration not done after %ds' % (name, timeout))
+
+
+def mode_tls(a, kit, env, work):
+    g = Guests(kit, env, work)
+    pki = os.path.join(work, 'pki')
+    make_pki(pki)
+    if ',' in pki:
+        skip('no commas in the scratch path, please (QEMU option syntax)')
+    append = 'console=hvc0 quiet'
+    log('booting the source (%s, %s) with tls-creds-x509 endpoint=client' % (a.cpu, a.mem))
+    g.boot('src', a.mem, a.cpu, append,
+           '-object', 'tls-creds-x509,id=tls0,dir=%s,endpoint=client' % pki)
+    pd, pp = free_port(), free_port()
+    g.start('dst', a.mem, a.cpu, append, '-S', '-incoming', 'defer',
+            '-object', 'tls-creds-x509,id=tls0,dir=%s,endpoint=server' % pki)
+    g.qmp('dst', 'migrate-set-parameters', {'tls-creds': 'tls0'})
+    g.qmp('dst', 'migrate-incoming', {'uri': 'tcp:127.0.0.1:%d' % pd})
+    wait_listen(pd, None, 'destination QEMU')
+    pj, pe = os.path.join(work, 'proxy.out'), os.path.join(work, 'proxy.err')
+    cmd = [a.bin, 'proxy', 'tcp:127.0.0.1:%d' % pp, 'tcp:127.0.0.1:%d' % pd, '--tls-creds', pki,
+           '--tls-authz', TLS_DN, '--json', '--quiet', '--status-interval', '1000']
+    with open(pj, 'wb') as jo, open(pe, 'wb') as eo:
+        proxy = subprocess.Popen(cmd, stdout=jo, stderr=eo)
+    procs.append(proxy)
+    wait_listen(pp, proxy, 'hptmig proxy')
+    # a plain-text source on the TLS port: refused with one line, the proxy waits on
+    g.qmp('src', 'migrate', {'uri': 'tcp:127.0.0.1:%d' % pp})
+    info = wait_migration(g, 'src', 60)
+    time.sleep(0.5)
+    warn = [l for l in open(pe).read().splitlines() if 'stray connection' in l]
+    log('plain source: %s; proxy: %s' % (info.get('status'), warn[:1]))
+    if info.get('status') != 'failed':
+        raise Fail('a plain source through the TLS proxy: migration %s' % info.get('status'))
+    if len(warn) != 1 or 'plain migration stream (QEVM), not TLS' not in warn[0]:
+        raise Fail('the proxy did not refuse the plain source in one line: %s' % open(pe).read())
+    if proxy.poll() is not None:
+        raise Fail('the proxy ended after the plain source (exit %d)' % proxy.returncode)
+    if g.qmp('src', 'query-status')['status'] != 'running':
+        raise Fail('the source guest does not run after the refused migration')
+    churn(g, 'src')
+    log('migrating live with TLS: QEMU -> hptmig proxy --tls-creds :%d -> QEMU :%d' % (pp, pd))
+    g.qmp('src', 'migrate-set-parameters', {'tls-creds': 'tls0'})
+    info = migrate(g, 'src', 'tcp:127.0.0.1:%d' % pp, a.live_seconds, a.bandwidth, timeout=a.timeout)
+    if info.get('status') != 'completed':
+        raise Fail('TLS migration %s: %s; proxy: %s' % (info.get('status'), info.get('error-desc'),
+                                                        open(pe).read()[-1000:]))
+    try:
+        rc = proxy.wait(120)
+    except subprocess.TimeoutExpired:
+        raise Fail('proxy still running 120 s after the source completed')
+    lines = open(pj).read().splitlines()
+    if rc != 0 or not lines:
+        raise Fail('proxy exit %d: %s %s' % (rc, lines[-1:], open(pe).read()[-1000:]))
+    rep = json.loads(lines[-1])
+    status = [json.loads(l) for l in lines[:-1]]
+    if rep.get('status') != 'ok' or rep.get('checked') is not True:
+        raise Fail('proxy report not ok/checked: %s' % lines[-1])
+    if not status or status[-1].get('status') != 'completed' or status[-1].get('side') != 'proxy' \
+            or status[-1].get('transferred') != rep.get('bytes'):
+        raise Fail('status lines do not end completed with the report\'s bytes: %s' % status[-1:])
+    # the paused destination holds the table it loaded: save it, compare
+    import qmp
+    st = qmp.wait_status(g.sock('dst', 'qmp'), ['paused', 'prelaunch', 'postmigrate'], 60)
+    saved = os.path.join(work, 'dst-saved.mig')
+    g.qmp('dst', 'migrate-set-parameters', {'tls-creds': ''})
+    g.qmp('dst', 'migrate', {'uri': 'file:' + saved})
+    info2 = wait_migration(g, 'dst', 300)
+    if info2.get('status') != 'completed':
+        raise Fail('the paused destination (%s) could not save: %s' % (st, info2.get('error-desc')))
+    ana = analyze_json(a.bin, saved)
+    pdig, adig = jget(rep, 'htab.digest'), jget(ana, 'htab.digest')
+    g.qmp('dst', 'cont')
+    ok = False
+    for _ in range(3):
+        out, ok = g.console('dst', 'echo RESUMED-OK-$((6*7))', 30, 'RESUMED-OK-42')
+        if ok:
+            break
+    print(json.dumps({'cpu': a.cpu, 'mem': a.mem, 'plain_source': 'refused', 'proxy_status': rep.get('status'),
+                      'bytes': rep.get('bytes'), 'bytes_out': rep.get('bytes_out'),
+                      'status_lines': len(status), 'digest': pdig, 'destination_saved_digest': adig,
+                      'htab_valid': jget(rep, 'htab.valid'), 'source_wall_s': info.get('wall_s'),
+                      'console': 'RESUMED-OK-42' if ok else 'no answer'}), flush=True)
+    if not pdig or pdig != adig:
+        raise Fail('digest mismatch: proxy %s, the destination\'s saved table %s' % (pdig, adig))
+    if not jget(rep, 'htab.valid'):
+        raise Fail('no hash table in the stream: %s' % lines[-1])
+    if not ok:
+        raise Fail('destination guest did not answer: %s' % g.tail('dst', 'serial.log'))
+    log('PASS: QEMU -> TLS -> proxy -> TLS -> QEMU; the plain source refused in one line; '
+        'digest %s = the destination\'s table' % pdig[:16])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('mode', choices=['live', 'hostile', 'follow'])
+    ap.add_argument('mode', choices=['live', 'hostile', 'follow', 'tls'])
     ap.add_argument('--bin', default=os.path.join(REPO, 'build', 'tools', 'hptmig'))
     ap.add_argument('--cpu', default='POWER8')
     ap.add_argument('--mem', default='1G')
@@ -561,7 +704,8 @@ def main():
     g = Guests(kit, env, work)
     ok = False
     try:
-        {'live': mode_live, 'hostile': mode_hostile, 'follow': mode_follow}[a.mode](a, kit, env, work)
+        {'live': mode_live, 'hostile': mode_hostile, 'follow': mode_follow,
+         'tls': mode_tls}[a.mode](a, kit, env, work)
         ok = True
     except Fail as e:
         log('FAIL: %s (kept in %s)' % (e, work))
