@@ -40,9 +40,9 @@ extern "C" {
 typedef struct mig_guest_ops {
 	/*
 	 * Source, R. The guest's table: the one its hypercalls change. Called
-	 * at the start of each attempt and for the final report; it must be
-	 * the same hpt_t for the whole run (a guest's resize happens inside
-	 * it, hpt_h_resize_*). The controller reads it and tracks changes; it
+	 * once, at the start of the run (NULL refuses it); it must stay the
+	 * same hpt_t for the whole run (a guest's resize happens inside it,
+	 * hpt_h_resize_*). The controller reads it and tracks changes; it
 	 * never frees it.
 	 */
 	hpt_t *(*table)(void *opaque);

@@ -268,6 +268,12 @@ struct attempt {
 	uint64_t dirty_rate;     /* entry changes per second (MIG_UNKNOWN: none yet) */
 };
 
+/* The guest's throttle percent (0 when it has none). */
+static unsigned guest_throttle(const struct attempt *a)
+{
+	return a->ops->throttle_get ? a->ops->throttle_get(a->opaque) : 0;
+}
+
 /*
  * Where the pass being sent stands: its number, what it still sends and a
  * percentage that does not go back within the pass. The first pass's rest
@@ -275,12 +281,6 @@ struct attempt {
  * count, which grows while the guest runs and made a first pass look as if
  * it did not converge).
  */
-/* The guest's throttle percent (0 when it has none). */
-static unsigned guest_throttle(const struct attempt *a)
-{
-	return a->ops->throttle_get ? a->ops->throttle_get(a->opaque) : 0;
-}
-
 static void progress_pass(struct attempt *a, bool final, uint64_t pending, mig_progress_t *pr)
 {
 	htab_save_stats_t hs = {0};
@@ -1183,6 +1183,33 @@ static void source_resume(const mig_guest_ops_t *ops, void *opaque, mig_report_t
 	rep->downtime_end = MIG_DOWNTIME_SOURCE_RESUMED;
 }
 
+/*
+ * After an attempt that stopped the guest: resume it when it failed so that
+ * the destination cannot have resumed it, and count the stopped time (to
+ * the resume, the answer or the last byte; or from *paused_at up to the
+ * report while it stays paused).
+ */
+static void attempt_account_stop(struct attempt *a, int rc, hm_error_t *e,
+				 uint64_t *stopped_total, uint64_t *paused_at)
+{
+	mig_report_t *rep = a->rep;
+	if (rc && !a->keep_paused) {
+		/* The destination cannot have resumed: resume here. */
+		source_resume(a->ops, a->opaque, rep, a->t_stop, e);
+		if (rep->source_resumed)
+			*stopped_total += rep->downtime_ns;
+		else
+			*paused_at = a->t_stop;
+	} else if (rep->downtime_end == MIG_DOWNTIME_NOT_STOPPED) {
+		/* Paused with no answer: counted up to the report. */
+		*paused_at = a->t_stop;
+	} else {
+		/* Moved, or a complete stream without a return path:
+		 * downtime_ns ends where the answer (or last byte) came. */
+		*stopped_total += rep->downtime_ns;
+	}
+}
+
 int mig_source_run_guest(const mig_guest_ops_t *ops, void *opaque, const char *uri_text,
 			 const mig_params_t *p, mig_report_t *rep, hm_error_t *err)
 {
@@ -1195,12 +1222,12 @@ int mig_source_run_guest(const mig_guest_ops_t *ops, void *opaque, const char *u
 		p = &defaults;
 	}
 	memset(rep, 0, sizeof(*rep));
-	if (!ops || !ops->table || !ops->pause || !ops->resume || !ops->table(opaque)) {
+	hpt_t *h = ops && ops->table ? ops->table(opaque) : NULL;
+	if (!h || !ops->pause || !ops->resume) {
 		rep->status = HM_E_STATE;
 		return hm_error_set(err, HM_E_STATE, -1,
 				    "guest: the table, pause and resume operations are required");
 	}
-	hpt_t *h = ops->table(opaque);
 	rc = mig_uri_parse(uri_text, &uri, err);
 	if (rc) {
 		rep->status = rc;
@@ -1230,23 +1257,8 @@ int mig_source_run_guest(const mig_guest_ops_t *ops, void *opaque, const char *u
 			e = c;
 			rc = HM_E_CANCELLED;
 		}
-		if (rep->stopped) {
-			if (rc && !a.keep_paused) {
-				/* The destination cannot have resumed: resume here. */
-				source_resume(ops, opaque, rep, a.t_stop, &e);
-				if (rep->source_resumed)
-					stopped_total += rep->downtime_ns;
-				else
-					paused_at = a.t_stop;
-			} else if (rep->downtime_end == MIG_DOWNTIME_NOT_STOPPED) {
-				/* Paused with no answer: counted up to the report. */
-				paused_at = a.t_stop;
-			} else {
-				/* Moved, or a complete stream without a return path:
-				 * downtime_ns ends where the answer (or last byte) came. */
-				stopped_total += rep->downtime_ns;
-			}
-		}
+		if (rep->stopped)
+			attempt_account_stop(&a, rc, &e, &stopped_total, &paused_at);
 		if (rc == 0 || !a.retryable || rep->attempts > p->retries ||
 		    (rep->stopped && !rep->source_resumed && rc) ||
 		    mig_cancel_requested(p->cancel)) {
