@@ -280,16 +280,49 @@ static void dest_join(struct dest_thread *d)
 	mig_listener_close(d->l);
 }
 
-static void params(mig_params_t *p)
+/* One migration between a running source guest and a destination thread. */
+struct run {
+	char uri[600];
+	struct tguest *src;
+	struct dest_thread d;
+	mig_params_t p;
+	mig_report_t rep;
+	hm_error_t e;
+	int rc;
+};
+
+/* Both guests and the destination's listener; the caller may then change
+ * the guests' answers and the params before run_go. */
+static void run_begin(struct run *r, const char *name)
 {
-	mig_params_default(p);
-	p->downtime_limit_ns = 2000000000ull;
-	p->max_iterations = 3;
+	memset(r, 0, sizeof(*r));
+	snprintf(r->uri, sizeof(r->uri), "unix:%s/%s.sock", tu_tmp, name);
+	r->src = source_guest(18);
+	dest_start(&r->d, r->uri, &full_ops);
+	mig_params_default(&r->p);
+	r->p.downtime_limit_ns = 2000000000ull;
+	r->p.max_iterations = 3;
+	hm_error_clear(&r->e);
 }
 
-static void uri_of(char *uri, size_t n, const char *name)
+static void run_go(struct run *r, const mig_guest_ops_t *ops)
 {
-	snprintf(uri, n, "unix:%s/%s.sock", tu_tmp, name);
+	r->rc = mig_source_run_guest(ops, r->src, r->uri, &r->p, &r->rep, &r->e);
+	dest_join(&r->d);
+}
+
+static void run_end(struct run *r)
+{
+	guest_fini(r->d.g);
+	guest_fini(r->src);
+}
+
+/* A guest's vCPU makes hypercalls (it runs, not paused). */
+static void assert_runs(struct tguest *g)
+{
+	uint64_t n0 = atomic_load(&g->hcalls);
+	hm_sleep_ns(20000000);
+	assert_true(atomic_load(&g->hcalls) > n0);
 }
 
 /* Success: the source pauses once, then after_stop, then spapr_get, and is
@@ -297,39 +330,27 @@ static void uri_of(char *uri, size_t n, const char *name)
 static void test_ops_order_success(void **state)
 {
 	(void)state;
-	char uri[600];
-	uri_of(uri, sizeof(uri), "ok");
-	struct tguest *src = source_guest(18);
-	struct dest_thread d;
-	dest_start(&d, uri, &full_ops);
-	mig_params_t p;
-	params(&p);
-	mig_report_t rep;
-	hm_error_t e;
-	hm_error_clear(&e);
-	int rc = mig_source_run_guest(&full_ops, src, uri, &p, &rep, &e);
-	dest_join(&d);
-	if (rc || d.rc)
-		fail_msg("source: %s / destination: %s", e.msg, d.err.msg);
-	assert_string_equal(src->log, "Psg");
-	assert_true(src->tables >= 1);
-	assert_int_equal(rep.guest, MIG_GUEST_RESUMED_ON_DESTINATION);
-	assert_true(rep.verified && d.rep.verified && d.rep.resumed);
-	assert_memory_equal(rep.root, d.rep.root, 32);
+	struct run r;
+	run_begin(&r, "ok");
+	run_go(&r, &full_ops);
+	if (r.rc || r.d.rc)
+		fail_msg("source: %s / destination: %s", r.e.msg, r.d.err.msg);
+	assert_string_equal(r.src->log, "Psg");
+	assert_true(r.src->tables >= 1);
+	assert_int_equal(r.rep.guest, MIG_GUEST_RESUMED_ON_DESTINATION);
+	assert_true(r.rep.verified && r.d.rep.verified && r.d.rep.resumed);
+	assert_memory_equal(r.rep.root, r.d.rep.root, 32);
 	/* the destination guest: table, timebase, hook, resume, in order */
-	assert_string_equal(d.g->log, "ASrR");
-	assert_int_equal(d.g->spapr.guest_timebase, 0x123456789ull);
-	assert_int_equal(d.g->spapr.time_of_the_day_ns, 42);
+	assert_string_equal(r.d.g->log, "ASrR");
+	assert_int_equal(r.d.g->spapr.guest_timebase, 0x123456789ull);
+	assert_int_equal(r.d.g->spapr.time_of_the_day_ns, 42);
 	uint8_t a[32];
-	assert_int_equal(hpt_root(src->h, HPT_READ_LOCKED, a), 0); /* still paused */
-	assert_true(d.g->has_root);
-	assert_memory_equal(a, d.g->root, 32);
+	assert_int_equal(hpt_root(r.src->h, HPT_READ_LOCKED, a), 0); /* still paused */
+	assert_true(r.d.g->has_root);
+	assert_memory_equal(a, r.d.g->root, 32);
 	/* the destination's vCPU runs the table on: it is the caller's now */
-	uint64_t n0 = atomic_load(&d.g->hcalls);
-	hm_sleep_ns(20000000);
-	assert_true(atomic_load(&d.g->hcalls) > n0);
-	guest_fini(d.g);
-	guest_fini(src);
+	assert_runs(r.d.g);
+	run_end(&r);
 }
 
 /*
@@ -340,46 +361,35 @@ static void test_ops_order_success(void **state)
  */
 static void refused_at_end(bool resume_fails)
 {
-	char uri[600];
-	uri_of(uri, sizeof(uri), resume_fails ? "refused2" : "refused");
-	struct tguest *src = source_guest(18);
-	src->resume_rc = resume_fails ? -EIO : 0;
-	struct dest_thread d;
-	dest_start(&d, uri, &full_ops);
-	d.g->adopt_rc = -ENOMEM;
-	mig_params_t p;
-	params(&p);
-	mig_report_t rep;
-	hm_error_t e;
-	hm_error_clear(&e);
-	int rc = mig_source_run_guest(&full_ops, src, uri, &p, &rep, &e);
-	dest_join(&d);
-	assert_int_not_equal(rc, 0);
-	assert_int_not_equal(d.rc, 0);
-	assert_false(d.rep.resumed);
-	assert_string_equal(d.g->log, "A"); /* no spapr_set, no resume */
-	assert_string_equal(src->log, "PsgrR");
-	assert_true(rep.stopped);
+	struct run r;
+	run_begin(&r, resume_fails ? "refused2" : "refused");
+	r.src->resume_rc = resume_fails ? -EIO : 0;
+	r.d.g->adopt_rc = -ENOMEM;
+	run_go(&r, &full_ops);
+	assert_int_not_equal(r.rc, 0);
+	assert_int_not_equal(r.d.rc, 0);
+	assert_false(r.d.rep.resumed);
+	assert_string_equal(r.d.g->log, "A"); /* no spapr_set, no resume */
+	assert_string_equal(r.src->log, "PsgrR");
+	assert_true(r.rep.stopped);
 	if (resume_fails) {
-		assert_int_equal(rep.guest, MIG_GUEST_PAUSED_RESUME_FAILED);
-		assert_false(rep.source_resumed);
-		assert_int_equal(rep.downtime_end, MIG_DOWNTIME_STILL_PAUSED);
-		assert_non_null(strstr(e.msg, "resuming the guest on the source failed"));
-		assert_non_null(strstr(e.msg, "refused"));
-		assert_string_equal(mig_guest_state_name(rep.guest), "paused-on-source-resume-failed");
+		assert_int_equal(r.rep.guest, MIG_GUEST_PAUSED_RESUME_FAILED);
+		assert_false(r.rep.source_resumed);
+		assert_int_equal(r.rep.downtime_end, MIG_DOWNTIME_STILL_PAUSED);
+		assert_non_null(strstr(r.e.msg, "resuming the guest on the source failed"));
+		assert_non_null(strstr(r.e.msg, "refused"));
+		assert_string_equal(mig_guest_state_name(r.rep.guest),
+				    "paused-on-source-resume-failed");
 		/* (the test's own resume, so the vCPU can be joined) */
-		src->resume_rc = 0;
-		assert_int_equal(op_resume(src, NULL), 0);
+		r.src->resume_rc = 0;
+		assert_int_equal(op_resume(r.src, NULL), 0);
 	} else {
-		assert_int_equal(rep.guest, MIG_GUEST_RESUMED_ON_SOURCE);
-		assert_true(rep.source_resumed);
-		assert_int_equal(rep.downtime_end, MIG_DOWNTIME_SOURCE_RESUMED);
-		uint64_t n0 = atomic_load(&src->hcalls);
-		hm_sleep_ns(20000000);
-		assert_true(atomic_load(&src->hcalls) > n0); /* the source guest runs on */
+		assert_int_equal(r.rep.guest, MIG_GUEST_RESUMED_ON_SOURCE);
+		assert_true(r.rep.source_resumed);
+		assert_int_equal(r.rep.downtime_end, MIG_DOWNTIME_SOURCE_RESUMED);
+		assert_runs(r.src); /* the source guest runs on */
 	}
-	guest_fini(d.g);
-	guest_fini(src);
+	run_end(&r);
 }
 
 static void test_ops_refused_resumes(void **state)
@@ -398,29 +408,20 @@ static void test_ops_resume_fails(void **state)
 static void test_ops_pause_fails(void **state)
 {
 	(void)state;
-	char uri[600];
-	uri_of(uri, sizeof(uri), "nopause");
-	struct tguest *src = source_guest(18);
-	src->pause_rc = HM_E_TIMEOUT;
-	struct dest_thread d;
-	dest_start(&d, uri, &full_ops);
-	mig_params_t p;
-	params(&p);
-	mig_report_t rep;
-	hm_error_t e;
-	hm_error_clear(&e);
-	int rc = mig_source_run_guest(&full_ops, src, uri, &p, &rep, &e);
-	dest_join(&d);
-	tu_assert_err(&e, HM_E_TIMEOUT);
-	assert_int_equal(rc, HM_E_TIMEOUT);
-	assert_non_null(strstr(e.msg, "pause refused"));
-	assert_string_equal(src->log, "P");
-	assert_false(rep.stopped);
-	assert_int_equal(rep.guest, MIG_GUEST_RUNNING_ON_SOURCE);
-	assert_int_not_equal(d.rc, 0);
-	assert_string_equal(d.g->log, "");
-	guest_fini(d.g);
-	guest_fini(src);
+	struct run r;
+	run_begin(&r, "nopause");
+	r.src->pause_rc = HM_E_TIMEOUT;
+	run_go(&r, &full_ops);
+	tu_assert_err(&r.e, HM_E_TIMEOUT);
+	assert_int_equal(r.rc, HM_E_TIMEOUT);
+	assert_non_null(strstr(r.e.msg, "pause refused"));
+	assert_string_equal(r.src->log, "P");
+	assert_false(r.rep.stopped);
+	assert_int_equal(r.rep.guest, MIG_GUEST_RUNNING_ON_SOURCE);
+	assert_runs(r.src);
+	assert_int_not_equal(r.d.rc, 0);
+	assert_string_equal(r.d.g->log, "");
+	run_end(&r);
 }
 
 /*
@@ -431,37 +432,27 @@ static void test_ops_pause_fails(void **state)
 static void test_ops_minimal(void **state)
 {
 	(void)state;
-	char uri[600];
-	uri_of(uri, sizeof(uri), "min");
-	struct tguest *src = source_guest(18);
-	src->spapr.guest_timebase = 7; /* not asked for: zeros go */
-	struct dest_thread d;
-	dest_start(&d, uri, &full_ops);
-	d.g->spapr.guest_timebase = 99;
+	struct run r;
+	run_begin(&r, "min");
+	r.src->spapr.guest_timebase = 7; /* not asked for: zeros go */
+	r.d.g->spapr.guest_timebase = 99;
 	mig_live_t *live;
 	assert_int_equal(mig_live_new(&live), 0);
-	mig_params_t p;
-	params(&p);
-	p.auto_converge = true;
-	p.live = live;
-	mig_report_t rep;
-	hm_error_t e;
-	hm_error_clear(&e);
-	int rc = mig_source_run_guest(&min_ops, src, uri, &p, &rep, &e);
-	dest_join(&d);
-	if (rc || d.rc)
-		fail_msg("source: %s / destination: %s", e.msg, d.err.msg);
-	assert_string_equal(src->log, "P");
-	assert_int_equal(rep.throttle, 0);
+	r.p.auto_converge = true;
+	r.p.live = live;
+	run_go(&r, &min_ops);
+	if (r.rc || r.d.rc)
+		fail_msg("source: %s / destination: %s", r.e.msg, r.d.err.msg);
+	assert_string_equal(r.src->log, "P");
+	assert_int_equal(r.rep.throttle, 0);
 	mig_status_t s;
 	mig_live_status(live, &s);
 	assert_int_equal(s.status, MIG_RUN_COMPLETED);
 	assert_true(s.dirty_rate == MIG_UNKNOWN);
-	assert_int_equal(d.g->spapr.guest_timebase, 0);
-	assert_string_equal(d.g->log, "ASrR");
+	assert_int_equal(r.d.g->spapr.guest_timebase, 0);
+	assert_string_equal(r.d.g->log, "ASrR");
 	mig_live_free(live);
-	guest_fini(d.g);
-	guest_fini(src);
+	run_end(&r);
 }
 
 /* Missing required ops: refused before anything happens. */
