@@ -90,8 +90,9 @@ typedef struct mig_guest_ops {
 	 * O, source: statistics. The hypercalls that changed a table entry so
 	 * far (H_ENTER, H_REMOVE, H_PROTECT, H_BULK_REMOVE; a monotonic count,
 	 * relaxed reads are fine): the status's dirty_rate is its rate over
-	 * ~100 ms windows. Called once per round while a mig_live_t is
-	 * attached. Absent: dirty_rate is MIG_UNKNOWN.
+	 * ~100 ms windows. Called at the start of each precopy, then at most
+	 * every 100 ms (after a round) while a mig_live_t is attached.
+	 * Absent: dirty_rate is MIG_UNKNOWN.
 	 */
 	uint64_t (*entry_changes)(void *opaque);
 	/*
