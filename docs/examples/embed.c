@@ -358,9 +358,14 @@ int main(int argc, char **argv)
 		    memcmp(rs, rep.root, 32) == 0 && memcmp(rs, d.rep.root, 32) == 0;
 	hex8(rs, hs);
 	hex8(d.guest.root, hd);
+	/* The destination's vCPU makes hypercalls (within 5 s: a loaded host
+	 * may take a while to schedule a new thread). */
 	uint64_t h0 = atomic_load(&d.guest.hcalls);
-	hm_sleep_ns(20000000);
-	bool runs = d.guest.started && atomic_load(&d.guest.hcalls) > h0;
+	bool runs = false;
+	for (int i = 0; i < 5000 && d.guest.started && !runs; i++) {
+		hm_sleep_ns(1000000);
+		runs = atomic_load(&d.guest.hcalls) > h0;
+	}
 	printf("source: %s, guest %s, %u passes, %llu bytes, downtime %.1f ms, throttle %u %%\n",
 	       rc ? e.msg : "ok", mig_guest_state_name(rep.guest), rep.iterations,
 	       (unsigned long long)rep.bytes_total, (double)rep.downtime_ns / 1e6, rep.throttle);
