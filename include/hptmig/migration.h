@@ -554,8 +554,9 @@ int mig_source_run_guest(const mig_guest_ops_t *ops, void *opaque, const char *u
 			 const mig_params_t *p, mig_report_t *rep, hm_error_t *err);
 /*
  * The simulated machine as a source guest (guest.h): opaque is a machine_t *.
- * Every op is set (throttle, statistics, spapr included) but adopt_table:
- * a destination's simulated machine is mig_dest_run's.
+ * Every op is set (throttle, statistics, spapr included) but the two hooks
+ * (it needs none) and adopt_table: a destination's simulated machine is
+ * mig_dest_run's.
  */
 const mig_guest_ops_t *mig_machine_guest_ops(void);
 /* mig_source_run_guest(mig_machine_guest_ops(), m, ...). */
