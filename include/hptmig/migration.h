@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "hptmig/base.h"
+#include "hptmig/guest.h"
 #include "hptmig/htab.h"
 #include "hptmig/machine.h"
 #include "hptmig/stream.h"
@@ -468,10 +469,15 @@ enum mig_guest_state {
 	 * runs a different table; the source stays paused (two guests must
 	 * never run). */
 	MIG_GUEST_PAUSED_DESTINATION_DIVERGED,
+	/* Stopped, the attempt failed so that the destination cannot have
+	 * resumed, and the guest's resume op failed (mig_source_run_guest;
+	 * the simulated machine's never does): still paused on the source. */
+	MIG_GUEST_PAUSED_RESUME_FAILED,
 };
 /* "running-on-source", "resumed-on-source", "resumed-on-destination",
  * "paused-on-source", "paused-on-source-destination-unknown",
- * "paused-on-source-destination-diverged". Never NULL. */
+ * "paused-on-source-destination-diverged", "paused-on-source-resume-failed".
+ * Never NULL. */
 const char *mig_guest_state_name(enum mig_guest_state s);
 /* One sentence for the user saying where the guest is. Never NULL. */
 const char *mig_guest_state_text(enum mig_guest_state s);
@@ -530,17 +536,30 @@ typedef struct mig_report {
 } mig_report_t;
 
 /*
- * Migrate machine m to uri. m's vCPUs may be running (they keep running
- * during precopy). On success the guest is left paused (it now lives at the
- * destination) and 0 is returned. On failure before the stop the guest
- * never noticed; after the stop it is resumed unless the destination may
- * be running it (rep->guest says which: no clear answer after the whole
+ * Migrate the guest (ops, opaque: guest.h) to uri. Its vCPUs may be
+ * running (they keep running during precopy). The ops are called as
+ * guest.h says: pause (and after_stop, spapr_get) once per attempt that
+ * reaches the stop; before_resume and resume only after a failure. On
+ * success the guest is left paused (it now lives at the destination) and
+ * 0 is returned. On failure before the stop the guest never noticed;
+ * after the stop it is resumed unless the destination may be running it (rep->guest says which: no clear answer after the whole
  * stream, or RESUMED with another digest, leave it paused). With retries, a
  * failure that left the guest running (or that the destination explicitly
  * refused) is followed, after retry_delay_ns, by a new attempt with a full
  * pass. rep is always filled, downtime_ns with the real time the guest was
- * stopped. Returns 0 or a negative code (also in err).
+ * stopped. Returns 0 or a negative code (also in err); HM_E_STATE when a
+ * required op (table, pause, resume) is missing.
  */
+int mig_source_run_guest(const mig_guest_ops_t *ops, void *opaque, const char *uri,
+			 const mig_params_t *p, mig_report_t *rep, hm_error_t *err);
+/*
+ * The simulated machine as a source guest (guest.h): opaque is a machine_t *.
+ * Every op is set (throttle, statistics, spapr included) but the two hooks
+ * (it needs none) and adopt_table: a destination's simulated machine is
+ * mig_dest_run's.
+ */
+const mig_guest_ops_t *mig_machine_guest_ops(void);
+/* mig_source_run_guest(mig_machine_guest_ops(), m, ...). */
 int mig_source_run(machine_t *m, const char *uri, const mig_params_t *p, mig_report_t *rep,
 		   hm_error_t *err);
 
@@ -569,15 +588,17 @@ typedef struct mig_dest_params {
 	void (*on_stray)(void *opaque, const char *line); /* one line per stray connection */
 	void *stray_opaque;
 	/*
-	 * Called on the destination's thread after RESUMED was sent, with the
-	 * running guest; the guest stops when it returns (NULL: at once). The
-	 * CLI's --run keeps it running here. It must return, and should watch
-	 * the cancel.
+	 * mig_dest_run only (the simulated machine): called on the
+	 * destination's thread after RESUMED was sent, with the running guest;
+	 * the guest stops when it returns (NULL: at once). The CLI's --run
+	 * keeps it running here. It must return, and should watch the cancel.
+	 * (mig_dest_run_guest returns with the caller's guest running instead.)
 	 */
 	void (*on_resumed)(void *opaque, machine_t *m);
 	void *resumed_opaque;
-	machine_config_t guest;       /* vCPUs/workload/rate/seed of the resumed guest */
-	bool no_resume;               /* load and verify only (no vCPUs) */
+	machine_config_t guest;       /* mig_dest_run only: vCPUs/workload/rate/seed of
+				       * the resumed simulated guest */
+	bool no_resume;               /* load and verify only (no guest op is called) */
 	/*
 	 * Also compute the flat HTAB digest (wire-format.md §5) of the loaded
 	 * table, for people and checks: a walk of the whole table after the
@@ -613,17 +634,30 @@ typedef struct mig_dest_report {
 	uint64_t root_end_ns;         /* that re-hash and the root (in the downtime) */
 	htab_load_stats_t htab;
 	uint64_t htab_bytes;          /* payload bytes of the spapr/htab records */
-	machine_stats_t guest;        /* hypercalls issued after the resume */
-	uint64_t run_ns;              /* the resumed guest ran: on_resumed + stop */
+	machine_stats_t guest;        /* mig_dest_run: hypercalls issued after the resume */
+	uint64_t run_ns;              /* mig_dest_run: the resumed guest ran (on_resumed +
+				       * stop); total_ns includes it */
 	unsigned max_shift;           /* the cap that applied */
 	unsigned strays;              /* stray connections refused before the migration */
 } mig_dest_report_t;
 
 /*
- * Accept one migration on l, load it, verify it, resume the guest on the
- * loaded table, answer on the return path, call p->on_resumed, stop the guest.
- * Refuses (answers REFUSED, returns an error, never resumes) a stream that
+ * Accept one migration on l, load it, verify it, hand the loaded table to
+ * the guest (ops, opaque: guest.h; adopt_table, spapr_set, before_resume,
+ * resume, in that order), answer RESUMED on the return path and return 0
+ * with the guest running: it is the caller's from then on. Refuses
+ * (answers REFUSED, returns an error, never calls resume) a stream that
  * ends early, fails any check or does not match the source's digest.
+ * With p->no_resume (ops may be NULL) no op is called and the table is
+ * freed on return. A stream without a table (no-HPT) calls no op either.
+ * HM_E_STATE when adopt_table or resume is missing.
+ */
+int mig_dest_run_guest(mig_listener_t *l, const mig_guest_ops_t *ops, void *opaque,
+		       const mig_dest_params_t *p, mig_dest_report_t *rep, hm_error_t *err);
+/*
+ * mig_dest_run_guest with a simulated machine (p->guest) created on the
+ * loaded table, then p->on_resumed, then the machine stops (rep->guest,
+ * rep->run_ns) and is freed.
  */
 int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_t *rep,
 		 hm_error_t *err);

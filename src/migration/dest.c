@@ -49,8 +49,9 @@ struct dest {
 	mig_dest_report_t *rep;
 	htab_loader_t *loader;
 	savevm_registry_t *reg;
-	hpt_t *table;          /* ours until the machine takes it */
-	machine_t *m;          /* the resumed guest */
+	hpt_t *table;          /* ours until the guest adopts it */
+	const mig_guest_ops_t *ops; /* the guest to resume (guest.h); NULL with no_resume */
+	void *opaque;
 	spapr_state_t spapr;
 	savevm_verify_t verify;
 	uint64_t t0, t_conn;   /* start, and when the connection was accepted */
@@ -266,7 +267,7 @@ static int dest_setup(struct dest *d, mig_listener_t *l, hm_error_t *err)
 	rc = hpt_create(HPT_SHIFT_MIN, &hc, &d->table, err);
 	if (rc)
 		return rc;
-	/* The table reaches a guest only after the load (machine_create_on). */
+	/* The table reaches the guest only after the load (adopt_table). */
 	htab_loader_opts_t lo = {.max_shift = rep->max_shift, .cfg = &hc, .exclusive = true,
 				 .populate = true, .max_shift_hint = p->max_shift_hint};
 	rc = htab_loader_create(d->table, &lo, &d->loader);
@@ -331,30 +332,31 @@ static int dest_load(struct dest *d, hm_error_t *err)
 }
 
 /*
- * Resume phase: a guest on the loaded table with the stream's timebase,
- * RESUMED on the return path, then p->on_resumed (the caller keeps it
- * running as long as it likes), then the guest stops.
+ * Resume phase: the guest adopts the loaded table and the stream's `spapr`
+ * values and resumes (guest.h's order), then RESUMED on the return path.
+ * The guest runs on, the caller's from now on.
  */
 static int dest_resume(struct dest *d, hm_error_t *err)
 {
 	const mig_dest_params_t *p = d->p;
 	mig_dest_report_t *rep = d->rep;
+	const mig_guest_ops_t *ops = d->ops;
 	int rc;
 	if (!d->sum.no_hpt && !p->no_resume) {
 		hpt_t *t = htab_loader_take_table(d->loader);
 		if (t == d->table)
-			d->table = NULL; /* the machine owns it now */
-		machine_config_t gc = p->guest;
-		gc.htab_shift = 0;
-		rc = machine_create_on(&gc, t, &d->m, err);
-		if (!rc) {
-			machine_spapr_t ms = {.guest_timebase = d->spapr.guest_timebase,
-					      .time_of_the_day_ns = d->spapr.time_of_the_day_ns};
-			machine_spapr_set(d->m, &ms);
-			rc = machine_start(d->m, err);
-		}
-		if (rc)
+			d->table = NULL; /* the guest owns it now */
+		rc = ops->adopt_table(d->opaque, t, err);
+		if (!rc && ops->spapr_set)
+			ops->spapr_set(d->opaque, &d->spapr);
+		if (!rc && ops->before_resume)
+			ops->before_resume(d->opaque);
+		if (!rc)
+			rc = ops->resume(d->opaque, err);
+		if (rc) {
+			hm_error_prefix(err, "resuming the guest: ");
 			return rc;
+		}
 		rep->resumed = true;
 	}
 	mig_rp_msg_t msg = {.type = MIG_RP_RESUMED, .valid = d->sum.valid,
@@ -368,29 +370,26 @@ static int dest_resume(struct dest *d, hm_error_t *err)
 	mig_rp_send_resumed(d->conn, &msg); /* a source gone now changes nothing here */
 	/* The migration is over once the guest runs here (not when --run ends). */
 	mig_live_end(p->live, MIG_RUN_COMPLETED, rep->bytes_total, MIG_UNKNOWN);
-
-	if (d->m) {
-		uint64_t r0 = hm_now_ns();
-		if (p->on_resumed)
-			p->on_resumed(p->resumed_opaque, d->m);
-		machine_stop(d->m);
-		machine_get_stats(d->m, &rep->guest);
-		rep->run_ns = hm_now_ns() - r0;
-	}
 	return 0;
 }
 
-int mig_dest_run(mig_listener_t *l, const mig_dest_params_t *p, mig_dest_report_t *rep,
-		 hm_error_t *err)
+int mig_dest_run_guest(mig_listener_t *l, const mig_guest_ops_t *ops, void *opaque,
+		       const mig_dest_params_t *p, mig_dest_report_t *rep, hm_error_t *err)
 {
 	mig_dest_params_t defaults;
-	struct dest d = {.verify_offset = -1};
+	struct dest d = {.verify_offset = -1, .ops = ops, .opaque = opaque};
 	int rc;
 	if (!p) {
 		mig_dest_params_default(&defaults);
 		p = &defaults;
 	}
 	memset(rep, 0, sizeof(*rep));
+	if (!p->no_resume && (!ops || !ops->adopt_table || !ops->resume)) {
+		rep->status = HM_E_STATE;
+		return hm_error_set(err, HM_E_STATE, -1,
+				    "guest: the adopt_table and resume operations are required "
+				    "(or no_resume)");
+	}
 	d.p = p;
 	d.rep = rep;
 	d.t0 = hm_now_ns();
@@ -434,7 +433,6 @@ out:
 			mig_conn_abort(d.conn);
 		mig_conn_close(d.conn, NULL);
 	}
-	machine_destroy(d.m);
 	savevm_registry_free(d.reg);
 	htab_loader_destroy(d.loader); /* borrowed the table: does not free it */
 	hpt_destroy(d.table);

@@ -184,6 +184,8 @@ const char *mig_guest_state_name(enum mig_guest_state s)
 		return "paused-on-source-destination-unknown";
 	case MIG_GUEST_PAUSED_DESTINATION_DIVERGED:
 		return "paused-on-source-destination-diverged";
+	case MIG_GUEST_PAUSED_RESUME_FAILED:
+		return "paused-on-source-resume-failed";
 	}
 	return "unknown";
 }
@@ -206,6 +208,9 @@ const char *mig_guest_state_text(enum mig_guest_state s)
 	case MIG_GUEST_PAUSED_DESTINATION_DIVERGED:
 		return "the guest was left paused on the source and NOT resumed: the destination "
 		       "is running a guest whose table differs from the source's";
+	case MIG_GUEST_PAUSED_RESUME_FAILED:
+		return "the guest was stopped and the migration failed, then resuming it on the "
+		       "source failed: it is still paused there (the destination did not resume it)";
 	}
 	return "the guest's state is unknown";
 }
@@ -234,7 +239,9 @@ const char *mig_downtime_end_name(enum mig_downtime_end d)
 #define MIG_DOWNTIME_OVERHEAD_NS 1000000ull
 
 struct attempt {
-	machine_t *m;
+	const mig_guest_ops_t *ops; /* the guest: reached only through these */
+	void *opaque;
+	hpt_t *h;                /* ops->table(opaque), for this attempt */
 	const mig_params_t *p;
 	mig_report_t *rep;
 	mig_conn_t *conn;
@@ -260,6 +267,12 @@ struct attempt {
 	uint64_t dirty_t, dirty_n; /* dirty-rate window: start and entry changes then */
 	uint64_t dirty_rate;     /* entry changes per second (MIG_UNKNOWN: none yet) */
 };
+
+/* The guest's throttle percent (0 when it has none). */
+static unsigned guest_throttle(const struct attempt *a)
+{
+	return a->ops->throttle_get ? a->ops->throttle_get(a->opaque) : 0;
+}
 
 /*
  * Where the pass being sent stands: its number, what it still sends and a
@@ -316,7 +329,7 @@ static void progress(struct attempt *a, const char *phase, uint64_t pending, uin
 		.bandwidth = bw,
 		.expected_downtime_ns = expected,
 		.bytes_sent = a->conn ? mig_file_offset(mig_conn_file(a->conn)) : 0,
-		.throttle = machine_throttle(a->m),
+		.throttle = guest_throttle(a),
 		.elapsed_ns = hm_now_ns() - t0,
 		.phase = phase,
 	};
@@ -340,12 +353,12 @@ static void progress(struct attempt *a, const char *phase, uint64_t pending, uin
 #define MIG_FIXED_SAMPLES 3
 static void measure_fixed(struct attempt *a)
 {
-	uint64_t nb = hpt_verify_nblocks(hpt_shift(machine_hpt(a->m)));
+	uint64_t nb = hpt_verify_nblocks(hpt_shift(a->h));
 	uint8_t(*d)[HM_SHA256_LEN] = calloc(nb ? nb : 1, HM_SHA256_LEN);
 	uint8_t root[HM_SHA256_LEN];
 	uint64_t td = hm_now_ns();
 	if (d)
-		(void)hpt_verify_root(hpt_shift(machine_hpt(a->m)), nb,
+		(void)hpt_verify_root(hpt_shift(a->h), nb,
 				      (const uint8_t(*)[HM_SHA256_LEN])d, root);
 	uint64_t r = hm_now_ns() - td;
 	free(d);
@@ -373,7 +386,7 @@ static void roots_refresh(struct attempt *a, bool pass_complete)
 	if (a->p->qemu_pure)
 		return;
 	bool first = pass_complete && a->rep->iterations == 0; /* counted after this */
-	(void)hpt_track_root_refresh(machine_hpt(a->m), HPT_READ_LOCKED,
+	(void)hpt_track_root_refresh(a->h, HPT_READ_LOCKED,
 				     first ? UINT64_MAX : a->p->round_budget_ns / 2, NULL);
 }
 
@@ -391,7 +404,7 @@ static void roots_refresh(struct attempt *a, bool pass_complete)
 static uint64_t stop_verify_ns(struct attempt *a)
 {
 	hpt_root_stats_t st;
-	if (a->p->qemu_pure || hpt_track_root_stats(machine_hpt(a->m), &st) != 0)
+	if (a->p->qemu_pure || hpt_track_root_stats(a->h, &st) != 0)
 		return 0;
 	/* The dearer of the mean and the last refresh's cost: a first walk
 	 * has many empty blocks, the blocks left at the stop hold entries. */
@@ -477,8 +490,10 @@ static void auto_converge_step(struct attempt *a, struct converge *c)
 		else
 			c->not_converging = 0;
 		if (c->not_converging >= 2) {
-			unsigned t = machine_throttle(a->m);
-			machine_set_throttle(a->m, t == 0 ? 20 : (t + 10 > 99 ? 99 : t + 10));
+			unsigned t = guest_throttle(a);
+			if (a->ops->throttle_set)
+				a->ops->throttle_set(a->opaque,
+						     t == 0 ? 20 : (t + 10 > 99 ? 99 : t + 10));
 			c->not_converging = 0;
 		}
 	}
@@ -512,7 +527,7 @@ static mig_policy_stats_t policy_stats(struct attempt *a, bool pass_complete, ui
 		.verify_ns = verify,
 		.downtime_limit_ns = a->dl_ns,
 		.max_iterations = p->max_iterations,
-		.throttle = machine_throttle(a->m),
+		.throttle = guest_throttle(a),
 	};
 }
 
@@ -594,12 +609,11 @@ static void live_refresh(struct attempt *a)
 		mig_file_set_rate_limit(mig_conn_file(a->conn), a->max_bw);
 }
 
-/* Entry-changing hypercalls so far: what dirties the table. */
-static uint64_t entry_changes(machine_t *m)
+/* Entry-changing hypercalls so far: what dirties the table (MIG_UNKNOWN:
+ * the guest does not count them). */
+static uint64_t entry_changes(const struct attempt *a)
 {
-	machine_stats_t ms;
-	machine_get_stats(m, &ms);
-	return ms.enters + ms.removes + ms.protects + ms.bulk_removes;
+	return a->ops->entry_changes ? a->ops->entry_changes(a->opaque) : MIG_UNKNOWN;
 }
 
 /* The status snapshot after a round (query-migrate's fields). */
@@ -607,8 +621,8 @@ static void live_publish_round(struct attempt *a, const mig_policy_stats_t *st, 
 {
 	if (!a->p->live)
 		return;
-	if (now - a->dirty_t >= 100000000ull) {
-		uint64_t n = entry_changes(a->m);
+	if (now - a->dirty_t >= 100000000ull && a->dirty_n != MIG_UNKNOWN) {
+		uint64_t n = entry_changes(a);
 		a->dirty_rate = (uint64_t)((double)(n - a->dirty_n) * 1e9 / (double)(now - a->dirty_t));
 		a->dirty_t = now;
 		a->dirty_n = n;
@@ -619,7 +633,7 @@ static void live_publish_round(struct attempt *a, const mig_policy_stats_t *st, 
 		.iterations = a->rep->iterations,
 		.transferred = st->bytes_sent,
 		.remaining = st->pending_bytes,
-		.total = hpt_slots(machine_hpt(a->m)) * 16u,
+		.total = hpt_slots(a->h) * 16u,
 		.bandwidth = st->bandwidth,
 		.dirty_rate = a->dirty_rate,
 		.expected_downtime_ns = st->expected_downtime_ns,
@@ -645,7 +659,7 @@ static void live_publish_phase(struct attempt *a, enum mig_run_status status)
 	if (status == MIG_RUN_SETUP) {
 		s.remaining = s.expected_downtime_ns = s.setup_ns = s.dirty_rate = MIG_UNKNOWN;
 		s.bandwidth = 0;
-		s.total = hpt_slots(machine_hpt(a->m)) * 16u;
+		s.total = hpt_slots(a->h) * 16u;
 	}
 	s.downtime_ns = MIG_UNKNOWN;
 	mig_live_publish(a->p->live, &s);
@@ -664,7 +678,7 @@ static int attempt_precopy(struct attempt *a, uint64_t t0, uint64_t run_t0, hm_e
 				.prev_pass_dirty = UINT64_MAX};
 	uint64_t last_progress = 0, prev_expected = UINT64_MAX;
 	a->dirty_t = hm_now_ns();
-	a->dirty_n = entry_changes(a->m);
+	a->dirty_n = entry_changes(a);
 	a->dirty_rate = MIG_UNKNOWN;
 
 	for (;;) {
@@ -793,7 +807,7 @@ static int measure_rtt(struct attempt *a, mig_file_t *f, hm_error_t *err)
  */
 static void source_flat_digest(struct attempt *a)
 {
-	hpt_summary(machine_hpt(a->m), HPT_READ_QUIESCENT, NULL, NULL, a->rep->digest);
+	hpt_summary(a->h, HPT_READ_QUIESCENT, NULL, NULL, a->rep->digest);
 }
 
 /*
@@ -809,7 +823,7 @@ static int compare_resumed(struct attempt *a, const mig_rp_msg_t *msg, const cha
 	memcpy(rep->dest_root, msg->root, HM_SHA256_LEN);
 	memcpy(rep->dest_digest, msg->digest, HM_SHA256_LEN);
 	if (msg->has_root && !rep->has_root) /* qemu-pure: no root at the stop */
-		rep->has_root = hpt_root(machine_hpt(a->m), HPT_READ_QUIESCENT, rep->root) == 0;
+		rep->has_root = hpt_root(a->h, HPT_READ_QUIESCENT, rep->root) == 0;
 	rep->verified = false;
 	*what = msg->has_root ? "root" : "digest";
 	if (msg->has_root && memcmp(msg->root, rep->root, HM_SHA256_LEN) != 0) {
@@ -920,7 +934,7 @@ static int await_resumed(struct attempt *a, uint64_t t0, hm_error_t *err)
  */
 static int mig_source_verify_root(struct attempt *a, hm_error_t *err)
 {
-	hpt_t *h = machine_hpt(a->m);
+	hpt_t *h = a->h;
 	hpt_root_info_t info;
 	uint64_t t0 = hm_now_ns();
 	/* The roots kept current: only the blocks changed since they were
@@ -954,7 +968,7 @@ static int mig_source_verify_root(struct attempt *a, hm_error_t *err)
 static int attempt_setup(struct attempt *a, mig_uri_t *uri, uint64_t t0, hm_error_t *err)
 {
 	const mig_params_t *p = a->p;
-	hpt_t *h = machine_hpt(a->m);
+	hpt_t *h = a->h;
 	int rc;
 
 	progress(a, "setup", 0, 0, 0, t0);
@@ -1022,16 +1036,17 @@ static int attempt_stop_and_copy(struct attempt *a, uint64_t t0, hm_error_t *err
 	mig_live_attach_file(p->live, NULL);
 	live_publish_phase(a, MIG_RUN_DEVICE);
 	uint64_t t_stop = hm_now_ns();
-	rc = machine_pause(a->m, p->pause_timeout_ns, err);
+	rc = a->ops->pause(a->opaque, p->pause_timeout_ns, err);
 	if (rc)
 		return rc; /* pause withdrawn: the guest runs on */
 	a->t_stop = t_stop;
 	rep->stopped = true;
 	rep->pause_ns = hm_now_ns() - t_stop;
-	machine_spapr_t ms;
-	machine_spapr_get(a->m, &ms);
-	a->spapr.guest_timebase = ms.guest_timebase;
-	a->spapr.time_of_the_day_ns = ms.time_of_the_day_ns;
+	if (a->ops->after_stop)
+		a->ops->after_stop(a->opaque);
+	memset(&a->spapr, 0, sizeof(a->spapr));
+	if (a->ops->spapr_get)
+		a->ops->spapr_get(a->opaque, &a->spapr);
 	htab_save_stats_t before, after;
 	htab_save_get_stats(a->hs, &before);
 	rc = resized_at_stop(a, f, err);
@@ -1141,8 +1156,62 @@ static void retry_note(const mig_params_t *p, unsigned attempt, const hm_error_t
 		p->on_retry(p->retry_opaque, line);
 }
 
-int mig_source_run(machine_t *m, const char *uri_text, const mig_params_t *p, mig_report_t *rep,
-		   hm_error_t *err)
+/*
+ * After a failure with the guest stopped, when the destination cannot have
+ * resumed it: resume it here (before_resume, resume). A resume that fails
+ * leaves it paused; the report and the error say so.
+ */
+static void source_resume(const mig_guest_ops_t *ops, void *opaque, mig_report_t *rep,
+			  uint64_t t_stop, hm_error_t *e)
+{
+	hm_error_t re;
+	hm_error_clear(&re);
+	if (ops->before_resume)
+		ops->before_resume(opaque);
+	int rc = ops->resume(opaque, &re);
+	if (rc) {
+		rep->guest = MIG_GUEST_PAUSED_RESUME_FAILED;
+		hm_error_t c = *e;
+		hm_error_clear(e);
+		hm_error_set(e, c.code, c.offset, "%s; resuming the guest on the source failed: %s",
+			     c.msg, re.msg[0] ? re.msg : hm_err_str(rc));
+		return; /* still paused: counted up to the report */
+	}
+	rep->source_resumed = true;
+	rep->guest = MIG_GUEST_RESUMED_ON_SOURCE;
+	rep->downtime_ns = hm_now_ns() - t_stop;
+	rep->downtime_end = MIG_DOWNTIME_SOURCE_RESUMED;
+}
+
+/*
+ * After an attempt that stopped the guest: resume it when it failed so that
+ * the destination cannot have resumed it, and count the stopped time (to
+ * the resume, the answer or the last byte; or from *paused_at up to the
+ * report while it stays paused).
+ */
+static void attempt_account_stop(struct attempt *a, int rc, hm_error_t *e,
+				 uint64_t *stopped_total, uint64_t *paused_at)
+{
+	mig_report_t *rep = a->rep;
+	if (rc && !a->keep_paused) {
+		/* The destination cannot have resumed: resume here. */
+		source_resume(a->ops, a->opaque, rep, a->t_stop, e);
+		if (rep->source_resumed)
+			*stopped_total += rep->downtime_ns;
+		else
+			*paused_at = a->t_stop;
+	} else if (rep->downtime_end == MIG_DOWNTIME_NOT_STOPPED) {
+		/* Paused with no answer: counted up to the report. */
+		*paused_at = a->t_stop;
+	} else {
+		/* Moved, or a complete stream without a return path:
+		 * downtime_ns ends where the answer (or last byte) came. */
+		*stopped_total += rep->downtime_ns;
+	}
+}
+
+int mig_source_run_guest(const mig_guest_ops_t *ops, void *opaque, const char *uri_text,
+			 const mig_params_t *p, mig_report_t *rep, hm_error_t *err)
 {
 	mig_params_t defaults;
 	mig_uri_t uri;
@@ -1153,6 +1222,12 @@ int mig_source_run(machine_t *m, const char *uri_text, const mig_params_t *p, mi
 		p = &defaults;
 	}
 	memset(rep, 0, sizeof(*rep));
+	hpt_t *h = ops && ops->table ? ops->table(opaque) : NULL;
+	if (!h || !ops->pause || !ops->resume) {
+		rep->status = HM_E_STATE;
+		return hm_error_set(err, HM_E_STATE, -1,
+				    "guest: the table, pause and resume operations are required");
+	}
 	rc = mig_uri_parse(uri_text, &uri, err);
 	if (rc) {
 		rep->status = rc;
@@ -1162,7 +1237,8 @@ int mig_source_run(machine_t *m, const char *uri_text, const mig_params_t *p, mi
 	uint64_t stopped_total = 0;
 	uint64_t paused_at = 0; /* stop of an attempt that ended paused, no answer */
 	for (;;) {
-		struct attempt a = {.m = m, .p = p, .rep = rep, .run_t0 = t0,
+		struct attempt a = {.ops = ops, .opaque = opaque, .h = h, .p = p, .rep = rep,
+				    .run_t0 = t0,
 				    .max_bw = p->max_bandwidth, .dl_ns = p->downtime_limit_ns};
 		hm_error_t e;
 		hm_error_clear(&e);
@@ -1181,25 +1257,10 @@ int mig_source_run(machine_t *m, const char *uri_text, const mig_params_t *p, mi
 			e = c;
 			rc = HM_E_CANCELLED;
 		}
-		if (rep->stopped) {
-			if (rc && !a.keep_paused) {
-				/* The destination cannot have resumed: resume here. */
-				machine_resume(m);
-				rep->source_resumed = true;
-				rep->guest = MIG_GUEST_RESUMED_ON_SOURCE;
-				rep->downtime_ns = hm_now_ns() - a.t_stop;
-				rep->downtime_end = MIG_DOWNTIME_SOURCE_RESUMED;
-				stopped_total += rep->downtime_ns;
-			} else if (rep->downtime_end == MIG_DOWNTIME_NOT_STOPPED) {
-				/* Paused with no answer: counted up to the report. */
-				paused_at = a.t_stop;
-			} else {
-				/* Moved, or a complete stream without a return path:
-				 * downtime_ns ends where the answer (or last byte) came. */
-				stopped_total += rep->downtime_ns;
-			}
-		}
+		if (rep->stopped)
+			attempt_account_stop(&a, rc, &e, &stopped_total, &paused_at);
 		if (rc == 0 || !a.retryable || rep->attempts > p->retries ||
+		    (rep->stopped && !rep->source_resumed && rc) ||
 		    mig_cancel_requested(p->cancel)) {
 			if (rc)
 				*err = e;
@@ -1225,10 +1286,9 @@ int mig_source_run(machine_t *m, const char *uri_text, const mig_params_t *p, mi
 		stopped_total += rep->downtime_ns;
 	}
 	rep->stopped_total_ns = stopped_total;
-	hpt_t *h = machine_hpt(m);
 	rep->status = rc;
 	rep->total_ns = hm_now_ns() - t0;
-	rep->throttle = machine_throttle(m);
+	rep->throttle = ops->throttle_get ? ops->throttle_get(opaque) : 0;
 	rep->htab_shift = hpt_shift(h);
 	if ((rc != 0 && rep->guest != MIG_GUEST_PAUSED_DESTINATION_DIVERGED) || !rep->stopped)
 		rep->has_root = hpt_root_summary(h, HPT_READ_LOCKED, NULL, NULL, rep->digest,
