@@ -258,6 +258,7 @@ struct an_stream {
 	uint64_t hold_off;
 	uint64_t committed; /* last offset given to the commit hook */
 	uint64_t released;  /* bytes before it were given to the bytes hook */
+	uint64_t commit_mark; /* the window's end (base + avail) at the last commit */
 	bool in_record;     /* commit points inside a record */
 	uint64_t next_progress_ns;
 };
@@ -291,7 +292,24 @@ int an_stream_peek(struct an_walk *w);
  * limited: at most every AN_COMMIT_STEP bytes unless force). Returns 0 or
  * the hook's error (set in w->err). */
 int an_stream_commit(struct an_walk *w, bool force);
-#define AN_COMMIT_STEP ((size_t)64 << 10)
+#define AN_COMMIT_STEP ((size_t)1 << 20)
+/* Between items, also commit once per read when fewer than this many
+ * read bytes are left: what was read goes out before the window is
+ * refilled (one send per read, as a relay does, and the window's
+ * compaction moves at most an item's bytes). */
+#define AN_COMMIT_TAIL ((size_t)16 << 10)
+
+/* At an item boundary of a streamed walk: commit when due (the fast test
+ * inline: this runs once per RAM page). 0 or the hook's error. */
+static inline int an_commit_point(struct an_walk *w)
+{
+	const struct an_stream *st = w->st;
+	size_t left = w->base + w->avail - w->pos;
+	if (w->pos - st->committed < AN_COMMIT_STEP &&
+	    (left >= AN_COMMIT_TAIL || st->commit_mark == w->base + w->avail))
+		return 0;
+	return an_stream_commit(w, false);
+}
 
 /* The most vmstate field visits a walk of records ending at walk_end may
  * make (report->priv->work counts them); rewrite checks its shorter output

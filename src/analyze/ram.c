@@ -103,7 +103,7 @@ int an_ram_walk(struct an_walk *w, uint8_t type)
 	ram->page_size = (uint32_t)ps;
 	for (;;) {
 		size_t at = w->pos;
-		if (w->st && an_stream_commit(w, false) < 0)
+		if (w->st && an_commit_point(w) < 0)
 			return w->err->code;
 		if (!an_need(w, 8, "RAM item"))
 			return w->err->code;
