@@ -289,15 +289,16 @@ bool an_stream_fill(struct an_walk *w, uint64_t n, const char *what);
 int an_stream_skip(struct an_walk *w, uint64_t n, const char *what);
 int an_stream_peek(struct an_walk *w);
 /* Tell the hooks that every byte before w->pos was validated (rate
- * limited: at most every AN_COMMIT_STEP bytes unless force). Returns 0 or
+ * limited: see an_commit_point; always when force). Returns 0 or
  * the hook's error (set in w->err). */
 int an_stream_commit(struct an_walk *w, bool force);
 #define AN_COMMIT_STEP ((size_t)1 << 20)
 /* Between items, also commit once per read when fewer than this many
- * read bytes are left: what was read goes out before the window is
- * refilled (one send per read, as a relay does, and the window's
- * compaction moves at most an item's bytes). */
-#define AN_COMMIT_TAIL ((size_t)16 << 10)
+ * read bytes are left (more than a RAM item: 8 + 1 + 255 + 4096 bytes):
+ * what was read goes out before the window is refilled (one send per
+ * read, as a relay does), and the window's compaction moves at most this
+ * and an item's bytes. */
+#define AN_COMMIT_TAIL ((size_t)8 << 10)
 
 /* At an item boundary of a streamed walk: commit when due (the fast test
  * inline: this runs once per RAM page). 0 or the hook's error. */
