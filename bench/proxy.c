@@ -265,6 +265,7 @@ static uint8_t *replay_stream(const uint8_t *buf, size_t len, uint64_t min, size
 struct round {
 	double s;          /* seconds from the writer's connect to the sink's end */
 	long maxrss_kib;   /* the middle's peak RSS */
+	double cpu_ms;     /* the middle's CPU time, user + system (start-up included) */
 	bool ok;
 };
 
@@ -322,6 +323,8 @@ static struct round one_round(int data, size_t len, bool proxy)
 	wait4(pid, &st, 0, &ru);
 	r.s = (double)(k.end_ns - t0) / 1e9;
 	r.maxrss_kib = ru.ru_maxrss;
+	r.cpu_ms = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+		   (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 	r.ok = sent && k.bytes >= len / 2 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
 	return r;
 }
@@ -332,12 +335,14 @@ static int cmp_d(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static json_t *side_json(const double *mbps, const long *rss, int runs)
+static json_t *side_json(const double *mbps, const long *rss, const double *cpu, int runs)
 {
-	double v[64];
+	double v[64], c[64];
 	long peak = 0;
 	memcpy(v, mbps, sizeof(double) * (size_t)runs);
 	qsort(v, (size_t)runs, sizeof(double), cmp_d);
+	memcpy(c, cpu, sizeof(double) * (size_t)runs);
+	qsort(c, (size_t)runs, sizeof(double), cmp_d);
 	for (int i = 0; i < runs; i++)
 		peak = rss[i] > peak ? rss[i] : peak;
 	json_t *o = json_object();
@@ -345,6 +350,9 @@ static json_t *side_json(const double *mbps, const long *rss, int runs)
 	json_object_set_new(o, "MBps_median", json_real(v[runs / 2]));
 	json_object_set_new(o, "MBps_max", json_real(v[runs - 1]));
 	json_object_set_new(o, "peak_rss_kib", json_integer(peak));
+	json_object_set_new(o, "cpu_ms_min", json_real(c[0]));
+	json_object_set_new(o, "cpu_ms_median", json_real(c[runs / 2]));
+	json_object_set_new(o, "cpu_ms_max", json_real(c[runs - 1]));
 	return o;
 }
 
@@ -429,6 +437,7 @@ static int run(int argc, char **argv, json_t **result)
 	signal(SIGPIPE, SIG_IGN);
 	double mb = (double)len / 1e6, rel[64], prx[64], ratio[64];
 	long rel_rss[64], prx_rss[64];
+	double rel_cpu[64], prx_cpu[64], cpu_ratio[64];
 	int status = 0;
 	for (int i = 0; i < runs && status == 0; i++) {
 		/* Alternate which side goes first: a warm cache favours the second. */
@@ -450,6 +459,9 @@ static int run(int argc, char **argv, json_t **result)
 		ratio[i] = prx[i] / rel[i];
 		rel_rss[i] = a.maxrss_kib;
 		prx_rss[i] = b.maxrss_kib;
+		rel_cpu[i] = a.cpu_ms;
+		prx_cpu[i] = b.cpu_ms;
+		cpu_ratio[i] = a.cpu_ms > 0 ? b.cpu_ms / a.cpu_ms : 0;
 	}
 	if (status == 0) {
 		json_t *o = json_object();
@@ -459,8 +471,14 @@ static int run(int argc, char **argv, json_t **result)
 		json_object_set_new(o, "runs", json_integer(runs));
 		json_object_set_new(o, "proxy_mode", json_string(g_passthrough ? "passthrough"
 									       : "re-encode"));
-		json_object_set_new(o, "relay", side_json(rel, rel_rss, runs));
-		json_object_set_new(o, "proxy", side_json(prx, prx_rss, runs));
+		json_object_set_new(o, "relay", side_json(rel, rel_rss, rel_cpu, runs));
+		json_object_set_new(o, "proxy", side_json(prx, prx_rss, prx_cpu, runs));
+		/* steadier than the wall ratio on a shared machine: the proxy's
+		 * CPU time over the relay's, per round */
+		qsort(cpu_ratio, (size_t)runs, sizeof(double), cmp_d);
+		json_object_set_new(o, "cpu_ratio_min", json_real(cpu_ratio[0]));
+		json_object_set_new(o, "cpu_ratio_median", json_real(cpu_ratio[runs / 2]));
+		json_object_set_new(o, "cpu_ratio_max", json_real(cpu_ratio[runs - 1]));
 		qsort(ratio, (size_t)runs, sizeof(double), cmp_d);
 		json_object_set_new(o, "ratio_min", json_real(ratio[0]));
 		json_object_set_new(o, "ratio_median", json_real(ratio[runs / 2]));
