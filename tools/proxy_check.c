@@ -155,7 +155,10 @@ static void drop_to(struct proxy_check *c, uint64_t to)
 static int64_t src_read(void *ctx, uint8_t *buf, size_t n, hm_error_t *err)
 {
 	struct proxy_check *c = ctx;
-	ssize_t k = mig_proxy_read(c->sink, buf, n);
+	/* Reads of a relay's size (the walker offers its window's room, up
+	 * to 2 MiB): the bytes go out at the next commit while they are still
+	 * in the caches, and the window's busy part stays small. */
+	ssize_t k = mig_proxy_read(c->sink, buf, n < MIG_PROXY_BUF_SIZE ? n : MIG_PROXY_BUF_SIZE);
 	(void)err; /* the relay's error holds why */
 	if (k <= 0)
 		return k;

@@ -257,8 +257,11 @@ typedef struct an_progress {
  *
  * commit: every byte before `committed` was validated. Called at every
  *   record boundary of the live phase (rec NULL) and, inside a `ram` or
- *   `spapr/htab` record, at most every AN_COMMIT_STEP bytes between items
- *   (rec: the record, header decoded, length 0 while in progress). In the
+ *   `spapr/htab` record, between items (rec: the record, header decoded,
+ *   length 0 while in progress): once per read from the source when the
+ *   walk is within 8 KiB of the bytes read so far (so that a proxy
+ *   forwards what it read before reading more, as a relay does), and at
+ *   the latest every 1 MiB (AN_COMMIT_STEP, AN_COMMIT_TAIL). In the
  *   held final phase it is not called until the whole phase (FULL device
  *   sections, EOF, vmdesc) was walked; then record() is called for each of
  *   its records in order and commit() once with the end of the stream.

@@ -258,6 +258,7 @@ struct an_stream {
 	uint64_t hold_off;
 	uint64_t committed; /* last offset given to the commit hook */
 	uint64_t released;  /* bytes before it were given to the bytes hook */
+	uint64_t commit_mark; /* the window's end (base + avail) at the last commit */
 	bool in_record;     /* commit points inside a record */
 	uint64_t next_progress_ns;
 };
@@ -288,10 +289,28 @@ bool an_stream_fill(struct an_walk *w, uint64_t n, const char *what);
 int an_stream_skip(struct an_walk *w, uint64_t n, const char *what);
 int an_stream_peek(struct an_walk *w);
 /* Tell the hooks that every byte before w->pos was validated (rate
- * limited: at most every AN_COMMIT_STEP bytes unless force). Returns 0 or
+ * limited: see an_commit_point; always when force). Returns 0 or
  * the hook's error (set in w->err). */
 int an_stream_commit(struct an_walk *w, bool force);
-#define AN_COMMIT_STEP ((size_t)64 << 10)
+#define AN_COMMIT_STEP ((size_t)1 << 20)
+/* Between items, also commit once per read when fewer than this many
+ * read bytes are left (more than a RAM item: 8 + 1 + 255 + 4096 bytes):
+ * what was read goes out before the window is refilled (one send per
+ * read, as a relay does), and the window's compaction moves at most this
+ * and an item's bytes. */
+#define AN_COMMIT_TAIL ((size_t)8 << 10)
+
+/* At an item boundary of a streamed walk: commit when due (the fast test
+ * inline: this runs once per RAM page). 0 or the hook's error. */
+static inline int an_commit_point(struct an_walk *w)
+{
+	const struct an_stream *st = w->st;
+	size_t left = w->base + w->avail - w->pos;
+	if (w->pos - st->committed < AN_COMMIT_STEP &&
+	    (left >= AN_COMMIT_TAIL || st->commit_mark == w->base + w->avail))
+		return 0;
+	return an_stream_commit(w, false);
+}
 
 /* The most vmstate field visits a walk of records ending at walk_end may
  * make (report->priv->work counts them); rewrite checks its shorter output

@@ -437,7 +437,7 @@ int an_htab_walk(struct an_walk *w, uint8_t type, uint32_t version)
 	p->sweep_any = false;
 	for (;;) {
 		size_t c_at = w->pos;
-		if (w->st && an_stream_commit(w, false) < 0)
+		if (w->st && an_commit_point(w) < 0)
 			return w->err->code;
 		if (!an_need(w, HTAB_CHUNK_HDR_SIZE, "chunk header"))
 			return w->err->code;

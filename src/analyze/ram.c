@@ -94,6 +94,57 @@ static int mem_size(struct an_walk *w, uint64_t total, size_t item_off)
 	return 0;
 }
 
+/*
+ * The common case, fast: a run of ZERO and PAGE items with CONTINUE (the
+ * block named before) inside the block, all in the window. Checked as the
+ * loop below checks them, item by item; the first item that is anything
+ * else, or the run's end, is left to that loop (which then reports any
+ * error at the same offset). A streamed walk stops the run short of the
+ * window's last AN_COMMIT_TAIL bytes and of the next AN_COMMIT_STEP, so
+ * that the loop's commit points fall as they would without it.
+ */
+static void ram_run(struct an_walk *w, an_ram_stats_t *ram, uint64_t ps)
+{
+	const an_ram_block_t *b = &ram->blocks[w->ram_cur_block];
+	size_t left = w->base + w->avail - w->pos;
+	if (w->end - w->pos < left)
+		left = w->end - w->pos;
+	if (w->st) {
+		uint64_t since = w->pos - w->st->committed;
+		if (since >= AN_COMMIT_STEP)
+			return;
+		left = left > AN_COMMIT_TAIL ? left - AN_COMMIT_TAIL : 0;
+		if (left > AN_COMMIT_STEP - since)
+			left = (size_t)(AN_COMMIT_STEP - since);
+	}
+	const uint8_t *p = an_at(w), *start = p;
+	const uint64_t fmask = ps - 1, last = b->length >= ps ? b->length - ps : 0;
+	const bool any = b->length >= ps;
+	uint64_t zero = 0, fill = 0, data = 0;
+	while (left >= 9) {
+		uint64_t word = hm_load_be64(p);
+		uint64_t flags = word & fmask, addr = word & ~fmask;
+		if (!any || addr > last)
+			break;
+		if (flags == (RAM_FLAG_ZERO | RAM_FLAG_CONTINUE)) {
+			fill += p[8] != 0;
+			zero++;
+			p += 9;
+			left -= 9;
+		} else if (flags == (RAM_FLAG_PAGE | RAM_FLAG_CONTINUE) && left >= 8 + ps) {
+			data++;
+			p += 8 + ps;
+			left -= 8 + ps;
+		} else {
+			break;
+		}
+	}
+	w->pos += (size_t)(p - start);
+	ram->zero_pages += zero;
+	ram->fill_pages += fill;
+	ram->data_pages += data;
+}
+
 int an_ram_walk(struct an_walk *w, uint8_t type)
 {
 	an_ram_stats_t *ram = &w->r->ram;
@@ -103,8 +154,12 @@ int an_ram_walk(struct an_walk *w, uint8_t type)
 	ram->page_size = (uint32_t)ps;
 	for (;;) {
 		size_t at = w->pos;
-		if (w->st && an_stream_commit(w, false) < 0)
+		if (w->st && an_commit_point(w) < 0)
 			return w->err->code;
+		if (w->ram_cur_block >= 0) {
+			ram_run(w, ram, ps);
+			at = w->pos;
+		}
 		if (!an_need(w, 8, "RAM item"))
 			return w->err->code;
 		uint64_t word = an_be64(w);

@@ -237,8 +237,11 @@ int an_stream_commit(struct an_walk *w, bool force)
 	struct an_stream *st = w->st;
 	if (st->held)
 		return 0;
-	if (!force && w->pos - st->committed < AN_COMMIT_STEP)
+	uint64_t wend = w->base + w->avail;
+	if (!force && w->pos - st->committed < AN_COMMIT_STEP &&
+	    (wend - w->pos >= AN_COMMIT_TAIL || st->commit_mark == wend))
 		return 0;
+	st->commit_mark = wend;
 	if (w->pos > st->committed) {
 		st->committed = w->pos;
 		w->r->committed = w->pos;

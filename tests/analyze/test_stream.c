@@ -617,6 +617,96 @@ static void test_constant_memory(void **state)
 	free(g.tail.p);
 }
 
+/*
+ * A long run of ZERO and PAGE items with CONTINUE (the RAM walk's fast
+ * path, ram_run) inside the basic stream's ram PART record, longer than
+ * the window: the same counts both ways, and a bad item anywhere in it
+ * (a page outside the block, an unsupported flag) refused with the same
+ * code at its own offset, in memory and streamed in random pieces.
+ */
+#define RUN_ITEMS 5000
+
+static size_t build_run(struct sg *s, size_t *item_off, uint64_t *zero, uint64_t *data, uint64_t *fill)
+{
+	struct sg t = {0};
+	struct sg_basic o;
+	sg_build_basic(&t, &o, SG_VMDESC_BASIC);
+	/* after the basic record's named ZERO item and its CONTINUE page */
+	size_t at = o.ram_part_item + 8 + 5 + 1 + 8 + 4096;
+	memset(s, 0, sizeof(*s));
+	sg_bytes(s, t.p, at);
+	*zero = 1, *data = 1, *fill = 0;
+	for (size_t i = 0; i < RUN_ITEMS; i++) {
+		uint64_t addr = (uint64_t)(i % 256) << 12;
+		item_off[i] = s->len;
+		if (i % 7 == 3) {
+			sg_be64(s, addr | 0x08 | 0x20);
+			for (int j = 0; j < 4096; j++)
+				sg_u8(s, (uint8_t)(i + (size_t)j));
+			(*data)++;
+		} else {
+			sg_be64(s, addr | 0x02 | 0x20);
+			sg_u8(s, i % 50 == 0 ? 1 : 0);
+			*fill += i % 50 == 0;
+			(*zero)++;
+		}
+	}
+	sg_bytes(s, t.p + at, t.len - at);
+	free(t.p);
+	return at;
+}
+
+static void run_walks(const uint8_t *buf, size_t len, int code, int64_t off, const char *what)
+{
+	for (int i = 0; i < 4; i++) {
+		an_report_t *r = NULL;
+		hm_error_t e;
+		struct msrc m = {buf, len, 0, i == 1 ? 4096 : i == 2 ? 100000 : (size_t)1 << 22};
+		an_source_t src = {msrc_read, &m};
+		int rc = i ? an_analyze_stream(&src, NULL, &r, &e) : an_analyze(buf, len, 0, &r, &e);
+		if (rc != code || (code && e.offset != off))
+			fail_msg("%s, %s (pieces <= %zu): rc %d at %lld (%s), expected %d at %lld", what,
+				 i ? "streamed" : "in memory", m.max, rc, (long long)e.offset, e.msg, code,
+				 (long long)off);
+		an_report_free(r);
+	}
+}
+
+static void test_ram_run(void **state)
+{
+	(void)state;
+	struct sg s;
+	size_t *off = malloc(RUN_ITEMS * sizeof(*off));
+	assert_non_null(off);
+	uint64_t zero, data, fill;
+	build_run(&s, off, &zero, &data, &fill);
+	run_walks(s.p, s.len, 0, 0, "whole");
+	an_report_t *r = NULL;
+	hm_error_t e;
+	assert_int_equal(an_analyze(s.p, s.len, 0, &r, &e), 0);
+	assert_int_equal(r->ram.zero_pages, zero);
+	assert_int_equal(r->ram.data_pages, data);
+	assert_int_equal(r->ram.fill_pages, fill);
+	an_report_free(r);
+	walk_both(s.p, s.len, 0, NULL);
+	uint8_t *c = malloc(s.len);
+	assert_non_null(c);
+	for (int t = 0; t < 40; t++) {
+		size_t k = (size_t)(tu_rand(&rng) % RUN_ITEMS);
+		memcpy(c, s.p, s.len);
+		if (t % 2) {
+			c[off[k] + 5] = 0x10; /* page at 1 MiB: outside the 1 MiB block */
+			run_walks(c, s.len, HM_E_RANGE, (int64_t)off[k], "a page outside the block");
+		} else {
+			c[off[k] + 7] = 0x60; /* XBZRLE | CONTINUE */
+			run_walks(c, s.len, HM_E_UNSUPPORTED, (int64_t)off[k], "an XBZRLE item");
+		}
+	}
+	free(c);
+	free(off);
+	free(s.p);
+}
+
 int main(void)
 {
 	rng = tu_seed("test_analyze_stream");
@@ -626,7 +716,7 @@ int main(void)
 		cmocka_unit_test(test_hook_stops),        cmocka_unit_test(test_device_state_cap),
 		cmocka_unit_test(test_rewrite_same),      cmocka_unit_test(test_rewrite_write_fails),
 		cmocka_unit_test(test_constant_memory),   cmocka_unit_test(test_fixtures_same),
-		cmocka_unit_test(test_bytes_hook),
+		cmocka_unit_test(test_bytes_hook),        cmocka_unit_test(test_ram_run),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
