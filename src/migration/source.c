@@ -386,19 +386,22 @@ static void roots_refresh(struct attempt *a, bool pass_complete)
  * What re-hashing the blocks changed since hashed costs at the stop: the
  * blocks the root would hash now (changed since hashed, or with change
  * marks the final pass has still to take) times the measured cost of a
- * block (the mean over every block hashed so far in this attempt, or the
- * last refresh's when dearer).
+ * block (the last refresh's, or the mean so far before one).
  */
 static uint64_t stop_verify_ns(struct attempt *a)
 {
 	hpt_root_stats_t st;
 	if (a->p->qemu_pure || hpt_track_root_stats(machine_hpt(a->m), &st) != 0)
 		return 0;
-	/* The dearer of the mean and the last refresh's cost: a first walk
-	 * has many empty blocks, the blocks left at the stop hold entries. */
-	uint64_t per = st.hashed ? st.hash_ns / st.hashed : MIG_BLOCK_NS_DEFAULT;
-	if (st.recent_block_ns > per)
+	/* The last refresh's cost per block when there was one: the blocks
+	 * left at the stop are like its blocks (changed since hashed: only
+	 * their changed groups are read), unlike the first walk's (every
+	 * group read, many blocks empty); else the mean so far. */
+	uint64_t per = MIG_BLOCK_NS_DEFAULT;
+	if (st.recent_block_ns)
 		per = st.recent_block_ns;
+	else if (st.hashed)
+		per = st.hash_ns / st.hashed;
 	a->rep->verify_blocks = st.nblocks;
 	a->rep->verify_block_ns = per;
 	return st.stop_blocks * per;
