@@ -106,6 +106,19 @@ size_t hpt_collect_sparse(hpt_read_mode_t mode, struct hpt_track *trk, struct hp
 {
 	const uint64_t bolted_be = HPT_BE(HPTE64_V_BOLTED), live = HPT_VALID_BE | HPT_LOCK_BE;
 	size_t len = 0;
+	/* What the block needs is scattered over its 64 KiB, a cache miss
+	 * each: the live slots of the groups not read again, the 16 lines of
+	 * each group read again. Ask for all of it first so the misses
+	 * overlap instead of coming one after another. */
+	for (unsigned g = 0; g < 64; g++) {
+		uint64_t w0 = first + 64 * (uint64_t)g;
+		if ((reread >> g) & 1)
+			for (unsigned k = 0; k < 64; k += 4) /* 4 entries a line */
+				__builtin_prefetch(hpt_vp(t, w0 + k));
+		else
+			for (uint64_t bits = occ[g]; bits; bits &= bits - 1)
+				__builtin_prefetch(hpt_vp(t, w0 + (uint64_t)__builtin_ctzll(bits)));
+	}
 	for (unsigned g = 0; g < 64; g++) {
 		uint64_t w0 = first + 64 * (uint64_t)g, bits = 0;
 		if ((reread >> g) & 1) {
