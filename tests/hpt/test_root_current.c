@@ -253,6 +253,7 @@ static void test_blocks_root_random(void **state)
 
 struct run {
 	hpt_t *h;
+	bool no_resize; /* vCPU 0 resizes now and then unless set */
 	_Atomic int stop;
 	uint64_t seed;
 	_Atomic uint64_t ops, resizes;
@@ -270,7 +271,7 @@ static void *vcpu(void *p)
 	uint64_t rs = r->seed * 77 + (uint64_t)a->id, n = 0;
 	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
 		random_hcall(r->h, &rs);
-		if (a->id == 0 && tu_rand(&rs) % 500 == 0) {
+		if (a->id == 0 && !r->no_resize && tu_rand(&rs) % 500 == 0) {
 			unsigned ns = hpt_shift(r->h) == 20 ? 21 : 20;
 			if (hpt_h_resize_prepare(r->h, 0, ns) == H_SUCCESS &&
 			    hpt_h_resize_commit(r->h, 0, ns) == H_SUCCESS)
@@ -283,6 +284,22 @@ static void *vcpu(void *p)
 }
 
 #define NVCPU 3
+
+static void vcpus_start(struct run *r, pthread_t th[NVCPU], struct vcpu_arg va[NVCPU])
+{
+	atomic_store(&r->stop, 0);
+	for (int i = 0; i < NVCPU; i++) {
+		va[i] = (struct vcpu_arg){r, i};
+		assert_int_equal(pthread_create(&th[i], NULL, vcpu, &va[i]), 0);
+	}
+}
+
+static void vcpus_stop(struct run *r, pthread_t th[NVCPU])
+{
+	atomic_store(&r->stop, 1);
+	for (int i = 0; i < NVCPU; i++)
+		pthread_join(th[i], NULL);
+}
 
 static void test_track_root_concurrent(void **state)
 {
@@ -298,11 +315,7 @@ static void test_track_root_concurrent(void **state)
 	for (unsigned cycle = 0; cycle < 6; cycle++) {
 		pthread_t th[NVCPU];
 		struct vcpu_arg va[NVCPU];
-		atomic_store(&r.stop, 0);
-		for (int i = 0; i < NVCPU; i++) {
-			va[i] = (struct vcpu_arg){&r, i};
-			assert_int_equal(pthread_create(&th[i], NULL, vcpu, &va[i]), 0);
-		}
+		vcpus_start(&r, th, va);
 		if (cycle == 0)
 			assert_int_equal(hpt_track_start(r.h, &err), 0);
 		uint64_t t_end = hm_now_ns() + 300000000ull;
@@ -319,9 +332,7 @@ static void test_track_root_concurrent(void **state)
 				assert_int_equal(hpt_track_root_stats(r.h, &st), 0);
 			}
 		}
-		atomic_store(&r.stop, 1);
-		for (int i = 0; i < NVCPU; i++)
-			pthread_join(th[i], NULL);
+		vcpus_stop(&r, th);
 		/* "Stopped": a final pass (or not), then the root. */
 		if (tu_rand(&rs) & 1)
 			take_pass(r.h, &rs, true);
@@ -344,23 +355,10 @@ static void test_track_root_concurrent(void **state)
  * LOCKED one: a snapshot, not checked, but run under TSan), and for a
  * loader's record. A 2^23-byte table has 128 blocks.
  */
-static void *vcpu_noresize(void *p)
-{
-	struct vcpu_arg *a = p;
-	struct run *r = a->r;
-	uint64_t rs = r->seed * 77 + (uint64_t)a->id, n = 0;
-	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
-		random_hcall(r->h, &rs);
-		n++;
-	}
-	atomic_fetch_add(&r->ops, n);
-	return NULL;
-}
-
 static void test_root_parallel(void **state)
 {
 	(void)state;
-	struct run r = {0};
+	struct run r = {.no_resize = true}; /* the table stays at 128 blocks */
 	r.seed = tu_seed("test_root_parallel");
 	uint64_t rs = r.seed;
 	hpt_config_t cfg;
@@ -400,11 +398,7 @@ static void test_root_parallel(void **state)
 	for (unsigned cycle = 0; cycle < 4; cycle++) {
 		pthread_t th[NVCPU];
 		struct vcpu_arg va[NVCPU];
-		atomic_store(&r.stop, 0);
-		for (int i = 0; i < NVCPU; i++) {
-			va[i] = (struct vcpu_arg){&r, i};
-			assert_int_equal(pthread_create(&th[i], NULL, vcpu_noresize, &va[i]), 0);
-		}
+		vcpus_start(&r, th, va);
 		uint64_t t_end = hm_now_ns() + 150000000ull;
 		while (hm_now_ns() < t_end) {
 			if (tu_rand(&rs) & 1)
@@ -412,9 +406,7 @@ static void test_root_parallel(void **state)
 			else
 				assert_int_equal(hpt_track_root(r.h, HPT_READ_LOCKED, &info), 0);
 		}
-		atomic_store(&r.stop, 1);
-		for (int i = 0; i < NVCPU; i++)
-			pthread_join(th[i], NULL);
+		vcpus_stop(&r, th);
 		if (tu_rand(&rs) & 1)
 			take_pass(r.h, &rs, true);
 		assert_int_equal(hpt_track_root(r.h, HPT_READ_QUIESCENT, &info), 0);
