@@ -589,12 +589,12 @@ static int precopy_round(struct attempt *a, uint64_t *r1, hm_error_t *err)
  * not all re-hash when the guest changes many blocks. Everything the stop
  * would re-hash can be hashed now instead, while the guest runs: a round
  * (takes the marks, so their blocks are known, and sends the entries),
- * then a refresh of every block changed, then again, while that more than
- * halves what the stop would re-hash (hashing faster than the guest
- * changes blocks); it stops when the rest costs under MIG_CATCHUP_ENOUGH_NS
- * or after MIG_CATCHUP_MAX rounds, and never goes past max_iterations
- * passes. A guest that changes blocks faster than they are hashed (a
- * loaded host) ends it after one round. The policy's statistics are taken
+ * then a refresh of every block changed, then again, while that cuts
+ * what the stop would re-hash by a quarter or more (hashing faster than
+ * the guest changes blocks); it stops when the rest costs under
+ * MIG_CATCHUP_ENOUGH_NS or after MIG_CATCHUP_MAX rounds, and never goes
+ * past max_iterations passes. A guest that changes blocks about as fast
+ * as they are hashed (a loaded host) ends it after one round. The policy's statistics are taken
  * again afterwards, so the expected downtime in the report is what was
  * really left at the pause. Any error: negative, the guest still runs.
  */
@@ -631,7 +631,7 @@ static int stop_catchup(struct attempt *a, uint64_t t0, mig_policy_stats_t *st, 
 		 * that out-changes the hashing must not hold the stop back. */
 		(void)hpt_track_root_refresh(h, HPT_READ_LOCKED, a->dl_ns, NULL);
 		a->rep->catchup_rounds++;
-		if (hpt_track_root_stats(h, &rs) != 0 || rs.stop_blocks * 2 > left)
+		if (hpt_track_root_stats(h, &rs) != 0 || rs.stop_blocks * 4 > left * 3)
 			break;
 		left = rs.stop_blocks;
 	}
