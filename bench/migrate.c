@@ -104,6 +104,21 @@ static json_t *side(const mig_report_t *r, const mig_dest_report_t *d, uint64_t 
 			    json_integer((json_int_t)d->root_blocks_at_end));
 	json_object_set_new(o, "dest_root_end_ms", json_real((double)d->root_end_ns / 1e6));
 	json_object_set_new(o, "fixed_downtime_ms", json_real((double)r->fixed_downtime_ns / 1e6));
+	/* where the downtime went: stop -> vCPUs paused -> final pass
+	 * flushed -> (the source's re-hash and root: verify_stop_ms) -> the
+	 * stream's tail flushed -> the destination's RESUMED; and the
+	 * catch-up before the stop */
+	json_object_set_new(o, "pause_ms", json_real((double)r->pause_ns / 1e6));
+	json_object_set_new(o, "final_pass_ms", json_real((double)r->final_pass_ns / 1e6));
+	json_object_set_new(o, "complete_ms", json_real((double)r->complete_ns / 1e6));
+	json_object_set_new(o, "resumed_wait_ms",
+			    json_real(r->downtime_ns > r->complete_ns
+					      ? (double)(r->downtime_ns - r->complete_ns) / 1e6
+					      : 0));
+	json_object_set_new(o, "verify_blocks_at_decision",
+			    json_integer((json_int_t)r->verify_blocks_at_decision));
+	json_object_set_new(o, "catchup_rounds", json_integer(r->catchup_rounds));
+	json_object_set_new(o, "catchup_ms", json_real((double)r->catchup_ns / 1e6));
 	return o;
 }
 
@@ -172,6 +187,7 @@ static int compare_at_rate(machine_t *m, const char *uri, const mig_params_t *ba
 	ours.policy = mig_policy_default;
 	ours.scan = HTAB_SCAN_BITMAP;
 	seed.policy = mig_policy_qemu_stop_rule;
+	seed.stop_catchup = false; /* QEMU stops when its rule says so */
 	seed.scan = HTAB_SCAN_LINEAR;
 	mig_report_t ro, rs;
 	mig_dest_report_t dro, drs;

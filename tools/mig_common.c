@@ -248,12 +248,15 @@ static int parse_source_opt(int c, const char *a, struct mig_cli *cli)
 		bad = htab_scan_parse(a, &p->scan) != 0;
 		break;
 	case O_POLICY:
-		if (strcmp(a, "ours") == 0)
+		if (strcmp(a, "ours") == 0) {
 			p->policy = mig_policy_default;
-		else if (strcmp(a, "qemu") == 0 || strcmp(a, "seed") == 0)
+			p->stop_catchup = true;
+		} else if (strcmp(a, "qemu") == 0 || strcmp(a, "seed") == 0) {
 			p->policy = mig_policy_qemu_stop_rule; /* "seed": its old name */
-		else
+			p->stop_catchup = false;               /* it stops as QEMU does */
+		} else {
 			bad = 1;
+		}
 		break;
 	case O_WARMUP:
 		bad = parse_seconds(a, &cli->warmup_ns) != 0;

@@ -550,6 +550,12 @@ int hpt_track_root_stats(hpt_t *h, hpt_root_stats_t *st);
  * call (vCPUs paused: use QUIESCENT). Returns 0 or as above.
  */
 int hpt_track_root(hpt_t *h, hpt_read_mode_t mode, hpt_root_info_t *out);
+/*
+ * Threads a root (hpt_track_root, hpt_blocks_root) hashes its blocks on
+ * when it has many (32 or more) to hash in QUIESCENT or LOCKED mode: 2 (the
+ * caller and a helper it starts and joins), 1 on a single CPU.
+ */
+unsigned hpt_root_threads(void);
 
 typedef struct hpt_blocks hpt_blocks_t;
 int hpt_blocks_new(hpt_blocks_t **out);

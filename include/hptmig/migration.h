@@ -425,6 +425,11 @@ typedef struct mig_params {
 	uint64_t retry_delay_ns;      /* between attempts (default 1 s) */
 	enum htab_scan scan;          /* bitmap (ours) or linear (QEMU's) */
 	uint64_t round_budget_ns;     /* time budget of one iterate call (default 20 ms) */
+	bool stop_catchup;            /* default true: once the policy says STOP, short
+				       * rounds that hash what changed until the blocks
+				       * left for the stop shrink no more (docs/migration.md,
+				       * "The catch-up before the stop"); false keeps the
+				       * policy's stop as it is (QEMU's rule in the bench) */
 	int connect_timeout_ms;       /* default 10000 */
 	int rp_timeout_ms;            /* bound on the wait for the destination's answer
 				       * after the stream, whatever arrives (default 30000) */
@@ -521,6 +526,11 @@ typedef struct mig_report {
 	uint64_t verify_blocks_at_stop; /* blocks re-hashed at the stop */
 	uint64_t verify_blocks;       /* blocks of the table (B) */
 	uint64_t verify_block_ns;     /* measured cost of hashing one block */
+	unsigned catchup_rounds;      /* catch-up rounds between STOP and the pause */
+	uint64_t catchup_ns;          /* their time (the guest runs) */
+	uint64_t verify_blocks_at_decision; /* blocks the stop would re-hash when the
+				       * policy said STOP (before the catch-up) */
+	uint64_t final_pass_ns;       /* stop to the final pass (END) flushed */
 	unsigned throttle;            /* at the end */
 	unsigned htab_shift;
 	uint64_t htab_valid, htab_bolted;

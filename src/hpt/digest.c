@@ -91,6 +91,63 @@ size_t hpt_collect(hpt_read_mode_t mode, struct hpt_track *trk, struct hpt_table
 }
 
 /*
+ * collect over one block of 64 groups of 64 slots from first, reading the V
+ * words only of the groups whose bit is set in reread and taking the
+ * others' live slots from occ[] (as found when they were last read);
+ * occ[] of the groups read is updated. Every slot occ names is read as
+ * mode says, so one that is no longer valid is skipped; one that became
+ * live in a group not read is missed, which is why the caller must read
+ * every group with a change since occ was taken (docs/hpt.md, "Reading
+ * only the changed groups").
+ */
+size_t hpt_collect_sparse(hpt_read_mode_t mode, struct hpt_track *trk, struct hpt_table *t,
+			  uint64_t first, uint64_t occ[64], uint64_t reread, uint8_t *rec,
+			  uint64_t *valid, uint64_t *bolted)
+{
+	const uint64_t bolted_be = HPT_BE(HPTE64_V_BOLTED), live = HPT_VALID_BE | HPT_LOCK_BE;
+	size_t len = 0;
+	/* What the block needs is scattered over its 64 KiB, a cache miss
+	 * each: the live slots of the groups not read again, the 16 lines of
+	 * each group read again. Ask for all of it first so the misses
+	 * overlap instead of coming one after another. */
+	for (unsigned g = 0; g < 64; g++) {
+		uint64_t w0 = first + 64 * (uint64_t)g;
+		if ((reread >> g) & 1)
+			for (unsigned k = 0; k < 64; k += 4) /* 4 entries a line */
+				__builtin_prefetch(hpt_vp(t, w0 + k));
+		else
+			for (uint64_t bits = occ[g]; bits; bits &= bits - 1)
+				__builtin_prefetch(hpt_vp(t, w0 + (uint64_t)__builtin_ctzll(bits)));
+	}
+	for (unsigned g = 0; g < 64; g++) {
+		uint64_t w0 = first + 64 * (uint64_t)g, bits = 0;
+		if ((reread >> g) & 1) {
+			for (unsigned k = 0; k < 64; k++) {
+				uint64_t raw = atomic_load_explicit(hpt_vp(t, w0 + k),
+								    memory_order_relaxed);
+				bits |= (uint64_t)((raw & live) != 0) << k;
+			}
+			occ[g] = bits;
+		} else {
+			bits = occ[g];
+		}
+		for (; bits; bits &= bits - 1) {
+			uint64_t slot = w0 + (uint64_t)__builtin_ctzll(bits), v, r;
+			uint64_t raw = atomic_load_explicit(hpt_vp(t, slot), memory_order_relaxed);
+			if (!(raw & live) || !read_valid(mode, trk, t, slot, raw, &v, &r))
+				continue;
+			(*valid)++;
+			*bolted += (v & bolted_be) != 0;
+			hm_store_be64(rec + len, slot);
+			memcpy(rec + len + 8, &v, 8);
+			memcpy(rec + len + 16, &r, 8);
+			len += REC_LEN;
+		}
+	}
+	return len;
+}
+
+/*
  * The walk behind hpt_summary, hpt_digest and hpt_count. out == NULL: counts
  * only (no records, no SHA-256).
  */

@@ -125,6 +125,8 @@ struct hpt_track {
 struct hpt_bcache;
 void hpt_bc_free(struct hpt_bcache *bc);
 void hpt_bc_mark_block(struct hpt_bcache *bc, uint64_t b);
+/* Block b changed in its 64-slot group g (tracking word 64 b + g). */
+void hpt_bc_mark_group(struct hpt_bcache *bc, uint64_t b, unsigned g);
 
 /* ring_entries: per ring, a power of two in 2..HPT_RING_MAX (0: default). */
 int hpt_trk_new(uint64_t nbits, bool all, uint64_t ring_entries, struct hpt_track **out);
@@ -398,6 +400,12 @@ static inline bool hpt_read_optimistic(struct hpt_track *trk, struct hpt_table *
  */
 size_t hpt_collect(hpt_read_mode_t mode, struct hpt_track *trk, struct hpt_table *t,
 		   uint64_t first, uint64_t end, uint8_t *rec, uint64_t *valid, uint64_t *bolted);
+/* The same over the block of 4096 slots at first, reading the V words only
+ * of the 64-slot groups set in reread and the rest's live slots from occ
+ * (updated for the groups read); records always written. */
+size_t hpt_collect_sparse(hpt_read_mode_t mode, struct hpt_track *trk, struct hpt_table *t,
+			  uint64_t first, uint64_t occ[64], uint64_t reread, uint8_t *rec,
+			  uint64_t *valid, uint64_t *bolted);
 
 /* Resize steps (hpt.c), called by the hypercalls with h->ctl held. */
 long hpt_resize_prepare_locked(hpt_t *h, unsigned shift);

@@ -247,7 +247,7 @@ bool hpt_trk_take(struct hpt_track *t, uint64_t *cursor, uint64_t *word_index, u
 			 * (or will be hashed after this take): docs/hpt.md,
 			 * "The root kept current". Summary word si is block si. */
 			if (t->bc)
-				hpt_bc_mark_block(t->bc, si);
+				hpt_bc_mark_group(t->bc, si, (unsigned)j);
 			*cursor = w;
 			*word_index = wi;
 			*bits = v;

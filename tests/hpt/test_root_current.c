@@ -253,6 +253,7 @@ static void test_blocks_root_random(void **state)
 
 struct run {
 	hpt_t *h;
+	bool no_resize; /* vCPU 0 resizes now and then unless set */
 	_Atomic int stop;
 	uint64_t seed;
 	_Atomic uint64_t ops, resizes;
@@ -270,7 +271,7 @@ static void *vcpu(void *p)
 	uint64_t rs = r->seed * 77 + (uint64_t)a->id, n = 0;
 	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
 		random_hcall(r->h, &rs);
-		if (a->id == 0 && tu_rand(&rs) % 500 == 0) {
+		if (a->id == 0 && !r->no_resize && tu_rand(&rs) % 500 == 0) {
 			unsigned ns = hpt_shift(r->h) == 20 ? 21 : 20;
 			if (hpt_h_resize_prepare(r->h, 0, ns) == H_SUCCESS &&
 			    hpt_h_resize_commit(r->h, 0, ns) == H_SUCCESS)
@@ -283,6 +284,22 @@ static void *vcpu(void *p)
 }
 
 #define NVCPU 3
+
+static void vcpus_start(struct run *r, pthread_t th[NVCPU], struct vcpu_arg va[NVCPU])
+{
+	atomic_store(&r->stop, 0);
+	for (int i = 0; i < NVCPU; i++) {
+		va[i] = (struct vcpu_arg){r, i};
+		assert_int_equal(pthread_create(&th[i], NULL, vcpu, &va[i]), 0);
+	}
+}
+
+static void vcpus_stop(struct run *r, pthread_t th[NVCPU])
+{
+	atomic_store(&r->stop, 1);
+	for (int i = 0; i < NVCPU; i++)
+		pthread_join(th[i], NULL);
+}
 
 static void test_track_root_concurrent(void **state)
 {
@@ -298,11 +315,7 @@ static void test_track_root_concurrent(void **state)
 	for (unsigned cycle = 0; cycle < 6; cycle++) {
 		pthread_t th[NVCPU];
 		struct vcpu_arg va[NVCPU];
-		atomic_store(&r.stop, 0);
-		for (int i = 0; i < NVCPU; i++) {
-			va[i] = (struct vcpu_arg){&r, i};
-			assert_int_equal(pthread_create(&th[i], NULL, vcpu, &va[i]), 0);
-		}
+		vcpus_start(&r, th, va);
 		if (cycle == 0)
 			assert_int_equal(hpt_track_start(r.h, &err), 0);
 		uint64_t t_end = hm_now_ns() + 300000000ull;
@@ -319,9 +332,7 @@ static void test_track_root_concurrent(void **state)
 				assert_int_equal(hpt_track_root_stats(r.h, &st), 0);
 			}
 		}
-		atomic_store(&r.stop, 1);
-		for (int i = 0; i < NVCPU; i++)
-			pthread_join(th[i], NULL);
+		vcpus_stop(&r, th);
 		/* "Stopped": a final pass (or not), then the root. */
 		if (tu_rand(&rs) & 1)
 			take_pass(r.h, &rs, true);
@@ -336,6 +347,98 @@ static void test_track_root_concurrent(void **state)
 	hpt_destroy(r.h);
 }
 
+/*
+ * A root with many blocks to hash hashes them on two threads
+ * (hpt_root_threads; 32 blocks or more): it must give what a serial root
+ * and a full recomputation give, for the tracker (QUIESCENT and LOCKED),
+ * with vCPU threads changing the table between the roots (and during a
+ * LOCKED one: a snapshot, not checked, but run under TSan), and for a
+ * loader's record. A 2^23-byte table has 128 blocks.
+ */
+static void test_root_parallel(void **state)
+{
+	(void)state;
+	struct run r = {.no_resize = true}; /* the table stays at 128 blocks */
+	r.seed = tu_seed("test_root_parallel");
+	uint64_t rs = r.seed;
+	hpt_config_t cfg;
+	hpt_config_default(&cfg);
+	hm_error_t err;
+	assert_int_equal(hpt_create(23, &cfg, &r.h, &err), 0);
+	assert_int_equal(hpt_verify_nblocks(23), 128);
+	assert_int_equal(hpt_track_start(r.h, &err), 0);
+	hpt_root_info_t info;
+	unsigned par = 0, ser = 0;
+	for (unsigned round = 0; round < 24; round++) {
+		/* every sixth root after a full refresh and a few changes: the
+		 * serial path (fewer than 32 blocks) */
+		bool few = round % 6 == 5;
+		if (few) {
+			take_pass(r.h, &rs, true);
+			assert_int_equal(hpt_track_root_refresh(r.h, HPT_READ_LOCKED, UINT64_MAX,
+								NULL),
+					 0);
+		}
+		unsigned n = few ? 5 : 3000;
+		for (unsigned i = 0; i < n; i++)
+			random_hcall(r.h, &rs);
+		if (tu_rand(&rs) & 1)
+			take_pass(r.h, &rs, tu_rand(&rs) & 1);
+		if (tu_rand(&rs) % 3 == 0)
+			assert_int_equal(hpt_track_root_refresh(r.h, HPT_READ_LOCKED, 0, NULL), 0);
+		assert_int_equal(hpt_track_root(r.h, round & 1 ? HPT_READ_QUIESCENT
+							       : HPT_READ_LOCKED,
+						&info),
+				 0);
+		check_root(r.h, &info, "parallel", round);
+		par += info.rehashed >= 32;
+		ser += info.rehashed < 32;
+	}
+	/* vCPUs running between roots, and during LOCKED ones */
+	for (unsigned cycle = 0; cycle < 4; cycle++) {
+		pthread_t th[NVCPU];
+		struct vcpu_arg va[NVCPU];
+		vcpus_start(&r, th, va);
+		uint64_t t_end = hm_now_ns() + 150000000ull;
+		while (hm_now_ns() < t_end) {
+			if (tu_rand(&rs) & 1)
+				take_pass(r.h, &rs, tu_rand(&rs) & 1);
+			else
+				assert_int_equal(hpt_track_root(r.h, HPT_READ_LOCKED, &info), 0);
+		}
+		vcpus_stop(&r, th);
+		if (tu_rand(&rs) & 1)
+			take_pass(r.h, &rs, true);
+		assert_int_equal(hpt_track_root(r.h, HPT_READ_QUIESCENT, &info), 0);
+		check_root(r.h, &info, "parallel, after vCPUs", cycle);
+		par += info.rehashed >= 32;
+	}
+	/* a loader's record */
+	hpt_blocks_t *c;
+	assert_int_equal(hpt_blocks_new(&c), 0);
+	assert_int_equal(hpt_blocks_root(c, r.h, HPT_READ_QUIESCENT, &info), 0);
+	assert_int_equal(info.rehashed, 128);
+	check_root(r.h, &info, "loader, first", 0);
+	uint8_t e[16];
+	for (unsigned i = 0; i < 100; i++) {
+		uint64_t slot = tu_rand(&rs) % hpt_slots(r.h);
+		uint64_t v = tu_rand(&rs) & 1 ? (tu_rand(&rs) & ~HPTE64_V_HVLOCK) | HPTE64_V_VALID : 0;
+		hm_store_be64(e, v);
+		hm_store_be64(e + 8, v ? tu_rand(&rs) : 0);
+		hpt_write_entries(r.h, slot, 1, e);
+		hpt_blocks_mark(c, slot, 1);
+	}
+	assert_int_equal(hpt_blocks_root(c, r.h, HPT_READ_QUIESCENT, &info), 0);
+	check_root(r.h, &info, "loader", 1);
+	par += info.rehashed >= 32;
+	printf("# %u roots with >= 32 blocks to hash, %u with fewer, %llu hypercalls; %u threads\n",
+	       par, ser, (unsigned long long)atomic_load(&r.ops), hpt_root_threads());
+	assert_true(par > 4 && ser > 0);
+	hpt_blocks_free(c);
+	hpt_track_stop(r.h);
+	hpt_destroy(r.h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -343,6 +446,7 @@ int main(void)
 		cmocka_unit_test(test_track_root_detects_unmarked),
 		cmocka_unit_test(test_blocks_root_random),
 		cmocka_unit_test(test_track_root_concurrent),
+		cmocka_unit_test(test_root_parallel),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -577,6 +577,49 @@ static void test_policy_abort_and_cancel(void **state)
 }
 
 /*
+ * A cancel that comes with the policy's STOP, before the catch-up rounds
+ * (mig_params_t.stop_catchup): the guest has not been stopped, so it runs
+ * on, and the destination refuses half a stream.
+ */
+static enum mig_policy_answer stop_and_cancel(void *opaque, const mig_policy_stats_t *st)
+{
+	mig_cancel_t *c = opaque;
+	if (st->iterations < 1)
+		return MIG_POLICY_CONTINUE;
+	mig_cancel_request(c);
+	return MIG_POLICY_STOP;
+}
+
+static void test_cancel_in_catchup(void **state)
+{
+	(void)state;
+	char uri[600];
+	snprintf(uri, sizeof(uri), "unix:%s/catchup.sock", tu_tmp);
+	machine_t *m = guest(24, 2, 20000);
+	mig_params_t p;
+	mig_params_default(&p);
+	assert_true(p.stop_catchup);
+	assert_int_equal(mig_cancel_new(&p.cancel), 0);
+	p.policy = stop_and_cancel;
+	p.policy_opaque = p.cancel;
+	struct dest_thread d;
+	dest_start(&d, uri);
+	mig_report_t rep;
+	hm_error_t e;
+	hm_error_clear(&e);
+	assert_int_equal(mig_source_run(m, uri, &p, &rep, &e), HM_E_CANCELLED);
+	dest_join(&d);
+	assert_non_null(strstr(e.msg, "before the guest was stopped"));
+	assert_false(rep.stopped);
+	assert_int_equal(rep.catchup_rounds, 0);
+	assert_false(machine_paused(m));
+	assert_true(d.rc < 0);
+	assert_false(d.rep.resumed);
+	mig_cancel_free(p.cancel);
+	machine_destroy(m);
+}
+
+/*
  * The guest grows its table after the last round and before the stop: the
  * source sends the new table in PART records once the vCPUs are stopped,
  * and the destination ends with the new, equal table.
@@ -610,6 +653,9 @@ static void test_resize_before_stop(void **state)
 	mig_params_default(&p);
 	p.policy = resize_then_stop;
 	p.policy_opaque = &r;
+	/* the resize right before the pause, as the policy's STOP leaves it
+	 * (a catch-up round would send the new table before the stop) */
+	p.stop_catchup = false;
 	struct dest_thread d;
 	dest_start(&d, uri);
 	mig_report_t rep;
@@ -913,6 +959,7 @@ int main(void)
 		cmocka_unit_test(test_failure_leaves_guest_running),
 		cmocka_unit_test(test_policy_abort_and_cancel),
 		cmocka_unit_test(test_resize_before_stop),
+		cmocka_unit_test(test_cancel_in_catchup),
 		cmocka_unit_test(test_dest_refuses_commands),
 		cmocka_unit_test(test_bad_pong),
 		cmocka_unit_test(test_dest_corrupted_after_load),
