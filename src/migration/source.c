@@ -617,7 +617,7 @@ static int precopy_round(struct attempt *a, uint64_t *r1, hm_error_t *err)
 #define MIG_CATCHUP_ENOUGH_NS 1000000ull
 static int stop_catchup(struct attempt *a, uint64_t t0, mig_policy_stats_t *st, hm_error_t *err)
 {
-	hpt_t *h = machine_hpt(a->m);
+	hpt_t *h = a->h;
 	uint64_t c0 = hm_now_ns();
 	hpt_root_stats_t rs;
 	/* A cancel (or the timeout) that came with the decision: the guest
