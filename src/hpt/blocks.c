@@ -397,6 +397,23 @@ static struct hpt_bcache *trk_cache(struct hpt_track *trk, struct hpt_table *t)
 /* Blocks still to hash per reader-lock hold (a resize waits at most this). */
 #define REFRESH_BATCH 16
 
+/* Hash up to REFRESH_BATCH dirty blocks from the cursor on (wrapping to 0);
+ * *done: no dirty block is left after the cursor. */
+static int bc_hash_batch(struct hpt_bcache *bc, struct hpt_table *t, struct hpt_track *trk,
+			 struct hpt_track *marks, hpt_read_mode_t mode, bool *done)
+{
+	int rc = 0;
+	unsigned k = 0;
+	uint64_t b = bc_next_dirty(bc, bc->cursor);
+	for (; b < bc->nblocks && k < REFRESH_BATCH && rc == 0; k++) {
+		rc = bc_hash(bc, t, trk, marks, mode, b);
+		bc->cursor = b + 1 < bc->nblocks ? b + 1 : 0;
+		b = bc_next_dirty(bc, bc->cursor);
+	}
+	*done = b >= bc->nblocks;
+	return rc;
+}
+
 /* Note the per-block cost of a refresh call (blocks changed since hashed
  * hold entries and are cold: dearer than the mean over a first walk). */
 static void bc_note_recent(struct hpt_bcache *bc, uint64_t hashed0, uint64_t ns0)
@@ -425,14 +442,8 @@ int hpt_track_root_refresh(hpt_t *h, hpt_read_mode_t mode, uint64_t budget_ns, u
 			hashed0 = bc->hashed;
 			ns0 = bc->hash_ns;
 		}
-		unsigned k = 0;
-		uint64_t b = bc_next_dirty(bc, bc->cursor);
-		for (; b < bc->nblocks && k < REFRESH_BATCH && rc == 0; k++) {
-			rc = bc_hash(bc, t, trk, trk, mode, b);
-			bc->cursor = b + 1 < bc->nblocks ? b + 1 : 0;
-			b = bc_next_dirty(bc, bc->cursor);
-		}
-		bool done = b >= bc->nblocks;
+		bool done;
+		rc = bc_hash_batch(bc, t, trk, trk, mode, &done);
 		n = done ? 0 : bc_count_dirty(bc);
 		if (rc || done || hm_now_ns() - t0 >= budget_ns)
 			bc_note_recent(bc, hashed0, ns0);
@@ -579,14 +590,8 @@ int hpt_blocks_refresh(hpt_blocks_t *c, hpt_t *h, hpt_read_mode_t mode, uint64_t
 		}
 		struct hpt_table *t = hpt_tab(h);
 		struct hpt_track *trk = atomic_load(&h->track);
-		unsigned k = 0;
-		uint64_t b = bc_next_dirty(bc, bc->cursor);
-		for (; b < bc->nblocks && k < REFRESH_BATCH && rc == 0; k++) {
-			rc = bc_hash(bc, t, trk, NULL, mode, b);
-			bc->cursor = b + 1 < bc->nblocks ? b + 1 : 0;
-			b = bc_next_dirty(bc, bc->cursor);
-		}
-		bool done = b >= bc->nblocks;
+		bool done;
+		rc = bc_hash_batch(bc, t, trk, NULL, mode, &done);
 		n = done ? 0 : bc_count_dirty(bc);
 		hpt_rd_unlock(s);
 		if (rc || done || hm_now_ns() - t0 >= budget_ns)
