@@ -54,6 +54,26 @@ static int rewrite_tail(const an_report_t *r, size_t len, size_t *tail_out, hm_e
 	return 0;
 }
 
+/* The headers before the table's END payload at o (at most END_HDR_MAX
+ * bytes): a PART carrying the final shift when the table was resized, then
+ * the END record's header. Returns the bytes written. */
+#define END_HDR_MAX (13 + 5)
+static size_t put_end_headers(uint8_t *o, uint32_t sid, bool resized, uint32_t shift)
+{
+	size_t n = 0;
+	if (resized) {
+		o[n++] = QEMU_VM_SECTION_PART;
+		hm_store_be32(o + n, sid);
+		hm_store_be32(o + n + 4, shift);
+		o[n + 8] = QEMU_VM_SECTION_FOOTER;
+		hm_store_be32(o + n + 9, sid);
+		n += 13;
+	}
+	o[n++] = QEMU_VM_SECTION_END;
+	hm_store_be32(o + n, sid);
+	return n + 4;
+}
+
 /* Writes the htab section's replacement for its END record at o (room was
  * reserved by the caller): [resize PART], END with the whole table.
  * Returns the bytes written. */
@@ -61,18 +81,7 @@ static size_t rewrite_put_end(uint8_t *o, const an_report_t *r, uint32_t sid, co
 			      size_t plen)
 {
 	const an_htab_stats_t *h = &r->htab;
-	size_t n = 0;
-	if (!h->no_hpt && h->shift != h->start_shift) {
-		o[n++] = QEMU_VM_SECTION_PART;
-		hm_store_be32(o + n, sid);
-		hm_store_be32(o + n + 4, h->shift);
-		o[n + 8] = QEMU_VM_SECTION_FOOTER;
-		hm_store_be32(o + n + 9, sid);
-		n += 13;
-	}
-	o[n++] = QEMU_VM_SECTION_END;
-	hm_store_be32(o + n, sid);
-	n += 4;
+	size_t n = put_end_headers(o, sid, !h->no_hpt && h->shift != h->start_shift, h->shift);
 	memcpy(o + n, payload, plen);
 	n += plen;
 	o[n++] = QEMU_VM_SECTION_FOOTER;
@@ -385,19 +394,8 @@ static int rws_put_end(struct rws *s, const an_record_t *rec)
 	uint32_t sid = r->sections[rec->section].id;
 	bool no_hpt = !r->priv->have_tab;
 	uint32_t shift = no_hpt ? 0 : r->priv->tab.shift;
-	uint8_t hdr[14 + 5], ftr[5]; /* [PART with the shift], END header */
-	size_t n = 0;
-	if (!no_hpt && shift != r->htab.start_shift) {
-		hdr[n++] = QEMU_VM_SECTION_PART;
-		hm_store_be32(hdr + n, sid);
-		hm_store_be32(hdr + n + 4, shift);
-		hdr[n + 8] = QEMU_VM_SECTION_FOOTER;
-		hm_store_be32(hdr + n + 9, sid);
-		n += 13;
-	}
-	hdr[n++] = QEMU_VM_SECTION_END;
-	hm_store_be32(hdr + n, sid);
-	n += 4;
+	uint8_t hdr[END_HDR_MAX], ftr[5]; /* [PART with the shift], END header */
+	size_t n = put_end_headers(hdr, sid, !no_hpt && shift != r->htab.start_shift, shift);
 	ftr[0] = QEMU_VM_SECTION_FOOTER;
 	hm_store_be32(ftr + 1, sid);
 	/* one output after the bytes decided so far: headers, payload, footer */
