@@ -26,10 +26,7 @@ static int incoming_run(int argc, char **argv)
 	rc = mig_cli_listen(&cli, &u, &l, &e);
 	if (rc) {
 		tool_fail_error("incoming", &e);
-		mig_cli_ctl_stop(&cli);
-		mig_signals_stop();
-		mig_cancel_free(cancel);
-		mig_cli_tls_free(&cli);
+		mig_cli_end(&cli, cancel);
 		return 1;
 	}
 	const mig_uri_t *lu = mig_listener_uri(l);
@@ -74,9 +71,7 @@ static int incoming_run(int argc, char **argv)
 		char line[768];
 		tool_fail("incoming", "refused the migration: %s", hm_error_line(&e, line, sizeof(line)));
 	}
-	mig_signals_stop();
-	mig_cancel_free(cancel);
-	mig_cli_tls_free(&cli);
+	mig_cli_end(&cli, cancel);
 	return mig_cli_exit_status(rc);
 }
 

@@ -66,10 +66,7 @@ static int migrate_run(int argc, char **argv)
 	hm_error_clear(&e);
 	machine_t *m = NULL;
 	if (mig_cli_make_guest("migrate", &cli, &m) != 0) {
-		mig_cli_ctl_stop(&cli);
-		mig_signals_stop();
-		mig_cancel_free(cancel);
-		mig_cli_tls_free(&cli);
+		mig_cli_end(&cli, cancel);
 		return 1;
 	}
 	mig_report_t rep;
@@ -87,16 +84,11 @@ static int migrate_run(int argc, char **argv)
 	if (rc)
 		mig_report_fail("migrate", "", &rep, &e);
 	machine_destroy(m);
-	mig_signals_stop();
-	mig_cancel_free(cancel);
-	mig_cli_tls_free(&cli);
+	mig_cli_end(&cli, cancel);
 	return mig_cli_exit_status(rc);
 fail:
-	mig_cli_ctl_stop(&cli);
 	machine_destroy(m);
-	mig_signals_stop();
-	mig_cancel_free(cancel);
-	mig_cli_tls_free(&cli);
+	mig_cli_end(&cli, cancel);
 	return 1;
 }
 

@@ -1111,6 +1111,14 @@ int mig_cli_ctl_start(const char *cmd, struct mig_cli *cli, mig_cancel_t *cancel
 	return 0;
 }
 
+void mig_cli_end(struct mig_cli *cli, mig_cancel_t *cancel)
+{
+	mig_cli_ctl_stop(cli);
+	mig_signals_stop();
+	mig_cancel_free(cancel);
+	mig_cli_tls_free(cli);
+}
+
 void mig_cli_ctl_stop(struct mig_cli *cli)
 {
 	if (!cli->live)

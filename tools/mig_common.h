@@ -103,6 +103,10 @@ void mig_cli_dest_limits(const char *cmd, const struct mig_cli *cli, mig_dest_pa
  */
 int mig_cli_ctl_start(const char *cmd, struct mig_cli *cli, mig_cancel_t *cancel, bool source);
 void mig_cli_ctl_stop(struct mig_cli *cli);
+/* The end of a command that mig_cli_start began: status and control
+ * stopped (if still running), the signal watcher, the cancel and the TLS
+ * credentials freed. */
+void mig_cli_end(struct mig_cli *cli, mig_cancel_t *cancel);
 
 /*
  * Build the source guest: from --from IN (the table of a real QEMU
