@@ -229,6 +229,14 @@ static int on_bytes(void *opaque, uint64_t off, const uint8_t *p, size_t n)
 	return n && keep(c, p, n) != 0 ? -ENOMEM : 0;
 }
 
+/* The final phase's bytes the walk held (also when it refused them: then
+ * up to where it stopped; none went out unless --no-hold). */
+static void note_held(struct proxy_check *c)
+{
+	if (c->held && c->rep && c->rep->file_bytes > c->hold_off)
+		c->held_bytes = c->rep->file_bytes - c->hold_off;
+}
+
 static int on_hold(void *opaque, uint64_t offset)
 {
 	struct proxy_check *c = opaque;
@@ -349,6 +357,7 @@ static int run(void *opaque, mig_proxy_sink_t *s, hm_error_t *err)
 	if (rc < 0) {
 		if (err->code == 0) /* not the relay's failure: the walk's refusal */
 			*err = werr;
+		note_held(c);
 		return err->code;
 	}
 	if (!c->rep)
@@ -358,7 +367,7 @@ static int run(void *opaque, mig_proxy_sink_t *s, hm_error_t *err)
 		rc = forward_to(c, c->pend_off + c->pend_len);
 	if (c->out_ns == 0 && c->held)
 		c->out_ns = hm_now_ns(); /* re-encoded: written when the walk returned */
-	c->held_bytes = c->rep->file_bytes > c->hold_off ? c->rep->file_bytes - c->hold_off : 0;
+	note_held(c);
 	return rc;
 }
 

@@ -454,6 +454,9 @@ static void test_truncated_cut(void **state)
 	assert_true(r.sink.len <= l.hold_off);
 	assert_memory_equal(r.sink.data, in, r.sink.len);
 	assert_string_equal(jstr(r.rep, "status"), "refused");
+	/* and the report says what was held: the phase up to the cut */
+	assert_true(jnum(r.rep, "held_bytes") > 0);
+	assert_true(jnum(r.rep, "held_bytes") <= (double)(half - l.hold_off));
 	run_free(&r);
 	free(in);
 }
@@ -473,6 +476,9 @@ static void test_device_state_cap(void **state)
 	proxy_run(&r, "--passthrough --max-device-state 64K", in, len, NULL);
 	expect_cut(&r, in, l.hold_off + 65536, "device-state cap");
 	assert_true(r.sink.len <= l.hold_off);
+	/* the report says what was held before the refusal (was 0) */
+	if (jnum(r.rep, "held_bytes") <= 0)
+		fail_msg("held_bytes %.0f in a run refused at the cap", jnum(r.rep, "held_bytes"));
 	run_free(&r);
 	proxy_run(&r, "--passthrough --no-hold --max-device-state 64K", in, len, NULL);
 	if (r.proxy.status != 0)
