@@ -57,7 +57,7 @@ static int rewrite_tail(const an_report_t *r, size_t len, size_t *tail_out, hm_e
 /* The headers before the table's END payload at o (at most END_HDR_MAX
  * bytes): a PART carrying the final shift when the table was resized, then
  * the END record's header. Returns the bytes written. */
-#define END_HDR_MAX (13 + 5)
+#define END_HDR_MAX (14 + 5) /* PART: type, id, shift, footer, id; END: type, id */
 static size_t put_end_headers(uint8_t *o, uint32_t sid, bool resized, uint32_t shift)
 {
 	size_t n = 0;
