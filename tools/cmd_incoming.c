@@ -106,7 +106,9 @@ const struct hm_cmd hm_cmd_incoming = {
 		 "  --vcpus N, --workload W, --rate N, --seed N   the resumed guest's behaviour\n"
 		 "  --json               one JSON object on stdout at the end\n"
 		 "  --status-interval MS a JSON status line on stdout every MS ms (docs/control.md)\n"
-		 "  --control unix:PATH  QMP-style control socket: query-migrate, migrate_cancel\n"
+		 "  --control unix:PATH  QMP-style control socket: query-migrate, migrate_cancel;\n"
+		 "                       unix:PATH,idle-timeout=S closes a client silent for S s\n"
+		 "                       (default 60, 0: never)\n"
 		 "On tcp/unix it prints 'listening on URI' (the real port for port 0) on stderr\n"
 		 "as soon as it listens. Exit status: 0 resumed; 1 refused or failed; 130 / 143\n"
 		 "interrupted by SIGINT / SIGTERM (every wait ends at once).\n",

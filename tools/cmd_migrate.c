@@ -43,7 +43,9 @@
 	"  --status-interval MS a JSON status line on stdout every MS ms (query-migrate\n"  \
 	"                       names)\n"                                                   \
 	"  --control unix:PATH  QMP-style control socket: query-migrate, migrate_cancel,\n"  \
-	"                       migrate-set-parameters (max-bandwidth, downtime-limit)\n"   \
+	"                       migrate-set-parameters (max-bandwidth, downtime-limit);\n"  \
+	"                       unix:PATH,idle-timeout=S closes a client silent for S s\n"   \
+	"                       (default 60, 0: never)\n"                                   \
 	"exit status: 0 migrated; 1 failed (the stderr line says where the guest is);\n"    \
 	"130 / 143 interrupted by SIGINT / SIGTERM (every wait ends at once)\n"
 
