@@ -1170,9 +1170,12 @@ static int attempt_finish(struct attempt *a, uint64_t t0, hm_error_t *err)
 		rep->guest = MIG_GUEST_PAUSED_ON_SOURCE;
 		source_flat_digest(a); /* our own digest, for the report */
 	}
+	/* Detached first: a cancel during the close (its last flush, an exec:
+	 * child's exit) must not reach a connection being freed; the close's
+	 * own waits poll the cancel. */
+	mig_cancel_attach(p->cancel, NULL);
 	rc = mig_conn_close(a->conn, err);
 	a->conn = NULL;
-	mig_cancel_attach(p->cancel, NULL);
 	if (rc) {
 		hm_error_prefix(err, "after the guest was stopped: ");
 		return rc;

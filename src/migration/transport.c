@@ -177,6 +177,7 @@ struct mig_conn {
 	int rp_fd;        /* return path: a dup of the socket, or -1 */
 	int fd;           /* the descriptor under f (owned by f), for mig_conn_raw_fd */
 	pid_t child;      /* exec: the child to reap, or -1 */
+	struct pw *pw;    /* exec: source: the pipe writer (owned by f), or NULL */
 	mig_tls_t *tls;   /* tcp with TLS: stream and return path go through it */
 	bool source;
 	char desc[256];
@@ -669,6 +670,103 @@ static int spawn(const char *cmd, bool child_reads, int *our_fd, pid_t *pid, hm_
 	return 0;
 }
 
+/*
+ * The source's stream into an exec: child's stdin. A pipe has no send
+ * timeout and a blocked write(2) on it sees neither our cancel nor a
+ * shutdown, so a command that stops reading would hold the source until
+ * it is killed. Our end is non-blocking; a full pipe is waited on with
+ * poll beside the cancel, in slices (a shutdown is noticed within one),
+ * and for at most timeout_ns per write (the socket's send timeout for
+ * tcp/unix: the connect timeout). Errors as the channel expects: -EAGAIN
+ * for the timeout ("write timed out"), -ECANCELED for a cancel.
+ */
+struct pw {
+	int fd;
+	int cancel_fd;
+	uint64_t timeout_ns; /* 0: none */
+	_Atomic bool stop;
+};
+
+static ssize_t pw_writev(void *o, const struct iovec *iov, int iovcnt)
+{
+	struct pw *w = o;
+	uint64_t end = w->timeout_ns ? hm_now_ns() + w->timeout_ns : UINT64_MAX;
+	for (;;) {
+		if (atomic_load(&w->stop))
+			return -ECANCELED;
+		ssize_t n = writev(w->fd, iov, iovcnt);
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		uint64_t now = hm_now_ns();
+		if (now >= end)
+			return -EAGAIN;
+		uint64_t wait = end - now < RD_SLICE_NS ? end - now : RD_SLICE_NS;
+		struct pollfd p[2] = {{.fd = w->fd, .events = POLLOUT},
+				      {.fd = w->cancel_fd, .events = POLLIN}};
+		int k = poll(p, w->cancel_fd >= 0 ? 2 : 1, (int)((wait + 999999) / 1000000));
+		if (k < 0 && errno != EINTR)
+			return -errno;
+		if (k > 0 && w->cancel_fd >= 0 && p[1].revents)
+			return -ECANCELED;
+	}
+}
+
+static void pw_shutdown(void *o)
+{
+	atomic_store(&((struct pw *)o)->stop, true);
+}
+
+static int pw_close(void *o)
+{
+	struct pw *w = o;
+	int rc = close(w->fd) == 0 ? 0 : -errno;
+	free(w);
+	return rc;
+}
+
+static const mig_file_ops_t pw_ops = {
+	.writev = pw_writev, .shutdown = pw_shutdown, .close = pw_close,
+};
+
+/* An exec: source connection: the pipe through pw. Takes fd, reaps the
+ * child on failure. */
+static int conn_new_pipe_writer(int fd, const mig_connect_opts_t *o, const char *desc, pid_t child,
+				mig_conn_t **out, hm_error_t *err)
+{
+	struct pw *w = calloc(1, sizeof(*w));
+	mig_conn_t *c = calloc(1, sizeof(*c));
+	int fl = fcntl(fd, F_GETFL);
+	int rc = !w || !c ? -ENOMEM : fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ? -errno : 0;
+	if (rc == 0) {
+		w->fd = fd;
+		w->cancel_fd = mig_cancel_fd(o->cancel);
+		w->timeout_ns = o->timeout_ms > 0 ? (uint64_t)o->timeout_ms * 1000000ull : 0;
+		rc = mig_file_open_ops(&pw_ops, w, MIG_FILE_WRITE, MIG_FILE_OWN_FD, &c->f);
+	}
+	if (rc != 0) {
+		free(w);
+		free(c);
+		close(fd);
+		if (child > 0) {
+			kill(child, SIGTERM);
+			waitpid(child, NULL, 0);
+		}
+		return hm_error_set(err, rc, -1, "%s: cannot open channel", desc);
+	}
+	c->rp_fd = -1;
+	c->fd = fd;
+	c->child = child;
+	c->pw = w;
+	c->source = true;
+	snprintf(c->desc, sizeof(c->desc), "%s", desc);
+	*out = c;
+	return 0;
+}
+
 int mig_connect(const mig_uri_t *u, int timeout_ms, mig_conn_t **out, hm_error_t *err)
 {
 	mig_connect_opts_t o = {.timeout_ms = timeout_ms};
@@ -714,6 +812,8 @@ int mig_connect_ex(const mig_uri_t *u, const mig_connect_opts_t *o, mig_conn_t *
 		return rc;
 	if (mig_uri_has_return_path(u) && timeout_ms > 0)
 		set_timeouts(fd, timeout_ms);
+	if (u->kind == MIG_URI_EXEC)
+		return conn_new_pipe_writer(fd, o, desc, child, out, err);
 	return conn_wrap(fd, MIG_FILE_WRITE, u, true, desc, child, out, err);
 }
 
@@ -1340,25 +1440,54 @@ void mig_conn_abort(mig_conn_t *c)
 		shutdown(c->rp_fd, SHUT_RDWR);
 }
 
+/*
+ * Reap an exec: child. A source's child gets its exit after reading the
+ * stream's end; that wait ends at a cancel (the child is then terminated
+ * and the close reports the cancel). cancel_fd -1: a plain wait.
+ */
+static int reap_child(pid_t child, int cancel_fd, int *st)
+{
+	for (;;) {
+		pid_t r = waitpid(child, st, cancel_fd >= 0 ? WNOHANG : 0);
+		if (r == child)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r == 0) {
+			struct pollfd p = {.fd = cancel_fd, .events = POLLIN};
+			if (poll(&p, 1, 10) > 0 && p.revents) {
+				kill(child, SIGTERM);
+				while (waitpid(child, st, 0) < 0 && errno == EINTR)
+					;
+				return HM_E_CANCELLED;
+			}
+		}
+	}
+}
+
 int mig_conn_close(mig_conn_t *c, hm_error_t *err)
 {
 	if (!c)
 		return 0;
+	int cancel_fd = c->pw ? c->pw->cancel_fd : -1; /* before f frees pw */
 	int rc = mig_file_close(c->f, err);
 	if (c->rp_fd >= 0)
 		close(c->rp_fd);
 	mig_tls_free(c->tls); /* after the channel's last write went through it */
 	if (c->child > 0) {
 		int st = 0;
-		if (rc != 0 && !c->source)
+		/* A failed stream is of no use to the child either (a source's
+		 * child may never read again: waiting for it would hang). */
+		if (rc != 0)
 			kill(c->child, SIGTERM);
-		while (waitpid(c->child, &st, 0) < 0 && errno == EINTR)
-			;
-		if (rc == 0 && c->source && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+		int wr = reap_child(c->child, cancel_fd, &st);
+		if (rc == 0 && wr == HM_E_CANCELLED)
+			rc = hm_error_set(err, HM_E_CANCELLED, -1,
+					  "%s: cancelled while the command was still running", c->desc);
+		else if (rc == 0 && c->source && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
 			rc = hm_error_set(err, HM_E_PEER, -1, "%s: command %s %d", c->desc,
 					  WIFEXITED(st) ? "exited with status" : "killed by signal",
 					  WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-		}
 	}
 	free(c);
 	return rc;

@@ -4,7 +4,7 @@
  * connect retries (tcp, unix), incoming's accept and its screening of a
  * silent connection, the wait for the destination's answer after the
  * stream, the delay between --retries attempts, --warmup, and incoming's
- * --run. Each must exit within 1 s (the goal is 100 ms; 1 s keeps a loaded
+ * --run, and a write into an exec: command that stops reading. Each must exit within 1 s (the goal is 100 ms; 1 s keeps a loaded
  * machine from failing it; the measured time is printed) with 130 / 143,
  * a report saying "cancelled" and where the guest is. Also: incoming's
  * "listening on" line names a port a client can connect to.
@@ -288,6 +288,51 @@ static void test_sigterm_warmup(void **state)
 	assert_source_cancelled(&src);
 }
 
+/* exec: a command that never reads its stdin: the source's write into
+ * the full pipe ends at SIGTERM (a blocked write(2) on a pipe used to sit
+ * there until the command died), and without a signal after the write
+ * timeout (--connect-timeout, as a socket's send timeout) with the guest
+ * running. The command's shell is terminated; its sleep lingers 20 s. */
+static void test_sigterm_exec_not_reading(void **state)
+{
+	(void)state;
+	char cmd[4096];
+	struct bg src;
+	double ms;
+	snprintf(cmd, sizeof(cmd),
+		 "exec '%s' migrate 'exec:sleep 20' --json --ram 1G --workload idle "
+		 "--connect-timeout 600",
+		 tu_bin());
+	bg_start(&src, tu_tmp, "execw", cmd);
+	usleep(1000000); /* boots, then fills the pipe (64 KiB) and blocks */
+	int rc = signal_and_time(&src, SIGTERM, "migrate, exec: write blocked", &ms);
+	assert_int_equal(rc, 143);
+	assert_true(ms <= EXIT_BOUND_MS);
+	assert_source_cancelled(&src);
+}
+
+static void test_exec_write_timeout(void **state)
+{
+	(void)state;
+	char cmd[4096], *out = NULL, *err = NULL;
+	snprintf(cmd, sizeof(cmd),
+		 "'%s' migrate 'exec:sleep 20' --json --ram 1G --workload idle --connect-timeout 1",
+		 tu_bin());
+	uint64_t t0 = hm_now_ns();
+	assert_int_equal(tu_run(cmd, &out, &err), 1);
+	double s = (double)(hm_now_ns() - t0) / 1e9;
+	print_message("exec: write timeout: exit after %.1f s: %s", s, err);
+	assert_true(s < 15.0);
+	assert_one_line(err);
+	assert_non_null(strstr(err, "write timed out"));
+	json_t *o = json_of(out);
+	assert_string_equal(jstr(o, "error_code"), "HM_E_TIMEOUT");
+	assert_string_equal(jstr(o, "guest_state"), "running-on-source");
+	json_decref(o);
+	free(out);
+	free(err);
+}
+
 /* A whole migration, then SIGINT to the destination running the guest
  * for --run 60: it stops the guest and reports at once. */
 static void test_sigint_incoming_run(void **state)
@@ -327,6 +372,8 @@ int main(void)
 		cmocka_unit_test(test_sigint_retry_delay),
 		cmocka_unit_test(test_sigterm_warmup),
 		cmocka_unit_test(test_sigint_incoming_run),
+		cmocka_unit_test(test_sigterm_exec_not_reading),
+		cmocka_unit_test(test_exec_write_timeout),
 	};
 	return cmocka_run_group_tests(tests, tu_setup_tmp, tu_teardown_tmp);
 }
