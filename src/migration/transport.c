@@ -201,6 +201,15 @@ static int set_timeouts(int fd, int ms)
 	return 0;
 }
 
+/* An exec: child whose stream failed or was never used: terminated and
+ * reaped (st: its status, may be NULL). */
+static void terminate_child(pid_t child, int *st)
+{
+	kill(child, SIGTERM);
+	while (waitpid(child, st, 0) < 0 && errno == EINTR)
+		;
+}
+
 static int conn_new(int fd, enum mig_file_mode mode, bool rp, bool source, const char *desc,
 		    mig_conn_t **out, hm_error_t *err)
 {
@@ -242,10 +251,8 @@ static int conn_wrap(int fd, enum mig_file_mode mode, const mig_uri_t *u, bool s
 {
 	int rc = conn_new(fd, mode, mig_uri_has_return_path(u), source, desc, out, err);
 	if (rc != 0) {
-		if (child > 0) {
-			kill(child, SIGTERM);
-			waitpid(child, NULL, 0);
-		}
+		if (child > 0)
+			terminate_child(child, NULL);
 		return rc;
 	}
 	(*out)->child = child;
@@ -378,10 +385,8 @@ static int conn_new_reader(int fd, const mig_uri_t *u, const char *desc, const u
 		free(c);
 		mig_tls_free(tls);
 		close(fd);
-		if (child > 0) {
-			kill(child, SIGTERM);
-			waitpid(child, NULL, 0);
-		}
+		if (child > 0)
+			terminate_child(child, NULL);
 		return hm_error_set(err, -ENOMEM, -1, "out of memory");
 	}
 	r->fd = fd;
@@ -421,10 +426,8 @@ static int conn_new_reader(int fd, const mig_uri_t *u, const char *desc, const u
 		mig_tls_free(tls);
 		if (c->rp_fd >= 0)
 			close(c->rp_fd);
-		if (child > 0) {
-			kill(child, SIGTERM);
-			waitpid(child, NULL, 0);
-		}
+		if (child > 0)
+			terminate_child(child, NULL);
 		free(c);
 		return hm_error_set(err, rc, -1, "%s: cannot open channel", desc);
 	}
@@ -705,13 +708,11 @@ static ssize_t pw_writev(void *o, const struct iovec *iov, int iovcnt)
 		if (now >= end)
 			return -EAGAIN;
 		uint64_t wait = end - now < RD_SLICE_NS ? end - now : RD_SLICE_NS;
-		struct pollfd p[2] = {{.fd = w->fd, .events = POLLOUT},
-				      {.fd = w->cancel_fd, .events = POLLIN}};
-		int k = poll(p, w->cancel_fd >= 0 ? 2 : 1, (int)((wait + 999999) / 1000000));
-		if (k < 0 && errno != EINTR)
-			return -errno;
-		if (k > 0 && w->cancel_fd >= 0 && p[1].revents)
+		int k = wait_fd_cancel(w->fd, POLLOUT, (int)((wait + 999999) / 1000000), w->cancel_fd);
+		if (k == HM_E_CANCELLED)
 			return -ECANCELED;
+		if (k < 0 && k != HM_E_TIMEOUT)
+			return k;
 	}
 }
 
@@ -751,10 +752,8 @@ static int conn_new_pipe_writer(int fd, const mig_connect_opts_t *o, const char 
 		free(w);
 		free(c);
 		close(fd);
-		if (child > 0) {
-			kill(child, SIGTERM);
-			waitpid(child, NULL, 0);
-		}
+		if (child > 0)
+			terminate_child(child, NULL);
 		return hm_error_set(err, rc, -1, "%s: cannot open channel", desc);
 	}
 	c->rp_fd = -1;
@@ -1453,14 +1452,9 @@ static int reap_child(pid_t child, int cancel_fd, int *st)
 			return 0;
 		if (r < 0 && errno != EINTR)
 			return -errno;
-		if (r == 0) {
-			struct pollfd p = {.fd = cancel_fd, .events = POLLIN};
-			if (poll(&p, 1, 10) > 0 && p.revents) {
-				kill(child, SIGTERM);
-				while (waitpid(child, st, 0) < 0 && errno == EINTR)
-					;
-				return HM_E_CANCELLED;
-			}
+		if (r == 0 && wait_fd_cancel(-1, 0, 10, cancel_fd) == HM_E_CANCELLED) {
+			terminate_child(child, st);
+			return HM_E_CANCELLED;
 		}
 	}
 }
@@ -1478,9 +1472,11 @@ int mig_conn_close(mig_conn_t *c, hm_error_t *err)
 		int st = 0;
 		/* A failed stream is of no use to the child either (a source's
 		 * child may never read again: waiting for it would hang). */
+		int wr = 0;
 		if (rc != 0)
-			kill(c->child, SIGTERM);
-		int wr = reap_child(c->child, cancel_fd, &st);
+			terminate_child(c->child, &st);
+		else
+			wr = reap_child(c->child, cancel_fd, &st);
 		if (rc == 0 && wr == HM_E_CANCELLED)
 			rc = hm_error_set(err, HM_E_CANCELLED, -1,
 					  "%s: cancelled while the command was still running", c->desc);
