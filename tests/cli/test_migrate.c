@@ -313,6 +313,14 @@ static void test_from_real_qemu_stream(void **state)
 	json_decref(viapipe);
 	free(out);
 	free(err);
+	/* bad bytes on that pipe: one line naming --from, no guest started */
+	snprintf(cmd, sizeof(cmd), "printf 'QEVM\\000\\000\\000\\003\\377junk' | '%s' save %s --from -",
+		 tu_bin(), piped);
+	assert_int_equal(tu_run(cmd, &out, &err), 1);
+	assert_one_line(err);
+	assert_non_null(strstr(err, "--from -: "));
+	free(out);
+	free(err);
 	snprintf(cmd, sizeof(cmd), "'%s' incoming file:%s --json", tu_bin(), file);
 	assert_int_equal(tu_run(cmd, &out, &err), 0);
 	json_t *dst = json_of(out);
