@@ -474,11 +474,20 @@ uint64_t hpt_track_overflows(hpt_t *h);
  * into the bitmap, so a pass sees the changes made before it started and
  * later ones wait for the next pass: start every pass at 0. One taker at a
  * time. Read the entries after taking their bits: a change
- * after the take is marked again. The taken word's entries are hinted into
- * the cache (a prefetch, under the reader lock), so a caller that takes a
- * batch of words before reading any overlaps their cache misses.
+ * after the take is marked again. Nothing but the bitmap is read: the
+ * entries are not touched (hpt_track_take_batch hints them into the cache).
  */
 bool hpt_track_take(hpt_t *h, uint64_t *cursor, uint64_t *first_slot, uint64_t *bits);
+/*
+ * Up to max takes as above, under one reader lock, into first_slot[i] and
+ * bits[i]; returns how many (fewer than max: nothing left at or after the
+ * cursor, or not tracking). The taken words' entries are hinted into the
+ * cache, so a caller that reads them next overlaps their cache misses
+ * (a pass's reader; a caller that does not read them should use
+ * hpt_track_take: each hint pulls a line a vCPU may have just written).
+ */
+size_t hpt_track_take_batch(hpt_t *h, uint64_t *cursor, uint64_t *first_slot, uint64_t *bits,
+			    size_t max);
 
 /* ---------------------------------------------------- digest and counts */
 

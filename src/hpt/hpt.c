@@ -496,21 +496,37 @@ bool hpt_track_take(hpt_t *h, uint64_t *cursor, uint64_t *first_slot, uint64_t *
 	struct hpt_track *b = atomic_load(&h->track);
 	uint64_t wi = 0;
 	bool ok = b && hpt_trk_take(b, cursor, &wi, bits);
-	if (ok) {
-		/* Hint the changed entries into the cache while the reader lock
-		 * keeps this table alive: a caller that takes a batch of words
-		 * before reading any gets their cache misses overlapped. */
-		struct hpt_table *t = hpt_tab(h);
-		for (uint64_t m = *bits; m; m &= m - 1) {
-			uint64_t slot = (wi << 6) + (uint64_t)__builtin_ctzll(m);
-			if (slot < t->slots)
-				__builtin_prefetch((const void *)(uintptr_t)hpt_vp(t, slot), 0, 0);
-		}
-	}
 	hpt_rd_unlock(s);
 	if (ok)
 		*first_slot = wi << 6;
 	return ok;
+}
+
+size_t hpt_track_take_batch(hpt_t *h, uint64_t *cursor, uint64_t *first_slot, uint64_t *bits,
+			    size_t max)
+{
+	struct hpt_shard *s = hpt_rd_lock(h);
+	struct hpt_track *b = atomic_load(&h->track);
+	size_t got = 0;
+	if (b) {
+		struct hpt_table *t = hpt_tab(h);
+		uint64_t wi;
+		while (got < max && hpt_trk_take(b, cursor, &wi, &bits[got])) {
+			first_slot[got] = wi << 6;
+			/* Hint the entries into the cache while the reader lock
+			 * keeps this table alive: the caller reads them next, and
+			 * their misses overlap. Only here, where they are read:
+			 * a prefetch pulls lines a vCPU just wrote. */
+			for (uint64_t m = bits[got]; m; m &= m - 1) {
+				uint64_t slot = (wi << 6) + (uint64_t)__builtin_ctzll(m);
+				if (slot < t->slots)
+					__builtin_prefetch((const void *)(uintptr_t)hpt_vp(t, slot), 0, 0);
+			}
+			got++;
+		}
+	}
+	hpt_rd_unlock(s);
+	return got;
 }
 
 /* ------------------------------------------------------------- raw access */

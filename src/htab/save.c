@@ -296,8 +296,8 @@ static void send_word(htab_save_t *s, mig_file_t *f, uint64_t first, uint64_t bi
 static bool later_bitmap(htab_save_t *s, mig_file_t *f, uint64_t deadline, bool bounded)
 {
 	/* Words are taken HTAB_WORDS_PER_CHECK at a time before any entry is
-	 * read; each take hints its entries into the cache, so in a sparse
-	 * pass the entries' cache misses overlap. Taking a batch before
+	 * read; the batch take hints their entries into the cache, so in a
+	 * sparse pass the entries' cache misses overlap. Taking a batch before
 	 * reading is safe: a change after a take is marked again. */
 	uint64_t first[HTAB_WORDS_PER_CHECK], bits[HTAB_WORDS_PER_CHECK];
 	bool end = false;
@@ -306,10 +306,8 @@ static bool later_bitmap(htab_save_t *s, mig_file_t *f, uint64_t deadline, bool 
 			break;
 		if (mig_file_status(f))
 			break;
-		unsigned got = 0;
-		while (got < HTAB_WORDS_PER_CHECK &&
-		       hpt_track_take(s->hpt, &s->cursor, &first[got], &bits[got]))
-			got++;
+		unsigned got = (unsigned)hpt_track_take_batch(s->hpt, &s->cursor, first, bits,
+							      HTAB_WORDS_PER_CHECK);
 		end = got < HTAB_WORDS_PER_CHECK;
 		for (unsigned i = 0; i < got; i++)
 			send_word(s, f, first[i], bits[i]);

@@ -273,6 +273,67 @@ static void test_rings(void **state)
 	hpt_destroy(h);
 }
 
+/*
+ * hpt_track_take_batch: the same words, in the same order, as one take at a
+ * time (each batch size, random changes), fewer than max only at the end,
+ * the rings harvested at cursor 0, nothing when not tracking.
+ */
+static void test_take_batch(void **state)
+{
+	(void)state;
+	enum { SLOTS = 16384, WORDS = SLOTS / 64 };
+	static const size_t sizes[] = {1, 3, 64, 1000};
+	hpt_t *h;
+	hpt_config_t cfg;
+	hm_error_t e;
+	hm_error_clear(&e);
+	hpt_config_default(&cfg);
+	assert_int_equal(hpt_create(18, &cfg, &h, &e), 0);
+	assert_int_equal(hpt_slots(h), SLOTS);
+	uint64_t cur = 0, first[WORDS], bits[WORDS];
+	assert_int_equal(hpt_track_take_batch(h, &cur, first, bits, WORDS), 0);
+	assert_int_equal(hpt_track_start(h, &e), 0);
+	uint64_t rs = tu_seed("take_batch");
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		uint64_t want[WORDS];
+		memset(want, 0, sizeof(want));
+		unsigned n = 1 + (unsigned)(tu_rand(&rs) % 3000);
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t slot = tu_rand(&rs) % SLOTS;
+			/* A write that changes nothing marks nothing: every
+			 * value is new (k and i in V). */
+			uint64_t v = ((uint64_t)k << 20 | i) << 7;
+			assert_true(hpt_write_entry(h, slot, HPTE64_V_VALID | v, i));
+			want[slot / 64] |= UINT64_C(1) << (slot % 64);
+		}
+		uint64_t seen[WORDS], last = 0;
+		memset(seen, 0, sizeof(seen));
+		size_t got, calls = 0;
+		cur = 0;
+		do {
+			got = hpt_track_take_batch(h, &cur, first, bits, sizes[k]);
+			assert_true(got <= sizes[k]);
+			for (size_t i = 0; i < got; i++) {
+				assert_int_equal(first[i] % 64, 0);
+				assert_true(first[i] < SLOTS && bits[i] != 0);
+				assert_true(calls + i == 0 || first[i] > last);
+				last = first[i];
+				seen[first[i] / 64] = bits[i];
+			}
+			calls += got;
+		} while (got == sizes[k]);
+		assert_memory_equal(seen, want, sizeof(want));
+		/* Taken: a second sweep finds nothing. */
+		cur = 0;
+		assert_int_equal(hpt_track_take_batch(h, &cur, first, bits, sizes[k]), 0);
+		assert_int_equal(hpt_track_pending(h), 0);
+	}
+	hpt_track_stop(h);
+	cur = 0;
+	assert_int_equal(hpt_track_take_batch(h, &cur, first, bits, WORDS), 0);
+	hpt_destroy(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -280,6 +341,7 @@ int main(void)
 		cmocka_unit_test(test_random_vs_reference),
 		cmocka_unit_test(test_concurrent_no_loss),
 		cmocka_unit_test(test_rings),
+		cmocka_unit_test(test_take_batch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
