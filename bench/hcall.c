@@ -156,9 +156,34 @@ static void hc_batch_medians(const struct hc_thread *th, int nt, uint64_t nb, do
 	}
 }
 
+/* One later pass over h as the sender's bitmap pass reads it (src/htab/
+ * save.c, later_bitmap): 64 words per batch take, then every run of
+ * changed slots read in the wire layout. Returns the slots taken. */
+#define HC_PASS_WORDS 64
+static uint64_t hc_pass_read(hpt_t *h)
+{
+	uint64_t cur = 0, first[HC_PASS_WORDS], bits[HC_PASS_WORDS], n = 0;
+	uint8_t buf[64 * HPTE64_SIZE];
+	size_t got;
+	do {
+		got = hpt_track_take_batch(h, &cur, first, bits, HC_PASS_WORDS);
+		for (size_t i = 0; i < got; i++) {
+			n += (uint64_t)__builtin_popcountll(bits[i]);
+			for (uint64_t b = bits[i]; b;) {
+				unsigned a = (unsigned)__builtin_ctzll(b);
+				uint64_t rest = b >> a;
+				unsigned len = (~rest == 0) ? 64u - a : (unsigned)__builtin_ctzll(~rest);
+				(void)hpt_read_entries(h, first[i] + a, len, buf);
+				b = (a + len >= 64) ? 0 : b & ~(((UINT64_C(1) << len) - 1) << a);
+			}
+		}
+	} while (got == HC_PASS_WORDS);
+	return n;
+}
+
 /* Run nt threads for run_ns; fill a JSON result object. */
 static json_t *hc_config(struct hc_ctx *c, int nt, uint64_t run_ns, uint64_t drain_ns,
-			 uint64_t real_ns)
+			 uint64_t real_ns, bool pass_read)
 {
 	struct hc_thread th[64];
 	memset(th, 0, sizeof(th));
@@ -188,15 +213,20 @@ static json_t *hc_config(struct hc_ctx *c, int nt, uint64_t run_ns, uint64_t dra
 		}
 	}
 	/* The migration thread's part: every drain_ns take every changed slot
-	 * (a later pass without the reading and sending). */
+	 * (a later pass without the reading and sending), or with pass_read
+	 * also read each changed run as the sender's bitmap pass does (batch
+	 * takes that hint the entries, then hpt_read_entries per run). */
 	uint64_t new_bits = 0, sweeps = 0, t_end, ov0 = hpt_track_overflows(c->cur[1]);
 	atomic_store_explicit(&c->go, 1, memory_order_release);
 	t_end = hm_now_ns() + run_ns;
 	while (hm_now_ns() < t_end) {
 		hm_sleep_ns(drain_ns);
 		uint64_t cur = 0, first, bits;
-		while (hpt_track_take(c->cur[1], &cur, &first, &bits))
-			new_bits += (uint64_t)__builtin_popcountll(bits);
+		if (pass_read)
+			new_bits += hc_pass_read(c->cur[1]);
+		else
+			while (hpt_track_take(c->cur[1], &cur, &first, &bits))
+				new_bits += (uint64_t)__builtin_popcountll(bits);
 		sweeps++;
 	}
 	atomic_store(&c->stop, 1);
@@ -257,13 +287,13 @@ static json_t *hc_config(struct hc_ctx *c, int nt, uint64_t run_ns, uint64_t dra
  * the threads or tracking could not start.
  */
 static json_t *hc_both_halves(struct hc_ctx *c, int nt, uint64_t half_ns, uint64_t drain_ns,
-			      uint64_t real_ns)
+			      uint64_t real_ns, bool pass_read)
 {
 	json_t *half[2];
 	for (int sw = 0; sw < 2; sw++) {
 		c->cur[0] = c->h[sw];
 		c->cur[1] = c->h[1 - sw];
-		half[sw] = hc_config(c, nt, half_ns, drain_ns, real_ns);
+		half[sw] = hc_config(c, nt, half_ns, drain_ns, real_ns, pass_read);
 	}
 	if (!half[0] || !half[1]) {
 		json_decref(half[0]);
@@ -289,6 +319,7 @@ static int bench_hcall_run(int argc, char **argv, json_t **result)
 	int max_threads = 2;
 	double seconds = 4.0;
 	uint64_t drain_us = 1000, real_ns = REAL_HCALL_NS, ring = 0;
+	bool pass_read = false;
 	for (int i = 1; i < argc; i++) {
 		uint64_t v;
 		if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
@@ -319,9 +350,12 @@ static int bench_hcall_run(int argc, char **argv, json_t **result)
 				tool_fail("bench hcall", "--hcall-ns: expected 0..1000000, got '%s'", argv[i]);
 				return 2;
 			}
+		} else if (strcmp(argv[i], "--pass-read") == 0) {
+			pass_read = true;
 		} else {
 			tool_fail("bench hcall",
-				  "unknown option '%s' (--threads N, --seconds S, --drain-us N, --ring N, --hcall-ns N)",
+				  "unknown option '%s' (--threads N, --seconds S, --drain-us N, --ring N, "
+				  "--hcall-ns N, --pass-read)",
 				  argv[i]);
 			return 2;
 		}
@@ -351,7 +385,7 @@ static int bench_hcall_run(int argc, char **argv, json_t **result)
 	json_t *arr = json_array();
 	for (int ci = 0; ci < nconf; ci++) {
 		json_t *r = hc_both_halves(&c, configs[ci], (uint64_t)(seconds * 1e9 / nconf / 2),
-					   drain_us * 1000, real_ns);
+					   drain_us * 1000, real_ns, pass_read);
 		if (!r) {
 			tool_fail("bench hcall", "cannot start %d threads or tracking", configs[ci]);
 			json_decref(arr);
@@ -364,13 +398,19 @@ static int bench_hcall_run(int argc, char **argv, json_t **result)
 	hpt_destroy(c.h[0]);
 	hpt_destroy(c.h[1]);
 	*result = json_pack(
-		"{s:s,s:i,s:f,s:s,s:s,s:I,s:s,s:o}", "bench", "hcall", "table_shift", BENCH_SHIFT, "seconds",
-		seconds, "workload", "H_ENTER at a random PTEG + H_REMOVE (H_AVPN) of the slot it got",
-		"tracking",
-		"two identical tables, off and on; the main thread takes every changed slot of the "
-		"tracked one every drain_us; new_bit_fraction = bits taken / enter+remove pairs; "
-		"ring_miss_fraction = marks that bypassed the vCPU's change log / marks",
-		"drain_us", (json_int_t)drain_us,
+		"{s:s,s:i,s:f,s:s,s:s,s:I,s:b,s:s,s:o}", "bench", "hcall", "table_shift", BENCH_SHIFT,
+		"seconds", seconds, "workload",
+		"H_ENTER at a random PTEG + H_REMOVE (H_AVPN) of the slot it got", "tracking",
+		pass_read ? "two identical tables, off and on; every drain_us the main thread runs a "
+			    "later pass over the tracked one as the sender does (batch takes, then "
+			    "hpt_read_entries per changed run; no sending); new_bit_fraction = bits "
+			    "taken / enter+remove pairs; ring_miss_fraction = marks that bypassed the "
+			    "vCPU's change log / marks"
+			  : "two identical tables, off and on; the main thread takes every changed "
+			    "slot of the tracked one every drain_us (the entries are not read); "
+			    "new_bit_fraction = bits taken / enter+remove pairs; ring_miss_fraction "
+			    "= marks that bypassed the vCPU's change log / marks",
+		"drain_us", (json_int_t)drain_us, "pass_read", pass_read,
 		"metric",
 		"each thread alternates 64-pair batches between the tables; per run the median of the "
 		"paired batch time ratios (on/off); two runs, each table tracked in one; headline "
@@ -383,6 +423,6 @@ const struct hm_bench hm_bench_hcall = {
 	.name = "hcall",
 	.summary = "H_ENTER+H_REMOVE cost, change tracking off vs on, interleaved (1 and N threads)",
 	.usage = "hptmig bench hcall [--threads N] [--seconds S] [--drain-us N] [--ring N]\n"
-		 "                   [--hcall-ns N] [--json]",
+		 "                   [--hcall-ns N] [--pass-read] [--json]",
 	.run = bench_hcall_run,
 };
