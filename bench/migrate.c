@@ -119,6 +119,9 @@ static json_t *side(const mig_report_t *r, const mig_dest_report_t *d, uint64_t 
 			    json_integer((json_int_t)r->verify_blocks_at_decision));
 	json_object_set_new(o, "catchup_rounds", json_integer(r->catchup_rounds));
 	json_object_set_new(o, "catchup_ms", json_real((double)r->catchup_ns / 1e6));
+	json_object_set_new(o, "catchup_dest_caught_up", json_integer(r->catchup_dest_caught_up));
+	json_object_set_new(o, "catchup_dest_wait_ms",
+			    json_real((double)r->catchup_dest_wait_ns / 1e6));
 	return o;
 }
 

@@ -528,6 +528,9 @@ typedef struct mig_report {
 	uint64_t verify_block_ns;     /* measured cost of hashing one block */
 	unsigned catchup_rounds;      /* catch-up rounds between STOP and the pause */
 	uint64_t catchup_ns;          /* their time (the guest runs) */
+	unsigned catchup_dest_caught_up; /* rounds after which the destination said it
+					  * had loaded and hashed them (PONG) in time */
+	uint64_t catchup_dest_wait_ns; /* time waiting for that (part of catchup_ns) */
 	uint64_t verify_blocks_at_decision; /* blocks the stop would re-hash when the
 				       * policy said STOP (before the catch-up) */
 	uint64_t final_pass_ns;       /* stop to the final pass (END) flushed */

@@ -747,6 +747,183 @@ static void test_bad_pong(void **state)
 	machine_destroy(m);
 }
 
+/*
+ * The catch-up waits for the destination (source.c, dest_barrier): after
+ * each catch-up round a PING, whose PONG comes once the destination has
+ * loaded and hashed the round. A guest that changes blocks faster than a
+ * round's refresh re-hashes them (32 MiB table, 2 x 200 000 hcalls/s)
+ * and a policy that says STOP after the first pass make the catch-up run.
+ */
+static enum mig_policy_answer stop_after_first(void *opaque, const mig_policy_stats_t *st)
+{
+	(void)opaque;
+	return st->iterations < 1 ? MIG_POLICY_CONTINUE : MIG_POLICY_STOP;
+}
+
+static void test_catchup_waits_for_destination(void **state)
+{
+	(void)state;
+	char uri[600];
+	snprintf(uri, sizeof(uri), "unix:%s/barrier.sock", tu_tmp);
+	machine_t *m = guest(25, 2, 200000);
+	mig_params_t p;
+	mig_params_default(&p);
+	p.policy = stop_after_first;
+	struct dest_thread d;
+	dest_start(&d, uri);
+	mig_report_t rep;
+	hm_error_t e;
+	hm_error_clear(&e);
+	int rc = mig_source_run(m, uri, &p, &rep, &e);
+	dest_join(&d);
+	if (rc || d.rc)
+		fail_msg("source: %s / destination: %s", e.msg, d.err.msg);
+	assert_true(rep.verified && d.rep.verified);
+	if (rep.catchup_rounds == 0)
+		fail_msg("no catch-up round (blocks at the decision: %llu)",
+			 (unsigned long long)rep.verify_blocks_at_decision);
+	/* every round answered in time (each wait is bounded by the 300 ms
+	 * limit; a 32 MiB table's round is hashed in a few ms) */
+	assert_int_equal(rep.catchup_dest_caught_up, rep.catchup_rounds);
+	assert_true(rep.catchup_dest_wait_ns > 0 && rep.catchup_dest_wait_ns <= rep.catchup_ns);
+	machine_destroy(m);
+}
+
+/*
+ * A relay between source and destination that passes the stream and the
+ * return path, except the PONGs of the catch-up's PINGs (value 0x687063xx):
+ * a destination that never says it caught up. The source waits at most
+ * the downtime limit per round, then stops all the same; the migration
+ * completes and is verified.
+ */
+struct pong_eater {
+	int lfd;
+	char dest_path[200];
+	pthread_t t;
+	unsigned eaten;
+};
+
+static void relay_copy(int from, int to)
+{
+	uint8_t buf[65536];
+	ssize_t n;
+	while ((n = read(from, buf, sizeof(buf))) > 0)
+		for (ssize_t o = 0; o < n;) {
+			ssize_t w = write(to, buf + o, (size_t)(n - o));
+			if (w <= 0)
+				return;
+			o += w;
+		}
+	shutdown(to, SHUT_WR);
+}
+
+static bool read_full(int fd, uint8_t *b, size_t n)
+{
+	for (size_t o = 0; o < n;) {
+		ssize_t r = read(fd, b + o, n - o);
+		if (r <= 0)
+			return false;
+		o += (size_t)r;
+	}
+	return true;
+}
+
+struct copy_args {
+	int from, to;
+};
+
+static void *relay_fwd(void *arg)
+{
+	struct copy_args *c = arg;
+	relay_copy(c->from, c->to);
+	return NULL;
+}
+
+static void *pong_eater_main(void *arg)
+{
+	struct pong_eater *pe = arg;
+	int a = accept(pe->lfd, NULL, NULL);
+	int b = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", pe->dest_path);
+	if (a < 0 || b < 0 || connect(b, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(a);
+		close(b);
+		return NULL;
+	}
+	struct copy_args fwd = {a, b};
+	pthread_t t;
+	if (pthread_create(&t, NULL, relay_fwd, &fwd) != 0) {
+		close(a);
+		close(b);
+		return NULL;
+	}
+	/* the return path, message by message: be16 type, be16 length, payload */
+	uint8_t h[4], body[MIG_RP_PAYLOAD_MAX];
+	while (read_full(b, h, 4)) {
+		uint16_t type = hm_load_be16(h), len = hm_load_be16(h + 2);
+		if (len > sizeof(body) || !read_full(b, body, len))
+			break;
+		if (type == MIG_RP_PONG && len == 4 && (hm_load_be32(body) >> 8) == 0x687063u) {
+			pe->eaten++;
+			continue;
+		}
+		if (write(a, h, 4) != 4 || write(a, body, len) != (ssize_t)len)
+			break;
+	}
+	shutdown(a, SHUT_WR);
+	pthread_join(t, NULL);
+	close(a);
+	close(b);
+	return NULL;
+}
+
+static void test_catchup_destination_never_catches_up(void **state)
+{
+	(void)state;
+	char uri[600], duri[600];
+	struct pong_eater pe = {.lfd = -1};
+	snprintf(uri, sizeof(uri), "unix:%s/eater.sock", tu_tmp);
+	snprintf(pe.dest_path, sizeof(pe.dest_path), "%s/eaterdest.sock", tu_tmp);
+	snprintf(duri, sizeof(duri), "unix:%s", pe.dest_path);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/eater.sock", tu_tmp);
+	unlink(sa.sun_path);
+	pe.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(pe.lfd >= 0);
+	assert_int_equal(bind(pe.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(pe.lfd, 1), 0);
+	machine_t *m = guest(25, 2, 200000);
+	mig_params_t p;
+	mig_params_default(&p);
+	p.policy = stop_after_first;
+	p.downtime_limit_ns = 50000000; /* the bound of each wait */
+	struct dest_thread d;
+	dest_start(&d, duri);
+	assert_int_equal(pthread_create(&pe.t, NULL, pong_eater_main, &pe), 0);
+	mig_report_t rep;
+	hm_error_t e;
+	hm_error_clear(&e);
+	int rc = mig_source_run(m, uri, &p, &rep, &e);
+	dest_join(&d);
+	pthread_join(pe.t, NULL);
+	close(pe.lfd);
+	unlink(sa.sun_path);
+	if (rc || d.rc)
+		fail_msg("source: %s / destination: %s", e.msg, d.err.msg);
+	assert_true(rep.verified && d.rep.verified);
+	assert_int_equal(rep.guest, MIG_GUEST_RESUMED_ON_DESTINATION);
+	if (rep.catchup_rounds == 0)
+		fail_msg("no catch-up round (blocks at the decision: %llu)",
+			 (unsigned long long)rep.verify_blocks_at_decision);
+	assert_int_equal(rep.catchup_dest_caught_up, 0);
+	assert_int_equal(pe.eaten, rep.catchup_rounds);
+	/* each round waited its 50 ms, no longer */
+	assert_true(rep.catchup_dest_wait_ns >= rep.catchup_rounds * 45000000ull);
+	assert_true(rep.catchup_dest_wait_ns <= rep.catchup_rounds * 1000000000ull);
+	machine_destroy(m);
+}
+
 /* A destination-side load of a stream file: the guest's sections over a
  * loader's own table. */
 struct loaded {
@@ -962,6 +1139,8 @@ int main(void)
 		cmocka_unit_test(test_cancel_in_catchup),
 		cmocka_unit_test(test_dest_refuses_commands),
 		cmocka_unit_test(test_bad_pong),
+		cmocka_unit_test(test_catchup_waits_for_destination),
+		cmocka_unit_test(test_catchup_destination_never_catches_up),
 		cmocka_unit_test(test_dest_corrupted_after_load),
 		cmocka_unit_test(test_dest_loads_v1_and_v2),
 	};
