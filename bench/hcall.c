@@ -9,7 +9,9 @@
  * thread would (takes every changed slot every --drain-us, default 1 ms:
  * the vCPUs' change logs are moved into the bitmap and the bits cleared),
  * so most marks are new changes; the fraction, and how often a mark missed
- * the log (full or shared), are measured and reported.
+ * the log (full or shared), are measured and reported. --pass-read makes
+ * the drain a later pass that also reads what changed, as the sender does
+ * (the cost to the vCPUs of a pass reading lines they just wrote).
  */
 #include <pthread.h>
 #include <math.h>
