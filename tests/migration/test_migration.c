@@ -262,6 +262,21 @@ static void dest_join(struct dest_thread *d)
 	mig_listener_close(d->l);
 }
 
+/* Migrate m to a destination thread listening on dest_uri, the source
+ * connecting to src_uri (the same, or a relay in between); both must
+ * succeed. */
+static void migrate_via(machine_t *m, const char *src_uri, const char *dest_uri,
+			const mig_params_t *p, struct dest_thread *d, mig_report_t *rep)
+{
+	hm_error_t e;
+	hm_error_clear(&e);
+	dest_start(d, dest_uri);
+	int rc = mig_source_run(m, src_uri, p, rep, &e);
+	dest_join(d);
+	if (rc || d->rc)
+		fail_msg("source: %s / destination: %s", e.msg, d->err.msg);
+}
+
 static machine_t *guest(unsigned shift, unsigned vcpus, uint64_t rate)
 {
 	machine_config_t c;
@@ -657,14 +672,8 @@ static void test_resize_before_stop(void **state)
 	 * (a catch-up round would send the new table before the stop) */
 	p.stop_catchup = false;
 	struct dest_thread d;
-	dest_start(&d, uri);
 	mig_report_t rep;
-	hm_error_t e;
-	hm_error_clear(&e);
-	int rc = mig_source_run(m, uri, &p, &rep, &e);
-	dest_join(&d);
-	if (rc || d.rc)
-		fail_msg("source: %s / destination: %s", e.msg, d.err.msg);
+	migrate_via(m, uri, uri, &p, &d, &rep);
 	assert_int_equal(r.new_shift, 21);
 	assert_true(rep.resized_at_stop);
 	assert_true(rep.verified && d.rep.verified);
@@ -770,14 +779,8 @@ static void test_catchup_waits_for_destination(void **state)
 	mig_params_default(&p);
 	p.policy = stop_after_first;
 	struct dest_thread d;
-	dest_start(&d, uri);
 	mig_report_t rep;
-	hm_error_t e;
-	hm_error_clear(&e);
-	int rc = mig_source_run(m, uri, &p, &rep, &e);
-	dest_join(&d);
-	if (rc || d.rc)
-		fail_msg("source: %s / destination: %s", e.msg, d.err.msg);
+	migrate_via(m, uri, uri, &p, &d, &rep);
 	assert_true(rep.verified && d.rep.verified);
 	if (rep.catchup_rounds == 0)
 		fail_msg("no catch-up round (blocks at the decision: %llu)",
@@ -899,18 +902,12 @@ static void test_catchup_destination_never_catches_up(void **state)
 	p.policy = stop_after_first;
 	p.downtime_limit_ns = 50000000; /* the bound of each wait */
 	struct dest_thread d;
-	dest_start(&d, duri);
 	assert_int_equal(pthread_create(&pe.t, NULL, pong_eater_main, &pe), 0);
 	mig_report_t rep;
-	hm_error_t e;
-	hm_error_clear(&e);
-	int rc = mig_source_run(m, uri, &p, &rep, &e);
-	dest_join(&d);
+	migrate_via(m, uri, duri, &p, &d, &rep);
 	pthread_join(pe.t, NULL);
 	close(pe.lfd);
 	unlink(sa.sun_path);
-	if (rc || d.rc)
-		fail_msg("source: %s / destination: %s", e.msg, d.err.msg);
 	assert_true(rep.verified && d.rep.verified);
 	assert_int_equal(rep.guest, MIG_GUEST_RESUMED_ON_DESTINATION);
 	if (rep.catchup_rounds == 0)
