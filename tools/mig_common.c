@@ -906,6 +906,12 @@ json_t *mig_report_json(const mig_report_t *r, const mig_params_t *p, machine_t 
 			    json_integer((json_int_t)r->verify_blocks_at_stop));
 	json_object_set_new(o, "verify_blocks", json_integer((json_int_t)r->verify_blocks));
 	json_object_set_new(o, "verify_block_us", json_real((double)r->verify_block_ns / 1e3));
+	/* the catch-up between the decision and the pause (the guest ran) */
+	json_object_set_new(o, "catchup_rounds", json_integer(r->catchup_rounds));
+	json_object_set_new(o, "catchup_ms", json_real(ms(r->catchup_ns)));
+	json_object_set_new(o, "catchup_destination_caught_up",
+			    json_integer(r->catchup_dest_caught_up));
+	json_object_set_new(o, "catchup_destination_wait_ms", json_real(ms(r->catchup_dest_wait_ns)));
 	json_object_set_new(o, "downtime_measured_to",
 			    json_string(mig_downtime_end_name(r->downtime_end)));
 	json_object_set_new(o, "stopped_time_total_ms", json_real(ms(r->stopped_total_ns)));
