@@ -598,6 +598,18 @@ static int precopy_round(struct attempt *a, uint64_t *r1, hm_error_t *err)
 }
 
 /*
+ * The destination's REFUSED as our error: its code (or HM_E_PEER) and
+ * offset, its message escaped (a peer's bytes).
+ */
+static int refused_error(const mig_rp_msg_t *msg, hm_error_t *err)
+{
+	char why[HM_ESC_LEN(160)];
+	hm_escape(msg->msg, strlen(msg->msg), 0, why, sizeof(why));
+	return hm_error_set(err, msg->code < 0 ? msg->code : HM_E_PEER, msg->offset,
+			    "the destination refused the stream: \"%s\"", why);
+}
+
+/*
  * The catch-up before the stop (docs/migration.md). The policy said STOP
  * with what is left now: mostly the blocks the guest changed since they
  * were last hashed, which a round's refresh (half a round's budget) does
@@ -658,12 +670,8 @@ static int dest_barrier(struct attempt *a, unsigned round, hm_error_t *err)
 		if (rc)
 			return hm_error_set(err, e.code, e.offset,
 					    "waiting for the destination to catch up: %s", e.msg);
-		if (msg.type == MIG_RP_REFUSED) {
-			char why[HM_ESC_LEN(160)];
-			hm_escape(msg.msg, strlen(msg.msg), 0, why, sizeof(why));
-			return hm_error_set(err, msg.code < 0 ? msg.code : HM_E_PEER, msg.offset,
-					    "the destination refused the stream: \"%s\"", why);
-		}
+		if (msg.type == MIG_RP_REFUSED)
+			return refused_error(&msg, err);
 		if (msg.type != MIG_RP_PONG)
 			return hm_error_set(err, HM_E_FORMAT, -1,
 					    "return path: expected PONG %u, got message type %u",
@@ -925,12 +933,8 @@ static int measure_rtt(struct attempt *a, mig_file_t *f, hm_error_t *err)
 		hm_error_set(err, e.code, e.offset, "waiting for the answer to PING: %s", e.msg);
 		return rc;
 	}
-	if (msg.type == MIG_RP_REFUSED) {
-		char why[HM_ESC_LEN(160)];
-		hm_escape(msg.msg, strlen(msg.msg), 0, why, sizeof(why));
-		return hm_error_set(err, msg.code < 0 ? msg.code : HM_E_PEER, msg.offset,
-				    "the destination refused the stream: \"%s\"", why);
-	}
+	if (msg.type == MIG_RP_REFUSED)
+		return refused_error(&msg, err);
 	if (msg.type != MIG_RP_PONG || msg.value != token)
 		return hm_error_set(err, HM_E_FORMAT, -1,
 				    "return path: expected PONG %u, got message type %u value %u",
@@ -1038,12 +1042,8 @@ static int await_resumed(struct attempt *a, uint64_t t0, hm_error_t *err)
 		}
 		return err->code;
 	}
-	if (msg.type == MIG_RP_REFUSED) {
-		char why[HM_ESC_LEN(160)];
-		hm_escape(msg.msg, strlen(msg.msg), 0, why, sizeof(why));
-		return hm_error_set(err, msg.code < 0 ? msg.code : HM_E_PEER, msg.offset,
-				    "the destination refused the stream: \"%s\"", why);
-	}
+	if (msg.type == MIG_RP_REFUSED)
+		return refused_error(&msg, err);
 	rep->downtime_ns = t_end - a->t_stop;
 	rep->downtime_end = MIG_DOWNTIME_DEST_RESUMED;
 	source_flat_digest(a);
