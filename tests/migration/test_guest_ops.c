@@ -18,6 +18,7 @@
 
 #include "hptmig/migration.h"
 #include "testutil.h"
+#include "dest_thread.h"
 
 struct tguest {
 	hpt_t *h;
@@ -242,48 +243,21 @@ static struct tguest *source_guest(unsigned shift)
 	return g;
 }
 
-struct dest_thread {
-	mig_listener_t *l;
-	const mig_guest_ops_t *ops;
-	struct tguest *g;
-	mig_dest_params_t p;
-	mig_dest_report_t rep;
-	hm_error_t err;
-	int rc;
-	pthread_t t;
-};
-
-static void *dest_main(void *arg)
+/* The destination thread, listening on uri, resuming guest g through ops. */
+static void dest_start(struct dest_thread *d, struct tguest *g, const char *uri,
+		       const mig_guest_ops_t *ops)
 {
-	struct dest_thread *d = arg;
-	d->rc = mig_dest_run_guest(d->l, d->ops, d->g, &d->p, &d->rep, &d->err);
-	return NULL;
-}
-
-static void dest_start(struct dest_thread *d, const char *uri, const mig_guest_ops_t *ops)
-{
-	mig_uri_t u;
-	memset(d, 0, sizeof(*d));
-	d->g = guest_new(NULL);
-	d->g->spapr.guest_timebase = 0;
+	dest_thread_listen(d, uri);
+	g->spapr.guest_timebase = 0;
 	d->ops = ops;
-	assert_int_equal(mig_uri_parse(uri, &u, NULL), 0);
-	assert_int_equal(mig_listen(&u, &d->l, NULL), 0);
-	mig_dest_params_default(&d->p);
-	d->p.accept_timeout_ms = 20000;
-	assert_int_equal(pthread_create(&d->t, NULL, dest_main, d), 0);
-}
-
-static void dest_join(struct dest_thread *d)
-{
-	pthread_join(d->t, NULL);
-	mig_listener_close(d->l);
+	d->opaque = g;
+	dest_thread_run(d);
 }
 
 /* One migration between a running source guest and a destination thread. */
 struct run {
 	char uri[600];
-	struct tguest *src;
+	struct tguest *src, *dst;
 	struct dest_thread d;
 	mig_params_t p;
 	mig_report_t rep;
@@ -298,7 +272,8 @@ static void run_begin(struct run *r, const char *name)
 	memset(r, 0, sizeof(*r));
 	snprintf(r->uri, sizeof(r->uri), "unix:%s/%s.sock", tu_tmp, name);
 	r->src = source_guest(18);
-	dest_start(&r->d, r->uri, &full_ops);
+	r->dst = guest_new(NULL);
+	dest_start(&r->d, r->dst, r->uri, &full_ops);
 	mig_params_default(&r->p);
 	r->p.downtime_limit_ns = 2000000000ull;
 	r->p.max_iterations = 3;
@@ -308,12 +283,12 @@ static void run_begin(struct run *r, const char *name)
 static void run_go(struct run *r, const mig_guest_ops_t *ops)
 {
 	r->rc = mig_source_run_guest(ops, r->src, r->uri, &r->p, &r->rep, &r->e);
-	dest_join(&r->d);
+	dest_thread_join(&r->d);
 }
 
 static void run_end(struct run *r)
 {
-	guest_fini(r->d.g);
+	guest_fini(r->dst);
 	guest_fini(r->src);
 }
 
@@ -343,15 +318,15 @@ static void test_ops_order_success(void **state)
 	assert_true(r.rep.verified && r.d.rep.verified && r.d.rep.resumed);
 	assert_memory_equal(r.rep.root, r.d.rep.root, 32);
 	/* the destination guest: table, timebase, hook, resume, in order */
-	assert_string_equal(r.d.g->log, "ASrR");
-	assert_int_equal(r.d.g->spapr.guest_timebase, 0x123456789ull);
-	assert_int_equal(r.d.g->spapr.time_of_the_day_ns, 42);
+	assert_string_equal(r.dst->log, "ASrR");
+	assert_int_equal(r.dst->spapr.guest_timebase, 0x123456789ull);
+	assert_int_equal(r.dst->spapr.time_of_the_day_ns, 42);
 	uint8_t a[32];
 	assert_int_equal(hpt_root(r.src->h, HPT_READ_LOCKED, a), 0); /* still paused */
-	assert_true(r.d.g->has_root);
-	assert_memory_equal(a, r.d.g->root, 32);
+	assert_true(r.dst->has_root);
+	assert_memory_equal(a, r.dst->root, 32);
 	/* the destination's vCPU runs the table on: it is the caller's now */
-	assert_runs(r.d.g);
+	assert_runs(r.dst);
 	run_end(&r);
 }
 
@@ -366,12 +341,12 @@ static void refused_at_end(bool resume_fails)
 	struct run r;
 	run_begin(&r, resume_fails ? "refused2" : "refused");
 	r.src->resume_rc = resume_fails ? -EIO : 0;
-	r.d.g->adopt_rc = -ENOMEM;
+	r.dst->adopt_rc = -ENOMEM;
 	run_go(&r, &full_ops);
 	assert_int_not_equal(r.rc, 0);
 	assert_int_not_equal(r.d.rc, 0);
 	assert_false(r.d.rep.resumed);
-	assert_string_equal(r.d.g->log, "A"); /* no spapr_set, no resume */
+	assert_string_equal(r.dst->log, "A"); /* no spapr_set, no resume */
 	assert_string_equal(r.src->log, "PsgrR");
 	assert_true(r.rep.stopped);
 	if (resume_fails) {
@@ -422,7 +397,7 @@ static void test_ops_pause_fails(void **state)
 	assert_int_equal(r.rep.guest, MIG_GUEST_RUNNING_ON_SOURCE);
 	assert_runs(r.src);
 	assert_int_not_equal(r.d.rc, 0);
-	assert_string_equal(r.d.g->log, "");
+	assert_string_equal(r.dst->log, "");
 	run_end(&r);
 }
 
@@ -437,7 +412,7 @@ static void test_ops_minimal(void **state)
 	struct run r;
 	run_begin(&r, "min");
 	r.src->spapr.guest_timebase = 7; /* not asked for: zeros go */
-	r.d.g->spapr.guest_timebase = 99;
+	r.dst->spapr.guest_timebase = 99;
 	mig_live_t *live;
 	assert_int_equal(mig_live_new(&live), 0);
 	r.p.auto_converge = true;
@@ -451,8 +426,8 @@ static void test_ops_minimal(void **state)
 	mig_live_status(live, &s);
 	assert_int_equal(s.status, MIG_RUN_COMPLETED);
 	assert_true(s.dirty_rate == MIG_UNKNOWN);
-	assert_int_equal(r.d.g->spapr.guest_timebase, 0);
-	assert_string_equal(r.d.g->log, "ASrR");
+	assert_int_equal(r.dst->spapr.guest_timebase, 0);
+	assert_string_equal(r.dst->log, "ASrR");
 	mig_live_free(live);
 	run_end(&r);
 }

@@ -14,6 +14,7 @@
 
 #include "hptmig/migration.h"
 #include "testutil.h"
+#include "dest_thread.h"
 
 static void test_live_setters(void **state)
 {
@@ -34,22 +35,6 @@ static void test_live_setters(void **state)
 	assert_int_equal(s.max_bandwidth, 12345);
 	assert_true(mig_set_max_bandwidth(NULL, 1) < 0);
 	mig_live_free(l);
-}
-
-struct dest_thread {
-	mig_listener_t *l;
-	mig_dest_params_t p;
-	mig_dest_report_t rep;
-	hm_error_t err;
-	int rc;
-	pthread_t t;
-};
-
-static void *dest_main(void *arg)
-{
-	struct dest_thread *d = arg;
-	d->rc = mig_dest_run(d->l, &d->p, &d->rep, &d->err);
-	return NULL;
 }
 
 /* What the policy saw: the downtime limit of every round. */
@@ -129,15 +114,10 @@ static void test_live_during_run(void **state)
 	assert_int_equal(machine_start(m, NULL), 0);
 
 	struct dest_thread d;
-	mig_uri_t u;
-	memset(&d, 0, sizeof(d));
-	assert_int_equal(mig_uri_parse(uri, &u, NULL), 0);
-	assert_int_equal(mig_listen(&u, &d.l, NULL), 0);
-	mig_dest_params_default(&d.p);
-	d.p.accept_timeout_ms = 20000;
+	dest_thread_listen(&d, uri);
 	d.p.ram_bytes = UINT64_C(8) << 30; /* a cap that takes the 2^26 table */
 	assert_int_equal(mig_live_new(&d.p.live), 0);
-	assert_int_equal(pthread_create(&d.t, NULL, dest_main, &d), 0);
+	dest_thread_run(&d);
 
 	struct seen seen = {0};
 	mig_params_t p;
@@ -157,8 +137,7 @@ static void test_live_during_run(void **state)
 	hm_error_clear(&e);
 	int rc = mig_source_run(m, uri, &p, &rep, &e);
 	pthread_join(ot, NULL);
-	pthread_join(d.t, NULL);
-	mig_listener_close(d.l);
+	dest_thread_join(&d);
 	printf("status rate at 64 KiB/s cap: %llu B/s; at 2 MiB/s: %llu B/s\n",
 	       (unsigned long long)o.slow, (unsigned long long)o.fast);
 

@@ -22,6 +22,7 @@
 #include "hptmig/savevm.h"
 #include "hptmig/htab.h"
 #include "hptmig/machine.h"
+#include "dest_thread.h"
 
 static void test_uri_parse(void **state)
 {
@@ -207,22 +208,6 @@ static void test_return_path_bad_bytes(void **state)
 
 /* --------------------------------------------------- in-process migration */
 
-struct dest_thread {
-	mig_listener_t *l;
-	mig_dest_params_t p;
-	mig_dest_report_t rep;
-	hm_error_t err;
-	int rc;
-	pthread_t t;
-};
-
-static void *dest_main(void *arg)
-{
-	struct dest_thread *d = arg;
-	d->rc = mig_dest_run(d->l, &d->p, &d->rep, &d->err);
-	return NULL;
-}
-
 /* The resumed destination guest runs 20 ms before it stops. */
 static void dest_run_20ms(void *opaque, machine_t *m)
 {
@@ -237,18 +222,13 @@ static bool next_dest_digest;
 static void dest_start_hook(struct dest_thread *d, const char *uri,
 			    void (*hook)(void *, machine_t *), void *opaque)
 {
-	mig_uri_t u;
-	memset(d, 0, sizeof(*d));
-	assert_int_equal(mig_uri_parse(uri, &u, NULL), 0);
-	assert_int_equal(mig_listen(&u, &d->l, NULL), 0);
-	mig_dest_params_default(&d->p);
-	d->p.accept_timeout_ms = 20000;
+	dest_thread_listen(d, uri);
 	d->p.guest.vcpus = 1;
 	d->p.on_resumed = hook;
 	d->p.resumed_opaque = opaque;
 	d->p.digest = next_dest_digest;
 	next_dest_digest = false;
-	assert_int_equal(pthread_create(&d->t, NULL, dest_main, d), 0);
+	dest_thread_run(d);
 }
 
 static void dest_start(struct dest_thread *d, const char *uri)
@@ -256,11 +236,6 @@ static void dest_start(struct dest_thread *d, const char *uri)
 	dest_start_hook(d, uri, dest_run_20ms, NULL);
 }
 
-static void dest_join(struct dest_thread *d)
-{
-	pthread_join(d->t, NULL);
-	mig_listener_close(d->l);
-}
 
 /* Migrate m to a destination thread listening on dest_uri, the source
  * connecting to src_uri (the same, or a relay in between); both must
@@ -272,7 +247,7 @@ static void migrate_via(machine_t *m, const char *src_uri, const char *dest_uri,
 	hm_error_clear(&e);
 	dest_start(d, dest_uri);
 	int rc = mig_source_run(m, src_uri, p, rep, &e);
-	dest_join(d);
+	dest_thread_join(d);
 	if (rc || d->rc)
 		fail_msg("source: %s / destination: %s", e.msg, d->err.msg);
 }
@@ -292,6 +267,16 @@ static machine_t *guest(unsigned shift, unsigned vcpus, uint64_t rate)
 	return m;
 }
 
+/* A test's start: its socket's URI (unix:, in the test directory), default
+ * params, and a running guest (guest()). */
+static machine_t *begin(char *uri, size_t n, const char *name, unsigned shift, unsigned vcpus,
+			uint64_t rate, mig_params_t *p)
+{
+	snprintf(uri, n, "unix:%s/%s.sock", tu_tmp, name);
+	mig_params_default(p);
+	return guest(shift, vcpus, rate);
+}
+
 static void migrate_ok(machine_t *m, const char *uri, mig_params_t *p)
 {
 	static unsigned calls;
@@ -302,7 +287,7 @@ static void migrate_ok(machine_t *m, const char *uri, mig_params_t *p)
 	next_dest_digest = calls++ & 1; /* every other one with --digest */
 	dest_start(&d, uri);
 	int rc = mig_source_run(m, uri, p, &rep, &e);
-	dest_join(&d);
+	dest_thread_join(&d);
 	if (rc || d.rc)
 		fail_msg("source: %s / destination: %s", e.msg, d.err.msg);
 	assert_true(rep.verified);
@@ -384,7 +369,7 @@ static void test_dest_on_resumed(void **state)
 	snprintf(uri, sizeof(uri), "unix:%s/resumed.sock", tu_tmp);
 	dest_start_hook(&d, uri, dest_record_resumed, &seen);
 	int rc = mig_source_run(m, uri, &p, &rep, &e);
-	dest_join(&d);
+	dest_thread_join(&d);
 	if (rc || d.rc)
 		fail_msg("source: %s / destination: %s", e.msg, d.err.msg);
 	assert_true(d.rep.resumed);
@@ -469,10 +454,8 @@ static void test_failure_leaves_guest_running(void **state)
 {
 	(void)state;
 	char uri[600];
-	snprintf(uri, sizeof(uri), "unix:%s/fail.sock", tu_tmp);
-	machine_t *m = guest(22, 2, 20000);
 	mig_params_t p;
-	mig_params_default(&p);
+	machine_t *m = begin(uri, sizeof(uri), "fail", 22, 2, 20000, &p);
 	/* The first pass (128 KiB) must span several 100 ms rate windows, so the
 	 * hang-up of kind 0 lands before the stop whatever the scheduling. */
 	p.max_bandwidth = 256u << 10;
@@ -550,10 +533,8 @@ static void test_policy_abort_and_cancel(void **state)
 {
 	(void)state;
 	char uri[600];
-	snprintf(uri, sizeof(uri), "unix:%s/abort.sock", tu_tmp);
-	machine_t *m = guest(22, 1, 1000);
 	mig_params_t p;
-	mig_params_default(&p);
+	machine_t *m = begin(uri, sizeof(uri), "abort", 22, 1, 1000, &p);
 	int calls = 0;
 	p.policy = abort_after_two;
 	p.policy_opaque = &calls;
@@ -564,7 +545,7 @@ static void test_policy_abort_and_cancel(void **state)
 	hm_error_t e;
 	hm_error_clear(&e);
 	assert_int_equal(mig_source_run(m, uri, &p, &rep, &e), HM_E_CANCELLED);
-	dest_join(&d);
+	dest_thread_join(&d);
 	assert_int_equal(calls, 2);
 	assert_true(d.rc < 0); /* half a stream: refused */
 	assert_false(d.rep.resumed);
@@ -583,7 +564,7 @@ static void test_policy_abort_and_cancel(void **state)
 	int rc = mig_source_run(m, uri, &p, &rep, &e);
 	uint64_t took = hm_now_ns() - t0;
 	pthread_join(t, NULL);
-	dest_join(&d);
+	dest_thread_join(&d);
 	assert_int_equal(rc, HM_E_CANCELLED);
 	assert_true(took < 3000000000ull);
 	assert_false(machine_paused(m));
@@ -609,10 +590,8 @@ static void test_cancel_in_catchup(void **state)
 {
 	(void)state;
 	char uri[600];
-	snprintf(uri, sizeof(uri), "unix:%s/catchup.sock", tu_tmp);
-	machine_t *m = guest(24, 2, 20000);
 	mig_params_t p;
-	mig_params_default(&p);
+	machine_t *m = begin(uri, sizeof(uri), "catchup", 24, 2, 20000, &p);
 	assert_true(p.stop_catchup);
 	assert_int_equal(mig_cancel_new(&p.cancel), 0);
 	p.policy = stop_and_cancel;
@@ -623,7 +602,7 @@ static void test_cancel_in_catchup(void **state)
 	hm_error_t e;
 	hm_error_clear(&e);
 	assert_int_equal(mig_source_run(m, uri, &p, &rep, &e), HM_E_CANCELLED);
-	dest_join(&d);
+	dest_thread_join(&d);
 	assert_non_null(strstr(e.msg, "before the guest was stopped"));
 	assert_false(rep.stopped);
 	assert_int_equal(rep.catchup_rounds, 0);
@@ -727,7 +706,7 @@ static void test_dest_refuses_commands(void **state)
 		assert_int_equal(got.code, cases[i].code);
 		if (!strstr(got.msg, cases[i].msg))
 			fail_msg("case %zu: '%s' lacks '%s'", i, got.msg, cases[i].msg);
-		dest_join(&d);
+		dest_thread_join(&d);
 		assert_int_equal(d.rc, cases[i].code);
 		assert_false(d.rep.resumed);
 		savevm_registry_free(r);
@@ -741,10 +720,8 @@ static void test_bad_pong(void **state)
 {
 	(void)state;
 	char uri[600];
-	snprintf(uri, sizeof(uri), "unix:%s/pong.sock", tu_tmp);
-	machine_t *m = guest(20, 1, 1000);
 	mig_params_t p;
-	mig_params_default(&p);
+	machine_t *m = begin(uri, sizeof(uri), "pong", 20, 1, 1000, &p);
 	struct fake f = {.n = 1 << 20, .bad_pong = true};
 	mig_report_t rep;
 	hm_error_t e;
@@ -773,10 +750,8 @@ static void test_catchup_waits_for_destination(void **state)
 {
 	(void)state;
 	char uri[600];
-	snprintf(uri, sizeof(uri), "unix:%s/barrier.sock", tu_tmp);
-	machine_t *m = guest(25, 2, 200000);
 	mig_params_t p;
-	mig_params_default(&p);
+	machine_t *m = begin(uri, sizeof(uri), "barrier", 25, 2, 200000, &p);
 	p.policy = stop_after_first;
 	struct dest_thread d;
 	mig_report_t rep;
