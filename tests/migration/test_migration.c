@@ -769,17 +769,42 @@ static void test_catchup_waits_for_destination(void **state)
 
 /*
  * A relay between source and destination that passes the stream and the
- * return path, except the PONGs of the catch-up's PINGs (value 0x687063xx):
- * a destination that never says it caught up. The source waits at most
- * the downtime limit per round, then stops all the same; the migration
- * completes and is verified.
+ * return path, except the PONGs of the catch-up's PINGs (value
+ * 0x687063xx): it swallows them (a destination that never says it caught
+ * up), or puts a REFUSED with terminal escapes in its message, or a
+ * message of an unknown type, in place of the first one.
  */
+enum barrier_mode { BARRIER_EAT, BARRIER_REFUSE, BARRIER_GARBAGE };
 struct pong_eater {
+	enum barrier_mode mode;
 	int lfd;
-	char dest_path[200];
+	char path[200], dest_path[200];
 	pthread_t t;
 	unsigned eaten;
 };
+
+/* What the relay sends instead of a catch-up PONG (mode REFUSE or
+ * GARBAGE); false when it sends nothing. */
+static bool barrier_reply(enum barrier_mode mode, int a)
+{
+	static const char msg[] = "no\x1b[2J";
+	uint8_t w[4 + 12 + sizeof(msg)];
+	size_t n = 4 + 4;
+	if (mode == BARRIER_EAT)
+		return false;
+	memset(w, 0, sizeof(w));
+	if (mode == BARRIER_REFUSE) {
+		hm_store_be16(w, MIG_RP_REFUSED);
+		hm_store_be32(w + 4, (uint32_t)HM_E_FORMAT);
+		hm_store_be64(w + 8, 77);
+		memcpy(w + 16, msg, sizeof(msg) - 1);
+		n = 16 + sizeof(msg) - 1;
+	} else {
+		hm_store_be16(w, 0x99);
+	}
+	hm_store_be16(w + 2, (uint16_t)(n - 4));
+	return write(a, w, n) == (ssize_t)n;
+}
 
 static void relay_copy(int from, int to)
 {
@@ -844,6 +869,7 @@ static void *pong_eater_main(void *arg)
 			break;
 		if (type == MIG_RP_PONG && len == 4 && (hm_load_be32(body) >> 8) == 0x687063u) {
 			pe->eaten++;
+			barrier_reply(pe->mode, a);
 			continue;
 		}
 		if (write(a, h, 4) != 4 || write(a, body, len) != (ssize_t)len)
@@ -856,33 +882,51 @@ static void *pong_eater_main(void *arg)
 	return NULL;
 }
 
+/* The relay listening on uri (source side), its destination on duri;
+ * running until relay_join. */
+static void relay_start(struct pong_eater *pe, enum barrier_mode mode, char *uri, char *duri,
+			size_t n)
+{
+	memset(pe, 0, sizeof(*pe));
+	pe->mode = mode;
+	snprintf(pe->path, sizeof(pe->path), "%s/eater.sock", tu_tmp);
+	snprintf(pe->dest_path, sizeof(pe->dest_path), "%s/eaterdest.sock", tu_tmp);
+	snprintf(uri, n, "unix:%s", pe->path);
+	snprintf(duri, n, "unix:%s", pe->dest_path);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", pe->path);
+	unlink(sa.sun_path);
+	pe->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(pe->lfd >= 0);
+	assert_int_equal(bind(pe->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(pe->lfd, 1), 0);
+	assert_int_equal(pthread_create(&pe->t, NULL, pong_eater_main, pe), 0);
+}
+
+static void relay_join(struct pong_eater *pe)
+{
+	pthread_join(pe->t, NULL);
+	close(pe->lfd);
+	unlink(pe->path);
+}
+
+/* The swallowed PONGs: the source waits at most the downtime limit per
+ * round, then stops all the same; the migration completes, verified. */
 static void test_catchup_destination_never_catches_up(void **state)
 {
 	(void)state;
 	char uri[600], duri[600];
-	struct pong_eater pe = {.lfd = -1};
-	snprintf(uri, sizeof(uri), "unix:%s/eater.sock", tu_tmp);
-	snprintf(pe.dest_path, sizeof(pe.dest_path), "%s/eaterdest.sock", tu_tmp);
-	snprintf(duri, sizeof(duri), "unix:%s", pe.dest_path);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/eater.sock", tu_tmp);
-	unlink(sa.sun_path);
-	pe.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(pe.lfd >= 0);
-	assert_int_equal(bind(pe.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(pe.lfd, 1), 0);
+	struct pong_eater pe;
 	machine_t *m = guest(25, 2, 200000);
 	mig_params_t p;
 	mig_params_default(&p);
 	p.policy = stop_after_first;
 	p.downtime_limit_ns = 50000000; /* the bound of each wait */
 	struct dest_thread d;
-	assert_int_equal(pthread_create(&pe.t, NULL, pong_eater_main, &pe), 0);
+	relay_start(&pe, BARRIER_EAT, uri, duri, sizeof(uri));
 	mig_report_t rep;
 	migrate_via(m, uri, duri, &p, &d, &rep);
-	pthread_join(pe.t, NULL);
-	close(pe.lfd);
-	unlink(sa.sun_path);
+	relay_join(&pe);
 	assert_true(rep.verified && d.rep.verified);
 	assert_int_equal(rep.guest, MIG_GUEST_RESUMED_ON_DESTINATION);
 	if (rep.catchup_rounds == 0)
@@ -894,6 +938,49 @@ static void test_catchup_destination_never_catches_up(void **state)
 	assert_true(rep.catchup_dest_wait_ns >= rep.catchup_rounds * 45000000ull);
 	assert_true(rep.catchup_dest_wait_ns <= rep.catchup_rounds * 1000000000ull);
 	machine_destroy(m);
+}
+
+/* A REFUSED (its message with terminal escapes) or a message of an
+ * unknown type where the catch-up's PONG should be: the source fails with
+ * one clear line before the pause (the peer's bytes escaped), and the
+ * guest runs on. */
+static void test_catchup_bad_answer(void **state)
+{
+	(void)state;
+	for (int mode = BARRIER_REFUSE; mode <= BARRIER_GARBAGE; mode++) {
+		char uri[600], duri[600];
+		struct pong_eater pe;
+		machine_t *m = guest(25, 2, 200000);
+		mig_params_t p;
+		mig_params_default(&p);
+		p.policy = stop_after_first;
+		struct dest_thread d;
+		relay_start(&pe, (enum barrier_mode)mode, uri, duri, sizeof(uri));
+		dest_start(&d, duri);
+		mig_report_t rep;
+		hm_error_t e;
+		hm_error_clear(&e);
+		int rc = mig_source_run(m, uri, &p, &rep, &e);
+		dest_thread_join(&d);
+		relay_join(&pe);
+		if (rep.catchup_rounds == 0)
+			fail_msg("no catch-up round (blocks at the decision: %llu)",
+				 (unsigned long long)rep.verify_blocks_at_decision);
+		assert_int_equal(pe.eaten, 1);
+		assert_int_equal(rc, HM_E_FORMAT);
+		if (mode == BARRIER_REFUSE) {
+			assert_non_null(strstr(e.msg, "refused the stream: \"no\\x1b[2J\""));
+			assert_int_equal(e.offset, 77);
+		} else {
+			assert_non_null(strstr(e.msg, "waiting for the destination to catch up"));
+		}
+		assert_null(strchr(e.msg, 0x1b));
+		assert_false(rep.stopped);
+		assert_int_equal(rep.catchup_dest_caught_up, 0);
+		assert_false(machine_paused(m));
+		assert_true(d.rc < 0 && !d.rep.resumed);
+		machine_destroy(m);
+	}
 }
 
 /* A destination-side load of a stream file: the guest's sections over a
@@ -1113,6 +1200,7 @@ int main(void)
 		cmocka_unit_test(test_bad_pong),
 		cmocka_unit_test(test_catchup_waits_for_destination),
 		cmocka_unit_test(test_catchup_destination_never_catches_up),
+		cmocka_unit_test(test_catchup_bad_answer),
 		cmocka_unit_test(test_dest_corrupted_after_load),
 		cmocka_unit_test(test_dest_loads_v1_and_v2),
 	};
